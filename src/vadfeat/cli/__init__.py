@@ -1,0 +1,74 @@
+"""Command line: argument parsing only; every command calls the library.
+
+Each submodule named in ``_COMMAND_MODULES`` exposes ``register(subparsers)``,
+which adds its sub-command(s) and sets ``func`` (``args -> int`` exit code) on
+the parser.  Exit codes: 0 all ok, 1 some inputs failed, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from vadfeat._version import __version__
+from vadfeat.errors import CheckpointError, ConfigError
+
+_COMMAND_MODULES = (
+    "vadfeat.cli.model_cmds",
+    "vadfeat.cli.extract_cmds",
+    "vadfeat.cli.post_cmds",
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vadfeat",
+        description=(
+            "VideoMAE V2 feature extraction for weakly supervised video anomaly "
+            "detection. Run `vadfeat COMMAND --help` for each command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"vadfeat {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not an unwritten module
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose if args.verbose else logging.INFO
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except (ConfigError, CheckpointError) as exc:
+        logging.getLogger("vadfeat").error("%s", exc)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        logging.getLogger("vadfeat").error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
