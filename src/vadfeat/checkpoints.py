@@ -1,0 +1,525 @@
+"""Read every VideoMAE V2 checkpoint format users have into one canonical state dict.
+
+Formats (SPEC §2), detected from the file and its keys, never from its name:
+
+* ``pth``: model-zoo ``.pth``/``.pt``; the state dict at top level or under
+  ``'module'``/``'model'``/``'state_dict'``; fp16 or fp32 tensors; key prefixes
+  ``module.``, ``backbone.``, ``encoder.``, ``_orig_mod.`` in any nesting.
+* ``pth-pretrain``: a pre-training checkpoint (``encoder.*`` + ``decoder.*``,
+  ``mask_token``, ``encoder_to_decoder.*``, no ``fc_norm``); good for ``mean`` and
+  ``stats`` pooling only.
+* ``hf-hub``: a folder laid out like ``OpenGVLab/VideoMAEv2-*`` (``config.json``
+  with a ``model_config`` block + ``model.safetensors``, keys with or without a
+  ``model.`` prefix), or ``hf://owner/repo[@revision]`` fetched with
+  ``huggingface_hub``.
+* ``transformers``: ``VideoMAEModel`` / ``VideoMAEForVideoClassification`` state
+  dicts (4.x ``q_bias``/``v_bias`` or 5.x ``query.bias``/``value.bias``), as a
+  file or a ``save_pretrained`` folder whose ``config.json`` gives the LayerNorm eps.
+* ``safetensors``: a plain ``.safetensors`` with the official key names (what
+  :func:`save_canonical` writes).
+
+Loading is safe: ``torch.load(..., weights_only=True)`` only; a file that needs
+arbitrary unpickling is refused with a message saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.models.videomae import (
+    ModelSpec,
+    find_registered,
+    get_spec,
+    heads_for_width,
+    sincos_table,
+    spec_dims,
+)
+
+log = logging.getLogger(__name__)
+
+# Keys a format is known to carry that features never use.
+_IGNORABLE = re.compile(
+    r"^(head\.|classifier\.|decoder\.|decoder_|encoder_to_decoder\.|mask_token$|norm\.|pos_embed$)"
+)
+_PREFIXES = ("_orig_mod.", "module.", "model.", "backbone.", "encoder.", "videomae.")
+_CONTAINER_KEYS = ("module", "model", "state_dict")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What the loader found in a checkpoint; recorded in every output's sidecar."""
+
+    path: str
+    format: str
+    detail: str
+    model_name: str
+    spec: ModelSpec
+    dtype: str
+    num_params: int
+    sha256: str
+    has_fc_norm: bool
+    ignored_keys: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["spec"] = self.spec.to_dict()
+        d["ignored_keys"] = list(self.ignored_keys)
+        d["notes"] = list(self.notes)
+        return d
+
+
+# --------------------------------------------------------------------------- key mapping
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Strip wrapper prefixes shared by the encoder keys, repeatedly (``module._orig_mod.``)."""
+    stripped: list[str] = []
+    while True:
+        for prefix in _PREFIXES:
+            hits = [k for k in sd if k.startswith(prefix)]
+            # Only strip a prefix that wraps the encoder (pre-training checkpoints put
+            # decoder.* beside encoder.*, so "all keys" would be too strict).
+            if hits and any(
+                k[len(prefix):].startswith(("patch_embed.", "blocks.", "embeddings.", "encoder."))
+                for k in hits
+            ):
+                if prefix == "encoder." and any(k.startswith("encoder.layer.") for k in hits):
+                    continue  # transformers' own "encoder.layer.N" is not a wrapper
+                sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+                stripped.append(prefix)
+                break
+        else:
+            return sd, stripped
+
+
+def _is_transformers(sd: Mapping[str, torch.Tensor]) -> bool:
+    return any(k.startswith(("embeddings.patch_embeddings.", "encoder.layer.")) for k in sd)
+
+
+def transformers_to_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map ``transformers`` VideoMAE keys (after the ``videomae.`` prefix) to official ones.
+
+    ``query``/``key``/``value`` weights are concatenated into the fused ``qkv``;
+    4.x stores ``q_bias``/``v_bias``, 5.x ``query.bias``/``value.bias``; the key
+    never has a bias.  ``classifier.*`` is the ``head``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    rename = {
+        "embeddings.patch_embeddings.projection.": "patch_embed.proj.",
+        "fc_norm.": "fc_norm.",
+        "classifier.": "head.",
+        "layernorm.": "norm.",
+    }
+    layer = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
+    qkv: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        m = layer.match(key)
+        if not m:
+            for src, dst in rename.items():
+                if key.startswith(src):
+                    out[dst + key[len(src):]] = value
+                    break
+            else:
+                out[key] = value  # left for the unexpected-key check to name
+            continue
+        i, rest = int(m.group(1)), m.group(2)
+        parts = {
+            "attention.attention.query.weight": "q",
+            "attention.attention.key.weight": "k",
+            "attention.attention.value.weight": "v",
+        }
+        if rest in parts:
+            qkv.setdefault(i, {})[parts[rest]] = value
+            continue
+        simple = {
+            "attention.attention.q_bias": "attn.q_bias",
+            "attention.attention.query.bias": "attn.q_bias",
+            "attention.attention.v_bias": "attn.v_bias",
+            "attention.attention.value.bias": "attn.v_bias",
+            "attention.output.dense.weight": "attn.proj.weight",
+            "attention.output.dense.bias": "attn.proj.bias",
+            "intermediate.dense.weight": "mlp.fc1.weight",
+            "intermediate.dense.bias": "mlp.fc1.bias",
+            "output.dense.weight": "mlp.fc2.weight",
+            "output.dense.bias": "mlp.fc2.bias",
+            "layernorm_before.weight": "norm1.weight",
+            "layernorm_before.bias": "norm1.bias",
+            "layernorm_after.weight": "norm2.weight",
+            "layernorm_after.bias": "norm2.bias",
+        }
+        out[f"blocks.{i}.{simple.get(rest, rest)}"] = value
+    for i, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            missing = sorted({"q", "k", "v"} - set(parts))
+            raise CheckpointError(f"transformers layer {i} lacks attention weights {missing}")
+        out[f"blocks.{i}.attn.qkv.weight"] = torch.cat((parts["q"], parts["k"], parts["v"]))
+    return out
+
+
+def canonicalize(
+    sd: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """Any supported key layout -> official key names.  Returns ``(state_dict, facts)``."""
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    sd, stripped = _strip_prefixes(sd)
+    facts: dict[str, object] = {"prefixes": stripped}
+    if _is_transformers(sd):
+        facts["transformers"] = True
+        facts["transformers_keys"] = (
+            "4.x (q_bias/v_bias)"
+            if any(k.endswith("attention.attention.q_bias") for k in sd)
+            else "5.x (query.bias/value.bias)"
+        )
+        sd = transformers_to_official(sd)
+    facts["pretrain"] = any(k.startswith(("decoder.", "encoder_to_decoder.", "mask_token")) for k in sd)
+    return sd, facts
+
+
+def split_ignored(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    kept = {k: v for k, v in sd.items() if not _IGNORABLE.match(k)}
+    return kept, tuple(sorted(k for k in sd if k not in kept))
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def detect_spec(
+    sd: Mapping[str, torch.Tensor],
+    *,
+    num_heads: int | None = None,
+    img_size: int = 224,
+    num_frames: int = 16,
+    norm_eps: float = 1e-6,
+    fc_norm_eps: float = 1e-6,
+) -> ModelSpec:
+    """Architecture from tensor shapes: width, depth, patch, tubelet and MLP width.
+
+    Heads do not show in shapes: they come from the registered size of that width,
+    or ``num_heads`` for widths no registered size has.
+    """
+    try:
+        w = sd["patch_embed.proj.weight"]
+    except KeyError:
+        raise CheckpointError(
+            "no patch embedding ('patch_embed.proj.weight') found: not a VideoMAE V2 "
+            f"state dict (first keys: {sorted(sd)[:5]})"
+        ) from None
+    if w.ndim != 5:
+        raise CheckpointError(f"patch embedding has shape {tuple(w.shape)}, expected a Conv3d")
+    embed_dim, in_chans, tubelet, patch = w.shape[0], w.shape[1], w.shape[2], w.shape[-1]
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    if depth == 0:
+        raise CheckpointError("state dict has a patch embedding but no transformer blocks")
+    try:
+        mlp_hidden = sd["blocks.0.mlp.fc1.weight"].shape[0]
+    except KeyError:
+        raise CheckpointError("blocks.0.mlp.fc1.weight missing: cannot tell the MLP width") from None
+    dims = (embed_dim, depth, patch, tubelet, mlp_hidden)
+    registered = find_registered(dims)
+    heads = num_heads or (registered.num_heads if registered else heads_for_width(embed_dim))
+    if heads is None:
+        raise CheckpointError(
+            f"width {embed_dim} matches no registered model, so the number of attention "
+            "heads is unknown; pass num_heads (--num-heads)"
+        )
+    name = registered.name if registered else (
+        f"custom(D={embed_dim},depth={depth},heads={heads},mlp={mlp_hidden},patch={patch})"
+    )
+    return ModelSpec(
+        name=name, embed_dim=embed_dim, depth=depth, num_heads=heads, mlp_hidden=mlp_hidden,
+        patch_size=patch, tubelet_size=tubelet, img_size=img_size, num_frames=num_frames,
+        in_chans=in_chans, norm_eps=norm_eps, fc_norm_eps=fc_norm_eps,
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" in str(exc):  # legacy (non-zip) serialization cannot be memory-mapped
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as inner:
+                exc = inner  # type: ignore[assignment]
+        return _refuse(path, exc)
+    except Exception as exc:
+        return _refuse(path, exc)
+
+
+def _refuse(path: Path, exc: BaseException) -> object:
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        raise CheckpointError(
+            f"{path}: refusing to load: the file holds Python objects besides tensors, and "
+            "unpickling them could run arbitrary code (torch.load(weights_only=True) "
+            "rejected it). Convert it to safetensors in a trusted environment."
+        ) from exc
+    if isinstance(exc, zipfile.BadZipFile) or "zip" in text.lower() or "EOF" in text:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or damaged file: {text.splitlines()[0]})"
+        ) from exc
+    first = text.splitlines()[0] if text else type(exc).__name__
+    raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: {first}") from exc
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    for key in _CONTAINER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            return dict(inner), key
+    if any(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj), None
+    raise CheckpointError(
+        f"{path}: no tensors found at top level or under {', '.join(map(repr, _CONTAINER_KEYS))}"
+    )
+
+
+def _resolve_hf(uri: str) -> Path:
+    spec = uri[len("hf://"):]
+    repo, _, revision = spec.partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise CheckpointError(
+            f"{uri}: hf:// checkpoints need huggingface_hub (pip install 'vadfeat[hf]')"
+        ) from exc
+    try:
+        folder = snapshot_download(
+            repo, revision=revision or None, allow_patterns=["config.json", "*.safetensors"]
+        )
+    except Exception as exc:
+        raise CheckpointError(f"{uri}: cannot fetch from the Hugging Face hub: {exc}") from exc
+    return Path(folder)
+
+
+def _folder_weights(folder: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.safetensors"):
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(folder.glob("*.safetensors"))
+    if len(found) == 1:
+        return found[0]
+    raise CheckpointError(
+        f"{folder}: a checkpoint folder needs one model.safetensors (found {[p.name for p in found]})"
+    )
+
+
+def load_checkpoint(
+    source: str | Path, *, num_heads: int | None = None
+) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """Read any supported checkpoint -> ``(official state dict, CheckpointInfo)``.
+
+    The returned state dict holds only the keys the feature model uses (``fc_norm``
+    may be absent for pre-training checkpoints); the rest are listed in
+    ``info.ignored_keys``.
+    """
+    src = str(source)
+    if src.startswith("hf://"):
+        path = _resolve_hf(src)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise CheckpointError(f"checkpoint not found: {path}")
+    config: dict = {}
+    kind = "file"
+    if path.is_dir():
+        cfg_path = path / "config.json"
+        if cfg_path.is_file():
+            try:
+                config = json.loads(cfg_path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise CheckpointError(f"{cfg_path}: unreadable config.json ({exc})") from exc
+        kind = "folder"
+        weights = _folder_weights(path)
+    else:
+        weights = path
+    if weights.stat().st_size == 0:
+        raise CheckpointError(f"{weights}: empty file, not a checkpoint")
+
+    container = None
+    if weights.suffix == ".safetensors":
+        raw = _load_safetensors(weights)
+    else:
+        raw, container = _unwrap(_torch_load(weights), weights)
+
+    sd, facts = canonicalize(raw)
+    kept, ignored = split_ignored(sd)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in kept.values()})
+
+    img_size, num_frames = 224, 16
+    norm_eps = fc_norm_eps = 1e-6
+    notes: list[str] = []
+    if "model_config" in config:
+        mc = config["model_config"]
+        img_size = int(mc.get("img_size", img_size))
+        num_frames = int(mc.get("num_frames", num_frames))
+        num_heads = num_heads or mc.get("num_heads")
+    elif config.get("model_type") == "videomae":
+        img_size = int(config.get("image_size", img_size))
+        num_frames = int(config.get("num_frames", num_frames))
+        num_heads = num_heads or config.get("num_attention_heads")
+        if "layer_norm_eps" in config:
+            norm_eps = float(config["layer_norm_eps"])
+            # transformers builds fc_norm with nn.LayerNorm's default eps.
+            fc_norm_eps = 1e-5
+            notes.append(
+                f"LayerNorm eps from config.json: blocks {norm_eps:g}, fc_norm {fc_norm_eps:g}"
+            )
+    spec = detect_spec(
+        kept, num_heads=num_heads, img_size=img_size, num_frames=num_frames,
+        norm_eps=norm_eps, fc_norm_eps=fc_norm_eps,
+    )
+
+    if facts.get("transformers"):
+        fmt = "transformers"
+        detail = f"transformers VideoMAE state dict, {facts['transformers_keys']} keys"
+    elif kind == "folder" and "model_config" in config:
+        fmt = "hf-hub"
+        detail = "Hugging Face hub folder (config.json model_config + safetensors)"
+    elif facts["pretrain"]:
+        fmt = "pth-pretrain" if weights.suffix != ".safetensors" else "safetensors-pretrain"
+        detail = "pre-training checkpoint (encoder + decoder); no fc_norm, use mean or stats pooling"
+    elif weights.suffix == ".safetensors":
+        fmt = "safetensors"
+        detail = "safetensors with official key names"
+    else:
+        fmt = "pth"
+        detail = "model-zoo checkpoint" + (
+            f", state dict under {container!r}" if container else ", state dict at top level"
+        )
+    if facts["prefixes"]:
+        detail += f", prefixes stripped: {' '.join(facts['prefixes'])}"  # type: ignore[arg-type]
+
+    _check_pos_embed(sd, spec, notes)
+    has_fc_norm = "fc_norm.weight" in kept
+    info = CheckpointInfo(
+        path=src,
+        format=fmt,
+        detail=detail,
+        model_name=spec.name,
+        spec=spec,
+        dtype="/".join(dtypes),
+        num_params=sum(v.numel() for v in kept.values()),
+        sha256=sha256_file(weights),
+        has_fc_norm=has_fc_norm,
+        ignored_keys=ignored,
+        notes=tuple(notes),
+    )
+    log.debug("checkpoint %s: %s (%s)", src, info.format, info.detail)
+    return kept, info
+
+
+def _check_pos_embed(sd: Mapping[str, torch.Tensor], spec: ModelSpec, notes: list[str]) -> None:
+    """A stored ``pos_embed`` is only harmless if it is the fixed sin-cos table."""
+    stored = sd.get("pos_embed")
+    if stored is None:
+        return
+    fixed = sincos_table(spec.num_tokens, spec.embed_dim)
+    stored = stored.float().reshape(-1, spec.embed_dim)
+    if stored.shape != fixed.shape or (stored - fixed).abs().max() > 1e-3:
+        raise CheckpointError(
+            "checkpoint stores a position embedding that is not VideoMAE V2's fixed sin-cos "
+            f"table (shape {tuple(stored.shape)}); learnable position embeddings are not supported"
+        )
+    notes.append("pos_embed in the file equals the fixed sin-cos table; the table is rebuilt")
+
+
+def check_keys(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *,
+               allow_missing: tuple[str, ...] = ()) -> None:
+    """Missing or unexpected keys, or shape mismatches, are errors that name them."""
+    missing = [k for k in expected if k not in sd and k not in allow_missing]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected if k in sd and sd[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:8])}"
+                        + (" ..." if len(missing) > 8 else ""))
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:8])}"
+                        + (" ..." if len(unexpected) > 8 else ""))
+    if wrong:
+        problems.append("shape mismatches: " + "; ".join(wrong[:5]))
+    if problems:
+        raise CheckpointError("checkpoint does not fit the model: " + " | ".join(problems))
+
+
+def save_canonical(
+    sd: Mapping[str, torch.Tensor],
+    out: str | Path,
+    *,
+    dtype: str = "fp16",
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write official key names as safetensors (no pickle), atomically."""
+    from safetensors.torch import save_file
+
+    dtypes = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
+    if dtype not in dtypes:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(dtypes)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(dtypes[dtype]).contiguous() for k, v in sd.items()}
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"format": "vadfeat-canonical", **(metadata or {})})
+    tmp.replace(out)
+    return out
+
+
+def with_spec(info: CheckpointInfo, **changes: object) -> CheckpointInfo:
+    return replace(info, spec=replace(info.spec, **changes))
+
+
+def resolve_spec(model: str | None, info: CheckpointInfo | None) -> ModelSpec:
+    """Check ``--model`` against what the checkpoint holds (fail loudly at the boundary)."""
+    if info is None:
+        if model is None:
+            raise ConfigError("give a checkpoint, or a model name for random weights")
+        return get_spec(model)
+    if model is None:
+        return info.spec
+    want = get_spec(model)
+    if spec_dims(want) != spec_dims(info.spec):
+        raise CheckpointError(
+            f"checkpoint {info.path} holds {info.spec.name} (width {info.spec.embed_dim}, "
+            f"depth {info.spec.depth}, patch {info.spec.patch_size}, MLP {info.spec.mlp_hidden}) "
+            f"but the model asked for is {want.name} (width {want.embed_dim}, depth {want.depth}, "
+            f"patch {want.patch_size}, MLP {want.mlp_hidden}); drop --model to use the checkpoint's size"
+        )
+    return info.spec
