@@ -90,10 +90,8 @@ def _strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
             hits = [k for k in sd if k.startswith(prefix)]
             # Only strip a prefix that wraps the encoder (pre-training checkpoints put
             # decoder.* beside encoder.*, so "all keys" would be too strict).
-            if hits and any(
-                k[len(prefix):].startswith(("patch_embed.", "blocks.", "embeddings.", "encoder."))
-                for k in hits
-            ):
+            inner = ("patch_embed.", "blocks.", "embeddings.", "encoder.", *_PREFIXES)
+            if hits and any(k[len(prefix):].startswith(inner) for k in hits):
                 if prefix == "encoder." and any(k.startswith("encoder.layer.") for k in hits):
                     continue  # transformers' own "encoder.layer.N" is not a wrapper
                 sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}

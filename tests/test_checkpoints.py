@@ -1,0 +1,281 @@
+"""Every checkpoint format users have, written here in its real layout, reads the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vadfeat.checkpoints import load_checkpoint, save_canonical
+from vadfeat.cli import main
+from vadfeat.errors import CheckpointError
+from vadfeat.loading import load_model
+from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
+
+SPEC = get_spec("vit_tiny_patch16_224")
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict[str, torch.Tensor]:
+    """Official-key weights whose values are exactly representable in fp16.
+
+    Rounding once through fp16 makes the fp16 and fp32 files hold the same numbers,
+    so "bit-identical features" is a fair demand across all formats.
+    """
+    enc = VideoMAEv2(SPEC)
+    init_random(enc, seed=11)
+    return {k: v.half().float() for k, v in enc.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def clip() -> torch.Tensor:
+    return torch.randn(2, 3, 16, 224, 224, generator=torch.Generator().manual_seed(4))
+
+
+def features(ckpt, clip: torch.Tensor, pooling: str = "fc_norm") -> torch.Tensor:
+    with torch.inference_mode():
+        return load_model(ckpt, pooling=pooling)(clip)
+
+
+def to_transformers(sd: dict[str, torch.Tensor], *, style: str) -> dict[str, torch.Tensor]:
+    """The transformers key layout (as VideoMAEForVideoClassification.state_dict())."""
+    out = {
+        "videomae.embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
+        "videomae.embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
+        "fc_norm.weight": sd["fc_norm.weight"],
+        "fc_norm.bias": sd["fc_norm.bias"],
+        "classifier.weight": torch.zeros(7, SPEC.embed_dim),
+        "classifier.bias": torch.zeros(7),
+    }
+    qb, vb = ("q_bias", "v_bias") if style == "4.x" else ("query.bias", "value.bias")
+    for i in range(SPEC.depth):
+        b, h = f"blocks.{i}.", f"videomae.encoder.layer.{i}."
+        q, k, v = sd[b + "attn.qkv.weight"].chunk(3)
+        out |= {
+            h + "attention.attention.query.weight": q,
+            h + "attention.attention.key.weight": k,
+            h + "attention.attention.value.weight": v,
+            h + f"attention.attention.{qb}": sd[b + "attn.q_bias"],
+            h + f"attention.attention.{vb}": sd[b + "attn.v_bias"],
+            h + "attention.output.dense.weight": sd[b + "attn.proj.weight"],
+            h + "attention.output.dense.bias": sd[b + "attn.proj.bias"],
+            h + "intermediate.dense.weight": sd[b + "mlp.fc1.weight"],
+            h + "intermediate.dense.bias": sd[b + "mlp.fc1.bias"],
+            h + "output.dense.weight": sd[b + "mlp.fc2.weight"],
+            h + "output.dense.bias": sd[b + "mlp.fc2.bias"],
+            h + "layernorm_before.weight": sd[b + "norm1.weight"],
+            h + "layernorm_before.bias": sd[b + "norm1.bias"],
+            h + "layernorm_after.weight": sd[b + "norm2.weight"],
+            h + "layernorm_after.bias": sd[b + "norm2.bias"],
+        }
+    return out
+
+
+def hub_config() -> dict:
+    return {"model_config": {"img_size": 224, "patch_size": 16, "embed_dim": 64, "depth": 2,
+                             "num_heads": 2, "mlp_ratio": 4, "tubelet_size": 2, "num_frames": 16,
+                             "qkv_bias": True, "use_mean_pooling": True}}
+
+
+def write_all_formats(root: Path, sd: dict[str, torch.Tensor]) -> dict[str, tuple[Path, str]]:
+    """Each case: (path, expected detected format)."""
+    head = {"head.weight": torch.zeros(710, SPEC.embed_dim), "head.bias": torch.zeros(710)}
+    half = {k: v.half() for k, v in (sd | head).items()}
+    cases: dict[str, tuple[Path, str]] = {}
+
+    def pth(name: str, obj: object, fmt: str) -> None:
+        torch.save(obj, root / name)
+        cases[name] = (root / name, fmt)
+
+    pth("zoo_module_fp16.pth", {"module": half, "epoch": 30}, "pth")
+    pth("zoo_model_fp32.pth", {"model": sd | head, "optimizer": {"lr": 0.1}}, "pth")
+    pth("zoo_toplevel.pth", sd, "pth")
+    for prefix in ("module.", "backbone.", "encoder.", "_orig_mod.", "module._orig_mod."):
+        pth(f"prefix_{prefix.strip('.').replace('.', '_')}.pth",
+            {"model": {prefix + k: v for k, v in half.items()}}, "pth")
+    hub = root / "VideoMAEv2-tiny"
+    hub.mkdir()
+    (hub / "config.json").write_text(json.dumps(hub_config()))
+    save_file({"model." + k: v for k, v in half.items()}, str(hub / "model.safetensors"))
+    cases["hub_prefixed"] = (hub, "hf-hub")
+    hub2 = root / "VideoMAEv2-tiny-noprefix"
+    hub2.mkdir()
+    (hub2 / "config.json").write_text(json.dumps(hub_config()))
+    save_file(dict(half), str(hub2 / "model.safetensors"))
+    cases["hub_plain"] = (hub2, "hf-hub")
+    for style in ("4.x", "5.x"):
+        tsd = to_transformers(sd, style=style)
+        pth(f"transformers_{style}.pth", tsd, "transformers")
+        save_file(tsd, str(root / f"transformers_{style}.safetensors"))
+        cases[f"transformers_{style}.safetensors"] = (root / f"transformers_{style}.safetensors",
+                                                      "transformers")
+    save_canonical(sd, root / "canonical.safetensors", dtype="fp32")
+    cases["canonical.safetensors"] = (root / "canonical.safetensors", "safetensors")
+    return cases
+
+
+def test_all_formats_bit_identical(tmp_path: Path, weights, clip) -> None:
+    ref_path = tmp_path / "reference.pth"
+    torch.save(weights, ref_path)
+    want = features(ref_path, clip)
+    cases = write_all_formats(tmp_path, weights)
+    assert len(cases) >= 14
+    for name, (path, fmt) in cases.items():
+        _, info = load_checkpoint(path)
+        assert info.format == fmt, (name, info.format, info.detail)
+        assert info.model_name == "vit_tiny_patch16_224"
+        assert len(info.sha256) == 64
+        got = features(path, clip)
+        assert torch.equal(got, want), f"{name}: max diff {(got - want).abs().max()}"
+        if name in ("zoo_module_fp16.pth", "zoo_model_fp32.pth", "hub_prefixed"):
+            assert {"head.weight", "head.bias"} <= set(info.ignored_keys), name
+
+
+def test_fp16_checkpoint_reports_dtype(tmp_path: Path, weights) -> None:
+    torch.save({"module": {k: v.half() for k, v in weights.items()}}, tmp_path / "a.pth")
+    _, info = load_checkpoint(tmp_path / "a.pth")
+    assert info.dtype == "float16"
+    assert "'module'" in info.detail
+    assert info.num_params == SPEC.num_params
+
+
+def test_pretraining_checkpoint(tmp_path: Path, weights, clip) -> None:
+    enc = {"encoder." + k: v for k, v in weights.items() if not k.startswith("fc_norm")}
+    enc |= {"encoder.norm.weight": torch.ones(64), "encoder.norm.bias": torch.zeros(64)}
+    dec = {"decoder.blocks.0.norm1.weight": torch.ones(32), "decoder.head.weight": torch.zeros(1536, 32),
+           "mask_token": torch.zeros(1, 1, 32), "encoder_to_decoder.weight": torch.zeros(32, 64)}
+    path = tmp_path / "vit_t_pt_800e.pth"
+    torch.save({"model": enc | dec}, path)
+    _, info = load_checkpoint(path)
+    assert info.format == "pth-pretrain"
+    assert not info.has_fc_norm
+    assert {"mask_token", "encoder_to_decoder.weight", "norm.weight"} <= set(info.ignored_keys)
+    ref = tmp_path / "ref.pth"
+    torch.save(weights, ref)
+    for pooling in ("mean", "stats"):
+        assert torch.equal(features(path, clip, pooling), features(ref, clip, pooling))
+    with pytest.raises(CheckpointError, match=r"no fc_norm.*'mean' or 'stats'"):
+        load_model(path, pooling="fc_norm")
+
+
+def test_transformers_folder_takes_eps_from_config(tmp_path: Path, weights, clip) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.VideoMAEConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+        image_size=224, patch_size=16, num_frames=16, use_mean_pooling=True, num_labels=7,
+    )  # default layer_norm_eps 1e-12, fc_norm 1e-5: not the official 1e-6
+    ref = transformers.VideoMAEForVideoClassification(cfg).eval()
+    ref.load_state_dict(to_transformers(weights, style="5.x"))
+    ref.save_pretrained(tmp_path / "hf")
+    model = load_model(tmp_path / "hf")
+    assert model.spec.norm_eps == 1e-12 and model.spec.fc_norm_eps == 1e-5
+    with torch.inference_mode():
+        tokens = ref.videomae(pixel_values=clip.permute(0, 2, 1, 3, 4)).last_hidden_state
+        want = ref.fc_norm(tokens.mean(1))
+        got = model(clip)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert load_checkpoint(tmp_path / "hf")[1].format == "transformers"
+
+
+def test_model_mismatch_names_both_sizes(tmp_path: Path, weights) -> None:
+    torch.save(weights, tmp_path / "tiny.pth")
+    with pytest.raises(CheckpointError, match=r"holds vit_tiny_patch16_224.*vit_small_patch16_224"):
+        load_model(tmp_path / "tiny.pth", model="vit_small_patch16_224")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "text", "empty"])
+def test_broken_files_fail_clearly(tmp_path: Path, weights, damage: str) -> None:
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": weights}, path)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "random":
+        path.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    elif damage == "text":
+        path.write_text("this is not a checkpoint\n")
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=str(path.name)):
+        load_model(path)
+
+
+class Payload:
+    def __reduce__(self):  # what a malicious pickle would do: call something on load
+        return (print, ("payload ran",))
+
+
+def test_pickle_payload_refused(tmp_path: Path, weights, capsys) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"model": weights, "extra": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_checkpoint(path)
+    assert "payload ran" not in capsys.readouterr().out
+
+
+def test_missing_and_unexpected_keys_named(tmp_path: Path, weights) -> None:
+    broken = dict(weights)
+    del broken["blocks.1.mlp.fc2.bias"]
+    broken["blocks.0.attn.k_bias"] = torch.zeros(64)
+    torch.save(broken, tmp_path / "b.pth")
+    with pytest.raises(CheckpointError, match=r"missing keys.*blocks\.1\.mlp\.fc2\.bias") as err:
+        load_model(tmp_path / "b.pth")
+    assert "blocks.0.attn.k_bias" in str(err.value)
+
+
+def test_unknown_width_needs_heads(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    spec = replace(SPEC, name="odd", embed_dim=48, num_heads=3, mlp_hidden=96)
+    enc = VideoMAEv2(spec)
+    torch.save(enc.state_dict(), tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError, match="num_heads"):
+        load_checkpoint(tmp_path / "odd.pth")
+    model = load_model(tmp_path / "odd.pth", num_heads=3)
+    assert model.spec.num_heads == 3 and model.spec.embed_dim == 48
+
+
+def test_random_weights_are_flagged_and_deterministic(clip) -> None:
+    a = load_model(model="vit_tiny_patch16_224")
+    b = load_model(model="vit_tiny_patch16_224")
+    assert a.random_weights and a.checkpoint is None
+    with torch.inference_mode():
+        assert torch.equal(a(clip), b(clip))
+
+
+def test_cli_inspect_and_convert(tmp_path: Path, weights, clip, capsys) -> None:
+    src = tmp_path / "zoo.pth"
+    torch.save({"module": {"backbone." + k: v.half() for k, v in weights.items()}}, src)
+    assert main(["checkpoint", "inspect", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "model-zoo checkpoint" in out and "backbone." in out and "vit_tiny_patch16_224" in out
+    assert "float16" in out
+    dst = tmp_path / "tiny.safetensors"
+    assert main(["checkpoint", "convert", str(src), str(dst), "--dtype", "fp32"]) == 0
+    assert load_checkpoint(dst)[1].format == "safetensors"
+    assert torch.equal(features(dst, clip), features(src, clip))
+    assert main(["checkpoint", "inspect", str(tmp_path / "nope.pth")]) == 2
+    assert main(["models"]) == 0
+    assert "vit_giant_patch14_224" in capsys.readouterr().out
+
+
+def test_hf_uri_goes_through_hub(monkeypatch, tmp_path: Path, weights, clip) -> None:
+    """hf://owner/repo@rev is fetched with huggingface_hub (mocked: no network in tests)."""
+    hub = pytest.importorskip("huggingface_hub")
+    folder = tmp_path / "snap"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(hub_config()))
+    save_file({"model." + k: v for k, v in weights.items()}, str(folder / "model.safetensors"))
+    calls = []
+
+    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision))
+        return str(folder)
+
+    monkeypatch.setattr(hub, "snapshot_download", fake_snapshot_download)
+    model = load_model("hf://OpenGVLab/VideoMAEv2-tiny@main")
+    assert calls == [("OpenGVLab/VideoMAEv2-tiny", "main")]
+    assert model.checkpoint.format == "hf-hub"
