@@ -1,0 +1,315 @@
+"""Named preprocessing recipes: every pixel and sampling choice in one frozen dataclass.
+
+A :class:`Preset` travels with the features it produced (it is written to each
+sidecar through :meth:`Preset.to_dict`), in the spirit of timm's ``PretrainedCfg``:
+nobody retypes clip length, resize rule, crops, normalisation, channel order or
+pooling by hand.
+
+Registered presets (``vadfeat`` documents where each one comes from):
+
+``videomae-v2`` (default)
+    The official VideoMAE V2 fine-tuning/test pipeline reduced to one view: short
+    side resized to 224 (bilinear on a half-pixel grid, no antialias: the official
+    loader calls ``cv2.resize(..., INTER_LINEAR)`` on decoded frames), centre crop
+    224, ``[0, 1]`` values normalised with the ImageNet mean/std, RGB, pooled
+    feature ``fc_norm(mean(tokens))``, 16 consecutive frames, non-overlapping,
+    trailing partial snippet dropped.
+``videomae-tad``
+    The official temporal-action-detection feature script: frames squashed to
+    224x224 (bilinear, no antialias, aspect ratio not kept, no crop), ``[0, 1]``
+    values with no mean/std, RGB, ``fc_norm`` pooling.  The official script starts
+    a 16-frame clip every 4 or every 16 frames; this preset uses 16 (one feature
+    per non-overlapping snippet, what WSVAD code expects); pass ``stride=4`` for
+    the dense variant.
+``fed-wsvad``
+    The legacy Fed_WSVAD "Backbone" scripts (SPEC section 1), per frame: a frame
+    whose shorter side is below 226 px is enlarged by ``226 / shorter_side`` with
+    OpenCV bilinear on 8-bit values; values are scaled to ``[-1, 1]``; the float
+    frame is resized with OpenCV bilinear to 224x224 (aspect not kept, no crop);
+    channels go to the model in BGR order; the snippet feature is the
+    ``[mean, std, max]`` statistics of the last block's tokens; 16 frames,
+    non-overlapping, tail dropped.
+
+Fields that a mode does not use are kept (and recorded) but ignored: ``mean`` and
+``std`` only matter for ``scale="imagenet"``, ``short_side`` only for
+``resize="short_side"`` with one crop, ``legacy_min_side`` only for
+``resize="legacy"``, ``crop_order`` only for 5 or 10 crops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+from vadfeat.errors import ConfigError
+
+Tail = Literal["drop", "pad"]
+ResizeMode = Literal["short_side", "squash", "legacy"]
+Interpolation = Literal["bilinear", "bicubic"]
+NumCrops = Literal[1, 3, 5, 10]
+CropOrder = Literal["torchvision", "centre-first"]
+Scale = Literal["imagenet", "unit", "minus_one_one"]
+ChannelOrder = Literal["RGB", "BGR"]
+Pooling = Literal["fc_norm", "mean", "stats"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+DEFAULT_PRESET = "videomae-v2"
+
+# Crop side that 5/10-crop pipelines resize the short side to before cropping
+# (the I3D/RTFM convention: 224 crops out of a short side of 256).
+_MULTI_CROP_RESIZE = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """Every preprocessing and sampling choice behind one feature file.
+
+    Sampling: a snippet is ``clip_len`` frames taken every ``frame_interval``
+    frames; snippets start every ``stride`` frames (``None``: ``clip_len *
+    frame_interval``, i.e. non-overlapping); ``tail`` says whether a trailing
+    partial snippet is dropped or padded with its last frame.
+
+    Geometry (one crop): ``resize="short_side"`` scales the shorter side to
+    ``short_side`` (long side ``floor(short_side * long / short)``) and takes a
+    centre crop of ``size``; ``"squash"`` resizes straight to ``size x size``;
+    ``"legacy"`` is the OpenCV path of the ``fed-wsvad`` preset (frames whose
+    shorter side is below ``legacy_min_side`` are first enlarged on 8-bit values,
+    then scaled, then squashed).  ``interpolation`` and ``antialias`` apply to the
+    torch paths; ``legacy`` is always OpenCV bilinear without antialias.
+
+    Crops: with ``crops`` 3, 5 or 10 the crop geometry replaces ``resize``: the
+    short side goes to ``crop_resize`` (``None``: ``size`` for 3 crops, 256 for
+    5/10) and ``size x size`` crops are cut (3: start/centre/end of the long side;
+    5: four corners and centre in ``crop_order``; 10: those five, then the same
+    five positions on the horizontally mirrored frame, as torchvision's
+    ``ten_crop``).  Value scaling and channel order still follow the preset.
+
+    Values: ``scale="imagenet"`` maps ``x`` to ``(x / 255 - mean) / std``
+    (``mean``/``std`` listed in RGB order, applied before any channel
+    reordering), ``"unit"`` to ``x / 255``, ``"minus_one_one"`` to
+    ``x / 255 * 2 - 1``.  ``channel_order="BGR"`` reverses the channel axis.
+
+    ``pooling`` names the model head: ``fc_norm`` (official ``fc_norm(mean)``),
+    ``mean`` (token mean without ``fc_norm``) or ``stats`` (``[mean, std, max]``
+    of the last block's tokens before ``fc_norm``).
+    """
+
+    name: str
+    # sampling
+    clip_len: int = 16
+    frame_interval: int = 1
+    stride: int | None = None
+    tail: Tail = "drop"
+    # geometry
+    resize: ResizeMode = "short_side"
+    size: int = 224
+    short_side: int = 224
+    interpolation: Interpolation = "bilinear"
+    antialias: bool = False
+    legacy_min_side: int = 226
+    crops: NumCrops = 1
+    crop_resize: int | None = None
+    crop_order: CropOrder = "torchvision"
+    # values
+    scale: Scale = "imagenet"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: ChannelOrder = "RGB"
+    # model head
+    pooling: Pooling = "fc_norm"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"preset name must be a non-empty string, got {self.name!r}")
+        _check_int("clip_len", self.clip_len, minimum=1)
+        _check_int("frame_interval", self.frame_interval, minimum=1)
+        if self.stride is not None:
+            _check_int("stride", self.stride, minimum=1)
+        _check_choice("tail", self.tail, Tail)
+        _check_choice("resize", self.resize, ResizeMode)
+        _check_int("size", self.size, minimum=1)
+        _check_int("short_side", self.short_side, minimum=1)
+        _check_choice("interpolation", self.interpolation, Interpolation)
+        if not isinstance(self.antialias, bool):
+            raise ConfigError(f"antialias must be true or false, got {self.antialias!r}")
+        _check_int("legacy_min_side", self.legacy_min_side, minimum=1)
+        _check_int("crops", self.crops, minimum=1)
+        _check_choice("crops", self.crops, NumCrops)
+        if self.crop_resize is not None:
+            _check_int("crop_resize", self.crop_resize, minimum=1)
+        _check_choice("crop_order", self.crop_order, CropOrder)
+        _check_choice("scale", self.scale, Scale)
+        object.__setattr__(self, "mean", _rgb_triple("mean", self.mean, positive=False))
+        object.__setattr__(self, "std", _rgb_triple("std", self.std, positive=True))
+        _check_choice("channel_order", self.channel_order, ChannelOrder)
+        _check_choice("pooling", self.pooling, Pooling)
+
+        # Cross-field rules: each one would otherwise fail later, per frame.
+        if self.resize == "short_side" and self.crops == 1 and self.short_side < self.size:
+            raise ConfigError(
+                f"short_side ({self.short_side}) must be at least size ({self.size}): "
+                "the centre crop cannot be larger than the resized frame"
+            )
+        if self.crop_resize is not None and self.crop_resize < self.size:
+            raise ConfigError(
+                f"crop_resize ({self.crop_resize}) must be at least size ({self.size})"
+            )
+        if self.resize == "legacy" and (self.interpolation != "bilinear" or self.antialias):
+            raise ConfigError(
+                "resize='legacy' is OpenCV bilinear without antialias: it needs "
+                "interpolation='bilinear' and antialias=False"
+            )
+
+    # -- derived values -------------------------------------------------------------
+
+    @property
+    def effective_stride(self) -> int:
+        """Frames between the starts of consecutive snippets."""
+        return self.stride if self.stride is not None else self.clip_len * self.frame_interval
+
+    @property
+    def effective_crop_resize(self) -> int:
+        """Short side the frame is resized to before cutting 3, 5 or 10 crops.
+
+        Defaults: ``size`` for 3 crops (the official test pipeline), 256 for 5/10
+        crops (or ``size`` if that is larger).
+        """
+        if self.crop_resize is not None:
+            return self.crop_resize
+        return self.size if self.crops == 3 else max(_MULTI_CROP_RESIZE, self.size)
+
+    def resolved(self) -> Preset:
+        """The same preset with every ``None`` default made explicit (for sidecars)."""
+        return dataclasses.replace(
+            self, stride=self.effective_stride, crop_resize=self.effective_crop_resize
+        )
+
+    # -- copies and (de)serialisation -----------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **overrides: Any) -> Preset:
+        """A validated copy with ``overrides`` applied (unknown names are a ConfigError)."""
+        _check_keys(overrides, what="preset override")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable settings (tuples become lists); inverse of :meth:`from_dict`."""
+        out: dict[str, Any] = {}
+        for name in self.field_names():
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preset:
+        """Rebuild a preset from :meth:`to_dict` output; missing fields take defaults."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"preset settings must be a mapping, got {type(data).__name__}")
+        _check_keys(data, what="preset setting")
+        if "name" not in data:
+            raise ConfigError("preset settings need a 'name'")
+        return cls(**dict(data))
+
+
+def _check_keys(keys: Iterable[str], *, what: str) -> None:
+    valid = Preset.field_names()
+    unknown = sorted(str(k) for k in keys if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"valid fields: {', '.join(valid)}"
+        )
+
+
+def _check_int(field: str, value: Any, *, minimum: int) -> None:
+    # bool is an int subclass; `crops=True` is a typo, not a count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{field} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{field} must be >= {minimum}, got {value}")
+
+
+def _check_choice(field: str, value: Any, literal: Any) -> None:
+    allowed = get_args(literal)
+    # `True == 1` would let a bool through a Literal[1, ...] check.
+    if isinstance(value, bool) or value not in allowed:
+        raise ConfigError(
+            f"{field} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+        )
+
+
+def _rgb_triple(field: str, value: Any, *, positive: bool) -> tuple[float, float, float]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{field} must be three numbers (R, G, B), got {value!r}")
+    items = tuple(value)
+    if len(items) != 3 or any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) for v in items
+    ):
+        raise ConfigError(f"{field} must be three numbers (R, G, B), got {value!r}")
+    triple = (float(items[0]), float(items[1]), float(items[2]))
+    if not all(math.isfinite(v) for v in triple) or (positive and min(triple) <= 0):
+        kind = "positive finite" if positive else "finite"
+        raise ConfigError(f"{field} must be three {kind} numbers, got {value!r}")
+    return triple
+
+
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {
+        "videomae-v2": Preset(
+            name="videomae-v2",
+            resize="short_side",
+            short_side=224,
+            size=224,
+            scale="imagenet",
+            channel_order="RGB",
+            pooling="fc_norm",
+        ),
+        "videomae-tad": Preset(
+            name="videomae-tad",
+            resize="squash",
+            size=224,
+            antialias=False,
+            scale="unit",
+            channel_order="RGB",
+            pooling="fc_norm",
+            # The official TAD script uses 4 (dense) or 16; 16 gives one feature per
+            # non-overlapping 16-frame snippet, which WSVAD code expects.
+            stride=16,
+        ),
+        "fed-wsvad": Preset(
+            name="fed-wsvad",
+            resize="legacy",
+            size=224,
+            legacy_min_side=226,
+            antialias=False,
+            scale="minus_one_one",
+            channel_order="BGR",
+            pooling="stats",
+            stride=16,
+        ),
+    }
+)
+
+
+def list_presets() -> list[str]:
+    """Names of the registered presets, sorted."""
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """The registered preset called ``name`` (unknown names are a ConfigError)."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown preset {name!r}; known presets: {', '.join(list_presets())}"
+        ) from None

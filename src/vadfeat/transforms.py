@@ -1,0 +1,455 @@
+"""Per-frame preprocessing of a :class:`~vadfeat.presets.Preset`: resize, crop, scale.
+
+Layouts (named once here, used throughout):
+
+- decoded frame: ``numpy.ndarray`` ``[H, W, 3]`` uint8, RGB (what ``video`` yields);
+- frame tensors: ``[..., C, H, W]`` (any leading batch dims, any device); resize
+  functions accept uint8 or float and return float (float32 for integer input),
+  holding values on the 0..255 scale until :func:`normalize`;
+- crop stacks: ``[..., K, C, h, w]``: the crop axis ``K`` is inserted right before
+  the channel axis;
+- one transformed frame: ``[crops, 3, size, size]`` float32, values scaled and
+  channels ordered per the preset.  The engine stacks ``clip_len`` of them on a new
+  axis 2, giving ``[crops, 3, T, size, size]`` per snippet.
+
+The ``short_side`` and ``squash`` paths and all multi-crop geometry use
+``torch.nn.functional.interpolate`` (half-pixel centres, ``align_corners=False``,
+the same sampling grid as OpenCV ``INTER_LINEAR`` when antialias is off) on frame
+tensors, so a batched GPU version is :func:`transform_frames` on uploaded uint8
+frames.  Resizing happens on float values without rounding back to 8 bits.
+
+The ``legacy`` path (``fed-wsvad``) reproduces the legacy loader with OpenCV calls
+on numpy arrays, because its features must match that pipeline to 1e-4 and
+OpenCV's 8-bit bilinear (fixed-point weights, rounded output) and its ``fx/fy``
+output-size rule are not what torch computes.
+
+Crop geometry (``Preset.crops``): 3 crops are the official VideoMAE test crops, the
+start, centre (``floor``) and end of the long side after resizing the short side;
+5 crops are the four corners and the centre (offsets ``round((L - size) / 2)``,
+as torchvision), in ``"torchvision"`` order ``tl, tr, bl, br, c`` or
+``"centre-first"`` order ``c, tl, tr, bl, br``; 10 crops are those five followed
+by the same five positions cut from the horizontally mirrored frame
+(torchvision's ``ten_crop`` with ``vertical_flip=False``), so ``tl_flip`` is the
+mirror image of the ``tr`` crop.  With more than one crop the crop geometry
+replaces the preset's ``resize`` mode, while value scaling, interpolation,
+antialias and channel order still follow the preset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vadfeat.errors import ConfigError
+from vadfeat.presets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ChannelOrder,
+    CropOrder,
+    Interpolation,
+    Preset,
+    Scale,
+    get_preset,
+)
+
+__all__ = [
+    "FrameTransform",
+    "build_frame_transform",
+    "centre_crop",
+    "crop_names",
+    "five_crop",
+    "legacy_enlarge",
+    "legacy_squash",
+    "normalize",
+    "reorder_channels",
+    "resize",
+    "resize_short_side",
+    "short_side_shape",
+    "squash",
+    "ten_crop",
+    "three_crop",
+    "transform_frames",
+]
+
+_FIVE_NAMES: dict[str, tuple[str, ...]] = {
+    "torchvision": ("tl", "tr", "bl", "br", "c"),
+    "centre-first": ("c", "tl", "tr", "bl", "br"),
+}
+_THREE_NAMES = ("start", "c", "end")
+
+
+def crop_names(crops: int, order: CropOrder = "torchvision") -> tuple[str, ...]:
+    """Names of the crops, in output order, for ``crops`` in 1, 3, 5, 10."""
+    if order not in _FIVE_NAMES:
+        raise ConfigError(f"crop_order must be one of {', '.join(map(repr, _FIVE_NAMES))}")
+    five = _FIVE_NAMES[order]
+    table = {
+        1: ("c",),
+        3: _THREE_NAMES,
+        5: five,
+        10: five + tuple(f"{n}_flip" for n in five),
+    }
+    if crops not in table:
+        raise ConfigError(f"crops must be one of 1, 3, 5, 10; got {crops!r}")
+    return table[crops]
+
+
+# -- geometry on tensors [..., C, H, W] ---------------------------------------------
+
+
+def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """Output ``(height, width)`` with the shorter side at ``size``.
+
+    The long side is ``floor(size * long / short)``, as the official VideoMAE
+    ``resize_clip`` and torchvision compute it (exact integer arithmetic here).
+    """
+    if width <= height:
+        return (size * height) // width, size
+    return size, (size * width) // height
+
+
+def resize(
+    x: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    interpolation: Interpolation = "bilinear",
+    antialias: bool = False,
+) -> torch.Tensor:
+    """Resize ``[..., C, H, W]`` to ``[..., C, height, width]`` (float output).
+
+    Half-pixel centres (``align_corners=False``).  A frame already at the target
+    size is returned unchanged (as float), which is also what interpolation
+    would compute.
+    """
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    if x.shape[-2:] == (height, width):
+        return x
+    lead = x.shape[:-3]
+    flat = x.unsqueeze(0) if x.dim() == 3 else x.flatten(0, -4)
+    out = F.interpolate(
+        flat,
+        size=(height, width),
+        mode=interpolation,
+        align_corners=False,
+        antialias=antialias,
+    )
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+def resize_short_side(
+    x: torch.Tensor,
+    size: int,
+    *,
+    interpolation: Interpolation = "bilinear",
+    antialias: bool = False,
+) -> torch.Tensor:
+    """Resize ``[..., C, H, W]`` so that the shorter side is ``size`` (aspect kept)."""
+    height, width = short_side_shape(x.shape[-2], x.shape[-1], size)
+    return resize(x, height, width, interpolation=interpolation, antialias=antialias)
+
+
+def squash(
+    x: torch.Tensor,
+    size: int,
+    *,
+    interpolation: Interpolation = "bilinear",
+    antialias: bool = False,
+) -> torch.Tensor:
+    """Resize ``[..., C, H, W]`` to ``[..., C, size, size]`` (aspect ratio not kept)."""
+    return resize(x, size, size, interpolation=interpolation, antialias=antialias)
+
+
+def _check_fits(x: torch.Tensor, size: int) -> tuple[int, int]:
+    height, width = x.shape[-2], x.shape[-1]
+    if height < size or width < size:
+        raise ValueError(f"cannot cut {size}x{size} crops from a {height}x{width} frame")
+    return height, width
+
+
+def _centre_offset(length: int, size: int) -> int:
+    # torchvision's center_crop rule: Python round, i.e. half to even.
+    return round((length - size) / 2.0)
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre ``size x size`` crop of ``[..., C, H, W]`` (offsets as torchvision)."""
+    height, width = _check_fits(x, size)
+    top, left = _centre_offset(height, size), _centre_offset(width, size)
+    return x[..., top : top + size, left : left + size]
+
+
+def three_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Official VideoMAE test crops: ``[..., C, H, W]`` -> ``[..., 3, C, size, size]``.
+
+    Start, centre and end of the long side (``H`` when ``H >= W``), offsets
+    ``int(i * (L - size) / 2)`` for ``i = 0, 1, 2`` as in the official loader; the
+    short side is centre-cropped if it is longer than ``size``.
+    """
+    height, width = _check_fits(x, size)
+    if height >= width:
+        step = (height - size) / 2
+        left = _centre_offset(width, size)
+        views = [x[..., int(i * step) : int(i * step) + size, left : left + size] for i in range(3)]
+    else:
+        step = (width - size) / 2
+        top = _centre_offset(height, size)
+        views = [x[..., top : top + size, int(i * step) : int(i * step) + size] for i in range(3)]
+    return torch.stack(views, dim=-4)
+
+
+def _five_offsets(height: int, width: int, size: int, order: str) -> list[tuple[int, int]]:
+    positions = {
+        "tl": (0, 0),
+        "tr": (0, width - size),
+        "bl": (height - size, 0),
+        "br": (height - size, width - size),
+        "c": (_centre_offset(height, size), _centre_offset(width, size)),
+    }
+    try:
+        names = _FIVE_NAMES[order]
+    except KeyError:
+        raise ConfigError(
+            f"crop_order must be one of {', '.join(map(repr, _FIVE_NAMES))}; got {order!r}"
+        ) from None
+    return [positions[n] for n in names]
+
+
+def five_crop(x: torch.Tensor, size: int, *, order: CropOrder = "torchvision") -> torch.Tensor:
+    """Four corners and centre: ``[..., C, H, W]`` -> ``[..., 5, C, size, size]``.
+
+    ``order="torchvision"``: tl, tr, bl, br, c; ``"centre-first"``: c, tl, tr, bl, br.
+    """
+    height, width = _check_fits(x, size)
+    views = [
+        x[..., top : top + size, left : left + size]
+        for top, left in _five_offsets(height, width, size, order)
+    ]
+    return torch.stack(views, dim=-4)
+
+
+def ten_crop(x: torch.Tensor, size: int, *, order: CropOrder = "torchvision") -> torch.Tensor:
+    """:func:`five_crop`, then the same five positions on the mirrored frame.
+
+    ``[..., C, H, W]`` -> ``[..., 10, C, size, size]``, as torchvision's
+    ``ten_crop`` (horizontal flip of the whole frame, then five crops): crop
+    ``5 + k`` is the crop at position ``k`` of the mirrored frame, i.e. the
+    mirror image of the crop at the mirrored position (``tl_flip`` mirrors ``tr``).
+    """
+    height, width = _check_fits(x, size)
+    offsets = _five_offsets(height, width, size, order)
+    views = [x[..., top : top + size, left : left + size] for top, left in offsets]
+    # A crop at `left` in the mirrored frame is the mirror of the crop at
+    # `width - size - left` in the original: no need to flip the whole frame.
+    views += [
+        x[..., top : top + size, width - size - left : width - left].flip(-1)
+        for top, left in offsets
+    ]
+    return torch.stack(views, dim=-4)
+
+
+# -- values -------------------------------------------------------------------------
+
+
+def _scale_coefficients(
+    scale: Scale, mean: Sequence[float], std: Sequence[float], channels: int
+) -> tuple[list[float], list[float]]:
+    """Per-channel ``(a, b)`` such that the scaled value is ``a * x + b`` for 0..255 ``x``."""
+    if scale == "unit":
+        return [1.0 / 255.0] * channels, [0.0] * channels
+    if scale == "minus_one_one":
+        return [2.0 / 255.0] * channels, [-1.0] * channels
+    if scale == "imagenet":
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(
+                f"mean/std have {len(mean)}/{len(std)} values for {channels} channels"
+            )
+        return [1.0 / (255.0 * s) for s in std], [-m / s for m, s in zip(mean, std, strict=True)]
+    raise ConfigError(f"scale must be one of 'imagenet', 'unit', 'minus_one_one'; got {scale!r}")
+
+
+def normalize(
+    x: torch.Tensor,
+    *,
+    scale: Scale,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Scale 0..255 values of ``[..., C, H, W]``; float32 out for integer input.
+
+    ``"unit"``: ``x / 255``; ``"minus_one_one"``: ``x / 255 * 2 - 1``;
+    ``"imagenet"``: ``(x / 255 - mean) / std`` with ``mean``/``std`` in the
+    channel order of ``x``.  Computed as one fused ``a * x + b`` per channel.
+    """
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    channels = x.shape[-3]
+    a, b = _scale_coefficients(scale, mean, std, channels)
+    a_t = torch.tensor(a, dtype=x.dtype, device=x.device).view(channels, 1, 1)
+    b_t = torch.tensor(b, dtype=x.dtype, device=x.device).view(channels, 1, 1)
+    return torch.addcmul(b_t, x, a_t)
+
+
+def reorder_channels(x: torch.Tensor, order: ChannelOrder) -> torch.Tensor:
+    """RGB ``[..., 3, H, W]`` to ``order``: ``"BGR"`` reverses the channel axis."""
+    if order == "RGB":
+        return x
+    if order == "BGR":
+        return x.flip(-3)
+    raise ConfigError(f"channel_order must be one of 'RGB', 'BGR'; got {order!r}")
+
+
+# -- the legacy (fed-wsvad) path, numpy/OpenCV on [H, W, C] ---------------------------
+
+
+def legacy_enlarge(frame: np.ndarray, *, min_side: int = 226) -> np.ndarray:
+    """Enlarge an ``[H, W, C]`` uint8 frame whose shorter side is below ``min_side``.
+
+    Exactly the legacy call ``cv2.resize(img, (0, 0), fx=sc, fy=sc)`` with
+    ``sc = min_side / shorter_side``: OpenCV bilinear on 8-bit values, output size
+    ``round(W * sc) x round(H * sc)`` as OpenCV rounds it, and OpenCV's mapping
+    from the ``fx``/``fy`` factors (not from the rounded size).  Frames that are
+    large enough are returned as they are.
+    """
+    shorter = min(frame.shape[0], frame.shape[1])
+    if shorter >= min_side:
+        return frame
+    factor = min_side / shorter
+    return cv2.resize(
+        np.ascontiguousarray(frame), (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR
+    )
+
+
+def legacy_squash(frame: np.ndarray, size: int) -> np.ndarray:
+    """OpenCV bilinear (no antialias) resize of an ``[H, W, C]`` float frame to ``size``."""
+    return cv2.resize(
+        np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_LINEAR
+    )
+
+
+def _legacy_frame(frame: np.ndarray, preset: Preset) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB -> ``[size, size, 3]`` float32 scaled, still RGB."""
+    enlarged = legacy_enlarge(frame, min_side=preset.legacy_min_side)
+    a, b = _scale_coefficients(preset.scale, preset.mean, preset.std, 3)
+    # The legacy loader scaled in float64 (`img / 255. * 2 - 1`); float32 stays
+    # within 1e-6 of it after the resize (measured in the tests).
+    if len(set(a)) == 1 and len(set(b)) == 1:
+        # Scalar coefficients: numpy broadcasting over a trailing axis of 3 is ~30x slower.
+        scaled = enlarged.astype(np.float32) * np.float32(a[0]) + np.float32(b[0])
+    else:
+        scaled = enlarged.astype(np.float32) * np.asarray(a, np.float32) + np.asarray(b, np.float32)
+    return legacy_squash(scaled, preset.size)
+
+
+def _legacy_to_tensor(frame: np.ndarray, preset: Preset) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 RGB -> ``[1, 3, size, size]`` float32 in the preset's channel order."""
+    chw = _legacy_frame(frame, preset).transpose(2, 0, 1)
+    if preset.channel_order == "BGR":
+        chw = chw[::-1]
+    # One numpy copy and no torch kernels: interleaving OpenCV's and torch's thread
+    # pools per frame is slow on small machines.
+    return torch.from_numpy(np.ascontiguousarray(chw)).unsqueeze(0)
+
+
+# -- whole preset ---------------------------------------------------------------------
+
+
+def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """``[..., 3, H, W]`` -> ``[..., crops, 3, size, size]`` float, 0..255 values."""
+    opts = {"interpolation": preset.interpolation, "antialias": preset.antialias}
+    if preset.crops == 1:
+        if preset.resize == "short_side":
+            view = centre_crop(resize_short_side(x, preset.short_side, **opts), preset.size)
+        else:
+            view = squash(x, preset.size, **opts)
+        return view.unsqueeze(-4)
+    frame = resize_short_side(x, preset.effective_crop_resize, **opts)
+    if preset.crops == 3:
+        return three_crop(frame, preset.size)
+    if preset.crops == 5:
+        return five_crop(frame, preset.size, order=preset.crop_order)
+    return ten_crop(frame, preset.size, order=preset.crop_order)
+
+
+def transform_frames(x: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """Apply ``preset`` to uint8 RGB frames ``[..., 3, H, W]`` on any device.
+
+    Returns ``[..., crops, 3, size, size]`` float32 (contiguous).  The ``legacy``
+    one-crop path runs OpenCV per frame on the CPU and moves the result back.
+    """
+    if x.dim() < 3 or x.shape[-3] != 3:
+        raise ValueError(f"expected frames [..., 3, H, W], got shape {tuple(x.shape)}")
+    if preset.crops == 1 and preset.resize == "legacy":
+        flat = x.unsqueeze(0) if x.dim() == 3 else x.flatten(0, -4)
+        frames = [
+            _legacy_to_tensor(np.ascontiguousarray(f.permute(1, 2, 0).cpu().numpy()), preset)
+            for f in flat
+        ]
+        out = torch.stack(frames).to(x.device)
+        return out.reshape(*x.shape[:-3], *out.shape[1:])
+    views = _geometry(x, preset)
+    views = normalize(views, scale=preset.scale, mean=preset.mean, std=preset.std)
+    return reorder_channels(views, preset.channel_order).to(torch.float32).contiguous()
+
+
+@dataclass(frozen=True)
+class FrameTransform:
+    """Callable: one decoded frame ``[H, W, 3]`` uint8 RGB -> ``[crops, 3, size, size]``.
+
+    The output is float32, channels in ``preset.channel_order``, values scaled per
+    ``preset.scale``.  ``crop_names`` lists the crops in output order.
+    """
+
+    preset: Preset
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.preset, Preset):
+            raise ConfigError(f"expected a Preset, got {type(self.preset).__name__}")
+
+    @property
+    def crop_names(self) -> tuple[str, ...]:
+        return crop_names(self.preset.crops, self.preset.crop_order)
+
+    @property
+    def num_crops(self) -> int:
+        return self.preset.crops
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """``(crops, 3, size, size)``."""
+        return (self.preset.crops, 3, self.preset.size, self.preset.size)
+
+    def __call__(self, frame: np.ndarray) -> torch.Tensor:
+        if not isinstance(frame, np.ndarray):
+            raise TypeError(f"expected a numpy frame [H, W, 3], got {type(frame).__name__}")
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(
+                f"expected a uint8 RGB frame [H, W, 3], got {frame.dtype} {frame.shape}"
+            )
+        if frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise ValueError(f"empty frame {frame.shape}")
+        if self.preset.crops == 1 and self.preset.resize == "legacy":
+            return _legacy_to_tensor(frame, self.preset)
+        if not (frame.flags.c_contiguous and frame.flags.writeable):
+            # torch.from_numpy rejects negative strides and warns on read-only memory.
+            frame = np.array(frame, order="C", copy=True)
+        chw = torch.from_numpy(frame).permute(2, 0, 1)  # a view: channels-last strides
+        return transform_frames(chw, self.preset)
+
+    def batch(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``[..., 3, H, W]`` uint8 RGB (any device) -> ``[..., crops, 3, size, size]``."""
+        return transform_frames(frames, self.preset)
+
+
+def build_frame_transform(preset: Preset | str) -> FrameTransform:
+    """The per-frame transform of ``preset`` (a :class:`Preset` or a registered name)."""
+    if isinstance(preset, str):
+        preset = get_preset(preset)
+    return FrameTransform(preset)
+
