@@ -259,10 +259,10 @@ def _torch_load(path: Path) -> object:
         if "mmap" in str(exc):  # legacy (non-zip) serialization cannot be memory-mapped
             try:
                 return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as inner:
+            except Exception as inner:  # noqa: BLE001 - re-raised as CheckpointError
                 exc = inner  # type: ignore[assignment]
         return _refuse(path, exc)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many types; all re-raised typed
         return _refuse(path, exc)
 
 
@@ -319,7 +319,7 @@ def _resolve_hf(uri: str) -> Path:
         folder = snapshot_download(
             repo, revision=revision or None, allow_patterns=["config.json", "*.safetensors"]
         )
-    except Exception as exc:
+    except Exception as exc:  # hub/network errors come in many types; re-raised typed
         raise CheckpointError(f"{uri}: cannot fetch from the Hugging Face hub: {exc}") from exc
     return Path(folder)
 

@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        if getattr(args, "config", None):
+            args = _reparse_with_config(parser, args, argv)
         return int(args.func(args))
     except (ConfigError, CheckpointError) as exc:
         logging.getLogger("vadfeat").error("%s", exc)
@@ -68,6 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logging.getLogger("vadfeat").error("interrupted")
         return 130
+
+
+def _reparse_with_config(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Config-file values become the sub-command's defaults; flags on the line still win."""
+    from vadfeat.cli.extract_cmds import load_config
+
+    sub = args.config_parser
+    values = load_config(args.config)
+    known = {a.dest for a in sub._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
+    sub.set_defaults(**values)
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,159 @@
+"""`vadfeat extract` and `vadfeat demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from vadfeat.errors import ConfigError
+from vadfeat.presets import DEFAULT_PRESET, list_presets
+from vadfeat.writers import LAYOUTS
+
+log = logging.getLogger("vadfeat")
+
+# Flags that override a preset field (flag dest == Preset field name).
+PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
+                "crop_order", "pooling", "size", "short_side", "channel_order", "scale")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--checkpoint", "-c", metavar="PATH",
+                   help="checkpoint: .pth, .safetensors, a hub-layout folder or hf://owner/repo[@rev]")
+    g.add_argument("--model", "-m", metavar="NAME",
+                   help="model size (see `vadfeat models`); checked against the checkpoint")
+    g.add_argument("--random-weights", action="store_true",
+                   help="no checkpoint: deterministic random weights (testing only; outputs say so)")
+    g.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
+
+
+def add_extract_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    g = p.add_argument_group("preprocessing (a preset sets all of these; any flag overrides one)")
+    g.add_argument("--preset", default=DEFAULT_PRESET, choices=list_presets(),
+                   help="videomae-v2: official fine-tune pipeline (short side 224, centre crop, "
+                        "ImageNet norm, fc_norm); videomae-tad: official TAD script (squash 224, "
+                        "[0,1]); fed-wsvad: the legacy Fed_WSVAD pipeline ([T,3,1408] stats). "
+                        f"Default {DEFAULT_PRESET}")
+    g.add_argument("--clip-len", type=int, help="frames per snippet (16)")
+    g.add_argument("--frame-interval", type=int, help="take every k-th frame inside a snippet (1)")
+    g.add_argument("--stride", type=int,
+                   help="frames between snippet starts (default: clip span, non-overlapping)")
+    g.add_argument("--tail", choices=("drop", "pad"),
+                   help="trailing partial snippet: drop (floor(N/16)) or pad with the last frame "
+                        "(ceil(N/16))")
+    g.add_argument("--crops", type=int, choices=(1, 3, 5, 10),
+                   help="1; 3 along the long side; 5 = 4 corners + centre; 10 = 5 + flips")
+    g.add_argument("--crop-resize", type=int, help="short side before 5/10 crops (256)")
+    g.add_argument("--crop-order", choices=("torchvision", "centre-first"),
+                   help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br")
+    g.add_argument("--pooling", choices=("fc_norm", "mean", "stats"),
+                   help="feature head: fc_norm [D], mean [D], stats [3, D]")
+    g.add_argument("--size", type=int, help="model input side (224)")
+    g.add_argument("--short-side", type=int, help="short side for the short_side resize (224)")
+    g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order given to the model")
+    g.add_argument("--scale", choices=("imagenet", "unit", "minus_one_one"), help="value scaling")
+    g.add_argument("--fps", type=float,
+                   help="resample to this frame rate by timestamps before sampling (VFR-safe)")
+    g.add_argument("--frames-colour", choices=("normal", "legacy-swapped"), default="normal",
+                   help="frame folders written by the legacy script store swapped channels: "
+                        "legacy-swapped reads them as the legacy loader did")
+    g.add_argument("--folder-fps", type=float, default=30.0,
+                   help="frame rate assumed for frame folders (30)")
+
+    r = p.add_argument_group("running")
+    r.add_argument("--batch-size", "-b", type=int, default=8,
+                   help="clips per forward pass (a 10-crop snippet is 10 clips); default 8")
+    r.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    r.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="compute dtype (auto: bf16 on CUDA, fp32 on CPU); files are float32")
+    r.add_argument("--workers", "-j", type=int, default=1,
+                   help="decode/preprocess threads running ahead of the model (1)")
+    r.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
+                   help="corrupt data in a video: fail that video, or skip the bad packets and "
+                        "record how many frames were lost")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "checkpoint": args.checkpoint, "model": args.model, "random_weights": args.random_weights,
+        "num_heads": args.num_heads, "preset": args.preset, "device": args.device,
+        "dtype": args.dtype, "batch_size": args.batch_size, "on_corrupt": args.on_corrupt,
+        "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,
+    }
+    for name in PRESET_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from vadfeat.extract import extract
+
+    summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
+                      overwrite=args.overwrite, progress=not args.quiet, root=args.root,
+                      **settings_from_args(args))
+    log.info("%s", summary.describe())
+    log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
+    return summary.exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from vadfeat.demo import run_demo
+
+    return run_demo(Path(args.output), checkpoint=args.checkpoint, model=args.model,
+                    quiet=args.quiet)
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """A JSON config file whose keys are the long option names (dashes or underscores)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object of option: value")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "extract", help="extract VideoMAE V2 features from videos or frame folders",
+        description="Extract one feature file per video. INPUT is a video file (any container "
+                    "FFmpeg opens), a folder (searched recursively; a folder of images is one "
+                    "frame folder) or a .txt list of paths. Outputs mirror the inputs' relative "
+                    "paths, are written atomically with a JSON sidecar recording every setting, "
+                    "and a re-run skips videos already done with the same settings. "
+                    "Exit code 0: all ok; 1: some videos failed (see OUT/manifest.jsonl); "
+                    "2: bad usage or configuration.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--layout", choices=LAYOUTS, default="flat",
+                   help="flat: OUT/<rel>/<stem>.npy; fed-wsvad: "
+                        "OUT/features_video/i3d/combine/<video>/feature.npy; per-crop: <stem>__<k>.npy")
+    p.add_argument("--root", help="folder that names in .txt lists are relative to")
+    p.add_argument("--overwrite", action="store_true", help="redo videos already extracted")
+    p.add_argument("--config", metavar="JSON",
+                   help="JSON file of option values (keys = long option names); flags win")
+    add_extract_args(p)
+    p.set_defaults(func=_extract, config_parser=p)
+
+    d = sub.add_parser(
+        "demo", help="generate a sample video and run the whole pipeline on it",
+        description="Generate a short video with a moving scene and an abrupt event, extract "
+                    "features (tiny model with RANDOM weights unless --checkpoint), align them "
+                    "with the event's ground truth, write list files and a plot, and print "
+                    "where everything went.",
+    )
+    d.add_argument("-o", "--output", default="vadfeat-demo", help="output folder (vadfeat-demo)")
+    d.add_argument("--checkpoint", "-c", help="use real weights from this checkpoint")
+    d.add_argument("--model", "-m", help="model size with --checkpoint (default: detected)")
+    d.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    d.set_defaults(func=_demo)

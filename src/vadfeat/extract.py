@@ -1,0 +1,556 @@
+"""The extraction engine: decode -> snippets -> batches -> model -> feature files.
+
+One per-video function, :meth:`FeatureExtractor.snippet_stream`, turns a source
+into preprocessed snippets; everything else schedules it:
+
+* :meth:`FeatureExtractor.extract_video` runs it synchronously for one video and
+  returns the features in memory;
+* :func:`extract` runs it for many videos in background worker threads that
+  decode and preprocess ahead of the model through a bounded queue (memory stays
+  bounded, the model is not idle), batches snippets across videos, writes each
+  video's outputs atomically when its last snippet is done, and records every
+  video in ``OUT/manifest.jsonl``.
+
+Per-video failures (unreadable, corrupt, too short) are caught only here, named
+with their reason, and never leave a file behind; configuration errors are raised
+before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vadfeat._version import __version__
+from vadfeat.errors import ConfigError, VideoError
+from vadfeat.inputs import VideoItem, discover, output_stem
+from vadfeat.loading import load_model, parse_dtype
+from vadfeat.presets import Preset, get_preset
+from vadfeat.sampling import SnippetAssembler
+from vadfeat.transforms import build_frame_transform
+from vadfeat.video import DEFAULT_FOLDER_FPS, open_video
+from vadfeat.writers import (
+    Layout,
+    Manifest,
+    OutputPaths,
+    check_layout,
+    clean_stale_temporaries,
+    is_done,
+    output_paths,
+    write_outputs,
+)
+
+log = logging.getLogger(__name__)
+
+_ON_CORRUPT = ("fail", "skip")
+_FRAMES_COLOUR = ("normal", "legacy-swapped")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` = the first CUDA device if there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but no CUDA device is available")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    """``auto`` = bf16 on CUDA (fast, features within ~1 % of fp32), fp32 on the CPU."""
+    if dtype == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    parse_dtype(dtype)
+    return dtype
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """One video's features ``[T, ...]`` float32 and the sidecar metadata describing them."""
+
+    features: np.ndarray
+    metadata: dict[str, Any]
+
+
+@dataclass
+class RunSummary:
+    """What an :func:`extract` run did; ``exit_code`` is what the CLI returns."""
+
+    out: Path
+    run_id: str
+    total: int = 0
+    ok: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    snippets: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+    def describe(self) -> str:
+        rate = self.snippets / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.total} video(s): {self.ok} extracted, {self.skipped} already done, "
+            f"{len(self.failed)} failed; {self.snippets} snippets in {self.seconds:.1f} s "
+            f"({rate:.1f} snippets/s); outputs in {self.out}"
+        ]
+        lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
+        return "\n".join(lines)
+
+
+class FeatureExtractor:
+    """A loaded model plus a resolved preset: the unit of work for every engine.
+
+    ``preset`` is a registered name or a :class:`Preset`; ``overrides`` replace any
+    of its fields (``clip_len=``, ``crops=``, ``pooling=`` ...) and are recorded
+    beside the resolved values.  A checkpoint is required unless
+    ``random_weights=True`` (then ``model=`` names the size and every output says
+    ``random_weights: true``).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        *,
+        model: str | None = None,
+        preset: str | Preset = "videomae-v2",
+        random_weights: bool = False,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        num_heads: int | None = None,
+        on_corrupt: str = "fail",
+        fps: float | None = None,
+        frames_colour: str = "normal",
+        folder_fps: float = DEFAULT_FOLDER_FPS,
+        **overrides: Any,
+    ) -> None:
+        base = get_preset(preset) if isinstance(preset, str) else preset
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
+        self.preset = base.replace(**self.overrides) if self.overrides else base
+        if checkpoint is None and not random_weights:
+            raise ConfigError(
+                "a checkpoint is required (--checkpoint); pass random_weights=True "
+                "(--random-weights) to run with random weights for testing"
+            )
+        if checkpoint is not None and random_weights:
+            raise ConfigError("give either a checkpoint or random_weights=True, not both")
+        if random_weights and model is None:
+            raise ConfigError("random weights need a model size (--model); see `vadfeat models`")
+        if on_corrupt not in _ON_CORRUPT:
+            raise ConfigError(f"on_corrupt must be one of {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
+        if frames_colour not in _FRAMES_COLOUR:
+            raise ConfigError(
+                f"frames_colour must be one of {', '.join(_FRAMES_COLOUR)}, got {frames_colour!r}"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.on_corrupt = on_corrupt
+        self.fps = fps
+        self.frames_colour = frames_colour
+        self.folder_fps = folder_fps
+        self.model = load_model(
+            checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
+            num_heads=num_heads,
+        )
+        self.transform = build_frame_transform(self.preset)
+        self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def crops(self) -> int:
+        return self.preset.crops
+
+    @property
+    def clips_per_batch(self) -> int:
+        """Snippets per forward pass: ``batch_size`` counts clips, a k-crop snippet is k."""
+        return max(1, self.batch_size // self.crops)
+
+    def model_record(self) -> dict[str, Any]:
+        info = self.model.checkpoint
+        return {
+            "name": self.model.spec.name,
+            "spec": self.model.spec.to_dict(),
+            "pooling": self.preset.pooling,
+            "checkpoint": getattr(info, "path", None),
+            "checkpoint_format": getattr(info, "format", None),
+            "checkpoint_sha256": getattr(info, "sha256", None),
+            "random_weights": self.model.random_weights,
+        }
+
+    def fingerprint(self, layout: str = "flat") -> dict[str, Any]:
+        """The settings that decide an output's content: resume skips only on a match."""
+        rec = self.model_record()
+        return {
+            "preset": self.preset.resolved().to_dict(),
+            "model": rec["name"],
+            "checkpoint_sha256": rec["checkpoint_sha256"],
+            "random_weights": rec["random_weights"],
+            "dtype": self.dtype,
+            "fps": self.fps,
+            "frames_colour": self.frames_colour,
+            "on_corrupt": self.on_corrupt,
+            "layout": layout,
+        }
+
+    # ------------------------------------------------------------------ the per-video function
+
+    def snippet_stream(
+        self, source: str | Path
+    ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
+        """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
+
+        ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU.  Frames are
+        decoded and preprocessed one at a time; only the frames a pending snippet
+        still needs are held.
+        """
+        p = self.preset
+        with open_video(source, on_corrupt=self.on_corrupt, fps=self.fps,  # type: ignore[arg-type]
+                        frames_colour=self.frames_colour,  # type: ignore[arg-type]
+                        folder_fps=self.folder_fps) as reader:
+            assembler: SnippetAssembler[torch.Tensor] = SnippetAssembler(
+                clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
+            )
+            for index, frame in reader:
+                for snip in assembler.push(index, self.transform(frame)):
+                    yield (snip.first, snip.last), torch.stack(snip.items, dim=2)
+            for snip in assembler.finish():
+                yield (snip.first, snip.last), torch.stack(snip.items, dim=2)
+            info = reader.info
+            return {
+                "num_frames": reader.decoded_frames,
+                "declared_frames": info.declared_frames,
+                "fps": reader.fps,
+                "native_fps": info.fps,
+                "width": info.width,
+                "height": info.height,
+                "codec": info.codec,
+                "corrupt_packets": reader.corrupt_packets,
+                "warnings": list(reader.warnings),
+            }
+
+    @torch.inference_mode()
+    def run_model(self, clips: torch.Tensor) -> np.ndarray:
+        """``[N, crops, 3, T, S, S]`` -> features ``[N, (crops,) *feature_shape]`` float32."""
+        n = clips.shape[0]
+        x = clips.flatten(0, 1)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        if self._autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self._autocast_dtype):
+                y = self.model(x)
+        else:
+            y = self.model(x)
+        y = y.float().cpu().numpy().reshape(n, self.crops, *self.model.feature_shape)
+        return y[:, 0] if self.crops == 1 else y
+
+    def sidecar(self, *, video: str, source: Path, meta: dict[str, Any],
+                ranges: list[tuple[int, int]], shape: tuple[int, ...], layout: str) -> dict[str, Any]:
+        return {
+            "vadfeat_version": __version__,
+            "video": video,
+            "source": str(source.resolve()),
+            "preset": self.preset.name,
+            "settings": self.preset.resolved().to_dict(),
+            "overrides": dict(self.overrides),
+            "model": self.model_record(),
+            "dtype": self.dtype,
+            "device": str(self.device),
+            **meta,
+            "snippets": [list(r) for r in ranges],
+            "crop_order": list(self.transform.crop_names) if self.crops > 1 else None,
+            "shape": list(shape),
+            "layout": layout,
+            "fingerprint": self.fingerprint(layout),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def extract_video(self, path: str | Path) -> VideoFeatures:
+        """Features and metadata of one video, in memory (nothing written)."""
+        source = Path(path)
+        ranges: list[tuple[int, int]] = []
+        rows: list[np.ndarray] = []
+        pending: list[torch.Tensor] = []
+        stream = self.snippet_stream(source)
+        while True:
+            try:
+                rng, clip = next(stream)
+            except StopIteration as stop:
+                meta = stop.value
+                break
+            ranges.append(rng)
+            pending.append(clip)
+            if len(pending) == self.clips_per_batch:
+                rows.extend(self.run_model(torch.stack(pending)))
+                pending.clear()
+        if pending:
+            rows.extend(self.run_model(torch.stack(pending)))
+        features = np.stack(rows).astype(np.float32, copy=False)
+        md = self.sidecar(video=source.name, source=source, meta=meta, ranges=ranges,
+                          shape=features.shape, layout="memory")
+        return VideoFeatures(features, md)
+
+
+# --------------------------------------------------------------------------- multi-video engine
+
+
+@dataclass
+class _Pending:
+    item: VideoItem
+    paths: OutputPaths
+    started: float
+    rows: dict[int, np.ndarray] = field(default_factory=dict)
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    expected: int | None = None
+    meta: dict[str, Any] | None = None
+
+
+def _plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
+                  crops: int) -> list[OutputPaths]:
+    # discover() already made output stems unique (x.mp4 beside x.avi included).
+    return [output_paths(out, output_stem(i.name), layout=layout, crops=crops) for i in items]
+
+
+def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
+             stop: threading.Event) -> None:
+    """Worker thread: decode + preprocess whole videos, emit snippets and a final event."""
+    while not stop.is_set():
+        try:
+            vid, item = work.get_nowait()
+        except queue.Empty:
+            break
+        count = 0
+        try:
+            stream = extractor.snippet_stream(item.source)
+            while True:
+                try:
+                    rng, clip = next(stream)
+                except StopIteration as done:
+                    events.put(("done", vid, count, done.value))
+                    break
+                while not stop.is_set():
+                    try:
+                        events.put(("snippet", vid, count, (rng, clip)), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    stream.close()
+                    return
+                count += 1
+        except VideoError as exc:
+            events.put(("failed", vid, str(exc), None))
+        except Exception as exc:  # one video's bug must not end a day-long run
+            log.debug("unexpected error on %s", item.source, exc_info=True)
+            events.put(("failed", vid, f"unexpected {type(exc).__name__}: {exc}", None))
+    events.put(("exit", None, None, None))
+
+
+def extract(
+    inputs: Sequence[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    layout: str = "flat",
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+    root: str | Path | None = None,
+    extractor: FeatureExtractor | None = None,
+    **settings: Any,
+) -> RunSummary:
+    """Extract features for every video in ``inputs`` into ``out``.
+
+    ``settings`` are :class:`FeatureExtractor`'s arguments (``checkpoint``,
+    ``model``, ``preset``, ``random_weights``, ``device``, ``dtype``,
+    ``batch_size``, preset overrides ...), or pass a ready ``extractor``.
+    Videos whose outputs exist with a sidecar matching the current settings are
+    skipped unless ``overwrite``.  Returns a :class:`RunSummary`.
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    layout = check_layout(layout)
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    ext = extractor if extractor is not None else FeatureExtractor(**settings)
+    if extractor is not None and settings:
+        raise ConfigError("pass either an extractor or extractor settings, not both")
+    if layout == "per-crop" and ext.crops == 1:
+        log.info("layout per-crop with one crop writes <stem>__0.npy files")
+    out = Path(out)
+    items = discover(list(inputs), root=Path(root) if root is not None else None)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    summary = RunSummary(out=out, run_id=run_id, total=len(items))
+    manifest = Manifest(out, run_id)
+    fingerprint = ext.fingerprint(layout)
+    plan = _plan_outputs(items, out, layout, ext.crops)
+    t_start = time.perf_counter()
+
+    todo: list[int] = []
+    for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
+        if not overwrite and is_done(paths, fingerprint):
+            summary.skipped += 1
+            manifest.record(video=str(item.name), status="skipped", error=None,
+                            output=str(paths.features[0]), num_frames=None, num_snippets=None,
+                            seconds=0.0)
+        else:
+            todo.append(vid)
+    if summary.skipped:
+        log.info("%d video(s) already extracted with these settings: skipped", summary.skipped)
+
+    work: queue.Queue = queue.Queue()
+    for vid in todo:
+        work.put((vid, items[vid]))
+    # Bounded: at most ~2 batches of preprocessed snippets wait for the model.
+    events: queue.Queue = queue.Queue(maxsize=max(2, 2 * ext.clips_per_batch))
+    stop = threading.Event()
+    n_workers = min(workers, max(1, len(todo)))
+    threads = [threading.Thread(target=_produce, args=(ext, work, events, stop), daemon=True,
+                                name=f"vadfeat-decode-{k}") for k in range(n_workers)]
+    pending: dict[int, _Pending] = {}
+    failed: set[int] = set()
+    batch: list[tuple[int, int, torch.Tensor]] = []
+    bar = _progress(len(todo), enabled=progress)
+
+    def finish_ok(vid: int) -> None:
+        st = pending.pop(vid)
+        assert st.meta is not None
+        feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
+        md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
+                         ranges=st.ranges, shape=feats.shape, layout=layout)
+        write_outputs(st.paths, feats, md, crops=ext.crops)
+        seconds = time.perf_counter() - st.started
+        summary.ok += 1
+        summary.snippets += feats.shape[0]
+        manifest.record(video=str(st.item.name), status="ok", error=None,
+                        output=str(st.paths.features[0]), num_frames=st.meta["num_frames"],
+                        num_snippets=int(feats.shape[0]), seconds=round(seconds, 3),
+                        warnings=st.meta["warnings"] or None)
+        bar.update(1)
+
+    def finish_failed(vid: int, reason: str) -> None:
+        st = pending.pop(vid, None)
+        item = items[vid]
+        failed.add(vid)
+        summary.failed.append((str(item.name), reason))
+        log.error("%s: %s", item.name, reason)
+        manifest.record(video=str(item.name), status="failed", error=reason, output=None,
+                        num_frames=None, num_snippets=None,
+                        seconds=round(time.perf_counter() - st.started, 3) if st else 0.0)
+        bar.update(1)
+
+    def state(vid: int) -> _Pending:
+        if vid not in pending:
+            pending[vid] = _Pending(items[vid], plan[vid], time.perf_counter())
+        return pending[vid]
+
+    def maybe_finish(vid: int) -> None:
+        st = pending.get(vid)
+        if st is not None and st.expected is not None and len(st.rows) == st.expected:
+            try:
+                finish_ok(vid)
+            except OSError as exc:  # disk full, read-only output: this video is not written
+                pending[vid] = st
+                finish_failed(vid, f"cannot write output: {exc}")
+
+    def flush() -> None:
+        if not batch:
+            return
+        feats = ext.run_model(torch.stack([clip for _, _, clip in batch]))
+        touched = set()
+        for (vid, idx, _), row in zip(batch, feats, strict=True):
+            if vid in failed:
+                continue
+            state(vid).rows[idx] = row
+            touched.add(vid)
+        batch.clear()
+        bar.set_postfix_str(_rate(summary, t_start), refresh=False)
+        for vid in touched:
+            maybe_finish(vid)
+
+    for t in threads:
+        t.start()
+    alive = len(threads)
+    try:
+        while alive or batch:
+            try:
+                kind, vid, a, b = events.get(block=not batch, timeout=None)
+            except queue.Empty:
+                flush()
+                continue
+            if kind == "exit":
+                alive -= 1
+            elif kind == "snippet":
+                idx, (rng, clip) = a, b
+                st = state(vid)
+                st.ranges.append(rng)
+                batch.append((vid, idx, clip))
+                if len(batch) >= ext.clips_per_batch:
+                    flush()
+            elif kind == "done":
+                st = state(vid)
+                st.expected, st.meta = a, b
+                if a == 0:
+                    finish_failed(vid, "no snippets")
+                else:
+                    maybe_finish(vid)
+            elif kind == "failed":
+                finish_failed(vid, a)
+            if not alive:
+                flush()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        stop.set()
+        log.error("interrupted: finished videos are kept; run again to resume")
+    finally:
+        stop.set()
+        bar.close()
+        manifest.close()
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _rate(summary: RunSummary, t0: float) -> str:
+    dt = time.perf_counter() - t0
+    return f"{summary.snippets / dt:.1f} snippets/s" if dt > 0 else ""
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, *, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="video", desc="extract", dynamic_ncols=True)
+
+
+__all__ = ["FeatureExtractor", "RunSummary", "VideoFeatures", "extract"]

@@ -1,0 +1,209 @@
+"""Feature files on disk: layouts, atomic writes, sidecars, the run manifest, resume.
+
+Every file is written to a temporary name in its final folder and renamed into
+place (``os.replace``), so a reader never sees a partial file and an
+interrupted run leaves nothing half-written.  The sidecar is written last: a
+feature file without a matching sidecar is treated as not done.
+
+Layouts (SPEC §3):
+
+* ``flat``: ``OUT/<relative dir>/<stem>.npy`` + ``<stem>.json``.
+* ``fed-wsvad``: ``OUT/features_video/i3d/combine/<relative dir>/<stem>/feature.npy``
+  + ``feature.json``, as the Fed_WSVAD training code reads it (the folder says
+  ``i3d`` for historical reasons).
+* ``per-crop``: ``<stem>__<k>.npy`` (``[T, D]`` per crop, UR-DMU style) + ``<stem>.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from vadfeat.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["flat", "fed-wsvad", "per-crop"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+MANIFEST = "manifest.jsonl"
+_TMP_TAG = ".vadfeat-tmp"
+
+
+def check_layout(layout: str) -> Layout:
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    return layout  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one video's outputs go.  ``features`` has one path, or one per crop."""
+
+    features: tuple[Path, ...]
+    sidecar: Path
+
+    def all(self) -> tuple[Path, ...]:
+        return (*self.features, self.sidecar)
+
+
+def output_paths(out: Path, stem: PurePosixPath, *, layout: Layout, crops: int = 1) -> OutputPaths:
+    rel = Path(*stem.parts)
+    if layout == "flat":
+        base = out / rel
+        return OutputPaths((base.with_name(base.name + ".npy"),), base.with_name(base.name + ".json"))
+    if layout == "fed-wsvad":
+        folder = out / "features_video" / "i3d" / "combine" / rel
+        return OutputPaths((folder / "feature.npy",), folder / "feature.json")
+    base = out / rel
+    feats = tuple(base.with_name(f"{base.name}__{k}.npy") for k in range(crops))
+    return OutputPaths(feats, base.with_name(base.name + ".json"))
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_TMP_TAG}.{socket.gethostname()}.{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the rename must not land before the data does
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def save_json(path: Path, data: Mapping[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def clean_stale_temporaries(out: Path) -> list[Path]:
+    """Remove temporary files left by killed vadfeat processes on this host.
+
+    Temporaries of processes still alive (a concurrent run on the same folder) are
+    left alone; so are other hosts' (their owner cannot be checked from here).
+    """
+    removed: list[Path] = []
+    if not out.is_dir():
+        return removed
+    host = socket.gethostname()
+    for tmp in out.rglob(f"*{_TMP_TAG}.*"):
+        owner_host, _, pid = tmp.name.rsplit(_TMP_TAG + ".", 1)[-1].rpartition(".")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- per-video output
+
+
+def split_crops(features: np.ndarray, crops: int) -> list[np.ndarray]:
+    """``[T, crops, ...]`` -> ``crops`` arrays ``[T, ...]`` (per-crop layout)."""
+    if crops == 1:
+        return [features]
+    return [np.ascontiguousarray(features[:, k]) for k in range(crops)]
+
+
+def write_outputs(paths: OutputPaths, features: np.ndarray, sidecar: Mapping[str, Any],
+                  *, crops: int) -> None:
+    """Feature file(s) first, sidecar last; each atomically."""
+    arrays = split_crops(features, crops) if len(paths.features) > 1 else [features]
+    for path, array in zip(paths.features, arrays, strict=True):
+        save_npy(path, np.asarray(array, dtype=np.float32))
+    save_json(paths.sidecar, sidecar)
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def is_done(paths: OutputPaths, fingerprint: Mapping[str, Any]) -> bool:
+    """True when every output exists and the sidecar was made with the same settings."""
+    meta = read_sidecar(paths.sidecar)
+    if meta is None or meta.get("fingerprint") != dict(fingerprint):
+        return False
+    shape = meta.get("shape")
+    for path in paths.features:
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return False
+        expect = shape if len(paths.features) == 1 else [shape[0], *shape[2:]]
+        if list(arr.shape) != list(expect):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+class Manifest:
+    """``OUT/manifest.jsonl``: one line per video per run, appended.
+
+    Each line is one ``write`` on a file opened with ``O_APPEND``, so lines from
+    concurrent runs on one folder interleave whole, never mixed.
+    """
+
+    def __init__(self, out: Path, run_id: str) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / MANIFEST
+        self.run_id = run_id
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def record(self, **entry: Any) -> None:
+        line = json.dumps({"run": self.run_id, **entry}, ensure_ascii=False) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def read_manifest(out: Path) -> list[dict[str, Any]]:
+    path = out / MANIFEST
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
