@@ -122,6 +122,11 @@ def _normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:
     return frozenset(exts)
 
 
+def _absolute(path: Path) -> Path:
+    """Absolute and free of ``..`` without following symlinks."""
+    return Path(os.path.abspath(path))
+
+
 def _resolve(path: Path) -> Path:
     try:
         return path.resolve(strict=False)
@@ -129,12 +134,12 @@ def _resolve(path: Path) -> Path:
         return Path(os.path.abspath(path))
 
 
-def _walk(folder: Path, extensions: frozenset[str]) -> list[tuple[Path, bool]]:
-    """Video files and frame folders under ``folder``: (path, is_frame_folder), sorted.
+def _walk(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """Video files and frame folders under ``folder``, in sorted walk order.
 
     Follows symlinked folders, but never into a real folder already visited.
     """
-    found: list[tuple[Path, bool]] = []
+    found: list[Path] = []
     seen: set[Path] = set()
 
     def visit(directory: Path) -> None:
@@ -153,11 +158,11 @@ def _walk(folder: Path, extensions: frozenset[str]) -> list[tuple[Path, bool]]:
                 continue
             if child.is_dir():
                 if is_frame_folder(child):
-                    found.append((child, True))
+                    found.append(child)
                 else:
                     visit(child)
             elif child.suffix.lower() in extensions:
-                found.append((child, False))
+                found.append(child)
             elif child.suffix.lower() in IMAGE_EXTENSIONS:
                 ignored_images += 1
         if ignored_images:
@@ -177,7 +182,7 @@ def _from_folder(folder: Path, name_base: Path, prefix: PurePosixPath | None,
     found = _walk(folder, extensions)
     if not found:
         logger.warning("no videos or frame folders found in %s", folder)
-    for path, _is_frames in found:
+    for path in found:
         rel = path.relative_to(folder).as_posix()
         raw = rel if prefix is None else f"{prefix.as_posix()}/{rel}"
         items.append(_Candidate(path, _resolve(path), _normalise_name(raw, path.name), name_base))
@@ -191,7 +196,7 @@ def _from_list(list_file: Path, root: Path | None, extensions: frozenset[str]) -
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read list file {list_file}: {exc}") from exc
     items: list[_Candidate] = []
-    base_resolved = _resolve(base)
+    base_absolute = _absolute(base)
     for line in lines:
         entry = line.strip()
         if not entry or entry.startswith("#"):
@@ -199,7 +204,8 @@ def _from_list(list_file: Path, root: Path | None, extensions: frozenset[str]) -
         path = _list_entry_path(entry, base, extensions)
         resolved = _resolve(path)
         try:
-            raw = resolved.relative_to(base_resolved).as_posix()
+            # Lexical, like the entry itself: a symlink inside root keeps its name.
+            raw = _absolute(path).relative_to(base_absolute).as_posix()
             name_base = base
         except ValueError:
             # Outside root: name by the file name; collisions add parent folders.
@@ -241,13 +247,16 @@ def _candidates(item: str | os.PathLike[str], root: Path | None,
             raise ConfigError(f"list file {path} does not exist")
         return _from_list(path, root, extensions)
     resolved = _resolve(path)
+    # Names and prefixes come from the path as given (made absolute so "." has a
+    # name), not from symlink targets: they are what the user sees.
+    absolute = _absolute(path)
     if path.is_dir():
         if is_frame_folder(path):
-            return [_Candidate(path, resolved, _normalise_name(resolved.name, "frames"),
-                               resolved.parent)]
-        return _from_folder(path, resolved, None, extensions)
+            return [_Candidate(path, resolved, _normalise_name(absolute.name, "frames"),
+                               absolute.parent)]
+        return _from_folder(path, absolute, None, extensions)
     # A video file, or a path that does not exist (reported later by the engine).
-    return [_Candidate(path, resolved, _normalise_name(path.name, "video"), resolved.parent)]
+    return [_Candidate(path, resolved, _normalise_name(absolute.name, "video"), absolute.parent)]
 
 
 def _collision_key(name: PurePosixPath) -> str:
@@ -264,7 +273,8 @@ def _assign_names(cands: list[_Candidate]) -> list[PurePosixPath]:
     """Unique names for ``cands`` following the module docstring's collision rule."""
     depth = [0] * len(cands)
     counter = [0] * len(cands)
-    base_parts = [tuple(p for p in _resolve(c.base).parts if p not in ("/", "")) for c in cands]
+    bases = [_absolute(c.base) for c in cands]
+    base_parts = [tuple(p for p in b.parts if p not in ("/", "")) for b in bases]
 
     def name_of(i: int) -> PurePosixPath:
         k = depth[i]
@@ -280,9 +290,9 @@ def _assign_names(cands: list[_Candidate]) -> list[PurePosixPath]:
         if not clashes:
             return [name_of(i) for i in range(len(cands))]
         for group in clashes:
-            bases = {_resolve(cands[i].base) for i in group}
+            distinct_bases = {bases[i] for i in group}
             deeper = [i for i in group if depth[i] < len(base_parts[i])]
-            if len(bases) > 1 and deeper:
+            if len(distinct_bases) > 1 and deeper:
                 for i in deeper:
                     depth[i] += 1
             else:
@@ -328,7 +338,7 @@ def discover(
     # Absolute (but symlinks kept, so errors name the path the user gave) and free of
     # "..": the engine may run in another working directory or process.
     items = [
-        VideoItem(source=Path(os.path.abspath(c.source)), name=n)
+        VideoItem(source=_absolute(c.source), name=n)
         for c, n in zip(cands, names, strict=True)
     ]
     items.sort(key=lambda it: (it.name.parts, str(it.source)))

@@ -75,8 +75,9 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 #: Image extensions that make up a frame folder.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 
-#: Frame rate assumed for frame folders, which carry no timing: 30 fps is the rate
-#: of the datasets distributed as frames (ShanghaiTech, Avenue, UBnormal).
+#: Frame rate assumed for frame folders, which carry no timing.  It only labels the
+#: metadata and sets the timeline for ``fps`` resampling; pass ``folder_fps`` with
+#: the dataset's real rate when either matters.
 DEFAULT_FOLDER_FPS = 30.0
 
 # A decoded count within this many frames of the declared count is not worth a
@@ -232,13 +233,13 @@ class _Resampler:
         self._k = 0
         self._t0: Fraction | None = None
         self._last_t = Fraction(0)
-        self._held: tuple[int, np.ndarray] | None = None
+        self._held: tuple[int, Any] | None = None
 
-    def push(self, index: int, time: Fraction, frame: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def push(self, index: int, time: Fraction, frame: Any) -> list[tuple[int, Any]]:
         if self._t0 is None:
             self._t0 = time
         rel = max(time - self._t0, self._last_t)
-        out: list[tuple[int, np.ndarray]] = []
+        out: list[tuple[int, Any]] = []
         if self._held is not None:
             while self._k * self._step < rel:
                 out.append(self._held)
@@ -247,8 +248,8 @@ class _Resampler:
         self._last_t = rel
         return out
 
-    def finish(self, last_duration: Fraction) -> list[tuple[int, np.ndarray]]:
-        out: list[tuple[int, np.ndarray]] = []
+    def finish(self, last_duration: Fraction) -> list[tuple[int, Any]]:
+        out: list[tuple[int, Any]] = []
         if self._held is None:
             return out
         end = self._last_t + max(last_duration, Fraction(0))
@@ -295,9 +296,14 @@ class VideoReader:
         """Rate of the yielded frames: the ``fps`` asked for, else the native rate."""
         return self._resample_fps if self._resample_fps is not None else self.info.fps
 
-    # -- subclass interface: yield (index, time, frame) and return the last duration
-    def _source(self) -> Iterator[tuple[int, Fraction, np.ndarray]]:  # pragma: no cover
+    # -- subclass interface
+    def _source(self) -> Iterator[tuple[int, Fraction, Any]]:  # pragma: no cover
+        """Yield (index, time in seconds, payload) for each decoded source frame."""
         raise NotImplementedError
+
+    def _convert(self, payload: Any, index: int) -> np.ndarray:
+        """Payload -> RGB array; deferred so resampling converts only chosen frames."""
+        return payload
 
     def _last_duration(self) -> Fraction:  # pragma: no cover
         raise NotImplementedError
@@ -329,21 +335,27 @@ class VideoReader:
     def _iterate(self) -> Iterator[tuple[int, np.ndarray]]:
         try:
             if self._resample_fps is None:
-                for index, _t, frame in self._source():
+                for index, _t, payload in self._source():
                     self.yielded_frames += 1
-                    yield index, frame
+                    yield index, self._convert(payload, index)
             else:
                 resampler = _Resampler(self._resample_fps)
-                for index, t, frame in self._source():
-                    for item in resampler.push(index, t, frame):
-                        self.yielded_frames += 1
-                        yield item
-                for item in resampler.finish(self._last_duration()):
+                # A repeated frame is emitted consecutively: convert it once.
+                cached: tuple[int, np.ndarray] | None = None
+                for chosen in self._resampled(resampler):
+                    index, payload = chosen
+                    if cached is None or cached[0] != index:
+                        cached = (index, self._convert(payload, index))
                     self.yielded_frames += 1
-                    yield item
+                    yield cached
             self._finish_checks()
         finally:
             self.close()
+
+    def _resampled(self, resampler: _Resampler) -> Iterator[tuple[int, Any]]:
+        for index, t, payload in self._source():
+            yield from resampler.push(index, t, payload)
+        yield from resampler.finish(self._last_duration())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._label!r})"
@@ -444,7 +456,7 @@ class _ContainerReader(VideoReader):
                 decoded += 1
                 yield frame
 
-    def _to_rgb(self, frame: Any, index: int) -> np.ndarray:
+    def _convert(self, frame: Any, index: int) -> np.ndarray:
         if (frame.width, frame.height) != (self._width, self._height) and not self._size_warned:
             self._size_warned = True
             self._warn(
@@ -462,7 +474,7 @@ class _ContainerReader(VideoReader):
             return frame.pts * self._time_base
         return Fraction(0) if previous is None else previous + self._frame_step
 
-    def _source(self) -> Iterator[tuple[int, Fraction, np.ndarray]]:
+    def _source(self) -> Iterator[tuple[int, Fraction, Any]]:
         index = 0
         first_t: Fraction | None = None
         t: Fraction | None = None
@@ -485,7 +497,7 @@ class _ContainerReader(VideoReader):
             else:
                 self._last_frame_duration = self._frame_step
             self.decoded_frames += 1
-            yield index, t, self._to_rgb(frame, index)
+            yield index, t, frame
             index += 1
             frame = next(self._frames, None)
         if first_t is not None and t is not None:
