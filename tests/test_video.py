@@ -191,8 +191,9 @@ def test_truncated_mp4_without_index(media, tmp_path):
 
 @pytest.mark.parametrize("on_corrupt", ["fail", "skip"])
 def test_truncated_file_with_index_warns(tmp_path, on_corrupt):
-    # AVI keeps its index (idx1) at the end too, but FFmpeg rebuilds it by scanning, so
-    # decoding just ends early: a count shortfall, reported as a warning in both modes.
+    # AVI declares its frame count in the header at the start, so a cut file still opens
+    # and decoding just ends early, without an error: a count shortfall, reported as a
+    # warning in both modes.
     path = synth.write_video(tmp_path / "t.avi", synth.scene_frames(100, width=160, height=120))
     synth.truncate(path, 0.5)
     reader, items = _read_all(path, on_corrupt=on_corrupt)
