@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import reference
 from vadfeat.checkpoints import load_checkpoint, save_canonical
 from vadfeat.cli import main
 from vadfeat.errors import CheckpointError
@@ -42,36 +43,7 @@ def features(ckpt, clip: torch.Tensor, pooling: str = "fc_norm") -> torch.Tensor
 
 def to_transformers(sd: dict[str, torch.Tensor], *, style: str) -> dict[str, torch.Tensor]:
     """The transformers key layout (as VideoMAEForVideoClassification.state_dict())."""
-    out = {
-        "videomae.embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
-        "videomae.embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
-        "fc_norm.weight": sd["fc_norm.weight"],
-        "fc_norm.bias": sd["fc_norm.bias"],
-        "classifier.weight": torch.zeros(7, SPEC.embed_dim),
-        "classifier.bias": torch.zeros(7),
-    }
-    qb, vb = ("q_bias", "v_bias") if style == "4.x" else ("query.bias", "value.bias")
-    for i in range(SPEC.depth):
-        b, h = f"blocks.{i}.", f"videomae.encoder.layer.{i}."
-        q, k, v = sd[b + "attn.qkv.weight"].chunk(3)
-        out |= {
-            h + "attention.attention.query.weight": q,
-            h + "attention.attention.key.weight": k,
-            h + "attention.attention.value.weight": v,
-            h + f"attention.attention.{qb}": sd[b + "attn.q_bias"],
-            h + f"attention.attention.{vb}": sd[b + "attn.v_bias"],
-            h + "attention.output.dense.weight": sd[b + "attn.proj.weight"],
-            h + "attention.output.dense.bias": sd[b + "attn.proj.bias"],
-            h + "intermediate.dense.weight": sd[b + "mlp.fc1.weight"],
-            h + "intermediate.dense.bias": sd[b + "mlp.fc1.bias"],
-            h + "output.dense.weight": sd[b + "mlp.fc2.weight"],
-            h + "output.dense.bias": sd[b + "mlp.fc2.bias"],
-            h + "layernorm_before.weight": sd[b + "norm1.weight"],
-            h + "layernorm_before.bias": sd[b + "norm1.bias"],
-            h + "layernorm_after.weight": sd[b + "norm2.weight"],
-            h + "layernorm_after.bias": sd[b + "norm2.bias"],
-        }
-    return out
+    return reference.to_transformers(sd, SPEC.depth, style=style, head=7)
 
 
 def hub_config() -> dict:

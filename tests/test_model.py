@@ -17,61 +17,9 @@ from vadfeat.models.videomae import (
     sincos_table,
 )
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 
-
-def official_to_transformers(sd: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
-    """Written here, independently of vadfeat.checkpoints, from transformers' key names."""
-    out = {
-        "videomae.embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
-        "videomae.embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
-        "fc_norm.weight": sd["fc_norm.weight"],
-        "fc_norm.bias": sd["fc_norm.bias"],
-    }
-    for i in range(depth):
-        b, h = f"blocks.{i}.", f"videomae.encoder.layer.{i}."
-        q, k, v = sd[b + "attn.qkv.weight"].chunk(3)
-        out |= {
-            h + "attention.attention.query.weight": q,
-            h + "attention.attention.key.weight": k,
-            h + "attention.attention.value.weight": v,
-            h + "attention.attention.query.bias": sd[b + "attn.q_bias"],
-            h + "attention.attention.value.bias": sd[b + "attn.v_bias"],
-            h + "attention.output.dense.weight": sd[b + "attn.proj.weight"],
-            h + "attention.output.dense.bias": sd[b + "attn.proj.bias"],
-            h + "intermediate.dense.weight": sd[b + "mlp.fc1.weight"],
-            h + "intermediate.dense.bias": sd[b + "mlp.fc1.bias"],
-            h + "output.dense.weight": sd[b + "mlp.fc2.weight"],
-            h + "output.dense.bias": sd[b + "mlp.fc2.bias"],
-            h + "layernorm_before.weight": sd[b + "norm1.weight"],
-            h + "layernorm_before.bias": sd[b + "norm1.bias"],
-            h + "layernorm_after.weight": sd[b + "norm2.weight"],
-            h + "layernorm_after.bias": sd[b + "norm2.bias"],
-        }
-    return out
-
-
-def transformers_reference(spec: ModelSpec, sd: dict[str, torch.Tensor]):
-    cfg = transformers.VideoMAEConfig(
-        hidden_size=spec.embed_dim, num_hidden_layers=spec.depth,
-        num_attention_heads=spec.num_heads, intermediate_size=spec.mlp_hidden,
-        patch_size=spec.patch_size, tubelet_size=spec.tubelet_size, image_size=spec.img_size,
-        num_frames=spec.num_frames, qkv_bias=True, use_mean_pooling=True,
-        layer_norm_eps=1e-6, num_labels=3, hidden_act="gelu",
-    )
-    cfg._attn_implementation = "eager"  # the plain softmax(QK^T)V path, not SDPA
-    ref = transformers.VideoMAEForVideoClassification(cfg).eval()
-    ref.fc_norm.eps = 1e-6  # transformers builds fc_norm with LayerNorm's default 1e-5
-    missing, unexpected = ref.load_state_dict(official_to_transformers(sd, spec.depth), strict=False)
-    assert set(missing) == {"classifier.weight", "classifier.bias"}, missing
-    assert not unexpected
-    return ref
-
-
-def reference_fc_norm_feature(ref, x: torch.Tensor) -> torch.Tensor:
-    tokens = ref.videomae(pixel_values=x.permute(0, 2, 1, 3, 4)).last_hidden_state  # wants B,T,C,H,W
-    return ref.fc_norm(tokens.mean(1))
-
+from reference import last_block_tokens, transformers_model
 
 # Tolerance: both sides run fp32; they differ only in summation order (fused qkv,
 # SDPA vs eager softmax).  Over 12 blocks that is ~1e-6 on unit-scale features, so
@@ -97,11 +45,11 @@ def test_fc_norm_feature_matches_transformers(spec: ModelSpec) -> None:
         for name, p in ours.named_parameters():
             if "norm" in name:
                 p.add_(torch.randn_like(p) * 0.1)
-    ref = transformers_reference(spec, ours.state_dict())
+    ref = transformers_model(ours.state_dict(), num_heads=spec.num_heads)
     x = torch.randn(1, 3, 16, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         got = FeatureModel(ours, pooling="fc_norm")(x)
-        want = reference_fc_norm_feature(ref, x)
+        want = ref.fc_norm(last_block_tokens(ref, x).mean(1))
     assert got.shape == (1, spec.embed_dim)
     torch.testing.assert_close(got, want, atol=PARITY_ATOL, rtol=0)
 
