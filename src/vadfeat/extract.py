@@ -288,7 +288,32 @@ class FeatureExtractor:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def extract_video(self, path: str | Path) -> VideoFeatures:
+    def process(self, item: VideoItem, paths: OutputPaths, *, layout: str) -> dict[str, Any]:
+        """Extract one video and write its outputs; return its manifest entry.
+
+        The unit of work for engines that schedule whole videos (Ray): per-video
+        failures become a ``failed`` entry with the reason, and nothing is written.
+        """
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"video": str(item.name), "status": "failed", "error": None,
+                                 "output": None, "num_frames": None, "num_snippets": None}
+        try:
+            result = self.extract_video(item.source, video=str(item.name), layout=layout)
+            write_outputs(paths, result.features, result.metadata, crops=self.crops)
+        except VideoError as exc:
+            entry["error"] = str(exc)
+        except OSError as exc:
+            entry["error"] = f"cannot write output: {exc}"
+        else:
+            entry.update(status="ok", output=str(paths.features[0]),
+                         num_frames=result.metadata["num_frames"],
+                         num_snippets=int(result.features.shape[0]),
+                         warnings=result.metadata["warnings"] or None)
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        return entry
+
+    def extract_video(self, path: str | Path, *, video: str | None = None,
+                      layout: str = "memory") -> VideoFeatures:
         """Features and metadata of one video, in memory (nothing written)."""
         source = Path(path)
         ranges: list[tuple[int, int]] = []
@@ -309,8 +334,8 @@ class FeatureExtractor:
         if pending:
             rows.extend(self.run_model(torch.stack(pending)))
         features = np.stack(rows).astype(np.float32, copy=False)
-        md = self.sidecar(video=source.name, source=source, meta=meta, ranges=ranges,
-                          shape=features.shape, layout="memory")
+        md = self.sidecar(video=video or source.name, source=source, meta=meta, ranges=ranges,
+                          shape=features.shape, layout=layout)
         return VideoFeatures(features, md)
 
 
@@ -328,7 +353,7 @@ class _Pending:
     meta: dict[str, Any] | None = None
 
 
-def _plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
+def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
                   crops: int) -> list[OutputPaths]:
     # discover() already made output stems unique (x.mp4 beside x.avi included).
     return [output_paths(out, output_stem(i.name), layout=layout, crops=crops) for i in items]
@@ -407,7 +432,7 @@ def extract(
     summary = RunSummary(out=out, run_id=run_id, total=len(items))
     manifest = Manifest(out, run_id)
     fingerprint = ext.fingerprint(layout)
-    plan = _plan_outputs(items, out, layout, ext.crops)
+    plan = plan_outputs(items, out, layout, ext.crops)
     t_start = time.perf_counter()
 
     todo: list[int] = []
