@@ -1,0 +1,229 @@
+"""`vadfeat labels|align|lists|resample|inspect`: everything after extraction.
+
+Argument parsing and printing only; the work is in :mod:`vadfeat.labels`,
+:mod:`vadfeat.align`, :mod:`vadfeat.lists`, :mod:`vadfeat.resample` and
+:mod:`vadfeat.report`.  Every command prints the videos it had to report, one per
+line, and exits 1 when there are any.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import get_args
+
+from vadfeat.align import AlignMode, SnippetRule, align
+from vadfeat.features import LayoutOrAuto, read_features
+from vadfeat.labels import LabelFormat, read_labels, write_labels
+from vadfeat.lists import ListFormat, Naming, write_lists
+from vadfeat.report import inspect
+from vadfeat.resample import ResampleMethod, resample_features
+
+EXIT_OK = 0
+EXIT_REPORTED = 1
+
+
+def _report(issues: Sequence[object]) -> int:
+    for issue in issues:
+        print(f"issue  {issue}")
+    if issues:
+        print(f"{len(issues)} issue(s) reported")
+        return EXIT_REPORTED
+    return EXIT_OK
+
+
+def _labels(args: argparse.Namespace) -> int:
+    features = read_features(args.features, layout=args.layout) if args.features else None
+    result = read_labels(args.ground_truth, format=args.format, features=features)
+    index = write_labels(result, args.out)
+    abnormal = sum(v.video_label for v in result.videos.values())
+    print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
+          f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
+    return _report(result.issues)
+
+
+def _align(args: argparse.Namespace) -> int:
+    features = read_features(args.features, layout=args.layout)
+    result = align(features, args.labels, args.out, rule=args.rule, mode=args.mode,
+                   frames_per_snippet=args.frames_per_snippet, name=args.name,
+                   test_list=args.test_list, labels_format=args.labels_format)
+    for v in result.videos:
+        rows = f"{v.rows_in}" if v.rows_in == v.rows_out else f"{v.rows_in}->{v.rows_out}"
+        print(f"{v.name}: rows {rows}, GT {v.gt_frames} frames -> {v.target_frames} "
+              f"(cut {v.frames_cut}, padded {v.frames_padded})")
+    total = sum(result.video(n).target_frames for n in result.test_order)
+    print(f"aligned {len(result.videos)} videos ({result.mode}, rule {result.rule}); "
+          f"{result.gt_path.name}: {len(result.test_order)} videos, {total} frames")
+    return _report(result.issues)
+
+
+def _lists(args: argparse.Namespace) -> int:
+    features = read_features(args.features, layout=args.layout)
+    result = write_lists(features, args.out, format=args.format, labels=args.labels,
+                         labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
+                         test_split=args.test_split, name=args.name)
+    for split in ("train", "test"):
+        entries = result.split(split)
+        abnormal = sum(e.label for e in entries)
+        print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
+              f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
+    print("wrote " + ", ".join(str(p) for p in result.files))
+    return _report(result.issues)
+
+
+def _resample(args: argparse.Namespace) -> int:
+    features = read_features(args.features, layout=args.layout)
+    result = resample_features(features, args.out, segments=args.segments, method=args.method)
+    print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
+          f"in {result.out}")
+    return _report(result.issues)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    features = read_features(args.features, layout=args.layout)
+    result = inspect(features, args.out, labels=args.labels, labels_format=args.labels_format,
+                     videos=args.videos, frames_per_snippet=args.frames_per_snippet,
+                     width_px=args.width, height_px=args.height, dpi=args.dpi)
+    print(f"drew {len(result.videos)} videos; open {result.index}")
+    return _report(result.issues)
+
+
+def _add_features(p: argparse.ArgumentParser) -> None:
+    p.add_argument("features", metavar="FEATURES", help="features folder written by `vadfeat extract`")
+    p.add_argument("--layout", choices=get_args(LayoutOrAuto), default="auto",
+                   help="layout of FEATURES (default: detect)")
+
+
+def _add_labels_option(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--labels", required=required, metavar="GT",
+                   help="ground truth: a canonical labels folder from `vadfeat labels`, or any "
+                        "format named with --labels-format")
+    p.add_argument("--labels-format", choices=("auto", *get_args(LabelFormat)), default="auto",
+                   help="format of --labels (default auto: canonical or npy-dir; a pickle is "
+                        "only loaded when named here)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser(
+        "labels", help="read frame-level ground truth into the canonical form", formatter_class=fmt,
+        description="Read frame-level ground truth and write the canonical form: OUT/<video>.npy "
+                    "(uint8, one 0/1 per decoded frame) and OUT/labels.json.\n\n"
+                    "formats:\n"
+                    "  pickle   dict {video: per-frame labels} (legacy frame_label.pickle); loaded\n"
+                    "           with pickle, so only for files you trust\n"
+                    "  npy-dir  folder of per-video <video>.npy masks (ShanghaiTech)\n"
+                    "  ucf      UCF-Crime Temporal_Anomaly_Annotation.txt (1-based inclusive\n"
+                    "           frames, -1 = none); needs --features for frame counts\n"
+                    "  xd       XD-Violence annotations.txt (0-based, end exclusive); needs\n"
+                    "           --features; unlisted _label_A videos are normal\n"
+                    "  canonical  a folder written by this command\n\n"
+                    "Names are matched to feature files by name without extension. Unknown "
+                    "videos, length mismatches and malformed lines are printed; exit 1 if any.")
+    p.add_argument("ground_truth", metavar="GT", help="ground-truth file or folder")
+    p.add_argument("--format", required=True, choices=get_args(LabelFormat),
+                   help="format of GT (never guessed)")
+    p.add_argument("--features", metavar="FEATURES",
+                   help="features folder: decoded frame counts and video names")
+    p.add_argument("--layout", choices=get_args(LayoutOrAuto), default="auto",
+                   help="layout of --features (default: detect)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.set_defaults(func=_labels)
+
+    p = sub.add_parser(
+        "align", help="snippet labels and 16*T frame labels; legacy feature alignment",
+        formatter_class=fmt,
+        description="Align features with frame-level ground truth.\n\n"
+                    "exact (default): snippet labels from each snippet's frame range; frame labels "
+                    "cut or padded\n(with the last label) to exactly 16*T per video; features "
+                    "untouched.\nlegacy: the Fed_WSVAD rule: feature rows truncated or repeated to "
+                    "len(labels)//16,\nnew feature files under OUT/features.\n\n"
+                    "Writes OUT/snippet_labels/, OUT/frame_labels/, OUT/gt-NAME.npy (test videos "
+                    "concatenated\nin test-list order), OUT/GT/frame_label.pickle, "
+                    "OUT/GT/video_label.pickle, OUT/align.json.")
+    _add_features(p)
+    _add_labels_option(p, required=True)
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--rule", choices=get_args(SnippetRule), default="max",
+                   help="snippet label from its frames: any abnormal (max), fraction (mean), "
+                        "more than half (majority); default max")
+    p.add_argument("--mode", choices=get_args(AlignMode), default="exact",
+                   help="exact (default) or legacy (rewrite features to len(labels)//16 rows)")
+    p.add_argument("--frames-per-snippet", type=_positive, default=16,
+                   help="frames each snippet score stands for in evaluation (default 16)")
+    p.add_argument("--name", default="test", help="gt file name part: gt-NAME.npy (default test)")
+    p.add_argument("--test-list", metavar="FILE",
+                   help="test split or list file fixing the videos and order of gt-NAME.npy "
+                        "(default: all aligned videos, abnormal first)")
+    p.set_defaults(func=_align)
+
+    p = sub.add_parser(
+        "lists", help="train/test list files for RTFM, UR-DMU, PEL4VAD, VadCLIP, Fed_WSVAD",
+        formatter_class=fmt,
+        description="Write train and test lists in one method's convention (abnormal videos "
+                    "first, absolute paths):\n"
+                    "  fed-wsvad  train_split.txt, test_split.txt, GT/video_label.pickle\n"
+                    "  rtfm       NAME-train.list, NAME-test.list (one [T, crops, D] file per "
+                    "line)\n"
+                    "  ur-dmu     NAME_Train.list, NAME_Test.list (one line per crop file)\n"
+                    "  pel4vad    train.list, test.list (one line per crop file)\n"
+                    "  vadclip    NAME_CLIP_rgb.csv, NAME_CLIP_rgbtest.csv (path,label)\n\n"
+                    "Video labels come from --labels and/or --naming. Splits come from "
+                    "--train-split/--test-split;\nwithout them, videos with frame-level ground "
+                    "truth are the test split.")
+    _add_features(p)
+    p.add_argument("--format", required=True, choices=get_args(ListFormat), help="list convention")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    _add_labels_option(p, required=False)
+    p.add_argument("--naming", choices=get_args(Naming),
+                   help="dataset naming rule for video labels: ucf (Normal_* normal), "
+                        "xd (*_label_A* normal)")
+    p.add_argument("--train-split", metavar="FILE", help="names (or list lines) of training videos")
+    p.add_argument("--test-split", metavar="FILE", help="names (or list lines) of test videos")
+    p.add_argument("--name", default="dataset",
+                   help="list file name part, e.g. UCF for UR-DMU's UCF_Train.list "
+                        "(default dataset)")
+    p.set_defaults(func=_lists)
+
+    p = sub.add_parser(
+        "resample", help="fixed-length features (process_feat)", formatter_class=fmt,
+        description="Resample every video's features to a fixed number of rows along time:\n"
+                    "  mean     process_feat: mean over linspace(0, T, segments+1) boundaries, an "
+                    "empty segment\n           copies its start row\n"
+                    "  uniform  linspace(0, T-1, segments) rows when T > segments, else zero "
+                    "padding\nWrites the same layout and names to OUT, sidecars updated.")
+    _add_features(p)
+    p.add_argument("-o", "--out", required=True, help="output folder (not FEATURES)")
+    p.add_argument("--segments", type=_positive, default=32, help="rows per video (default 32)")
+    p.add_argument("--method", choices=get_args(ResampleMethod), default="mean",
+                   help="mean (default) or uniform")
+    p.set_defaults(func=_resample)
+
+    p = sub.add_parser(
+        "inspect", help="plots of features against ground truth, with index.html",
+        formatter_class=fmt,
+        description="Draw one PNG per video: feature L2 norm and first principal component per "
+                    "snippet over\ndecoded frames, ground-truth anomaly spans shaded, snippet "
+                    "starts marked; plus\nOUT/index.html with frames, snippets and frames "
+                    "cut/padded per video.")
+    _add_features(p)
+    _add_labels_option(p, required=False)
+    p.add_argument("-o", "--out", required=True, help="report folder")
+    p.add_argument("--videos", nargs="+", metavar="NAME", help="only these videos")
+    p.add_argument("--frames-per-snippet", type=_positive, default=16,
+                   help="for the cut/padded numbers (default 16)")
+    p.add_argument("--width", type=_positive, default=1200, help="PNG width in pixels")
+    p.add_argument("--height", type=_positive, default=600, help="PNG height in pixels")
+    p.add_argument("--dpi", type=_positive, default=100, help="PNG resolution")
+    p.set_defaults(func=_inspect)

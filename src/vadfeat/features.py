@@ -1,0 +1,485 @@
+"""Read a folder of extracted features: feature files, sidecars and video names.
+
+This is the read side of the on-disk contract in ``docs/DESIGN.md``.  Ground
+truth, alignment, list files, resampling and the report read features only
+through :func:`read_features`, never by globbing on their own.
+
+Layouts (``docs/DESIGN.md``):
+
+``flat``
+    ``ROOT/<relative dir>/<stem>.npy`` with a ``<stem>.json`` sidecar.
+``fed-wsvad``
+    ``ROOT/features_video/i3d/combine/<video>/feature.npy`` with ``feature.json``
+    (``ROOT`` may also be the ``combine`` folder itself).
+``per-crop``
+    ``ROOT/<relative dir>/<stem>__<k>.npy`` (``[T, D]`` each) with one
+    ``<stem>.json`` sidecar.
+
+Video names.  A record's :attr:`FeatureRecord.name` is its path below the layout
+root without extension, POSIX-style (``"sub/clip"``).  Ground-truth files name
+videos in their own ways (``Abuse028_x264.mp4``, ``Abuse028_x264``,
+``Abuse/Abuse028_x264.mp4``), so matching uses :func:`video_key`: the base name
+with a *known video extension* removed.  Only known extensions are stripped
+because XD-Violence names contain dots (``A.Beautiful.Mind.2001__#00-25-20_...``)
+and ``Path.stem`` would cut them in the wrong place.
+
+Feature files without a sidecar are treated in two ways.  In a folder written by
+``vadfeat extract`` (it has a ``manifest.jsonl``) the sidecar is written last, so
+a feature file without one is an interrupted write: that video is reported, not
+read.  Elsewhere (files made by the legacy scripts) they are accepted: their
+snippets are assumed to be consecutive, non-overlapping ``clip_len``-frame windows
+from frame 0 and their decoded frame count is unknown; a warning says so.
+
+This module also holds the small atomic-write helpers that the post-processing
+modules (labels, align, lists, resample, report) share.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from vadfeat.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["flat", "fed-wsvad", "per-crop"]
+LayoutOrAuto = Literal["auto", "flat", "fed-wsvad", "per-crop"]
+
+#: Extensions :func:`video_key` removes (lower case).  Anything else is part of the name.
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({
+    ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".ts", ".m2ts", ".mts", ".3gp", ".ogv", ".vob", ".asf", ".y4m",
+})
+
+_FED_SUBDIR = Path("features_video", "i3d", "combine")
+_MANIFEST = "manifest.jsonl"
+_CROP_RE = re.compile(r"^(?P<stem>.+)__(?P<k>\d+)\.npy$")
+
+
+class FeatureReadError(ConfigError):
+    """A features folder as a whole cannot be read (missing or holding no feature file).
+
+    A :class:`~vadfeat.errors.ConfigError`: on the command line it is a usage error
+    (exit 2), unlike a single unreadable video, which is reported by name.
+    """
+
+
+def video_key(name: str | os.PathLike[str]) -> str:
+    """The name used to match a video across files: base name minus a video extension.
+
+    ``"Abuse/Abuse028_x264.mp4"`` -> ``"Abuse028_x264"``;
+    ``"A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_A"`` is returned unchanged
+    (``.2001__#00-...`` is not a video extension).
+    """
+    base = re.split(r"[\\/]", os.fspath(name).strip())[-1]
+    root, ext = os.path.splitext(base)
+    return root if ext.lower() in VIDEO_EXTENSIONS and root else base
+
+
+def normalized_name(name: str | os.PathLike[str]) -> str:
+    """A relative video name in POSIX form without a video extension (``"sub/clip"``)."""
+    text = os.fspath(name).strip().replace("\\", "/").strip("/")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts:
+        return ""
+    parts[-1] = video_key(parts[-1])
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class FeatureIssue:
+    """Something wrong with one video's feature files, reported by name."""
+
+    video: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.video}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FeatureRecord:
+    """One video's feature file(s) and what its sidecar says about them.
+
+    ``shape`` is the shape :meth:`load` returns: the stored array for ``flat`` and
+    ``fed-wsvad``; for ``per-crop`` the crops stacked on axis 1 (``[T, crops, D]``).
+    ``file_shape`` is the shape of each stored file.  ``snippets[i]`` is the
+    inclusive ``[first, last]`` decoded-frame range of feature row ``i``
+    (``(-1, -1)`` for the zero padding rows of uniformly resampled files).
+    """
+
+    name: str
+    layout: Layout
+    root: Path
+    paths: tuple[Path, ...]
+    sidecar: Path | None
+    shape: tuple[int, ...]
+    file_shape: tuple[int, ...]
+    num_frames: int | None
+    snippets: tuple[tuple[int, int], ...]
+    fps: float | None
+    crop_order: tuple[str, ...] | None
+    video: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Matching key (:func:`video_key` of the name)."""
+        return video_key(self.name)
+
+    @property
+    def stem(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def num_snippets(self) -> int:
+        return self.shape[0]
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        value = self.metadata.get("settings")
+        return value if isinstance(value, Mapping) else {}
+
+    def load(self) -> np.ndarray:
+        """The features as one array (per-crop files stacked into ``[T, crops, D]``)."""
+        arrays = [np.load(p, allow_pickle=False) for p in self.paths]
+        if self.layout == "per-crop":
+            return np.stack(arrays, axis=1)
+        return arrays[0]
+
+    def relative_paths(self) -> tuple[Path, ...]:
+        """Feature file paths relative to the layout root (for writing derived copies)."""
+        return tuple(p.relative_to(self.root) for p in self.paths)
+
+    def relative_sidecar(self) -> Path:
+        """Where this record's sidecar lives (or would live) relative to the layout root."""
+        if self.sidecar is not None:
+            return self.sidecar.relative_to(self.root)
+        if self.layout == "fed-wsvad":
+            return Path(self.name, "feature.json")
+        return Path(self.name + ".json")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """All feature records found under a folder, in sorted name order."""
+
+    root: Path
+    layout: Layout
+    records: tuple[FeatureRecord, ...]
+    issues: tuple[FeatureIssue, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[FeatureRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.records)
+
+    def by_name(self) -> dict[str, FeatureRecord]:
+        return {r.name: r for r in self.records}
+
+    def by_key(self) -> dict[str, list[FeatureRecord]]:
+        """Records grouped by :func:`video_key` (a list longer than 1 is a name collision)."""
+        out: dict[str, list[FeatureRecord]] = {}
+        for r in self.records:
+            out.setdefault(r.key, []).append(r)
+        return out
+
+    @cached_property
+    def _index(self) -> tuple[dict[str, FeatureRecord], dict[str, list[FeatureRecord]]]:
+        # Built once: matching thousands of ground-truth names must not be quadratic.
+        return self.by_name(), self.by_key()
+
+    def find(self, name: str) -> list[FeatureRecord]:
+        """Records a ground-truth name refers to: exact relative name first, then by key."""
+        names, keys = self._index
+        exact = names.get(normalized_name(name))
+        if exact is not None:
+            return [exact]
+        return list(keys.get(video_key(name), []))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _check_layout(layout: str) -> None:
+    allowed = get_args(LayoutOrAuto)
+    if layout not in allowed:
+        raise ConfigError(f"unknown features layout {layout!r}; allowed: {', '.join(allowed)}")
+
+
+def _fed_base(root: Path) -> Path | None:
+    if (root / _FED_SUBDIR).is_dir():
+        return root / _FED_SUBDIR
+    if root.name == "combine" and any(root.glob("**/feature.npy")):
+        return root
+    return None
+
+
+def _visible(path: Path, base: Path) -> bool:
+    # Temporary files of atomic writers and hidden folders are not features.
+    return not any(part.startswith(".") for part in path.relative_to(base).parts)
+
+
+def detect_layout(root: str | os.PathLike[str]) -> Layout:
+    """Guess the layout of a features folder (see the module docstring)."""
+    base = Path(root)
+    if _fed_base(base) is not None:
+        return "fed-wsvad"
+    for p in sorted(base.rglob("*.npy")):
+        m = _CROP_RE.match(p.name)
+        if m and not (p.parent / f"{m['stem']}.npy").exists() and _visible(p, base):
+            return "per-crop"
+    return "flat"
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    # mmap reads only the header: shapes of large files come for free.
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    return tuple(int(s) for s in arr.shape)
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError("sidecar is not a JSON object")
+    return data
+
+
+def _default_snippets(rows: int, clip_len: int) -> tuple[tuple[int, int], ...]:
+    return tuple((i * clip_len, i * clip_len + clip_len - 1) for i in range(rows))
+
+
+def _parse_snippets(value: Any, rows: int) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list) or len(value) != rows:
+        n = len(value) if isinstance(value, list) else "no"
+        raise ValueError(f"sidecar lists {n} snippets for {rows} feature rows")
+    out = []
+    for item in value:
+        if item is None:  # padding rows of resampled files cover no frames
+            out.append((-1, -1))
+            continue
+        first, last = int(item[0]), int(item[1])
+        if first < 0 or last < first:
+            raise ValueError(f"bad snippet range {item!r}")
+        out.append((first, last))
+    return tuple(out)
+
+
+def _make_record(
+    *, name: str, layout: Layout, root: Path, paths: Sequence[Path], sidecar: Path | None,
+    clip_len: int, warnings: list[str], vadfeat_output: bool,
+) -> FeatureRecord:
+    if sidecar is None and vadfeat_output:
+        raise ValueError("no sidecar next to the feature file: an interrupted or failed write "
+                         "(vadfeat writes the sidecar last); extract this video again")
+    shapes = [_npy_shape(p) for p in paths]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"crop files have different shapes: {shapes}")
+    file_shape = shapes[0]
+    if not file_shape:
+        raise ValueError("feature file holds a scalar, not an array of rows")
+    shape = (file_shape[0], len(paths), *file_shape[1:]) if layout == "per-crop" else file_shape
+    meta: dict[str, Any] = {}
+    if sidecar is not None:
+        meta = _read_sidecar(sidecar)
+        recorded = meta.get("shape")
+        if recorded is not None and tuple(recorded) not in (shape, file_shape):
+            raise ValueError(f"sidecar shape {list(recorded)} does not match the file's {list(shape)}")
+    if "snippets" in meta:
+        snippets = _parse_snippets(meta["snippets"], shape[0])
+    else:
+        what = "sidecar without snippets" if sidecar is not None else "no sidecar"
+        warnings.append(f"{name}: {what}; assuming consecutive {clip_len}-frame snippets from "
+                        "frame 0" + ("" if meta.get("num_frames") else
+                                     " and an unknown decoded frame count"))
+        snippets = _default_snippets(shape[0], clip_len)
+    num_frames = meta.get("num_frames")
+    fps = meta.get("fps")
+    crop_order = meta.get("crop_order")
+    return FeatureRecord(
+        name=name, layout=layout, root=root, paths=tuple(paths), sidecar=sidecar, shape=shape,
+        file_shape=file_shape,
+        num_frames=int(num_frames) if num_frames is not None else None,
+        snippets=snippets,
+        fps=float(fps) if fps is not None else None,
+        crop_order=tuple(crop_order) if crop_order else None,
+        video=meta.get("video"),
+        metadata=MappingProxyType(meta),
+    )
+
+
+def _candidates(root: Path, layout: Layout) -> tuple[Path, list[tuple[str, list[Path], Path | None]]]:
+    """(layout root, [(name, feature paths, sidecar or None)]) in sorted order."""
+    found: list[tuple[str, list[Path], Path | None]] = []
+    if layout == "fed-wsvad":
+        base = _fed_base(root) or root
+        for p in sorted(base.rglob("feature.npy")):
+            if not _visible(p, base):
+                continue
+            side = p.with_suffix(".json")
+            found.append((p.parent.relative_to(base).as_posix(), [p], side if side.is_file() else None))
+        return base, found
+    if layout == "per-crop":
+        groups: dict[Path, dict[int, Path]] = {}
+        for p in sorted(root.rglob("*.npy")):
+            m = _CROP_RE.match(p.name)
+            if m and _visible(p, root):
+                groups.setdefault(p.parent / m["stem"], {})[int(m["k"])] = p
+        for stem_path in sorted(groups):
+            crops = groups[stem_path]
+            paths = [crops[k] for k in sorted(crops)]
+            side = stem_path.parent / f"{stem_path.name}.json"
+            found.append((stem_path.relative_to(root).as_posix(), paths,
+                          side if side.is_file() else None))
+        return root, found
+    for p in sorted(root.rglob("*.npy")):
+        if not _visible(p, root):
+            continue
+        side = p.with_suffix(".json")
+        found.append((p.relative_to(root).with_suffix("").as_posix(), [p],
+                      side if side.is_file() else None))
+    return root, found
+
+
+def read_features(
+    root: str | os.PathLike[str], *, layout: LayoutOrAuto = "auto", clip_len: int = 16,
+) -> FeatureSet:
+    """Find every feature file under ``root`` and read its shape and sidecar.
+
+    ``layout="auto"`` uses :func:`detect_layout`.  ``clip_len`` is only used for
+    files without a sidecar.  A video whose files or sidecar cannot be read, or
+    whose sidecar disagrees with its file, is left out and reported in
+    :attr:`FeatureSet.issues`; the folder itself missing or holding no feature
+    file raises :class:`FeatureReadError`.
+    """
+    _check_layout(layout)
+    base = Path(root)
+    if not base.is_dir():
+        raise FeatureReadError(f"features folder {base} does not exist")
+    chosen: Layout = detect_layout(base) if layout == "auto" else layout
+    layout_root, candidates = _candidates(base, chosen)
+    # fed-wsvad output keeps its manifest three levels above the combine folder.
+    homes = [base, layout_root, *layout_root.parents[:3]]
+    vadfeat_output = any((h / _MANIFEST).is_file() for h in homes)
+    records: list[FeatureRecord] = []
+    issues: list[FeatureIssue] = []
+    warnings: list[str] = []
+    for name, paths, sidecar in candidates:
+        try:
+            records.append(_make_record(name=name, layout=chosen, root=layout_root, paths=paths,
+                                        sidecar=sidecar, clip_len=clip_len, warnings=warnings,
+                                        vadfeat_output=vadfeat_output))
+        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+            # An empty placeholder or a torn file is one video's problem, not the folder's.
+            issues.append(FeatureIssue(name, f"unreadable features: {exc or type(exc).__name__}"))
+    if not records and not issues:
+        raise FeatureReadError(f"no {chosen} feature files under {base}")
+    for w in warnings[:5]:
+        log.warning("%s", w)
+    if len(warnings) > 5:
+        log.warning("... and %d more videos without a sidecar", len(warnings) - 5)
+    return FeatureSet(root=layout_root, layout=chosen, records=tuple(records),
+                      issues=tuple(issues), warnings=tuple(warnings))
+
+
+def as_feature_set(
+    features: FeatureSet | str | os.PathLike[str], *, layout: LayoutOrAuto = "auto",
+) -> FeatureSet:
+    """Accept either a :class:`FeatureSet` or a folder to read."""
+    return features if isinstance(features, FeatureSet) else read_features(features, layout=layout)
+
+
+# ------------------------------------------------------------------ atomic writing
+
+
+def _atomic(path: Path, write: Any, mode: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``array`` to ``path`` atomically (temporary name, then ``os.replace``)."""
+    return _atomic(Path(path), lambda f: np.save(f, np.asarray(array), allow_pickle=False), "wb")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return _atomic(Path(path), lambda f: f.write(text.encode("utf-8")), "wb")
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write JSON atomically, keys in insertion order."""
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_pickle(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write a pickle atomically (only for the legacy formats downstream code reads)."""
+    return _atomic(Path(path), lambda f: pickle.dump(data, f, protocol=4), "wb")
+
+
+def derived_sidecar(record: FeatureRecord, *, shape: Sequence[int],
+                    snippets: Sequence[tuple[int, int] | None], step: str,
+                    details: Mapping[str, Any]) -> dict[str, Any]:
+    """A sidecar for a file derived from ``record`` (aligned, resampled).
+
+    Keeps every original field, replaces ``shape`` and ``snippets`` and appends
+    ``{"step": ..., **details}`` to a ``derived`` list so the history stays readable.
+    """
+    meta = dict(record.metadata)
+    meta["shape"] = [int(s) for s in shape]
+    meta["snippets"] = [None if s is None else [int(s[0]), int(s[1])] for s in snippets]
+    if record.num_frames is not None:
+        meta["num_frames"] = record.num_frames
+    history = list(meta.get("derived") or [])
+    history.append({"step": step, "from": [str(p) for p in record.paths], **details})
+    meta["derived"] = history
+    return meta
+
+
+def write_derived(record: FeatureRecord, out_root: str | os.PathLike[str], array: np.ndarray,
+                  sidecar: Mapping[str, Any]) -> tuple[Path, ...]:
+    """Write ``array`` (the whole video's features) in the record's layout below ``out_root``.
+
+    Per-crop records are split back into one ``[T, D]`` file per crop; fed-wsvad
+    records go below ``out_root/features_video/i3d/combine`` so that the result
+    is again a fed-wsvad folder.
+    """
+    out = Path(out_root)
+    if record.layout == "fed-wsvad":
+        out = out / _FED_SUBDIR
+    written: list[Path] = []
+    rel = record.relative_paths()
+    if record.layout == "per-crop":
+        for k, p in enumerate(rel):
+            written.append(save_npy(out / p, np.ascontiguousarray(array[:, k])))
+    else:
+        written.append(save_npy(out / rel[0], array))
+    write_json(out / record.relative_sidecar(), dict(sidecar))
+    return tuple(written)

@@ -1,0 +1,234 @@
+"""Ground-truth readers on small handwritten files in each real format."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadfeat.errors import ConfigError
+from vadfeat.features import normalized_name, read_features, video_key
+from vadfeat.labels import (
+    LabelError,
+    as_label_set,
+    detect_label_format,
+    label_spans,
+    read_labels,
+    write_labels,
+)
+
+
+def write_features(root: Path, name: str, rows: int, *, num_frames: int | None,
+                   dim: int = 4, clip_len: int = 16) -> None:
+    """A flat feature file and its sidecar as docs/DESIGN.md describes them."""
+    path = root / f"{name}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.ones((rows, dim), dtype=np.float32))
+    side = {"video": f"{name}.mp4", "num_frames": num_frames, "fps": 30.0,
+            "snippets": [[i * clip_len, i * clip_len + clip_len - 1] for i in range(rows)],
+            "shape": [rows, dim], "crop_order": None}
+    path.with_suffix(".json").write_text(json.dumps(side))
+
+
+def kinds(issues) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for i in issues:
+        out.setdefault(i.kind, set()).add(i.video)
+    return out
+
+
+def test_video_key_keeps_dots_that_are_not_extensions() -> None:
+    xd = "A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_A"
+    assert video_key(xd) == xd
+    assert video_key(xd + ".mp4") == xd
+    assert video_key("Abuse/Abuse028_x264.mp4") == "Abuse028_x264"
+    assert video_key("clip.AVI") == "clip"
+    assert normalized_name("sub\\dir/clip.mkv") == "sub/dir/clip"
+
+
+def test_label_spans_half_open() -> None:
+    assert label_spans(np.array([0, 1, 1, 0, 1])) == [(1, 3), (4, 5)]
+    assert label_spans(np.zeros(3)) == []
+
+
+UCF_TXT = """\
+Abuse028_x264.mp4  Abuse  3  5  -1  -1
+Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1
+Arson011_x264.mp4  Arson  2  3  7  8
+Fighting003_x264.mp4  Fighting  8  12  -1  -1
+Broken_x264.mp4  Abuse  5
+Bad_x264.mp4  Abuse  x  y  -1  -1
+Zero_x264.mp4  Abuse  0  4  -1  -1
+Ghost_x264.mp4  Abuse  1  2  -1  -1
+"""
+
+
+@pytest.fixture
+def ucf(tmp_path: Path) -> tuple[Path, Path]:
+    feats = tmp_path / "feat"
+    for name, frames in [("Abuse028_x264", 10), ("Normal_Videos_003_x264", 10),
+                         ("Arson011_x264", 8), ("Fighting003_x264", 10), ("Extra_x264", 40)]:
+        write_features(feats, name, max(frames // 16, 1), num_frames=frames)
+    ann = tmp_path / "Temporal_Anomaly_Annotation.txt"
+    ann.write_text(UCF_TXT)
+    return ann, feats
+
+
+def test_ucf_one_based_inclusive_intervals(ucf: tuple[Path, Path]) -> None:
+    ann, feats = ucf
+    gt = read_labels(ann, format="ucf", features=feats)
+    # 1-based inclusive 3..5 is decoded index 2, 3, 4.
+    assert gt.videos["Abuse028_x264"].frames.tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert gt.videos["Arson011_x264"].frames.tolist() == [0, 1, 1, 0, 0, 0, 1, 1]
+    assert gt.videos["Normal_Videos_003_x264"].frames.tolist() == [0] * 10
+    assert gt.videos["Normal_Videos_003_x264"].video_label == 0
+    assert gt.videos["Abuse028_x264"].video_label == 1
+    # 8..12 on a 10-frame video: indices 7..9 kept, the rest reported.
+    assert gt.videos["Fighting003_x264"].frames.tolist() == [0] * 7 + [1, 1, 1]
+    assert gt.videos["Abuse028_x264"].source.endswith(":1")
+    k = kinds(gt.issues)
+    assert k["malformed-line"] == {"Broken_x264.mp4", "Bad_x264.mp4", "Zero_x264.mp4"}
+    assert k["unknown-video"] == {"Ghost_x264.mp4"}
+    assert k["no-labels"] == {"Extra_x264"}
+    assert k["span-out-of-range"] == {"Fighting003_x264"}
+    assert set(gt.videos) == {"Abuse028_x264", "Normal_Videos_003_x264", "Arson011_x264",
+                              "Fighting003_x264"}
+
+
+def test_span_formats_need_frame_counts(ucf: tuple[Path, Path]) -> None:
+    ann, _ = ucf
+    with pytest.raises(ConfigError, match="frame counts"):
+        read_labels(ann, format="ucf")
+
+
+def test_ucf_missing_decoded_count_is_reported(tmp_path: Path) -> None:
+    write_features(tmp_path / "f", "Abuse028_x264", 1, num_frames=None)
+    ann = tmp_path / "a.txt"
+    ann.write_text("Abuse028_x264.mp4  Abuse  3  5  -1  -1\n")
+    gt = read_labels(ann, format="ucf", features=tmp_path / "f")
+    assert len(gt) == 0
+    assert kinds(gt.issues) == {"no-frame-count": {"Abuse028_x264"}}
+
+
+XD_TXT = """\
+A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_B1-0-0 2 5
+Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6.mp4 0 3 6 8
+Odd.Line__#00-00-00_label_B1-0-0 4
+Neg__#00-00-01_label_B1-0-0 5 2
+"""
+
+
+def test_xd_zero_based_end_exclusive_and_normal_by_name(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    names = {"A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_B1-0-0": 10,
+             "Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6": 10,
+             "Normal.Movie.2010__#00-01-00_00-02-00_label_A": 6,
+             "Unlisted__#00-00-02_label_B2-0-0": 6}
+    for name, n in names.items():
+        write_features(feats, name, 1, num_frames=n)
+    ann = tmp_path / "annotations.txt"
+    ann.write_text(XD_TXT)
+    gt = read_labels(ann, format="xd", features=feats)
+    mind = gt.videos["A.Beautiful.Mind.2001__#00-25-20_00-29-20_label_B1-0-0"]
+    assert mind.frames.tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0]  # [2, 5)
+    boys = gt.videos["Bad.Boys.1995__#01-11-55_01-12-40_label_G-B2-B6"]  # listed with .mp4
+    assert boys.frames.tolist() == [1, 1, 1, 0, 0, 0, 1, 1, 0, 0]
+    normal = gt.videos["Normal.Movie.2010__#00-01-00_00-02-00_label_A"]
+    assert normal.frames.tolist() == [0] * 6 and normal.video_label == 0
+    k = kinds(gt.issues)
+    assert k["malformed-line"] == {"Odd.Line__#00-00-00_label_B1-0-0",
+                                   "Neg__#00-00-01_label_B1-0-0"}
+    assert k["no-labels"] == {"Unlisted__#00-00-02_label_B2-0-0"}
+
+
+def test_pickle_reader_reports_lengths_values_and_unknowns(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    for name, n in [("01_0014", 4), ("01_0015", 5), ("01_0016", 3), ("01_0017", 3)]:
+        write_features(feats, name, 1, num_frames=n)
+    gt_path = tmp_path / "frame_label.pickle"
+    with open(gt_path, "wb") as f:
+        pickle.dump({"01_0014": np.array([0, 0, 1, 1]), "01_0015": [0.0, 1.0, 0.0],
+                     "01_0016": np.array([0, 2, 1]), "gone": np.zeros(2)}, f)
+    gt = read_labels(gt_path, format="pickle", features=feats)
+    assert gt.videos["01_0014"].frames.tolist() == [0, 0, 1, 1]
+    assert gt.videos["01_0014"].frames.dtype == np.uint8
+    # Shorter than the decoded count: kept as given and reported.
+    assert gt.videos["01_0015"].frames.tolist() == [0, 1, 0]
+    assert gt.videos["01_0015"].decoded_frames == 5
+    k = kinds(gt.issues)
+    assert k == {"length-mismatch": {"01_0015"}, "bad-values": {"01_0016"},
+                 "unknown-video": {"gone"}, "no-labels": {"01_0016", "01_0017"}}
+
+
+def test_pickle_is_never_guessed(tmp_path: Path) -> None:
+    p = tmp_path / "frame_label.pickle"
+    with open(p, "wb") as f:
+        pickle.dump({"a": [0, 1]}, f)
+    with pytest.raises(ConfigError, match="pickle"):
+        detect_label_format(p)
+    with pytest.raises(ConfigError, match="pickle"):
+        as_label_set(p)
+
+
+def test_pickle_that_is_not_a_dict(tmp_path: Path) -> None:
+    p = tmp_path / "x.pickle"
+    with open(p, "wb") as f:
+        pickle.dump([1, 2, 3], f)
+    with pytest.raises(LabelError, match="expected a dict"):
+        read_labels(p, format="pickle")
+
+
+def test_npy_dir_reader_is_safe_and_reports_bad_files(tmp_path: Path) -> None:
+    masks = tmp_path / "test_frame_mask"
+    masks.mkdir()
+    np.save(masks / "01_0014.npy", np.array([0, 1, 1, 0], dtype=np.int64))
+    np.save(masks / "01_0015.npy", np.array([[0, 1], [1, 0]]))
+    np.save(masks / "01_0016.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    gt = read_labels(masks, format="npy-dir")
+    assert gt.videos["01_0014"].frames.tolist() == [0, 1, 1, 0]
+    assert gt.videos["01_0014"].video_label == 1
+    assert kinds(gt.issues) == {"bad-values": {"01_0015", "01_0016"}}
+
+
+def test_canonical_round_trip_and_index(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    write_features(feats / "sub", "clip", 2, num_frames=40)
+    write_features(feats, "other", 1, num_frames=20)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    np.save(masks / "clip.npy", np.r_[np.zeros(30), np.ones(10)].astype(np.uint8))
+    np.save(masks / "other.npy", np.zeros(20, dtype=np.uint8))
+    gt = read_labels(masks, format="npy-dir", features=feats)
+    assert set(gt.videos) == {"sub/clip", "other"}
+    index_path = write_labels(gt, tmp_path / "canon")
+    index = json.loads(index_path.read_text())
+    assert index["sub/clip"] == {"num_frames": 40, "video_label": 1,
+                                 "source": "npy-dir:clip.npy", "decoded_frames": 40}
+    assert np.load(tmp_path / "canon" / "sub" / "clip.npy").dtype == np.uint8
+    again = read_labels(tmp_path / "canon", format="canonical", features=feats)
+    assert detect_label_format(tmp_path / "canon") == "canonical"
+    for name, v in gt.videos.items():
+        assert np.array_equal(again.videos[name].frames, v.frames)
+        assert again.videos[name].video_label == v.video_label
+    assert again.issues == ()
+    assert again.get("clip.mp4") is again.videos["sub/clip"]
+
+
+def test_ambiguous_stems_are_reported(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    write_features(feats / "a", "clip", 1, num_frames=16)
+    write_features(feats / "b", "clip", 1, num_frames=16)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    np.save(masks / "clip.npy", np.zeros(16, dtype=np.uint8))
+    gt = read_labels(masks, format="npy-dir", features=read_features(feats))
+    assert kinds(gt.issues)["ambiguous-name"] == {"clip"}
+    assert len(gt) == 0
+
+
+def test_unknown_format_names_allowed_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="allowed: canonical, pickle, npy-dir, ucf, xd"):
+        read_labels(tmp_path, format="json")  # type: ignore[arg-type]

@@ -1,0 +1,174 @@
+"""List files: every line points to an existing file with the shape its method reads."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadfeat.errors import ConfigError
+from vadfeat.labels import LabelSet, VideoLabels
+from vadfeat.lists import naming_label, read_video_list, write_lists
+
+VIDEOS = {  # name: (rows, num_frames)
+    "Abuse001_x264": (3, 50),
+    "Arson002_x264": (2, 40),
+    "Normal_Videos_001_x264": (4, 70),
+    "Normal_Videos_002_x264": (2, 33),
+}
+CROPS = 3
+DIM = 5
+
+
+def write_features(root: Path, *, layout: str, crops: int | None = CROPS) -> Path:
+    """One video per entry of VIDEOS in the given layout, sidecars per docs/DESIGN.md."""
+    for name, (rows, frames) in VIDEOS.items():
+        shape = [rows, DIM] if crops is None else [rows, crops, DIM]
+        arr = np.random.default_rng(rows).standard_normal(shape).astype(np.float32)
+        side = {"video": f"{name}.mp4", "num_frames": frames, "fps": 30.0, "shape": shape,
+                "snippets": [[16 * i, 16 * i + 15] for i in range(rows)],
+                "crop_order": ["tl", "tr", "c"] if crops else None}
+        if layout == "fed-wsvad":
+            d = root / "features_video" / "i3d" / "combine" / name
+            d.mkdir(parents=True)
+            np.save(d / "feature.npy", arr)
+            (d / "feature.json").write_text(json.dumps(side))
+        elif layout == "per-crop":
+            root.mkdir(parents=True, exist_ok=True)
+            for k in range(crops or 1):
+                np.save(root / f"{name}__{k}.npy", arr[:, k])
+            (root / f"{name}.json").write_text(json.dumps(side))
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            np.save(root / f"{name}.npy", arr)
+            (root / f"{name}.json").write_text(json.dumps(side))
+    return root
+
+
+def test_naming_rules() -> None:
+    assert naming_label("Normal_Videos_001_x264.mp4", "ucf") == 0
+    assert naming_label("Abuse001_x264", "ucf") == 1
+    assert naming_label("A.Movie.2001__#00-00-00_00-01-00_label_A", "xd") == 0
+    assert naming_label("A.Movie.2001__#00-00-00_00-01-00_label_B2-0-0", "xd") == 1
+    with pytest.raises(ConfigError, match="allowed: ucf, xd"):
+        naming_label("x", "shanghai")  # type: ignore[arg-type]
+
+
+def test_read_video_list_folds_crops_csv_and_labels(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text("path,label\n/a/b/clip__0.npy,Abuse\n/a/b/clip__1.npy,Abuse\n"
+                 "/a/other.npy,Normal\n")
+    assert read_video_list(p) == ["a/b/clip", "a/other"]
+    q = tmp_path / "l.list"
+    q.write_text("train/01_0014_0.npy 1.0\nclip.mp4\n\nclip.mp4\n")
+    assert read_video_list(q) == ["train/01_0014_0", "clip"]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_rtfm_lists_one_3d_file_per_video_abnormal_first(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "f", layout="flat")
+    split = tmp_path / "test_split.txt"
+    split.write_text("Abuse001_x264.mp4\nNormal_Videos_002_x264\n")
+    res = write_lists(feats, tmp_path / "out", format="rtfm", naming="ucf", test_split=split,
+                      name="ucf-vmae")
+    train = lines(tmp_path / "out" / "ucf-vmae-train.list")
+    test = lines(tmp_path / "out" / "ucf-vmae-test.list")
+    assert [Path(p).stem for p in train] == ["Arson002_x264", "Normal_Videos_001_x264"]
+    assert [Path(p).stem for p in test] == ["Abuse001_x264", "Normal_Videos_002_x264"]
+    for p in train + test:
+        arr = np.load(p)
+        assert Path(p).is_absolute()
+        assert arr.shape == (VIDEOS[Path(p).stem][0], CROPS, DIM)
+    assert res.issues == ()
+
+
+@pytest.mark.parametrize("fmt", ["ur-dmu", "pel4vad"])
+def test_per_crop_lists_one_line_per_crop(tmp_path: Path, fmt: str) -> None:
+    feats = write_features(tmp_path / "f", layout="per-crop")
+    res = write_lists(feats, tmp_path / "out", format=fmt, naming="ucf", name="UCF")  # type: ignore[arg-type]
+    train_file = res.files[0]
+    assert train_file.name == ("UCF_Train.list" if fmt == "ur-dmu" else "train.list")
+    train = lines(train_file)
+    assert len(train) == CROPS * len(VIDEOS)      # no labels: everything is training
+    # Abnormal first: UR-DMU takes list[:n_abnormal * crops] as the abnormal videos.
+    assert all("Normal_" not in p for p in train[: 2 * CROPS])
+    assert all("Normal_" in p for p in train[2 * CROPS:])
+    assert train[:CROPS] == [str((feats / f"Abuse001_x264__{k}.npy").resolve())
+                             for k in range(CROPS)]
+    for p in train:
+        stem = Path(p).stem.rsplit("__", 1)[0]
+        assert np.load(p).shape == (VIDEOS[stem][0], DIM)
+    assert lines(res.files[1]) == []
+
+
+def test_vadclip_csv_labels_and_gt_split(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "f", layout="per-crop")
+    # Frame-level ground truth for two videos: without split files they form the test split.
+    gt = LabelSet({
+        "Abuse001_x264": VideoLabels(name="Abuse001_x264", frames=np.r_[np.zeros(20), np.ones(30)],
+                                     video_label=1, source="t"),
+        "Normal_Videos_002_x264": VideoLabels(name="Normal_Videos_002_x264", frames=np.zeros(33),
+                                              video_label=0, source="t"),
+    })
+    res = write_lists(feats, tmp_path / "out", format="vadclip", labels=gt, naming="ucf",
+                      name="ucf")
+    with open(tmp_path / "out" / "ucf_CLIP_rgbtest.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "label"]
+    assert [r[1] for r in rows[1:]] == ["Abuse"] * CROPS + ["Normal"] * CROPS
+    with open(tmp_path / "out" / "ucf_CLIP_rgb.csv", newline="") as f:
+        train = list(csv.DictReader(f))
+    assert [r["label"] for r in train] == ["Arson"] * CROPS + ["Normal"] * CROPS
+    for r in train:
+        assert np.load(r["path"]).ndim == 2
+    assert {e.name for e in res.split("test")} == {"Abuse001_x264", "Normal_Videos_002_x264"}
+
+
+def test_fed_wsvad_split_files_and_video_labels(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "f", layout="fed-wsvad")
+    test = tmp_path / "test.txt"
+    test.write_text("Arson002_x264\nNormal_Videos_002_x264\n")
+    res = write_lists(feats, tmp_path / "out", format="fed-wsvad", naming="ucf", test_split=test)
+    assert lines(tmp_path / "out" / "test_split.txt") == ["Arson002_x264", "Normal_Videos_002_x264"]
+    assert lines(tmp_path / "out" / "train_split.txt") == ["Abuse001_x264", "Normal_Videos_001_x264"]
+    combine = feats / "features_video" / "i3d" / "combine"
+    for e in res.entries:
+        assert np.load(combine / e.name / "feature.npy").shape == (VIDEOS[e.name][0], CROPS, DIM)
+    with open(tmp_path / "out" / "GT" / "video_label.pickle", "rb") as f:
+        assert pickle.load(f) == {"Abuse001_x264": [1.0], "Arson002_x264": [1.0],
+                                  "Normal_Videos_001_x264": [0.0], "Normal_Videos_002_x264": [0.0]}
+
+
+def test_wrong_layout_is_a_usage_error(tmp_path: Path) -> None:
+    flat3d = write_features(tmp_path / "f", layout="flat")
+    with pytest.raises(ConfigError, match="per-crop"):
+        write_lists(flat3d, tmp_path / "o", format="ur-dmu", naming="ucf")
+    with pytest.raises(ConfigError, match="fed-wsvad"):
+        write_lists(flat3d, tmp_path / "o", format="fed-wsvad", naming="ucf")
+    percrop = write_features(tmp_path / "p", layout="per-crop")
+    with pytest.raises(ConfigError, match="rtfm"):
+        write_lists(percrop, tmp_path / "o", format="rtfm", naming="ucf")
+    with pytest.raises(ConfigError, match="allowed: fed-wsvad, rtfm, ur-dmu, pel4vad, vadclip"):
+        write_lists(percrop, tmp_path / "o", format="mgfn")  # type: ignore[arg-type]
+
+
+def test_flat_single_view_files_serve_per_crop_formats(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "f", layout="flat", crops=None)
+    res = write_lists(feats, tmp_path / "o", format="ur-dmu", naming="ucf")
+    assert len(lines(res.files[0])) == len(VIDEOS)
+
+
+def test_videos_without_any_label_are_reported_not_listed(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "f", layout="flat")
+    gt = LabelSet({"Abuse001_x264": VideoLabels(name="Abuse001_x264", frames=np.ones(50),
+                                                video_label=1, source="t")})
+    res = write_lists(feats, tmp_path / "o", format="rtfm", labels=gt)
+    assert [e.name for e in res.entries] == ["Abuse001_x264"]
+    assert {i.video for i in res.issues if i.kind == "no-labels"} == set(VIDEOS) - {"Abuse001_x264"}

@@ -1,0 +1,132 @@
+"""`vadfeat labels|align|lists|resample|inspect` through the dispatcher `vadfeat.cli.main`."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadfeat.cli import main
+
+VIDEOS = {"Abuse001_x264": (4, 70), "Normal_Videos_001_x264": (3, 50)}  # rows, decoded frames
+
+
+def write_features(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, (rows, frames) in VIDEOS.items():
+        arr = np.random.default_rng(rows).standard_normal((rows, 2, 6)).astype(np.float32)
+        np.save(root / f"{name}.npy", arr)
+        side = {"video": f"{name}.mp4", "num_frames": frames, "fps": 30.0, "shape": [rows, 2, 6],
+                "snippets": [[16 * i, 16 * i + 15] for i in range(rows)], "crop_order": ["c", "tl"]}
+        (root / f"{name}.json").write_text(json.dumps(side))
+    return root
+
+
+@pytest.fixture
+def feats(tmp_path: Path) -> Path:
+    return write_features(tmp_path / "feat")
+
+
+@pytest.fixture
+def gt(tmp_path: Path, feats: Path) -> Path:
+    ann = tmp_path / "Temporal_Anomaly_Annotation.txt"
+    ann.write_text("Abuse001_x264.mp4  Abuse  20  40  -1  -1\n"
+                   "Normal_Videos_001_x264.mp4  Normal  -1  -1  -1  -1\n")
+    out = tmp_path / "gt"
+    assert main(["labels", str(ann), "--format", "ucf", "--features", str(feats),
+                 "-o", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("command", ["labels", "align", "lists", "resample", "inspect"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"vadfeat {command}" in capsys.readouterr().out
+
+
+def test_labels_writes_canonical_folder(gt: Path) -> None:
+    index = json.loads((gt / "labels.json").read_text())
+    assert index["Abuse001_x264"]["video_label"] == 1
+    assert index["Abuse001_x264"]["num_frames"] == 70
+    assert np.load(gt / "Abuse001_x264.npy")[19:40].tolist() == [1] * 21
+
+
+def test_labels_prints_issues_and_exits_1(tmp_path: Path, feats: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    ann = tmp_path / "a.txt"
+    ann.write_text("Abuse001_x264.mp4  Abuse  20  40  -1  -1\nGhost.mp4 Abuse 1 2 -1 -1\n"
+                   "broken line\n")
+    code = main(["labels", str(ann), "--format", "ucf", "--features", str(feats),
+                 "-o", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "Ghost.mp4: [unknown-video]" in out
+    assert "broken: [malformed-line]" in out
+    assert "Normal_Videos_001_x264: [no-labels]" in out
+
+
+def test_usage_errors_exit_2(tmp_path: Path, feats: Path) -> None:
+    pkl = tmp_path / "frame_label.pickle"
+    with open(pkl, "wb") as f:
+        pickle.dump({"Abuse001_x264": np.zeros(70)}, f)
+    # A pickle is only loaded when named; auto-detection refuses it.
+    assert main(["align", str(feats), "--labels", str(pkl), "-o", str(tmp_path / "o")]) == 2
+    assert main(["align", str(tmp_path / "missing"), "--labels", str(pkl),
+                 "-o", str(tmp_path / "o")]) == 2
+    assert main(["labels", str(tmp_path / "a.txt"), "--format", "ucf",
+                 "-o", str(tmp_path / "o")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["lists", str(feats), "--format", "mgfn", "-o", str(tmp_path / "o")])
+    assert exc.value.code == 2
+
+
+def test_align_with_explicit_pickle(tmp_path: Path, feats: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pkl = tmp_path / "frame_label.pickle"
+    with open(pkl, "wb") as f:
+        pickle.dump({"Abuse001_x264": np.r_[np.zeros(60), np.ones(10)],
+                     "Normal_Videos_001_x264": np.zeros(50)}, f)
+    code = main(["align", str(feats), "--labels", str(pkl), "--labels-format", "pickle",
+                 "--mode", "legacy", "-o", str(tmp_path / "al"), "--name", "ucf"])
+    assert code == 0
+    assert np.load(tmp_path / "al" / "gt-ucf.npy").size == 16 * (4 + 3)
+    assert "Abuse001_x264: rows 4, GT 70 frames -> 64 (cut 6, padded 0)" in capsys.readouterr().out
+
+
+def test_pipeline_align_lists_resample_inspect(tmp_path: Path, feats: Path, gt: Path) -> None:
+    al = tmp_path / "al"
+    assert main(["align", str(feats), "--labels", str(gt), "-o", str(al), "--rule", "mean"]) == 0
+    assert np.load(al / "gt-test.npy").size == 16 * (4 + 3)
+    assert np.load(al / "snippet_labels" / "Abuse001_x264.npy").tolist() == [
+        0.0, 13 / 16, 8 / 16, 0.0]
+
+    ls = tmp_path / "lists"
+    assert main(["lists", str(feats), "--labels", str(gt), "--format", "rtfm", "--naming", "ucf",
+                 "-o", str(ls), "--name", "ucf"]) == 0
+    test_lines = (ls / "ucf-test.list").read_text().splitlines()
+    assert [Path(p).stem for p in test_lines] == ["Abuse001_x264", "Normal_Videos_001_x264"]
+    # The list written by `lists` fixes the order of the ground truth written by `align`.
+    assert main(["align", str(feats), "--labels", str(gt), "-o", str(al),
+                 "--test-list", str(ls / "ucf-test.list")]) == 0
+
+    rs = tmp_path / "rs"
+    assert main(["resample", str(feats), "-o", str(rs), "--segments", "5"]) == 0
+    assert np.load(rs / "Abuse001_x264.npy").shape == (5, 2, 6)
+
+    rep = tmp_path / "rep"
+    assert main(["inspect", str(feats), "--labels", str(gt), "-o", str(rep),
+                 "--width", "400", "--height", "300"]) == 0
+    assert (rep / "Abuse001_x264.png").is_file()
+    assert "Normal_Videos_001_x264.png" in (rep / "index.html").read_text()
+
+
+def test_lists_reports_unlabelled_videos_and_exits_1(tmp_path: Path, feats: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["lists", str(feats), "--format", "rtfm", "-o", str(tmp_path / "l")])
+    assert code == 1
+    assert "[no-labels]" in capsys.readouterr().out

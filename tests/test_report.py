@@ -1,0 +1,88 @@
+"""`inspect`: the pictures exist, have the asked size, are not blank; index.html lists them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vadfeat.labels import LabelSet, VideoLabels
+from vadfeat.report import feature_norms, first_component, inspect
+
+
+def write_features(root: Path, name: str, rows: int, *, num_frames: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    arr = rng.standard_normal((rows, 3, 8)).astype(np.float32)
+    arr[rows // 2:] += 2.0  # a visible change half-way
+    path = root / f"{name}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, arr)
+    side = {"video": f"{name}.mp4", "num_frames": num_frames, "fps": 25.0, "shape": [rows, 3, 8],
+            "snippets": [[16 * i, 16 * i + 15] for i in range(rows)], "crop_order": None}
+    path.with_suffix(".json").write_text(json.dumps(side))
+
+
+def test_first_component_recovers_a_known_direction() -> None:
+    t = np.linspace(-1, 1, 20)
+    direction = np.zeros(6)
+    direction[2] = 3.0
+    rows = t[:, None] * direction[None, :] + 0.01 * np.random.default_rng(1).standard_normal((20, 6))
+    pc = first_component(rows)
+    # Sign fixed by the largest loading (+3 at index 2): the projection grows with t.
+    assert np.corrcoef(pc, t)[0, 1] > 0.999
+    assert np.allclose(feature_norms(np.ones((2, 3, 4))), [np.sqrt(12)] * 2)
+    assert first_component(np.ones((4, 3))).tolist() == [0.0] * 4
+
+
+@pytest.fixture
+def report(tmp_path: Path):
+    feats = tmp_path / "feat"
+    write_features(feats, "abn", 6, num_frames=100, seed=0)
+    write_features(feats / "sub", "normal", 4, num_frames=64, seed=1)
+    labels = np.zeros(100, np.uint8)
+    labels[30:70] = 1
+    gt = LabelSet({"abn": VideoLabels(name="abn", frames=labels, video_label=1, source="t")})
+    return inspect(feats, tmp_path / "report", labels=gt, width_px=640, height_px=400, dpi=80)
+
+
+def test_pngs_have_the_asked_size_and_are_not_blank(report) -> None:
+    assert [v.name for v in report.videos] == ["abn", "sub/normal"]
+    for v in report.videos:
+        assert v.png.is_file()
+        with Image.open(v.png) as im:
+            assert im.size == (640, 400)
+            pixels = np.asarray(im.convert("RGB"), dtype=np.float64)
+        assert pixels.var() > 0
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+    # The shaded anomaly span puts red-tinted pixels into the labelled video's picture only.
+    with Image.open(report.videos[0].png) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
+    reddish = (rgb[..., 0] - rgb[..., 2] > 20).sum()
+    assert reddish > 1000
+
+
+def test_index_lists_every_picture_with_its_numbers(report) -> None:
+    html = report.index.read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert srcs == ["abn.png", "sub/normal.png"]
+    for src in srcs:
+        assert (report.out / src).is_file()
+    abn = report.videos[0]
+    # 100 GT frames, 6 snippets -> 96 evaluation frames: 4 cut, none padded.
+    assert (abn.num_frames, abn.snippets, abn.frames_cut, abn.frames_padded) == (100, 6, 4, 0)
+    assert "<td>100</td><td>6</td>" in html
+    assert report.videos[1].frames_cut is None  # no labels for it: shown as a dash
+
+
+def test_selection_and_unknown_names(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    write_features(feats, "one", 3, num_frames=48, seed=2)
+    write_features(feats, "two", 3, num_frames=48, seed=3)
+    res = inspect(feats, tmp_path / "r", videos=["two.mp4", "three"], width_px=300, height_px=200)
+    assert [v.name for v in res.videos] == ["two"]
+    assert [i.video for i in res.issues] == ["three"]
+    assert not (tmp_path / "r" / "one.png").exists()
