@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ def output_paths(out: Path, stem: PurePosixPath, *, layout: Layout, crops: int =
 # --------------------------------------------------------------------------- atomic writes
 
 
-def _tmp_name(path: Path) -> Path:
+def tmp_name(path: Path) -> Path:
+    """The hidden temporary name beside ``path`` owned by this process (file or folder)."""
     return path.with_name(f".{path.name}{_TMP_TAG}.{socket.gethostname()}.{os.getpid()}")
 
 
@@ -79,7 +81,7 @@ def _tmp_name(path: Path) -> Path:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
+    tmp = tmp_name(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -110,12 +112,15 @@ def clean_stale_temporaries(out: Path) -> list[Path]:
     if not out.is_dir():
         return removed
     host = socket.gethostname()
-    for tmp in out.rglob(f"*{_TMP_TAG}.*"):
+    for tmp in sorted(out.rglob(f"*{_TMP_TAG}.*")):
         owner_host, _, pid = tmp.name.rsplit(_TMP_TAG + ".", 1)[-1].rpartition(".")
         if owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
             removed.append(tmp)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", len(removed))

@@ -19,6 +19,7 @@ from vadfeat.errors import CheckpointError, ConfigError
 _COMMAND_MODULES = (
     "vadfeat.cli.model_cmds",
     "vadfeat.cli.extract_cmds",
+    "vadfeat.cli.frames_cmds",
     "vadfeat.cli.post_cmds",
 )
 
