@@ -10,6 +10,7 @@ The public API; nothing else should need to import from deeper modules::
 """
 
 from vadfeat._version import __version__
+from vadfeat.align import AlignedVideo, AlignResult, align
 from vadfeat.checkpoints import CheckpointInfo, load_checkpoint, save_canonical
 from vadfeat.errors import (
     CheckpointError,
@@ -22,23 +23,39 @@ from vadfeat.errors import (
     VideoTooShortError,
 )
 from vadfeat.extract import FeatureExtractor, RunSummary, VideoFeatures, extract
+from vadfeat.features import FeatureReadError, FeatureRecord, FeatureSet, read_features, video_key
+from vadfeat.frames import dump_frames
 from vadfeat.inputs import VideoItem, discover
+from vadfeat.labels import LabelError, LabelIssue, LabelSet, VideoLabels, read_labels, write_labels
+from vadfeat.lists import ListsResult, read_video_list, write_lists
 from vadfeat.loading import load_model
 from vadfeat.models.videomae import FeatureModel, ModelSpec, get_spec, list_models
 from vadfeat.presets import PRESETS, Preset, get_preset, list_presets
+from vadfeat.report import InspectResult, inspect
+from vadfeat.resample import process_feat, resample_features, uniform_sample
 from vadfeat.sampling import Snippet, SnippetAssembler, snippet_indices
 from vadfeat.transforms import FrameTransform, build_frame_transform
 from vadfeat.video import VideoInfo, VideoReader, open_video, probe
 
 __all__ = [
     "PRESETS",
+    "AlignResult",
+    "AlignedVideo",
     "CheckpointError",
     "CheckpointInfo",
     "ConfigError",
     "DecodeError",
     "FeatureExtractor",
     "FeatureModel",
+    "FeatureReadError",
+    "FeatureRecord",
+    "FeatureSet",
     "FrameTransform",
+    "InspectResult",
+    "LabelError",
+    "LabelIssue",
+    "LabelSet",
+    "ListsResult",
     "ModelSpec",
     "Preset",
     "RunSummary",
@@ -50,21 +67,34 @@ __all__ = [
     "VideoFeatures",
     "VideoInfo",
     "VideoItem",
+    "VideoLabels",
     "VideoOpenError",
     "VideoReader",
     "VideoTooShortError",
     "__version__",
+    "align",
     "build_frame_transform",
     "discover",
+    "dump_frames",
     "extract",
     "get_preset",
     "get_spec",
+    "inspect",
     "list_models",
     "list_presets",
     "load_checkpoint",
     "load_model",
     "open_video",
     "probe",
+    "process_feat",
+    "read_features",
+    "read_labels",
+    "read_video_list",
+    "resample_features",
     "save_canonical",
     "snippet_indices",
+    "uniform_sample",
+    "video_key",
+    "write_labels",
+    "write_lists",
 ]
