@@ -41,7 +41,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,6 +51,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat.errors import ConfigError
+from vadfeat.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -412,15 +412,10 @@ def as_feature_set(
 
 
 def _atomic(path: Path, write: Any, mode: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # One mechanism for every file vadfeat writes: its temporaries are the ones a
+    # later run recognises and removes after a crash (writers.clean_stale_temporaries).
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
     return path
 
 

@@ -32,6 +32,7 @@ from vadfeat.align import fit_frame_labels
 from vadfeat.errors import ConfigError
 from vadfeat.features import FeatureIssue, FeatureRecord, FeatureSet, as_feature_set, write_text
 from vadfeat.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
+from vadfeat.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,8 @@ def _plot(record: FeatureRecord, feat: np.ndarray, gt: VideoLabels | None, png: 
         title += f", GT {gt.num_frames} frames, video label {gt.video_label}"
     fig.suptitle(title, fontsize="small")
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)  # no bbox_inches: the pixel size stays as asked
-    os.replace(tmp, png)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")  # no bbox_inches: the pixel size stays as asked
 
 
 def _cell(value: Any) -> str:
