@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: ./dev.sh demo | ./dev.sh test [pytest args...]
 # Creates .venv on first use, installs torch explicitly first (a bare `torch`
 # requirement would pull several GB of CUDA wheels on a machine without torch),
-# then the package with its test extras.
+# then the package with its test, hf and ray extras.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -16,7 +16,7 @@ setup() {
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "$TORCH_SPEC"
   fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,hf]"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,hf,ray]"
 }
 
 cmd=${1:-}
@@ -26,7 +26,7 @@ case "$cmd" in
   demo) setup; exec "$VENV/bin/vadfeat" demo "$@" ;;
   test)
     setup
-    "$VENV/bin/ruff" check src tests bench
+    "$VENV/bin/ruff" check .
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *) echo "usage: ./dev.sh demo [vadfeat demo args] | ./dev.sh test [pytest args] | ./dev.sh setup" >&2; exit 2 ;;
 esac

@@ -305,6 +305,56 @@ def test_sigkill_then_resume_gives_identical_outputs(tmp_path: Path, tiny_checkp
     assert list(runs.values())[-1].count("skipped") == done_before
 
 
+def _once_each(out: Path) -> dict[str, int]:
+    oks: dict[str, int] = {}
+    for e in read_manifest(out):
+        if e["status"] == "ok":
+            oks[e["video"]] = oks.get(e["video"], 0) + 1
+    return oks
+
+
+def test_devices_share_one_work_list(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """--devices runs one process per device (CPU here: the claim logic is the same
+    as on GPUs); every video is extracted exactly once, failures are not retried by
+    the sibling, and the files equal a single-process run's."""
+    src = tmp_path / "in"
+    for k in range(6):
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(48 + 16 * k, seed=k), fps=25)
+    synth.random_bytes(src / "broken.mp4", 3000)
+    single = extract([src], tmp_path / "one", checkpoint=tiny_checkpoint, progress=False)
+    multi = extract([src], tmp_path / "two", checkpoint=tiny_checkpoint, progress=False,
+                    devices=["cpu", "cpu"])
+    assert (single.ok, multi.ok) == (6, 6)
+    assert [v for v, _ in multi.failed] == ["broken.mp4"] and multi.exit_code == 1
+    assert _once_each(tmp_path / "two") == {f"v{k}.mp4": 1 for k in range(6)}
+    failures = [e for e in read_manifest(tmp_path / "two") if e["status"] == "failed"]
+    assert len(failures) == 1  # the sibling skipped it instead of failing it again
+    for p in npy_files(tmp_path / "one"):
+        assert np.array_equal(np.load(p), np.load(tmp_path / "two" / p.name))
+
+
+def test_concurrent_runs_on_one_folder(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Two independent processes on one output folder, as users start one per GPU."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    for k in range(6):
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(64, seed=k), fps=25)
+    cmd = [sys.executable, "-m", "vadfeat", "extract", str(src), "-o", str(tmp_path / "out"),
+           "--checkpoint", str(tiny_checkpoint), "-q", "-b", "1"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    assert _once_each(tmp_path / "out") == {f"v{k}.mp4": 1 for k in range(6)}
+    ref = extract([src], tmp_path / "ref", checkpoint=tiny_checkpoint, progress=False)
+    assert ref.ok == 6
+    for p in npy_files(tmp_path / "ref"):
+        assert np.array_equal(np.load(p), np.load(tmp_path / "out" / p.name))
+    assert not leftovers(tmp_path / "out")
+
+
 def test_gpu_only_options_fail_loudly(tiny_checkpoint: Path) -> None:
     from vadfeat.errors import ConfigError
 

@@ -41,6 +41,7 @@ from vadfeat.sampling import SnippetAssembler
 from vadfeat.transforms import build_frame_transform
 from vadfeat.video import DEFAULT_FOLDER_FPS, open_video
 from vadfeat.writers import (
+    Claims,
     Layout,
     Manifest,
     OutputPaths,
@@ -142,6 +143,7 @@ class FeatureExtractor:
         fps: float | None = None,
         frames_colour: str = "normal",
         folder_fps: float = DEFAULT_FOLDER_FPS,
+        quantize: str | None = None,
         **overrides: Any,
     ) -> None:
         base = get_preset(preset) if isinstance(preset, str) else preset
@@ -173,8 +175,10 @@ class FeatureExtractor:
         self.folder_fps = folder_fps
         self.model = load_model(
             checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
-            num_heads=num_heads,
+            num_heads=num_heads, quantize=quantize,
         )
+        if getattr(self.model, "quantize", None) and self.dtype != "fp32":
+            raise ConfigError(f"int8 layers take fp32 activations; use dtype fp32, not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
         self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
 
@@ -199,11 +203,14 @@ class FeatureExtractor:
             "checkpoint_format": getattr(info, "format", None),
             "checkpoint_sha256": getattr(info, "sha256", None),
             "random_weights": self.model.random_weights,
+            "quantize": getattr(self.model, "quantize", None),
         }
 
     def fingerprint(self, layout: str = "flat") -> dict[str, Any]:
         """The settings that decide an output's content: resume skips only on a match."""
         rec = self.model_record()
+        # Only when set, so outputs made before this key existed still resume.
+        quant = {"quantize": rec["quantize"]} if rec["quantize"] else {}
         return {
             "preset": self.preset.resolved().to_dict(),
             "model": rec["name"],
@@ -214,6 +221,7 @@ class FeatureExtractor:
             "frames_colour": self.frames_colour,
             "on_corrupt": self.on_corrupt,
             "layout": layout,
+            **quant,
         }
 
     # ------------------------------------------------------------------ the per-video function
@@ -360,13 +368,21 @@ def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
 
 
 def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-             stop: threading.Event) -> None:
-    """Worker thread: decode + preprocess whole videos, emit snippets and a final event."""
+             stop: threading.Event, claim: Any) -> None:
+    """Worker thread: claim, decode and preprocess whole videos; emit snippets and a final event.
+
+    ``claim(vid)`` returns ``None`` when this process may work on the video, else the
+    reason to leave it (another process holds it, or finished it meanwhile).
+    """
     while not stop.is_set():
         try:
             vid, item = work.get_nowait()
         except queue.Empty:
             break
+        reason = claim(vid)
+        if reason is not None:
+            events.put(("elsewhere", vid, reason, None))
+            continue
         count = 0
         try:
             stream = extractor.snippet_stream(item.source)
@@ -404,6 +420,8 @@ def extract(
     progress: bool = True,
     root: str | Path | None = None,
     extractor: FeatureExtractor | None = None,
+    devices: Sequence[str] | None = None,
+    run_token: str | None = None,
     **settings: Any,
 ) -> RunSummary:
     """Extract features for every video in ``inputs`` into ``out``.
@@ -412,10 +430,21 @@ def extract(
     ``model``, ``preset``, ``random_weights``, ``device``, ``dtype``,
     ``batch_size``, preset overrides ...), or pass a ready ``extractor``.
     Videos whose outputs exist with a sidecar matching the current settings are
-    skipped unless ``overwrite``.  Returns a :class:`RunSummary`.
+    skipped unless ``overwrite``.  ``devices`` (e.g. ``["cuda:0", "cuda:1"]``) runs
+    one process with its own model per device over the same work list and output
+    folder; per-video claims make each video done exactly once (``run_token``
+    ties those processes together, so a video one of them failed is not retried by
+    another).  Returns a :class:`RunSummary`.
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
+    if devices is not None and len(devices) > 1:
+        if extractor is not None:
+            raise ConfigError("devices= builds one extractor per device; pass settings, not one")
+        return _extract_on_devices(list(devices), list(inputs), out, layout=layout,
+                                   workers=workers, overwrite=overwrite, root=root, **settings)
+    if devices:
+        settings["device"] = devices[0]
     layout = check_layout(layout)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
@@ -433,7 +462,18 @@ def extract(
     manifest = Manifest(out, run_id)
     fingerprint = ext.fingerprint(layout)
     plan = plan_outputs(items, out, layout, ext.crops)
+    claims = Claims(out, run_token=run_token)
+    keys = [str(p.sidecar.relative_to(out)) for p in plan]
     t_start = time.perf_counter()
+
+    def claim(vid: int) -> str | None:
+        reason = claims.acquire(keys[vid])
+        if reason is not None:
+            return reason
+        if not overwrite and is_done(plan[vid], fingerprint):
+            claims.release(keys[vid])
+            return "extracted by another process during this run"
+        return None
 
     todo: list[int] = []
     for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
@@ -454,7 +494,7 @@ def extract(
     events: queue.Queue = queue.Queue(maxsize=max(2, 2 * ext.clips_per_batch))
     stop = threading.Event()
     n_workers = min(workers, max(1, len(todo)))
-    threads = [threading.Thread(target=_produce, args=(ext, work, events, stop), daemon=True,
+    threads = [threading.Thread(target=_produce, args=(ext, work, events, stop, claim), daemon=True,
                                 name=f"vadfeat-decode-{k}") for k in range(n_workers)]
     pending: dict[int, _Pending] = {}
     failed: set[int] = set()
@@ -468,6 +508,7 @@ def extract(
         md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
                          ranges=st.ranges, shape=feats.shape, layout=layout)
         write_outputs(st.paths, feats, md, crops=ext.crops)
+        claims.release(keys[vid])
         seconds = time.perf_counter() - st.started
         summary.ok += 1
         summary.snippets += feats.shape[0]
@@ -481,6 +522,8 @@ def extract(
         st = pending.pop(vid, None)
         item = items[vid]
         failed.add(vid)
+        claims.mark_failed(keys[vid], reason)
+        claims.release(keys[vid])
         summary.failed.append((str(item.name), reason))
         log.error("%s: %s", item.name, reason)
         manifest.record(video=str(item.name), status="failed", error=reason, output=None,
@@ -545,6 +588,13 @@ def extract(
                     maybe_finish(vid)
             elif kind == "failed":
                 finish_failed(vid, a)
+            elif kind == "elsewhere":
+                summary.skipped += 1
+                log.info("%s: %s", items[vid].name, a)
+                manifest.record(video=str(items[vid].name), status="skipped", error=a,
+                                output=str(plan[vid].features[0]), num_frames=None,
+                                num_snippets=None, seconds=0.0)
+                bar.update(1)
             if not alive:
                 flush()
     except KeyboardInterrupt:
@@ -555,8 +605,63 @@ def extract(
         stop.set()
         bar.close()
         manifest.close()
+        claims.release_all()
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _device_main(results: Any, index: int, device: str, inputs: list, out: str | Path,
+                 kwargs: dict[str, Any]) -> None:
+    """One device's process: the ordinary engine on ``device``; its summary goes back."""
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{device}] %(message)s")
+    summary = extract(inputs, out, device=device, progress=False, **kwargs)
+    results.put((index, summary))
+
+
+def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
+                        **kwargs: Any) -> RunSummary:
+    import multiprocessing as mp
+
+    kwargs.pop("device", None)  # each process gets its own
+    kwargs.pop("progress", None)
+    kwargs["run_token"] = uuid.uuid4().hex
+    for d in devices:  # fail at the boundary, before any process starts
+        resolve_device(d)
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked into children
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_device_main, args=(results, i, d, inputs, out, kwargs),
+                         name=f"vadfeat-{d}") for i, d in enumerate(devices)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    got: dict[int, RunSummary] = {}
+    try:
+        while len(got) < len(procs) and (any(p.is_alive() for p in procs) or not results.empty()):
+            try:
+                index, summary = results.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            got[index] = summary
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+    for p in procs:
+        p.join()
+    merged = RunSummary(out=Path(out), run_id="+".join(s.run_id for s in got.values()))
+    for s in got.values():
+        merged.total = max(merged.total, s.total)
+        merged.ok += s.ok
+        merged.snippets += s.snippets
+        merged.failed += s.failed
+        merged.interrupted |= s.interrupted
+    for i, device in enumerate(devices):
+        if i not in got:
+            merged.failed.append((f"<{device} worker>", "the process for this device died; "
+                                  "run again to finish its videos"))
+    merged.skipped = merged.total - merged.ok - len([f for f in merged.failed
+                                                     if not f[0].startswith("<")])
+    merged.seconds = time.perf_counter() - t0
+    return merged
 
 
 def _rate(summary: RunSummary, t0: float) -> str:

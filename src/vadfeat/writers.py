@@ -17,11 +17,14 @@ Layouts (SPEC §3):
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -137,6 +140,73 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --------------------------------------------------------------------------- claims
+
+
+LOCK_DIR = ".vadfeat-locks"
+
+
+class Claims:
+    """Per-video locks so that processes sharing one output folder (one per GPU, or
+    several runs a user started) never work on the same video at once.
+
+    A claim is an exclusive ``flock`` on ``OUT/.vadfeat-locks/<hash of the video's
+    output name>.lock``, held while the video is processed.  The kernel drops it when
+    the holder exits however it exits (SIGKILL included), so there are no stale locks
+    to clean up.  Lock files are never deleted: deleting one while another process
+    waits on it would let two processes lock two different files of the same name.
+    (On NFS, Linux maps ``flock`` to byte-range locks, which NFSv4 supports.)
+    """
+
+    def __init__(self, out: Path, *, run_token: str | None = None) -> None:
+        self.run_token = run_token
+        self.dir = out / LOCK_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.owner = f"{socket.gethostname()} {os.getpid()}"
+        self._held: dict[str, int] = {}
+        self._mutex = threading.Lock()
+
+    def _path(self, key: str) -> Path:
+        return self.dir / (hashlib.sha1(key.encode("utf-8")).hexdigest() + ".lock")
+
+    def acquire(self, key: str) -> str | None:
+        """``None`` when this process now holds ``key``; else why it cannot have it."""
+        fd = os.open(self._path(key), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            return f"being extracted by another process ({holder or 'unknown'})"
+        previous = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        if self.run_token and previous.startswith(f"failed {self.run_token} "):
+            # A sibling process of the same run (another device) already failed it.
+            os.close(fd)
+            return "failed on another device of this run: " + previous.split(" ", 2)[2].strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (self.owner + "\n").encode("utf-8"), 0)
+        with self._mutex:
+            self._held[key] = fd
+        return None
+
+    def mark_failed(self, key: str, reason: str) -> None:
+        """Leave the failure in the lock file so sibling processes of this run skip it."""
+        fd = self._held.get(key)
+        if fd is not None and self.run_token:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"failed {self.run_token} {reason}\n".encode(), 0)
+
+    def release(self, key: str) -> None:
+        with self._mutex:
+            fd = self._held.pop(key, None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def release_all(self) -> None:
+        for key in list(self._held):
+            self.release(key)
 
 
 # --------------------------------------------------------------------------- per-video output

@@ -68,8 +68,15 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--batch-size", "-b", type=int, default=8,
                    help="clips per forward pass (a 10-crop snippet is 10 clips); default 8")
     r.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    r.add_argument("--devices", type=lambda v: [d.strip() for d in v.split(",") if d.strip()],
+                   metavar="D1,D2,...",
+                   help="one process with its own model per device (e.g. cuda:0,cuda:1) over "
+                        "one shared work list and output folder; each video is done once")
     r.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="compute dtype (auto: bf16 on CUDA, fp32 on CPU); files are float32")
+    r.add_argument("--quantize", choices=("int8",),
+                   help="CPU only: dynamic int8 Linear layers (faster, features within ~1e-2; "
+                        "recorded in the sidecar); see `vadfeat compress`")
     r.add_argument("--workers", "-j", type=int, default=1,
                    help="decode/preprocess threads running ahead of the model (1)")
     r.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
@@ -84,6 +91,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "num_heads": args.num_heads, "preset": args.preset, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "on_corrupt": args.on_corrupt,
         "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,
+        "quantize": getattr(args, "quantize", None),
     }
     for name in PRESET_FLAGS:
         value = getattr(args, name, None)
@@ -93,11 +101,48 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    if getattr(args, "engine", "local") == "ray":
+        return _extract_ray(args)
     from vadfeat.extract import extract
 
     summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
                       overwrite=args.overwrite, progress=not args.quiet, root=args.root,
-                      **settings_from_args(args))
+                      devices=args.devices, **settings_from_args(args))
+    log.info("%s", summary.describe())
+    log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
+    return summary.exit_code
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this machine (threads decode ahead of one model); ray: a Ray "
+                        "cluster, one model per GPU or CPU slot, workers write to OUT directly "
+                        "(pip install 'vadfeat[ray]'; with many machines, inputs and OUT on a "
+                        "file system every node mounts at the same path)")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join: auto (the cluster this node belongs to), HOST:6379 "
+                        "or ray://HOST:10001; default $RAY_ADDRESS, else a local cluster for the run")
+    g.add_argument("--ray-actors", type=int, metavar="N",
+                   help="actors (one model each); default one per GPU, else one per "
+                        "--ray-cpus-per-actor CPUs of the cluster")
+    g.add_argument("--ray-cpus-per-actor", type=float, default=1.0, metavar="N",
+                   help="CPUs reserved by each actor, also its torch threads on CPU")
+
+
+def _extract_ray(args: argparse.Namespace) -> int:
+    from vadfeat.distributed import extract_ray  # Ray is imported only now
+
+    if getattr(args, "devices", None):
+        raise ConfigError("--devices is for --engine local; with --engine ray each actor gets its "
+                          "own GPU from Ray (size the pool with --ray-actors)")
+    if args.workers != 1:
+        log.warning("--workers has no effect with --engine ray: each actor decodes its own "
+                    "videos; size the pool with --ray-actors / --ray-cpus-per-actor")
+    summary = extract_ray(args.inputs, args.output, address=args.ray_address, layout=args.layout,
+                          overwrite=args.overwrite, progress=not args.quiet, root=args.root,
+                          num_actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
+                          **settings_from_args(args))
     log.info("%s", summary.describe())
     log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
     return summary.exit_code
@@ -156,6 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="JSON",
                    help="JSON file of option values (keys = long option names); flags win")
     add_extract_args(p)
+    add_engine_args(p)
     p.set_defaults(func=_extract, config_parser=p)
 
     d = sub.add_parser(
