@@ -362,7 +362,7 @@ class _Pending:
 
 
 def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
-                  crops: int) -> list[OutputPaths]:
+                 crops: int) -> list[OutputPaths]:
     # discover() already made output stems unique (x.mp4 beside x.avi included).
     return [output_paths(out, output_stem(i.name), layout=layout, crops=crops) for i in items]
 
