@@ -70,6 +70,8 @@ class CheckpointInfo:
     has_fc_norm: bool
     ignored_keys: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # vadfeat.compress record (pruning rate, quantization) of a compressed checkpoint.
+    compression: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -369,8 +371,14 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: empty file, not a checkpoint")
 
     container = None
+    compression = None
     if weights.suffix == ".safetensors":
         raw = _load_safetensors(weights)
+        from vadfeat.compress import decompress_state, read_compression
+
+        compression = read_compression(weights)
+        if compression is not None:  # int8 weights + scales -> float; load_model re-quantizes
+            raw = decompress_state(raw, compression)
     else:
         raw, container = _unwrap(_torch_load(weights), weights)
 
@@ -402,7 +410,12 @@ def load_checkpoint(
         norm_eps=norm_eps, fc_norm_eps=fc_norm_eps,
     )
 
-    if facts.get("transformers"):
+    if compression is not None:
+        from vadfeat.compress import describe_compression
+
+        fmt = "vadfeat-compressed"
+        detail = describe_compression(compression)
+    elif facts.get("transformers"):
         fmt = "transformers"
         detail = f"transformers VideoMAE state dict, {facts['transformers_keys']} keys"
     elif kind == "folder" and "model_config" in config:
@@ -436,6 +449,7 @@ def load_checkpoint(
         has_fc_norm=has_fc_norm,
         ignored_keys=ignored,
         notes=tuple(notes),
+        compression=compression,
     )
     log.debug("checkpoint %s: %s (%s)", src, info.format, info.detail)
     return kept, info

@@ -33,6 +33,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     num_heads: int | None = None,
     seed: int = 0,
+    quantize: str | None = None,
 ) -> FeatureModel:
     """A feature model in eval mode mapping ``[B, 3, T, H, W]`` floats to features.
 
@@ -41,7 +42,9 @@ def load_model(
     ``checkpoint=None`` with ``model=`` gives deterministic random weights
     (``seed``); the returned model then has ``random_weights=True``, which every
     output records.  ``dtype`` casts the parameters (``None`` keeps fp32; for
-    mixed precision prefer autocast and keep fp32 parameters).
+    mixed precision prefer autocast and keep fp32 parameters).  ``quantize="int8"``
+    makes the Linear layers dynamic int8 (CPU only, :mod:`vadfeat.compress`); a
+    compressed checkpoint that records int8 gets them without asking.
     """
     check_pooling(pooling)
     info: CheckpointInfo | None = None
@@ -67,4 +70,11 @@ def load_model(
     fm = FeatureModel(encoder, pooling=pooling, random_weights=state is None, checkpoint=info)
     fm.eval().requires_grad_(False)
     target = parse_dtype(dtype)
-    return fm.to(device=device, dtype=target) if target is not None else fm.to(device)
+    fm = fm.to(device=device, dtype=target) if target is not None else fm.to(device)
+    recorded = (info.compression or {}).get("quantize") if info is not None else None
+    if quantize is not None or recorded is not None:
+        from vadfeat.compress import apply_quantization
+
+        fm = apply_quantization(fm, quantize or recorded, explicit=quantize is not None,
+                                device=torch.device(device))
+    return fm

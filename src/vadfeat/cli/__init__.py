@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "vadfeat.cli.extract_cmds",
     "vadfeat.cli.frames_cmds",
     "vadfeat.cli.post_cmds",
+    "vadfeat.cli.compress_cmds",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,54 @@
+"""`vadfeat compress`: the legacy pruning + int8 step as a safe, loadable checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from vadfeat.errors import ConfigError
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (use 0.1 or 10%)") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"prune rate must be in [0, 1), got {text!r}")
+    return value
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from vadfeat.compress import compress_checkpoint
+
+    if args.output.endswith(".safetensors") is False:
+        raise ConfigError(f"the output is a safetensors file: name it *.safetensors, not {args.output}")
+    result = compress_checkpoint(args.checkpoint, args.output, prune=args.prune,
+                                 quantize=args.quantize, dtype=args.dtype, num_heads=args.num_heads)
+    print(result.describe())
+    print(f"run it with: vadfeat extract VIDEOS -o OUT --checkpoint {result.out}"
+          + ("  (int8 layers on the CPU)" if result.quantize else ""))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compress", help="prune and/or int8-quantize a checkpoint for CPU and edge devices",
+        description="The legacy Fed_WSVAD compression step: L1 unstructured pruning of every "
+                    "Conv3d/Linear weight (the given fraction of smallest-magnitude entries of "
+                    "each tensor set to zero, permanently), then dynamic int8 quantization of the "
+                    "Linear layers (per-tensor symmetric weights). Writes a safetensors file (no "
+                    "pickle) that `vadfeat extract --checkpoint OUT` loads; the int8 layers run "
+                    "on the CPU, elsewhere the int8-rounded weights run in float. Every feature "
+                    "file made with it records the checkpoint's sha256 and the quantization.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="any checkpoint `vadfeat checkpoint inspect` reads")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output .safetensors file")
+    p.add_argument("--prune", type=_fraction, default=0.0, metavar="RATE",
+                   help="fraction of each Conv3d/Linear weight to zero, e.g. 0.1 or 10%% (default 0)")
+    p.add_argument("--quantize", choices=("int8",), help="store Linear weights as int8 (dynamic int8 on CPU)")
+    p.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
+                   help="dtype of the tensors that stay float (default fp16, as the model zoo)")
+    p.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
+    p.set_defaults(func=_compress)
