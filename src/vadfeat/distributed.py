@@ -1,0 +1,517 @@
+"""The Ray Data engine: the local engine's per-video work spread over a Ray cluster.
+
+:func:`extract_ray` does what :func:`vadfeat.extract` does, with the same
+outputs, sidecars, ``OUT/manifest.jsonl`` and resume rules, but each video is
+one task of a Ray Data pipeline (``ray.data.from_items`` -> ``map_batches``
+with a pool of actors).  Each actor holds one :class:`~vadfeat.FeatureExtractor`
+(the model is loaded once per actor, not per video) and runs
+:meth:`FeatureExtractor.process` on one whole video at a time: decode,
+model, then the feature file and sidecar written atomically by the worker
+straight into the shared output folder.  Only the small manifest entry travels
+back; the driver writes every manifest line, so each video gets exactly one
+line per run.
+
+Actors: one per GPU (``num_gpus=1``) when the cluster has GPUs and the device is
+``auto`` or ``cuda``; otherwise one per CPU slot (``cpus_per_actor`` CPUs each,
+default 1, with that many torch threads).  ``num_actors`` overrides the count.
+
+Resume: the driver computes the settings fingerprint *without building the
+model* (preset and overrides, the checkpoint's hash and architecture read from
+the file, dtype as resolved for the workers' device) and skips videos whose
+outputs already carry it; each actor checks on start that its real
+fingerprint is the one the driver used, so a skip decision can never disagree
+with what the workers would write.  Workers also take the local engine's
+per-video claim (a ``flock`` in ``OUT/.vadfeat-locks``) before extracting, so a
+local run or another Ray run on the same folder at the same time never extracts
+the same video at once (across machines this needs a shared file system with
+``flock``, e.g. NFSv4; without it a warning says so and the run goes on).
+
+Failures: a video that cannot be decoded becomes a ``failed`` manifest entry
+with its reason, as in the local engine; so does an unexpected error inside
+one video.  A worker process that dies (segfault, out of memory) is restarted
+and its video retried up to ``_MAX_TASK_RETRIES`` times, then recorded as
+failed; the run goes on.  Bad settings stop the run before any work (exit 2).
+
+Running on a cluster of many machines
+-------------------------------------
+
+1. Put the inputs, the output folder and the checkpoint on a file system every
+   node mounts **at the same path** (NFS, Lustre, CephFS, ...): workers read the
+   videos and write the features themselves.
+2. Install the same environment on every node: ``pip install 'vadfeat[ray]'``
+   (plus the same torch build).
+3. Start the cluster: on the head node ``ray start --head --port=6379``, on
+   every other node ``ray start --address=HEAD_IP:6379``.  GPUs are detected
+   by Ray; ``ray status`` lists what the cluster has.
+4. On the head node (or any node of the cluster) run::
+
+       vadfeat extract /shared/videos -o /shared/features \\
+           --checkpoint /shared/vit_g_k710.pth --engine ray --ray-address auto
+
+   ``--ray-address auto`` joins the running cluster (``ray://HOST:10001``
+   works from outside it); without it, a ``RAY_ADDRESS`` environment variable
+   is honoured, else a single-machine cluster is started for the run.
+5. Interrupted or crashed runs resume: run the same command again.  Each
+   worker removes temporaries left on its own host by killed processes.
+
+Ray is imported only inside these functions: ``import vadfeat`` never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+
+from vadfeat.checkpoints import load_checkpoint, resolve_spec
+from vadfeat.errors import ConfigError, VadfeatError
+from vadfeat.extract import FeatureExtractor, RunSummary, _progress, plan_outputs, resolve_dtype
+from vadfeat.inputs import VideoItem, discover
+from vadfeat.presets import Preset, get_preset
+from vadfeat.writers import (
+    Claims,
+    Manifest,
+    OutputPaths,
+    check_layout,
+    clean_stale_temporaries,
+    is_done,
+)
+
+log = logging.getLogger(__name__)
+
+# Attempts after a worker *process* dies on a video (segfault, OOM kill).  Ray
+# Data's default is to retry forever, which turns one poisonous file into a
+# run that never ends.  Python exceptions are not retried: they are failures.
+_MAX_TASK_RETRIES = 2
+
+_INSTALL_HINT = "the Ray engine needs Ray Data: pip install 'vadfeat[ray]'"
+
+# FeatureExtractor's own keyword arguments; every other setting is a preset override.
+_EXTRACTOR_PARAMS = {
+    name: p.default
+    for name, p in inspect.signature(FeatureExtractor.__init__).parameters.items()
+    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
+}
+
+
+# --------------------------------------------------------------------------- driver-side settings
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Extractor settings resolved on the driver, without building the model."""
+
+    kwargs: dict[str, Any]  # FeatureExtractor(**kwargs) on a worker, paths made absolute
+    preset: Preset
+    model_name: str
+    checkpoint_sha256: str | None
+    quantize: str | None  # asked for, or recorded in a compressed checkpoint
+
+    @property
+    def crops(self) -> int:
+        return self.preset.crops
+
+    def for_device(self, device_type: str) -> dict[str, Any]:
+        """Worker kwargs with device and dtype fixed (``auto`` resolved for ``device_type``)."""
+        dtype = resolve_dtype(self.kwargs["dtype"], torch.device(device_type))
+        return {**self.kwargs, "device": device_type, "dtype": dtype}
+
+    def fingerprint(self, layout: str, device_type: str) -> dict[str, Any]:
+        # Mirrors FeatureExtractor.fingerprint; every actor checks the two agree.
+        kw = self.for_device(device_type)
+        return {
+            "preset": self.preset.resolved().to_dict(),
+            "model": self.model_name,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "random_weights": self.checkpoint_sha256 is None,
+            "dtype": kw["dtype"],
+            "fps": kw["fps"],
+            "frames_colour": kw["frames_colour"],
+            "on_corrupt": kw["on_corrupt"],
+            "layout": layout,
+            # Only when set, as FeatureExtractor does (older outputs still resume).
+            **({"quantize": self.quantize} if self.quantize else {}),
+        }
+
+
+def _resolve_settings(settings: Mapping[str, Any]) -> _Settings:
+    """Validate settings and read what the fingerprint needs from the checkpoint.
+
+    The checkpoint is hashed and its architecture detected (``.pth`` files are
+    memory-mapped, so the tensors are not read); no model is built.
+    """
+    if "extractor" in settings:
+        raise ConfigError("the Ray engine builds a model on every worker: pass extractor settings "
+                          "(checkpoint=, model=, ...), not a FeatureExtractor")
+    kwargs = {name: settings.get(name, default) for name, default in _EXTRACTOR_PARAMS.items()}
+    overrides = {k: v for k, v in settings.items() if k not in _EXTRACTOR_PARAMS and v is not None}
+    base = kwargs["preset"]
+    preset = get_preset(base) if isinstance(base, str) else base
+    if overrides:
+        preset = preset.replace(**overrides)
+    checkpoint, model = kwargs["checkpoint"], kwargs["model"]
+    if checkpoint is None and not kwargs["random_weights"]:
+        raise ConfigError("a checkpoint is required (--checkpoint); pass random_weights=True "
+                          "(--random-weights) to run with random weights for testing")
+    if checkpoint is not None and kwargs["random_weights"]:
+        raise ConfigError("give either a checkpoint or random_weights=True, not both")
+    device = str(kwargs["device"])
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {device!r} cannot be used with the Ray engine: each actor gets "
+                          "its own GPU from Ray; use auto, cuda or cpu")
+    sha = None
+    quantize = kwargs.get("quantize")
+    if checkpoint is not None:
+        if not str(checkpoint).startswith("hf://"):
+            # Workers may start in another folder (or on another machine).
+            checkpoint = str(Path(checkpoint).expanduser().absolute())
+            kwargs["checkpoint"] = checkpoint
+        state, info = load_checkpoint(checkpoint, num_heads=kwargs["num_heads"])
+        del state
+        spec = resolve_spec(model, info)
+        sha = info.sha256
+        quantize = quantize or (getattr(info, "compression", None) or {}).get("quantize")
+    else:
+        spec = resolve_spec(model, None)
+    kwargs.update(overrides)
+    return _Settings(kwargs=kwargs, preset=preset, model_name=spec.name,
+                     checkpoint_sha256=sha, quantize=quantize)
+
+
+# --------------------------------------------------------------------------- the actor
+
+
+class _ExtractActor:
+    """Ray Data UDF: one loaded model; turns a batch of video rows into manifest entries.
+
+    Each video is claimed first (:class:`~vadfeat.writers.Claims`, as the local engine
+    does), so a concurrent run on the same output folder never works on it at once.
+    """
+
+    def __init__(self, settings: dict[str, Any], layout: str, fingerprint: dict[str, Any],
+                 out: str, overwrite: bool, threads: int) -> None:
+        torch.set_num_threads(max(1, threads))
+        self.out = Path(out)
+        # The driver cannot check another host's temporaries: each worker cleans its host's.
+        clean_stale_temporaries(self.out)
+        self.layout = layout
+        self.fingerprint = fingerprint
+        self.overwrite = overwrite
+        self.claims: Claims | None = None
+        try:
+            self.claims = Claims(self.out)
+        except OSError as exc:
+            self._no_locks(exc)
+        self.extractor = FeatureExtractor(**settings)
+        actual = self.extractor.fingerprint(layout)
+        if actual != fingerprint:
+            diff = sorted(k for k in {*actual, *fingerprint} if actual.get(k) != fingerprint.get(k))
+            raise ConfigError(
+                "the Ray driver and its workers disagree on the settings fingerprint "
+                f"(keys: {', '.join(diff)}); resume decisions would be wrong, so nothing was run"
+            )
+
+    def _no_locks(self, exc: OSError) -> None:
+        # Ray already gives each video to one actor; locks only keep *other* runs out,
+        # so a shared file system without flock must not fail every video.
+        log.warning("cannot lock videos in %s (%s): another run on this folder at the same "
+                    "time could repeat work", self.out, exc)
+        self.claims = None
+
+    def _claim(self, key: str, paths: OutputPaths) -> str | None:
+        """``None`` when this actor may extract the video, else why it is skipped."""
+        if self.claims is not None:
+            try:
+                reason = self.claims.acquire(key)
+            except OSError as exc:
+                self._no_locks(exc)
+                reason = None
+            if reason is not None:
+                return reason
+        if not self.overwrite and is_done(paths, self.fingerprint):
+            self._release(key)
+            return "extracted by another process during this run"
+        return None
+
+    def _release(self, key: str) -> None:
+        if self.claims is not None:
+            self.claims.release(key)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entries = []
+        for source, name, outputs in zip(batch["source"], batch["name"], batch["outputs"],
+                                         strict=True):
+            item = VideoItem(Path(str(source)), PurePosixPath(str(name)))
+            *features, sidecar = (Path(p) for p in json.loads(str(outputs)))
+            paths = OutputPaths(tuple(features), sidecar)
+            key = str(paths.sidecar.relative_to(self.out))  # the local engine's claim key
+            t0 = time.perf_counter()
+            try:
+                elsewhere = self._claim(key, paths)
+                if elsewhere is not None:
+                    entry = {"video": str(item.name), "status": "skipped", "error": elsewhere,
+                             "output": str(paths.features[0]), "num_frames": None,
+                             "num_snippets": None, "seconds": 0.0}
+                else:
+                    try:
+                        entry = self.extractor.process(item, paths, layout=self.layout)
+                    finally:
+                        self._release(key)
+            except Exception as exc:  # one video's bug must not end a day-long run
+                log.debug("unexpected error on %s", item.source, exc_info=True)
+                entry = {"video": str(item.name), "status": "failed",
+                         "error": f"unexpected {type(exc).__name__}: {exc}", "output": None,
+                         "num_frames": None, "num_snippets": None,
+                         "seconds": round(time.perf_counter() - t0, 3)}
+            entries.append(json.dumps(entry))
+        return {"index": np.asarray(batch["index"]), "entry": np.asarray(entries, dtype=object)}
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # Ray Data needs the ray[data] extra (pyarrow, pandas)
+    except ImportError as exc:
+        raise ConfigError(f"{_INSTALL_HINT} ({exc})") from exc
+    return ray
+
+
+@contextlib.contextmanager
+def _cluster(ray: Any, address: str | None) -> Iterator[bool]:
+    """Connect to ``address`` (or reuse an initialised Ray); yields whether we started it."""
+    if ray.is_initialized():
+        if address is not None:
+            log.info("Ray is already initialised in this process; ignoring address %r", address)
+        yield False
+        return
+    t0 = time.perf_counter()
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=False)
+    except ConnectionError as exc:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from exc
+    log.info("Ray %s: %s in %.1f s", ray.__version__,
+             f"connected to {address}" if address else "cluster ready", time.perf_counter() - t0)
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+def _workers(resources: Mapping[str, float], device: str, num_actors: int | None,
+             cpus_per_actor: float | None) -> tuple[str, int, float, int]:
+    """``(device type, actors, CPUs per actor, GPUs per actor)`` for this cluster."""
+    gpus = int(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 0))
+    if device == "cuda" and gpus == 0:
+        raise ConfigError("device cuda asked for, but the Ray cluster has no GPUs (see `ray status`)")
+    use_gpu = gpus > 0 and device in ("auto", "cuda")
+    per_actor = 1.0 if cpus_per_actor is None else float(cpus_per_actor)
+    if per_actor <= 0:
+        raise ConfigError(f"cpus_per_actor must be positive, got {cpus_per_actor!r}")
+    if num_actors is None:
+        num_actors = gpus if use_gpu else max(1, int(cpus // per_actor))
+    if not isinstance(num_actors, int) or num_actors < 1:
+        raise ConfigError(f"num_actors must be a positive integer, got {num_actors!r}")
+    return ("cuda" if use_gpu else "cpu"), num_actors, per_actor, (1 if use_gpu else 0)
+
+
+def _vadfeat_cause(exc: BaseException) -> VadfeatError | None:
+    """The vadfeat error (bad settings, unreadable checkpoint) inside a Ray error, if any."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, VadfeatError):
+            return err
+        todo += [getattr(err, "cause", None), err.__cause__, err.__context__, *err.args]
+    return None
+
+
+@contextlib.contextmanager
+def _data_context(ray: Any, **fields: Any) -> Iterator[None]:
+    ctx = ray.data.DataContext.get_current()
+    saved = {k: getattr(ctx, k) for k in fields}
+    for k, v in fields.items():
+        setattr(ctx, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(ctx, k, v)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def extract_ray(
+    inputs: Sequence[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    layout: str = "flat",
+    overwrite: bool = False,
+    progress: bool = True,
+    root: str | Path | None = None,
+    num_actors: int | None = None,
+    cpus_per_actor: float | None = None,
+    **settings: Any,
+) -> RunSummary:
+    """Extract features for every video in ``inputs`` into ``out`` on a Ray cluster.
+
+    Same inputs, settings (``checkpoint``, ``model``, ``preset``, ``random_weights``,
+    ``device``, ``dtype``, ``batch_size``, preset overrides ...), outputs, manifest,
+    resume rules and :class:`~vadfeat.RunSummary` as :func:`vadfeat.extract`.
+    ``address``: a running cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
+    ``None`` reuses Ray if this process already initialised it, else honours
+    ``RAY_ADDRESS``, else starts a local cluster for the run and stops it after.
+    ``num_actors`` (default: one per GPU, else one per ``cpus_per_actor`` CPUs) and
+    ``cpus_per_actor`` (default 1; also the torch threads of a CPU actor) size the
+    actor pool.  ``device`` is ``auto``, ``cuda`` or ``cpu``: Ray hands each actor
+    its own GPU.  ``inputs``, ``out`` and the checkpoint must be at the same
+    paths on every node.
+    """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    layout = check_layout(layout)
+    resolved = _resolve_settings(settings)
+    items = discover(list(inputs), root=Path(root) if root is not None else None)
+    ray = _import_ray()
+    out = Path(out)
+    # The workers get absolute paths; the manifest records outputs under `out` as given,
+    # as the local engine does.
+    out_abs = out.expanduser().absolute()
+    with _cluster(ray, address):
+        device, n_actors, actor_cpus, actor_gpus = _workers(
+            ray.cluster_resources(), str(resolved.kwargs["device"]), num_actors, cpus_per_actor)
+        worker_settings = resolved.for_device(device)
+        fingerprint = resolved.fingerprint(layout, device)
+
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        try:  # a read-only or missing output folder is a usage error, before any work
+            out.mkdir(parents=True, exist_ok=True)
+            clean_stale_temporaries(out)
+            manifest = Manifest(out, run_id)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
+        summary = RunSummary(out=out, run_id=run_id, total=len(items))
+        plan = plan_outputs(items, out, layout, resolved.crops)
+        plan_abs = plan_outputs(items, out_abs, layout, resolved.crops)
+        t_start = time.perf_counter()
+        try:
+            todo: list[int] = []
+            for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
+                if not overwrite and is_done(paths, fingerprint):
+                    summary.skipped += 1
+                    manifest.record(video=str(item.name), status="skipped", error=None,
+                                    output=str(paths.features[0]), num_frames=None,
+                                    num_snippets=None, seconds=0.0)
+                else:
+                    todo.append(vid)
+            if summary.skipped:
+                log.info("%d video(s) already extracted with these settings: skipped",
+                         summary.skipped)
+            if todo:
+                log.info("Ray engine: %d video(s) on %d %s actor(s)", len(todo),
+                         min(n_actors, len(todo)), device)
+                _run(ray, todo, items, plan, plan_abs, summary, manifest,
+                     actor_args={"settings": worker_settings, "layout": layout,
+                                 "fingerprint": fingerprint, "out": str(out_abs),
+                                 "overwrite": overwrite, "threads": max(1, int(actor_cpus))},
+                     n_actors=min(n_actors, len(todo)), actor_cpus=actor_cpus,
+                     actor_gpus=actor_gpus, progress=progress)
+        finally:
+            manifest.close()
+        summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _run(ray: Any, todo: list[int], items: list[VideoItem], plan: list[OutputPaths],
+         plan_abs: list[OutputPaths], summary: RunSummary, manifest: Manifest, *,
+         actor_args: dict[str, Any], n_actors: int, actor_cpus: float, actor_gpus: int,
+         progress: bool) -> None:
+    rows = [{"index": vid, "source": str(items[vid].source), "name": str(items[vid].name),
+             "outputs": json.dumps([str(p) for p in plan_abs[vid].all()])} for vid in todo]
+    done: set[int] = set()
+    bar = _progress(len(todo), enabled=progress)
+
+    def record(vid: int, entry: dict[str, Any]) -> None:
+        done.add(vid)
+        if entry["status"] == "ok":
+            summary.ok += 1
+            summary.snippets += int(entry["num_snippets"])
+            entry["output"] = str(plan[vid].features[0])
+        elif entry["status"] == "skipped":  # another run holds it or has just done it
+            summary.skipped += 1
+            entry["output"] = str(plan[vid].features[0])
+            log.info("%s: %s", entry["video"], entry["error"])
+        else:
+            summary.failed.append((entry["video"], entry["error"]))
+            log.error("%s: %s", entry["video"], entry["error"])
+        manifest.record(**entry)
+        bar.update(1)
+
+    # Every video is its own block and an actor takes one at a time: videos differ
+    # in length by orders of magnitude, so no actor should queue work another could take.
+    # max_errored_blocks=-1: a video whose worker died on every retry is reported
+    # below, not allowed to end the run.
+    with _data_context(ray, enable_progress_bars=False, print_on_execution_start=False,
+                       max_errored_blocks=-1):
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates **ray_remote_args but has no named parameter for
+            # max_task_retries yet; the bound matters more than the warning.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ds.map_batches(
+                _ExtractActor, fn_constructor_kwargs=actor_args, batch_size=1,
+                batch_format="numpy", udf_modifying_row_count=False,
+                compute=ray.data.ActorPoolStrategy(size=n_actors, max_tasks_in_flight_per_actor=1),
+                num_cpus=actor_cpus, num_gpus=actor_gpus, max_task_retries=_MAX_TASK_RETRIES,
+            )
+        try:
+            for row in ds.iter_rows():
+                vid = int(row["index"])
+                if vid in done:  # a retried task cannot produce a second manifest line
+                    log.warning("%s: result received twice; keeping the first", items[vid].name)
+                    continue
+                record(vid, json.loads(row["entry"]))
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            log.error("interrupted: finished videos are kept; run again to resume")
+        except ray.exceptions.RayError as exc:
+            cause = _vadfeat_cause(exc)
+            if cause is None:
+                raise
+            raise type(cause)(f"on a Ray worker: {cause}") from exc
+        finally:
+            bar.close()
+    if not summary.interrupted:
+        for vid in todo:
+            if vid not in done:
+                record(vid, {"video": str(items[vid].name), "status": "failed",
+                             "error": f"no result after {1 + _MAX_TASK_RETRIES} attempts: the "
+                                      "worker process died on this video (crash, or killed for "
+                                      "memory); see the Ray logs",
+                             "output": None, "num_frames": None, "num_snippets": None,
+                             "seconds": 0.0})
+
+
+__all__ = ["extract_ray"]
