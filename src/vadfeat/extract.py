@@ -372,14 +372,31 @@ def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue
     """Worker thread: claim, decode and preprocess whole videos; emit snippets and a final event.
 
     ``claim(vid)`` returns ``None`` when this process may work on the video, else the
-    reason to leave it (another process holds it, or finished it meanwhile).
+    reason to leave it (another process holds it, or finished it meanwhile).  The
+    final ``exit`` event is sent however the thread ends: the consumer counts them.
     """
+    try:
+        _produce_videos(extractor, work, events, stop, claim)
+    except Exception:  # a bug in vadfeat, not a bad video: say so loudly, then exit
+        log.exception("a decode worker crashed")
+    finally:
+        if not stop.is_set():  # once stopped, nobody reads the queue: a put could block
+            events.put(("exit", None, None, None))
+
+
+def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
+                    stop: threading.Event, claim: Any) -> None:
     while not stop.is_set():
         try:
             vid, item = work.get_nowait()
         except queue.Empty:
             break
-        reason = claim(vid)
+        try:
+            reason = claim(vid)
+        except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
+            log.debug("cannot claim %s", item.source, exc_info=True)
+            events.put(("failed", vid, f"cannot claim the video: {exc}", None))
+            continue
         if reason is not None:
             events.put(("elsewhere", vid, reason, None))
             continue
@@ -407,7 +424,6 @@ def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue
         except Exception as exc:  # one video's bug must not end a day-long run
             log.debug("unexpected error on %s", item.source, exc_info=True)
             events.put(("failed", vid, f"unexpected {type(exc).__name__}: {exc}", None))
-    events.put(("exit", None, None, None))
 
 
 def extract(
@@ -455,14 +471,17 @@ def extract(
         log.info("layout per-crop with one crop writes <stem>__0.npy files")
     out = Path(out)
     items = discover(list(inputs), root=Path(root) if root is not None else None)
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    try:  # an output folder we cannot write to is a usage error, found before any work
+        out.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(out)
+        claims = Claims(out, run_token=run_token)
+        manifest = Manifest(out, run_id)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
     summary = RunSummary(out=out, run_id=run_id, total=len(items))
-    manifest = Manifest(out, run_id)
     fingerprint = ext.fingerprint(layout)
     plan = plan_outputs(items, out, layout, ext.crops)
-    claims = Claims(out, run_token=run_token)
     keys = [str(p.sidecar.relative_to(out)) for p in plan]
     t_start = time.perf_counter()
 
@@ -597,6 +616,12 @@ def extract(
                 bar.update(1)
             if not alive:
                 flush()
+        # Every worker has exited: anything still open was lost by a worker that died.
+        for vid in [v for v in pending if v not in failed]:
+            finish_failed(vid, "internal error: the decode worker stopped before this video "
+                               "was finished")
+        while not work.empty():
+            finish_failed(work.get_nowait()[0], "internal error: no decode worker was left")
     except KeyboardInterrupt:
         summary.interrupted = True
         stop.set()

@@ -130,7 +130,7 @@ def _absolute(path: Path) -> Path:
 def _resolve(path: Path) -> Path:
     try:
         return path.resolve(strict=False)
-    except OSError:  # e.g. a symlink loop: fall back to the lexical absolute path
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
         return Path(os.path.abspath(path))
 
 

@@ -51,6 +51,7 @@ import json
 import logging
 import os
 import pickle
+import tokenize
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -81,6 +82,10 @@ IssueKind = Literal[
 
 INDEX_NAME = "labels.json"
 _SPAN_FORMATS = ("ucf", "xd")
+# What np.load raises on an untrusted file: besides ValueError, a header may claim any
+# shape (MemoryError) or hold bytes numpy's header parser chokes on (SyntaxError,
+# tokenize.TokenError).
+NPY_ERRORS = (OSError, EOFError, ValueError, MemoryError, SyntaxError, tokenize.TokenError)
 
 
 class LabelError(ConfigError):
@@ -263,7 +268,7 @@ def _read_npy_dir(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
         name = rel.with_suffix("").as_posix()
         try:
             value = np.load(p, allow_pickle=False)
-        except (OSError, EOFError, ValueError) as exc:
+        except NPY_ERRORS as exc:
             issues.append(LabelIssue(name, "bad-values", f"{rel}: unreadable: {exc}"))
             continue
         e = _array_entry(name, value, f"npy-dir:{rel.as_posix()}", issues)
@@ -293,7 +298,7 @@ def _read_canonical(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
         file = path / f"{name}.npy"
         try:
             value = np.load(file, allow_pickle=False)
-        except (OSError, EOFError, ValueError) as exc:
+        except NPY_ERRORS as exc:
             issues.append(LabelIssue(name, "bad-values", f"{file.name}: unreadable: {exc}"))
             continue
         stated = info.get("video_label")
@@ -301,9 +306,10 @@ def _read_canonical(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
                          video_label=int(stated) if stated in (0, 1) else None)
         if e is None:
             continue
-        if info.get("num_frames") is not None and int(info["num_frames"]) != e.frames.shape[0]:
+        stated_n = info.get("num_frames")
+        if stated_n is not None and stated_n != e.frames.shape[0]:  # JSON: any type at all
             issues.append(LabelIssue(name, "inconsistent",
-                                     f"{INDEX_NAME} says {info['num_frames']} frames, "
+                                     f"{INDEX_NAME} says {stated_n!r} frames, "
                                      f"{file.name} holds {e.frames.shape[0]}"))
         entries.append(e)
     return entries
@@ -563,7 +569,10 @@ def write_labels(labels: LabelSet, out: str | os.PathLike[str]) -> Path:
     index: dict[str, dict[str, Any]] = {}
     for name in sorted(labels.videos):
         v = labels.videos[name]
-        save_npy(root / f"{name}.npy", v.frames)
+        rel = Path(f"{name}.npy")
+        if rel.is_absolute() or ".." in rel.parts:  # names come from untrusted files
+            raise LabelError(f"refusing to write labels of video {name!r} outside {root}")
+        save_npy(root / rel, v.frames)
         index[name] = {"num_frames": v.num_frames, "video_label": v.video_label,
                        "source": v.source, "decoded_frames": v.decoded_frames}
     return write_json(root / INDEX_NAME, index)

@@ -659,7 +659,10 @@ class _FolderReader(VideoReader):
             raise DecodeError(
                 f"{file}: truncated or corrupt JPEG (no end-of-image marker) at frame {position}"
             )
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        except cv2.error as exc:  # e.g. a header claiming an image larger than OpenCV allows
+            raise DecodeError(f"{file}: not a readable image (frame {position}): {exc}") from exc
         if image is None:
             raise DecodeError(f"{file}: not a readable image (frame {position})")
         if self._swapped:

@@ -17,6 +17,7 @@ Layouts (SPEC §3):
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -25,6 +26,7 @@ import os
 import shutil
 import socket
 import threading
+import tokenize
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -169,7 +171,8 @@ class Claims:
         self._mutex = threading.Lock()
 
     def _path(self, key: str) -> Path:
-        return self.dir / (hashlib.sha1(key.encode("utf-8")).hexdigest() + ".lock")
+        # surrogateescape: names of files whose names are not UTF-8 hash too.
+        return self.dir / (hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest() + ".lock")
 
     def acquire(self, key: str) -> str | None:
         """``None`` when this process now holds ``key``; else why it cannot have it."""
@@ -185,8 +188,12 @@ class Claims:
             # A sibling process of the same run (another device) already failed it.
             os.close(fd)
             return "failed on another device of this run: " + previous.split(" ", 2)[2].strip()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (self.owner + "\n").encode("utf-8"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (self.owner + "\n").encode("utf-8"), 0)
+        except OSError:  # disk full: a failed claim must not keep the lock (or the descriptor)
+            os.close(fd)
+            raise
         with self._mutex:
             self._held[key] = fd
         return None
@@ -221,11 +228,24 @@ def split_crops(features: np.ndarray, crops: int) -> list[np.ndarray]:
 
 def write_outputs(paths: OutputPaths, features: np.ndarray, sidecar: Mapping[str, Any],
                   *, crops: int) -> None:
-    """Feature file(s) first, sidecar last; each atomically."""
+    """Feature file(s) first, sidecar last; each atomically.
+
+    An existing sidecar goes first: interrupted between the renames, an old sidecar
+    would describe the new features and resume would trust it.  On an error (disk
+    full) the feature files just written go too, so nothing is left half-done.
+    """
     arrays = split_crops(features, crops) if len(paths.features) > 1 else [features]
-    for path, array in zip(paths.features, arrays, strict=True):
-        save_npy(path, np.asarray(array, dtype=np.float32))
-    save_json(paths.sidecar, sidecar)
+    with contextlib.suppress(FileNotFoundError):
+        paths.sidecar.unlink()
+    try:
+        for path, array in zip(paths.features, arrays, strict=True):
+            save_npy(path, np.asarray(array, dtype=np.float32))
+        save_json(paths.sidecar, sidecar)
+    except BaseException:
+        for path in paths.features:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -244,7 +264,7 @@ def is_done(paths: OutputPaths, fingerprint: Mapping[str, Any]) -> bool:
     for path in paths.features:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, SyntaxError, tokenize.TokenError):  # damaged header: redo
             return False
         expect = shape if len(paths.features) == 1 else [shape[0], *shape[2:]]
         if list(arr.shape) != list(expect):
@@ -259,18 +279,28 @@ class Manifest:
     """``OUT/manifest.jsonl``: one line per video per run, appended.
 
     Each line is one ``write`` on a file opened with ``O_APPEND``, so lines from
-    concurrent runs on one folder interleave whole, never mixed.
+    concurrent runs on one folder interleave whole, never mixed.  On a full disk that
+    ``write`` can store part of a line without an error: :meth:`record` then raises,
+    and the next run starts on a fresh line so the torn one stays alone.
     """
 
     def __init__(self, out: Path, run_id: str) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.path = out / MANIFEST
         self.run_id = run_id
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            os.write(self._fd, b"\n")
 
     def record(self, **entry: Any) -> None:
         line = json.dumps({"run": self.run_id, **entry}, ensure_ascii=False) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        # A file name that is not UTF-8 holds lone surrogates: write them as JSON escapes.
+        data = line.encode("utf-8", "backslashreplace")
+        written = os.write(self._fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"manifest line cut short ({written} of {len(data)} "
+                          "bytes written; disk full?)", str(self.path))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -278,7 +308,15 @@ class Manifest:
 
 
 def read_manifest(out: Path) -> list[dict[str, Any]]:
+    """Every whole line of ``OUT/manifest.jsonl``; a line torn by a full disk is skipped."""
     path = out / MANIFEST
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    entries = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            if line:
+                log.warning("%s: skipping a torn line: %.80s", path, line)
+    return entries

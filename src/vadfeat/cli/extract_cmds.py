@@ -105,9 +105,13 @@ def _extract(args: argparse.Namespace) -> int:
         return _extract_ray(args)
     from vadfeat.extract import extract
 
-    summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
-                      overwrite=args.overwrite, progress=not args.quiet, root=args.root,
-                      devices=args.devices, **settings_from_args(args))
+    try:
+        summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
+                          overwrite=args.overwrite, progress=not args.quiet, root=args.root,
+                          devices=args.devices, **settings_from_args(args))
+    except OSError as exc:  # e.g. the disk filled up so far that the manifest cannot grow
+        log.error("run stopped: %s; finished videos are kept, run again to resume", exc)
+        return 1
     log.info("%s", summary.describe())
     log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
     return summary.exit_code
