@@ -93,13 +93,13 @@ def clean_tree(tmp_path: Path) -> Iterator[Path]:
 # --------------------------------------------------------------------------- the corpus
 
 
-def test_fault_corpus_in_process(clean_tree: Path, extractor: FeatureExtractor, caplog) -> None:
+def test_fault_corpus_in_process(clean_tree: Path, extractor: FeatureExtractor) -> None:
     """One input of every kind the issue lists (broken and awkward-but-valid) in one run."""
     cases = build_corpus(clean_tree / "in")
     out = clean_tree / "out"
     s = within(300, extract, [clean_tree / "in"], out, extractor=extractor, workers=2,
                progress=False)
-    problems = check_run(out, cases, read_manifest(out), privileged=ROOT, log_text=caplog.text)
+    problems = check_run(out, cases, read_manifest(out), privileged=ROOT)
     problems += partial_outputs(out)
     assert not problems, "\n".join(problems)
     failed = {c.name for c in cases if c.expected(ROOT) == "failed"}

@@ -192,3 +192,24 @@ def test_symlink_loop_is_not_followed_forever(tmp_path):
     _touch(tmp_path / "d" / "a.mp4")
     os.symlink(tmp_path / "d", tmp_path / "d" / "loop")
     assert _names(discover([tmp_path / "d"])) == ["a.mp4"]
+
+
+def test_unlistable_folders(tmp_path, monkeypatch):
+    """A sub-folder that cannot be listed becomes an item (so the run names it as failed
+    instead of losing what it holds); the folder the user named is a usage error.
+    Listing is refused with a patch: root, who runs CI here, ignores permissions."""
+    _touch(tmp_path / "d" / "a.mp4")
+    _touch(tmp_path / "d" / "locked" / "b.mp4")
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "locked" or (self.name == "d" and refuse_top):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    refuse_top = False
+    assert _names(discover([tmp_path / "d"])) == ["a.mp4", "locked"]
+    refuse_top = True
+    with pytest.raises(ConfigError, match=r"cannot list folder .*Permission denied"):
+        discover([tmp_path / "d"])

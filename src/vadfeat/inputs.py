@@ -150,7 +150,12 @@ def _walk(folder: Path, extensions: frozenset[str]) -> list[Path]:
         try:
             children = sorted(directory.iterdir(), key=lambda p: p.name)
         except OSError as exc:
+            if directory == folder:  # the folder the user named: a usage error
+                raise ConfigError(f"cannot list folder {folder}: {exc}") from exc
+            # A sub-folder that cannot be listed may hold videos: make it an item, so
+            # that the run names it as failed (with the reason) instead of losing it.
             logger.warning("cannot list %s: %s", directory, exc)
+            found.append(directory)
             return
         ignored_images = 0
         for child in children:
