@@ -92,6 +92,7 @@ def test_missing_ray_is_a_config_error_naming_the_extra(tmp_path: Path, tiny_che
     {},
     {"preset": "fed-wsvad", "dtype": "bf16", "on_corrupt": "skip"},
     {"crops": 5, "tail": "pad", "fps": 10.0, "frames_colour": "legacy-swapped", "pooling": "mean"},
+    {"preprocess": "device", "crops": 3},
 ])
 def test_driver_fingerprint_matches_the_extractor(tiny_checkpoint: Path, settings: dict) -> None:
     # The driver decides what to skip without building the model; it must reach the
@@ -120,6 +121,9 @@ def test_bad_settings_fail_before_ray_starts(tmp_path: Path, tiny_checkpoint: Pa
         extract_ray([tmp_path], tmp_path / "o", checkpoint=tiny_checkpoint, preset="nope")
     with pytest.raises(ConfigError, match="layout"):
         extract_ray([tmp_path], tmp_path / "o", checkpoint=tiny_checkpoint, layout="nested")
+    with pytest.raises(ConfigError, match="legacy OpenCV"):
+        extract_ray([tmp_path], tmp_path / "o", checkpoint=tiny_checkpoint, preset="fed-wsvad",
+                    preprocess="device")
 
 
 # --------------------------------------------------------------------------- on a local cluster

@@ -77,7 +77,14 @@ import torch
 
 from vadfeat.checkpoints import load_checkpoint, resolve_spec
 from vadfeat.errors import ConfigError, VadfeatError
-from vadfeat.extract import FeatureExtractor, RunSummary, _progress, plan_outputs, resolve_dtype
+from vadfeat.extract import (
+    FeatureExtractor,
+    RunSummary,
+    _progress,
+    check_preprocess,
+    plan_outputs,
+    resolve_dtype,
+)
 from vadfeat.inputs import VideoItem, discover
 from vadfeat.presets import Preset, get_preset
 from vadfeat.writers import (
@@ -143,6 +150,7 @@ class _Settings:
             "layout": layout,
             # Only when set, as FeatureExtractor does (older outputs still resume).
             **({"quantize": self.quantize} if self.quantize else {}),
+            **({"preprocess": "device"} if kw["preprocess"] == "device" else {}),
         }
 
 
@@ -161,6 +169,7 @@ def _resolve_settings(settings: Mapping[str, Any]) -> _Settings:
     preset = get_preset(base) if isinstance(base, str) else base
     if overrides:
         preset = preset.replace(**overrides)
+    check_preprocess(kwargs["preprocess"], preset)
     checkpoint, model = kwargs["checkpoint"], kwargs["model"]
     if checkpoint is None and not kwargs["random_weights"]:
         raise ConfigError("a checkpoint is required (--checkpoint); pass random_weights=True "

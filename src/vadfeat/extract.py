@@ -11,6 +11,14 @@ into preprocessed snippets; everything else schedules it:
   video's outputs atomically when its last snippet is done, and records every
   video in ``OUT/manifest.jsonl``.
 
+Where frames are preprocessed is a setting (``preprocess``): ``"worker"`` runs the
+per-frame transform in the decode threads on the CPU; ``"device"`` hands each
+snippet's raw uint8 frames to the model side, which uploads them and resizes,
+crops and normalises the whole snippet on the model's device
+(:meth:`FeatureExtractor.prepare`).  That moves the resize of high-resolution
+frames from a few CPU cores to the GPU, at the cost of uploading (and queueing)
+full-size frames instead of 224-pixel clips.
+
 Per-video failures (unreadable, corrupt, too short) are caught only here, named
 with their reason, and never leave a file behind; configuration errors are raised
 before any work starts.
@@ -38,7 +46,7 @@ from vadfeat.inputs import VideoItem, discover, output_stem
 from vadfeat.loading import load_model, parse_dtype
 from vadfeat.presets import Preset, get_preset
 from vadfeat.sampling import SnippetAssembler
-from vadfeat.transforms import build_frame_transform
+from vadfeat.transforms import build_frame_transform, transform_frames
 from vadfeat.video import DEFAULT_FOLDER_FPS, open_video
 from vadfeat.writers import (
     Claims,
@@ -56,6 +64,13 @@ log = logging.getLogger(__name__)
 
 _ON_CORRUPT = ("fail", "skip")
 _FRAMES_COLOUR = ("normal", "legacy-swapped")
+_PREPROCESS = ("worker", "device")
+
+# Device preprocessing: most bytes of raw frames that may wait for the model in the
+# engine's event queue, over all decode threads (a 1080p 16-frame snippet is ~100 MB).
+RAW_QUEUE_BYTES = 512 * 2**20
+# How often a decode thread waiting for room in the event queue checks the stop event.
+_PUT_POLL_S = 0.5
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -69,6 +84,22 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but no CUDA device is available")
     return dev
+
+
+def check_preprocess(preprocess: str, preset: Preset) -> str:
+    """Validate where frames are preprocessed: ``"worker"`` (decode threads) or ``"device"``.
+
+    The legacy one-crop resize (``fed-wsvad``) is OpenCV's 8-bit arithmetic on
+    numpy arrays, which its features must match; it cannot run on a device.
+    """
+    if preprocess not in _PREPROCESS:
+        raise ConfigError(f"preprocess must be one of {', '.join(_PREPROCESS)}, got {preprocess!r}")
+    if preprocess == "device" and preset.crops == 1 and preset.resize == "legacy":
+        raise ConfigError(
+            f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "
+            "the device; use preprocess 'worker' (the default)"
+        )
+    return preprocess
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> str:
@@ -126,6 +157,13 @@ class FeatureExtractor:
     beside the resolved values.  A checkpoint is required unless
     ``random_weights=True`` (then ``model=`` names the size and every output says
     ``random_weights: true``).
+
+    ``preprocess="worker"`` (default) resizes, crops and normalises frames on the
+    CPU, in the thread that decodes them; ``"device"`` leaves that to
+    :meth:`prepare`, which runs it on the model's device for a whole snippet of
+    uploaded uint8 frames (same operations, features equal to float32 rounding).
+    It pays off on a GPU with high-resolution input; the legacy resize of
+    ``fed-wsvad`` cannot use it.
     """
 
     def __init__(
@@ -144,6 +182,7 @@ class FeatureExtractor:
         frames_colour: str = "normal",
         folder_fps: float = DEFAULT_FOLDER_FPS,
         quantize: str | None = None,
+        preprocess: str = "worker",
         **overrides: Any,
     ) -> None:
         base = get_preset(preset) if isinstance(preset, str) else preset
@@ -166,6 +205,7 @@ class FeatureExtractor:
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.preprocess = check_preprocess(preprocess, self.preset)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
@@ -211,6 +251,7 @@ class FeatureExtractor:
         rec = self.model_record()
         # Only when set, so outputs made before this key existed still resume.
         quant = {"quantize": rec["quantize"]} if rec["quantize"] else {}
+        prep = {"preprocess": self.preprocess} if self.preprocess == "device" else {}
         return {
             "preset": self.preset.resolved().to_dict(),
             "model": rec["name"],
@@ -222,6 +263,7 @@ class FeatureExtractor:
             "on_corrupt": self.on_corrupt,
             "layout": layout,
             **quant,
+            **prep,
         }
 
     # ------------------------------------------------------------------ the per-video function
@@ -231,22 +273,27 @@ class FeatureExtractor:
     ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
         """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
-        ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU.  Frames are
-        decoded and preprocessed one at a time; only the frames a pending snippet
-        still needs are held.
+        ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU, or with
+        ``preprocess="device"`` the snippet's raw frames ``[T, 3, H, W]`` uint8 RGB
+        (page-locked when the device is CUDA); :meth:`prepare` turns either into
+        model input.  Frames are decoded (and preprocessed) one at a time; only the
+        frames a pending snippet still needs are held.
         """
         p = self.preset
+        raw = self.preprocess == "device"
+        item = (lambda frame: frame) if raw else self.transform
+        assemble = self._raw_clip if raw else self._clip
         with open_video(source, on_corrupt=self.on_corrupt, fps=self.fps,  # type: ignore[arg-type]
                         frames_colour=self.frames_colour,  # type: ignore[arg-type]
                         folder_fps=self.folder_fps) as reader:
-            assembler: SnippetAssembler[torch.Tensor] = SnippetAssembler(
+            assembler: SnippetAssembler[Any] = SnippetAssembler(
                 clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
             )
             for index, frame in reader:
-                for snip in assembler.push(index, self.transform(frame)):
-                    yield (snip.first, snip.last), torch.stack(snip.items, dim=2)
+                for snip in assembler.push(index, item(frame)):
+                    yield (snip.first, snip.last), assemble(snip.items)
             for snip in assembler.finish():
-                yield (snip.first, snip.last), torch.stack(snip.items, dim=2)
+                yield (snip.first, snip.last), assemble(snip.items)
             info = reader.info
             return {
                 "num_frames": reader.decoded_frames,
@@ -260,12 +307,49 @@ class FeatureExtractor:
                 "warnings": list(reader.warnings),
             }
 
+    @staticmethod
+    def _clip(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Transformed frames ``[crops, 3, S, S]`` -> ``[crops, 3, T, S, S]``."""
+        return torch.stack(frames, dim=2)
+
+    def _raw_clip(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """Decoded frames ``[H, W, 3]`` uint8 -> one contiguous ``[T, 3, H, W]`` uint8 tensor.
+
+        Written straight into page-locked memory when the device is CUDA, so the
+        upload in :meth:`prepare` is asynchronous and needs no staging copy.
+        """
+        height, width, _ = frames[0].shape
+        clip = torch.empty((len(frames), 3, height, width), dtype=torch.uint8,
+                           pin_memory=self.device.type == "cuda")
+        out = clip.numpy()
+        for t, frame in enumerate(frames):  # one copy per frame, also from read-only frames
+            out[t] = frame.transpose(2, 0, 1)
+        return clip
+
+    def prepare(self, clip: torch.Tensor) -> torch.Tensor:
+        """A clip from :meth:`snippet_stream` -> model input ``[crops, 3, T, S, S]`` float32.
+
+        With ``preprocess="device"`` the raw frames are uploaded (non-blocking) and
+        transformed on the device, all frames of the snippet in one call; the result
+        stays there and :meth:`run_model` does not move it again.  With
+        ``"worker"`` the clip is already model input and is returned as it is
+        (:meth:`run_model` uploads the whole batch at once).
+        """
+        if self.preprocess == "worker":
+            return clip
+        frames = clip.to(self.device, non_blocking=True)
+        return transform_frames(frames, self.preset).permute(1, 2, 0, 3, 4)
+
     @torch.inference_mode()
     def run_model(self, clips: torch.Tensor) -> np.ndarray:
-        """``[N, crops, 3, T, S, S]`` -> features ``[N, (crops,) *feature_shape]`` float32."""
+        """``[N, crops, 3, T, S, S]`` -> features ``[N, (crops,) *feature_shape]`` float32.
+
+        ``clips`` on the CPU are uploaded here; clips already on the device (from
+        :meth:`prepare` in device mode) are used where they are.
+        """
         n = clips.shape[0]
         x = clips.flatten(0, 1)
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and not x.is_cuda:
             x = x.pin_memory().to(self.device, non_blocking=True)
         if self._autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self._autocast_dtype):
@@ -287,6 +371,7 @@ class FeatureExtractor:
             "model": self.model_record(),
             "dtype": self.dtype,
             "device": str(self.device),
+            "preprocess": self.preprocess,
             **meta,
             "snippets": [list(r) for r in ranges],
             "crop_order": list(self.transform.crop_names) if self.crops > 1 else None,
@@ -335,7 +420,7 @@ class FeatureExtractor:
                 meta = stop.value
                 break
             ranges.append(rng)
-            pending.append(clip)
+            pending.append(self.prepare(clip))
             if len(pending) == self.clips_per_batch:
                 rows.extend(self.run_model(torch.stack(pending)))
                 pending.clear()
@@ -359,6 +444,76 @@ class _Pending:
     ranges: list[tuple[int, int]] = field(default_factory=list)
     expected: int | None = None
     meta: dict[str, Any] | None = None
+
+
+class ByteBudget:
+    """A bound in bytes on what producer threads hand to a consumer.
+
+    :meth:`acquire` waits while the bytes held by earlier items plus ``nbytes``
+    would exceed ``limit``; :meth:`release` gives bytes back and wakes waiters.
+    An item larger than the whole budget passes once nothing else is held (else it
+    could never pass), so the bound is ``limit`` or one item, whichever is larger.
+    Waits take a timeout, so a producer can look at a stop event between them.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        self.limit = limit
+        self.held = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, nbytes: int, timeout: float | None = None) -> bool:
+        """Take ``nbytes``; False if there was no room within ``timeout`` seconds."""
+        with self._cond:
+            fits = self._cond.wait_for(
+                lambda: self.held == 0 or self.held + nbytes <= self.limit, timeout)
+            if fits:
+                self.held += nbytes
+            return fits
+
+    def release(self, nbytes: int) -> None:
+        with self._cond:
+            self.held -= nbytes
+            self._cond.notify_all()
+
+
+def _snippet_bytes(event: tuple) -> int:
+    kind, _, _, payload = event
+    return payload[1].nbytes if kind == "snippet" else 0
+
+
+class _EventQueue(queue.Queue):
+    """The engine's event queue bounded by a count of events and by the bytes of snippets.
+
+    ``put`` of a snippet waits for room in both bounds (``queue.Full`` after
+    ``timeout``, as a full :class:`queue.Queue` does); ``get`` of a snippet gives
+    its bytes back.  Other events carry no frames and need only a free slot.
+    """
+
+    def __init__(self, maxsize: int, budget: ByteBudget) -> None:
+        super().__init__(maxsize)
+        self.budget = budget
+
+    def put(self, item: tuple, block: bool = True, timeout: float | None = None) -> None:
+        nbytes = _snippet_bytes(item)
+        if not nbytes:
+            super().put(item, block, timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.budget.acquire(nbytes, timeout if block else 0):
+            raise queue.Full
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            super().put(item, block, remaining)
+        except queue.Full:
+            self.budget.release(nbytes)
+            raise
+
+    def get(self, block: bool = True, timeout: float | None = None) -> tuple:
+        item = super().get(block, timeout)
+        self.budget.release(_snippet_bytes(item))
+        return item
 
 
 def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
@@ -409,13 +564,7 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
                 except StopIteration as done:
                     events.put(("done", vid, count, done.value))
                     break
-                while not stop.is_set():
-                    try:
-                        events.put(("snippet", vid, count, (rng, clip)), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not _put_unless_stopped(events, ("snippet", vid, count, (rng, clip)), stop):
                     stream.close()
                     return
                 count += 1
@@ -424,6 +573,21 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
         except Exception as exc:  # one video's bug must not end a day-long run
             log.debug("unexpected error on %s", item.source, exc_info=True)
             events.put(("failed", vid, f"unexpected {type(exc).__name__}: {exc}", None))
+
+
+def _put_unless_stopped(events: queue.Queue, event: tuple, stop: threading.Event) -> bool:
+    """Put ``event``, waiting for room in slices so that ``stop`` ends the wait.
+
+    Returns False when the run was stopped (the event may or may not be queued:
+    nobody reads the queue any more).
+    """
+    while not stop.is_set():
+        try:
+            events.put(event, timeout=_PUT_POLL_S)
+            break
+        except queue.Full:
+            continue
+    return not stop.is_set()
 
 
 def extract(
@@ -451,6 +615,12 @@ def extract(
     folder; per-video claims make each video done exactly once (``run_token``
     ties those processes together, so a video one of them failed is not retried by
     another).  Returns a :class:`RunSummary`.
+
+    Memory: decode threads run at most ``2 * clips_per_batch`` snippets ahead of
+    the model.  With ``preprocess="device"`` a snippet is raw frames (a 1080p
+    16-frame snippet is ~100 MB), so the snippets waiting for the model are also
+    bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of frames; a single snippet
+    larger than that still passes when nothing else waits.
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -509,8 +679,11 @@ def extract(
     work: queue.Queue = queue.Queue()
     for vid in todo:
         work.put((vid, items[vid]))
-    # Bounded: at most ~2 batches of preprocessed snippets wait for the model.
-    events: queue.Queue = queue.Queue(maxsize=max(2, 2 * ext.clips_per_batch))
+    # Bounded: at most ~2 batches of preprocessed snippets wait for the model; raw
+    # frames (device preprocessing) also by their bytes.
+    depth = max(2, 2 * ext.clips_per_batch)
+    events: queue.Queue = (_EventQueue(depth, ByteBudget(RAW_QUEUE_BYTES))
+                           if ext.preprocess == "device" else queue.Queue(maxsize=depth))
     stop = threading.Event()
     n_workers = min(workers, max(1, len(todo)))
     threads = [threading.Thread(target=_produce, args=(ext, work, events, stop, claim), daemon=True,
@@ -591,8 +764,16 @@ def extract(
                 continue
             if kind == "exit":
                 alive -= 1
+            elif vid in failed:
+                continue  # its model input failed: the rest of the video is dropped
             elif kind == "snippet":
                 idx, (rng, clip) = a, b
+                try:
+                    clip = ext.prepare(clip)
+                except Exception as exc:  # as a transform error in a decode worker is
+                    log.debug("cannot prepare a snippet of %s", items[vid].source, exc_info=True)
+                    finish_failed(vid, f"unexpected {type(exc).__name__}: {exc}")
+                    continue
                 st = state(vid)
                 st.ranges.append(rng)
                 batch.append((vid, idx, clip))

@@ -77,6 +77,11 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--quantize", choices=("int8",),
                    help="CPU only: dynamic int8 Linear layers (faster, features within ~1e-2; "
                         "recorded in the sidecar); see `vadfeat compress`")
+    r.add_argument("--preprocess", choices=("worker", "device"), default="worker",
+                   help="where frames are resized, cropped and normalised: worker (CPU, in the "
+                        "decode threads) or device (raw uint8 frames are uploaded and the whole "
+                        "snippet is transformed on the model's device; pays off on a GPU with "
+                        "high-resolution input; not with the legacy resize of fed-wsvad)")
     r.add_argument("--workers", "-j", type=int, default=1,
                    help="decode/preprocess threads running ahead of the model (1)")
     r.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
@@ -91,7 +96,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "num_heads": args.num_heads, "preset": args.preset, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "on_corrupt": args.on_corrupt,
         "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,
-        "quantize": getattr(args, "quantize", None),
+        "quantize": getattr(args, "quantize", None), "preprocess": args.preprocess,
     }
     for name in PRESET_FLAGS:
         value = getattr(args, name, None)
