@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vadfeat._malloc import limit_arenas
 from vadfeat.checkpoints import load_checkpoint, resolve_spec
 from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.extract import (
@@ -211,6 +212,7 @@ class _ExtractActor:
 
     def __init__(self, settings: dict[str, Any], layout: str, fingerprint: dict[str, Any],
                  out: str, overwrite: bool, threads: int) -> None:
+        limit_arenas()  # as the local engine does: flat memory over long videos
         torch.set_num_threads(max(1, threads))
         self.out = Path(out)
         # The driver cannot check another host's temporaries: each worker cleans its host's.

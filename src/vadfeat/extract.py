@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vadfeat._malloc import limit_arenas
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.inputs import VideoItem, discover, output_stem
@@ -620,8 +621,12 @@ def extract(
     the model.  With ``preprocess="device"`` a snippet is raw frames (a 1080p
     16-frame snippet is ~100 MB), so the snippets waiting for the model are also
     bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of frames; a single snippet
-    larger than that still passes when nothing else waits.
+    larger than that still passes when nothing else waits.  The process's glibc
+    malloc arenas are limited to one (:func:`vadfeat._malloc.limit_arenas`; set
+    ``MALLOC_ARENA_MAX`` to choose otherwise), which keeps peak memory flat over long
+    videos.
     """
+    limit_arenas()
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if devices is not None and len(devices) > 1:
