@@ -72,6 +72,8 @@ _PREPROCESS = ("worker", "device")
 RAW_QUEUE_BYTES = 512 * 2**20
 # How often a decode thread waiting for room in the event queue checks the stop event.
 _PUT_POLL_S = 0.5
+# How long a stopping run waits for its decode threads to finish their current frame.
+_JOIN_S = 30.0
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -814,6 +816,15 @@ def extract(
         log.error("interrupted: finished videos are kept; run again to resume")
     finally:
         stop.set()
+        # Wait for the decode threads (they see ``stop`` within a snippet or a 0.5 s
+        # queue poll): a process that exits while one is inside FFmpeg or torch can
+        # abort ("terminate called without an active exception") instead of
+        # returning its exit code.
+        deadline = time.monotonic() + _JOIN_S
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in threads):
+            log.warning("a decode thread did not stop within %.0f s", _JOIN_S)
         bar.close()
         manifest.close()
         claims.release_all()

@@ -861,7 +861,9 @@ def long_video(folder: Path, minutes: float) -> Path:
 def phase_memory(work: Path, checkpoint: Path, *, long_minutes: float,
                  default_minutes: float, bound_mib: float, repeats: int) -> list[Row]:
     """Peak RSS of one long 64x48 25 fps video against a one-minute one, ``repeats``
-    fresh processes each; the growth compared is worst long run minus best short run."""
+    fresh processes each; the growth compared is the worst long run's peak minus the
+    worst short run's (peaks vary by up to ~130 MiB run to run at 224x224 input, with
+    how many snippets happen to wait in the queue when the model allocates)."""
     rows = []
     mem = work / "memory"
     configs = [("model input 32x32 (--size 32 --short-side 32)",
@@ -876,7 +878,7 @@ def phase_memory(work: Path, checkpoint: Path, *, long_minutes: float,
         short, long = runs["1 min"], runs[f"{minutes:g} min"]
         rss_s = sorted(r["peak_rss_mib"] for r in short)
         rss_l = sorted(r["peak_rss_mib"] for r in long)
-        growth = rss_l[-1] - rss_s[0]
+        growth = rss_l[-1] - rss_s[-1]
         problems = [] if growth <= bound_mib else [f"peak RSS grew by up to {growth:.0f} MiB"]
         problems += [f"exit {r['exit']}" for r in short + long if r["exit"] != 0]
         rows.append(Row(f"memory: {label}, 1 min vs {minutes:g} min at 64x48", 2 * repeats,
@@ -923,7 +925,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="length of the long video for the memory check with the default preset")
     ap.add_argument("--rss-bound", type=float, default=64.0,
                     help="allowed peak-RSS growth from 1 min to the long video, MiB")
-    ap.add_argument("--repeats", type=int, default=2, help="processes per memory measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="processes per memory measurement")
     ap.add_argument("--skip", default="", help="comma-separated phases to skip: kills, "
                     "concurrent, devices, disk, readonly, memory")
     args = ap.parse_args(argv)
