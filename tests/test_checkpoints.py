@@ -188,6 +188,21 @@ def test_pickle_payload_refused(tmp_path: Path, weights, capsys) -> None:
     assert "payload ran" not in capsys.readouterr().out
 
 
+def test_unsafe_allow_pickle_converts_a_trusted_file(tmp_path: Path, weights, capsys) -> None:
+    """The opt-in really unpickles (the payload runs: that is why the flag says UNSAFE);
+    the converted safetensors then loads safely, with the same tensors."""
+    path = tmp_path / "trusted.pth"
+    torch.save({"model": weights, "extra": Payload()}, path)
+    assert main(["checkpoint", "convert", str(path), str(tmp_path / "ok.safetensors")]) == 2
+    assert "payload ran" not in capsys.readouterr().out
+    assert main(["checkpoint", "convert", "--unsafe-allow-pickle", "--dtype", "fp32", str(path),
+                 str(tmp_path / "ok.safetensors")]) == 0
+    assert "payload ran" in capsys.readouterr().out
+    state, info = load_checkpoint(tmp_path / "ok.safetensors")
+    assert info.format == "safetensors"
+    assert all(torch.equal(state[k], weights[k].float()) for k in state)
+
+
 def test_missing_and_unexpected_keys_named(tmp_path: Path, weights) -> None:
     broken = dict(weights)
     del broken["blocks.1.mlp.fc2.bias"]

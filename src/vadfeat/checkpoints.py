@@ -19,7 +19,10 @@ Formats (SPEC §2), detected from the file and its keys, never from its name:
   :func:`save_canonical` writes).
 
 Loading is safe: ``torch.load(..., weights_only=True)`` only; a file that needs
-arbitrary unpickling is refused with a message saying why.
+arbitrary unpickling is refused with a message saying why.  ``allow_pickle=True``
+(CLI: ``vadfeat checkpoint convert --unsafe-allow-pickle``) lifts that for a file
+the user trusts, so it can be converted once to safetensors: UNSAFE, since
+unpickling a hostile file runs its code with the user's rights.
 """
 
 from __future__ import annotations
@@ -254,7 +257,14 @@ def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, *, allow_pickle: bool = False) -> object:
+    if allow_pickle:
+        log.warning("%s: loading with full unpickling (--unsafe-allow-pickle): this runs any "
+                    "code the file holds; only for files you trust", path)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - re-raised as CheckpointError
+            return _refuse(path, exc)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as exc:
@@ -274,7 +284,9 @@ def _refuse(path: Path, exc: BaseException) -> object:
         raise CheckpointError(
             f"{path}: refusing to load: the file holds Python objects besides tensors, and "
             "unpickling them could run arbitrary code (torch.load(weights_only=True) "
-            "rejected it). Convert it to safetensors in a trusted environment."
+            "rejected it). If you trust it, convert it once to safetensors: vadfeat "
+            "checkpoint convert --unsafe-allow-pickle PATH OUT.safetensors (UNSAFE for "
+            "files from others)."
         ) from exc
     if isinstance(exc, zipfile.BadZipFile) or "zip" in text.lower() or "EOF" in text:
         raise CheckpointError(
@@ -339,9 +351,13 @@ def _folder_weights(folder: Path) -> Path:
 
 
 def load_checkpoint(
-    source: str | Path, *, num_heads: int | None = None
+    source: str | Path, *, num_heads: int | None = None, allow_pickle: bool = False
 ) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
     """Read any supported checkpoint -> ``(official state dict, CheckpointInfo)``.
+
+    ``allow_pickle=True`` loads ``.pth`` files with full unpickling: UNSAFE (a
+    hostile file runs code), only for converting a trusted file that holds Python
+    objects besides tensors.
 
     The returned state dict holds only the keys the feature model uses (``fc_norm``
     may be absent for pre-training checkpoints); the rest are listed in
@@ -380,7 +396,7 @@ def load_checkpoint(
         if compression is not None:  # int8 weights + scales -> float; load_model re-quantizes
             raw = decompress_state(raw, compression)
     else:
-        raw, container = _unwrap(_torch_load(weights), weights)
+        raw, container = _unwrap(_torch_load(weights, allow_pickle=allow_pickle), weights)
 
     sd, facts = canonicalize(raw)
     kept, ignored = split_ignored(sd)

@@ -27,7 +27,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    _, info = load_checkpoint(args.path, num_heads=args.num_heads)
+    _, info = load_checkpoint(args.path, num_heads=args.num_heads,
+                              allow_pickle=args.unsafe_allow_pickle)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0
@@ -49,7 +50,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    state, info = load_checkpoint(args.path, num_heads=args.num_heads)
+    state, info = load_checkpoint(args.path, num_heads=args.num_heads,
+                                  allow_pickle=args.unsafe_allow_pickle)
     out = save_canonical(state, args.out, dtype=args.dtype, metadata={
         "model": info.model_name, "source_format": info.format, "source_sha256": info.sha256,
     })
@@ -76,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pi.add_argument("path", help="checkpoint file, folder or hf://owner/repo[@revision]")
     pi.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
     pi.add_argument("--json", action="store_true", help="machine-readable output")
+    _unsafe_flag(pi)
     pi.set_defaults(func=_inspect)
     pc = cksub.add_parser("convert", help="rewrite a checkpoint as canonical safetensors",
                           description="Write the feature model's tensors under the official key "
@@ -85,4 +88,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pc.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
                     help="tensor dtype in the output (default fp16, as the model zoo)")
     pc.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
+    _unsafe_flag(pc)
     pc.set_defaults(func=_convert)
+
+
+def _unsafe_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unsafe-allow-pickle", action="store_true",
+                   help="UNSAFE: load a .pth that holds Python objects besides tensors with full "
+                        "unpickling, which runs any code the file carries. Only for files you "
+                        "trust; convert them once and use the .safetensors from then on "
+                        "(extract never unpickles)")
