@@ -85,6 +85,7 @@ from vadfeat.extract import (
     check_preprocess,
     plan_outputs,
     resolve_dtype,
+    settings_fingerprint,
 )
 from vadfeat.inputs import VideoItem, discover
 from vadfeat.presets import Preset, get_preset
@@ -137,22 +138,14 @@ class _Settings:
         return {**self.kwargs, "device": device_type, "dtype": dtype}
 
     def fingerprint(self, layout: str, device_type: str) -> dict[str, Any]:
-        # Mirrors FeatureExtractor.fingerprint; every actor checks the two agree.
+        # What FeatureExtractor.fingerprint gives, without a model; every actor checks.
         kw = self.for_device(device_type)
-        return {
-            "preset": self.preset.resolved().to_dict(),
-            "model": self.model_name,
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "random_weights": self.checkpoint_sha256 is None,
-            "dtype": kw["dtype"],
-            "fps": kw["fps"],
-            "frames_colour": kw["frames_colour"],
-            "on_corrupt": kw["on_corrupt"],
-            "layout": layout,
-            # Only when set, as FeatureExtractor does (older outputs still resume).
-            **({"quantize": self.quantize} if self.quantize else {}),
-            **({"preprocess": "device"} if kw["preprocess"] == "device" else {}),
-        }
+        return settings_fingerprint(
+            preset=self.preset, model=self.model_name, checkpoint_sha256=self.checkpoint_sha256,
+            random_weights=self.checkpoint_sha256 is None, dtype=kw["dtype"], fps=kw["fps"],
+            frames_colour=kw["frames_colour"], on_corrupt=kw["on_corrupt"], layout=layout,
+            quantize=self.quantize, preprocess=kw["preprocess"],
+        )
 
 
 def _resolve_settings(settings: Mapping[str, Any]) -> _Settings:

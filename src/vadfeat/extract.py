@@ -105,6 +105,31 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
     return preprocess
 
 
+def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str | None,
+                         random_weights: bool, dtype: str, fps: float | None,
+                         frames_colour: str, on_corrupt: str, layout: str,
+                         quantize: str | None = None, preprocess: str = "worker") -> dict[str, Any]:
+    """The settings that decide an output's content; resume skips only on a match.
+
+    One function for both engines: the Ray driver computes it without a model.
+    ``quantize`` and ``preprocess`` appear only when not the default, so outputs
+    made before those keys existed still resume.
+    """
+    return {
+        "preset": preset.resolved().to_dict(),
+        "model": model,
+        "checkpoint_sha256": checkpoint_sha256,
+        "random_weights": random_weights,
+        "dtype": dtype,
+        "fps": fps,
+        "frames_colour": frames_colour,
+        "on_corrupt": on_corrupt,
+        "layout": layout,
+        **({"quantize": quantize} if quantize else {}),
+        **({"preprocess": preprocess} if preprocess == "device" else {}),
+    }
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> str:
     """``auto`` = bf16 on CUDA (fast, features within ~1 % of fp32), fp32 on the CPU."""
     if dtype == "auto":
@@ -252,22 +277,12 @@ class FeatureExtractor:
     def fingerprint(self, layout: str = "flat") -> dict[str, Any]:
         """The settings that decide an output's content: resume skips only on a match."""
         rec = self.model_record()
-        # Only when set, so outputs made before this key existed still resume.
-        quant = {"quantize": rec["quantize"]} if rec["quantize"] else {}
-        prep = {"preprocess": self.preprocess} if self.preprocess == "device" else {}
-        return {
-            "preset": self.preset.resolved().to_dict(),
-            "model": rec["name"],
-            "checkpoint_sha256": rec["checkpoint_sha256"],
-            "random_weights": rec["random_weights"],
-            "dtype": self.dtype,
-            "fps": self.fps,
-            "frames_colour": self.frames_colour,
-            "on_corrupt": self.on_corrupt,
-            "layout": layout,
-            **quant,
-            **prep,
-        }
+        return settings_fingerprint(
+            preset=self.preset, model=rec["name"], checkpoint_sha256=rec["checkpoint_sha256"],
+            random_weights=rec["random_weights"], dtype=self.dtype, fps=self.fps,
+            frames_colour=self.frames_colour, on_corrupt=self.on_corrupt, layout=layout,
+            quantize=rec["quantize"], preprocess=self.preprocess,
+        )
 
     # ------------------------------------------------------------------ the per-video function
 
