@@ -388,3 +388,32 @@ def test_resampling_frame_folder(tmp_path):
 def test_bad_options(media, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         open_video(media["mp4"], **kwargs)
+
+
+def test_symlink_loop_and_dangling_link_named(tmp_path):
+    os.symlink(tmp_path / "b.mp4", tmp_path / "a.mp4")
+    os.symlink(tmp_path / "a.mp4", tmp_path / "b.mp4")
+    with pytest.raises(VideoOpenError, match=r"a\.mp4: symbolic link loop"):
+        open_video(tmp_path / "a.mp4")
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "dangling.mp4")
+    with pytest.raises(VideoOpenError, match="broken symbolic link"):
+        open_video(tmp_path / "dangling.mp4")
+
+
+def test_damaged_frame_rate_is_treated_as_unknown(media, monkeypatch):
+    """A header claiming a rate near 0 (found by fuzzing) made 1 / rate divide by zero
+    once rounded to a fraction; such a rate now counts as absent (the fallback is used)."""
+    real_open = av.open
+
+    def open_with_tiny_rate(*args, **kwargs):
+        container = real_open(*args, **kwargs)
+        stream = container.streams.video[0]
+        tiny = Fraction(1, 10**8)
+        monkeypatch.setattr(type(stream), "average_rate", property(lambda s: tiny), raising=False)
+        monkeypatch.setattr(type(stream), "guessed_rate", property(lambda s: tiny), raising=False)
+        monkeypatch.setattr(type(stream), "base_rate", property(lambda s: tiny), raising=False)
+        return container
+
+    monkeypatch.setattr(av, "open", open_with_tiny_rate)
+    with open_video(media["mp4"]) as reader:
+        assert sum(1 for _ in reader) == N

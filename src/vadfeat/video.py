@@ -31,6 +31,7 @@ when it declares none (mkv, webm), the decoded time span with the declared durat
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -203,6 +204,15 @@ def is_frame_folder(path: str | os.PathLike[str]) -> bool:
 def _check_path(path: Path) -> None:
     """Raise VideoOpenError for a path that cannot be a readable source."""
     if not path.exists():
+        if path.is_symlink():
+            try:
+                path.resolve(strict=True)
+            except RuntimeError:  # Python < 3.13 reports a loop this way
+                raise VideoOpenError(f"{path}: symbolic link loop") from None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise VideoOpenError(f"{path}: symbolic link loop") from None
+            raise VideoOpenError(f"{path}: broken symbolic link (its target does not exist)")
         raise VideoOpenError(f"{path}: no such file or folder")
     if not os.access(path, os.R_OK):
         raise VideoOpenError(f"{path}: permission denied")
@@ -580,12 +590,17 @@ def _video_stream(container: Any, path: Path) -> Any:
     return stream
 
 
+_MIN_FPS = 1e-3  # one frame in ~17 minutes: anything slower is a damaged header
+
+
 def _stream_fps(stream: Any) -> float | None:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
             value = float(rate)
-            # Some muxers store 90000 or 1000 (the time base) as a nominal rate.
-            if 0 < value <= 1000:
+            # Some muxers store 90000 or 1000 (the time base) as a nominal rate; a
+            # damaged header can claim a rate near 0 (found by fuzzing: 1 / rate
+            # then divided by zero once rounded to a fraction).
+            if _MIN_FPS <= value <= 1000:
                 return value
     return None
 

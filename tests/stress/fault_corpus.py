@@ -151,15 +151,15 @@ def _symlink_loop(root: Path, i: int) -> list[Case]:
     d.mkdir(parents=True, exist_ok=True)
     os.symlink(f"loop_{i}b.mp4", d / f"loop_{i}a.mp4")
     os.symlink(f"loop_{i}a.mp4", d / f"loop_{i}b.mp4")
-    return [Case(f"broken/loop_{i}{s}.mp4", "symlink loop", "failed", "", broken=True)
-            for s in "ab"]
+    return [Case(f"broken/loop_{i}{s}.mp4", "symlink loop", "failed", "symbolic link loop",
+                 broken=True) for s in "ab"]
 
 
 def _dangling_symlink(root: Path, i: int) -> list[Case]:
     d = root / "broken"
     d.mkdir(parents=True, exist_ok=True)
     os.symlink(f"gone_{i}.mp4", d / f"dangling_{i}.mp4")
-    return [Case(f"broken/dangling_{i}.mp4", "dangling symlink", "failed", "no such file",
+    return [Case(f"broken/dangling_{i}.mp4", "dangling symlink", "failed", "broken symbolic link",
                  broken=True)]
 
 
