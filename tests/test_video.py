@@ -417,3 +417,20 @@ def test_damaged_frame_rate_is_treated_as_unknown(media, monkeypatch):
     monkeypatch.setattr(av, "open", open_with_tiny_rate)
     with open_video(media["mp4"]) as reader:
         assert sum(1 for _ in reader) == N
+
+
+def test_resampling_refuses_a_damaged_timestamp_jump():
+    """One bogus timestamp (found by fuzzing a mutated avi with --fps 30) asked the
+    resampler to repeat a frame for hours; a jump beyond MAX_TIMESTAMP_GAP_S is a
+    decode error, and output frames are produced lazily, never as one list."""
+    from vadfeat.video import MAX_TIMESTAMP_GAP_S, _Resampler
+
+    r = _Resampler(30.0)
+    out = list(r.push(0, Fraction(0), "a")) + list(r.push(1, Fraction(1, 30), "b"))
+    assert out == [(0, "a")]
+    late = Fraction(1, 30) + MAX_TIMESTAMP_GAP_S + 1
+    with pytest.raises(DecodeError, match="timestamp jumps 3601 s forward at frame 2"):
+        next(iter(r.push(2, late, "c")))
+    ok = _Resampler(1.0)
+    list(ok.push(0, Fraction(0), "a"))
+    assert len(list(ok.push(1, Fraction(MAX_TIMESTAMP_GAP_S), "b"))) == MAX_TIMESTAMP_GAP_S

@@ -227,6 +227,10 @@ def _fraction(value: float) -> Fraction:
 # --------------------------------------------------------------------------- resampling
 
 
+# Longest forward jump between consecutive frames' timestamps that resampling accepts.
+MAX_TIMESTAMP_GAP_S = 3600
+
+
 class _Resampler:
     """Pick, for output times k/fps, the latest source frame at or before that time.
 
@@ -235,7 +239,10 @@ class _Resampler:
     rate source at its own rate the identity.  Times are exact fractions relative to
     the first frame.  A timestamp that goes backwards (broken files) is treated as
     equal to the previous one.  The last source frame lasts until its own end
-    (timestamp + duration), so a 2 s clip gives 2*fps output frames.
+    (timestamp + duration), so a 2 s clip gives 2*fps output frames.  A jump forward
+    of more than :data:`MAX_TIMESTAMP_GAP_S` is a damaged timestamp, not a pause
+    (found by fuzzing: one bogus pts asked for billions of repeated frames), and
+    raises :class:`DecodeError`.  Output frames are generated one at a time.
     """
 
     def __init__(self, fps: float) -> None:
@@ -245,29 +252,31 @@ class _Resampler:
         self._last_t = Fraction(0)
         self._held: tuple[int, Any] | None = None
 
-    def push(self, index: int, time: Fraction, frame: Any) -> list[tuple[int, Any]]:
+    def push(self, index: int, time: Fraction, frame: Any) -> Iterator[tuple[int, Any]]:
         if self._t0 is None:
             self._t0 = time
         rel = max(time - self._t0, self._last_t)
-        out: list[tuple[int, Any]] = []
+        if rel - self._last_t > MAX_TIMESTAMP_GAP_S:
+            raise DecodeError(
+                f"timestamp jumps {float(rel - self._last_t):.0f} s forward at frame {index} "
+                f"(more than {MAX_TIMESTAMP_GAP_S} s: damaged timestamps); resampling to a "
+                "frame rate would repeat one frame for all of it"
+            )
         if self._held is not None:
             while self._k * self._step < rel:
-                out.append(self._held)
+                yield self._held
                 self._k += 1
         self._held = (index, frame)
         self._last_t = rel
-        return out
 
-    def finish(self, last_duration: Fraction) -> list[tuple[int, Any]]:
-        out: list[tuple[int, Any]] = []
+    def finish(self, last_duration: Fraction) -> Iterator[tuple[int, Any]]:
         if self._held is None:
-            return out
-        end = self._last_t + max(last_duration, Fraction(0))
+            return
+        end = self._last_t + min(max(last_duration, Fraction(0)), Fraction(MAX_TIMESTAMP_GAP_S))
         while self._k * self._step < end:
-            out.append(self._held)
+            yield self._held
             self._k += 1
         self._held = None
-        return out
 
 
 # --------------------------------------------------------------------------- readers
