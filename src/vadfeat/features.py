@@ -51,7 +51,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat.errors import ConfigError
-from vadfeat.writers import atomic_path
+from vadfeat.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ def read_features(
             records.append(_make_record(name=name, layout=chosen, root=layout_root, paths=paths,
                                         sidecar=sidecar, clip_len=clip_len, warnings=warnings,
                                         vadfeat_output=vadfeat_output))
-        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except (*NPY_ERRORS, TypeError, KeyError, IndexError) as exc:
             # An empty placeholder or a torn file is one video's problem, not the folder's.
             issues.append(FeatureIssue(name, f"unreadable features: {exc or type(exc).__name__}"))
     if not records and not issues:

@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import pickle
-import tokenize
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -70,6 +69,7 @@ from vadfeat.features import (
     video_key,
     write_json,
 )
+from vadfeat.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,6 @@ IssueKind = Literal[
 
 INDEX_NAME = "labels.json"
 _SPAN_FORMATS = ("ucf", "xd")
-# What np.load raises on an untrusted file: besides ValueError, a header may claim any
-# shape (MemoryError) or hold bytes numpy's header parser chokes on (SyntaxError,
-# tokenize.TokenError).
-NPY_ERRORS = (OSError, EOFError, ValueError, MemoryError, SyntaxError, tokenize.TokenError)
 
 
 class LabelError(ConfigError):

@@ -38,6 +38,11 @@ from vadfeat.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# What ``np.load`` raises on a damaged or hostile ``.npy``: besides OSError and
+# ValueError, a header may claim any shape (MemoryError) or hold bytes numpy's header
+# parser chokes on (SyntaxError, tokenize.TokenError); a cut file gives EOFError.
+NPY_ERRORS = (OSError, EOFError, ValueError, MemoryError, SyntaxError, tokenize.TokenError)
+
 Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 MANIFEST = "manifest.jsonl"
@@ -264,7 +269,7 @@ def is_done(paths: OutputPaths, fingerprint: Mapping[str, Any]) -> bool:
     for path in paths.features:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, SyntaxError, tokenize.TokenError):  # damaged header: redo
+        except NPY_ERRORS:  # damaged or torn file: redo
             return False
         expect = shape if len(paths.features) == 1 else [shape[0], *shape[2:]]
         if list(arr.shape) != list(expect):
