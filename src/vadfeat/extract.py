@@ -568,10 +568,10 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
             reason = claim(vid)
         except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
             log.debug("cannot claim %s", item.source, exc_info=True)
-            events.put(("failed", vid, f"cannot claim the video: {exc}", None))
+            _put_unless_stopped(events, ("failed", vid, f"cannot claim the video: {exc}", None), stop)
             continue
         if reason is not None:
-            events.put(("elsewhere", vid, reason, None))
+            _put_unless_stopped(events, ("elsewhere", vid, reason, None), stop)
             continue
         count = 0
         try:
@@ -580,21 +580,26 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
                 try:
                     rng, clip = next(stream)
                 except StopIteration as done:
-                    events.put(("done", vid, count, done.value))
+                    _put_unless_stopped(events, ("done", vid, count, done.value), stop)
                     break
                 if not _put_unless_stopped(events, ("snippet", vid, count, (rng, clip)), stop):
                     stream.close()
                     return
                 count += 1
         except VideoError as exc:
-            events.put(("failed", vid, str(exc), None))
+            _put_unless_stopped(events, ("failed", vid, str(exc), None), stop)
         except Exception as exc:  # one video's bug must not end a day-long run
             log.debug("unexpected error on %s", item.source, exc_info=True)
-            events.put(("failed", vid, f"unexpected {type(exc).__name__}: {exc}", None))
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+            _put_unless_stopped(events, ("failed", vid, reason, None), stop)
 
 
 def _put_unless_stopped(events: queue.Queue, event: tuple, stop: threading.Event) -> bool:
     """Put ``event``, waiting for room in slices so that ``stop`` ends the wait.
+
+    Every put of a decode thread goes through here: a plain blocking ``put`` on a
+    full queue that nobody reads any more would keep the thread (and the run's
+    shutdown, which waits for it) from ending.
 
     Returns False when the run was stopped (the event may or may not be queued:
     nobody reads the queue any more).
