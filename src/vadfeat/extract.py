@@ -775,9 +775,13 @@ def extract(
             state(vid).rows[idx] = row
             touched.add(vid)
         batch.clear()
-        bar.set_postfix_str(_rate(summary, t_start), refresh=False)
         for vid in touched:
             maybe_finish(vid)
+        # Snippets through the model: finished videos' and those of videos still open
+        # (else one long video would show 0 snippets/s until its end).
+        through = summary.snippets + sum(len(st.rows) for st in pending.values())
+        bar.set_postfix_str(_rate(through, t_start), refresh=False)
+        bar.update(0)  # redraws, throttled by the bar's own minimum interval
 
     for t in threads:
         t.start()
@@ -906,9 +910,9 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
     return merged
 
 
-def _rate(summary: RunSummary, t0: float) -> str:
+def _rate(snippets: int, t0: float) -> str:
     dt = time.perf_counter() - t0
-    return f"{summary.snippets / dt:.1f} snippets/s" if dt > 0 else ""
+    return f"{snippets / dt:.1f} snippets/s" if dt > 0 else ""
 
 
 class _NoBar:
