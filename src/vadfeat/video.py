@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -48,12 +49,16 @@ from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
 __all__ = [
     "DEFAULT_FOLDER_FPS",
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_RESAMPLE_RATIO",
     "VIDEO_EXTENSIONS",
     "FramesColour",
     "OnCorrupt",
     "VideoInfo",
     "VideoReader",
+    "check_max_pixels",
+    "frame_files",
     "is_frame_folder",
     "list_frame_files",
     "open_video",
@@ -65,16 +70,30 @@ logger = logging.getLogger(__name__)
 OnCorrupt = Literal["fail", "skip"]
 FramesColour = Literal["normal", "legacy-swapped"]
 
-#: File extensions (lower case, with the dot) treated as video containers when
-#: searching folders.  Any file FFmpeg opens can still be passed explicitly.
+#: File extensions (lower case, with the dot) of video files: the one list of the
+#: package.  Folder search picks these up; output and matching names drop them
+#: (:func:`vadfeat.inputs.output_stem`, :func:`vadfeat.features.video_key`).  Raw
+#: elementary streams (``.h264``, ``.hevc`` ...) and DVD ``.vob`` files are videos too.
+#: Any file FFmpeg opens can still be passed explicitly, whatever its extension.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {
         ".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".wmv",
-        ".flv", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".asf",
+        ".flv", ".f4v", ".ts", ".mts", ".m2ts", ".m2v", ".3gp", ".3g2", ".ogv", ".asf",
+        ".vob", ".y4m", ".mxf", ".dv", ".divx", ".rm", ".rmvb", ".ivf",
+        ".h264", ".264", ".h265", ".265", ".hevc", ".mjpeg", ".mjpg",
     }
 )
-#: Image extensions that make up a frame folder.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+#: Image extensions that make up a frame folder: what OpenCV reads in every build
+#: (UCSD Ped1/Ped2 ship ``.tif`` frames; ``.ppm``/``.pgm`` come from older tools).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+
+#: Largest frame (width x height) decoded by default: 8K UHD (7680 x 4320).  Beyond
+#: it a video fails alone, before its frames are decoded when the header tells the
+#: size (a 752 KB H.264 file at 16000 x 16000 took 6.6 GB and 4.5 minutes).  Raise it
+#: with ``max_pixels=`` (``--max-pixels``).
+DEFAULT_MAX_PIXELS = 7680 * 4320
 
 #: Frame rate assumed for frame folders, which carry no timing.  It only labels the
 #: metadata and sets the timeline for ``fps`` resampling; pass ``folder_fps`` with
@@ -103,7 +122,11 @@ class VideoInfo:
     ``declared_frames`` is the container's frame count, ``None`` when it declares
     none (mkv, webm); for a frame folder, the number of image files.  ``duration`` is
     in seconds, ``None`` when unknown.  ``codec`` is FFmpeg's decoder name, ``None``
-    for frame folders.
+    for frame folders.  ``width`` and ``height`` are the displayed size: a container
+    whose display matrix turns its frames (phone video) is decoded upright, as
+    FFmpeg's command line does (autorotate), and ``rotation`` says by how many degrees
+    clockwise (0, 90, 180 or 270) the stored frames were turned; ``mirrored`` that
+    they were also flipped.
     """
 
     path: str
@@ -114,6 +137,8 @@ class VideoInfo:
     declared_frames: int | None
     codec: str | None
     duration: float | None
+    rotation: int = 0
+    mirrored: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("container", "frames"):
@@ -157,21 +182,83 @@ def _frame_sort_key(path: Path) -> tuple[int, int, str]:
     return (0, int(match.group(1)), path.name)
 
 
-def list_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly inside ``folder``, in frame order.
+@dataclass(frozen=True)
+class FrameFiles:
+    """The frames of a frame folder, and the image files left out of them.
 
-    Order is numeric by the last integer in the file stem (``img_2`` before
-    ``img_10``, any zero padding), ties broken by name; files whose stem holds no
-    integer come after all numbered ones, by name.  Hidden files and files with
-    other extensions are ignored.
+    ``frames`` are in frame order (see :func:`list_frame_files`).  ``pattern`` is
+    their naming pattern with ``#`` for the frame number (``img_#.jpg``), or
+    ``None`` when no image name holds a number (then every image is a frame, in name
+    order).  ``left_out`` are images that do not follow the pattern (a ``thumb.png``
+    beside ``img_00001.jpg`` ...), sorted by name.
+    """
+
+    frames: tuple[Path, ...]
+    pattern: str | None
+    left_out: tuple[Path, ...]
+
+
+def _naming_pattern(path: Path) -> str | None:
+    """``img_00012.JPG`` -> ``img_#.jpg``; ``None`` when the stem holds no number."""
+    match = _LAST_INT.search(path.stem)
+    if match is None:
+        return None
+    stem = path.stem
+    return f"{stem[:match.start()]}#{stem[match.end():]}{path.suffix.lower()}"
+
+
+def frame_files(folder: str | os.PathLike[str]) -> FrameFiles:
+    """The frames of ``folder``: the image files that follow one naming pattern.
+
+    A frame folder holds one numbered series (``img_00001.jpg`` ... or UCSD's
+    ``001.tif`` ...).  Image files are grouped by pattern (the name with its last
+    number replaced, extension lower-cased); the largest group is the frames, and
+    every other image (a ``thumb.png``, ``cover.jpg``, a second series) is left out.
+    When no name holds a number, all images are frames, in name order.  Hidden
+    files and files with other extensions are ignored.
+
+    Raises:
+        VideoOpenError: the folder cannot be listed, or two numbered series are
+            equally long (``img_#.jpg`` and ``flow_x_#.jpg``): which one is the video
+            cannot be told.
     """
     base = Path(folder)
-    files = [
-        p
-        for p in base.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    ]
-    return sorted(files, key=_frame_sort_key)
+    try:
+        files = [
+            p for p in base.iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        ]
+    except OSError as exc:
+        raise VideoOpenError(f"{base}: cannot list the frame folder: {exc}") from exc
+    groups: dict[str, list[Path]] = {}
+    for file in files:
+        pattern = _naming_pattern(file)
+        if pattern is not None:
+            groups.setdefault(pattern, []).append(file)
+    if not groups:
+        return FrameFiles(tuple(sorted(files, key=_frame_sort_key)), None, ())
+    most = max(len(g) for g in groups.values())
+    best = sorted(p for p, g in groups.items() if len(g) == most)
+    if len(best) > 1:
+        raise VideoOpenError(
+            f"{base}: {len(best)} image series of {most} files each ({', '.join(best[:4])}); "
+            "a frame folder must hold one naming pattern: move the other series out"
+        )
+    frames = groups[best[0]]
+    chosen = set(frames)
+    left_out = sorted((f for f in files if f not in chosen), key=lambda f: f.name)
+    return FrameFiles(tuple(sorted(frames, key=_frame_sort_key)), best[0], tuple(left_out))
+
+
+def list_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The frames of ``folder`` (see :func:`frame_files`), in frame order.
+
+    Order is numeric by the last integer in the file stem (``img_2`` before
+    ``img_10``, any zero padding), ties broken by name; in a folder whose names hold
+    no integer, by name.  Images outside the folder's naming pattern, hidden files
+    and files with other extensions are left out.
+    """
+    return list(frame_files(folder).frames)
 
 
 def is_frame_folder(path: str | os.PathLike[str]) -> bool:
@@ -201,23 +288,46 @@ def is_frame_folder(path: str | os.PathLike[str]) -> bool:
     return has_image
 
 
-def _check_path(path: Path) -> None:
-    """Raise VideoOpenError for a path that cannot be a readable source."""
-    if not path.exists():
+def _check_path(path: Path) -> bool:
+    """Raise VideoOpenError for a path that cannot be a readable source; True for a folder.
+
+    Names no file can have (a NUL byte, longer than the file system allows) and
+    targets that cannot be examined (a link into ``/proc`` of another process) are
+    errors of this source only, never of the run.
+    """
+    try:
+        st = path.stat()
+    except ValueError:  # an embedded NUL byte
+        raise VideoOpenError(f"{str(path)!r}: the name holds a NUL byte, which no file name "
+                             "can hold") from None
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        raise VideoOpenError(f"{path}: symbolic link loop") from None
+    except FileNotFoundError:
         if path.is_symlink():
-            try:
-                path.resolve(strict=True)
-            except RuntimeError:  # Python < 3.13 reports a loop this way
-                raise VideoOpenError(f"{path}: symbolic link loop") from None
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise VideoOpenError(f"{path}: symbolic link loop") from None
-            raise VideoOpenError(f"{path}: broken symbolic link (its target does not exist)")
-        raise VideoOpenError(f"{path}: no such file or folder")
+            raise VideoOpenError(
+                f"{path}: broken symbolic link (its target does not exist)") from None
+        raise VideoOpenError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VideoOpenError(f"{path}: symbolic link loop") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise VideoOpenError(f"{str(path)[:80]}...: file name too long "
+                                 f"({len(os.fsencode(path))} bytes)") from None
+        raise VideoOpenError(f"{path}: cannot be examined: {exc.strerror or exc}") from None
     if not os.access(path, os.R_OK):
         raise VideoOpenError(f"{path}: permission denied")
-    if path.is_file() and path.stat().st_size == 0:
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if not is_dir and st.st_size == 0 and stat.S_ISREG(st.st_mode):
         raise VideoOpenError(f"{path}: empty file (0 bytes)")
+    return is_dir
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise VideoOpenError(
+            f"{path}: frames are {width}x{height} = {width * height:,} pixels, more than the "
+            f"limit of {max_pixels:,} (max_pixels, --max-pixels); raise it if this size is meant"
+        )
 
 
 def _fraction(value: float) -> Fraction:
@@ -229,6 +339,11 @@ def _fraction(value: float) -> Fraction:
 
 # Longest forward jump between consecutive frames' timestamps that resampling accepts.
 MAX_TIMESTAMP_GAP_S = 3600
+#: Under ``fps`` resampling a video may yield at most this many frames per decoded
+#: frame, plus one minute of output (``60 * fps`` frames) for short clips with a pause;
+#: more is damaged timestamps (a 3.6 KB mkv with eleven jumps of 3,599 s asked for
+#: 1.2 million frames at 30 fps), a :class:`DecodeError`.
+MAX_RESAMPLE_RATIO = 100
 
 
 class _Resampler:
@@ -242,11 +357,17 @@ class _Resampler:
     (timestamp + duration), so a 2 s clip gives 2*fps output frames.  A jump forward
     of more than :data:`MAX_TIMESTAMP_GAP_S` is a damaged timestamp, not a pause
     (found by fuzzing: one bogus pts asked for billions of repeated frames), and
-    raises :class:`DecodeError`.  Output frames are generated one at a time.
+    raises :class:`DecodeError`, and so does asking for more output frames than
+    :data:`MAX_RESAMPLE_RATIO` per decoded frame plus one minute (checked as frames
+    are made, against the frames decoded so far).  Output frames are generated one
+    at a time.
     """
 
     def __init__(self, fps: float) -> None:
         self._step = 1 / _fraction(fps)
+        self._fps = fps
+        self._floor = math.ceil(60 * fps)
+        self._pushed = 0
         self._k = 0
         self._t0: Fraction | None = None
         self._last_t = Fraction(0)
@@ -264,16 +385,29 @@ class _Resampler:
             )
         if self._held is not None:
             while self._k * self._step < rel:
+                self._check_budget(index)
                 yield self._held
                 self._k += 1
         self._held = (index, frame)
+        self._pushed += 1
         self._last_t = rel
+
+    def _check_budget(self, index: int) -> None:
+        limit = MAX_RESAMPLE_RATIO * self._pushed + self._floor
+        if self._k >= limit:
+            raise DecodeError(
+                f"resampling to {self._fps:g} fps asks for more than {limit} frames from "
+                f"{self._pushed} decoded (at most {MAX_RESAMPLE_RATIO} per decoded frame plus "
+                f"one minute) before frame {index}: damaged timestamps?  Extract without fps, "
+                "or with a lower one"
+            )
 
     def finish(self, last_duration: Fraction) -> Iterator[tuple[int, Any]]:
         if self._held is None:
             return
         end = self._last_t + min(max(last_duration, Fraction(0)), Fraction(MAX_TIMESTAMP_GAP_S))
         while self._k * self._step < end:
+            self._check_budget(self._held[0])
             yield self._held
             self._k += 1
         self._held = None
@@ -381,7 +515,8 @@ class VideoReader:
 
 
 class _ContainerReader(VideoReader):
-    def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None) -> None:
+    def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, autorotate: bool = True) -> None:
         import av
         from av.video.reformatter import VideoReformatter
 
@@ -396,6 +531,7 @@ class _ContainerReader(VideoReader):
         try:
             stream = _video_stream(self._container, path)
             stream.thread_type = "AUTO"  # FFmpeg picks frame/slice threads per codec
+            _limit_pixels(stream, path, max_pixels)
             self._stream = stream
             self._time_base = Fraction(stream.time_base) if stream.time_base else None
             native_fps = _stream_fps(stream)
@@ -413,15 +549,21 @@ class _ContainerReader(VideoReader):
                 raise VideoOpenError(f"{path}: no decodable video frames{detail}")
             self._first: Any = first
             self._width, self._height = first.width, first.height
+            _check_pixels(path, self._width, self._height, max_pixels)
+            self._orient = _orientation(first) if autorotate else _UPRIGHT
+            shown_w, shown_h = ((self._height, self._width) if self._orient.rotation in (90, 270)
+                                else (self._width, self._height))
             self.info = VideoInfo(
                 path=str(path),
                 kind="container",
-                width=self._width,
-                height=self._height,
+                width=shown_w,
+                height=shown_h,
                 fps=native_fps or _FALLBACK_FPS,
                 declared_frames=int(stream.frames) if stream.frames else None,
                 codec=stream.codec_context.name,
                 duration=_duration(self._container, stream),
+                rotation=self._orient.rotation,
+                mirrored=self._orient.mirrored,
             )
         except BaseException:
             self._container.close()
@@ -486,7 +628,7 @@ class _ContainerReader(VideoReader):
             frame, width=self._width, height=self._height, format="rgb24"
         )
         # FFmpeg pads rows to SIMD alignment; to_ndarray strips the padding with a view.
-        return np.ascontiguousarray(rgb.to_ndarray())
+        return np.ascontiguousarray(self._orient.apply(rgb.to_ndarray()))
 
     def _time_of(self, frame: Any, previous: Fraction | None) -> Fraction:
         if frame.pts is not None and self._time_base is not None:
@@ -622,6 +764,97 @@ def _duration(container: Any, stream: Any) -> float | None:
     return None
 
 
+def _limit_pixels(stream: Any, path: Path, max_pixels: int) -> None:
+    """Refuse a stream whose header declares frames over ``max_pixels``, before decoding.
+
+    FFmpeg's own ``max_pixels`` decoder option is set too, so a stream that declares
+    no size (raw streams) or grows later fails in the decoder instead of allocating.
+    """
+    cc = stream.codec_context
+    if cc.width and cc.height:
+        _check_pixels(path, cc.width, cc.height, max_pixels)
+    try:
+        cc.options = {**dict(cc.options or {}), "max_pixels": str(max_pixels)}
+    except (AttributeError, TypeError):  # older PyAV: the header and first-frame checks remain
+        logger.debug("cannot set max_pixels on the decoder of %s", path)
+
+
+@dataclass(frozen=True)
+class _Orientation:
+    """How to turn decoded frames upright; FFmpeg's autorotate (fftools) in numpy.
+
+    ``transpose`` is FFmpeg's transpose direction (``clock``, ``cclock``,
+    ``clock_flip``, ``cclock_flip``) or ``None``; ``hflip``/``vflip`` follow it.
+    """
+
+    rotation: int = 0
+    mirrored: bool = False
+    transpose: str | None = None
+    hflip: bool = False
+    vflip: bool = False
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        if self.transpose == "clock":
+            rgb = np.rot90(rgb, -1)
+        elif self.transpose == "cclock":
+            rgb = np.rot90(rgb, 1)
+        elif self.transpose == "cclock_flip":  # rotate counter-clockwise, then flip vertically
+            rgb = rgb.transpose(1, 0, 2)
+        elif self.transpose == "clock_flip":  # rotate clockwise, then flip vertically
+            rgb = np.rot90(rgb, -1)[::-1]
+        if self.hflip:
+            rgb = rgb[:, ::-1]
+        if self.vflip:
+            rgb = rgb[::-1]
+        return rgb
+
+
+_UPRIGHT = _Orientation()
+
+
+def _display_matrix(frame: Any) -> np.ndarray | None:
+    for side in getattr(frame, "side_data", ()) or ():
+        kind = getattr(getattr(side, "type", None), "name", "")
+        if kind == "DISPLAYMATRIX":
+            raw = bytes(side)
+            if len(raw) == 36:
+                return np.frombuffer(raw, dtype=np.int32).astype(np.float64)
+    return None
+
+
+def _orientation(frame: Any) -> _Orientation:
+    """The display matrix of a decoded frame -> the operations FFmpeg's CLI applies.
+
+    Mirrors ``fftools/ffmpeg_filter.c``: ``theta`` is ``-av_display_rotation_get``
+    rounded and brought into [0, 360); 90 -> transpose ``clock`` (``cclock_flip`` when
+    the matrix also mirrors), 180 -> hflip and/or vflip by the signs of the diagonal,
+    270 -> ``cclock`` (``clock_flip`` when mirrored), 0 with a negative ``d`` -> vflip.
+    Other angles are not applied (a warning says so).
+    """
+    m = _display_matrix(frame)
+    if m is None:
+        return _UPRIGHT
+    scale0, scale1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if scale0 == 0 or scale1 == 0:
+        return _UPRIGHT
+    ccw = math.degrees(math.atan2(m[1] / scale1, m[0] / scale0))  # -av_display_rotation_get
+    theta = float(round(ccw))
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    mirrored = m[0] * m[4] - m[1] * m[3] < 0
+    if abs(theta - 90) < 1:
+        return _Orientation(90, mirrored, "cclock_flip" if m[3] > 0 else "clock")
+    if abs(theta - 180) < 1:
+        return _Orientation(180 if m[0] < 0 and m[4] < 0 else 0, mirrored,
+                            hflip=bool(m[0] < 0), vflip=bool(m[4] < 0))
+    if abs(theta - 270) < 1:
+        return _Orientation(270, mirrored, "clock_flip" if m[3] < 0 else "cclock")
+    if abs(theta) > 1:
+        logger.warning("display matrix rotates by %.0f degrees: not a multiple of 90, not "
+                       "applied", theta)
+        return _UPRIGHT
+    return _Orientation(0, mirrored, vflip=bool(m[4] < 0))
+
+
 class _FolderReader(VideoReader):
     def __init__(
         self,
@@ -631,14 +864,21 @@ class _FolderReader(VideoReader):
         fps: float | None,
         folder_fps: float,
         frames_colour: FramesColour,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__(path, on_corrupt=on_corrupt, fps=fps)
         self._path = path
-        self._files = list_frame_files(path)
+        listing = frame_files(path)
+        self._files = list(listing.frames)
         if not self._files:
             raise VideoOpenError(
                 f"{path}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
             )
+        if listing.left_out:
+            names = ", ".join(f.name for f in listing.left_out[:5])
+            more = f" and {len(listing.left_out) - 5} more" if len(listing.left_out) > 5 else ""
+            self._warn(f"left out {len(listing.left_out)} image(s) that do not follow the frames' "
+                       f"naming pattern {listing.pattern}: {names}{more}")
         self._swapped = frames_colour == "legacy-swapped"
         self._folder_fps = _fraction(folder_fps)
         self._skipped: list[str] = []
@@ -657,6 +897,9 @@ class _FolderReader(VideoReader):
             raise VideoOpenError(f"{path}: none of its {len(self._files)} images is readable")
         self._first: tuple[int, np.ndarray] | None = first
         height, width = first[1].shape[:2]
+        # Images carry no size header OpenCV exposes: the first one is decoded (once)
+        # and checked; later frames must have its size.
+        _check_pixels(path, width, height, max_pixels)
         self.info = VideoInfo(
             path=str(path),
             kind="frames",
@@ -741,6 +984,8 @@ def open_video(
     fps: float | None = None,
     frames_colour: FramesColour = "normal",
     folder_fps: float = DEFAULT_FOLDER_FPS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    autorotate: bool = True,
 ) -> VideoReader:
     """Open a video container or a frame folder for streaming.
 
@@ -758,13 +1003,25 @@ def open_video(
         folder_fps: native frame rate assumed for a frame folder (they carry no
             timing); default 30.  It sets ``info.fps`` and the timeline ``fps``
             resampling works on.  Ignored for containers.
+        max_pixels: largest frame (width x height) accepted, default
+            :data:`DEFAULT_MAX_PIXELS` (8K UHD).  A container is refused before its
+            frames are decoded when its header gives the size, else at its first frame;
+            a frame folder at its first image.
+        autorotate: turn frames of a container with a display matrix upright, as
+            FFmpeg's command line does (``info.rotation`` records it).  Frame folders
+            carry no orientation.
+
+    Under ``fps``, at most :data:`MAX_RESAMPLE_RATIO` frames per decoded frame plus one
+    minute of output are made; more raises :class:`DecodeError` while iterating.
 
     Returns a :class:`VideoReader`; the first frame has already been decoded, so a
     source with no decodable frame fails here.
 
     Raises:
-        VideoOpenError: missing path, permission denied, empty file, not a video, no
-            video stream (e.g. audio only), a folder with no images, no decodable frame.
+        VideoOpenError: missing path, permission denied, a name no file can have (NUL
+            byte, too long), empty file, not a video, no video stream (e.g. audio only), a
+            folder with no images or two image series, no decodable frame, frames over
+            ``max_pixels``.
         DecodeError: under ``"fail"``, the first frame is corrupt.
         ConfigError: a bad option value.
     """
@@ -773,9 +1030,9 @@ def open_video(
     out_fps = _check_fps("fps", fps)
     native_folder_fps = _check_fps("folder_fps", folder_fps)
     assert native_folder_fps is not None
+    limit = check_max_pixels(max_pixels)
     p = Path(path)
-    _check_path(p)
-    if p.is_dir():
+    if _check_path(p):
         if not is_frame_folder(p):
             raise VideoOpenError(
                 f"{p}: a folder that is not a frame folder (it must directly hold image files "
@@ -783,15 +1040,27 @@ def open_video(
             )
         return _FolderReader(
             p, on_corrupt=on_corrupt, fps=out_fps, folder_fps=native_folder_fps,
-            frames_colour=frames_colour,
+            frames_colour=frames_colour, max_pixels=limit,
         )
-    return _ContainerReader(p, on_corrupt=on_corrupt, fps=out_fps)
+    return _ContainerReader(p, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
+                            autorotate=bool(autorotate))
 
 
-def probe(path: str | os.PathLike[str], *, folder_fps: float = DEFAULT_FOLDER_FPS) -> VideoInfo:
+def check_max_pixels(value: object) -> int:
+    """Validate a ``max_pixels`` setting: a positive integer (ConfigError otherwise)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value != int(value) or value < 1):
+        raise ConfigError(f"max_pixels (--max-pixels) must be a positive whole number of pixels, "
+                          f"got {value!r}")
+    return int(value)
+
+
+def probe(path: str | os.PathLike[str], *, folder_fps: float = DEFAULT_FOLDER_FPS,
+          max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
     """Read a source's metadata without decoding it all (at most its first frame).
 
     Raises the same :class:`VideoOpenError` cases as :func:`open_video`.
     """
-    with open_video(path, on_corrupt="skip", folder_fps=folder_fps) as reader:
+    with open_video(path, on_corrupt="skip", folder_fps=folder_fps,
+                    max_pixels=max_pixels) as reader:
         return reader.info
