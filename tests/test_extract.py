@@ -230,7 +230,8 @@ def test_bad_inputs_next_to_good_ones(tmp_path: Path, tiny_checkpoint: Path) -> 
     jpgs = sorted((d / "frames_bad").glob("*.jpg"))
     jpgs[7].write_bytes(b"\xff\xd8\xff not really a jpeg")
     assert good.exists()
-    code = main(["extract", str(d), str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "out"),
+    (d / "missing.mp4").symlink_to(tmp_path / "gone.mp4")  # a typed missing path is exit 2 now
+    code = main(["extract", str(d), "-o", str(tmp_path / "out"),
                  "--checkpoint", str(tiny_checkpoint), "-q", "-j", "2"])
     assert code == 1
     entries = {e["video"]: e for e in read_manifest(tmp_path / "out")}

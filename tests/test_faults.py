@@ -509,6 +509,10 @@ def test_list_file_entries_never_write_outside_out(tmp_path: Path,
     outside = tmp_path / "outside"
     synth.write_video(outside / "x.mp4", synth.scene_frames(32, seed=1), fps=25)
     synth.write_video(outside / "deep" / "y.mp4", synth.scene_frames(32, seed=2), fps=25)
+    # Entries that do not exist are a usage error now (issue 11); broken links exist
+    # as links, so they keep the "failed, named, nothing written" path tested here.
+    (outside / "nope.mp4").symlink_to(tmp_path / "gone.mp4")
+    (outside / "hostname.mp4").symlink_to(tmp_path / "gone2.mp4")
     lists = tmp_path / "data" / "lists"
     lists.mkdir(parents=True)
     listing = lists / "split.txt"
@@ -516,8 +520,8 @@ def test_list_file_entries_never_write_outside_out(tmp_path: Path,
         "../../outside/x.mp4",
         str(outside / "deep" / "y.mp4"),
         "../lists/../../outside/deep/../x",        # the same file again: kept once
-        "../../../../../../../../../../tmp/nope.mp4",  # climbs past / and does not exist
-        "/etc/../etc/hostname.mp4",
+        "../../../../../../../../../.." + str(outside / "nope.mp4"),  # climbs past /
+        str(outside / ".." / "outside" / "hostname.mp4"),
     ]) + "\n")
     out = tmp_path / "data" / "out"
     before = {p for p in tmp_path.rglob("*")}

@@ -61,9 +61,17 @@ def test_extensions_filter(dataset):
         discover([dataset], extensions=[])
 
 
-def test_missing_paths_are_items_not_errors(tmp_path):
-    items = discover([tmp_path / "nope.mp4", tmp_path / "nodir"])
-    assert _names(items) == ["nodir", "nope.mp4"]
+def test_missing_inputs_are_usage_errors(tmp_path):
+    """A path the user typed that does not exist is a ConfigError (exit 2) raised by
+    discovery, before any model loads (issue 11; it used to be a "failed video")."""
+    _touch(tmp_path / "real.mp4")
+    with pytest.raises(ConfigError, match=r"input .*nope\.mp4 does not exist"):
+        discover([tmp_path / "real.mp4", tmp_path / "nope.mp4"])
+    with pytest.raises(ConfigError, match=r"input .*nodir does not exist"):
+        discover([tmp_path / "nodir"])
+    # A broken link exists (as a link): an item the reader fails with its reason.
+    (tmp_path / "broken.mp4").symlink_to(tmp_path / "gone.mp4")
+    assert _names(discover([tmp_path / "broken.mp4"])) == ["broken.mp4"]
 
 
 def test_unusable_arguments(tmp_path):
@@ -82,22 +90,43 @@ def test_list_file(dataset, tmp_path):
         "# test split\n"
         "\n"
         "Train/002.mp4\n"
-        "  Test/001  \n"          # bare name: found by extension (case-sensitive file system)
+        "  Train/010  \n"          # bare name: found by extension
         "frames/vid02\n"
         "Test\\sub\\003.webm\n"  # written on Windows
         f"{outside}\n"
-        "Train/missing.mp4\n"
     )
     items = discover([lst])
     by_name = {str(i.name): i.source for i in items}
     assert sorted(by_name) == [
-        "Test/001", "Test/sub/003.webm", "Train/002.mp4", "Train/missing.mp4", "frames/vid02",
-        "x.mp4",
+        "Test/sub/003.webm", "Train/002.mp4", "Train/010.avi", "frames/vid02", "x.mp4",
     ]
     assert by_name["x.mp4"] == outside
-    assert not by_name["Train/missing.mp4"].exists()
-    # Bare name with no matching extension ("Test/001" vs "001.MKV") stays as given.
-    assert not by_name["Test/001"].exists()
+
+
+def test_list_entries_that_do_not_exist_are_usage_errors(dataset, tmp_path):
+    """Missing entries are named (a few), with the folder they were resolved against;
+    when none resolves the message points to --root (issue 11)."""
+    lst = dataset / "split.txt"
+    lst.write_text("Train/002.mp4\nTrain/missing.mp4\nTest/001\n")  # 001.MKV: case differs
+    with pytest.raises(ConfigError) as err:
+        discover([lst])
+    msg = str(err.value)
+    assert "2 of 3 entries do not exist" in msg
+    assert "'Train/missing.mp4'" in msg and "'Test/001'" in msg
+    assert f"list's own folder {dataset}" in msg and "--root" not in msg
+    # A list written relative to the dataset folder, kept elsewhere: nothing resolves.
+    moved = tmp_path / "lists" / "split.txt"
+    moved.parent.mkdir()
+    moved.write_text("Train/002.mp4\nTrain/010.avi\n")
+    with pytest.raises(ConfigError, match=r"2 of 2 entries .* pass --root"):
+        discover([moved])
+    assert _names(discover([moved], root=dataset)) == ["Train/002.mp4", "Train/010.avi"]
+    with pytest.raises(ConfigError, match=r"the --root folder .*is --root the folder"):
+        discover([moved], root=tmp_path)
+    # Only the first five are named.
+    moved.write_text("".join(f"m{k}.mp4\n" for k in range(8)))
+    with pytest.raises(ConfigError, match=r"'m4\.mp4' and 3 more"):
+        discover([moved])
 
 
 def test_list_file_with_root_and_folder_entries(dataset, tmp_path):
@@ -123,6 +152,7 @@ def test_dot_dot_never_escapes(tmp_path):
     items = discover([tmp_path / "b" / "l.txt"])
     assert _names(items) == ["x.mp4"]
     (tmp_path / "b" / "l2.txt").write_text("../../a/x.mp4\n")
+    (tmp_path / "b" / "deep").mkdir()
     items = discover([tmp_path / "b" / "l2.txt"], root=tmp_path / "b" / "deep")
     name = items[0].name
     assert not name.is_absolute() and ".." not in name.parts
@@ -159,17 +189,37 @@ def test_same_stem_in_one_folder(tmp_path):
     _touch(tmp_path / "v" / "001.mp4")
     _touch(tmp_path / "v" / "001.MP4")
     items = discover([tmp_path / "v"])
-    # Numbered in source-path order (byte order: upper case first).
-    assert _names(items) == ["001.MP4", "001~2.avi", "001~3.mp4"]
-    stems = {str(output_stem(i.name)).casefold() for i in items}
-    assert len(stems) == 3
+    # Names are the real files (the manifest used to call the second "001~2.avi", a
+    # file that does not exist).  Their outputs keep the extension, so they say where
+    # they came from; 001.MP4 and 001.mp4 differ in case only, so the second in
+    # byte order (upper case first) gets ~2.
+    assert _names(items) == ["001.MP4", "001.avi", "001.mp4"]
+    assert all(i.source.name == str(i.name) for i in items)
+    assert [str(output_stem(i)) for i in items] == ["001.MP4", "001.avi", "001.mp4~2"]
+    # Items that do not collide keep extension-free output stems.
+    _touch(tmp_path / "v" / "002.mp4")
+    assert output_stem(discover([tmp_path / "v" / "002.mp4"])[0]) == PurePosixPath("002")
+
+
+def test_x_avi_and_x_mp4_outputs(tmp_path):
+    """The issue's example: x.avi and x.mp4 in one folder -> x.avi.npy and x.mp4.npy."""
+    from vadfeat.writers import output_paths
+
+    _touch(tmp_path / "v" / "x.avi")
+    _touch(tmp_path / "v" / "x.mp4")
+    items = discover([tmp_path / "v"])
+    assert [(str(i.name), i.source.name) for i in items] == [("x.avi", "x.avi"), ("x.mp4", "x.mp4")]
+    outs = [output_paths(tmp_path / "o", output_stem(i), layout="flat").features[0].name
+            for i in items]
+    assert outs == ["x.avi.npy", "x.mp4.npy"]
 
 
 def test_frame_folder_and_video_with_same_stem(tmp_path):
     _touch(tmp_path / "v" / "clip.mp4")
     _frames(tmp_path / "v" / "clip")
-    names = _names(discover([tmp_path / "v"]))
-    assert len({str(output_stem(PurePosixPath(n))) for n in names}) == 2
+    items = discover([tmp_path / "v"])
+    assert _names(items) == ["clip", "clip.mp4"]
+    assert [str(output_stem(i)) for i in items] == ["clip", "clip.mp4"]
 
 
 def test_order_is_deterministic(dataset, tmp_path):

@@ -423,7 +423,11 @@ def extract_ray(
         try:
             todo: list[int] = []
             for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
-                if not overwrite and is_done(paths, fingerprint):
+                if item.error is not None:  # found by discovery: never opened
+                    summary.failed.append((str(item.name), item.error))
+                    manifest.record(video=str(item.name), status="failed", error=item.error,
+                                    output=None, num_frames=None, num_snippets=None, seconds=0.0)
+                elif not overwrite and is_done(paths, fingerprint):
                     summary.skipped += 1
                     manifest.record(video=str(item.name), status="skipped", error=None,
                                     output=str(paths.features[0]), num_frames=None,

@@ -43,12 +43,12 @@ import torch
 from vadfeat._malloc import limit_arenas
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
-from vadfeat.inputs import VideoItem, discover, output_stem
+from vadfeat.inputs import VideoItem, output_stem, scan
 from vadfeat.loading import load_model, parse_dtype
 from vadfeat.presets import Preset, get_preset
 from vadfeat.sampling import SnippetAssembler
 from vadfeat.transforms import build_frame_transform, transform_frames
-from vadfeat.video import DEFAULT_FOLDER_FPS, open_video
+from vadfeat.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, open_video
 from vadfeat.writers import (
     Claims,
     Layout,
@@ -159,6 +159,7 @@ class RunSummary:
     snippets: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    passed_over: list[str] = field(default_factory=list)  # inputs.Discovery.describe_passed_over
 
     @property
     def exit_code(self) -> int:
@@ -174,6 +175,7 @@ class RunSummary:
             f"({rate:.1f} snippets/s); outputs in {self.out}"
         ]
         lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
+        lines += [f"  {line}" for line in self.passed_over]
         return "\n".join(lines)
 
 
@@ -211,6 +213,7 @@ class FeatureExtractor:
         folder_fps: float = DEFAULT_FOLDER_FPS,
         quantize: str | None = None,
         preprocess: str = "worker",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         **overrides: Any,
     ) -> None:
         base = get_preset(preset) if isinstance(preset, str) else preset
@@ -241,6 +244,7 @@ class FeatureExtractor:
         self.fps = fps
         self.frames_colour = frames_colour
         self.folder_fps = folder_fps
+        self.max_pixels = check_max_pixels(max_pixels)
         self.model = load_model(
             checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
             num_heads=num_heads, quantize=quantize,
@@ -303,7 +307,7 @@ class FeatureExtractor:
         assemble = self._raw_clip if raw else self._clip
         with open_video(source, on_corrupt=self.on_corrupt, fps=self.fps,  # type: ignore[arg-type]
                         frames_colour=self.frames_colour,  # type: ignore[arg-type]
-                        folder_fps=self.folder_fps) as reader:
+                        folder_fps=self.folder_fps, max_pixels=self.max_pixels) as reader:
             assembler: SnippetAssembler[Any] = SnippetAssembler(
                 clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
             )
@@ -320,6 +324,8 @@ class FeatureExtractor:
                 "native_fps": info.fps,
                 "width": info.width,
                 "height": info.height,
+                "rotation": info.rotation,
+                **({"mirrored": True} if info.mirrored else {}),
                 "codec": info.codec,
                 "corrupt_packets": reader.corrupt_packets,
                 "warnings": list(reader.warnings),
@@ -537,7 +543,7 @@ class _EventQueue(queue.Queue):
 def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
                  crops: int) -> list[OutputPaths]:
     # discover() already made output stems unique (x.mp4 beside x.avi included).
-    return [output_paths(out, output_stem(i.name), layout=layout, crops=crops) for i in items]
+    return [output_paths(out, output_stem(i), layout=layout, crops=crops) for i in items]
 
 
 def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
@@ -667,7 +673,8 @@ def extract(
     if layout == "per-crop" and ext.crops == 1:
         log.info("layout per-crop with one crop writes <stem>__0.npy files")
     out = Path(out)
-    items = discover(list(inputs), root=Path(root) if root is not None else None)
+    found = scan(list(inputs), root=Path(root) if root is not None else None)
+    items = found.items
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     try:  # an output folder we cannot write to is a usage error, found before any work
         out.mkdir(parents=True, exist_ok=True)
@@ -676,7 +683,8 @@ def extract(
         manifest = Manifest(out, run_id)
     except OSError as exc:
         raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
-    summary = RunSummary(out=out, run_id=run_id, total=len(items))
+    summary = RunSummary(out=out, run_id=run_id, total=len(items),
+                         passed_over=found.describe_passed_over())
     fingerprint = ext.fingerprint(layout)
     plan = plan_outputs(items, out, layout, ext.crops)
     keys = [str(p.sidecar.relative_to(out)) for p in plan]
@@ -693,7 +701,12 @@ def extract(
 
     todo: list[int] = []
     for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
-        if not overwrite and is_done(paths, fingerprint):
+        if item.error is not None:  # found by discovery (e.g. output name too long): never opened
+            summary.failed.append((str(item.name), item.error))
+            log.error("%s: %s", item.name, item.error)
+            manifest.record(video=str(item.name), status="failed", error=item.error, output=None,
+                            num_frames=None, num_snippets=None, seconds=0.0)
+        elif not overwrite and is_done(paths, fingerprint):
             summary.skipped += 1
             manifest.record(video=str(item.name), status="skipped", error=None,
                             output=str(paths.features[0]), num_frames=None, num_snippets=None,

@@ -152,11 +152,13 @@ def dump_frames(
     t0 = time.perf_counter()
 
     def one(item: VideoItem) -> dict[str, Any]:
-        stem = output_stem(item.name)
+        stem = output_stem(item)
         folder = out / Path(*stem.parts)
         sidecar = folder.with_name(folder.name + ".frames.json")
         entry: dict[str, Any] = {"video": str(item.name), "output": None, "error": None,
                                  "num_frames": None}
+        if item.error is not None:  # found by discovery: never opened
+            return entry | {"status": "failed", "error": item.error, "seconds": 0.0}
         meta = read_sidecar(sidecar)
         if (not overwrite and meta is not None and meta.get("settings") == fs.to_dict()
                 and folder.is_dir()):

@@ -2,12 +2,16 @@
 
 An input is one of
 
-* a **video file**: one item, named by its file name;
-* a **folder**: searched recursively; every video file (by extension) and every
-  frame folder (see :func:`vadfeat.video.is_frame_folder`) is an item named by its
-  path relative to the given folder (``Train/001.mp4``, ``frames/vid01``).  A
-  folder that is itself a frame folder is one item named by its own name.  Hidden
-  files and folders (``.name``, e.g. macOS ``._001.mp4``) are skipped;
+* a **video file**: one item, named by its file name.  Any file FFmpeg opens works
+  when given explicitly, whatever its extension;
+* a **folder**: searched recursively; every video file (by extension, the one list
+  :data:`vadfeat.video.VIDEO_EXTENSIONS`, raw ``.h264`` streams and ``.vob`` files
+  included) and every frame folder (see :func:`vadfeat.video.is_frame_folder`;
+  ``.jpg``, ``.png``, ``.bmp``, ``.tif``/``.tiff``, ``.webp``, ``.ppm``/``.pgm`` ...)
+  is an item named by its path relative to the given folder (``Train/001.mp4``,
+  ``frames/vid01``).  A folder that is itself a frame folder is one item named by its
+  own name.  Hidden files and folders (``.name``, e.g. macOS ``._001.mp4``) are
+  skipped;
 * a **list file** (``.txt``): one path or name per line; blank lines and ``#``
   comments are ignored.  Relative entries are resolved against ``root`` (default:
   the list file's folder) and named by their path relative to ``root``.  An entry
@@ -15,42 +19,73 @@ An input is one of
   extension (so split files of bare names such as ``01_0014`` work).  An entry that
   is a folder is handled as a folder input, its items named relative to ``root``.
 
-Paths that do not exist are still returned: the engine reports each as a failed
-video with its reason instead of stopping the run.
+**Missing inputs are usage errors** (:class:`~vadfeat.errors.ConfigError`, exit 2),
+raised here before anything loads: a path given as an input that does not exist, and
+list entries that do not exist (the message names a few, says which folder they were
+resolved against, and points to ``--root`` when none resolves).  A broken symbolic
+link exists (as a link): it is an item that fails with its reason.
+
+**Passed over, with a reason** (:attr:`Discovery.passed_over`, named in the run
+summary): files in searched folders that are neither videos nor images, images
+beside videos or sub-folders (not a frame folder), videos whose extension is not in
+``extensions``, images of a frame folder that do not follow its frames' naming
+pattern (see :func:`vadfeat.video.frame_files`), and folders that hold nothing to
+process.
+
+**Items that fail alone**: an entry that cannot be a path (a list line holding a NUL
+byte, a name longer than the file system allows), a file or link under a searched
+folder that cannot be examined (a link to ``/proc/1/cwd``: permission denied), a
+sub-folder that cannot be listed, and an item whose output name would be too long
+(below) are items with an :attr:`VideoItem.error`; engines record them as failed
+with that reason, without opening them, and the run goes on.
 
 Names decide where outputs go, so they are made safe and unique:
 
 * **Normalisation**: a name is a relative POSIX path; ``.`` and ``..`` components and
   any leading ``/`` are removed (``../other/x.mp4`` -> ``other/x.mp4``).  An entry
-  outside ``root`` given as an absolute path is named by its file name.
+  outside ``root`` given as an absolute path is named by its file name.  A NUL byte
+  (which no path can hold) becomes U+FFFD.
 * **Duplicates**: items with the same resolved source are kept once (first input wins).
+* **Output stems**: outputs are named after the name without its video extension
+  (``Train/001.mp4`` -> ``Train/001.npy``), see :func:`output_stem`.
 * **Collisions**: two items collide when their output stems match ignoring case
   (``a/001.mp4`` vs ``a/001.avi``, or ``001.mp4`` from two folders), because
-  writers name outputs by stem and case-insensitive file systems exist.  Colliding
-  items from different places are prefixed with the names of the folders they were
-  found from (the input folder, a file's parent folder, or the list's root), one
-  more folder level at a time until they differ (``Train/001.mp4`` in inputs
-  ``A`` and ``B`` -> ``A/Train/001.mp4``, ``B/Train/001.mp4``).  Items that still
-  collide (same folder, same stem) get ``~2``, ``~3``, ... appended to the stem in
-  source-path order (``001.avi`` -> ``001~2.avi``).
+  case-insensitive file systems exist.  Colliding items from different places are
+  prefixed with the names of the folders they were found from (the input folder, a
+  file's parent folder, or the list's root), one more folder level at a time until
+  they differ (``Train/001.mp4`` in inputs ``A`` and ``B`` -> ``A/Train/001.mp4``,
+  ``B/Train/001.mp4``).  Items that still collide (same folder, same stem: ``x.avi``
+  and ``x.mp4``) keep their real names, and their outputs keep the extension, so an
+  output says which file it came from: ``x.avi.npy`` and ``x.mp4.npy``.  Only names
+  that differ in case alone (``x.MP4``, ``x.mp4``) then get ``~2``, ``~3``, ... on the
+  output stem, in source-path order (``x.mp4~2.npy``).
+* **Length**: a file name holds at most 255 bytes on common file systems, and
+  vadfeat writes up to :data:`NAME_RESERVE` bytes around an output stem (the
+  temporary ``.<stem>.frames.json.vadfeat-tmp.<host>.<pid>``), so the last component
+  of an output stem may have at most ``255 - NAME_RESERVE`` = 157 bytes and every
+  folder component 255.  A longer one makes the item fail at discovery (before any
+  decoding), not after the model ran.
 
 The result is sorted by name (component-wise, case-sensitive).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
+import stat
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from vadfeat.errors import ConfigError
-from vadfeat.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_frame_folder
+from vadfeat.errors import ConfigError, VideoError
+from vadfeat.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, frame_files, is_frame_folder
 
-__all__ = ["VideoItem", "discover", "output_stem"]
+__all__ = ["NAME_MAX", "NAME_RESERVE", "Discovery", "PassedOver", "VideoItem", "discover",
+           "output_stem", "scan"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +93,17 @@ _LIST_SUFFIXES = frozenset({".txt"})
 # Renaming passes before giving up; each pass lengthens a prefix or adds a counter,
 # so real inputs settle in a few passes.
 _MAX_RENAME_PASSES = 64
+#: Bytes a file name may hold on the file systems vadfeat writes to (ext4, XFS, Btrfs,
+#: ZFS, NTFS, APFS).
+NAME_MAX = 255
+#: Bytes vadfeat may add around an output stem's last component: the longest name it
+#: writes is the temporary ``.<stem>.frames.json.vadfeat-tmp.<host>.<pid>``
+#: (:func:`vadfeat.writers.tmp_name`), with a host name of up to 64 bytes
+#: (HOST_NAME_MAX) and a pid of up to 7 digits.  Outputs proper (``<stem>__9.npy``,
+#: ``<stem>.json``) are shorter.
+NAME_RESERVE = len(".") + len(".frames.json") + len(".vadfeat-tmp.") + 64 + len(".") + 7
+# How many missing list entries a usage error names.
+_SHOW_MISSING = 5
 
 
 @dataclass(frozen=True)
@@ -65,40 +111,86 @@ class VideoItem:
     """One video to process.
 
     ``source`` is the file or frame folder on disk, as an absolute path (it may not
-    exist: the engine reports that).  ``name`` is the video's id in a run and decides its output path;
-    it is relative, normalised (no ``..``, no leading ``/``) and unique in a
-    :func:`discover` result.
+    be readable: the engine reports that).  ``name`` is the video's id in a run:
+    relative, normalised (no ``..``, no leading ``/``) and unique in a
+    :func:`discover` result.  ``stem`` is what its outputs are named after
+    (default: :func:`output_stem` of the name; for colliding items the name with its
+    extension, see the module docstring).  ``error``, when set, is why the item
+    cannot be processed, found at discovery: engines record it as failed with that
+    reason without opening it.
     """
 
     source: Path
     name: PurePosixPath
+    stem: PurePosixPath | None = None
+    error: str | None = None
 
     def __post_init__(self) -> None:
-        name = self.name
-        if (
-            name.is_absolute()
-            or not name.parts
-            or any(part in ("", ".", "..") for part in name.parts)
-        ):
-            raise ValueError(f"VideoItem name must be a normalised relative path, got {name!r}")
+        for what, value in (("name", self.name), ("stem", self.stem)):
+            if value is None:
+                continue
+            if (value.is_absolute() or not value.parts
+                    or any(part in ("", ".", "..") for part in value.parts)):
+                raise ValueError(f"VideoItem {what} must be a normalised relative path, got {value!r}")
+        if self.stem is None:
+            object.__setattr__(self, "stem", _strip_extension(self.name))
 
 
-def output_stem(name: PurePosixPath) -> PurePosixPath:
-    """The name with its video extension removed: what output files are named after.
+@dataclass(frozen=True)
+class PassedOver:
+    """A file or folder discovery saw and did not make an item, and why."""
 
-    Frame folders have no extension to remove (``frames/vid.01`` stays as it is).
-    """
-    if name.suffix.lower() in VIDEO_EXTENSIONS:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """What :func:`scan` found: the items, and what it passed over."""
+
+    items: list[VideoItem]
+    passed_over: list[PassedOver] = field(default_factory=list)
+
+    def describe_passed_over(self, limit: int = 10) -> list[str]:
+        """Summary lines: per reason, the count and up to ``limit`` paths."""
+        groups: dict[str, list[Path]] = defaultdict(list)
+        for p in self.passed_over:
+            groups[p.reason].append(p.path)
+        lines = []
+        for reason, paths in groups.items():
+            shown = ", ".join(str(p) for p in paths[:limit])
+            more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+            lines.append(f"passed over {len(paths)} ({reason}): {shown}{more}")
+        return lines
+
+
+def _strip_extension(name: PurePosixPath) -> PurePosixPath:
+    if name.suffix.lower() in VIDEO_EXTENSIONS and name.stem:
         return name.with_suffix("")
     return name
+
+
+def output_stem(item: VideoItem | PurePosixPath) -> PurePosixPath:
+    """What output files are named after.
+
+    For a :class:`VideoItem`, its ``stem``.  For a name: the name with its video
+    extension removed; frame folders have no extension to remove (``frames/vid.01``
+    stays as it is).
+    """
+    if isinstance(item, VideoItem):
+        assert item.stem is not None
+        return item.stem
+    return _strip_extension(item)
 
 
 def _normalise_name(raw: str, fallback: str) -> PurePosixPath:
     """Relative, ``..``-free POSIX name for ``raw``; ``fallback`` if nothing is left."""
     text = raw.replace(os.sep, "/") if os.sep != "/" else raw
+    text = text.replace("\0", "\ufffd")
     parts = [p for p in posixpath.normpath("/" + text).split("/") if p not in ("", ".", "..")]
     if not parts:
-        parts = [p for p in fallback.split("/") if p not in ("", ".", "..")] or ["video"]
+        parts = [p for p in fallback.replace("\0", "\ufffd").split("/")
+                 if p not in ("", ".", "..")] or ["video"]
     return PurePosixPath(*parts)
 
 
@@ -108,6 +200,7 @@ class _Candidate:
     resolved: Path
     name: PurePosixPath  # name before collision handling
     base: Path  # folder the name is relative to; collision prefixes come from it
+    error: str | None = None
 
 
 def _normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:
@@ -130,84 +223,149 @@ def _absolute(path: Path) -> Path:
 def _resolve(path: Path) -> Path:
     try:
         return path.resolve(strict=False)
-    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+    except (OSError, RuntimeError, ValueError):  # a symlink loop (RuntimeError before 3.13)
         return Path(os.path.abspath(path))
 
 
-def _walk(folder: Path, extensions: frozenset[str]) -> list[Path]:
-    """Video files and frame folders under ``folder``, in sorted walk order.
+def _why_unusable(exc: BaseException) -> str:
+    if isinstance(exc, ValueError):
+        return "the name holds a NUL byte, which no file name can hold"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return "file name too long for the file system"
+    if isinstance(exc, OSError):
+        return f"cannot be examined: {exc.strerror or exc}"
+    return f"cannot be examined: {exc}"
 
-    Follows symlinked folders, but never into a real folder already visited.
-    """
-    found: list[Path] = []
-    seen: set[Path] = set()
 
-    def visit(directory: Path) -> None:
+def _kind(path: Path) -> tuple[str, str | None]:
+    """``("dir"|"file"|"missing"|"error", reason)`` without raising (stat follows links)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return ("file", None) if os.path.islink(path) else ("missing", None)  # broken link
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            return "file", None  # a link loop: an item the reader reports
+        return "error", _why_unusable(exc)
+    except RuntimeError:  # a symlink loop before Python 3.13
+        return "file", None
+    return ("dir" if stat.S_ISDIR(st.st_mode) else "file"), None
+
+
+class _Walker:
+    """Video files and frame folders under a folder, and what was passed over."""
+
+    def __init__(self, extensions: frozenset[str], passed: list[PassedOver]) -> None:
+        self.extensions = extensions
+        self.passed = passed
+        self.seen: set[Path] = set()
+
+    def walk(self, folder: Path) -> list[tuple[Path, str | None]]:
+        """``[(path, error or None)]`` in sorted walk order.
+
+        Follows symlinked folders, but never into a real folder already visited.
+        """
+        found: list[tuple[Path, str | None]] = []
+        self._visit(folder, folder, found)
+        return found
+
+    def _visit(self, top: Path, directory: Path, found: list[tuple[Path, str | None]]) -> None:
         real = _resolve(directory)
-        if real in seen:
+        if real in self.seen:
             return
-        seen.add(real)
+        self.seen.add(real)
         try:
             children = sorted(directory.iterdir(), key=lambda p: p.name)
         except OSError as exc:
-            if directory == folder:  # the folder the user named: a usage error
-                raise ConfigError(f"cannot list folder {folder}: {exc}") from exc
+            if directory == top:  # the folder the user named: a usage error
+                raise ConfigError(f"cannot list folder {top}: {exc}") from exc
             # A sub-folder that cannot be listed may hold videos: make it an item, so
             # that the run names it as failed (with the reason) instead of losing it.
             logger.warning("cannot list %s: %s", directory, exc)
-            found.append(directory)
+            found.append((directory, f"cannot list the folder: {exc.strerror or exc}"))
             return
-        ignored_images = 0
+        before = len(found)
+        subfolders = 0
+        images: list[Path] = []
+        others: list[Path] = []
         for child in children:
             if child.name.startswith("."):
                 continue
-            if child.is_dir():
+            kind, reason = _kind(child)
+            if kind == "error":
+                # A link whose target cannot be examined (-> /proc/1/cwd): it may be a
+                # video or a folder; it fails alone, with the reason.
+                found.append((child, reason))
+            elif kind == "dir":
+                subfolders += 1
                 if is_frame_folder(child):
-                    found.append(child)
+                    found.append((child, None))
+                    self._frames_left_out(child)
                 else:
-                    visit(child)
-            elif child.suffix.lower() in extensions:
-                found.append(child)
+                    self._visit(top, child, found)
+            elif child.suffix.lower() in self.extensions:
+                found.append((child, None))
+            elif child.suffix.lower() in VIDEO_EXTENSIONS:
+                self.passed.append(PassedOver(child, "video extension not among the extensions "
+                                                     "asked for"))
             elif child.suffix.lower() in IMAGE_EXTENSIONS:
-                ignored_images += 1
-        if ignored_images:
-            logger.warning(
-                "ignoring %d image(s) in %s: a frame folder must not hold videos or "
-                "sub-folders", ignored_images, directory,
-            )
+                images.append(child)
+            else:
+                others.append(child)
+        for image in images:
+            self.passed.append(PassedOver(image, "image beside videos or sub-folders, so not a "
+                                                 "frame folder"))
+        for other in others:
+            self.passed.append(PassedOver(other, "neither a video nor an image file"))
+        if len(found) == before and not (images or others or subfolders) and directory != top:
+            self.passed.append(PassedOver(directory, "folder holds no videos or frames"))
 
-    visit(folder)
-    return found
+    def _frames_left_out(self, folder: Path) -> None:
+        try:
+            listing = frame_files(folder)
+        except VideoError:
+            return  # the reader fails this item with the reason
+        for f in listing.left_out:
+            self.passed.append(PassedOver(f, f"not the frames' naming pattern {listing.pattern}"))
 
 
 def _from_folder(folder: Path, name_base: Path, prefix: PurePosixPath | None,
-                 extensions: frozenset[str]) -> list[_Candidate]:
+                 walker: _Walker) -> list[_Candidate]:
     """Items under ``folder``; names relative to ``folder``, under ``prefix`` if given."""
     items = []
-    found = _walk(folder, extensions)
+    found = walker.walk(folder)
     if not found:
         logger.warning("no videos or frame folders found in %s", folder)
-    for path in found:
+        walker.passed.append(PassedOver(folder, "folder holds no videos or frames"))
+    for path, error in found:
         rel = path.relative_to(folder).as_posix()
         raw = rel if prefix is None else f"{prefix.as_posix()}/{rel}"
-        items.append(_Candidate(path, _resolve(path), _normalise_name(raw, path.name), name_base))
+        items.append(_Candidate(path, _resolve(path), _normalise_name(raw, path.name), name_base,
+                                error))
     return items
 
 
-def _from_list(list_file: Path, root: Path | None, extensions: frozenset[str]) -> list[_Candidate]:
+def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Candidate]:
     base = root if root is not None else list_file.parent
     try:
         lines = list_file.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read list file {list_file}: {exc}") from exc
     items: list[_Candidate] = []
+    missing: list[str] = []
+    entries = 0
     base_absolute = _absolute(base)
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        path = _list_entry_path(entry, base, extensions)
-        resolved = _resolve(path)
+        entries += 1
+        path, kind, error = _list_entry_path(entry, base, walker.extensions)
+        if kind == "missing":
+            missing.append(entry)
+            continue
+        if error is not None:
+            error = f"{list_file.name} line {number}: {error}"
         try:
             # Lexical, like the entry itself: a symlink inside root keeps its name.
             raw = _absolute(path).relative_to(base_absolute).as_posix()
@@ -216,67 +374,92 @@ def _from_list(list_file: Path, root: Path | None, extensions: frozenset[str]) -
             # Outside root: name by the file name; collisions add parent folders.
             raw = path.name
             name_base = path.parent
-        if path.is_dir() and not is_frame_folder(path):
-            items.extend(_from_folder(path, name_base, _normalise_name(raw, path.name),
-                                      extensions))
+        name = _normalise_name(raw, path.name)
+        if kind == "dir" and not is_frame_folder(path):
+            items.extend(_from_folder(path, name_base, name, walker))
         else:
-            items.append(_Candidate(path, resolved, _normalise_name(raw, path.name), name_base))
+            resolved = _resolve(path) if error is None else _absolute(path)
+            items.append(_Candidate(path, resolved, name, name_base, error))
+    if missing:
+        _missing_entries(list_file, base, root, missing, entries)
     return items
 
 
-def _list_entry_path(entry: str, base: Path, extensions: frozenset[str]) -> Path:
+def _missing_entries(list_file: Path, base: Path, root: Path | None, missing: list[str],
+                     entries: int) -> None:
+    shown = ", ".join(repr(m) for m in missing[:_SHOW_MISSING])
+    more = f" and {len(missing) - _SHOW_MISSING} more" if len(missing) > _SHOW_MISSING else ""
+    against = (f"the --root folder {base}" if root is not None
+               else f"the list's own folder {base}")
+    hint = ""
+    if len(missing) == entries:
+        hint = (" None of its entries exists: pass --root with the folder its names are "
+                "relative to." if root is None else
+                " None of its entries exists: is --root the folder its names are relative to?")
+    raise ConfigError(
+        f"{list_file}: {len(missing)} of {entries} entries do not exist ({shown}{more}); "
+        f"relative entries were resolved against {against}, also trying the video "
+        f"extensions for names without one.{hint}"
+    )
+
+
+def _list_entry_path(entry: str, base: Path,
+                     extensions: frozenset[str]) -> tuple[Path, str, str | None]:
+    """``(path, kind, error)`` of a list entry; kind as :func:`_kind`."""
     path = Path(entry)
     if not path.is_absolute():
         path = base / path
-    if path.exists():
-        return path
+    kind, error = _kind(path)
+    if kind != "missing":
+        return path, kind, error
     if "\\" in entry:  # lists written on Windows
-        alt = _list_entry_path(entry.replace("\\", "/"), base, extensions)
-        if alt.exists():
-            return alt
+        alt, alt_kind, alt_error = _list_entry_path(entry.replace("\\", "/"), base, extensions)
+        if alt_kind != "missing":
+            return alt, alt_kind, alt_error
     if path.suffix.lower() not in extensions:
         for ext in sorted(extensions):
             candidate = path.with_name(path.name + ext)
-            if candidate.is_file():
-                return candidate
-    return path
+            if _kind(candidate)[0] == "file":
+                return candidate, "file", None
+    return path, "missing", None
 
 
 def _candidates(item: str | os.PathLike[str], root: Path | None,
-                extensions: frozenset[str]) -> list[_Candidate]:
+                walker: _Walker) -> list[_Candidate]:
     if isinstance(item, str) and not item.strip():
         raise ConfigError("an input is an empty string; give a video, a folder or a .txt list")
     path = Path(item)
-    if path.suffix.lower() in _LIST_SUFFIXES and not path.is_dir():
-        if not path.is_file():
+    kind, error = _kind(path)
+    if path.suffix.lower() in _LIST_SUFFIXES and kind != "dir":
+        if kind != "file" or not os.path.isfile(path):
             raise ConfigError(f"list file {path} does not exist")
-        return _from_list(path, root, extensions)
+        return _from_list(path, root, walker)
+    if kind == "missing":
+        raise ConfigError(f"input {path} does not exist (give a video file, a folder of videos "
+                          "or frames, or a .txt list)")
     resolved = _resolve(path)
     # Names and prefixes come from the path as given (made absolute so "." has a
     # name), not from symlink targets: they are what the user sees.
     absolute = _absolute(path)
-    if path.is_dir():
+    if kind == "dir":
         if is_frame_folder(path):
+            walker._frames_left_out(path)
             return [_Candidate(path, resolved, _normalise_name(absolute.name, "frames"),
                                absolute.parent)]
-        return _from_folder(path, absolute, None, extensions)
-    # A video file, or a path that does not exist (reported later by the engine).
-    return [_Candidate(path, resolved, _normalise_name(absolute.name, "video"), absolute.parent)]
+        return _from_folder(path, absolute, None, walker)
+    # A video file, a broken link, or a path that cannot be examined (fails alone).
+    return [_Candidate(path, resolved, _normalise_name(absolute.name, "video"), absolute.parent,
+                       error)]
 
 
-def _collision_key(name: PurePosixPath) -> str:
-    return output_stem(name).as_posix().casefold()
+def _collision_key(stem: PurePosixPath) -> str:
+    return stem.as_posix().casefold()
 
 
-def _with_counter(name: PurePosixPath, n: int) -> PurePosixPath:
-    suffix = name.suffix if name.suffix.lower() in VIDEO_EXTENSIONS else ""
-    stem = name.name[: len(name.name) - len(suffix)] if suffix else name.name
-    return name.with_name(f"{stem}~{n}{suffix}")
-
-
-def _assign_names(cands: list[_Candidate]) -> list[PurePosixPath]:
-    """Unique names for ``cands`` following the module docstring's collision rule."""
+def _assign_names(cands: list[_Candidate]) -> list[tuple[PurePosixPath, PurePosixPath]]:
+    """Unique ``(name, output stem)`` for ``cands`` following the module docstring."""
     depth = [0] * len(cands)
+    keep_ext = [False] * len(cands)
     counter = [0] * len(cands)
     bases = [_absolute(c.base) for c in cands]
     base_parts = [tuple(p for p in b.parts if p not in ("/", "")) for b in bases]
@@ -284,28 +467,107 @@ def _assign_names(cands: list[_Candidate]) -> list[PurePosixPath]:
     def name_of(i: int) -> PurePosixPath:
         k = depth[i]
         prefix = base_parts[i][len(base_parts[i]) - k:] if k else ()
-        name = PurePosixPath(*prefix, *cands[i].name.parts)
-        return _with_counter(name, counter[i]) if counter[i] else name
+        return PurePosixPath(*prefix, *cands[i].name.parts)
+
+    def stem_of(i: int) -> PurePosixPath:
+        name = name_of(i)
+        stem = name if keep_ext[i] else _strip_extension(name)
+        return stem.with_name(f"{stem.name}~{counter[i]}") if counter[i] else stem
 
     for _ in range(_MAX_RENAME_PASSES):
         groups: dict[str, list[int]] = defaultdict(list)
         for i in range(len(cands)):
-            groups[_collision_key(name_of(i))].append(i)
+            groups[_collision_key(stem_of(i))].append(i)
         clashes = [g for g in groups.values() if len(g) > 1]
         if not clashes:
-            return [name_of(i) for i in range(len(cands))]
+            result = [(name_of(i), stem_of(i)) for i in range(len(cands))]
+            if len({n for n, _ in result}) == len(result):
+                return result
+            break
         for group in clashes:
             distinct_bases = {bases[i] for i in group}
             deeper = [i for i in group if depth[i] < len(base_parts[i])]
             if len(distinct_bases) > 1 and deeper:
                 for i in deeper:
                     depth[i] += 1
+            elif not all(keep_ext[i] for i in group):
+                # Same folder: the outputs keep the extension (x.avi.npy, x.mp4.npy).
+                for i in group:
+                    keep_ext[i] = True
             else:
-                # Same folder (or no folder left to add): number all but the first.
+                # Names that differ in case only: number all but the first.
                 ordered = sorted(group, key=lambda i: str(cands[i].resolved))
                 for n, i in enumerate(ordered[1:], start=2):
                     counter[i] = max(counter[i] + 1, n)
     raise ConfigError("could not give the inputs unique output names; rename some videos")
+
+
+def _name_length_problem(stem: PurePosixPath) -> str | None:
+    """Why outputs named after ``stem`` cannot be written, or None (see NAME_RESERVE)."""
+    *folders, last = stem.parts
+    for part in folders:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            return (f"output folder name too long: {part[:40]!r}... is {size} bytes; a file "
+                    f"name holds at most {NAME_MAX}")
+    size = len(os.fsencode(last))
+    if size > NAME_MAX - NAME_RESERVE:
+        return (f"output name too long: {last[:40]!r}... is {size} bytes; with the suffixes "
+                f"vadfeat adds (up to {NAME_RESERVE} bytes, e.g. '.json' and temporary names) "
+                f"it may have at most {NAME_MAX - NAME_RESERVE}; rename the video")
+    return None
+
+
+def scan(
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    extensions: Iterable[str] = VIDEO_EXTENSIONS,
+) -> Discovery:
+    """Expand ``inputs`` (video files, folders, ``.txt`` lists) into sorted items, and
+    say what was passed over and why.
+
+    See the module docstring for naming, de-duplication, collision and length rules.
+    ``root`` only affects list files: relative entries are resolved against it and
+    named relative to it.  ``extensions`` selects video files when searching folders
+    (case-insensitive, with or without the dot).
+
+    Raises:
+        ConfigError: no inputs, an empty-string input, an input that does not exist,
+            list entries that do not exist, a missing or unreadable list file, an
+            input folder that cannot be listed, or an empty ``extensions``.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise ConfigError("no inputs given; pass video files, folders or .txt lists")
+    exts = _normalise_extensions(extensions)
+    root_path = Path(root) if root is not None else None
+    passed: list[PassedOver] = []
+    walker = _Walker(exts, passed)
+    cands: list[_Candidate] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        for cand in _candidates(item, root_path, walker):
+            if cand.resolved in seen:
+                continue
+            seen.add(cand.resolved)
+            cands.append(cand)
+    names = _assign_names(cands)
+    # Absolute (but symlinks kept, so errors name the path the user gave) and free of
+    # "..": the engine may run in another working directory or process.
+    items = []
+    for c, (name, stem) in zip(cands, names, strict=True):
+        error = c.error or _name_length_problem(stem)
+        items.append(VideoItem(source=_absolute(c.source), name=name, stem=stem, error=error))
+    items.sort(key=lambda it: (it.name.parts, str(it.source)))
+    found = Discovery(items, passed)
+    for line in found.describe_passed_over():
+        logger.warning("%s", line)
+    for p in passed:
+        logger.debug("passed over %s: %s", p.path, p.reason)
+    logger.debug("discovered %d video(s) from %d input(s)", len(items), len(inputs))
+    return found
 
 
 def discover(
@@ -314,38 +576,5 @@ def discover(
     root: str | os.PathLike[str] | None = None,
     extensions: Iterable[str] = VIDEO_EXTENSIONS,
 ) -> list[VideoItem]:
-    """Expand ``inputs`` (video files, folders, ``.txt`` lists) into sorted items.
-
-    See the module docstring for naming, de-duplication and collision rules.
-    ``root`` only affects list files: relative entries are resolved against it and
-    named relative to it.  ``extensions`` selects video files when searching folders
-    (case-insensitive, with or without the dot).
-
-    Raises:
-        ConfigError: no inputs, an empty-string input, a missing or unreadable list
-            file, or an empty ``extensions``.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    if not inputs:
-        raise ConfigError("no inputs given; pass video files, folders or .txt lists")
-    exts = _normalise_extensions(extensions)
-    root_path = Path(root) if root is not None else None
-    cands: list[_Candidate] = []
-    seen: set[Path] = set()
-    for item in inputs:
-        for cand in _candidates(item, root_path, exts):
-            if cand.resolved in seen:
-                continue
-            seen.add(cand.resolved)
-            cands.append(cand)
-    names = _assign_names(cands)
-    # Absolute (but symlinks kept, so errors name the path the user gave) and free of
-    # "..": the engine may run in another working directory or process.
-    items = [
-        VideoItem(source=_absolute(c.source), name=n)
-        for c, n in zip(cands, names, strict=True)
-    ]
-    items.sort(key=lambda it: (it.name.parts, str(it.source)))
-    logger.debug("discovered %d video(s) from %d input(s)", len(items), len(inputs))
-    return items
+    """The items of :func:`scan` (what was passed over is logged as a warning)."""
+    return scan(inputs, root=root, extensions=extensions).items

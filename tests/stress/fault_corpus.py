@@ -73,6 +73,7 @@ class Case:
     reason: str = ""
     broken: bool = False
     as_root: str | None = None
+    stem: str | None = None  # output stem when not the name's (colliding names keep the extension)
 
     def expected(self, privileged: bool) -> str:
         return self.as_root if privileged and self.as_root else self.expect
@@ -80,7 +81,7 @@ class Case:
     @property
     def output(self) -> str:
         """Relative path of the feature file (layout flat)."""
-        return output_stem(PurePosixPath(self.name)).as_posix() + ".npy"
+        return (self.stem or output_stem(PurePosixPath(self.name)).as_posix()) + ".npy"
 
 
 def _video(path: Path, frames: int, *, seed: int, width: int = 160, height: int = 120,
@@ -228,8 +229,9 @@ def _good_specials(root: Path) -> list[Case]:
         ok(rel, "duplicate stem in another folder")
     _video(root / "same" / "x.avi", 32, seed=23)
     _video(root / "same" / "x.mp4", 32, seed=24)
-    ok("same/x.avi", "same stem, same folder (.avi)")
-    ok("same/x~2.mp4", "same stem, same folder (.mp4 renamed x~2)")
+    # Both keep their real names; their outputs keep the extension (issue 11).
+    cases.append(Case("same/x.avi", "same stem, same folder (.avi)", "ok", stem="same/x.avi"))
+    cases.append(Case("same/x.mp4", "same stem, same folder (.mp4)", "ok", stem="same/x.mp4"))
     for k, name in enumerate(("names/Überfall Straße 01.mp4", "names/视频 监控 #1.mkv",
                               "names/two  spaces (copy).mp4", "names/🎥 cam.mov",
                               "names/line\nbreak.mp4")):

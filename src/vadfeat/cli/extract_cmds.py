@@ -10,6 +10,7 @@ from typing import Any
 
 from vadfeat.errors import ConfigError
 from vadfeat.presets import DEFAULT_PRESET, list_presets
+from vadfeat.video import DEFAULT_MAX_PIXELS
 from vadfeat.writers import LAYOUTS
 
 log = logging.getLogger("vadfeat")
@@ -63,6 +64,9 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                         "legacy-swapped reads them as the legacy loader did")
     g.add_argument("--folder-fps", type=float, default=30.0,
                    help="frame rate assumed for frame folders (30)")
+    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="largest frame (width x height) decoded; a larger video fails alone, "
+                        "before decoding when its header says so (default: 8K UHD, 7680x4320)")
 
     r = p.add_argument_group("running")
     r.add_argument("--batch-size", "-b", type=int, default=8,
@@ -97,6 +101,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": args.dtype, "batch_size": args.batch_size, "on_corrupt": args.on_corrupt,
         "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,
         "quantize": getattr(args, "quantize", None), "preprocess": args.preprocess,
+        "max_pixels": getattr(args, "max_pixels", DEFAULT_MAX_PIXELS),
     }
     for name in PRESET_FLAGS:
         value = getattr(args, name, None)
