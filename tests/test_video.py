@@ -439,3 +439,146 @@ def test_resampling_refuses_a_damaged_timestamp_jump():
         list(ok.push(k, Fraction(k), "a"))
     pause = list(ok.push(40, Fraction(39 + MAX_TIMESTAMP_GAP_S), "b"))
     assert len(pause) == MAX_TIMESTAMP_GAP_S
+
+
+# --------------------------------------------------------------------------- issue 11: inputs
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_rotated_phone_video_is_decoded_upright(tmp_path, degrees):
+    """A display matrix is applied as FFmpeg's CLI does (autorotate).  Stored frames are
+    64x48 with a white 16x12 block top-left; expected by hand: a quarter turn clockwise
+    puts it top-right of a 48x64 (WxH) frame, a half turn bottom-right, three quarters
+    bottom-left.  Checked against OpenCV's own orientation handling (a second decoder)
+    and against the unrotated frames turned with numpy."""
+    path = synth.write_video(tmp_path / "phone.mp4", synth.corner_frames(8), rotation=degrees)
+    reader, items = _read_all(path)
+    frame = items[0][1]
+    info = reader.info
+    assert info.rotation == degrees and not info.mirrored
+    expected_hw = (64, 48) if degrees in (90, 270) else (48, 64)
+    assert frame.shape == (*expected_hw, 3)
+    assert (info.height, info.width) == expected_hw  # the displayed size
+    ys, xs = np.nonzero(frame[..., 0] > 128)
+    h, w = expected_hw
+    bh, bw = (16, 12) if degrees in (90, 270) else (12, 16)  # block sides turn with it
+    corner = {90: (0, w - bw), 180: (h - bh, w - bw), 270: (h - bh, 0)}[degrees]
+    assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == (
+        corner[0], corner[1], corner[0] + bh, corner[1] + bw)
+    # A second decoder: OpenCV applies the orientation itself (CAP_PROP_ORIENTATION_AUTO).
+    cv_frames = _opencv_frames(path)
+    assert cv_frames[0].shape == frame.shape
+    assert np.abs(cv_frames[0].astype(int) - frame.astype(int)).mean() < 3
+    # The same frames without autorotate, turned by hand.
+    _, raw = _read_all(path, autorotate=False)
+    assert raw[0][1].shape == (48, 64, 3)
+    np.testing.assert_array_equal(np.rot90(raw[0][1], -degrees // 90), frame)
+
+
+def test_upright_video_records_no_rotation(media):
+    assert probe(media["mp4"]).rotation == 0
+
+
+def test_max_pixels_refuses_large_frames_before_decoding(tmp_path, monkeypatch):
+    """The 16000x16000 bomb of issue 11 in miniature: the header gives the size, so the
+    video fails before any frame is decoded (decoding is made to explode to prove it)."""
+    from vadfeat import video as video_module
+
+    path = synth.write_video(tmp_path / "big.mp4", synth.scene_frames(4, width=64, height=48))
+    assert video_module.DEFAULT_MAX_PIXELS == 7680 * 4320
+    with open_video(path, max_pixels=64 * 48) as reader:  # exactly at the limit: fine
+        assert reader.info.width == 64
+
+    def boom(self):
+        raise AssertionError("decoded although the header said too large")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(video_module._ContainerReader, "_decode", boom)
+    with pytest.raises(VideoOpenError, match=r"64x48 = 3,072 pixels, more than the limit of 3,071"):
+        open_video(path, max_pixels=64 * 48 - 1)
+    with pytest.raises(ConfigError, match="max-pixels"):
+        open_video(path, max_pixels=0)
+
+
+def test_max_pixels_for_frame_folders(tmp_path):
+    folder = tmp_path / "frames"
+    synth.write_frame_folder(folder, synth.solid_frames(3, (1, 2, 3), width=40, height=30),
+                             pattern="{:03d}.png")
+    with pytest.raises(VideoOpenError, match="40x30"):
+        open_video(folder, max_pixels=40 * 30 - 1)
+    assert probe(folder).width == 40
+
+
+def test_fps_resampling_is_bounded_by_decoded_frames(tmp_path):
+    """Issue 11: an mkv with eleven timestamp jumps of 3,599 s (each under the one-hour
+    per-jump limit) asked --fps 30 for 11 * 3599 * 30 = 1.19 million frames.  Rule: at
+    most 100 output frames per decoded frame plus one minute (1,800 at 30 fps), so the
+    reader stops before 100 * 2 + 1800 = 2,000 frames, at the first jump."""
+    ts = [k * 3599.0 for k in range(12)]
+    path = synth.write_video(tmp_path / "jumps.mkv", synth.scene_frames(12, width=64, height=48),
+                             timestamps=ts)
+    made = 0
+    with pytest.raises(DecodeError, match="at most 100 per decoded frame"):  # noqa: PT012
+        with open_video(path, fps=30) as reader:
+            for _ in reader:
+                made += 1
+                assert made <= 2000, "resampler made more than the bound"
+    assert 1800 <= made <= 2000
+    # A legitimate rate change is untouched: 60 frames at 25 fps -> 30 fps.
+    ok_path = synth.write_video(tmp_path / "ok.mp4", synth.scene_frames(60, width=64, height=48))
+    assert len(_read_all(ok_path, fps=30)[1]) == 72  # 2.4 s * 30
+
+
+@pytest.mark.parametrize("ext", [".h264", ".vob"])
+def test_raw_h264_and_vob_decode(tmp_path, ext):
+    path = synth.write_video(tmp_path / f"clip{ext}", synth.scene_frames(20, width=64, height=48))
+    reader, items = _read_all(path)
+    assert len(items) == 20 and items[0][1].shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("ext", [".tif", ".tiff", ".webp", ".ppm", ".pgm", ".png"])
+def test_frame_folders_of_other_image_formats(tmp_path, ext):
+    """UCSD Ped1/Ped2 ship 001.tif ...; webp and ppm/pgm are read too.  Lossless
+    formats give back the written pixels exactly (pgm: grey, so all channels equal)."""
+    frames = [np.full((24, 32, 3), 40 * k + 10, dtype=np.uint8) for k in range(5)]
+    folder = tmp_path / "Test001"
+    if ext == ".webp":  # OpenCV's webp quality above 100 is lossless
+        import cv2 as _cv2
+        folder.mkdir()
+        for k, f in enumerate(frames):
+            _cv2.imwrite(str(folder / f"{k + 1:03d}.webp"), f, [_cv2.IMWRITE_WEBP_QUALITY, 101])
+    else:
+        synth.write_frame_folder(folder, frames, pattern="{:03d}" + ext)
+    assert is_frame_folder(folder)
+    reader, items = _read_all(folder)
+    assert len(items) == 5
+    for (_, got), want in zip(items, frames, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_stray_image_in_frame_folder_is_left_out(tmp_path):
+    """Issue 11: 40 frames plus a thumb.png gave 41 frames.  Frames follow one naming
+    pattern (img_#.jpg); thumb.png is named in a warning and left out: 40 frames."""
+    folder = tmp_path / "vid"
+    synth.write_frame_folder(folder, synth.solid_frames(40, (90, 90, 90), width=16, height=16))
+    synth.write_frame_folder(folder, synth.solid_frames(1, (255, 0, 0), width=16, height=16),
+                             pattern="thumb.png")
+    reader, items = _read_all(folder)
+    assert len(items) == 40 and reader.info.declared_frames == 40
+    assert any("thumb.png" in w and "img_#.jpg" in w for w in reader.warnings)
+
+
+def test_two_equal_image_series_are_refused(tmp_path):
+    folder = tmp_path / "vid"
+    synth.write_frame_folder(folder, synth.solid_frames(3, (9, 9, 9), width=8, height=8))
+    synth.write_frame_folder(folder, synth.solid_frames(3, (9, 9, 9), width=8, height=8),
+                             pattern="flow_x_{:05d}.jpg")
+    with pytest.raises(VideoOpenError, match="2 image series of 3 files"):
+        open_video(folder)
+
+
+def test_names_no_file_can_have_fail_alone(tmp_path):
+    with pytest.raises(VideoOpenError, match="NUL byte"):
+        open_video(tmp_path / "a\0b.mp4")
+    with pytest.raises(VideoOpenError, match="file name too long"):
+        open_video(tmp_path / ("x" * 5000 + ".mp4"))

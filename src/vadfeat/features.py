@@ -51,6 +51,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat.errors import ConfigError
+from vadfeat.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,8 @@ log = logging.getLogger(__name__)
 Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LayoutOrAuto = Literal["auto", "flat", "fed-wsvad", "per-crop"]
 
-#: Extensions :func:`video_key` removes (lower case).  Anything else is part of the name.
-VIDEO_EXTENSIONS: frozenset[str] = frozenset({
-    ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-    ".ts", ".m2ts", ".mts", ".3gp", ".ogv", ".vob", ".asf", ".y4m",
-})
+#: Extensions :func:`video_key` removes: the package's one list (``vadfeat.video``).
+VIDEO_EXTENSIONS = _VIDEO_EXTENSIONS
 
 _FED_SUBDIR = Path("features_video", "i3d", "combine")
 _MANIFEST = "manifest.jsonl"

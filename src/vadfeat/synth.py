@@ -24,10 +24,12 @@ import numpy as np
 from vadfeat.errors import ConfigError
 
 __all__ = [
+    "corner_frames",
     "corrupt_middle",
     "empty",
     "random_bytes",
     "scene_frames",
+    "set_display_rotation",
     "solid_frames",
     "truncate",
     "write_audio",
@@ -46,6 +48,9 @@ _CODEC_BY_EXTENSION = {
     ".mov": "libx264",
     ".avi": "mpeg4",
     ".webm": "libvpx",
+    ".h264": "libx264",  # raw Annex B stream, no container
+    ".264": "libx264",
+    ".vob": "mpeg2video",  # DVD program stream
 }
 
 # Timestamps of variable-frame-rate output are quantised to this clock; 1/90000 s is
@@ -86,6 +91,7 @@ def write_video(
     pix_fmt: str = "yuv420p",
     timestamps: Sequence[float] | None = None,
     options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Encode ``frames`` (HxWx3 uint8 RGB each) into a video file with PyAV.
 
@@ -97,7 +103,9 @@ def write_video(
     ``timestamps`` (seconds, one per frame, strictly increasing) writes a
     variable-frame-rate video: each frame's pts is its timestamp on a 1/90000 s clock,
     so the container keeps the irregular spacing.  Without it frames are ``1/fps``
-    apart.  ``options`` go to the encoder (e.g. ``{"crf": "30"}``).
+    apart.  ``options`` go to the encoder (e.g. ``{"crf": "30"}``).  ``rotation``
+    (mp4/mov only) stores a display matrix that turns the frames that many degrees
+    clockwise on playback, as phones do (see :func:`set_display_rotation`).
 
     Returns the path written.
     """
@@ -150,7 +158,55 @@ def write_video(
         for packet in stream.encode(None):
             container.mux(packet)
     logger.debug("wrote %s: %d frames %dx%d %s", out, n, width, height, codec_name)
+    if rotation:
+        set_display_rotation(out, rotation)
     return out
+
+
+def set_display_rotation(path: str | os.PathLike[str], degrees: int) -> Path:
+    """Make an mp4/mov play its video turned ``degrees`` clockwise (0, 90, 180, 270).
+
+    Patches the 3x3 matrix of the first track header (``tkhd``) in place, which is
+    where phones record their orientation; the coded frames are untouched.  For
+    ``degrees`` clockwise the matrix is ``[cos, sin, 0; -sin, cos, 0; 0, 0, 1]`` in
+    16.16 fixed point (the last column 2.30), the form FFmpeg reads back as a display
+    matrix of ``-degrees`` (its counter-clockwise convention).
+    """
+    import math
+    import struct
+
+    if degrees % 90:
+        raise ValueError(f"degrees must be a multiple of 90, got {degrees}")
+    p = Path(path)
+    data = bytearray(p.read_bytes())
+    at = data.find(b"tkhd")
+    if at < 0:
+        raise ValueError(f"{p}: no track header (tkhd box); only mp4/mov files carry one")
+    version = data[at + 4]
+    # After the version/flags word: times, track id, reserved, duration (20 bytes in
+    # version 0, 32 in version 1), then reserved 8, layer 2, group 2, volume 2, reserved 2.
+    offset = at + 8 + (20 if version == 0 else 32) + 16
+    cos = round(math.cos(math.radians(degrees)))
+    sin = round(math.sin(math.radians(degrees)))
+    one = 1 << 16
+    matrix = (cos * one, sin * one, 0, -sin * one, cos * one, 0, 0, 0, 1 << 30)
+    data[offset:offset + 36] = struct.pack(">9i", *matrix)
+    p.write_bytes(bytes(data))
+    return p
+
+
+def corner_frames(num_frames: int, *, width: int = 64, height: int = 48,
+                  block: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yield dark frames with a white block in the top-left corner.
+
+    The block (``block`` = (width, height), default a quarter of each side) makes
+    orientation visible: after a clockwise quarter turn it sits top-right.
+    """
+    bw, bh = block if block is not None else (width // 4, height // 4)
+    for _ in range(num_frames):
+        frame = np.full((height, width, 3), 16, dtype=np.uint8)
+        frame[:bh, :bw] = 255
+        yield frame
 
 
 def write_audio(
@@ -273,6 +329,8 @@ def write_frame_folder(
         target = out / pattern.format(start + i)
         ext = target.suffix.lower()
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext in (".jpg", ".jpeg") else []
+        if ext in (".pgm", ".pbm"):  # single-channel formats: stored as grey
+            data = cv2.cvtColor(data, cv2.COLOR_BGR2GRAY)
         # imencode + write_bytes instead of imwrite: works for non-ASCII paths too.
         ok, buf = cv2.imencode(ext, data, params)
         if not ok:
