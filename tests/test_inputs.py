@@ -263,3 +263,105 @@ def test_unlistable_folders(tmp_path, monkeypatch):
     refuse_top = True
     with pytest.raises(ConfigError, match=r"cannot list folder .*Permission denied"):
         discover([tmp_path / "d"])
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_nul_and_overlong_list_entries_fail_alone(tmp_path):
+    """A list line with a NUL byte (a traceback before) and a 5,000-character entry
+    ("File name too long" stopped the run) are items that fail with their reason; the
+    other entries are untouched."""
+    _touch(tmp_path / "good.mp4")
+    long_entry = "x" * 5000 + ".mp4"
+    (tmp_path / "l.txt").write_text(f"good.mp4\nb\0c.mp4\n{long_entry}\n")
+    items = {str(i.name)[:20]: i for i in discover([tmp_path / "l.txt"])}
+    assert sorted(items) == ["b\ufffdc.mp4", "good.mp4", "x" * 20]
+    assert items["good.mp4"].error is None
+    assert items["b\ufffdc.mp4"].error == "l.txt line 2: the name holds a NUL byte, which no " \
+                                          "file name can hold"
+    assert items["x" * 20].error == "l.txt line 3: file name too long for the file system"
+
+
+def test_unstatable_symlink_in_folder_fails_alone(tmp_path, monkeypatch):
+    """A link under the input folder whose target cannot be examined (``-> /proc/1/cwd``,
+    permission denied for a normal user) stopped the run.  It is an item that fails
+    with the reason.  Root can stat /proc/1/cwd, so the refusal is patched in."""
+    _touch(tmp_path / "d" / "a.mp4")
+    os.symlink("/proc/1/cwd", tmp_path / "d" / "cwd")
+    real = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if self.name == "cwd":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    items = discover([tmp_path / "d"])
+    assert [(str(i.name), i.error) for i in items] == [
+        ("a.mp4", None), ("cwd", "cannot be examined: Permission denied")]
+
+
+def test_output_name_length_is_checked_at_discovery(tmp_path):
+    """Outputs are ``<stem>.npy``/``<stem>__9.npy``/``<stem>.json`` and temporaries
+    ``.<stem>.frames.json.vadfeat-tmp.<host>.<pid>``: 1 + 12 + 13 + 64 + 1 + 7 = 98
+    bytes reserved, so a stem may have 255 - 98 = 157 bytes."""
+    from vadfeat.inputs import NAME_MAX, NAME_RESERVE
+
+    assert (NAME_MAX, NAME_RESERVE) == (255, 98)
+    fits = _touch(tmp_path / ("a" * 157 + ".mp4"))
+    too_long = _touch(tmp_path / ("b" * 158 + ".mp4"))
+    wide = _touch(tmp_path / ("é" * 79 + ".mp4"))  # 158 bytes in UTF-8, 79 characters
+    items = {i.source: i for i in discover([fits, too_long, wide])}
+    assert items[fits.absolute()].error is None
+    assert "output name too long" in items[too_long.absolute()].error
+    assert "158 bytes" in items[wide.absolute()].error
+
+
+def test_passed_over_files_are_named_with_reasons(tmp_path):
+    """Issue 11: discovery used to skip silently ("no videos or frame folders found",
+    exit 0).  Every file or folder it passes over is named with why."""
+    from vadfeat.inputs import scan
+
+    d = tmp_path / "ds"
+    _touch(d / "v" / "a.mp4")
+    _touch(d / "v" / "notes.txt")
+    _touch(d / "v" / "cover.jpg")        # an image beside a video: not a frame folder
+    _touch(d / "gifs" / "001.gif")       # not a format frame folders use
+    (d / "empty").mkdir()
+    _frames(d / "f", 3)
+    synth.write_frame_folder(d / "f", synth.solid_frames(1, (0, 0, 0), width=8, height=8),
+                             pattern="thumb.png")
+    found = scan([d])
+    assert _names(found.items) == ["f", "v/a.mp4"]
+    reasons = {p.path.relative_to(d).as_posix(): p.reason for p in found.passed_over}
+    assert reasons == {
+        "v/notes.txt": "neither a video nor an image file",
+        "v/cover.jpg": "image beside videos or sub-folders, so not a frame folder",
+        "gifs/001.gif": "neither a video nor an image file",
+        "empty": "folder holds no videos or frames",
+        "f/thumb.png": "not the frames' naming pattern img_#.jpg",
+    }
+    lines = found.describe_passed_over()
+    assert any(line.startswith("passed over 2 (neither a video nor an image file)")
+               for line in lines)
+
+
+def test_raw_streams_vob_and_tif_folders_are_found(tmp_path):
+    """.h264 and .VOB files and a folder of .tif frames (UCSD Ped1/Ped2) used to be
+    passed over silently by folder discovery."""
+    _touch(tmp_path / "d" / "cam.h264")
+    _touch(tmp_path / "d" / "VTS_01_1.VOB")
+    synth.write_frame_folder(tmp_path / "d" / "Test001",
+                             synth.solid_frames(2, (5, 5, 5), width=8, height=8),
+                             pattern="{:03d}.tif")
+    items = discover([tmp_path / "d"])
+    assert _names(items) == ["Test001", "VTS_01_1.VOB", "cam.h264"]
+    assert [str(output_stem(i)) for i in items] == ["Test001", "VTS_01_1", "cam"]
+
+
+def test_one_list_of_video_extensions():
+    from vadfeat import features, video
+
+    assert features.VIDEO_EXTENSIONS is video.VIDEO_EXTENSIONS
+    assert {".h264", ".vob", ".y4m", ".mp4"} <= video.VIDEO_EXTENSIONS

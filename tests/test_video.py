@@ -518,11 +518,11 @@ def test_fps_resampling_is_bounded_by_decoded_frames(tmp_path):
     path = synth.write_video(tmp_path / "jumps.mkv", synth.scene_frames(12, width=64, height=48),
                              timestamps=ts)
     made = 0
-    with pytest.raises(DecodeError, match="at most 100 per decoded frame"):  # noqa: PT012
-        with open_video(path, fps=30) as reader:
-            for _ in reader:
-                made += 1
-                assert made <= 2000, "resampler made more than the bound"
+    with (pytest.raises(DecodeError, match="at most 100 per decoded frame"),
+          open_video(path, fps=30) as reader):
+        for _ in reader:
+            made += 1
+            assert made <= 2000, "resampler made more than the bound"
     assert 1800 <= made <= 2000
     # A legitimate rate change is untouched: 60 frames at 25 fps -> 30 fps.
     ok_path = synth.write_video(tmp_path / "ok.mp4", synth.scene_frames(60, width=64, height=48))
@@ -532,7 +532,7 @@ def test_fps_resampling_is_bounded_by_decoded_frames(tmp_path):
 @pytest.mark.parametrize("ext", [".h264", ".vob"])
 def test_raw_h264_and_vob_decode(tmp_path, ext):
     path = synth.write_video(tmp_path / f"clip{ext}", synth.scene_frames(20, width=64, height=48))
-    reader, items = _read_all(path)
+    _, items = _read_all(path)
     assert len(items) == 20 and items[0][1].shape == (48, 64, 3)
 
 
@@ -550,7 +550,7 @@ def test_frame_folders_of_other_image_formats(tmp_path, ext):
     else:
         synth.write_frame_folder(folder, frames, pattern="{:03d}" + ext)
     assert is_frame_folder(folder)
-    reader, items = _read_all(folder)
+    _, items = _read_all(folder)
     assert len(items) == 5
     for (_, got), want in zip(items, frames, strict=True):
         np.testing.assert_array_equal(got, want)
