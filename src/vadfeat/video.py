@@ -527,7 +527,7 @@ class _ContainerReader(VideoReader):
         self._times: tuple[Fraction, Fraction] | None = None
         self._last_frame_duration: Fraction | None = None
         self._size_warned = False
-        self._container = _open_container(path)
+        self._container = _open_container(path, max_pixels)
         try:
             stream = _video_stream(self._container, path)
             stream.thread_type = "AUTO"  # FFmpeg picks frame/slice threads per codec
@@ -703,11 +703,24 @@ class _ContainerReader(VideoReader):
         super().close()
 
 
-def _open_container(path: Path) -> Any:
+# Streams whose probing decoders get the max_pixels option (video is among the first
+# streams in practice; later streams are probed without the limit).
+_PROBED_STREAMS = 32
+
+
+def _open_container(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
     import av
 
+    # Opening probes the streams, which decodes a frame of some files: with
+    # max_pixels the decoder refuses a huge one there (a 16000x16000 H.264 took
+    # 0.6 GB just to open) and the size still comes from the header.
+    probe_options = [{"max_pixels": str(max_pixels)}] * _PROBED_STREAMS
     try:
-        return av.open(str(path), mode="r", metadata_errors="replace")
+        try:
+            return av.open(str(path), mode="r", metadata_errors="replace",
+                           stream_options=probe_options)
+        except ValueError:  # PyAV: formats without a header (MPEG-PS, .vob) take no stream options
+            return av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.PermissionError as exc:
         raise VideoOpenError(f"{path}: permission denied") from exc
     except av.error.FileNotFoundError as exc:
