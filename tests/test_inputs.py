@@ -281,6 +281,11 @@ def test_nul_and_overlong_list_entries_fail_alone(tmp_path):
     assert items["b\ufffdc.mp4"].error == "l.txt line 2: the name holds a NUL byte, which no " \
                                           "file name can hold"
     assert items["x" * 20].error == "l.txt line 3: file name too long for the file system"
+    # Found by fuzzing (tests/test_fuzz_inputs.py at 100x): a NUL in a folder part
+    # reached a name through the collision prefix ("\0../\ufffd").
+    (tmp_path / "l2.txt").write_text("../\0../\0\n\0\n")
+    names = [i.name for i in discover([tmp_path / "l2.txt"])]
+    assert len(names) == 2 and not any("\0" in str(n) or ".." in n.parts for n in names)
 
 
 def test_unstatable_symlink_in_folder_fails_alone(tmp_path, monkeypatch):

@@ -348,7 +348,9 @@ def _from_folder(folder: Path, name_base: Path, prefix: PurePosixPath | None,
 def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Candidate]:
     base = root if root is not None else list_file.parent
     try:
-        lines = list_file.read_text(encoding="utf-8-sig").splitlines()
+        # Lines end at "\n" only (a CR before it is stripped with the spaces): a name may
+        # hold "\r", "\f" or U+2028, which str.splitlines would cut it at.
+        lines = list_file.read_text(encoding="utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read list file {list_file}: {exc}") from exc
     items: list[_Candidate] = []
@@ -462,7 +464,8 @@ def _assign_names(cands: list[_Candidate]) -> list[tuple[PurePosixPath, PurePosi
     keep_ext = [False] * len(cands)
     counter = [0] * len(cands)
     bases = [_absolute(c.base) for c in cands]
-    base_parts = [tuple(p for p in b.parts if p not in ("/", "")) for b in bases]
+    base_parts = [tuple(p.replace("\0", "\ufffd") for p in b.parts if p not in ("/", ""))
+                  for b in bases]
 
     def name_of(i: int) -> PurePosixPath:
         k = depth[i]
