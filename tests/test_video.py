@@ -582,3 +582,39 @@ def test_names_no_file_can_have_fail_alone(tmp_path):
         open_video(tmp_path / "a\0b.mp4")
     with pytest.raises(VideoOpenError, match="file name too long"):
         open_video(tmp_path / ("x" * 5000 + ".mp4"))
+
+
+def test_mirrored_display_matrices():
+    """FFmpeg's CLI rules for matrices that mirror (no second decoder applies flips, so
+    the expected operations are worked out from the matrix by hand): a = -1, d = 1 is a
+    left-right mirror (theta 180, hflip only); a = 1, d = -1 an upside-down mirror
+    (theta 0, vflip only); b = c = 1 a transpose (theta 90 with a positive c: FFmpeg's
+    ``cclock_flip``, which is numpy's transpose)."""
+    import struct
+
+    from vadfeat.video import _orientation
+
+    class Side:
+        def __init__(self, m):
+            self.type = type("T", (), {"name": "DISPLAYMATRIX"})()
+            self._raw = struct.pack("<9i", *m)
+
+        def __bytes__(self):
+            return self._raw
+
+    class Frame:
+        def __init__(self, m):
+            self.side_data = [Side(m)]
+
+    one, w = 1 << 16, 1 << 30
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    h = _orientation(Frame((-one, 0, 0, 0, one, 0, 0, 0, w)))
+    assert (h.rotation, h.mirrored) == (0, True)
+    np.testing.assert_array_equal(h.apply(img), img[:, ::-1])
+    v = _orientation(Frame((one, 0, 0, 0, -one, 0, 0, 0, w)))
+    assert (v.rotation, v.mirrored) == (0, True)
+    np.testing.assert_array_equal(v.apply(img), img[::-1])
+    t = _orientation(Frame((0, one, 0, one, 0, 0, 0, 0, w)))
+    assert (t.rotation, t.mirrored) == (90, True)
+    np.testing.assert_array_equal(t.apply(img), img.transpose(1, 0, 2))
+    assert _orientation(Frame((one, 0, 0, 0, one, 0, 0, 0, w))).apply(img) is img

@@ -886,6 +886,7 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
     kwargs["run_token"] = uuid.uuid4().hex
     for d in devices:  # fail at the boundary, before any process starts
         resolve_device(d)
+    scan(inputs, root=kwargs.get("root"))  # missing inputs: a usage error here, not in each child
     ctx = mp.get_context("spawn")  # CUDA cannot be forked into children
     results = ctx.Queue()
     procs = [ctx.Process(target=_device_main, args=(results, i, d, inputs, out, kwargs),
