@@ -363,6 +363,10 @@ def test_raw_streams_vob_and_tif_folders_are_found(tmp_path):
     items = discover([tmp_path / "d"])
     assert _names(items) == ["Test001", "VTS_01_1.VOB", "cam.h264"]
     assert [str(output_stem(i)) for i in items] == ["Test001", "VTS_01_1", "cam"]
+    # An unknown extension is passed over in a folder, but taken when named explicitly.
+    odd = _touch(tmp_path / "d" / "recording.dat")
+    assert "recording.dat" not in _names(discover([tmp_path / "d"]))
+    assert _names(discover([odd])) == ["recording.dat"]
 
 
 def test_one_list_of_video_extensions():

@@ -534,6 +534,9 @@ def test_raw_h264_and_vob_decode(tmp_path, ext):
     path = synth.write_video(tmp_path / f"clip{ext}", synth.scene_frames(20, width=64, height=48))
     _, items = _read_all(path)
     assert len(items) == 20 and items[0][1].shape == (48, 64, 3)
+    # Anything FFmpeg opens works when named explicitly, whatever the extension.
+    other = shutil.copy(path, tmp_path / "recording.dat")
+    assert len(_read_all(other)[1]) == 20
 
 
 @pytest.mark.parametrize("ext", [".tif", ".tiff", ".webp", ".ppm", ".pgm", ".png"])
@@ -618,3 +621,14 @@ def test_mirrored_display_matrices():
     assert (t.rotation, t.mirrored) == (90, True)
     np.testing.assert_array_equal(t.apply(img), img.transpose(1, 0, 2))
     assert _orientation(Frame((one, 0, 0, 0, one, 0, 0, 0, w))).apply(img) is img
+
+
+def test_frame_names_with_several_numbers_are_one_series(tmp_path):
+    """``f_<n>_cam1.png``: every number is part of the pattern (``f_#_cam#.png``), so the
+    frames are one series, in numeric order of their numbers left to right."""
+    folder = tmp_path / "vid"
+    for n in (10, 2, 1):
+        synth.write_frame_folder(folder, synth.solid_frames(1, (n, n, n), width=8, height=8),
+                                 pattern=f"f_{n}_cam1.png")
+    _, items = _read_all(folder)
+    assert [int(f[0, 0, 0]) for _, f in items] == [1, 2, 10]

@@ -172,14 +172,12 @@ def _check_fps(name: str, value: float | None) -> float | None:
     return fps
 
 
-_LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+_DIGITS = re.compile(r"\d+")
 
 
-def _frame_sort_key(path: Path) -> tuple[int, int, str]:
-    match = _LAST_INT.search(path.stem)
-    if match is None:
-        return (1, 0, path.name)
-    return (0, int(match.group(1)), path.name)
+def _frame_sort_key(path: Path) -> tuple[int, tuple[int, ...], str]:
+    numbers = tuple(int(n) for n in _DIGITS.findall(path.stem))
+    return (0 if numbers else 1, numbers, path.name)
 
 
 @dataclass(frozen=True)
@@ -199,20 +197,18 @@ class FrameFiles:
 
 
 def _naming_pattern(path: Path) -> str | None:
-    """``img_00012.JPG`` -> ``img_#.jpg``; ``None`` when the stem holds no number."""
-    match = _LAST_INT.search(path.stem)
-    if match is None:
-        return None
-    stem = path.stem
-    return f"{stem[:match.start()]}#{stem[match.end():]}{path.suffix.lower()}"
+    """``img_00012.JPG`` -> ``img_#.jpg``, ``f_3_cam2.png`` -> ``f_#_cam#.png``; ``None``
+    when the stem holds no number."""
+    stem, count = _DIGITS.subn("#", path.stem)
+    return f"{stem}{path.suffix.lower()}" if count else None
 
 
 def frame_files(folder: str | os.PathLike[str]) -> FrameFiles:
     """The frames of ``folder``: the image files that follow one naming pattern.
 
     A frame folder holds one numbered series (``img_00001.jpg`` ... or UCSD's
-    ``001.tif`` ...).  Image files are grouped by pattern (the name with its last
-    number replaced, extension lower-cased); the largest group is the frames, and
+    ``001.tif`` ...).  Image files are grouped by pattern (the name with its numbers
+    replaced, extension lower-cased); the largest group is the frames, and
     every other image (a ``thumb.png``, ``cover.jpg``, a second series) is left out.
     When no name holds a number, all images are frames, in name order.  Hidden
     files and files with other extensions are ignored.
@@ -253,10 +249,11 @@ def frame_files(folder: str | os.PathLike[str]) -> FrameFiles:
 def list_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The frames of ``folder`` (see :func:`frame_files`), in frame order.
 
-    Order is numeric by the last integer in the file stem (``img_2`` before
-    ``img_10``, any zero padding), ties broken by name; in a folder whose names hold
-    no integer, by name.  Images outside the folder's naming pattern, hidden files
-    and files with other extensions are left out.
+    Order is numeric by the integers in the file stem, left to right (``img_2``
+    before ``img_10``, any zero padding; ``f_2_cam1`` before ``f_10_cam1``), ties
+    broken by name; in a folder whose names hold no integer, by name.  Images outside
+    the folder's naming pattern, hidden files and files with other extensions are left
+    out.
     """
     return list(frame_files(folder).frames)
 
