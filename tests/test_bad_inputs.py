@@ -168,3 +168,31 @@ def test_max_pixels_flag(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert main(["extract", str(big), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
                  "-q"]) == 0
     assert np.load(out / "big.npy").shape[0] == 1
+
+
+def test_proc_link_as_an_unprivileged_user(tmp_path: Path) -> None:
+    """The real thing, without patches: a user who cannot examine /proc/1/cwd."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop privileges")
+    d = Path(tempfile.mkdtemp(prefix="vadfeat-proc-", dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        (d / "a.mp4").write_bytes(b"x")
+        (d / "a.mp4").chmod(0o644)
+        os.symlink("/proc/1/cwd", d / "cwd")
+        code = ("import json, sys; from vadfeat.inputs import discover; "
+                "print(json.dumps([[str(i.name), i.error] for i in discover([sys.argv[1]])]))")
+        cmd = [sys.executable, "-c", code, str(d)]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", *cmd]
+        r = subprocess.run(cmd, capture_output=True, timeout=120, env={**os.environ, "HOME": "/tmp"})
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        assert json.loads(r.stdout) == [["a.mp4", None],
+                                        ["cwd", "cannot be examined: Permission denied"]]
+    finally:
+        shutil.rmtree(d)
