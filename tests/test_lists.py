@@ -54,8 +54,13 @@ def test_naming_rules() -> None:
     assert naming_label("Abuse001_x264", "ucf") == 1
     assert naming_label("A.Movie.2001__#00-00-00_00-01-00_label_A", "xd") == 0
     assert naming_label("A.Movie.2001__#00-00-00_00-01-00_label_B2-0-0", "xd") == 1
-    with pytest.raises(ConfigError, match="allowed: ucf, xd"):
+    with pytest.raises(ConfigError, match="allowed: ucf, xd, shanghaitech"):
         naming_label("x", "shanghai")  # type: ignore[arg-type]
+    # ShanghaiTech: NN_NNN videos come from the original (all normal) training set,
+    # NN_NNNN from the original test set, every video of which holds an anomaly.
+    assert naming_label("01_001", "shanghaitech") == 0
+    assert naming_label("train/01_0014.avi", "shanghaitech") == 1
+    assert naming_label("clip", "shanghaitech") is None
 
 
 def test_read_video_list_folds_crops_csv_and_labels(tmp_path: Path) -> None:
@@ -122,7 +127,9 @@ def test_vadclip_csv_labels_and_gt_split(tmp_path: Path) -> None:
     with open(tmp_path / "out" / "ucf_CLIP_rgbtest.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "label"]
-    assert [r[1] for r in rows[1:]] == ["Abuse"] * CROPS + ["Normal"] * CROPS
+    # VadCLIP's test loop scores one file per video: one row each, crop 0 (issue 12).
+    assert [(Path(r[0]).name, r[1]) for r in rows[1:]] == [
+        ("Abuse001_x264__0.npy", "Abuse"), ("Normal_Videos_002_x264__0.npy", "Normal")]
     with open(tmp_path / "out" / "ucf_CLIP_rgb.csv", newline="") as f:
         train = list(csv.DictReader(f))
     assert [r["label"] for r in train] == ["Arson"] * CROPS + ["Normal"] * CROPS
