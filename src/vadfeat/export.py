@@ -400,6 +400,13 @@ def export(
             with contextlib.suppress(FileNotFoundError):
                 target.sidecar.unlink()
             action = _write_video(record, target, layout=layout, crops=crops)
+            # Crop files of an earlier export of this video with more crops are ours: remove
+            # them, or a reader would stack them with the new ones.
+            new = {p.name for p in target.features}
+            for old in (previous or {}).get("files") or []:
+                if isinstance(old, str) and old not in new and "/" not in old and old.endswith(".npy"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (target.sidecar.parent / old).unlink()
             write_json(target.sidecar, _sidecar(record, format=format, dataset=dataset, layout=layout,
                                                 crops=crops, n_crops=n_out, target=target,
                                                 sources=sources, action=action))
