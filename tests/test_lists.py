@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -179,3 +180,41 @@ def test_videos_without_any_label_are_reported_not_listed(tmp_path: Path) -> Non
     res = write_lists(feats, tmp_path / "o", format="rtfm", labels=gt)
     assert [e.name for e in res.entries] == ["Abuse001_x264"]
     assert {i.video for i in res.issues if i.kind == "no-labels"} == set(VIDEOS) - {"Abuse001_x264"}
+
+
+def test_read_video_list_splits_on_newline_only_and_keeps_inner_spaces(tmp_path: Path) -> None:
+    # Issue 11: str.splitlines() also breaks at "\r", "\x0b", "\x1c".."\x1e", "\x85" and
+    # U+2028, cutting such names in two.  CRLF files still work ("\r\n" ends a line).
+    p = tmp_path / "split.txt"
+    p.write_bytes("my clip 01.mp4\r\nodd\x0bname\nodd\u2028name2\nlast\r".encode())
+    assert read_video_list(p) == ["my clip 01", "odd\x0bname", "odd\u2028name2", "last"]
+
+
+def test_names_that_cannot_be_list_lines_are_refused(tmp_path: Path) -> None:
+    # A file name with a newline would become two list lines; one with bytes that are not
+    # UTF-8 (held as lone surrogates) cannot be written; both are reported by name.
+    root = tmp_path / "f"
+    root.mkdir()
+    names = ["Abuse001_x264", "Bad\nname_x264", "Bad\rname2_x264",
+             "Latin\udce9_x264"]  # b"Latin\xe9_x264" read with surrogateescape
+    side = json.dumps({"shape": [2, 3, 4], "num_frames": 32, "snippets": [[0, 15], [16, 31]]})
+    for n in names:
+        base = os.fsencode(root) + b"/" + n.encode("utf-8", "surrogateescape")
+        with open(base + b".npy", "wb") as f:
+            np.save(f, np.zeros((2, 3, 4), np.float32))
+        with open(base + b".json", "w") as f:
+            f.write(side)
+    res = write_lists(root, tmp_path / "o", format="rtfm", naming="ucf")
+    assert [e.name for e in res.entries] == ["Abuse001_x264"]
+    bad = {i.video: i.message for i in res.issues if i.kind == "bad-name"}
+    assert set(bad) == {"Bad\nname_x264", "Bad\rname2_x264", "Latin\udce9_x264"}
+    assert "line break" in bad["Bad\nname_x264"] and "not UTF-8" in bad["Latin\udce9_x264"]
+    assert len(lines(tmp_path / "o" / "dataset-train.list")) == 1
+
+
+def test_whitespace_paths_refused_where_the_loader_splits_on_whitespace(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "with space", layout="per-crop")
+    res = write_lists(feats, tmp_path / "o", format="ur-dmu", naming="ucf")   # line.split()
+    assert res.entries == () and {i.kind for i in res.issues} == {"bad-name"}
+    ok = write_lists(feats, tmp_path / "o2", format="vadclip", naming="ucf")  # CSV: spaces are fine
+    assert len(ok.entries) == len(VIDEOS)

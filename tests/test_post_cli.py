@@ -149,3 +149,22 @@ def test_lists_reports_unlabelled_videos_and_exits_1(tmp_path: Path, feats: Path
     code = main(["lists", str(feats), "--format", "rtfm", "-o", str(tmp_path / "l")])
     assert code == 1
     assert "[no-labels]" in capsys.readouterr().out
+
+
+def test_lists_codebase_root_writes_where_the_repo_reads(tmp_path: Path, feats: Path, gt: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "RTFM"
+    # Without --dataset the upstream file names are unknown: usage error, nothing written.
+    assert main(["lists", str(feats), "--format", "rtfm", "--codebase-root", str(repo)]) == 2
+    assert not repo.exists()
+    assert main(["lists", str(feats), "--format", "rtfm"]) == 2          # neither -o nor a root
+    assert main(["lists", str(feats), "--format", "rtfm", "--labels", str(gt), "--dataset", "ucf",
+                 "--codebase-root", str(repo)]) == 0
+    out = capsys.readouterr().out
+    # RTFM's dataset.py opens list/ucf-i3d.list, list/ucf-i3d-test.list; test_10crop.py list/gt-ucf.npy.
+    assert (repo / "list" / "ucf-i3d.list").is_file() and (repo / "list" / "ucf-i3d-test.list").is_file()
+    # Both videos have ground truth, so both are test videos: Abuse001 (4 rows) then
+    # Normal_Videos_001 (3 rows): 16 * 7 = 112 frames.
+    assert np.load(repo / "list" / "gt-ucf.npy").shape == (112,)
+    assert "frame ground truth: 112 frames" in out
+    assert "the first 0 lines are abnormal" in out
