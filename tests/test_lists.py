@@ -218,3 +218,12 @@ def test_whitespace_paths_refused_where_the_loader_splits_on_whitespace(tmp_path
     assert res.entries == () and {i.kind for i in res.issues} == {"bad-name"}
     ok = write_lists(feats, tmp_path / "o2", format="vadclip", naming="ucf")  # CSV: spaces are fine
     assert len(ok.entries) == len(VIDEOS)
+
+
+def test_normal_flag_in_a_folder_name_is_refused_for_whole_line_loaders(tmp_path: Path) -> None:
+    # PEL4VAD's UCFDataset labels a line normal when 'Normal' occurs anywhere in it.
+    feats = write_features(tmp_path / "Normal_stuff", layout="per-crop")
+    res = write_lists(feats, tmp_path / "o", format="pel4vad", naming="ucf")
+    assert res.entries == () and all("contains 'Normal'" in i.message for i in res.issues)
+    ok = write_lists(feats, tmp_path / "o2", format="ur-dmu", naming="ucf")   # UR-DMU: file name only
+    assert len(ok.entries) == len(VIDEOS)

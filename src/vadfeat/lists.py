@@ -371,7 +371,8 @@ def _render(fmt: ListFormat, split: Split, entries: Sequence[ListEntry], dataset
     return "".join(f"{p.resolve()}\n" for e in entries for p in e.paths)
 
 
-def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None) -> str | None:
+def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None,
+              naming: Naming | None = None) -> str | None:
     """Why ``entry`` cannot be written as list lines (``None``: it can)."""
     texts = [entry.name, *(str(p.resolve()) for p in entry.paths)]
     for t in texts:
@@ -386,6 +387,14 @@ def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None) -> str
             if any(c.isspace() for c in str(p.resolve())):
                 return (f"{p.resolve()} contains whitespace, and {fmt}'s loader splits list lines "
                         "on whitespace: rename it or export to a folder without spaces")
+    # PEL4VAD (UCF, XD) and UR-DMU (XD) decide the normal class by searching the whole
+    # line: a folder named e.g. `Normal_Videos` would make every video in it normal.
+    flag = {"ucf": "Normal", "xd": "_label_A"}.get(naming or "")
+    if flag and (fmt == "pel4vad" or (fmt == "ur-dmu" and naming == "xd")):
+        for p in entry.paths:
+            if flag in str(p.resolve().parent):
+                return (f"the folder of {p.resolve()} contains {flag!r}, and {fmt}'s loader labels "
+                        f"any line containing it as normal: export to a folder without it")
     return None
 
 
@@ -562,7 +571,7 @@ def write_lists(
             e = ListEntry(name=n, split=split_name, label=video_label[n],
                           class_name=class_name(n, video_label[n], naming),
                           paths=_files_for(records[n], format, dataset))
-            why = _bad_name(e, format, dataset)
+            why = _bad_name(e, format, dataset, naming)
             if why is not None:
                 issues.append(LabelIssue(n, "bad-name", f"{why}; left out of the lists"))
                 continue
