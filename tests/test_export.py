@@ -177,3 +177,19 @@ def test_cli_export(tmp_path: Path, extractions: dict[str, Path], capsys: pytest
         ["c.json", *(f"c_{k}.npy" for k in range(CROPS))]
     assert main(["export", str(extractions["flat"]), "--format", "flat", "--crops", "a,b",
                  "-o", str(tmp_path / "z")]) == 2
+
+
+def test_one_view_stats_features_are_not_taken_for_crops(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    # `--preset fed-wsvad` gives [T, 3, D] (mean/max/std pooling) with crop_order null: axis 1
+    # is not crops.  Exported to per-crop it is one file, <stem>__0.npy, equal to a direct
+    # `extract --layout per-crop` of the same video (which writes __0 for one crop).
+    src = tmp_path / "in"
+    synth.write_video(src / "c.mkv", synth.scene_frames(20, seed=3), fps=25)
+    for layout in ("fed-wsvad", "per-crop"):
+        extract([src], tmp_path / layout, checkpoint=tiny_checkpoint, preset="fed-wsvad",
+                layout=layout, progress=False)
+    res = export(tmp_path / "fed-wsvad", tmp_path / "o", format="ur-dmu")
+    assert res.issues == () and res.count("linked") == 1
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.npy")) == ["c__0.npy"]
+    assert (tmp_path / "o" / "c__0.npy").read_bytes() == (tmp_path / "per-crop" / "c__0.npy").read_bytes()
+    assert read_features(tmp_path / "o").by_name()["c"].file_shape[1:] == (3, 64)

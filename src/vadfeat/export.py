@@ -262,31 +262,41 @@ def _save_view(path: Path, array: np.ndarray) -> None:
     save_npy(path, np.ascontiguousarray(array))
 
 
+def source_crops(record: FeatureRecord) -> int:
+    """Crops (views) of a source video.
+
+    Per-crop: its files.  A vadfeat sidecar says it with ``crop_order`` (``null`` for one
+    view, whose file may still be 3-D: ``stats`` pooling gives ``[T, 3, D]``).  Legacy
+    files without one: axis 1 of a 3-D array (RTFM-style ``[T, crops, D]``).
+    """
+    if record.layout == "per-crop":
+        return len(record.paths)
+    if "crop_order" in record.metadata:
+        return len(record.crop_order) if record.crop_order else 1
+    return record.file_shape[1] if len(record.file_shape) >= 3 else 1
+
+
 def _write_video(record: FeatureRecord, target: Target, *, layout: Layout,
                  crops: Sequence[int] | None) -> Action:
     """Write one video's feature files; returns the main action (linked/copied/sliced)."""
-    src_layout = record.layout
-    # The source's crop axis: per-crop records stack their files on axis 1; a 3-D flat or
-    # fed-wsvad file has it on axis 1 too; a 2-D file is one view.
-    n_src = len(record.paths) if src_layout == "per-crop" else (
-        record.file_shape[1] if len(record.file_shape) >= 3 else 1)
+    n_src = source_crops(record)
     chosen = list(range(n_src)) if crops is None else list(crops)
-    whole = crops is None or chosen == list(range(n_src))
+    whole = chosen == list(range(n_src))
+    if n_src == 1:  # one view: the file (or crop 0) is every target's single file
+        return _link_or_copy(record.paths[0], target.features[0])
     if layout == "per-crop":
-        if src_layout == "per-crop":
-            actions = {_link_or_copy(record.paths[k], dst) for k, dst in zip(chosen, target.features,
-                                                                                strict=True)}
+        if record.layout == "per-crop":
+            actions = {_link_or_copy(record.paths[k], dst)
+                       for k, dst in zip(chosen, target.features, strict=True)}
             return "copied" if "copied" in actions else "linked"
         arr = np.load(record.paths[0], mmap_mode="r", allow_pickle=False)
-        if arr.ndim == 2:  # one view: crop 0 is the file itself
-            return _link_or_copy(record.paths[0], target.features[0])
         for k, dst in zip(chosen, target.features, strict=True):
             _save_view(dst, arr[:, k])
         return "sliced"
     # flat / fed-wsvad: one file per video
-    if src_layout != "per-crop" and whole:
+    if record.layout != "per-crop" and whole:
         return _link_or_copy(record.paths[0], target.features[0])
-    if src_layout == "per-crop":
+    if record.layout == "per-crop":
         parts = [np.load(record.paths[k], mmap_mode="r", allow_pickle=False) for k in chosen]
         _save_view(target.features[0], np.stack(parts, axis=1))
     else:
@@ -300,7 +310,7 @@ def _sidecar(record: FeatureRecord, *, format: ExportFormat, dataset: Dataset | 
              sources: list[dict[str, Any]], action: Action) -> dict[str, Any]:
     meta = dict(record.metadata)  # unknown keys are carried over untouched
     shape = list(record.shape)
-    if len(shape) >= 3 or record.layout == "per-crop":
+    if source_crops(record) > 1:
         shape[1] = n_crops
     meta["shape"] = [int(s) for s in shape]
     meta["layout"] = layout
@@ -380,8 +390,7 @@ def export(
     issues = list(fs.issues)
     def one(record: FeatureRecord) -> ExportedVideo | FeatureIssue:
         try:
-            n_src = len(record.paths) if record.layout == "per-crop" else (
-                record.file_shape[1] if len(record.file_shape) >= 3 else 1)
+            n_src = source_crops(record)
             if crops is not None and max(crops) >= n_src:
                 raise ValueError(f"has {n_src} crop(s); crop index {max(crops)} does not exist")
             n_out = len(crops) if crops is not None else n_src
