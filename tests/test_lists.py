@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -54,8 +55,13 @@ def test_naming_rules() -> None:
     assert naming_label("Abuse001_x264", "ucf") == 1
     assert naming_label("A.Movie.2001__#00-00-00_00-01-00_label_A", "xd") == 0
     assert naming_label("A.Movie.2001__#00-00-00_00-01-00_label_B2-0-0", "xd") == 1
-    with pytest.raises(ConfigError, match="allowed: ucf, xd"):
+    with pytest.raises(ConfigError, match="allowed: ucf, xd, shanghaitech"):
         naming_label("x", "shanghai")  # type: ignore[arg-type]
+    # ShanghaiTech: NN_NNN videos come from the original (all normal) training set,
+    # NN_NNNN from the original test set, every video of which holds an anomaly.
+    assert naming_label("01_001", "shanghaitech") == 0
+    assert naming_label("train/01_0014.avi", "shanghaitech") == 1
+    assert naming_label("clip", "shanghaitech") is None
 
 
 def test_read_video_list_folds_crops_csv_and_labels(tmp_path: Path) -> None:
@@ -122,7 +128,9 @@ def test_vadclip_csv_labels_and_gt_split(tmp_path: Path) -> None:
     with open(tmp_path / "out" / "ucf_CLIP_rgbtest.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "label"]
-    assert [r[1] for r in rows[1:]] == ["Abuse"] * CROPS + ["Normal"] * CROPS
+    # VadCLIP's test loop scores one file per video: one row each, crop 0 (issue 12).
+    assert [(Path(r[0]).name, r[1]) for r in rows[1:]] == [
+        ("Abuse001_x264__0.npy", "Abuse"), ("Normal_Videos_002_x264__0.npy", "Normal")]
     with open(tmp_path / "out" / "ucf_CLIP_rgb.csv", newline="") as f:
         train = list(csv.DictReader(f))
     assert [r["label"] for r in train] == ["Arson"] * CROPS + ["Normal"] * CROPS
@@ -172,3 +180,50 @@ def test_videos_without_any_label_are_reported_not_listed(tmp_path: Path) -> Non
     res = write_lists(feats, tmp_path / "o", format="rtfm", labels=gt)
     assert [e.name for e in res.entries] == ["Abuse001_x264"]
     assert {i.video for i in res.issues if i.kind == "no-labels"} == set(VIDEOS) - {"Abuse001_x264"}
+
+
+def test_read_video_list_splits_on_newline_only_and_keeps_inner_spaces(tmp_path: Path) -> None:
+    # Issue 11: str.splitlines() also breaks at "\r", "\x0b", "\x1c".."\x1e", "\x85" and
+    # U+2028, cutting such names in two.  CRLF files still work ("\r\n" ends a line).
+    p = tmp_path / "split.txt"
+    p.write_bytes("my clip 01.mp4\r\nodd\x0bname\nodd\u2028name2\nlast\r".encode())
+    assert read_video_list(p) == ["my clip 01", "odd\x0bname", "odd\u2028name2", "last"]
+
+
+def test_names_that_cannot_be_list_lines_are_refused(tmp_path: Path) -> None:
+    # A file name with a newline would become two list lines; one with bytes that are not
+    # UTF-8 (held as lone surrogates) cannot be written; both are reported by name.
+    root = tmp_path / "f"
+    root.mkdir()
+    names = ["Abuse001_x264", "Bad\nname_x264", "Bad\rname2_x264",
+             "Latin\udce9_x264"]  # b"Latin\xe9_x264" read with surrogateescape
+    side = json.dumps({"shape": [2, 3, 4], "num_frames": 32, "snippets": [[0, 15], [16, 31]]})
+    for n in names:
+        base = os.fsencode(root) + b"/" + n.encode("utf-8", "surrogateescape")
+        with open(base + b".npy", "wb") as f:
+            np.save(f, np.zeros((2, 3, 4), np.float32))
+        with open(base + b".json", "w") as f:
+            f.write(side)
+    res = write_lists(root, tmp_path / "o", format="rtfm", naming="ucf")
+    assert [e.name for e in res.entries] == ["Abuse001_x264"]
+    bad = {i.video: i.message for i in res.issues if i.kind == "bad-name"}
+    assert set(bad) == {"Bad\nname_x264", "Bad\rname2_x264", "Latin\udce9_x264"}
+    assert "line break" in bad["Bad\nname_x264"] and "not UTF-8" in bad["Latin\udce9_x264"]
+    assert len(lines(tmp_path / "o" / "dataset-train.list")) == 1
+
+
+def test_whitespace_paths_refused_where_the_loader_splits_on_whitespace(tmp_path: Path) -> None:
+    feats = write_features(tmp_path / "with space", layout="per-crop")
+    res = write_lists(feats, tmp_path / "o", format="ur-dmu", naming="ucf")   # line.split()
+    assert res.entries == () and {i.kind for i in res.issues} == {"bad-name"}
+    ok = write_lists(feats, tmp_path / "o2", format="vadclip", naming="ucf")  # CSV: spaces are fine
+    assert len(ok.entries) == len(VIDEOS)
+
+
+def test_normal_flag_in_a_folder_name_is_refused_for_whole_line_loaders(tmp_path: Path) -> None:
+    # PEL4VAD's UCFDataset labels a line normal when 'Normal' occurs anywhere in it.
+    feats = write_features(tmp_path / "Normal_stuff", layout="per-crop")
+    res = write_lists(feats, tmp_path / "o", format="pel4vad", naming="ucf")
+    assert res.entries == () and all("contains 'Normal'" in i.message for i in res.issues)
+    ok = write_lists(feats, tmp_path / "o2", format="ur-dmu", naming="ucf")   # UR-DMU: file name only
+    assert len(ok.entries) == len(VIDEOS)

@@ -41,7 +41,7 @@ def gt(tmp_path: Path, feats: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("command", ["labels", "align", "lists", "resample", "inspect"])
+@pytest.mark.parametrize("command", ["labels", "align", "lists", "export", "resample", "inspect"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -67,7 +67,26 @@ def test_labels_prints_issues_and_exits_1(tmp_path: Path, feats: Path,
     assert code == 1
     assert "Ghost.mp4: [unknown-video]" in out
     assert "broken: [malformed-line]" in out
-    assert "Normal_Videos_001_x264: [no-labels]" in out
+    # The feature video the file does not mention is one summary line, not an issue.
+    assert "[no-labels]" not in out
+    assert "1 feature video(s) without frame labels" in out
+    assert "2 issue(s) reported" in out
+
+
+def test_labels_normal_ucf_flow_exits_0(tmp_path: Path, feats: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # The README flow: a folder of train and test features, annotations for the test
+    # videos only (UCF-Crime annotates 290 of 1900).  Issue 12: this exited 1 with one
+    # [no-labels] line per training video, which stopped `set -e` scripts.
+    ann = tmp_path / "a.txt"
+    ann.write_text("Abuse001_x264.mp4  Abuse  20  40  -1  -1\n")
+    code = main(["labels", str(ann), "--format", "ucf", "--features", str(feats),
+                 "-o", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 0
+    # VIDEOS holds 2 videos, 1 annotated: 1 without frame labels, in one line.
+    assert out.count("without frame labels") == 1
+    assert "1 feature video(s) without frame labels" in out
 
 
 def test_usage_errors_exit_2(tmp_path: Path, feats: Path) -> None:
@@ -130,3 +149,22 @@ def test_lists_reports_unlabelled_videos_and_exits_1(tmp_path: Path, feats: Path
     code = main(["lists", str(feats), "--format", "rtfm", "-o", str(tmp_path / "l")])
     assert code == 1
     assert "[no-labels]" in capsys.readouterr().out
+
+
+def test_lists_codebase_root_writes_where_the_repo_reads(tmp_path: Path, feats: Path, gt: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    repo = tmp_path / "RTFM"
+    # Without --dataset the upstream file names are unknown: usage error, nothing written.
+    assert main(["lists", str(feats), "--format", "rtfm", "--codebase-root", str(repo)]) == 2
+    assert not repo.exists()
+    assert main(["lists", str(feats), "--format", "rtfm"]) == 2          # neither -o nor a root
+    assert main(["lists", str(feats), "--format", "rtfm", "--labels", str(gt), "--dataset", "ucf",
+                 "--codebase-root", str(repo)]) == 0
+    out = capsys.readouterr().out
+    # RTFM's dataset.py opens list/ucf-i3d.list, list/ucf-i3d-test.list; test_10crop.py list/gt-ucf.npy.
+    assert (repo / "list" / "ucf-i3d.list").is_file() and (repo / "list" / "ucf-i3d-test.list").is_file()
+    # Both videos have ground truth, so both are test videos: Abuse001 (4 rows) then
+    # Normal_Videos_001 (3 rows): 16 * 7 = 112 frames.
+    assert np.load(repo / "list" / "gt-ucf.npy").shape == (112,)
+    assert "frame ground truth: 112 frames" in out
+    assert "the first 0 lines are abnormal" in out

@@ -105,3 +105,18 @@ def test_resample_folder_keeps_layout_and_records_history(tmp_path: Path, per_cr
     assert short.metadata["derived"][-1]["valid_rows"] == 2
     with pytest.raises(ConfigError, match="allowed: mean, uniform"):
         resample_features(tmp_path / "f", tmp_path / "x", method="max")  # type: ignore[arg-type]
+
+
+def test_vadclip_rule_means_when_longer_pads_when_shorter() -> None:
+    from vadfeat.resample import resample, vadclip_sample
+
+    # VadCLIP src/utils/tools.py process_feat: T=5 > 2 -> uniform_extract(avg=True), the
+    # means over linspace(0, 5, 3) -> [0, 2, 5]: rows {0, 1} and {2, 3, 4} -> 0.5 and 3.
+    out, valid = vadclip_sample(column(0, 1, 2, 3, 4), 2)
+    assert out.ravel().tolist() == [0.5, 3.0] and valid == 2
+    # T=2 <= 4 -> pad with zero rows; 2 real rows (neither `mean`, which would repeat
+    # rows, nor `uniform` differ here, but for T > length `uniform` would pick rows 0 and 4).
+    out, valid = vadclip_sample(column(10, 20), 4)
+    assert out.ravel().tolist() == [10.0, 20.0, 0.0, 0.0] and valid == 2
+    assert uniform_sample(column(0, 1, 2, 3, 4), 2)[0].ravel().tolist() == [0.0, 4.0]
+    assert resample(column(0, 1, 2, 3, 4), 2, method="vadclip")[0].ravel().tolist() == [0.5, 3.0]

@@ -22,6 +22,7 @@ from vadfeat.errors import (
     VideoOpenError,
     VideoTooShortError,
 )
+from vadfeat.export import ExportResult, export
 from vadfeat.extract import FeatureExtractor, RunSummary, VideoFeatures, extract
 from vadfeat.features import FeatureReadError, FeatureRecord, FeatureSet, read_features, video_key
 from vadfeat.frames import dump_frames
@@ -32,7 +33,7 @@ from vadfeat.loading import load_model
 from vadfeat.models.videomae import FeatureModel, ModelSpec, get_spec, list_models
 from vadfeat.presets import PRESETS, Preset, get_preset, list_presets
 from vadfeat.report import InspectResult, inspect
-from vadfeat.resample import process_feat, resample_features, uniform_sample
+from vadfeat.resample import process_feat, resample_features, uniform_sample, vadclip_sample
 from vadfeat.sampling import Snippet, SnippetAssembler, snippet_indices
 from vadfeat.transforms import FrameTransform, build_frame_transform
 from vadfeat.video import VideoInfo, VideoReader, open_video, probe
@@ -45,6 +46,7 @@ __all__ = [
     "CheckpointInfo",
     "ConfigError",
     "DecodeError",
+    "ExportResult",
     "FeatureExtractor",
     "FeatureModel",
     "FeatureReadError",
@@ -76,6 +78,7 @@ __all__ = [
     "build_frame_transform",
     "discover",
     "dump_frames",
+    "export",
     "extract",
     "get_preset",
     "get_spec",
@@ -94,6 +97,7 @@ __all__ = [
     "save_canonical",
     "snippet_indices",
     "uniform_sample",
+    "vadclip_sample",
     "video_key",
     "write_labels",
     "write_lists",

@@ -3,8 +3,9 @@
 Two videos are generated (a moving scene; the same with an abrupt event from a
 known frame on), with ShanghaiTech-style per-frame ground-truth masks; then
 features are extracted (tiny model with random weights unless a checkpoint is
-given), ground truth is read and aligned, RTFM-style lists are written and a
-report with one plot per video is drawn.
+given), ground truth is read and aligned, RTFM-style lists are written, the
+same features are exported to UR-DMU's one-file-per-crop layout (no recomputing)
+with its lists, and a report with one plot per video is drawn.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from vadfeat import synth
 from vadfeat.align import align
+from vadfeat.export import export
 from vadfeat.extract import RunSummary, extract
 from vadfeat.labels import read_labels, write_labels
 from vadfeat.lists import write_lists
@@ -66,9 +68,14 @@ def run_demo(out: str | Path, *, checkpoint: str | Path | None = None, model: st
     split = {s: [Path(n).stem for n, v in DEMO_VIDEOS.items() if v[2] == s] for s in ("train", "test")}
     lists = write_lists(features, out / "lists", format="rtfm", labels=labels,
                         train_split=split["train"], test_split=split["test"], name="demo")
+    per_crop = export(features, out / "export-ur-dmu", format="ur-dmu")
+    urdmu = write_lists(per_crop.out, out / "lists", format="ur-dmu", labels=labels,
+                        train_split=split["train"], test_split=split["test"], name="demo")
     test_list = next(p for p in lists.files if p.name.endswith("test.list"))
     aligned = align(features, labels, out / "aligned", name="demo", test_list=test_list)
     report = inspect(features, out / "report", labels=labels)
     return DemoResult(videos=videos, features=features, labels=out / "labels",
-                      aligned=aligned.gt_path, lists=lists.files, report=report.index,
+                      aligned=aligned.gt_path,
+                      lists=tuple(p for p in lists.files + urdmu.files if p.suffix == ".list"),
+                      report=report.index,
                       summary=summary, random_weights=checkpoint is None)

@@ -13,7 +13,10 @@ Layouts (``docs/DESIGN.md``):
     (``ROOT`` may also be the ``combine`` folder itself).
 ``per-crop``
     ``ROOT/<relative dir>/<stem>__<k>.npy`` (``[T, D]`` each) with one
-    ``<stem>.json`` sidecar.
+    ``<stem>.json`` sidecar.  ``<stem>_<k>.npy`` (one underscore, one digit: the
+    naming PEL4VAD's ShanghaiTech loader needs, see :mod:`vadfeat.export`) counts
+    as crop ``k`` only when ``<stem>.json`` exists and ``<stem>_<k>.json`` does not,
+    so a flat file whose name ends in ``_<digit>`` is never taken for a crop.
 
 Video names.  A record's :attr:`FeatureRecord.name` is its path below the layout
 root without extension, POSIX-style (``"sub/clip"``).  Ground-truth files name
@@ -65,6 +68,7 @@ VIDEO_EXTENSIONS = _VIDEO_EXTENSIONS
 _FED_SUBDIR = Path("features_video", "i3d", "combine")
 _MANIFEST = "manifest.jsonl"
 _CROP_RE = re.compile(r"^(?P<stem>.+)__(?P<k>\d+)\.npy$")
+_SHORT_CROP_RE = re.compile(r"^(?P<stem>.+)_(?P<k>\d)\.npy$")
 
 
 class FeatureReadError(ConfigError):
@@ -236,13 +240,24 @@ def _visible(path: Path, base: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(base).parts)
 
 
+def _crop_match(p: Path) -> re.Match[str] | None:
+    """``<stem>__<k>.npy``, or ``<stem>_<k>.npy`` beside a ``<stem>.json`` sidecar of its own."""
+    m = _CROP_RE.match(p.name)
+    if m:
+        return m
+    m = _SHORT_CROP_RE.match(p.name)
+    if m and (p.parent / f"{m['stem']}.json").is_file() and not p.with_suffix(".json").exists():
+        return m
+    return None
+
+
 def detect_layout(root: str | os.PathLike[str]) -> Layout:
     """Guess the layout of a features folder (see the module docstring)."""
     base = Path(root)
     if _fed_base(base) is not None:
         return "fed-wsvad"
     for p in sorted(base.rglob("*.npy")):
-        m = _CROP_RE.match(p.name)
+        m = _crop_match(p)
         if m and not (p.parent / f"{m['stem']}.npy").exists() and _visible(p, base):
             return "per-crop"
     return "flat"
@@ -339,7 +354,7 @@ def _candidates(root: Path, layout: Layout) -> tuple[Path, list[tuple[str, list[
     if layout == "per-crop":
         groups: dict[Path, dict[int, Path]] = {}
         for p in sorted(root.rglob("*.npy")):
-            m = _CROP_RE.match(p.name)
+            m = _crop_match(p)
             if m and _visible(p, root):
                 groups.setdefault(p.parent / m["stem"], {})[int(m["k"])] = p
         for stem_path in sorted(groups):

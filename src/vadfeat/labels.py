@@ -77,7 +77,7 @@ LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
 IssueKind = Literal[
     "unknown-video", "no-labels", "length-mismatch", "malformed-line", "bad-values",
     "duplicate", "ambiguous-name", "span-out-of-range", "no-frame-count", "inconsistent",
-    "bad-features",
+    "bad-features", "bad-name",
 ]
 
 INDEX_NAME = "labels.json"

@@ -1,54 +1,71 @@
 """Train/test list files in the conventions of the common WSVAD code bases (SPEC section 3).
 
-Formats and what each writes below ``out`` (``<name>`` is the ``name`` option):
+Each format writes what that code base's own loader and test loop read, unmodified
+(the loader lines each rule mirrors are cited in ``tests/test_downstream.py``).
+Below ``out`` (``<name>`` is the ``name`` option), or, with ``codebase_root``, at the
+paths the repository itself opens (see :func:`codebase_files`):
 
 ``fed-wsvad``
-    ``train_split.txt`` and ``test_split.txt`` (one video name per line: the
-    folder name under ``features_video/i3d/combine``) and ``GT/video_label.pickle``
-    ``{name: [1.0] or [0.0]}`` for every listed video (Fed_WSVAD reads it for the
-    training videos too).  Needs features in the ``fed-wsvad`` layout.
+    ``train_split.txt`` and ``test_split.txt`` (one video name per line: the folder
+    name under ``features_video/i3d/combine``), ``GT/video_label.pickle``
+    ``{name: [1.0] or [0.0]}`` for every listed video and ``GT/frame_label.pickle``
+    ``{name: 16*T frame labels}`` for the test videos.  Needs the ``fed-wsvad`` layout.
 ``rtfm``
-    ``<name>-train.list`` and ``<name>-test.list``: one path per video to a
-    ``[T, crops, D]`` file (RTFM, MGFN, S3R, CLIP-TSA).  Needs a 3-D array per
-    video (``flat`` or ``fed-wsvad`` layout).
+    ``<name>-train.list``, ``<name>-test.list`` (one ``[T, crops, D]`` file per video)
+    and ``gt-<name>.npy``.  Needs a 3-D array per video (``flat``/``rtfm`` export).
 ``ur-dmu``
-    ``<name>_Train.list`` and ``<name>_Test.list`` (UR-DMU opens
-    ``list/UCF_Train.list``: use ``name="UCF"`` or ``"XD"``): one line per crop
-    file ``<stem>__<k>.npy`` (``[T, D]``).
+    ``<name>_Train.list``, ``<name>_Test.list`` (one line per crop file, the crops of
+    a video consecutive: its test loop averages every ``crops`` items) and
+    ``gt-<name>.npy``.
 ``pel4vad``
-    ``train.list`` and ``test.list``, one line per crop file as for UR-DMU.
-    PEL4VAD's own files name crop 0 without suffix; its loader opens whatever path
-    the list gives, so lines point at the existing ``__0`` files.
+    ``train.list``, ``test.list`` (one line per crop file) and ``gt-<name>.npy``.  For
+    ShanghaiTech (``dataset="shanghaitech"``) training lines are ``<path> <label>``
+    (``1.0``/``0.0``: ``SHDataset`` reads the label column) and the crop files must be
+    named ``<video>_<k>.npy`` (``vadfeat export --format pel4vad --dataset
+    shanghaitech``): the loader cuts exactly 6 characters to find the video name.
 ``vadclip``
-    ``<name>_CLIP_rgb.csv`` and ``<name>_CLIP_rgbtest.csv`` with a ``path,label``
-    header and one row per crop file; ``label`` is ``Normal`` for normal videos
-    (``A`` with ``naming="xd"``) and the class otherwise (UCF: the letters that
-    start the name, e.g. ``Abuse``; XD: the text after ``_label_``; otherwise
-    ``Anomaly``), as VadCLIP's ``make_list_*.py`` write them.
+    ``<name>_CLIP_rgb.csv`` (training: one ``path,label`` row per crop file) and
+    ``<name>_CLIP_rgbtest.csv`` (test: one row per video, crop 0, as VadCLIP's test
+    loop scores one file per video); ``gt_<name>.npy`` (frames) and the mAP files
+    ``gt_segment_<name>.npy`` / ``gt_label_<name>.npy`` (object arrays, one entry per
+    test row: abnormal frame spans ``[start, end)`` with their class, or ``[[0,
+    16*T]]`` with label ``A`` for a normal video, as ``make_gt_mAP_*.py`` build them).
+    ``label`` is ``Normal`` for normal videos (``A`` for XD-Violence) and the class
+    otherwise (UCF: the letters that start the name, e.g. ``Abuse``; XD: the text
+    after ``_label_``; otherwise ``Anomaly``).
 
-Per-crop formats need per-crop files: the ``per-crop`` layout, or ``flat`` files of
-shape ``[T, D]`` (one view, one line per video).  A format whose files do not exist
-in the features folder raises :class:`~vadfeat.errors.ConfigError` saying which
-layout to extract with, rather than pointing at files that are not there.
+Frame ground truth (every ``gt`` file): the test videos' frame labels in test-list
+order, each fitted to exactly ``16 * T`` values by :func:`vadfeat.align.fit_frame_labels`
+(what every one of these evaluations builds from the features: one score per row,
+repeated 16 times).  A normal test video without frame labels gets zeros; an
+abnormal one without frame labels is reported and left out of the test list.
 
 Order: abnormal videos first, then normal, each group sorted by name.  RTFM and
-UR-DMU split training lists by index (``list[:n_abnormal]``), so abnormal-first is
-required there; it is used everywhere so that every format lists videos in one
-order.  Paths are absolute: every loader above joins them onto its own prefix with
-``os.path.join``, which keeps an absolute path as it is.
+UR-DMU split training lists by index (``list[:n_abnormal]``, hard-coded 810/63 and
+8100/9525 in their code: :attr:`ListsResult.train_abnormal_lines` gives the value
+to set).  Paths are absolute: every loader above joins them onto its own prefix
+with ``os.path.join``, which keeps an absolute path as it is.
 
-Video-level labels come from the ground truth (``labels``: a video is abnormal if
-any frame is) and, where it has none, from a dataset naming rule (``naming="ucf"``:
-names starting with ``Normal_`` are normal; ``naming="xd"``: names containing
-``_label_A`` are normal; everything else abnormal).  A video with neither, or
-where the two disagree, is reported by name; the first is left out of the lists.
+Video-level labels, first source that has one: frame-level ground truth
+(``labels``: abnormal if any frame is), a label column in a split file
+(``<name> <0|1>``, ShanghaiTech's weakly supervised split), a dataset naming rule
+(``naming="ucf"``: ``Normal_*`` normal; ``"xd"``: ``*_label_A*`` normal;
+``"shanghaitech"``: ``NN_NNN`` (the original training set) normal, ``NN_NNNN``
+(the original test set, every video of which holds an anomaly) abnormal).  A video
+with none is reported and left out; sources that disagree are reported.
 
-Splits: ``test_split`` and/or ``train_split`` name the videos of each split
-(one name or path per line; a list file written by any of the formats above is
-accepted, crop suffixes are folded).  With only one of them the other split is
-every remaining video.  With neither, the videos that have frame-level ground truth
-are the test split (the WSVAD protocol: frame labels exist only for evaluation)
-and the rest is training; without ``labels`` everything is training.
+Splits: ``test_split`` and/or ``train_split`` name the videos of each split (one
+name or path per line, optionally with a label column; a list file written by any
+format above is accepted, crop suffixes are folded).  With only one, the other split
+is every remaining video.  With neither, videos with frame-level ground truth are the
+test split, except for XD-Violence, where that is a usage error:
+``annotations.txt`` lists only violent test videos, and training and test normal
+videos (``_label_A``) cannot be told apart by name.
+
+Names containing a newline, a carriage return or bytes that are not UTF-8 cannot be
+written as one list line and are reported (``bad-name``) and left out; so are paths
+with whitespace for the loaders that split lines on whitespace (UR-DMU, PEL4VAD
+ShanghaiTech).
 """
 
 from __future__ import annotations
@@ -58,10 +75,12 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
+
+import numpy as np
 
 from vadfeat.errors import ConfigError
 from vadfeat.features import (
@@ -69,21 +88,28 @@ from vadfeat.features import (
     FeatureSet,
     as_feature_set,
     normalized_name,
+    save_npy,
     video_key,
     write_pickle,
     write_text,
 )
-from vadfeat.labels import LabelFormat, LabelIssue, LabelSet, as_label_set
+from vadfeat.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
 
 log = logging.getLogger(__name__)
 
 ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip"]
-Naming = Literal["ucf", "xd"]
+Naming = Literal["ucf", "xd", "shanghaitech"]
+Dataset = Literal["ucf", "xd", "shanghaitech"]
 Split = Literal["train", "test"]
 
 _PER_CROP_FORMATS = ("ur-dmu", "pel4vad", "vadclip")
 _CROP_SUFFIX = re.compile(r"__\d+$")
 _TRAILING_LABEL = re.compile(r"\s+-?\d+(\.\d*)?$")
+_SPLIT_LABEL = re.compile(r"^(?P<name>.+?)\s+(?P<label>[01])(\.0*)?$")
+_SH_NORMAL = re.compile(r"^\d+_\d{3}$")
+_SH_ABNORMAL = re.compile(r"^\d+_\d{4}$")
+#: Frames each feature row stands for in all five evaluations (scores repeated 16 times).
+FRAMES_PER_SNIPPET = 16
 
 
 @dataclass(frozen=True)
@@ -99,12 +125,19 @@ class ListEntry:
 
 @dataclass(frozen=True)
 class ListsResult:
-    """What :func:`write_lists` wrote and every video it had to report."""
+    """What :func:`write_lists` wrote and every video it had to report.
+
+    ``train_abnormal_lines`` is the number of training-list lines before the first
+    normal video (RTFM's and UR-DMU's loaders hard-code it); ``gt_frames`` the length
+    of the frame ground truth written (``None`` when none was written).
+    """
 
     format: ListFormat
     files: tuple[Path, ...]
     entries: tuple[ListEntry, ...]
     issues: tuple[LabelIssue, ...]
+    train_abnormal_lines: int = 0
+    gt_frames: int | None = None
 
     def split(self, split: Split) -> tuple[ListEntry, ...]:
         return tuple(e for e in self.entries if e.split == split)
@@ -115,13 +148,17 @@ def _check(value: object, allowed: tuple[object, ...], what: str) -> None:
         raise ConfigError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
-def naming_label(name: str, naming: Naming) -> int:
-    """Video-level label by a dataset's naming rule (0 normal, 1 abnormal)."""
+def naming_label(name: str, naming: Naming) -> int | None:
+    """Video-level label by a dataset's naming rule (0 normal, 1 abnormal, ``None``: no rule applies)."""
     _check(naming, get_args(Naming), "naming rule")
     key = video_key(name)
     if naming == "ucf":
         return 0 if key.startswith("Normal_") else 1
-    return 0 if "_label_A" in key else 1
+    if naming == "xd":
+        return 0 if "_label_A" in key else 1
+    if _SH_ABNORMAL.match(key):
+        return 1
+    return 0 if _SH_NORMAL.match(key) else None
 
 
 def class_name(name: str, label: int, naming: Naming | None) -> str:
@@ -137,21 +174,28 @@ def class_name(name: str, label: int, naming: Naming | None) -> str:
     return "Anomaly"
 
 
-def read_video_list(path: str | os.PathLike[str]) -> list[str]:
-    """Video names from a split or list file, in file order, each once.
-
-    Accepts plain names, paths (with ``.npy`` or a video extension), per-crop
-    lines (``<stem>__<k>.npy``, folded into one video), ``path label`` lines and
-    ``path,label`` CSV rows with or without a header.
-    """
+def _list_lines(path: str | os.PathLike[str]) -> list[str]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read list file {p}: {exc}") from exc
+    # Lines end at "\n" only (a CRLF file loses its "\r"): str.splitlines would also
+    # split names at "\r", "\x0b", "\x1c".. "\x1e", "\x85" and U+2028.
+    return [raw[:-1] if raw.endswith("\r") else raw for raw in text.split("\n")]
+
+
+def read_video_list(path: str | os.PathLike[str]) -> list[str]:
+    """Video names from a split or list file, in file order, each once.
+
+    Accepts plain names, paths (with ``.npy`` or a video extension), per-crop
+    lines (``<stem>__<k>.npy``, folded into one video), ``path label`` lines and
+    ``path,label`` CSV rows with or without a header.  Spaces inside a name are
+    kept; only a trailing numeric label column is cut.
+    """
     names: list[str] = []
     seen: set[str] = set()
-    for raw in text.splitlines():
+    for raw in _list_lines(path):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -168,6 +212,33 @@ def read_video_list(path: str | os.PathLike[str]) -> list[str]:
             seen.add(name)
             names.append(name)
     return names
+
+
+def read_split_labels(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Video-level labels stated in a split file: lines ``<name> <0|1>`` (``1.0`` too).
+
+    ShanghaiTech's weakly supervised split gives every training video this way,
+    normal ones included (they have no frame masks).  Lines without a label column
+    are skipped; a name given twice with different labels raises
+    :class:`~vadfeat.errors.ConfigError`.
+    """
+    labels: dict[str, int] = {}
+    for lineno, raw in enumerate(_list_lines(path), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#") or "," in line:
+            continue
+        m = _SPLIT_LABEL.match(line)
+        if not m:
+            continue
+        stem = m["name"].strip()
+        if stem.lower().endswith(".npy"):
+            stem = _CROP_SUFFIX.sub("", stem[:-4])
+        name = normalized_name(stem)
+        label = int(m["label"])
+        if labels.get(name, label) != label:
+            raise ConfigError(f"{path}:{lineno}: {name} is labelled both 0 and 1")
+        labels[name] = label
+    return labels
 
 
 def abnormal_first(names: Iterable[str], label_of: Callable[[str], int]) -> list[str]:
@@ -190,28 +261,100 @@ def _match_names(wanted: Sequence[str], features: FeatureSet, source: str,
     return found
 
 
-def _files_for(record: FeatureRecord, fmt: ListFormat) -> tuple[Path, ...]:
+def _files_for(record: FeatureRecord, fmt: ListFormat, dataset: Dataset | None) -> tuple[Path, ...]:
     if fmt == "fed-wsvad":
         if record.layout != "fed-wsvad":
             raise ConfigError("fed-wsvad lists name folders under features_video/i3d/combine; "
                               f"these features are in the {record.layout} layout "
-                              "(extract with --layout fed-wsvad)")
+                              "(vadfeat export --format fed-wsvad)")
         return record.paths
     if fmt == "rtfm":
         if record.layout == "per-crop" or len(record.file_shape) != 3:
             raise ConfigError(f"rtfm lists need one [T, crops, D] file per video; {record.name} "
                               f"is stored as {record.layout} files of shape "
-                              f"{list(record.file_shape)} (extract with --layout flat and crops, "
-                              "or use a per-crop format such as ur-dmu)")
+                              f"{list(record.file_shape)} (vadfeat export --format rtfm)")
         return record.paths
-    if record.layout == "per-crop" or (record.layout == "flat" and len(record.file_shape) == 2):
-        return record.paths
-    raise ConfigError(f"{fmt} lists need per-crop [T, D] files; {record.name} is a "
-                      f"{record.layout} file of shape {list(record.file_shape)} "
-                      "(extract with --layout per-crop)")
+    if not (record.layout == "per-crop" or (record.layout == "flat" and len(record.file_shape) == 2)):
+        raise ConfigError(f"{fmt} lists need per-crop [T, D] files; {record.name} is a "
+                          f"{record.layout} file of shape {list(record.file_shape)} "
+                          f"(vadfeat export --format {fmt}"
+                          + (" --dataset shanghaitech)" if fmt == "pel4vad" and dataset == "shanghaitech"
+                             else ")"))
+    if record.layout == "per-crop":
+        short = not record.paths[0].name.endswith("__0.npy")
+        if fmt == "pel4vad" and dataset == "shanghaitech" and not short:
+            raise ConfigError(f"PEL4VAD's ShanghaiTech loader cuts a `_<k>.npy` suffix (6 characters) "
+                              f"to get the video name; {record.paths[0].name} would give a wrong "
+                              "name (vadfeat export --format pel4vad --dataset shanghaitech)")
+        if short and not (fmt == "pel4vad" and dataset == "shanghaitech"):
+            raise ConfigError(f"{fmt} needs crop files named <video>__<k>.npy; {record.paths[0].name} "
+                              f"is PEL4VAD's ShanghaiTech naming (vadfeat export --format {fmt})")
+    return record.paths
 
 
-def _render(fmt: ListFormat, entries: Sequence[ListEntry]) -> str:
+# ----------------------------------------------------------------------- file names
+
+
+def codebase_files(fmt: ListFormat, dataset: Dataset | None, name: str,
+                   *, upstream: bool) -> dict[str, str]:
+    """Relative paths of every file a format writes.
+
+    ``upstream=True``: where the code base opens them, relative to its repository
+    root (RTFM ``list/ucf-i3d.list``, UR-DMU ``frame_label/xd_gt.npy``, ...; for
+    Fed_WSVAD relative to ``<dataset_path>/<name>``).  Keys: ``train``, ``test``,
+    ``gt`` and, per format, ``gt_segment``, ``gt_label`` (VadCLIP),
+    ``video_label`` (Fed_WSVAD).
+    """
+    if fmt == "fed-wsvad":
+        return {"train": "train_split.txt", "test": "test_split.txt",
+                "gt": "GT/frame_label.pickle", "video_label": "GT/video_label.pickle"}
+    if not upstream:
+        return {
+            "rtfm": {"train": f"{name}-train.list", "test": f"{name}-test.list", "gt": f"gt-{name}.npy"},
+            "ur-dmu": {"train": f"{name}_Train.list", "test": f"{name}_Test.list",
+                       "gt": f"gt-{name}.npy"},
+            "pel4vad": {"train": "train.list", "test": "test.list", "gt": f"gt-{name}.npy"},
+            "vadclip": {"train": f"{name}_CLIP_rgb.csv", "test": f"{name}_CLIP_rgbtest.csv",
+                        "gt": f"gt_{name}.npy", "gt_segment": f"gt_segment_{name}.npy",
+                        "gt_label": f"gt_label_{name}.npy"},
+        }[fmt]
+    if dataset is None:
+        raise ConfigError(f"--codebase-root needs --dataset (ucf, xd or shanghaitech): {fmt} opens "
+                          "different files for each")
+    short = {"ucf": "ucf", "xd": "xd", "shanghaitech": "sh"}[dataset]
+    if fmt == "rtfm":  # dataset.py opens these names (XD-Violence: no code path, see README)
+        return {
+            "ucf": {"train": "list/ucf-i3d.list", "test": "list/ucf-i3d-test.list",
+                    "gt": "list/gt-ucf.npy"},
+            "shanghaitech": {"train": "list/shanghai-i3d-train-10crop.list",
+                             "test": "list/shanghai-i3d-test-10crop.list", "gt": "list/gt-sh.npy"},
+            "xd": {"train": "list/xd-i3d.list", "test": "list/xd-i3d-test.list", "gt": "list/gt-xd.npy"},
+        }[dataset]
+    if fmt == "ur-dmu":  # dataset_loader.py, ucf_test.py, xd_test.py
+        return {
+            "ucf": {"train": "list/UCF_Train.list", "test": "list/UCF_Test.list",
+                    "gt": "frame_label/gt-ucf.npy"},
+            "xd": {"train": "list/XD_Train.list", "test": "list/XD_Test.list",
+                   "gt": "frame_label/xd_gt.npy"},
+            "shanghaitech": {"train": "list/SH_Train.list", "test": "list/SH_Test.list",
+                             "gt": "frame_label/gt-sh.npy"},
+        }[dataset]
+    if fmt == "pel4vad":  # configs.py: cfg.train_list, cfg.test_list, cfg.gt
+        return {"train": f"list/{short}/train.list", "test": f"list/{short}/test.list",
+                "gt": f"list/{short}/{short}-gt.npy"}
+    # vadclip: src/ucf_option.py and src/xd_option.py defaults
+    if dataset == "xd":
+        return {"train": "list/xd_CLIP_rgb.csv", "test": "list/xd_CLIP_rgbtest.csv",
+                "gt": "list/gt.npy", "gt_segment": "list/gt_segment.npy", "gt_label": "list/gt_label.npy"}
+    return {"train": f"list/{short}_CLIP_rgb.csv", "test": f"list/{short}_CLIP_rgbtest.csv",
+            "gt": f"list/gt_{short}.npy", "gt_segment": f"list/gt_segment_{short}.npy",
+            "gt_label": f"list/gt_label_{short}.npy"}
+
+
+# ----------------------------------------------------------------------- rendering
+
+
+def _render(fmt: ListFormat, split: Split, entries: Sequence[ListEntry], dataset: Dataset | None) -> str:
     if fmt == "fed-wsvad":
         return "".join(f"{e.name}\n" for e in entries)
     if fmt == "vadclip":
@@ -219,25 +362,89 @@ def _render(fmt: ListFormat, entries: Sequence[ListEntry]) -> str:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["path", "label"])
         for e in entries:
-            for p in e.paths:
+            # Training: every crop file; test: crop 0 only (one score sequence per video).
+            for p in (e.paths if split == "train" else e.paths[:1]):
                 writer.writerow([str(p.resolve()), e.class_name])
         return buf.getvalue()
+    if fmt == "pel4vad" and dataset == "shanghaitech" and split == "train":
+        return "".join(f"{p.resolve()} {float(e.label)}\n" for e in entries for p in e.paths)
     return "".join(f"{p.resolve()}\n" for e in entries for p in e.paths)
 
 
-def _file_names(fmt: ListFormat, name: str) -> dict[Split, str]:
-    return {
-        "fed-wsvad": {"train": "train_split.txt", "test": "test_split.txt"},
-        "rtfm": {"train": f"{name}-train.list", "test": f"{name}-test.list"},
-        "ur-dmu": {"train": f"{name}_Train.list", "test": f"{name}_Test.list"},
-        "pel4vad": {"train": "train.list", "test": "test.list"},
-        "vadclip": {"train": f"{name}_CLIP_rgb.csv", "test": f"{name}_CLIP_rgbtest.csv"},
-    }[fmt]
+def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None,
+              naming: Naming | None = None) -> str | None:
+    """Why ``entry`` cannot be written as list lines (``None``: it can)."""
+    texts = [entry.name, *(str(p.resolve()) for p in entry.paths)]
+    for t in texts:
+        if "\n" in t or "\r" in t:
+            return f"{t!r} contains a line break: it cannot be one line of a list file"
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{t!r} holds bytes that are not UTF-8: list readers cannot open it"
+    if fmt == "ur-dmu" or (fmt == "pel4vad" and dataset == "shanghaitech"):
+        for p in entry.paths:
+            if any(c.isspace() for c in str(p.resolve())):
+                return (f"{p.resolve()} contains whitespace, and {fmt}'s loader splits list lines "
+                        "on whitespace: rename it or export to a folder without spaces")
+    # PEL4VAD (UCF, XD) and UR-DMU (XD) decide the normal class by searching the whole
+    # line: a folder named e.g. `Normal_Videos` would make every video in it normal.
+    flag = {"ucf": "Normal", "xd": "_label_A"}.get(naming or "")
+    if flag and (fmt == "pel4vad" or (fmt == "ur-dmu" and naming == "xd")):
+        for p in entry.paths:
+            if flag in str(p.resolve().parent):
+                return (f"the folder of {p.resolve()} contains {flag!r}, and {fmt}'s loader labels "
+                        f"any line containing it as normal: export to a folder without it")
+    return None
+
+
+def _gt_arrays(entries: Sequence[ListEntry], records: Mapping[str, FeatureRecord],
+               frames_of: Callable[[str], np.ndarray | None], naming: Naming | None,
+               ) -> tuple[np.ndarray, list[list[list[int]]], list[list[str]]]:
+    """Concatenated 16*T frame labels and VadCLIP's per-video segments and labels."""
+    from vadfeat.align import fit_frame_labels
+
+    parts: list[np.ndarray] = []
+    segments: list[list[list[int]]] = []
+    seg_labels: list[list[str]] = []
+    for e in entries:
+        rec = records[e.name]
+        n = FRAMES_PER_SNIPPET * rec.num_snippets
+        frames = frames_of(e.name)
+        fitted = (np.zeros(n, dtype=np.uint8) if frames is None else
+                  fit_frame_labels(frames, rec.snippets, frames_per_snippet=FRAMES_PER_SNIPPET)[0])
+        parts.append(fitted)
+        spans = label_spans(fitted)
+        if e.label == 0 or not spans:
+            segments.append([[0, int(n)]])
+            seg_labels.append(["A"])
+        else:
+            cls = e.class_name.split("-")[0] if naming == "xd" else e.class_name
+            segments.append([[s, t] for s, t in spans])
+            seg_labels.append([cls] * len(spans))
+    gt = np.concatenate(parts).astype(np.float64) if parts else np.zeros(0, dtype=np.float64)
+    return gt, segments, seg_labels
+
+
+def _object_array(items: Sequence[object]) -> np.ndarray:
+    arr = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        arr[i] = item
+    return arr
+
+
+def _save_object_npy(path: Path, items: Sequence[object]) -> Path:
+    # VadCLIP loads these with allow_pickle=True (ragged lists per video).
+    from vadfeat.writers import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, _object_array(items), allow_pickle=True)
+    return path
 
 
 def write_lists(
     features: FeatureSet | str | os.PathLike[str],
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
     *,
     format: ListFormat,
     labels: LabelSet | str | os.PathLike[str] | None = None,
@@ -246,43 +453,80 @@ def write_lists(
     train_split: str | os.PathLike[str] | Sequence[str] | None = None,
     test_split: str | os.PathLike[str] | Sequence[str] | None = None,
     name: str = "dataset",
+    dataset: Dataset | None = None,
+    codebase_root: str | os.PathLike[str] | None = None,
 ) -> ListsResult:
-    """Write train and test lists for one downstream method (see the module docstring).
+    """Write train and test lists and frame ground truth for one code base (module docstring).
 
     ``labels`` is a :class:`~vadfeat.labels.LabelSet` or a path read with
     ``labels_format`` (``auto``: canonical or npy-dir); split arguments are list
-    files or sequences of names.  Returns the files written, the listed entries
-    and the videos that had to be reported.
+    files (optionally with a ``<0|1>`` label column) or sequences of names.
+    ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) is the naming rule when ``naming``
+    is not given and picks the upstream file names for ``codebase_root`` (files then
+    go where that repository opens them, ``out`` unused; for fed-wsvad into
+    ``codebase_root/<name>``).  Returns the files written, the listed entries and
+    every reported video.  Raises :class:`~vadfeat.errors.ConfigError` before writing
+    anything for a bad option, XD-Violence without a split, or features in a layout
+    the format cannot read.
     """
     _check(format, get_args(ListFormat), "list format")
+    if dataset is not None:
+        _check(dataset, get_args(Dataset), "dataset")
+    if naming is None and dataset is not None:
+        naming = dataset
     if naming is not None:
         _check(naming, get_args(Naming), "naming rule")
     if not name or "/" in name or "\\" in name:
         raise ConfigError(f"list name must be a plain file-name part, got {name!r}")
+    if out is None and codebase_root is None:
+        raise ConfigError("give an output folder or a codebase root")
     fs = as_feature_set(features)
     gt = as_label_set(labels, format=labels_format, features=fs) if labels is not None else None
+    is_xd = "xd" in (naming, dataset) or (gt is not None and gt.format == "xd")
+    if is_xd and test_split is None and train_split is None:
+        raise ConfigError("XD-Violence needs its official split (--test-split or --train-split): "
+                          "annotations.txt lists only violent test videos, and training and test "
+                          "normal videos (_label_A) cannot be told apart by name, so every unlisted "
+                          "normal video would land in the test list and training would get none")
+    file_names = codebase_files(format, dataset, name, upstream=codebase_root is not None)
+    if codebase_root is not None:
+        out_dir = Path(codebase_root) / name if format == "fed-wsvad" else Path(codebase_root)
+    else:
+        out_dir = Path(out)  # type: ignore[arg-type]
+
     issues: list[LabelIssue] = [LabelIssue(i.video, "bad-features", i.message) for i in fs.issues]
-    # Videos without frame labels are decided below (a naming rule may label them).
+    # Videos without frame labels are decided below (a split file or naming rule may label them).
     issues += [i for i in (gt.issues if gt is not None else ()) if i.kind != "no-labels"]
 
-    # video-level labels
+    split_labels: dict[str, int] = {}
+    for split_arg in (train_split, test_split):
+        if split_arg is not None and not isinstance(split_arg, (list, tuple)):
+            for n, lab in read_split_labels(split_arg).items():
+                hits = fs.find(n)
+                if len(hits) == 1:
+                    split_labels[hits[0].name] = lab
+
+    # video-level labels: ground truth, then a split file's label column, then the naming rule
     video_label: dict[str, int] = {}
     for r in fs:
         from_gt = gt.get(r.name) if gt is not None else None
+        stated = split_labels.get(r.name)
         by_name = naming_label(r.name, naming) if naming is not None else None
-        if from_gt is not None:
-            video_label[r.name] = from_gt.video_label
-            if by_name is not None and by_name != from_gt.video_label:
-                issues.append(LabelIssue(r.name, "inconsistent",
-                                         f"ground truth says {from_gt.video_label}, the {naming} "
-                                         f"naming rule says {by_name}; ground truth used"))
-        elif by_name is not None:
-            video_label[r.name] = by_name
-        else:
+        candidates = [(src, v) for src, v in (("ground truth", from_gt.video_label if from_gt else None),
+                                              ("split file", stated), (f"{naming} naming rule", by_name))
+                      if v is not None]
+        if not candidates:
             issues.append(LabelIssue(r.name, "no-labels",
-                                     "no ground truth and no naming rule: left out of the lists"))
+                                     "no ground truth, no label in a split file and no naming rule "
+                                     "for it: left out of the lists"))
+            continue
+        src, value = candidates[0]
+        video_label[r.name] = value
+        for other, v in candidates[1:]:
+            if v != value:
+                issues.append(LabelIssue(r.name, "inconsistent",
+                                         f"{src} says {value}, the {other} says {v}; {src} used"))
 
-    # splits
     def names_of(split: str | os.PathLike[str] | Sequence[str], what: str) -> set[str]:
         wanted = list(split) if isinstance(split, (list, tuple)) else read_video_list(split)
         return _match_names(wanted, fs, what, issues)
@@ -312,29 +556,69 @@ def write_lists(
         log.info("no split files and no ground truth: all %d videos go to the training list",
                  len(train))
 
+    def frames_of(n: str) -> np.ndarray | None:
+        v = gt.get(n) if gt is not None else None
+        return None if v is None else v.frames
+
     # Every entry (and its files) is resolved before anything is written, so that a
     # layout error cannot leave a train list without its test list.
     records = fs.by_name()
     by_split: dict[Split, list[ListEntry]] = {}
     for split_name, members in (("train", train), ("test", test)):
         listed = [n for n in members if n in video_label]
-        by_split[split_name] = [
-            ListEntry(name=n, split=split_name, label=video_label[n],
-                      class_name=class_name(n, video_label[n], naming),
-                      paths=_files_for(records[n], format))
-            for n in abnormal_first(listed, video_label.__getitem__)
-        ]
-    out_dir = Path(out)
-    file_names = _file_names(format, name)
+        kept: list[ListEntry] = []
+        for n in abnormal_first(listed, video_label.__getitem__):
+            e = ListEntry(name=n, split=split_name, label=video_label[n],
+                          class_name=class_name(n, video_label[n], naming),
+                          paths=_files_for(records[n], format, dataset))
+            why = _bad_name(e, format, dataset, naming)
+            if why is not None:
+                issues.append(LabelIssue(n, "bad-name", f"{why}; left out of the lists"))
+                continue
+            if split_name == "test" and gt is not None and e.label == 1 and frames_of(n) is None:
+                issues.append(LabelIssue(n, "no-labels", "abnormal test video without frame labels: "
+                                         "its ground truth cannot be built; left out of the test list"))
+                continue
+            if split_name == "test" and any(s[0] < 0 for s in records[n].snippets):
+                issues.append(LabelIssue(n, "bad-features", "resampled features (padding rows) "
+                                         "cannot be evaluated; left out of the test list"))
+                continue
+            kept.append(e)
+        by_split[split_name] = kept
+
     files: list[Path] = []
     entries: list[ListEntry] = []
     for split_name, split_entries in by_split.items():
         if not split_entries:
             log.warning("the %s list is empty", split_name)
-        files.append(write_text(out_dir / file_names[split_name], _render(format, split_entries)))
+        files.append(write_text(out_dir / file_names[split_name],
+                                _render(format, split_name, split_entries, dataset)))
         entries.extend(split_entries)
+    train_abnormal = sum(len(e.paths) for e in by_split["train"] if e.label == 1)
+    if format == "rtfm" or format == "fed-wsvad":
+        train_abnormal = sum(1 for e in by_split["train"] if e.label == 1)
+    gt_frames: int | None = None
+    test_entries = by_split["test"]
+    if test_entries and gt is not None:
+        gt_arr, segments, seg_labels = _gt_arrays(test_entries, records, frames_of, naming)
+        gt_frames = int(gt_arr.size)
+        if format == "fed-wsvad":
+            per_video: dict[str, np.ndarray] = {}
+            start = 0
+            for e in test_entries:
+                n = FRAMES_PER_SNIPPET * records[e.name].num_snippets
+                per_video[e.name] = gt_arr[start:start + n].astype(np.float32)
+                start += n
+            files.append(write_pickle(out_dir / file_names["gt"], per_video))
+        else:
+            files.append(save_npy(out_dir / file_names["gt"], gt_arr))
+        if format == "vadclip":
+            files.append(_save_object_npy(out_dir / file_names["gt_segment"], segments))
+            files.append(_save_object_npy(out_dir / file_names["gt_label"], seg_labels))
+    elif test_entries:
+        log.warning("no frame-level ground truth given: no %s written", file_names["gt"])
     if format == "fed-wsvad":
-        files.append(write_pickle(out_dir / "GT" / "video_label.pickle",
+        files.append(write_pickle(out_dir / file_names["video_label"],
                                   {e.name: [float(e.label)] for e in entries}))
     return ListsResult(format=format, files=tuple(files), entries=tuple(entries),
-                       issues=tuple(issues))
+                       issues=tuple(issues), train_abnormal_lines=train_abnormal, gt_frames=gt_frames)

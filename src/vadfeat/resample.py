@@ -1,7 +1,7 @@
 """Fixed-length features for training (SPEC section 3, ``process_feat``).
 
-Many WSVAD methods train on a fixed number of rows per video.  Two rules are in
-use, both operating along axis 0 so that ``[T, D]``, ``[T, crops, D]`` and
+Many WSVAD methods train on a fixed number of rows per video.  Three rules are in
+use, all operating along axis 0 so that ``[T, D]``, ``[T, crops, D]`` and
 ``[T, 3, D]`` arrays work alike:
 
 ``mean`` (:func:`process_feat`; RTFM, MGFN, UR-DMU on UCF-Crime)
@@ -10,10 +10,17 @@ use, both operating along axis 0 so that ``[T, D]``, ``[T, crops, D]`` and
     ``r[i] .. r[i+1]-1``, or a copy of row ``r[i]`` when that range is empty
     (``T < segments``).  Always exactly ``segments`` rows.
 
-``uniform`` (:func:`uniform_sample`; VadCLIP, PEL4VAD ``uniform_extract`` + ``pad``)
+``uniform`` (:func:`uniform_sample`; PEL4VAD ``utils.process_feat`` with
+``is_random=False``: ``uniform_extract`` + ``pad``)
     With ``T > length``: rows ``linspace(0, T - 1, length)`` cast to int.  With
     ``T <= length``: the rows unchanged, then zero rows up to ``length``.  The
     number of real rows is returned (and recorded) so that padding can be masked.
+
+``vadclip`` (:func:`vadclip_sample`; VadCLIP ``src/utils/tools.py`` ``process_feat``
+with ``is_random=False``)
+    With ``T > length``: the ``mean`` rule (``uniform_extract(avg=True)``: means over
+    ``linspace(0, T, length + 1)`` boundaries).  With ``T <= length``: the rows
+    unchanged, then zero rows (``pad``); the real row count is ``T``.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from vadfeat.features import (
 
 log = logging.getLogger(__name__)
 
-ResampleMethod = Literal["mean", "uniform"]
+ResampleMethod = Literal["mean", "uniform", "vadclip"]
 
 
 def _check_length(value: int, what: str) -> None:
@@ -94,6 +101,22 @@ def uniform_sample(feat: np.ndarray, length: int) -> tuple[np.ndarray, int]:
     return out, int(idx.size)
 
 
+def vadclip_sample(feat: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """VadCLIP's rule: segment means when ``T > length``, else zero padding.
+
+    Returns ``(array of length rows, valid_rows)``; rows ``valid_rows:`` are padding
+    (none when ``T > length``).
+    """
+    arr = _rows(feat)
+    _check_length(length, "length")
+    if arr.shape[0] > length:
+        return process_feat(arr, length), length
+    dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
+    out = np.zeros((length, *arr.shape[1:]), dtype=dtype)
+    out[: arr.shape[0]] = arr
+    return out, int(arr.shape[0])
+
+
 def resample(feat: np.ndarray, segments: int, *, method: ResampleMethod = "mean",
              ) -> tuple[np.ndarray, int]:
     """Apply one method; returns ``(array of segments rows, number of real rows)``."""
@@ -102,14 +125,18 @@ def resample(feat: np.ndarray, segments: int, *, method: ResampleMethod = "mean"
                           f"{', '.join(get_args(ResampleMethod))}")
     if method == "mean":
         return process_feat(feat, segments), segments
+    if method == "vadclip":
+        return vadclip_sample(feat, segments)
     return uniform_sample(feat, segments)
 
 
 def _new_snippets(snippets: Sequence[tuple[int, int]], rows: int, segments: int,
                   method: ResampleMethod) -> list[tuple[int, int] | None]:
-    if method == "mean":
+    if method == "mean" or (method == "vadclip" and rows > segments):
         r = segment_bounds(rows, segments)
         return [(snippets[a][0], snippets[max(b, a + 1) - 1][1]) for a, b in pairwise(r)]
+    if method == "vadclip":
+        return [*snippets, *([None] * (segments - rows))]
     idx = uniform_indices(rows, segments)
     return [snippets[i] for i in idx] + [None] * (segments - idx.size)
 

@@ -1,20 +1,24 @@
-"""`vadfeat labels|align|lists|resample|inspect`: everything after extraction.
+"""`vadfeat labels|align|lists|export|resample|inspect`: everything after extraction.
 
 Argument parsing and printing only; the work is in :mod:`vadfeat.labels`,
-:mod:`vadfeat.align`, :mod:`vadfeat.lists`, :mod:`vadfeat.resample` and
-:mod:`vadfeat.report`.  Every command prints the videos it had to report, one per
+:mod:`vadfeat.align`, :mod:`vadfeat.lists`, :mod:`vadfeat.export`,
+:mod:`vadfeat.resample` and :mod:`vadfeat.report`.  Every command prints the videos it had to report, one per
 line, and exits 1 when there are any.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from typing import get_args
 
 from vadfeat.align import AlignMode, SnippetRule, align
+from vadfeat.errors import ConfigError
+from vadfeat.export import Dataset, ExportFormat, export
 from vadfeat.features import LayoutOrAuto, read_features
 from vadfeat.labels import LabelFormat, read_labels, write_labels
+from vadfeat.lists import Dataset as ListDataset
 from vadfeat.lists import ListFormat, Naming, write_lists
 from vadfeat.report import inspect
 from vadfeat.resample import ResampleMethod, resample_features
@@ -39,7 +43,18 @@ def _labels(args: argparse.Namespace) -> int:
     abnormal = sum(v.video_label for v in result.videos.values())
     print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
           f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
-    return _report(result.issues)
+    return _report_labels(result.issues)
+
+
+def _report_labels(issues: Sequence[object]) -> int:
+    # Training videos have no frame labels in every WSVAD dataset: expected, one line.
+    expected = [i for i in issues if getattr(i, "kind", None) == "no-labels"]
+    if expected:
+        print(f"{len(expected)} feature video(s) without frame labels in this ground truth "
+              "(expected for training videos); list them with -v")
+        for i in expected:
+            logging.getLogger("vadfeat").debug("%s", i)
+    return _report([i for i in issues if getattr(i, "kind", None) != "no-labels"])
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -58,16 +73,38 @@ def _align(args: argparse.Namespace) -> int:
 
 
 def _lists(args: argparse.Namespace) -> int:
+    if args.out is None and args.codebase_root is None:
+        raise ConfigError("give -o OUT or --codebase-root REPO")
     features = read_features(args.features, layout=args.layout)
     result = write_lists(features, args.out, format=args.format, labels=args.labels,
                          labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
-                         test_split=args.test_split, name=args.name)
+                         test_split=args.test_split, name=args.name, dataset=args.dataset,
+                         codebase_root=args.codebase_root)
     for split in ("train", "test"):
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
         print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
               f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
+    print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
+          "(RTFM's and UR-DMU's loaders hard-code this number)")
+    if result.gt_frames is not None:
+        print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
     print("wrote " + ", ".join(str(p) for p in result.files))
+    return _report(result.issues)
+
+
+def _export(args: argparse.Namespace) -> int:
+    features = read_features(args.features, layout=args.layout)
+    crops = None
+    if args.crops is not None:
+        try:
+            crops = [int(c) for c in args.crops.split(",")]
+        except ValueError as exc:
+            raise ConfigError(f"--crops takes comma-separated crop indices, got {args.crops!r}") from exc
+    result = export(features, args.out, format=args.format, dataset=args.dataset, crops=crops)
+    print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
+          f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
+          f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
     return _report(result.issues)
 
 
@@ -130,7 +167,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "           --features; unlisted _label_A videos are normal\n"
                     "  canonical  a folder written by this command\n\n"
                     "Names are matched to feature files by name without extension. Unknown "
-                    "videos, length mismatches and malformed lines are printed; exit 1 if any.")
+                    "videos, length mismatches and malformed lines are printed; exit 1 if any.\n"
+                    "Feature videos without frame labels (training videos) are counted in one "
+                    "line and do not change the exit code.")
     p.add_argument("ground_truth", metavar="GT", help="ground-truth file or folder")
     p.add_argument("--format", required=True, choices=get_args(LabelFormat),
                    help="format of GT (never guessed)")
@@ -169,6 +208,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_align)
 
     p = sub.add_parser(
+        "export", help="derive another layout from an extraction (links or slices, no GPU)",
+        formatter_class=fmt,
+        description="Write the features of FEATURES (any layout) in the layout one code base "
+                    "reads, without\nrecomputing: hard links where the bytes are the same, "
+                    "slices otherwise.\n"
+                    "  flat, rtfm        <name>.npy [T, crops, D]\n"
+                    "  fed-wsvad         features_video/i3d/combine/<name>/feature.npy\n"
+                    "  per-crop, ur-dmu, vadclip, pel4vad   <name>__<k>.npy [T, D]\n"
+                    "                    (pel4vad --dataset shanghaitech: <name>_<k>.npy)\n"
+                    "Sidecars keep every source field and record the export. Resumable; a "
+                    "file it did not\nwrite is never replaced (that video is reported).")
+    _add_features(p)
+    p.add_argument("--format", required=True, choices=get_args(ExportFormat), help="target layout")
+    p.add_argument("-o", "--out", required=True, help="output folder (not inside FEATURES)")
+    p.add_argument("--dataset", choices=get_args(Dataset),
+                   help="dataset (pel4vad: shanghaitech names crops _<k>.npy)")
+    p.add_argument("--crops", metavar="K,K,...",
+                   help="keep only these crop indices, e.g. 0,1,2,3,4 (default: all)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
         "lists", help="train/test list files for RTFM, UR-DMU, PEL4VAD, VadCLIP, Fed_WSVAD",
         formatter_class=fmt,
         description="Write train and test lists in one method's convention (abnormal videos "
@@ -178,19 +238,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "line)\n"
                     "  ur-dmu     NAME_Train.list, NAME_Test.list (one line per crop file)\n"
                     "  pel4vad    train.list, test.list (one line per crop file)\n"
-                    "  vadclip    NAME_CLIP_rgb.csv, NAME_CLIP_rgbtest.csv (path,label)\n\n"
-                    "Video labels come from --labels and/or --naming. Splits come from "
-                    "--train-split/--test-split;\nwithout them, videos with frame-level ground "
-                    "truth are the test split.")
+                    "  vadclip    NAME_CLIP_rgb.csv (every crop), NAME_CLIP_rgbtest.csv (crop 0),\n"
+                    "             gt_segment/gt_label mAP files\n"
+                    "plus the test videos' frame ground truth (16*T per video, list order).\n"
+                    "--codebase-root REPO --dataset D writes them where that repository opens "
+                    "them.\n\n"
+                    "Video labels come from --labels, label columns of the split files and "
+                    "--naming. Splits come from\n--train-split/--test-split; without them, "
+                    "videos with frame-level ground truth are the test\nsplit (XD-Violence "
+                    "needs a split).")
     _add_features(p)
     p.add_argument("--format", required=True, choices=get_args(ListFormat), help="list convention")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", help="output folder")
+    p.add_argument("--codebase-root", metavar="REPO",
+                   help="the code base's checkout: write files where it reads them (needs --dataset)")
+    p.add_argument("--dataset", choices=get_args(ListDataset),
+                   help="ucf, xd or shanghaitech: upstream file names, and the naming rule "
+                        "when --naming is not given")
     _add_labels_option(p, required=False)
     p.add_argument("--naming", choices=get_args(Naming),
                    help="dataset naming rule for video labels: ucf (Normal_* normal), "
-                        "xd (*_label_A* normal)")
-    p.add_argument("--train-split", metavar="FILE", help="names (or list lines) of training videos")
-    p.add_argument("--test-split", metavar="FILE", help="names (or list lines) of test videos")
+                        "xd (*_label_A* normal), shanghaitech (NN_NNN normal, NN_NNNN abnormal)")
+    p.add_argument("--train-split", metavar="FILE",
+                   help="names (or list lines) of training videos; a `<name> <0|1>` column gives "
+                        "video labels (ShanghaiTech weak split)")
+    p.add_argument("--test-split", metavar="FILE",
+                   help="names (or list lines) of test videos, optionally with a label column")
     p.add_argument("--name", default="dataset",
                    help="list file name part, e.g. UCF for UR-DMU's UCF_Train.list "
                         "(default dataset)")
@@ -202,12 +275,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  mean     process_feat: mean over linspace(0, T, segments+1) boundaries, an "
                     "empty segment\n           copies its start row\n"
                     "  uniform  linspace(0, T-1, segments) rows when T > segments, else zero "
-                    "padding\nWrites the same layout and names to OUT, sidecars updated.")
+                    "padding (PEL4VAD)\n"
+                    "  vadclip  mean when T > segments, else zero padding (VadCLIP)\n"
+                    "Writes the same layout and names to OUT, sidecars updated.")
     _add_features(p)
     p.add_argument("-o", "--out", required=True, help="output folder (not FEATURES)")
     p.add_argument("--segments", type=_positive, default=32, help="rows per video (default 32)")
     p.add_argument("--method", choices=get_args(ResampleMethod), default="mean",
-                   help="mean (default) or uniform")
+                   help="mean (default), uniform or vadclip")
     p.set_defaults(func=_resample)
 
     p = sub.add_parser(

@@ -1,0 +1,444 @@
+"""Derive any on-disk layout from an existing extraction, without recomputing (SPEC section 3).
+
+A ViT-g extraction is days of GPU time; the layout a downstream code base reads is a
+numpy slice away.  :func:`export` reads a features folder in any layout (``flat``,
+``per-crop``, ``fed-wsvad``) and writes the files one format needs:
+
+========== ======================================================= ===============
+format     files per video (below ``OUT``)                         layout
+========== ======================================================= ===============
+flat       ``<name>.npy`` ``[T, crops, D]`` + ``<name>.json``      flat
+rtfm       as ``flat`` (RTFM, MGFN, S3R read one 3-D file a video) flat
+fed-wsvad  ``features_video/i3d/combine/<name>/feature.npy``       fed-wsvad
+per-crop   ``<name>__<k>.npy`` ``[T, D]`` + ``<name>.json``        per-crop
+ur-dmu     as ``per-crop``                                         per-crop
+vadclip    as ``per-crop``                                         per-crop
+pel4vad    as ``per-crop``; with ``dataset="shanghaitech"``        per-crop
+           ``<name>_<k>.npy`` (see below)
+========== ======================================================= ===============
+
+PEL4VAD's ShanghaiTech loader (``dataset.py``, ``SHDataset.__getitem__``) takes the
+video name as ``path.split('/')[-1][:-6]``: it cuts exactly ``_<k>.npy``, one
+underscore and one digit, and looks the name up in its ``relabel.list``.  A
+``__<k>`` suffix would leave a trailing ``_`` and every abnormal video would get the
+normal class.  Its UCF-Crime and XD-Violence loaders need the opposite: the XD
+loader splits the line on ``__`` to find the class after ``_label_``, so a
+``_<k>`` suffix breaks the normal class ``A``.  Hence ``dataset`` matters for
+``pel4vad`` only, and ShanghaiTech exports allow at most 10 crops.
+
+How files are made.  When an output file would hold exactly the bytes of a source
+file (flat to flat or fed-wsvad, per-crop to any per-crop format) it is a **hard
+link** (no copy, no extra disk); when the link cannot be made (another file system)
+the bytes are copied.  Otherwise the array is read once (memory-mapped) and sliced
+(``[T, crops, D]`` to one ``[T, D]`` file per crop, in the source's dtype, so the
+bytes equal what ``extract --layout per-crop`` writes) or stacked.  ``crops``
+selects crops by index (e.g. the 5 of a 10-crop extraction that XD-Violence code
+expects); then nothing is linked for a multi-crop target.
+
+Every file is written atomically (temporary name, ``os.replace``), feature files
+first and the sidecar last.  The sidecar keeps every field of the source sidecar
+(unknown keys included), with ``shape``, ``layout`` and ``crop_order`` updated and
+an ``export`` record: format, dataset, source files with their sha256 and
+``(size, mtime_ns, inode)``, crops, and what was done to each output file.
+
+Resumable: a video whose sidecar's ``export`` record names the same format,
+dataset, crops and source hashes, and whose files all exist, is skipped.  (The
+source's stat tuple is compared first; the hash is recomputed only when it
+differs.)  Ownership: a file at a target path that vadfeat did not export there
+(no sidecar beside it with an ``export`` record) is never replaced: that video
+fails with an issue naming the file, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from vadfeat._version import __version__
+from vadfeat.errors import ConfigError
+from vadfeat.features import (
+    FeatureIssue,
+    FeatureRecord,
+    FeatureSet,
+    Layout,
+    as_feature_set,
+    save_npy,
+    write_json,
+)
+from vadfeat.writers import NPY_ERRORS, atomic_path
+
+log = logging.getLogger(__name__)
+
+ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop"]
+Dataset = Literal["ucf", "xd", "shanghaitech"]
+Action = Literal["linked", "copied", "sliced", "skipped"]
+
+#: The layout each format is written in.
+FORMAT_LAYOUT: Mapping[str, Layout] = {
+    "flat": "flat", "rtfm": "flat", "fed-wsvad": "fed-wsvad",
+    "per-crop": "per-crop", "ur-dmu": "per-crop", "vadclip": "per-crop", "pel4vad": "per-crop",
+}
+_FED_SUBDIR = Path("features_video", "i3d", "combine")
+
+
+def _check(value: object, allowed: tuple[object, ...], what: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def crop_suffix(format: str, dataset: str | None) -> str:
+    """``"_"`` for PEL4VAD ShanghaiTech (its loader cuts ``_<k>.npy``), else ``"__"``."""
+    return "_" if format == "pel4vad" and dataset == "shanghaitech" else "__"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one video goes: feature files (one, or one per crop) and the sidecar."""
+
+    features: tuple[Path, ...]
+    sidecar: Path
+
+
+def target_paths(out: Path, name: str, *, format: ExportFormat, crops: int,
+                 dataset: Dataset | None = None) -> Target:
+    """Output paths of video ``name`` (relative POSIX name) for ``format`` below ``out``."""
+    rel = Path(*name.split("/"))
+    layout = FORMAT_LAYOUT[format]
+    if layout == "fed-wsvad":
+        folder = out / _FED_SUBDIR / rel
+        return Target((folder / "feature.npy",), folder / "feature.json")
+    base = out / rel
+    sidecar = base.with_name(base.name + ".json")
+    if layout == "flat":
+        return Target((base.with_name(base.name + ".npy"),), sidecar)
+    sep = crop_suffix(format, dataset)
+    return Target(tuple(base.with_name(f"{base.name}{sep}{k}.npy") for k in range(crops)), sidecar)
+
+
+@dataclass(frozen=True)
+class ExportedVideo:
+    """One video: its output files and what was done (linked, copied, sliced or skipped)."""
+
+    name: str
+    paths: tuple[Path, ...]
+    action: Action
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote, skipped and had to report."""
+
+    out: Path
+    format: ExportFormat
+    videos: tuple[ExportedVideo, ...]
+    issues: tuple[FeatureIssue, ...]
+    seconds: float
+
+    def count(self, action: Action) -> int:
+        return sum(v.action == action for v in self.videos)
+
+
+# ----------------------------------------------------------------------- source identity
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [int(st.st_size), int(st.st_mtime_ns), int(st.st_ino)]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _recorded_sha(record: FeatureRecord, path: Path) -> str | None:
+    """A sha256 the source sidecar already states for ``path`` (written by newer extracts)."""
+    for key in ("sha256", "files_sha256", "file_sha256"):
+        value = record.metadata.get(key)
+        if isinstance(value, str) and len(record.paths) == 1:
+            return value
+        if isinstance(value, Mapping):
+            found = value.get(path.name)
+            if isinstance(found, str):
+                return found
+    return None
+
+
+def _source_identity(record: FeatureRecord, previous: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Per source file: path, stat key and sha256 (reused from ``previous`` if the stat matches)."""
+    old = {}
+    if previous:
+        for item in previous.get("sources") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("path"), str):
+                old[item["path"]] = item
+    out = []
+    for p in record.paths:
+        path = str(p.resolve())
+        stat = _stat_key(p)
+        prior = old.get(path)
+        if prior is not None and prior.get("stat") == stat and isinstance(prior.get("sha256"), str):
+            sha = prior["sha256"]
+        else:
+            sha = _recorded_sha(record, p) or file_sha256(p)
+        out.append({"path": path, "stat": stat, "sha256": sha})
+    return out
+
+
+# ----------------------------------------------------------------------- ownership
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class _NotOurs(Exception):
+    """A file at a target path that vadfeat did not export there."""
+
+
+def _pending(target: Target) -> Path:
+    """Marker that says an export of this video started (written before its feature files)."""
+    return target.sidecar.with_name(f".{target.sidecar.name}.export-pending")
+
+
+def _export_record(target: Target) -> dict[str, Any] | None:
+    """The ``export`` record of an existing target sidecar; raises :class:`_NotOurs`.
+
+    Files left by an interrupted export (the pending marker is there) are ours too.
+    """
+    existing = [p for p in (*target.features, target.sidecar) if p.exists() or p.is_symlink()]
+    if not existing:
+        return None
+    meta = _read_json(target.sidecar) if target.sidecar.is_file() else None
+    record = meta.get("export") if meta else None
+    if not isinstance(record, dict) and _pending(target).exists():
+        return {}
+    if not isinstance(record, dict):
+        first = existing[0]
+        raise _NotOurs(f"{first} exists and was not written by `vadfeat export` (no sidecar with an "
+                       "export record beside it); not replacing it: move it away or choose "
+                       "another output folder")
+    return record
+
+
+# ----------------------------------------------------------------------- writing
+
+
+def _link_or_copy(src: Path, dst: Path) -> Action:
+    """Hard-link ``src`` to ``dst`` atomically; copy when linking is impossible."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+            action: Action = "linked"
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+            shutil.copyfile(src, tmp)
+            action = "copied"
+    return action
+
+
+def _save_view(path: Path, array: np.ndarray) -> None:
+    save_npy(path, np.ascontiguousarray(array))
+
+
+def source_crops(record: FeatureRecord) -> int:
+    """Crops (views) of a source video.
+
+    Per-crop: its files.  A vadfeat sidecar says it with ``crop_order`` (``null`` for one
+    view, whose file may still be 3-D: ``stats`` pooling gives ``[T, 3, D]``).  Legacy
+    files without one: axis 1 of a 3-D array (RTFM-style ``[T, crops, D]``).
+    """
+    if record.layout == "per-crop":
+        return len(record.paths)
+    if "crop_order" in record.metadata:
+        return len(record.crop_order) if record.crop_order else 1
+    return record.file_shape[1] if len(record.file_shape) >= 3 else 1
+
+
+def _write_video(record: FeatureRecord, target: Target, *, layout: Layout,
+                 crops: Sequence[int] | None) -> Action:
+    """Write one video's feature files; returns the main action (linked/copied/sliced)."""
+    n_src = source_crops(record)
+    chosen = list(range(n_src)) if crops is None else list(crops)
+    whole = chosen == list(range(n_src))
+    if n_src == 1:  # one view: the file (or crop 0) is every target's single file
+        return _link_or_copy(record.paths[0], target.features[0])
+    if layout == "per-crop":
+        if record.layout == "per-crop":
+            actions = {_link_or_copy(record.paths[k], dst)
+                       for k, dst in zip(chosen, target.features, strict=True)}
+            return "copied" if "copied" in actions else "linked"
+        arr = np.load(record.paths[0], mmap_mode="r", allow_pickle=False)
+        for k, dst in zip(chosen, target.features, strict=True):
+            _save_view(dst, arr[:, k])
+        return "sliced"
+    # flat / fed-wsvad: one file per video
+    if record.layout != "per-crop" and whole:
+        return _link_or_copy(record.paths[0], target.features[0])
+    if record.layout == "per-crop":
+        parts = [np.load(record.paths[k], mmap_mode="r", allow_pickle=False) for k in chosen]
+        _save_view(target.features[0], np.stack(parts, axis=1))
+    else:
+        arr = np.load(record.paths[0], mmap_mode="r", allow_pickle=False)
+        _save_view(target.features[0], arr[:, chosen])
+    return "sliced"
+
+
+def _sidecar(record: FeatureRecord, *, format: ExportFormat, dataset: Dataset | None,
+             layout: Layout, crops: Sequence[int] | None, n_crops: int, target: Target,
+             sources: list[dict[str, Any]], action: Action) -> dict[str, Any]:
+    meta = dict(record.metadata)  # unknown keys are carried over untouched
+    shape = list(record.shape)
+    if source_crops(record) > 1:
+        shape[1] = n_crops
+    meta["shape"] = [int(s) for s in shape]
+    meta["layout"] = layout
+    order = record.crop_order
+    if order is not None and crops is not None:
+        meta["crop_order"] = [order[k] for k in crops if k < len(order)]
+    meta["export"] = {
+        "format": format,
+        "dataset": dataset,
+        "crops": list(crops) if crops is not None else None,
+        "sources": sources,
+        "source_layout": record.layout,
+        "files": [p.name for p in target.features],
+        "action": action,
+        "vadfeat_version": __version__,
+    }
+    return meta
+
+
+def _same_export(previous: Mapping[str, Any], *, format: str, dataset: str | None,
+                 crops: Sequence[int] | None, sources: list[dict[str, Any]], target: Target) -> bool:
+    if previous.get("format") != format or previous.get("dataset") != dataset:
+        return False
+    if previous.get("crops") != (list(crops) if crops is not None else None):
+        return False
+    old = [(s.get("path"), s.get("sha256")) for s in previous.get("sources") or []
+           if isinstance(s, Mapping)]
+    if old != [(s["path"], s["sha256"]) for s in sources]:
+        return False
+    for p in target.features:
+        try:
+            np.load(p, mmap_mode="r", allow_pickle=False)
+        except NPY_ERRORS:
+            return False
+    return True
+
+
+def export(
+    features: FeatureSet | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    format: ExportFormat,
+    dataset: Dataset | None = None,
+    crops: Sequence[int] | None = None,
+    workers: int = 4,
+) -> ExportResult:
+    """Write ``features`` in ``format`` below ``out`` (see the module docstring).
+
+    ``features`` is a :class:`~vadfeat.features.FeatureSet` or a folder in any layout.
+    ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) changes only ``pel4vad`` crop
+    names.  ``crops`` keeps those crop indices (0-based, in the given order).
+    ``workers`` threads write videos concurrently (I/O bound: they overlap fsyncs).
+    Returns every video with its files and action; per-video problems (an unreadable
+    source, a foreign file in the way, a crop index out of range) are issues, and the
+    others go on.  Raises :class:`~vadfeat.errors.ConfigError` for an unknown format
+    or dataset, ``out`` equal to the features folder, or bad ``crops``, before any work.
+    """
+    t0 = time.perf_counter()
+    _check(format, get_args(ExportFormat), "export format")
+    if dataset is not None:
+        _check(dataset, get_args(Dataset), "dataset")
+    if crops is not None:
+        crops = list(crops)
+        if not crops or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in crops) \
+                or len(set(crops)) != len(crops):
+            raise ConfigError(f"crops must be distinct non-negative crop indices, got {crops!r}")
+    fs = as_feature_set(features)
+    out_dir = Path(out)
+    src_root = Path(fs.root).resolve()
+    out_res = out_dir.resolve()
+    if out_res == src_root or src_root in out_res.parents:
+        raise ConfigError(f"the output folder {out_dir} must not be the features folder {fs.root} "
+                          "or lie inside it (a later read of the features would find the exports)")
+    layout = FORMAT_LAYOUT[format]
+    suffix = crop_suffix(format, dataset)
+    videos: list[ExportedVideo] = []
+    issues = list(fs.issues)
+    def one(record: FeatureRecord) -> ExportedVideo | FeatureIssue:
+        try:
+            n_src = source_crops(record)
+            if crops is not None and max(crops) >= n_src:
+                raise ValueError(f"has {n_src} crop(s); crop index {max(crops)} does not exist")
+            n_out = len(crops) if crops is not None else n_src
+            if suffix == "_" and n_out > 10:
+                raise ValueError(f"{n_out} crops: PEL4VAD's ShanghaiTech loader cuts a one-digit "
+                                 "`_<k>.npy` suffix, so at most 10 crops can be named")
+            target = target_paths(out_dir, record.name, format=format, crops=n_out, dataset=dataset)
+            previous = _export_record(target)
+            sources = _source_identity(record, previous)
+            if previous is not None and _same_export(previous, format=format, dataset=dataset,
+                                                     crops=crops, sources=sources, target=target):
+                return ExportedVideo(record.name, target.features, "skipped")
+            # The marker first, then the old sidecar goes: interrupted later, no sidecar
+            # describes new files, and the next run still knows the files are its own.
+            pending = _pending(target)
+            pending.parent.mkdir(parents=True, exist_ok=True)
+            pending.touch()
+            with contextlib.suppress(FileNotFoundError):
+                target.sidecar.unlink()
+            action = _write_video(record, target, layout=layout, crops=crops)
+            # Crop files of an earlier export of this video with more crops are ours: remove
+            # them, or a reader would stack them with the new ones.
+            new = {p.name for p in target.features}
+            for old in (previous or {}).get("files") or []:
+                if isinstance(old, str) and old not in new and "/" not in old and old.endswith(".npy"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (target.sidecar.parent / old).unlink()
+            write_json(target.sidecar, _sidecar(record, format=format, dataset=dataset, layout=layout,
+                                                crops=crops, n_crops=n_out, target=target,
+                                                sources=sources, action=action))
+            pending.unlink()
+        except _NotOurs as exc:
+            return FeatureIssue(record.name, str(exc))
+        except (*NPY_ERRORS, IndexError) as exc:
+            return FeatureIssue(record.name, f"cannot export: {exc}")
+        return ExportedVideo(record.name, target.features, action)
+
+    # Threads overlap the fsync of every atomic write (the cost of slicing 19,000 small
+    # files); videos never share an output file, and results keep the sorted order.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done in pool.map(one, fs.records):
+            if isinstance(done, FeatureIssue):
+                issues.append(done)
+            else:
+                videos.append(done)
+    result = ExportResult(out=out_dir, format=format, videos=tuple(videos), issues=tuple(issues),
+                          seconds=time.perf_counter() - t0)
+    log.info("exported %d videos as %s to %s in %.1f s (%d linked, %d copied, %d sliced, "
+             "%d skipped)", len(videos), format, out_dir, result.seconds, result.count("linked"),
+             result.count("copied"), result.count("sliced"), result.count("skipped"))
+    return result
