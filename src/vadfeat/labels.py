@@ -210,8 +210,8 @@ def _binary(value: Any) -> np.ndarray:
     """A 1-D uint8 0/1 array, or ValueError saying what is wrong with ``value``."""
     try:
         arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"not an array: {exc}") from exc
+    except (TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not an array: {type(exc).__name__}: {exc}") from exc
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise ValueError(f"values of type {arr.dtype} are not numeric")
     if arr.ndim == 2 and 1 in arr.shape:  # column or row vectors saved by some scripts
@@ -240,14 +240,19 @@ def _read_pickle(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
     try:
         with open(path, "rb") as f:
             data = pickle.load(f)  # only reached when the user named format='pickle'
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
-        raise LabelError(f"{path} is not a readable pickle: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise LabelError(f"{path} holds a {type(data).__name__}, expected a dict "
-                         "{video: per-frame labels}")
+        # A damaged pickle fails in any type the opcodes it holds can raise (TypeError,
+        # MemoryError, OverflowError, IndexError, SystemError, RuntimeError ...).
+        if not isinstance(data, Mapping):
+            raise LabelError(f"{path} holds a {type(data).__name__}, expected a dict "
+                             "{video: per-frame labels}")
+        items = [(str(name), data[name]) for name in sorted(data, key=str)]
+    except LabelError:
+        raise
+    except Exception as exc:  # re-raised as the reader's documented error
+        raise LabelError(f"{path} is not a readable pickle: {type(exc).__name__}: {exc}") from exc
     entries = []
-    for name in sorted(data, key=str):
-        e = _array_entry(str(name), data[name], f"pickle:{path.name}", issues)
+    for name, value in items:
+        e = _array_entry(name, value, f"pickle:{path.name}", issues)
         if e is not None:
             entries.append(e)
     return entries
