@@ -46,6 +46,7 @@ from vadfeat.errors import ConfigError, VideoError
 from vadfeat.inputs import VideoItem, discover, output_stem
 from vadfeat.loading import load_model, parse_dtype
 from vadfeat.presets import Preset, get_preset
+from vadfeat.progress import progress_bar
 from vadfeat.sampling import SnippetAssembler
 from vadfeat.transforms import build_frame_transform, transform_frames
 from vadfeat.validate import check_batch_size, check_geometry, check_settings
@@ -928,11 +929,8 @@ class _NoBar:
 
 
 def _progress(total: int, *, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="video", desc="extract", dynamic_ncols=True)
+    # A bar on a terminal; a plain line every few seconds in a log (vadfeat.progress).
+    return progress_bar(total, enabled=enabled, desc="extract", unit="video")
 
 
 __all__ = ["FeatureExtractor", "RunSummary", "VideoFeatures", "extract"]
