@@ -57,6 +57,8 @@ _IGNORABLE = re.compile(
 )
 _PREFIXES = ("_orig_mod.", "module.", "model.", "backbone.", "encoder.", "videomae.")
 _CONTAINER_KEYS = ("module", "model", "state_dict")
+# Most tokens per clip a checkpoint's geometry may give (ViT-g at 16x224 px: 2048).
+MAX_TOKENS = 2**16
 
 
 @dataclass(frozen=True)
@@ -443,6 +445,12 @@ def load_checkpoint(
     except ConfigError as exc:  # the file's shapes or config.json, not the user's options
         origin = f" (img_size {img_size}, num_frames {num_frames} from {where})" if config else ""
         raise CheckpointError(f"{path}: {exc}{origin}") from exc
+    if spec.num_tokens > MAX_TOKENS:  # the position table alone would be tokens x D floats
+        raise CheckpointError(
+            f"{path}: img_size {img_size} and num_frames {num_frames} give {spec.num_tokens} tokens "
+            f"per clip, more than the {MAX_TOKENS} any VideoMAE V2 model was built for "
+            f"(ViT-g: 2048){f'; check {where}' if config else ''}"
+        )
 
     if compression is not None:
         from vadfeat.compress import describe_compression

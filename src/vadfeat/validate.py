@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vadfeat.checkpoints import MAX_TOKENS
 from vadfeat.errors import ConfigError
 from vadfeat.presets import Preset, get_preset
 
@@ -90,6 +91,12 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str) -> N
             f"size={preset.size} does not fit {model}: its patches are {patch} pixels, so the "
             f"input side must be a multiple of {patch} (nearest: {_near(preset.size, patch)}; "
             "224 is the size it was trained with)"
+        )
+    tokens = preset.clip_len // tubelet * (preset.size // patch) ** 2
+    if tokens > MAX_TOKENS:
+        raise ConfigError(
+            f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
+            f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
         )
 
 
