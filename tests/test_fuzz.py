@@ -628,3 +628,53 @@ def test_list_files(scratch: Path, blob: bytes, use_root: bool) -> None:
     path = base / "list.txt"
     path.write_bytes(blob)
     call_with_limit(LIMIT_S, discover_checked, path, base if use_root else None, scratch / "out")
+
+
+SIDECAR_FIELDS = ["video", "num_frames", "fps", "snippets", "shape", "crop_order", "settings"]
+
+
+@st.composite
+def sidecars(draw: st.DrawFn) -> bytes:
+    kind = draw(st.integers(0, 7))
+    if kind == 0:
+        return draw(st.binary(max_size=200))
+    if kind == 1:
+        return json.dumps(draw(JSON)).encode()
+    if kind == 2:
+        return b"[" * draw(st.integers(1, 100_000))
+    side = {"video": "v.mp4", "num_frames": 40, "fps": 25.0, "shape": [2, 4],
+            "snippets": [[0, 15], [16, 31]]}
+    for key in draw(st.lists(st.sampled_from(SIDECAR_FIELDS), max_size=3)):
+        side[key] = draw(st.one_of(PLAUSIBLE, JSON, st.integers(-(2**70), 2**70)))
+    return json.dumps(side).encode()
+
+
+def features_checked(folder: Path, ann: Path) -> str:
+    from vadfeat.features import FeatureReadError
+
+    try:
+        fs = read_features(folder)
+    except FeatureReadError as exc:
+        assert str(exc)
+        return "error"
+    for r in fs:
+        assert r.num_frames is None or 0 <= r.num_frames < 2**31
+        assert len(r.snippets) == r.shape[0]
+    read_checked(ann, "xd", _Quiet(fs))  # span labels allocate num_frames labels
+    return "ok"
+
+
+@fuzz(200)
+@given(blob=sidecars())
+# Found by this test: a sidecar of 100 000 nested lists raised RecursionError.
+@example(blob=b"[" * 100_000)
+@example(blob=json.dumps({"num_frames": 2**63, "shape": [2, 4]}).encode())
+def test_feature_sidecars(scratch: Path, blob: bytes) -> None:
+    folder = scratch / "sidecars"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    np.save(folder / "v.npy", np.ones((2, 4), np.float32))
+    (folder / "v.json").write_bytes(blob)
+    ann = scratch / "xd.txt"
+    ann.write_text("v 3 9\n")
+    call_with_limit(LIMIT_S, features_checked, folder, ann)

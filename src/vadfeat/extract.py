@@ -102,7 +102,7 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
     if preprocess == "device" and preset.crops == 1 and preset.resize == "legacy":
         raise ConfigError(
             f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "
-            "the device; use preprocess 'worker' (the default)"
+            "the device; use preprocess='worker' (the default)"
         )
     return preprocess
 
@@ -251,7 +251,7 @@ class FeatureExtractor:
         check_geometry(self.preset, tubelet=self.model.spec.tubelet_size,
                        patch=self.model.spec.patch_size, model=self.model.spec.name)
         if getattr(self.model, "quantize", None) and self.dtype != "fp32":
-            raise ConfigError(f"int8 layers take fp32 activations; use dtype fp32, not {self.dtype}")
+            raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
         self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
 

@@ -404,7 +404,7 @@ def read_features(
             records.append(_make_record(name=name, layout=chosen, root=layout_root, paths=paths,
                                         sidecar=sidecar, clip_len=clip_len, warnings=warnings,
                                         vadfeat_output=vadfeat_output))
-        except (*NPY_ERRORS, TypeError, KeyError, IndexError, OverflowError) as exc:
+        except (*NPY_ERRORS, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
             # An empty placeholder or a torn file is one video's problem, not the folder's.
             issues.append(FeatureIssue(name, f"unreadable features: {exc or type(exc).__name__}"))
     if not records and not issues:
