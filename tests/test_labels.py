@@ -281,3 +281,10 @@ def test_sidecar_frame_count_beyond_any_video(tmp_path: Path) -> None:
 
     assert main(["labels", str(ann), "--format", "xd", "--features", str(feats),
                  "-o", str(tmp_path / "gt")]) == 1  # reported, not raised
+
+
+def test_canonical_index_nested_too_deep(tmp_path: Path) -> None:
+    # json raises RecursionError (not ValueError) on 100 000 nested lists.
+    (tmp_path / "labels.json").write_text("[" * 100_000)
+    with pytest.raises(LabelError, match="not valid JSON"):
+        read_labels(tmp_path, format="canonical")

@@ -287,8 +287,8 @@ def _read_canonical(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
                          "(write one with `vadfeat labels`)")
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, EOFError, ValueError) as exc:
-        raise LabelError(f"{index_path} is not valid JSON: {exc}") from exc
+    except (OSError, EOFError, ValueError, RecursionError) as exc:  # JSON nested too deep
+        raise LabelError(f"{index_path} is not valid JSON: {exc or type(exc).__name__}") from exc
     if not isinstance(index, dict):
         raise LabelError(f"{index_path} must hold a JSON object {{video: {{...}}}}")
     entries = []
