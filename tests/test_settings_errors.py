@@ -285,3 +285,19 @@ def test_progress_is_plain_lines_in_a_log(caplog: pytest.LogCaptureFixture) -> N
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["extract: 2/3 videos, 2.0 snippets/s", "extract: 3/3 videos, 2.0 snippets/s"]
     assert not any("\r" in line for line in lines)
+
+
+def test_ray_engine_checks_the_same_settings_before_ray(tmp_path: Path, videos: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import vadfeat.distributed as distributed
+
+    def no_ray() -> None:
+        raise AssertionError("Ray was started before the settings were checked")
+
+    monkeypatch.setattr(distributed, "_import_ray", no_ray)
+    with pytest.raises(ConfigError, match="clip_len=3 does not fit"):
+        distributed.extract_ray([videos], tmp_path / "o", random_weights=True,
+                                model="vit_tiny_patch16_224", clip_len=3)
+    with pytest.raises(ConfigError, match="fps must be a positive number"):
+        distributed.extract_ray([videos], tmp_path / "o", random_weights=True,
+                                model="vit_tiny_patch16_224", fps=0.0)
