@@ -284,9 +284,9 @@ def _parse_snippets(value: Any, rows: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-# A frame count above this in a sidecar is damage, not a video (2**31 frames at 30 fps
-# is over two years); readers allocate per-frame arrays of it.
-MAX_FRAMES = 2**31 - 1
+# A frame count above this in a sidecar is damage, not a video (10**8 frames at 30 fps
+# is 38 days); ground-truth readers allocate per-frame arrays of it.
+MAX_FRAMES = 10**8
 
 
 def _frame_count(value: Any) -> int | None:
