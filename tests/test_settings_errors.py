@@ -173,6 +173,14 @@ def test_messages_use_the_flags_words(tmp_path: Path, videos: Path,
     assert "--tail pad" in text and "tail='pad'" not in text
 
 
+def test_other_commands_speak_their_flags_too(tmp_path: Path, videos: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    # `frames` refuses short_side=0 in the library's words; the command says its flag.
+    code, text = run(["frames", str(videos), "-o", str(tmp_path / "f"), "--short-side", "0"], caplog)
+    assert code == 2
+    assert "--short-side must be positive" in text and "short_side" not in text
+
+
 def test_flag_words_rules() -> None:
     p = argparse.ArgumentParser()
     for flag in ("--clip-len", "--random-weights", "--tail", "--fps", "--size", "--short-side",
