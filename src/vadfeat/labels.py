@@ -243,11 +243,14 @@ def _array_entry(name: str, value: Any, source: str, issues: list[LabelIssue],
 # --- the restricted unpickler: stand-ins record what numpy's reconstruction would get
 
 
+# Class-level defaults: NEWOBJ builds an instance without calling __init__.
 class _ArrayStub:
     """Stands in for ``numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')``."""
 
+    state: Any = None
+
     def __init__(self, *args: Any) -> None:
-        self.state: Any = None
+        self.state = None
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
@@ -255,6 +258,9 @@ class _ArrayStub:
 
 class _DTypeStub:
     """Stands in for ``numpy.dtype(descr, align, copy)`` plus its ``__setstate__``."""
+
+    args: Any = ()
+    state: Any = None
 
     def __init__(self, *args: Any) -> None:
         self.args, self.state = args, None
@@ -266,12 +272,16 @@ class _DTypeStub:
 class _BufferStub:
     """Stands in for ``numpy._core.numeric._frombuffer(buf, dtype, shape, order)`` (protocol 5)."""
 
+    args: Any = ()
+
     def __init__(self, *args: Any) -> None:
         self.args = args
 
 
 class _ScalarStub:
     """Stands in for ``numpy.core.multiarray.scalar(dtype, bytes)`` (np.float64(1.0) ...)."""
+
+    args: Any = ()
 
     def __init__(self, *args: Any) -> None:
         self.args = args
@@ -310,7 +320,8 @@ class _LabelUnpickler(pickle.Unpickler):
 
 
 def _real_dtype(stub: Any) -> np.dtype:
-    if not isinstance(stub, _DTypeStub) or not stub.args or not isinstance(stub.args[0], str):
+    if not isinstance(stub, _DTypeStub) or not isinstance(stub.args, tuple) or not stub.args or \
+            not isinstance(stub.args[0], str):
         raise ValueError("array without a numeric dtype")
     # numpy pickles a dtype by its type code ('f4', 'u1', 'b1' ...); np.dtype() of other
     # strings parses them (comma lists, sub-arrays), so only those codes are taken.
@@ -350,7 +361,7 @@ def _from_stubs(value: Any, depth: int = 0) -> Any:
         _, shape, dtype, fortran, data = state
         return _real_array(data, _real_dtype(dtype), shape, bool(fortran))
     if isinstance(value, _BufferStub):
-        if len(value.args) != 4:
+        if not isinstance(value.args, tuple) or len(value.args) != 4:
             raise ValueError("damaged numpy array record")
         data, dtype, shape, order = value.args
         if isinstance(dtype, _DTypeStub):
@@ -359,7 +370,7 @@ def _from_stubs(value: Any, depth: int = 0) -> Any:
             raise ValueError("array without a numeric dtype")
         return _real_array(data, dtype, shape, order == "F")
     if isinstance(value, _ScalarStub):
-        if len(value.args) != 2:
+        if not isinstance(value.args, tuple) or len(value.args) != 2:
             raise ValueError("damaged numpy scalar record")
         return _real_array(value.args[1], _real_dtype(value.args[0]), (), False)[()]
     if isinstance(value, _DTypeStub):
