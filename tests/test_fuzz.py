@@ -1,8 +1,10 @@
 """Fuzzing the readers of untrusted input, for a bounded time (issue 6).
 
-Readers: the video reader (containers and frame folders, ``vadfeat.video``) and the
+Readers: the video reader (containers and frame folders, ``vadfeat.video``), the
 ground-truth readers (UCF-Crime and XD-Violence text, npy-dir masks, the canonical
-``labels.json``).  Inputs: random bytes, valid files mutated (bytes overwritten, cut,
+``labels.json``, label pickles) and, since issue 11, the ``extract --config`` file, a
+checkpoint's ``config.json``, tensors and compression metadata, ``.txt`` list files
+and feature sidecars.  Inputs: random bytes, valid files mutated (bytes overwritten, cut,
 a chunk dropped or repeated), structure-aware garbage (npy headers with any shape and
 dtype, annotation lines of plausible and implausible tokens, JSON of any shape).
 
@@ -12,7 +14,7 @@ raises one of the documented exceptions (``vadfeat.errors`` subclasses:
 else escapes, and no call runs past a time limit (a hang fails the test).
 
 Bounded: each test runs a fixed number of examples (``FUZZ_EXAMPLES`` scales them),
-about 20 s in all on a 2-core machine.  Hypothesis keeps failing examples in
+about 30 s in all on a 2-core machine.  Hypothesis keeps failing examples in
 ``.hypothesis/`` and prints the shrunk input.
 """
 
