@@ -266,3 +266,91 @@ def test_hf_uri_goes_through_hub(monkeypatch, tmp_path: Path, weights, clip) -> 
     model = load_model("hf://OpenGVLab/VideoMAEv2-tiny@main")
     assert calls == [("OpenGVLab/VideoMAEv2-tiny", "main")]
     assert model.checkpoint.format == "hf-hub"
+
+
+# --------------------------------------------------------------------------- damaged configs (issue 11)
+
+
+def _hub(root: Path, weights, config: object, *, tensors: dict | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(config))
+    save_file(tensors if tensors is not None else {"model." + k: v for k, v in weights.items()},
+              str(root / "model.safetensors"))
+    return root
+
+
+def _model_config(**changes: object) -> dict:
+    cfg = hub_config()
+    cfg["model_config"].update(changes)
+    return cfg
+
+
+# Each config value that inspect passed and extract crashed on (or a traceback), and the
+# field the error must name.
+BAD_CONFIGS = {
+    "img_size-text": (_model_config(img_size="abc"), "model_config.img_size"),
+    "num_heads-text": (_model_config(num_heads="2"), "model_config.num_heads"),
+    "num_frames-0": (_model_config(num_frames=0), "model_config.num_frames"),
+    "num_frames-true": (_model_config(num_frames=True), "model_config.num_frames"),
+    "img_size-not-patches": (_model_config(img_size=40), "img_size 40"),
+    "model_config-list": ({"model_config": [1, 2]}, "model_config must be a JSON object"),
+    "config-list": ([1, 2], "config.json must hold a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_hub_config_is_a_checkpoint_error(tmp_path: Path, weights, case: str, caplog) -> None:
+    config, field = BAD_CONFIGS[case]
+    hub = _hub(tmp_path / "hub", weights, config)
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
+        load_checkpoint(hub)
+    assert main(["checkpoint", "inspect", str(hub)]) == 2
+
+
+def test_bad_transformers_eps_is_a_checkpoint_error(tmp_path: Path, weights) -> None:
+    tensors = to_transformers(weights, style="5.x")
+    for eps in ("x", -1.0, None):  # JSON null: present but not a number
+        hub = _hub(tmp_path / f"hf{eps}", weights, {"model_type": "videomae", "layer_norm_eps": eps},
+                   tensors=tensors)
+        with pytest.raises(CheckpointError, match="layer_norm_eps"):
+            load_checkpoint(hub)
+
+
+@pytest.mark.parametrize("key", ["blocks.0.mlp.fc1.weight", "patch_embed.proj.weight",
+                                 "blocks.1.attn.qkv.weight"])
+def test_scalar_where_a_matrix_belongs(tmp_path: Path, weights, key: str) -> None:
+    sd = dict(weights)
+    sd[key] = torch.tensor(1.0)  # 0-d
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+        load_model(tmp_path / "w.safetensors")
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"prune": "x"}, "prune"), ({"prune": 1.5}, "prune"), ({"quantize": 3}, "quantize"),
+    ({"quantize": "int4"}, "quantize"), ({"source_sha256": 5}, "source_sha256"),
+    ({"num_heads": "2"}, "num_heads"), ({"source_format": ["pth"]}, "source_format"),
+])
+def test_compression_record_with_wrong_types(tmp_path: Path, weights, record: dict,
+                                             field: str) -> None:
+    path = tmp_path / "c.safetensors"
+    save_file(dict(weights), str(path), metadata={"vadfeat_compression": json.dumps(record)})
+    with pytest.raises(CheckpointError, match=f"{field} must be"):
+        load_checkpoint(path)
+    assert main(["checkpoint", "inspect", str(path)]) == 2
+
+
+def test_convert_follows_the_umask(tmp_path: Path, weights) -> None:
+    import os
+
+    src = tmp_path / "w.pth"
+    torch.save(weights, src)
+    old = os.umask(0o027)
+    try:
+        assert main(["checkpoint", "convert", str(src), str(tmp_path / "a.safetensors")]) == 0
+        save_canonical(weights, tmp_path / "b.safetensors")
+    finally:
+        os.umask(old)
+    # 0o666 & ~0o027 = 0o640 (safetensors alone writes 0o600)
+    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b.safetensors").stat().st_mode & 0o777 == 0o640

@@ -566,9 +566,11 @@ def test_ground_truth_pickle_loaded_only_when_asked(tmp_path: Path, tiny_checkpo
     labels = read_labels(masks, format="npy-dir", features=feats)
     assert "v0" not in labels.videos and any(i.kind == "bad-values" for i in labels.issues)
     assert not marker.exists()
-    # Only naming the format runs the pickle: the payload above was live.
-    read_labels(evil, format="pickle", features=feats)
-    assert marker.exists()
+    # Naming the format reads the pickle with a restricted unpickler (issue 11): the live
+    # payload above is refused, not run.
+    with pytest.raises(ConfigError, match="refusing"):
+        read_labels(evil, format="pickle", features=feats)
+    assert not marker.exists()
 
 
 def test_ground_truth_names_never_write_outside_out(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -232,3 +233,98 @@ def test_ambiguous_stems_are_reported(tmp_path: Path) -> None:
 def test_unknown_format_names_allowed_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="allowed: canonical, pickle, npy-dir, ucf, xd"):
         read_labels(tmp_path, format="json")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- damaged inputs (issue 11)
+
+DAMAGED = Path(__file__).parent / "data" / "damaged_pickles"
+
+
+# numpy reports an internal error from a half-built array's destructor on one of them.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("kind", ["TypeError", "MemoryError", "OverflowError", "IndexError",
+                                  "SystemError", "LookupError"])
+def test_damaged_pickle_is_a_label_error(kind: str) -> None:
+    # Each file is a legacy frame_label.pickle ({name: numpy array}, protocol 2 or 4) with
+    # one to three bytes overwritten, found by mutating it; pickle.load raises `kind` on it.
+    path = DAMAGED / f"{kind}.pickle"
+    with pytest.raises(BaseException) as raw:
+        pickle.loads(path.read_bytes())
+    assert type(raw.value).__name__ == kind  # the file still shows the failure it was kept for
+    # The reader never runs numpy's reconstruction: a damaged record is a LabelError for
+    # the file, or, where the damage is only in what numpy would have checked, labels whose
+    # values and lengths were checked against the bytes (the 4, 40 and 2 labels written).
+    try:
+        gt = read_labels(path, format="pickle")
+    except LabelError as exc:
+        assert kind not in ("TypeError", "SystemError")
+        assert "not a readable pickle" in str(exc)
+    else:
+        assert kind in ("TypeError", "SystemError")
+        assert {k: v.num_frames for k, v in gt.videos.items()} == {"01_0014": 4, "01_0015": 40,
+                                                                  "v3": 2}
+
+
+def test_pickle_reader_runs_no_code_from_the_file(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "frame_label.pickle"
+    path.write_bytes(pickle.dumps({"a": Payload()}))
+    with pytest.raises(LabelError, match=r"refusing posix\.system"):
+        read_labels(path, format="pickle")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickle_reader_rebuilds_numpy_values(tmp_path: Path, protocol: int) -> None:
+    # Arrays of several dtypes, byte orders and memory orders, numpy scalars in a list.
+    data = {"f32": np.array([0, 1, 1], np.float32), "big": np.array([1, 0, 1], ">i8"),
+            "col": np.array([[1], [0]], np.uint8), "fortran": np.asfortranarray([[0, 1]]),
+            "bool": np.array([True, False]), "scalars": [np.float64(1.0), 0.0, 1]}
+    path = tmp_path / "gt.pickle"
+    path.write_bytes(pickle.dumps(data, protocol=protocol))
+    gt = read_labels(path, format="pickle")
+    assert {k: v.frames.tolist() for k, v in gt.videos.items()} == {
+        "f32": [0, 1, 1], "big": [1, 0, 1], "col": [1, 0], "fortran": [0, 1], "bool": [1, 0],
+        "scalars": [1, 0, 1]}
+    assert not gt.issues
+
+
+def test_pickle_whose_names_cannot_be_printed_is_a_label_error(tmp_path: Path) -> None:
+    # A dict keyed by a 1-tuple nested 100 000 deep (TUPLE1 opcodes): str() of the key,
+    # which sorting by name needs, raises RecursionError, a RuntimeError.
+    path = tmp_path / "deep.pickle"
+    path.write_bytes(b"\x80\x02}q\x00K\x01" + b"\x85" * 100_000 + b"K\x00s.")
+    with pytest.raises(LabelError, match="RecursionError"):
+        read_labels(path, format="pickle")
+
+
+def test_sidecar_frame_count_beyond_any_video(tmp_path: Path) -> None:
+    # num_frames 2**63 in a sidecar made `labels --format xd` allocate 2**63 labels and raise.
+    feats = tmp_path / "feats"
+    write_features(feats, "Riot.2001__#00-00-10_label_B1-0-0", 2, num_frames=2**63)
+    write_features(feats, "Fight.Club.1999__#01-02-03_label_B1-0-0", 2, num_frames=40)
+    ann = tmp_path / "annotations.txt"
+    ann.write_text("Riot.2001__#00-00-10_label_B1-0-0 3 9\n"
+                   "Fight.Club.1999__#01-02-03_label_B1-0-0 0 8\n")
+    fs = read_features(feats)
+    assert [i.video for i in fs.issues] == ["Riot.2001__#00-00-10_label_B1-0-0"]
+    assert "num_frames" in fs.issues[0].message
+    gt = read_labels(ann, format="xd", features=fs)
+    # The other video is read as usual: frames 0..7 of 40 abnormal.
+    assert gt.videos["Fight.Club.1999__#01-02-03_label_B1-0-0"].frames.sum() == 8
+    from vadfeat.cli import main
+
+    assert main(["labels", str(ann), "--format", "xd", "--features", str(feats),
+                 "-o", str(tmp_path / "gt")]) == 1  # reported, not raised
+
+
+def test_canonical_index_nested_too_deep(tmp_path: Path) -> None:
+    # json raises RecursionError (not ValueError) on 100 000 nested lists.
+    (tmp_path / "labels.json").write_text("[" * 100_000)
+    with pytest.raises(LabelError, match="not valid JSON"):
+        read_labels(tmp_path, format="canonical")

@@ -82,6 +82,7 @@ from vadfeat.features import (
 )
 from vadfeat.labels import LabelFormat, LabelIssue, LabelSet, VideoLabels, as_label_set
 from vadfeat.lists import abnormal_first, read_video_list
+from vadfeat.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -348,8 +349,8 @@ def align(
             else:
                 result = _align_legacy(record, v, rule=rule, f=frames_per_snippet,
                                        feature_out=out_dir / "features")
-        except (ValueError, OSError, EOFError) as exc:
-            report(record.name, "inconsistent", f"cannot align: {exc}")
+        except NPY_ERRORS as exc:  # a damaged feature file (np.load) is this video's problem
+            report(record.name, "inconsistent", f"cannot align: {exc or type(exc).__name__}")
             continue
         aligned[record.name] = result
         save_npy(out_dir / "snippet_labels" / f"{record.name}.npy", result.snippet_labels)

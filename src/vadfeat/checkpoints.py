@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import zipfile
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ _IGNORABLE = re.compile(
 )
 _PREFIXES = ("_orig_mod.", "module.", "model.", "backbone.", "encoder.", "videomae.")
 _CONTAINER_KEYS = ("module", "model", "state_dict")
+# Most tokens per clip a checkpoint's geometry may give (ViT-g at 16x224 px: 2048).
+MAX_TOKENS = 2**16
 
 
 @dataclass(frozen=True)
@@ -218,16 +221,21 @@ def detect_spec(
             "no patch embedding ('patch_embed.proj.weight') found: not a VideoMAE V2 "
             f"state dict (first keys: {sorted(sd)[:5]})"
         ) from None
-    if w.ndim != 5:
-        raise CheckpointError(f"patch embedding has shape {tuple(w.shape)}, expected a Conv3d")
+    if w.ndim != 5 or 0 in w.shape or w.shape[-1] != w.shape[-2]:
+        raise CheckpointError(f"patch_embed.proj.weight has shape {tuple(w.shape)}, expected a "
+                              "Conv3d kernel [D, C, tubelet, patch, patch]")
     embed_dim, in_chans, tubelet, patch = w.shape[0], w.shape[1], w.shape[2], w.shape[-1]
     depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
     if depth == 0:
         raise CheckpointError("state dict has a patch embedding but no transformer blocks")
     try:
-        mlp_hidden = sd["blocks.0.mlp.fc1.weight"].shape[0]
+        fc1 = sd["blocks.0.mlp.fc1.weight"]
     except KeyError:
         raise CheckpointError("blocks.0.mlp.fc1.weight missing: cannot tell the MLP width") from None
+    if fc1.ndim != 2 or 0 in fc1.shape:
+        raise CheckpointError(f"blocks.0.mlp.fc1.weight has shape {tuple(fc1.shape)}, expected a "
+                              "matrix [MLP width, D]")
+    mlp_hidden = fc1.shape[0]
     dims = (embed_dim, depth, patch, tubelet, mlp_hidden)
     registered = find_registered(dims)
     heads = num_heads or (registered.num_heads if registered else heads_for_width(embed_dim))
@@ -405,26 +413,44 @@ def load_checkpoint(
     img_size, num_frames = 224, 16
     norm_eps = fc_norm_eps = 1e-6
     notes: list[str] = []
+    where = f"{path}/config.json"
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where} must hold a JSON object, got {type(config).__name__}")
     if "model_config" in config:
         mc = config["model_config"]
-        img_size = int(mc.get("img_size", img_size))
-        num_frames = int(mc.get("num_frames", num_frames))
-        num_heads = num_heads or mc.get("num_heads")
+        if not isinstance(mc, dict):
+            raise CheckpointError(f"{where}: model_config must be a JSON object, got "
+                                  f"{type(mc).__name__}")
+        img_size = _config_int(where, "model_config.img_size", mc.get("img_size", img_size))
+        num_frames = _config_int(where, "model_config.num_frames", mc.get("num_frames", num_frames))
+        num_heads = num_heads or _config_int(where, "model_config.num_heads", mc.get("num_heads"),
+                                             optional=True)
     elif config.get("model_type") == "videomae":
-        img_size = int(config.get("image_size", img_size))
-        num_frames = int(config.get("num_frames", num_frames))
-        num_heads = num_heads or config.get("num_attention_heads")
+        img_size = _config_int(where, "image_size", config.get("image_size", img_size))
+        num_frames = _config_int(where, "num_frames", config.get("num_frames", num_frames))
+        num_heads = num_heads or _config_int(where, "num_attention_heads",
+                                             config.get("num_attention_heads"), optional=True)
         if "layer_norm_eps" in config:
-            norm_eps = float(config["layer_norm_eps"])
+            norm_eps = _config_eps(where, "layer_norm_eps", config["layer_norm_eps"])
             # transformers builds fc_norm with nn.LayerNorm's default eps.
             fc_norm_eps = 1e-5
             notes.append(
                 f"LayerNorm eps from config.json: blocks {norm_eps:g}, fc_norm {fc_norm_eps:g}"
             )
-    spec = detect_spec(
-        kept, num_heads=num_heads, img_size=img_size, num_frames=num_frames,
-        norm_eps=norm_eps, fc_norm_eps=fc_norm_eps,
-    )
+    try:
+        spec = detect_spec(
+            kept, num_heads=num_heads, img_size=img_size, num_frames=num_frames,
+            norm_eps=norm_eps, fc_norm_eps=fc_norm_eps,
+        )
+    except ConfigError as exc:  # the file's shapes or config.json, not the user's options
+        origin = f" (img_size {img_size}, num_frames {num_frames} from {where})" if config else ""
+        raise CheckpointError(f"{path}: {exc}{origin}") from exc
+    if spec.num_tokens > MAX_TOKENS:  # the position table alone would be tokens x D floats
+        raise CheckpointError(
+            f"{path}: img_size {img_size} and num_frames {num_frames} give {spec.num_tokens} tokens "
+            f"per clip, more than the {MAX_TOKENS} any VideoMAE V2 model was built for "
+            f"(ViT-g: 2048){f'; check {where}' if config else ''}"
+        )
 
     if compression is not None:
         from vadfeat.compress import describe_compression
@@ -469,6 +495,21 @@ def load_checkpoint(
     )
     log.debug("checkpoint %s: %s (%s)", src, info.format, info.detail)
     return kept, info
+
+
+def _config_int(where: str, field: str, value: object, *, optional: bool = False) -> int | None:
+    """A positive integer from a checkpoint's config.json (JSON may hold anything there)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1 << 20:
+        raise CheckpointError(f"{where}: {field} must be a positive integer, got {value!r}")
+    return value
+
+
+def _config_eps(where: str, field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise CheckpointError(f"{where}: {field} must be a small positive number, got {value!r}")
+    return float(value)
 
 
 def _check_pos_embed(sd: Mapping[str, torch.Tensor], spec: ModelSpec, notes: list[str]) -> None:
@@ -526,8 +567,26 @@ def save_canonical(
     tensors = {k: v.detach().to(dtypes[dtype]).contiguous() for k, v in sd.items()}
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": "vadfeat-canonical", **(metadata or {})})
+    follow_umask(tmp)
     tmp.replace(out)
     return out
+
+
+def _umask() -> int:
+    try:  # Linux >= 4.7 shows it without changing it (os.umask would, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open(path, "w")`` would (safetensors writes 0600)."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def with_spec(info: CheckpointInfo, **changes: object) -> CheckpointInfo:

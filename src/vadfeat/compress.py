@@ -333,7 +333,7 @@ def compress_checkpoint(
     """
     from safetensors.torch import save_file
 
-    from vadfeat.checkpoints import load_checkpoint
+    from vadfeat.checkpoints import follow_umask, load_checkpoint
 
     prune = check_prune(prune)
     check_quantize(quantize)
@@ -364,6 +364,7 @@ def compress_checkpoint(
     tmp = target.with_name(f".{target.name}.tmp")
     save_file(tensors, str(tmp), metadata={"format": "vadfeat-canonical", "model": info.model_name,
                                            METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    follow_umask(tmp)
     os.replace(tmp, target)
     src_path = Path(info.path)
     return CompressResult(
@@ -392,8 +393,33 @@ def read_compression(path: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: damaged {METADATA_KEY} metadata ({exc})") from exc
     if not isinstance(record, dict):
         raise CheckpointError(f"{path}: {METADATA_KEY} metadata is not a JSON object")
-    check_quantize(record.get("quantize"))
+    _check_record(path, record)
     return record
+
+
+# The record's fields that loading and describing a checkpoint read, with their JSON types.
+_RECORD_STRINGS = ("prune_method", "quantize_scheme", "float_dtype", "model", "source",
+                   "source_format", "source_sha256", "vadfeat_version")
+
+
+def _check_record(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Every field of a compression record has the type :func:`compress_checkpoint` writes."""
+    def bad(name: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {METADATA_KEY} metadata: {name} must be {what}, "
+                               f"got {record[name]!r}")
+
+    prune = record.get("prune", 0.0)
+    if isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0 <= prune < 1:
+        raise bad("prune", "a fraction in [0, 1)")
+    quantize = record.get("quantize")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise bad("quantize", f"null or one of {', '.join(QUANTIZE_MODES)}")
+    heads = record.get("num_heads")
+    if heads is not None and (isinstance(heads, bool) or not isinstance(heads, int) or heads < 1):
+        raise bad("num_heads", "a positive integer")
+    for name in _RECORD_STRINGS:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise bad(name, "a string")
 
 
 def decompress_state(raw: Mapping[str, torch.Tensor], record: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -89,6 +89,7 @@ from vadfeat.extract import (
 )
 from vadfeat.inputs import VideoItem, discover
 from vadfeat.presets import Preset, get_preset
+from vadfeat.validate import check_settings
 from vadfeat.writers import (
     Claims,
     Manifest,
@@ -166,8 +167,8 @@ def _resolve_settings(settings: Mapping[str, Any]) -> _Settings:
     check_preprocess(kwargs["preprocess"], preset)
     checkpoint, model = kwargs["checkpoint"], kwargs["model"]
     if checkpoint is None and not kwargs["random_weights"]:
-        raise ConfigError("a checkpoint is required (--checkpoint); pass random_weights=True "
-                          "(--random-weights) to run with random weights for testing")
+        raise ConfigError("a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
+                          "to run with random weights for testing")
     if checkpoint is not None and kwargs["random_weights"]:
         raise ConfigError("give either a checkpoint or random_weights=True, not both")
     device = str(kwargs["device"])
@@ -396,6 +397,7 @@ def extract_ray(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     layout = check_layout(layout)
+    check_settings(settings)  # the local engine's checks, before Ray starts
     resolved = _resolve_settings(settings)
     items = discover(list(inputs), root=Path(root) if root is not None else None)
     ray = _import_ray()

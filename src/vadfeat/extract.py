@@ -46,8 +46,10 @@ from vadfeat.errors import ConfigError, VideoError
 from vadfeat.inputs import VideoItem, output_stem, scan
 from vadfeat.loading import load_model, parse_dtype
 from vadfeat.presets import Preset, get_preset
+from vadfeat.progress import progress_bar
 from vadfeat.sampling import SnippetAssembler
 from vadfeat.transforms import build_frame_transform, transform_frames
+from vadfeat.validate import check_batch_size, check_geometry, check_settings
 from vadfeat.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, open_video
 from vadfeat.writers import (
     Claims,
@@ -100,7 +102,7 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
     if preprocess == "device" and preset.crops == 1 and preset.resize == "legacy":
         raise ConfigError(
             f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "
-            "the device; use preprocess 'worker' (the default)"
+            "the device; use preprocess='worker' (the default)"
         )
     return preprocess
 
@@ -216,18 +218,19 @@ class FeatureExtractor:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         **overrides: Any,
     ) -> None:
+        check_settings({k: v for k, v in locals().items() if k not in ("self", "overrides")} | overrides)
         base = get_preset(preset) if isinstance(preset, str) else preset
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.preset = base.replace(**self.overrides) if self.overrides else base
         if checkpoint is None and not random_weights:
             raise ConfigError(
-                "a checkpoint is required (--checkpoint); pass random_weights=True "
-                "(--random-weights) to run with random weights for testing"
+                "a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
+                "to run with random weights for testing"
             )
         if checkpoint is not None and random_weights:
             raise ConfigError("give either a checkpoint or random_weights=True, not both")
         if random_weights and model is None:
-            raise ConfigError("random weights need a model size (--model); see `vadfeat models`")
+            raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
         if on_corrupt not in _ON_CORRUPT:
             raise ConfigError(f"on_corrupt must be one of {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
         if frames_colour not in _FRAMES_COLOUR:
@@ -239,7 +242,7 @@ class FeatureExtractor:
         self.preprocess = check_preprocess(preprocess, self.preset)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         self.on_corrupt = on_corrupt
         self.fps = fps
         self.frames_colour = frames_colour
@@ -249,8 +252,10 @@ class FeatureExtractor:
             checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
             num_heads=num_heads, quantize=quantize,
         )
+        check_geometry(self.preset, tubelet=self.model.spec.tubelet_size,
+                       patch=self.model.spec.patch_size, model=self.model.spec.name)
         if getattr(self.model, "quantize", None) and self.dtype != "fp32":
-            raise ConfigError(f"int8 layers take fp32 activations; use dtype fp32, not {self.dtype}")
+            raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
         self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
 
@@ -655,6 +660,8 @@ def extract(
     videos.
     """
     limit_arenas()
+    if extractor is None:  # every setting refused before any work (vadfeat.validate)
+        check_settings(settings)
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if devices is not None and len(devices) > 1:
@@ -936,11 +943,8 @@ class _NoBar:
 
 
 def _progress(total: int, *, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="video", desc="extract", dynamic_ncols=True)
+    # A bar on a terminal; a plain line every few seconds in a log (vadfeat.progress).
+    return progress_bar(total, enabled=enabled, desc="extract", unit="video")
 
 
 __all__ = ["FeatureExtractor", "RunSummary", "VideoFeatures", "extract"]

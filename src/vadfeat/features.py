@@ -297,6 +297,22 @@ def _parse_snippets(value: Any, rows: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+# A frame count above this in a sidecar is damage, not a video (10**8 frames at 30 fps
+# is 38 days); ground-truth readers allocate per-frame arrays of it.
+MAX_FRAMES = 10**8
+
+
+def _frame_count(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FRAMES:
+        raise ValueError(f"sidecar num_frames must be a frame count (0 to {MAX_FRAMES}), "
+                         f"got {value!r}")
+    return value
+
+
 def _make_record(
     *, name: str, layout: Layout, root: Path, paths: Sequence[Path], sidecar: Path | None,
     clip_len: int, warnings: list[str], vadfeat_output: bool,
@@ -331,7 +347,7 @@ def _make_record(
     return FeatureRecord(
         name=name, layout=layout, root=root, paths=tuple(paths), sidecar=sidecar, shape=shape,
         file_shape=file_shape,
-        num_frames=int(num_frames) if num_frames is not None else None,
+        num_frames=_frame_count(num_frames),
         snippets=snippets,
         fps=float(fps) if fps is not None else None,
         crop_order=tuple(crop_order) if crop_order else None,
@@ -401,7 +417,7 @@ def read_features(
             records.append(_make_record(name=name, layout=chosen, root=layout_root, paths=paths,
                                         sidecar=sidecar, clip_len=clip_len, warnings=warnings,
                                         vadfeat_output=vadfeat_output))
-        except (*NPY_ERRORS, TypeError, KeyError, IndexError) as exc:
+        except (*NPY_ERRORS, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
             # An empty placeholder or a torn file is one video's problem, not the folder's.
             issues.append(FeatureIssue(name, f"unreadable features: {exc or type(exc).__name__}"))
     if not records and not issues:

@@ -4,8 +4,13 @@ Formats (SPEC section 3), always named explicitly by the caller:
 
 ``pickle``
     The legacy Fed_WSVAD ``GT/frame_label.pickle``: a dict ``{video: per-frame
-    0/1 labels}``.  Unpickling can run arbitrary code, so this reader is used only
-    when the caller asks for ``format="pickle"``; it is never chosen by sniffing.
+    0/1 labels}``.  Used only when the caller asks for ``format="pickle"``; it is
+    never chosen by sniffing.  Read by a restricted unpickler
+    (:class:`_LabelUnpickler`) that builds dicts, lists, numbers, strings and
+    numpy arrays of numbers and nothing else: no code named by the file runs, not
+    even numpy's own array reconstruction (which crashes the process on some
+    damaged files); array bytes are checked against their dtype and shape and
+    copied with ``np.frombuffer``.
 ``npy-dir``
     A folder of per-video frame masks ``<video>.npy`` (ShanghaiTech
     ``test_frame_mask``), read with ``allow_pickle=False``.
@@ -47,10 +52,12 @@ non-binary values, duplicates and ambiguous names.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import pickle
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -210,8 +217,8 @@ def _binary(value: Any) -> np.ndarray:
     """A 1-D uint8 0/1 array, or ValueError saying what is wrong with ``value``."""
     try:
         arr = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"not an array: {exc}") from exc
+    except (TypeError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not an array: {type(exc).__name__}: {exc}") from exc
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise ValueError(f"values of type {arr.dtype} are not numeric")
     if arr.ndim == 2 and 1 in arr.shape:  # column or row vectors saved by some scripts
@@ -233,21 +240,177 @@ def _array_entry(name: str, value: Any, source: str, issues: list[LabelIssue],
         return None
 
 
+# --- the restricted unpickler: stand-ins record what numpy's reconstruction would get
+
+
+# Class-level defaults: NEWOBJ builds an instance without calling __init__.
+class _ArrayStub:
+    """Stands in for ``numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')``."""
+
+    state: Any = None
+
+    def __init__(self, *args: Any) -> None:
+        self.state = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _DTypeStub:
+    """Stands in for ``numpy.dtype(descr, align, copy)`` plus its ``__setstate__``."""
+
+    args: Any = ()
+    state: Any = None
+
+    def __init__(self, *args: Any) -> None:
+        self.args, self.state = args, None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _BufferStub:
+    """Stands in for ``numpy._core.numeric._frombuffer(buf, dtype, shape, order)`` (protocol 5)."""
+
+    args: Any = ()
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+
+class _ScalarStub:
+    """Stands in for ``numpy.core.multiarray.scalar(dtype, bytes)`` (np.float64(1.0) ...)."""
+
+    args: Any = ()
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+
+def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
+    # Protocol 2 writes bytes as _codecs.encode(str, 'latin1').
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only for latin1 bytes")
+    return text.encode("latin1")
+
+
+_NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
+                  "numpy._core.numeric", "numpy")
+_STUBS: dict[str, Any] = {
+    "_reconstruct": _ArrayStub, "ndarray": _ArrayStub, "dtype": _DTypeStub,
+    "_frombuffer": _BufferStub, "scalar": _ScalarStub,
+}
+MAX_PICKLE_VALUES = 2**31  # elements of one label array
+MAX_PICKLE_BYTES = 2**31  # a label pickle of every frame of a large dataset is tens of MB
+_TYPE_CODE = re.compile(r"[biuf][1248]")
+
+
+class _LabelUnpickler(pickle.Unpickler):
+    """Builds only dicts, lists, tuples, numbers, strings and the numpy stand-ins above."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _NUMPY_MODULES and name in _STUBS:
+            return _STUBS[name]
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        raise pickle.UnpicklingError(f"refusing {module}.{name}: a label pickle holds dicts, lists, "
+                                     "numbers and numpy arrays only")
+
+
+def _real_dtype(stub: Any) -> np.dtype:
+    if not isinstance(stub, _DTypeStub) or not isinstance(stub.args, tuple) or not stub.args or \
+            not isinstance(stub.args[0], str):
+        raise ValueError("array without a numeric dtype")
+    # numpy pickles a dtype by its type code ('f4', 'u1', 'b1' ...); np.dtype() of other
+    # strings parses them (comma lists, sub-arrays), so only those codes are taken.
+    if not _TYPE_CODE.fullmatch(stub.args[0]):
+        raise ValueError(f"values of type {stub.args[0]!r} are not numeric")
+    dtype = np.dtype(stub.args[0])
+    state = stub.state
+    if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "="):
+        dtype = dtype.newbyteorder(state[1]) if dtype.itemsize > 1 else dtype
+    return dtype
+
+
+def _real_array(data: Any, dtype: np.dtype, shape: Any, fortran: bool) -> np.ndarray:
+    if isinstance(data, str):
+        data = data.encode("latin1")  # Python 2 pickles
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValueError("array data is not a byte string")
+    if not isinstance(shape, tuple) or any(
+            isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape):
+        raise ValueError(f"bad array shape {shape!r}")
+    count = 1
+    for n in shape:
+        count *= n
+    if count > MAX_PICKLE_VALUES or count * dtype.itemsize != len(data):
+        raise ValueError(f"array of shape {shape} and type {dtype} cannot hold {len(data)} bytes")
+    return np.frombuffer(bytes(data), dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _from_stubs(value: Any, depth: int = 0) -> Any:
+    """Numpy stand-ins -> real arrays and scalars (``ValueError`` for damaged ones)."""
+    if depth > 100:
+        raise ValueError("values nested too deep")
+    if isinstance(value, _ArrayStub):
+        state = value.state
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise ValueError("damaged numpy array record")
+        _, shape, dtype, fortran, data = state
+        return _real_array(data, _real_dtype(dtype), shape, bool(fortran))
+    if isinstance(value, _BufferStub):
+        if not isinstance(value.args, tuple) or len(value.args) != 4:
+            raise ValueError("damaged numpy array record")
+        data, dtype, shape, order = value.args
+        if isinstance(dtype, _DTypeStub):
+            dtype = _real_dtype(dtype)
+        else:
+            raise ValueError("array without a numeric dtype")
+        return _real_array(data, dtype, shape, order == "F")
+    if isinstance(value, _ScalarStub):
+        if not isinstance(value.args, tuple) or len(value.args) != 2:
+            raise ValueError("damaged numpy scalar record")
+        return _real_array(value.args[1], _real_dtype(value.args[0]), (), False)[()]
+    if isinstance(value, _DTypeStub):
+        raise ValueError("a dtype where values belong")
+    if isinstance(value, list):
+        return [_from_stubs(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_from_stubs(v, depth + 1) for v in value)
+    return value
+
+
 def _read_pickle(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
     if not path.is_file():
         raise LabelError(f"ground-truth pickle {path} does not exist")
-    log.warning("loading %s with pickle: only do this with files you trust", path)
     try:
-        with open(path, "rb") as f:
-            data = pickle.load(f)  # only reached when the user named format='pickle'
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
-        raise LabelError(f"{path} is not a readable pickle: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise LabelError(f"{path} holds a {type(data).__name__}, expected a dict "
-                         "{video: per-frame labels}")
+        if path.stat().st_size > MAX_PICKLE_BYTES:
+            raise LabelError(f"{path} is {path.stat().st_size} bytes, more than a label pickle "
+                             f"({MAX_PICKLE_BYTES})")
+        # From memory, not the file: a damaged length field then cannot make the unpickler
+        # read (and allocate) more than the file holds.
+        blob = io.BytesIO(path.read_bytes())
+        data = _LabelUnpickler(blob).load()  # only reached when the user named format='pickle'
+        # A damaged pickle fails in any type the opcodes it holds can raise (TypeError,
+        # MemoryError, OverflowError, IndexError, SystemError, RuntimeError ...).
+        if not isinstance(data, Mapping):
+            raise LabelError(f"{path} holds a {type(data).__name__}, expected a dict "
+                             "{video: per-frame labels}")
+        items = [(str(name), data[name]) for name in sorted(data, key=str)]
+    except LabelError:
+        raise
+    except Exception as exc:  # re-raised as the reader's documented error
+        raise LabelError(f"{path} is not a readable pickle: {type(exc).__name__}: {exc}") from exc
     entries = []
-    for name in sorted(data, key=str):
-        e = _array_entry(str(name), data[name], f"pickle:{path.name}", issues)
+    for name, value in items:
+        try:
+            value = _from_stubs(value)
+        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+            issues.append(LabelIssue(name, "bad-values", f"pickle:{path.name}: {exc}"))
+            continue
+        e = _array_entry(name, value, f"pickle:{path.name}", issues)
         if e is not None:
             entries.append(e)
     return entries
@@ -282,8 +445,8 @@ def _read_canonical(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
                          "(write one with `vadfeat labels`)")
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, EOFError, ValueError) as exc:
-        raise LabelError(f"{index_path} is not valid JSON: {exc}") from exc
+    except (OSError, EOFError, ValueError, RecursionError) as exc:  # JSON nested too deep
+        raise LabelError(f"{index_path} is not valid JSON: {exc or type(exc).__name__}") from exc
     if not isinstance(index, dict):
         raise LabelError(f"{index_path} must hold a JSON object {{video: {{...}}}}")
     entries = []

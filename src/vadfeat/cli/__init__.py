@@ -3,6 +3,11 @@
 Each submodule named in ``_COMMAND_MODULES`` exposes ``register(subparsers)``,
 which adds its sub-command(s) and sets ``func`` (``args -> int`` exit code) on
 the parser.  Exit codes: 0 all ok, 1 some inputs failed, 2 bad usage or config.
+
+The library's messages name settings as Python does (``clip_len=3``,
+``random_weights=True``); while a command runs, every message it logs is put in
+that command's flags' words (``--clip-len 3``, ``--random-weights``) by
+:func:`flag_words`.
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from vadfeat._version import __version__
 from vadfeat.errors import CheckpointError, ConfigError
@@ -27,6 +35,24 @@ _COMMAND_MODULES = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only when it has one: no "(default: None)", no "(default: False)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                yield from _parsers(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +76,82 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for p in _parsers(parser):  # one rule for every command's help
+        if issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter):
+            p.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)command parser that ``args`` came from (the one that set ``args.func``)."""
+    func = getattr(args, "func", None)
+    for p in _parsers(parser):
+        if func is not None and p._defaults.get("func") is func:
+            return p
+    return parser
+
+
+def _long_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    flags = {}
+    for action in parser._actions:
+        if action.option_strings and action.dest not in ("help", "version", argparse.SUPPRESS):
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            flags[action.dest] = (longs or action.option_strings)[0]
+    return flags
+
+
+def flag_words(text: str, parser: argparse.ArgumentParser) -> str:
+    """``text`` with the Python names of ``parser``'s options in its flags' words.
+
+    ``name=value`` becomes ``--name value`` (``True``: ``--name``; quotes dropped);
+    a bare name with an underscore (``batch_size``) becomes its flag; a one-word
+    name becomes its flag where it starts a statement about it (``fps must ...``,
+    ``size (224) ...``).  Names inside paths (after ``/`` or ``.``) are left alone.
+    """
+    flags = _long_flags(parser)
+    if not flags:
+        return text
+
+    def assign(m: re.Match[str]) -> str:
+        flag = flags.get(m.group(1))
+        if flag is None:
+            return m.group(0)
+        value = m.group(2)
+        if value == "True":
+            return flag
+        if value == "False":
+            return f"no {flag}"
+        if len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]:
+            value = value[1:-1]
+        return f"{flag} {value}"
+
+    text = re.sub(r"(?<![\w./=-])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;)]+)", assign, text)
+
+    def bare(m: re.Match[str]) -> str:
+        return flags.get(m.group(1), m.group(0))
+
+    underscored = [d for d in flags if "_" in d]
+    if underscored:
+        names = "|".join(sorted(map(re.escape, underscored), key=len, reverse=True))
+        text = re.sub(rf"(?<![\w./=-])({names})(?![\w/=-]|\.\w)", bare, text)
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    return re.sub(rf"(?<![\w./=-])({names})(?= must\b| \(\d)", bare, text)
+
+
+class _FlagWords(logging.Filter):
+    """Rewrites every log record into a command's flags' words (see :func:`flag_words`)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        super().__init__()
+        self.parser = parser
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record is logging's to report
+            return True
+        record.msg, record.args = flag_words(message, self.parser), None
+        return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    words = _FlagWords(command_parser(parser, args))
+    handlers = list(logging.getLogger().handlers)
+    for h in handlers:
+        h.addFilter(words)
     try:
         if getattr(args, "config", None):
             args = _reparse_with_config(parser, args, argv)
@@ -71,22 +176,96 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logging.getLogger("vadfeat").error("interrupted")
         return 130
+    finally:
+        for h in handlers:
+            h.removeFilter(words)
 
 
 def _reparse_with_config(
     parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
 ) -> argparse.Namespace:
     """Config-file values become the sub-command's defaults; flags on the line still win."""
+    sub = args.config_parser
+    sub.set_defaults(**config_defaults(sub, args.config))
+    return parser.parse_args(argv)
+
+
+def config_defaults(sub: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """The options in the JSON file ``path``, checked against ``sub``'s flags as argparse would.
+
+    Keys are long option names (dashes or underscores).  Each value must have the
+    type its flag takes: a string for a path or a name, a JSON number for a number
+    (an integer where the flag takes one), true/false for a switch, a list of
+    strings for a repeated argument, one of the flag's choices where it has some;
+    ``null`` leaves an option unset where it has no default.  Raises
+    :class:`ConfigError` naming the flag.
+    """
     from vadfeat.cli.extract_cmds import load_config
 
-    sub = args.config_parser
-    values = load_config(args.config)
-    known = {a.dest for a in sub._actions}
-    unknown = sorted(set(values) - known)
+    values = load_config(path)
+    actions = {a.dest: a for a in sub._actions
+               if a.dest not in ("help", "version", "config", argparse.SUPPRESS)}
+    unknown = sorted(set(values) - set(actions))
     if unknown:
-        raise ConfigError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
-    sub.set_defaults(**values)
-    return parser.parse_args(argv)
+        raise ConfigError(f"unknown option(s) in {path}: {', '.join(unknown)}")
+    return {key: _config_value(actions[key], value, path) for key, value in values.items()}
+
+
+def _config_value(action: argparse.Action, value: Any, path: str) -> Any:
+    flag = next((o for o in action.option_strings if o.startswith("--")),
+                action.option_strings[0] if action.option_strings else (action.metavar or action.dest))
+
+    def bad(what: str) -> ConfigError:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        return ConfigError(f"{path}: {flag} must be {what}, got {shown}")
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(action, argparse._CountAction):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a count (0, 1, 2 ...)")
+        return value
+    if value is None:
+        if action.default is not None or action.required:
+            raise bad("given (it has no unset state)")
+        return None
+    if action.nargs in ("+", "*"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (
+                action.nargs == "+" and not value):
+            raise bad("a list of strings")
+        return [_one_value(action, v, bad) for v in value]
+    if isinstance(value, list) and action.type not in (None, int, float) and all(
+            isinstance(v, str) for v in value):
+        value = ",".join(value)  # a comma-separated flag (--devices) given as a JSON list
+    return _one_value(action, value, bad)
+
+
+def _one_value(action: argparse.Action, value: Any, bad: Any) -> Any:
+    choices = list(action.choices) if action.choices is not None else None
+    if isinstance(value, bool):  # bool is an int: true is not --crops 1
+        raise bad("one of " + ", ".join(map(str, choices)) if choices else "a value, not true/false")
+    if action.type is int:
+        if not isinstance(value, int):
+            raise bad("an integer")
+    elif action.type is float:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad("a number")
+        value = float(value)
+    elif action.type is None:
+        if not isinstance(value, str):
+            raise bad("one of " + ", ".join(map(str, choices)) if choices else "a string")
+    else:  # a converting flag type (_positive, _fraction, a list splitter): give it the text
+        if not isinstance(value, (str, int, float)):
+            raise bad("a string")
+        try:
+            value = action.type(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise bad(f"valid ({exc})") from None
+    if choices is not None and value not in choices:
+        raise bad("one of " + ", ".join(map(str, choices)))
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,231 @@
+"""Settings checked before any work: the one place both engines validate an extraction run.
+
+:func:`check_settings` refuses, with a :class:`~vadfeat.errors.ConfigError`, every
+setting that would otherwise fail later, per video or at the first forward pass:
+frame rates that are not positive numbers, batch sizes that are not positive
+integers, preset overrides of the wrong type or range, and a clip that is not a
+whole number of the model's tubelets (``clip_len`` a multiple of the tubelet,
+``size`` a multiple of the patch).  The model's geometry comes from ``model=`` (a
+registered size) or from the checkpoint's header (safetensors header, a hub
+folder's ``config.json``, a memory-mapped ``.pth``): no weights are read, no model
+is built.  :func:`check_geometry` is the same rule against a loaded model, for
+checkpoints whose geometry cannot be peeked at (``hf://``, legacy ``.pth``).
+
+Messages use the library's words (``clip_len=3``); the command line rewrites them
+into its flags' words (``--clip-len 3``, :func:`vadfeat.cli.flag_words`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vadfeat.checkpoints import MAX_TOKENS
+from vadfeat.errors import ConfigError
+from vadfeat.presets import Preset, get_preset
+
+log = logging.getLogger(__name__)
+
+# Most clips one forward pass takes.  The engine lets up to two batches of snippets
+# wait for the model in host memory (a 16-frame 224 px clip is 9.6 MB as float32),
+# so a batch of 512 already parks about 10 GB; a batch larger than a run's snippets
+# never fills, and every snippet then waits in memory for the end of the run.
+MAX_BATCH_SIZE = 512
+
+_PATCH_KEYS = ("patch_embed.proj.weight", "embeddings.patch_embeddings.projection.weight")
+
+
+def _positive_number(name: str, value: Any, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ConfigError(f"{name} must be a positive number of frames per second, got {value!r}")
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """A positive integer; above :data:`MAX_BATCH_SIZE` it is capped, with a warning."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size > MAX_BATCH_SIZE:
+        log.warning("batch_size=%d capped to %d clips per forward pass: up to two batches of "
+                    "snippets wait in memory for the model (about 10 GB at %d clips of "
+                    "16x224x224)", batch_size, MAX_BATCH_SIZE, MAX_BATCH_SIZE)
+        return MAX_BATCH_SIZE
+    return batch_size
+
+
+def resolve_preset(preset: Any, overrides: Mapping[str, Any]) -> Preset:
+    """The registered preset (or a :class:`Preset`) with the non-``None`` overrides applied."""
+    if isinstance(preset, Preset):
+        base = preset
+    elif isinstance(preset, str):
+        base = get_preset(preset)
+    else:
+        raise ConfigError(f"preset must be a preset name, got {preset!r}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return base.replace(**given) if given else base
+
+
+def _near(value: int, step: int) -> str:
+    """The multiples of ``step`` just below and above ``value`` (at least ``step``)."""
+    below, above = (value // step) * step, (value // step + 1) * step
+    return f"{below} or {above}" if below >= step else f"{above}"
+
+
+def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str) -> None:
+    """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels."""
+    if preset.clip_len % tubelet:
+        raise ConfigError(
+            f"clip_len={preset.clip_len} does not fit {model}: its tubelets are {tubelet} frames, "
+            f"so the clip length must be a multiple of {tubelet} (nearest: "
+            f"{_near(preset.clip_len, tubelet)}; 16 is the length it was trained with)"
+        )
+    if preset.size % patch:
+        raise ConfigError(
+            f"size={preset.size} does not fit {model}: its patches are {patch} pixels, so the "
+            f"input side must be a multiple of {patch} (nearest: {_near(preset.size, patch)}; "
+            "224 is the size it was trained with)"
+        )
+    tokens = preset.clip_len // tubelet * (preset.size // patch) ** 2
+    if tokens > MAX_TOKENS:
+        raise ConfigError(
+            f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
+            f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
+        )
+
+
+def peek_geometry(checkpoint: Any) -> tuple[int, int] | None:
+    """``(tubelet, patch)`` of a checkpoint from its header alone; ``None`` if that cannot be seen.
+
+    Never raises for a damaged file: the checkpoint loader says what is wrong with it.
+    """
+    if checkpoint is None or str(checkpoint).startswith("hf://"):
+        return None
+    try:
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            found = _from_config(path / "config.json")
+            if found is not None:
+                return found
+            weights = [p for p in sorted(path.glob("*.safetensors"))
+                       if p.name in ("model.safetensors", "pytorch_model.safetensors")]
+            weights = weights or sorted(path.glob("*.safetensors"))
+            return _from_safetensors(weights[0]) if len(weights) >= 1 else None
+        if path.suffix == ".safetensors":
+            return _from_safetensors(path)
+        if path.is_file():
+            return _from_pth(path)
+    except Exception:  # a peek only: load_checkpoint raises the real error
+        log.debug("cannot peek at the geometry of %s", checkpoint, exc_info=True)
+    return None
+
+
+def _from_shape(shape: Any) -> tuple[int, int] | None:
+    shape = list(shape)
+    if len(shape) == 5 and all(isinstance(s, int) and s > 0 for s in shape):
+        return shape[2], shape[4]
+    return None
+
+
+def _from_config(path: Path) -> tuple[int, int] | None:
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text(encoding="utf-8"))
+    mc = config.get("model_config") if isinstance(config, dict) else None
+    if not isinstance(mc, dict):
+        return None
+    tub, patch = mc.get("tubelet_size"), mc.get("patch_size")
+    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tub, patch)):
+        return tub, patch
+    return None
+
+
+def _patch_key(keys: Any) -> str | None:
+    for key in keys:
+        if key.endswith(_PATCH_KEYS):
+            return key
+    return None
+
+
+def _from_safetensors(path: Path) -> tuple[int, int] | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        key = _patch_key(f.keys())
+        return _from_shape(f.get_slice(key).get_shape()) if key else None
+
+
+def _from_pth(path: Path) -> tuple[int, int] | None:
+    import torch
+
+    # mmap: the tensors are not read; a legacy (non-zip) file cannot be mapped -> no peek.
+    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    for _ in range(3):  # containers: 'module', 'model', 'state_dict'
+        if not isinstance(obj, Mapping):
+            return None
+        key = _patch_key(k for k in obj if isinstance(k, str))
+        if key is not None:
+            return _from_shape(obj[key].shape) if isinstance(obj[key], torch.Tensor) else None
+        obj = next((obj[k] for k in ("module", "model", "state_dict") if isinstance(obj.get(k), Mapping)),
+                   None)
+    return None
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse, before any work, every extraction setting that cannot work.
+
+    ``settings`` are :func:`vadfeat.extract`'s keyword arguments (``checkpoint``,
+    ``model``, ``random_weights``, ``preset``, ``fps``, ``folder_fps``,
+    ``batch_size``, preset overrides ...); missing ones take their defaults.
+    Raises :class:`~vadfeat.errors.ConfigError` (unknown model names included).
+    """
+    from vadfeat.models.videomae import get_spec
+
+    # FeatureExtractor's own arguments; everything else is a preset override.
+    own = {"checkpoint", "model", "preset", "random_weights", "device", "dtype", "batch_size",
+           "num_heads", "on_corrupt", "fps", "frames_colour", "folder_fps", "quantize",
+           "preprocess", "max_pixels", "extractor"}
+    checkpoint, model = settings.get("checkpoint"), settings.get("model")
+    random_weights = settings.get("random_weights", False)
+    if checkpoint is None and not random_weights and "extractor" not in settings:
+        raise ConfigError("a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
+                          "to run with random weights for testing")
+    if checkpoint is not None and random_weights:
+        raise ConfigError("give either checkpoint=PATH or random_weights=True, not both")
+    if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
+        raise ConfigError(f"checkpoint must be a path, got {checkpoint!r}")
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(f"model must be a model name, got {model!r}")
+    for name in ("device", "dtype", "on_corrupt", "frames_colour", "preprocess"):
+        value = settings.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+    num_heads = settings.get("num_heads")
+    if num_heads is not None and (isinstance(num_heads, bool) or not isinstance(num_heads, int)
+                                  or num_heads < 1):
+        raise ConfigError(f"num_heads must be a positive integer, got {num_heads!r}")
+    _positive_number("fps", settings.get("fps"), optional=True)
+    _positive_number("folder_fps", settings.get("folder_fps", 30.0), optional=False)
+    if "batch_size" in settings:
+        batch = settings["batch_size"]
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch!r}")
+    preset = resolve_preset(settings.get("preset", "videomae-v2"),
+                            {k: v for k, v in settings.items() if k not in own})
+    if model is not None:
+        spec = get_spec(model)
+        check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size, model=spec.name)
+    elif checkpoint is not None:
+        found = peek_geometry(checkpoint)
+        if found is not None:
+            check_geometry(preset, tubelet=found[0], patch=found[1], model=f"the model in {checkpoint}")
+
+
+__all__ = ["MAX_BATCH_SIZE", "check_batch_size", "check_geometry", "check_settings",
+           "peek_geometry", "resolve_preset"]
