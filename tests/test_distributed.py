@@ -212,13 +212,15 @@ def test_worker_death_and_other_runs_claims_touch_only_their_video(
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         other_run.release_all()
-    assert (summary.ok, summary.skipped, summary.exit_code) == (1, 1, 1)
+    # c.avi is held by another live run: "in progress elsewhere", not done (issue 10).
+    assert (summary.ok, summary.skipped, summary.exit_code) == (1, 0, 1)
+    assert [v for v, _ in summary.elsewhere] == ["c.avi"]
     reasons = dict(summary.failed)
     assert set(reasons) == {"b.mp4", "broken.mp4"}
     assert "worker process died on this video" in reasons["b.mp4"]
     assert len(read_manifest(out)) == 4
     entries = _by_video(out)
     assert entries["a/001.mp4"]["status"] == "ok"
-    assert entries["c.avi"]["status"] == "skipped"
-    assert "being extracted by another process" in entries["c.avi"]["error"]
+    assert entries["c.avi"]["status"] == "elsewhere"
+    assert "in progress elsewhere" in entries["c.avi"]["error"]
     assert not list(out.glob("b.*")) and not list(out.glob("c.*"))
