@@ -176,7 +176,7 @@ def test_resume_skips_only_matching_outputs(tmp_path: Path, tiny_checkpoint: Pat
     assert (first.ok, again.ok, again.skipped) == (3, 0, 3)
     assert {p: p.stat().st_mtime_ns for p in npy_files(out)} == before
     # Different settings are a decision (issue 10): stop before any work, say what differs.
-    with pytest.raises(ConfigError, match="tail: drop -> pad.*--overwrite"):
+    with pytest.raises(ConfigError, match=r"tail: drop -> pad.*--overwrite"):
         extract([src], out, checkpoint=tiny_checkpoint, tail="pad", progress=False)
     assert {p: p.stat().st_mtime_ns for p in npy_files(out)} == before
     forced = extract([src], out, checkpoint=tiny_checkpoint, tail="pad", overwrite=True,

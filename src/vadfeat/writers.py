@@ -407,8 +407,9 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
 
 def is_vadfeat_sidecar(meta: Any) -> bool:
     """A JSON object vadfeat wrote (every release writes these two keys)."""
+    fp = meta.get("fingerprint") if isinstance(meta, dict) else None
     return (isinstance(meta, dict) and isinstance(meta.get("vadfeat_version"), str)
-            and isinstance(meta.get("fingerprint"), dict))
+            and isinstance(fp, dict) and isinstance(fp.get("preset"), dict) and "model" in fp)
 
 
 def sidecar_files(sidecar: Path, meta: Mapping[str, Any]) -> list[Path]:

@@ -103,15 +103,15 @@ def _truncated_mp4(root: Path, i: int) -> list[Case]:
 def _truncated_avi(root: Path, i: int) -> list[Case]:
     p = _video(root / "broken" / f"truncated_avi_{i}.avi", 96, seed=2)
     synth.truncate(p, 0.8)
-    return [Case(f"broken/truncated_avi_{i}.avi", "truncated avi (80 %)", "warn",
-                 "declares 96 frames", broken=True)]
+    return [Case(f"broken/truncated_avi_{i}.avi", "truncated avi (80 %)", "failed",
+                 "truncated: container declares 96 frames", broken=True)]
 
 
 def _truncated_mkv(root: Path, i: int) -> list[Case]:
     p = _video(root / "broken" / f"truncated_mkv_{i}.mkv", 96, seed=2)
     synth.truncate(p, 0.6)
-    return [Case(f"broken/truncated_mkv_{i}.mkv", "truncated mkv (60 %)", "warn",
-                 "truncated or damaged", broken=True)]
+    return [Case(f"broken/truncated_mkv_{i}.mkv", "truncated mkv (60 %)", "failed",
+                 "truncated: decoded frames cover", broken=True)]
 
 
 def _corrupt_middle(root: Path, i: int) -> list[Case]:
