@@ -131,6 +131,10 @@ class _HashingWriter:
     def flush(self) -> None:
         self._f.flush()
 
+    @property
+    def name(self) -> str:
+        return self._f.name
+
 
 def save_npy(path: Path, array: np.ndarray) -> str:
     """Write ``array`` atomically; return the sha256 (hex) of the file's bytes."""
