@@ -170,6 +170,21 @@ def test_changed_settings_stop_before_the_model_loads(tmp_path: Path, tiny_check
     assert np.load(out / "v0.npy").shape == (2, 3, 64)  # 32 frames -> 2 snippets x 3 crops
 
 
+def test_a_finished_folder_is_rerun_without_the_model(tmp_path: Path, tiny_checkpoint: Path,
+                                                       three: Path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    assert run(three, out, tiny_checkpoint).ok == 3
+    before = stamps(out)
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded for a folder with nothing to do")
+
+    monkeypatch.setattr(extract_mod, "load_model", no_model)
+    s = run(three, out, tiny_checkpoint)
+    assert (s.ok, s.skipped, s.exit_code) == (0, 3, 0) and stamps(out) == before
+    assert [e["status"] for e in last_run(out).values()] == ["skipped"] * 3
+
+
 def test_auto_dtype_resumes_and_a_real_dtype_change_is_named(tmp_path: Path, tiny_checkpoint: Path,
                                                              three: Path) -> None:
     out = tmp_path / "out"

@@ -995,6 +995,10 @@ def extract(
             planned_fp.append(resolve_settings(settings).fingerprint(layout, device_type))
             return planned_fp[-1]
     plan, states = plan_run(items, out, layout, crops, fingerprint, overwrite=overwrite)
+    if extractor is None and not overwrite and planned_fp and all(
+            st.status in ("done", "foreign") for st in states):
+        # Nothing to extract: a rerun of a finished folder never loads the model.
+        return _nothing_to_do(items, plan, states, out, run_id=_new_run_id())
 
     ext = extractor if extractor is not None else FeatureExtractor(**settings)
     fp = ext.fingerprint(layout)
@@ -1004,7 +1008,7 @@ def extract(
                           f"model differs from the model's ({diff}); nothing was run")
     if layout == "per-crop" and ext.crops == 1:
         log.info("layout per-crop with one crop writes <stem>__0.npy files")
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = _new_run_id()
     try:  # an output folder we cannot write to is a usage error, found before any work
         out.mkdir(parents=True, exist_ok=True)
         clean_stale_temporaries(out)
@@ -1225,6 +1229,39 @@ def extract(
         manifest.close()
         claims.release_all()
     summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+def _nothing_to_do(items: Sequence[VideoItem], plan: Sequence[OutputPaths],
+                   states: Sequence[OutputState], out: Path, *, run_id: str) -> RunSummary:
+    """Every video is done or blocked by a foreign file: record that, without a model."""
+    t0 = time.perf_counter()
+    try:
+        manifest = Manifest(out, run_id)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
+    summary = RunSummary(out=out, run_id=run_id, total=len(items))
+    try:
+        for item, paths, st in zip(items, plan, states, strict=True):
+            if st.status == "done":
+                summary.skipped += 1
+                manifest.record(video=str(item.name), status="skipped", error=None,
+                                output=str(paths.features[0]), num_frames=None,
+                                num_snippets=None, seconds=0.0)
+            else:
+                summary.failed.append((str(item.name), st.reason))
+                log.error("%s: %s", item.name, st.reason)
+                manifest.record(video=str(item.name), status="failed", error=st.reason,
+                                output=None, num_frames=None, num_snippets=None, seconds=0.0)
+    finally:
+        manifest.close()
+    if summary.skipped:
+        log.info("%d video(s) already extracted with these settings: skipped", summary.skipped)
+    summary.seconds = time.perf_counter() - t0
     return summary
 
 

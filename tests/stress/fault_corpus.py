@@ -832,6 +832,14 @@ def _stamps(root: Path) -> dict[Path, bytes]:
             if p.is_file() and ".vadfeat-locks" not in p.parts and p.name != "manifest.jsonl"}
 
 
+def _copy_out(r: Runner, clean: Path, out: Path) -> None:
+    """A copy of the clean run's output folder that the run's user owns."""
+    shutil.copytree(clean, out, symlinks=True)
+    if r.user:
+        for p in [out, *out.rglob("*")]:
+            os.lchown(p, NOBODY, NOBODY)
+
+
 def _owned_record(out: Path, key: str) -> Path:
     import hashlib
 
@@ -842,8 +850,8 @@ def _owned_record(out: Path, key: str) -> Path:
 def phase_foreign(r: Runner, clean: Path, out: Path, cases: list[Case]) -> Row:
     """Files vadfeat did not write at three good videos' output paths, run with --overwrite:
     those videos fail naming the file, the files stay byte for byte, all else is kept."""
-    shutil.copytree(clean, out, symlinks=True)
-    plain = sorted(c for c in cases if c.name.startswith("plain/"))[:3]
+    _copy_out(r, clean, out)
+    plain = sorted((c for c in cases if c.name.startswith("plain/")), key=lambda c: c.name)[:3]
     planted: dict[Path, bytes] = {}
     for k, c in enumerate(plain):
         npy, side = out / c.output, (out / c.output).with_suffix(".json")
@@ -873,7 +881,7 @@ def phase_foreign(r: Runner, clean: Path, out: Path, cases: list[Case]) -> Row:
 
 
 def phase_changed_settings(r: Runner, clean: Path, out: Path) -> Row:
-    shutil.copytree(clean, out, symlinks=True)
+    _copy_out(r, clean, out)
     before = _stamps(out)
     code, err, secs = r.run(out, "--crops", "3")
     problems = []
@@ -889,8 +897,8 @@ def phase_changed_settings(r: Runner, clean: Path, out: Path) -> Row:
 
 
 def phase_damaged_sidecars(r: Runner, clean: Path, out: Path, cases: list[Case]) -> Row:
-    shutil.copytree(clean, out, symlinks=True)
-    plain = sorted(c for c in cases if c.name.startswith("plain/"))[3:7]
+    _copy_out(r, clean, out)
+    plain = sorted((c for c in cases if c.name.startswith("plain/")), key=lambda c: c.name)[3:7]
     damages = ["[]", "null-shape", "\x00\xff binary", "folder"]
     for c, damage in zip(plain, damages, strict=True):
         side = (out / c.output).with_suffix(".json")
