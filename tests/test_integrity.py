@@ -485,7 +485,8 @@ def test_honest_containers_are_not_truncated(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- 11. signals
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM,  # ~12 s each; SIGHUP is the same path
+                                 pytest.param(signal.SIGHUP, marks=pytest.mark.slow)])
 def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path: Path, tiny_checkpoint: Path,
                                              sig: signal.Signals) -> None:
     src = tmp_path / "in"

@@ -803,8 +803,8 @@ def check_output_folder(out: Path) -> None:
             try:
                 entry = json.loads(first)
                 ours = isinstance(entry, dict) and "run" in entry and "video" in entry
-            except ValueError:
-                ours = False
+            except ValueError:  # a line torn by a full disk is still one of ours
+                ours = first.startswith(b'{"run": "')
         if not ours:
             raise ConfigError(f"{manifest} was not written by vadfeat (its first line is not a "
                               "run record); vadfeat appends to it, so move it away or choose "
