@@ -1019,6 +1019,8 @@ def extract(
     summary = RunSummary(out=out, run_id=run_id, total=len(items))
     keys = [str(p.sidecar.relative_to(out)) for p in plan]
     stale_of: dict[int, tuple[Path, ...]] = {}
+    started: dict[int, float] = {}  # claimed by this run (finished ones are in `closed`)
+    closed: set[int] = set()
     deferred: set[int] = set()
     t_start = time.perf_counter()
 
@@ -1042,6 +1044,7 @@ def extract(
             claims.release(keys[vid])
             return kind, why
         stale_of[vid] = stale
+        started[vid] = time.perf_counter()
         return None, ""
 
     todo: list[int] = []
@@ -1083,6 +1086,7 @@ def extract(
 
     def finish_ok(vid: int) -> None:
         st = pending.pop(vid)
+        closed.add(vid)
         assert st.meta is not None
         feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
         md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
@@ -1102,6 +1106,7 @@ def extract(
         st = pending.pop(vid, None)
         item = items[vid]
         failed.add(vid)
+        closed.add(vid)
         claims.mark_failed(keys[vid], reason)
         claims.release(keys[vid])
         summary.failed.append((str(item.name), reason))
@@ -1205,14 +1210,14 @@ def extract(
         stop.set()
         log.error("stopped by %s: finished videos are kept; run again to resume",
                   signal.Signals(summary.signal).name)
-        for vid, st in pending.items():
-            if vid not in failed:
+        for vid, t0 in sorted(started.items()):  # claimed by this run, not finished
+            if vid not in closed:
                 with contextlib.suppress(OSError):
                     manifest.record(video=str(items[vid].name), status="interrupted",
                                     error=f"stopped by {signal.Signals(summary.signal).name} "
                                           "before this video was finished",
                                     output=None, num_frames=None, num_snippets=None,
-                                    seconds=round(time.perf_counter() - st.started, 3))
+                                    seconds=round(time.perf_counter() - t0, 3))
     finally:
         stop.set()
         # Wait for the decode threads (they see ``stop`` within a snippet or a 0.5 s
