@@ -613,7 +613,9 @@ def test_extract_refuses_a_checkpoint_with_a_pickle_payload(tmp_path: Path,
 def test_fault_corpus_stress_reduced() -> None:
     """tests/stress/fault_corpus.py at a reduced size: 40 inputs (17 broken: one of each
     kind), 3 random SIGKILLs then a resume, 3 processes on one folder, a device process
-    killed under --devices, disk full (tmpfs), read-only output.  Every phase's checks hold."""
+    killed under --devices, disk full (tmpfs), read-only output, and the ownership phases of
+    issue 10 (foreign files, changed settings, damaged sidecars, changed sources, two runs
+    with different settings, SIGTERM).  Every phase's checks hold."""
     from stress import fault_corpus
 
     d = _world_dir()
