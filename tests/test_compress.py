@@ -177,8 +177,11 @@ def test_compressed_checkpoint_runs_in_extract_and_is_recorded(tmp_path: Path,
     plain = extract([tmp_path / "v"], tmp_path / "f", checkpoint=tiny_checkpoint, progress=False)
     assert plain.ok == 1
     assert "quantize" not in json.loads((tmp_path / "f" / "a.json").read_text())["fingerprint"]
+    # Other settings over existing outputs: a decision (--overwrite), not an accident (issue 10).
     assert main(["extract", str(tmp_path / "v"), "-o", str(tmp_path / "f"), "--checkpoint",
-                 str(tiny_checkpoint), "--quantize", "int8", "-q"]) == 0
+                 str(tiny_checkpoint), "--quantize", "int8", "-q"]) == 2
+    assert main(["extract", str(tmp_path / "v"), "-o", str(tmp_path / "f"), "--checkpoint",
+                 str(tiny_checkpoint), "--quantize", "int8", "-q", "--overwrite"]) == 0
     meta = json.loads((tmp_path / "f" / "a.json").read_text())
     assert meta["model"]["quantize"] == "int8" and meta["fingerprint"]["quantize"] == "int8"
     again = extract([tmp_path / "v"], tmp_path / "f", checkpoint=tiny_checkpoint, quantize="int8",

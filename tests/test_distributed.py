@@ -212,13 +212,41 @@ def test_worker_death_and_other_runs_claims_touch_only_their_video(
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         other_run.release_all()
-    assert (summary.ok, summary.skipped, summary.exit_code) == (1, 1, 1)
+    # c.avi is held by another live run: "in progress elsewhere", not done (issue 10).
+    assert (summary.ok, summary.skipped, summary.exit_code) == (1, 0, 1)
+    assert [v for v, _ in summary.elsewhere] == ["c.avi"]
     reasons = dict(summary.failed)
     assert set(reasons) == {"b.mp4", "broken.mp4"}
     assert "worker process died on this video" in reasons["b.mp4"]
     assert len(read_manifest(out)) == 4
     entries = _by_video(out)
     assert entries["a/001.mp4"]["status"] == "ok"
-    assert entries["c.avi"]["status"] == "skipped"
-    assert "being extracted by another process" in entries["c.avi"]["error"]
+    assert entries["c.avi"]["status"] == "elsewhere"
+    assert "in progress elsewhere" in entries["c.avi"]["error"]
     assert not list(out.glob("b.*")) and not list(out.glob("c.*"))
+
+
+def test_ray_follows_the_ownership_rules(tmp_path: Path, tiny_checkpoint: Path,
+                                         ray_cluster: object, one_thread: None) -> None:
+    """Issue 10 under Ray, as in the local engine: other settings stop the run before any
+    actor starts; a foreign file fails its video; switching crop count with --overwrite
+    leaves one set of files."""
+    folder = _inputs(tmp_path)
+    out = tmp_path / "out"
+    first = extract([folder], out, checkpoint=tiny_checkpoint, progress=False, layout="per-crop",
+                    crops=5, batch_size=10)
+    assert first.ok == 3
+    with pytest.raises(ConfigError, match="crops: 5 -> 3"):
+        extract_ray([folder], out, checkpoint=tiny_checkpoint, progress=False,
+                    layout="per-crop", crops=3)
+    (out / "c__0.npy").unlink()
+    (out / "c__0.npy").write_bytes(b"mine")  # c's set was vadfeat's; this file is not...
+    (out / "c.json").unlink()  # ...once no sidecar or record vouches for it
+    for rec in (out / ".vadfeat-locks").glob("*.owned"):
+        rec.unlink()
+    s = extract_ray([folder], out, checkpoint=tiny_checkpoint, progress=False,
+                    layout="per-crop", crops=3, overwrite=True)
+    assert "c__0.npy exists and was not written by vadfeat" in dict(s.failed)["c.avi"]
+    assert (out / "c__0.npy").read_bytes() == b"mine" and s.ok == 2
+    assert sorted(p.name for p in out.glob("b*")) == ["b.json", "b__0.npy", "b__1.npy",
+                                                      "b__2.npy"]

@@ -13,6 +13,7 @@ import torch
 from reference import legacy_features
 from vadfeat import synth
 from vadfeat.cli import main
+from vadfeat.errors import ConfigError
 from vadfeat.extract import FeatureExtractor, extract
 from vadfeat.writers import read_manifest
 
@@ -174,12 +175,14 @@ def test_resume_skips_only_matching_outputs(tmp_path: Path, tiny_checkpoint: Pat
     again = extract([src], out, checkpoint=tiny_checkpoint, progress=False)
     assert (first.ok, again.ok, again.skipped) == (3, 0, 3)
     assert {p: p.stat().st_mtime_ns for p in npy_files(out)} == before
-    changed = extract([src], out, checkpoint=tiny_checkpoint, tail="pad", progress=False)
-    assert changed.ok == 3 and changed.skipped == 0  # different settings: redone
-    assert np.load(out / "b" / "001.npy").shape == (3, 64)  # ceil(37 / 16)
+    # Different settings are a decision (issue 10): stop before any work, say what differs.
+    with pytest.raises(ConfigError, match=r"tail: drop -> pad.*--overwrite"):
+        extract([src], out, checkpoint=tiny_checkpoint, tail="pad", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in npy_files(out)} == before
     forced = extract([src], out, checkpoint=tiny_checkpoint, tail="pad", overwrite=True,
                      progress=False)
-    assert forced.ok == 3
+    assert forced.ok == 3 and forced.skipped == 0
+    assert np.load(out / "b" / "001.npy").shape == (3, 64)  # ceil(37 / 16)
     # A feature file whose sidecar is missing (killed between the two renames) is redone.
     (out / "c.json").unlink()
     redo = extract([src], out, checkpoint=tiny_checkpoint, tail="pad", progress=False)
@@ -335,7 +338,11 @@ def test_devices_share_one_work_list(tmp_path: Path, tiny_checkpoint: Path) -> N
 
 
 def test_concurrent_runs_on_one_folder(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    """Two independent processes on one output folder, as users start one per GPU."""
+    """Two independent processes on one output folder, as users start one per GPU.
+
+    With --wait each process waits for the videos the other holds, so both end with
+    every video done (exit 0); without it a video still held at the end is "in progress
+    elsewhere" (exit 3, tests/test_integrity.py)."""
     import subprocess
     import sys
 
@@ -343,7 +350,7 @@ def test_concurrent_runs_on_one_folder(tmp_path: Path, tiny_checkpoint: Path) ->
     for k in range(6):
         synth.write_video(src / f"v{k}.mp4", synth.scene_frames(64, seed=k), fps=25)
     cmd = [sys.executable, "-m", "vadfeat", "extract", str(src), "-o", str(tmp_path / "out"),
-           "--checkpoint", str(tiny_checkpoint), "-q", "-b", "1"]
+           "--checkpoint", str(tiny_checkpoint), "-q", "-b", "1", "--wait"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for _ in range(2)]
     for p in procs:

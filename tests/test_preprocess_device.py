@@ -140,9 +140,10 @@ def test_resume_tells_the_modes_apart(tmp_path: Path, two_videos: Path,
     meta = json.loads((out / "a.json").read_text())
     # Worker outputs keep the fingerprint they had before the setting existed.
     assert meta["preprocess"] == "worker" and "preprocess" not in meta["fingerprint"]
-    device = extract([two_videos], out, preprocess="device", **common)
+    # Switching modes over existing outputs needs --overwrite (issue 10).
+    device = extract([two_videos], out, preprocess="device", overwrite=True, **common)
     again = extract([two_videos], out, preprocess="device", **common)
-    back = extract([two_videos], out, **common)
+    back = extract([two_videos], out, overwrite=True, **common)
     assert (worker.ok, device.ok, device.skipped) == (2, 2, 0)
     assert (again.ok, again.skipped) == (0, 2)
     assert (back.ok, back.skipped) == (2, 0)

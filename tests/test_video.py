@@ -189,24 +189,27 @@ def test_truncated_mp4_without_index(media, tmp_path):
         open_video(path, on_corrupt="skip")
 
 
-@pytest.mark.parametrize("on_corrupt", ["fail", "skip"])
-def test_truncated_file_with_index_warns(tmp_path, on_corrupt):
+def test_truncated_file_with_index_warns(tmp_path):
     # AVI declares its frame count in the header at the start, so a cut file still opens
-    # and decoding just ends early, without an error: a count shortfall, reported as a
-    # warning in both modes.
+    # and decoding just ends early, without an error: a count shortfall, a warning under
+    # "skip"; under "fail" a failure (issue 10, tests/test_integrity.py).
     path = synth.write_video(tmp_path / "t.avi", synth.scene_frames(100, width=160, height=120))
     synth.truncate(path, 0.5)
-    reader, items = _read_all(path, on_corrupt=on_corrupt)
+    reader, items = _read_all(path, on_corrupt="skip")
     assert 0 < len(items) < 100 == reader.info.declared_frames
     assert any("declares 100 frames, decoded" in w for w in reader.warnings)
+    with pytest.raises(DecodeError, match="truncated: container declares 100 frames"):
+        _read_all(path, on_corrupt="fail")
 
 
 def test_truncated_mkv_warns_by_duration(media, tmp_path):
     path = synth.write_video(tmp_path / "t.mkv", synth.scene_frames(100, width=160, height=120))
     synth.truncate(path, 0.5)
-    reader, items = _read_all(path)
+    reader, items = _read_all(path, on_corrupt="skip")
     assert 0 < len(items) < 100 and reader.info.declared_frames is None
     assert any("cover" in w and "4.00 s" in w for w in reader.warnings)
+    with pytest.raises(DecodeError, match="truncated: decoded frames cover"):
+        _read_all(path, on_corrupt="fail")
 
 
 def test_corrupt_middle_fail_and_skip(media, tmp_path):

@@ -60,14 +60,12 @@ Ray is imported only inside these functions: ``import vadfeat`` never imports it
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -76,27 +74,30 @@ import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
-from vadfeat.checkpoints import load_checkpoint, resolve_spec
+from vadfeat._signals import signum_of
 from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.extract import (
     FeatureExtractor,
+    ResolvedSettings,
     RunSummary,
     _progress,
-    check_preprocess,
+    _settle_elsewhere,
+    check_output_folder,
     plan_outputs,
-    resolve_dtype,
-    settings_fingerprint,
+    plan_run,
+    recheck,
+    resolve_settings,
 )
 from vadfeat.inputs import VideoItem, discover
-from vadfeat.presets import Preset, get_preset
 from vadfeat.validate import check_settings
 from vadfeat.writers import (
+    HELD,
     Claims,
     Manifest,
     OutputPaths,
+    OutputState,
     check_layout,
     clean_stale_temporaries,
-    is_done,
 )
 
 log = logging.getLogger(__name__)
@@ -108,90 +109,19 @@ _MAX_TASK_RETRIES = 2
 
 _INSTALL_HINT = "the Ray engine needs Ray Data: pip install 'vadfeat[ray]'"
 
-# FeatureExtractor's own keyword arguments; every other setting is a preset override.
-_EXTRACTOR_PARAMS = {
-    name: p.default
-    for name, p in inspect.signature(FeatureExtractor.__init__).parameters.items()
-    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
-}
-
-
 # --------------------------------------------------------------------------- driver-side settings
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """Extractor settings resolved on the driver, without building the model."""
-
-    kwargs: dict[str, Any]  # FeatureExtractor(**kwargs) on a worker, paths made absolute
-    preset: Preset
-    model_name: str
-    checkpoint_sha256: str | None
-    quantize: str | None  # asked for, or recorded in a compressed checkpoint
-
-    @property
-    def crops(self) -> int:
-        return self.preset.crops
-
-    def for_device(self, device_type: str) -> dict[str, Any]:
-        """Worker kwargs with device and dtype fixed (``auto`` resolved for ``device_type``)."""
-        dtype = resolve_dtype(self.kwargs["dtype"], torch.device(device_type))
-        return {**self.kwargs, "device": device_type, "dtype": dtype}
-
-    def fingerprint(self, layout: str, device_type: str) -> dict[str, Any]:
-        # What FeatureExtractor.fingerprint gives, without a model; every actor checks.
-        kw = self.for_device(device_type)
-        return settings_fingerprint(
-            preset=self.preset, model=self.model_name, checkpoint_sha256=self.checkpoint_sha256,
-            random_weights=self.checkpoint_sha256 is None, dtype=kw["dtype"], fps=kw["fps"],
-            frames_colour=kw["frames_colour"], on_corrupt=kw["on_corrupt"], layout=layout,
-            quantize=self.quantize, preprocess=kw["preprocess"],
-        )
-
-
-def _resolve_settings(settings: Mapping[str, Any]) -> _Settings:
-    """Validate settings and read what the fingerprint needs from the checkpoint.
-
-    The checkpoint is hashed and its architecture detected (``.pth`` files are
-    memory-mapped, so the tensors are not read); no model is built.
-    """
+def _resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
+    """:func:`vadfeat.extract.resolve_settings` plus the Ray engine's own rules."""
     if "extractor" in settings:
         raise ConfigError("the Ray engine builds a model on every worker: pass extractor settings "
                           "(checkpoint=, model=, ...), not a FeatureExtractor")
-    kwargs = {name: settings.get(name, default) for name, default in _EXTRACTOR_PARAMS.items()}
-    overrides = {k: v for k, v in settings.items() if k not in _EXTRACTOR_PARAMS and v is not None}
-    base = kwargs["preset"]
-    preset = get_preset(base) if isinstance(base, str) else base
-    if overrides:
-        preset = preset.replace(**overrides)
-    check_preprocess(kwargs["preprocess"], preset)
-    checkpoint, model = kwargs["checkpoint"], kwargs["model"]
-    if checkpoint is None and not kwargs["random_weights"]:
-        raise ConfigError("a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
-                          "to run with random weights for testing")
-    if checkpoint is not None and kwargs["random_weights"]:
-        raise ConfigError("give either a checkpoint or random_weights=True, not both")
-    device = str(kwargs["device"])
+    device = str(settings.get("device", "auto"))
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device {device!r} cannot be used with the Ray engine: each actor gets "
                           "its own GPU from Ray; use auto, cuda or cpu")
-    sha = None
-    quantize = kwargs.get("quantize")
-    if checkpoint is not None:
-        if not str(checkpoint).startswith("hf://"):
-            # Workers may start in another folder (or on another machine).
-            checkpoint = str(Path(checkpoint).expanduser().absolute())
-            kwargs["checkpoint"] = checkpoint
-        state, info = load_checkpoint(checkpoint, num_heads=kwargs["num_heads"])
-        del state
-        spec = resolve_spec(model, info)
-        sha = info.sha256
-        quantize = quantize or (getattr(info, "compression", None) or {}).get("quantize")
-    else:
-        spec = resolve_spec(model, None)
-    kwargs.update(overrides)
-    return _Settings(kwargs=kwargs, preset=preset, model_name=spec.name,
-                     checkpoint_sha256=sha, quantize=quantize)
+    return resolve_settings(settings)
 
 
 # --------------------------------------------------------------------------- the actor
@@ -235,8 +165,9 @@ class _ExtractActor:
                     "time could repeat work", self.out, exc)
         self.claims = None
 
-    def _claim(self, key: str, paths: OutputPaths) -> str | None:
-        """``None`` when this actor may extract the video, else why it is skipped."""
+    def _claim(self, key: str, paths: OutputPaths, source: Path,
+               planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
+        """``(None, "", stale)`` when this actor may extract the video, else ``(status, why, ())``."""
         if self.claims is not None:
             try:
                 reason = self.claims.acquire(key)
@@ -244,11 +175,16 @@ class _ExtractActor:
                 self._no_locks(exc)
                 reason = None
             if reason is not None:
-                return reason
-        if not self.overwrite and is_done(paths, self.fingerprint):
+                return ("elsewhere" if reason.startswith(HELD) else "skipped"), reason, ()
+        try:
+            kind, why, stale = recheck(paths, self.fingerprint, out=self.out, source=source,
+                                       overwrite=self.overwrite, planned=planned)
+        except BaseException:
             self._release(key)
-            return "extracted by another process during this run"
-        return None
+            raise
+        if kind is not None:
+            self._release(key)
+        return kind, why, stale
 
     def _release(self, key: str) -> None:
         if self.claims is not None:
@@ -256,22 +192,25 @@ class _ExtractActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entries = []
-        for source, name, outputs in zip(batch["source"], batch["name"], batch["outputs"],
-                                         strict=True):
+        for source, name, outputs, planned in zip(batch["source"], batch["name"],
+                                                  batch["outputs"], batch["planned"], strict=True):
             item = VideoItem(Path(str(source)), PurePosixPath(str(name)))
             *features, sidecar = (Path(p) for p in json.loads(str(outputs)))
             paths = OutputPaths(tuple(features), sidecar)
+            plan = json.loads(str(planned))
+            planned_state = OutputState(plan["status"], stale=tuple(Path(p) for p in plan["stale"]))
             key = str(paths.sidecar.relative_to(self.out))  # the local engine's claim key
             t0 = time.perf_counter()
             try:
-                elsewhere = self._claim(key, paths)
-                if elsewhere is not None:
-                    entry = {"video": str(item.name), "status": "skipped", "error": elsewhere,
-                             "output": str(paths.features[0]), "num_frames": None,
-                             "num_snippets": None, "seconds": 0.0}
+                kind, why, stale = self._claim(key, paths, item.source, planned_state)
+                if kind is not None:
+                    entry = {"video": str(item.name), "status": kind, "error": why,
+                             "output": str(paths.features[0]) if kind == "skipped" else None,
+                             "num_frames": None, "num_snippets": None, "seconds": 0.0}
                 else:
                     try:
-                        entry = self.extractor.process(item, paths, layout=self.layout)
+                        entry = self.extractor.process(item, paths, layout=self.layout,
+                                                       out=self.out, stale=stale)
                     finally:
                         self._release(key)
             except Exception as exc:  # one video's bug must not end a day-long run
@@ -399,9 +338,10 @@ def extract_ray(
     layout = check_layout(layout)
     check_settings(settings)  # the local engine's checks, before Ray starts
     resolved = _resolve_settings(settings)
+    out = Path(out)
+    check_output_folder(out)
     items = discover(list(inputs), root=Path(root) if root is not None else None)
     ray = _import_ray()
-    out = Path(out)
     # The workers get absolute paths; the manifest records outputs under `out` as given,
     # as the local engine does.
     out_abs = out.expanduser().absolute()
@@ -410,6 +350,10 @@ def extract_ray(
             ray.cluster_resources(), str(resolved.kwargs["device"]), num_actors, cpus_per_actor)
         worker_settings = resolved.for_device(device)
         fingerprint = resolved.fingerprint(layout, device)
+        # Before any actor (and model) starts: changed settings stop the run here.
+        plan, states = plan_run(items, out, layout, resolved.crops, lambda: fingerprint,
+                                overwrite=overwrite)
+        plan_abs = plan_outputs(items, out_abs, layout, resolved.crops)
 
         run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
         try:  # a read-only or missing output folder is a usage error, before any work
@@ -419,22 +363,27 @@ def extract_ray(
         except OSError as exc:
             raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
         summary = RunSummary(out=out, run_id=run_id, total=len(items))
-        plan = plan_outputs(items, out, layout, resolved.crops)
-        plan_abs = plan_outputs(items, out_abs, layout, resolved.crops)
         t_start = time.perf_counter()
         try:
             todo: list[int] = []
-            for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
+            for vid, (item, paths, st) in enumerate(zip(items, plan, states, strict=True)):
                 if item.error is not None:  # found by discovery: never opened
                     summary.failed.append((str(item.name), item.error))
                     manifest.record(video=str(item.name), status="failed", error=item.error,
                                     output=None, num_frames=None, num_snippets=None, seconds=0.0)
-                elif not overwrite and is_done(paths, fingerprint):
+                elif st.status == "done" and not overwrite:
                     summary.skipped += 1
                     manifest.record(video=str(item.name), status="skipped", error=None,
                                     output=str(paths.features[0]), num_frames=None,
                                     num_snippets=None, seconds=0.0)
+                elif st.status == "foreign":
+                    summary.failed.append((str(item.name), st.reason))
+                    log.error("%s: %s", item.name, st.reason)
+                    manifest.record(video=str(item.name), status="failed", error=st.reason,
+                                    output=None, num_frames=None, num_snippets=None, seconds=0.0)
                 else:
+                    if st.status == "redo":
+                        log.warning("%s: redoing: %s", item.name, st.reason)
                     todo.append(vid)
             if summary.skipped:
                 log.info("%d video(s) already extracted with these settings: skipped",
@@ -442,12 +391,17 @@ def extract_ray(
             if todo:
                 log.info("Ray engine: %d video(s) on %d %s actor(s)", len(todo),
                          min(n_actors, len(todo)), device)
-                _run(ray, todo, items, plan, plan_abs, summary, manifest,
-                     actor_args={"settings": worker_settings, "layout": layout,
-                                 "fingerprint": fingerprint, "out": str(out_abs),
-                                 "overwrite": overwrite, "threads": max(1, int(actor_cpus))},
-                     n_actors=min(n_actors, len(todo)), actor_cpus=actor_cpus,
-                     actor_gpus=actor_gpus, progress=progress)
+                planned = [json.dumps({"status": st.status, "stale": [
+                    str(out_abs / p.relative_to(out)) for p in st.stale]}) for st in states]
+                elsewhere = _run(ray, todo, items, plan, plan_abs, planned, summary, manifest,
+                                 actor_args={"settings": worker_settings, "layout": layout,
+                                             "fingerprint": fingerprint, "out": str(out_abs),
+                                             "overwrite": overwrite,
+                                             "threads": max(1, int(actor_cpus))},
+                                 n_actors=min(n_actors, len(todo)), actor_cpus=actor_cpus,
+                                 actor_gpus=actor_gpus, progress=progress)
+                if not summary.interrupted:
+                    _settle_elsewhere(elsewhere, items, plan, fingerprint, out, summary, manifest)
         finally:
             manifest.close()
         summary.seconds = time.perf_counter() - t_start
@@ -455,16 +409,23 @@ def extract_ray(
 
 
 def _run(ray: Any, todo: list[int], items: list[VideoItem], plan: list[OutputPaths],
-         plan_abs: list[OutputPaths], summary: RunSummary, manifest: Manifest, *,
-         actor_args: dict[str, Any], n_actors: int, actor_cpus: float, actor_gpus: int,
-         progress: bool) -> None:
+         plan_abs: list[OutputPaths], planned: list[str], summary: RunSummary,
+         manifest: Manifest, *, actor_args: dict[str, Any], n_actors: int, actor_cpus: float,
+         actor_gpus: int, progress: bool) -> dict[int, str]:
+    """Run the actors; return the videos another process held (for :func:`_settle_elsewhere`)."""
     rows = [{"index": vid, "source": str(items[vid].source), "name": str(items[vid].name),
-             "outputs": json.dumps([str(p) for p in plan_abs[vid].all()])} for vid in todo]
+             "outputs": json.dumps([str(p) for p in plan_abs[vid].all()]),
+             "planned": planned[vid]} for vid in todo]
     done: set[int] = set()
+    elsewhere: dict[int, str] = {}
     bar = _progress(len(todo), enabled=progress)
 
     def record(vid: int, entry: dict[str, Any]) -> None:
         done.add(vid)
+        if entry["status"] == "elsewhere":  # settled (and recorded) at the end of the run
+            elsewhere[vid] = entry["error"]
+            bar.update(1)
+            return
         if entry["status"] == "ok":
             summary.ok += 1
             summary.snippets += int(entry["num_snippets"])
@@ -503,8 +464,9 @@ def _run(ray: Any, todo: list[int], items: list[VideoItem], plan: list[OutputPat
                     log.warning("%s: result received twice; keeping the first", items[vid].name)
                     continue
                 record(vid, json.loads(row["entry"]))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP (handle_stop_signals)
             summary.interrupted = True
+            summary.signal = signum_of(exc)
             log.error("interrupted: finished videos are kept; run again to resume")
         except ray.exceptions.RayError as exc:
             cause = _vadfeat_cause(exc)
@@ -522,6 +484,7 @@ def _run(ray: Any, todo: list[int], items: list[VideoItem], plan: list[OutputPat
                                       "memory); see the Ray logs",
                              "output": None, "num_frames": None, "num_snippets": None,
                              "seconds": 0.0})
+    return elsewhere
 
 
 __all__ = ["extract_ray"]

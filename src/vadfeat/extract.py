@@ -26,12 +26,17 @@ before any work starts.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import json
 import logging
+import os
 import queue
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +46,7 @@ import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
+from vadfeat._signals import handle_stop_signals, signum_of
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.inputs import VideoItem, output_stem, scan
@@ -52,14 +58,25 @@ from vadfeat.transforms import build_frame_transform, transform_frames
 from vadfeat.validate import check_batch_size, check_geometry, check_settings
 from vadfeat.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, open_video
 from vadfeat.writers import (
+    HELD,
+    LAYOUTS,
+    LOCK_DIR,
+    MANIFEST,
     Claims,
     Layout,
     Manifest,
     OutputPaths,
+    OutputState,
     check_layout,
     clean_stale_temporaries,
-    is_done,
+    fingerprint_changes,
+    inspect_outputs,
+    is_vadfeat_sidecar,
     output_paths,
+    owned_record_path,
+    read_sidecar,
+    sidecar_files,
+    source_identity,
     write_outputs,
 )
 
@@ -110,12 +127,16 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
 def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str | None,
                          random_weights: bool, dtype: str, fps: float | None,
                          frames_colour: str, on_corrupt: str, layout: str,
-                         quantize: str | None = None, preprocess: str = "worker") -> dict[str, Any]:
+                         quantize: str | None = None, preprocess: str = "worker",
+                         folder_fps: float = DEFAULT_FOLDER_FPS,
+                         num_heads: int | None = None) -> dict[str, Any]:
     """The settings that decide an output's content; resume skips only on a match.
 
-    One function for both engines: the Ray driver computes it without a model.
-    ``quantize`` and ``preprocess`` appear only when not the default, so outputs
-    made before those keys existed still resume.
+    One function for both engines, computed without a model (:func:`resolve_settings`)
+    before any work.  ``quantize``, ``preprocess``, ``folder_fps`` and ``num_heads``
+    appear only when not the default, so outputs made before those keys existed
+    still resume (:data:`vadfeat.writers.FINGERPRINT_DEFAULTS`).  Which settings are
+    here and which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
     """
     return {
         "preset": preset.resolved().to_dict(),
@@ -129,7 +150,29 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
         "layout": layout,
         **({"quantize": quantize} if quantize else {}),
         **({"preprocess": preprocess} if preprocess == "device" else {}),
+        **({"folder_fps": float(folder_fps)} if float(folder_fps) != DEFAULT_FOLDER_FPS else {}),
+        **({"num_heads": num_heads} if num_heads is not None else {}),
     }
+
+
+#: Settings of :func:`extract` (and ``vadfeat extract``'s options) that change the
+#: numbers in the feature files: each is in the fingerprint (preset fields through the
+#: resolved preset), so resume never mixes outputs of different values.
+#: ``on_corrupt`` decides whether a damaged video has features at all; ``layout``
+#: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``.
+CONTENT_SETTINGS = frozenset({
+    "checkpoint", "model", "random_weights", "num_heads", "preset", "dtype", "fps",
+    "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout",
+    *Preset.field_names(),
+})
+#: Settings that do not change the numbers (where the work runs, how fast, what is
+#: printed).  ``batch_size`` changes float32 summation order only (below 1e-6 here);
+#: ``device`` is not recorded: where it changes the numbers, it is through ``dtype``
+#: (``auto`` = bf16 on CUDA, fp32 on the CPU), which is.
+RUN_SETTINGS = frozenset({
+    "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
+    "root", "extractor", "run_token", "wait",
+})
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> str:
@@ -140,6 +183,95 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     return dtype
 
 
+# FeatureExtractor's own keyword arguments; every other setting is a preset override.
+def _extractor_params() -> dict[str, Any]:
+    return {name: p.default
+            for name, p in inspect.signature(FeatureExtractor.__init__).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"}
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """Extractor settings resolved without building the model (see :func:`resolve_settings`)."""
+
+    kwargs: dict[str, Any]  # FeatureExtractor(**kwargs), checkpoint path made absolute
+    preset: Preset
+    model_name: str
+    checkpoint_sha256: str | None
+    quantize: str | None  # asked for, or recorded in a compressed checkpoint
+
+    @property
+    def crops(self) -> int:
+        return self.preset.crops
+
+    def for_device(self, device_type: str) -> dict[str, Any]:
+        """Extractor kwargs with device and dtype fixed (``auto`` resolved for ``device_type``)."""
+        dtype = resolve_dtype(self.kwargs["dtype"], torch.device(device_type))
+        return {**self.kwargs, "device": device_type, "dtype": dtype}
+
+    def fingerprint(self, layout: str, device_type: str) -> dict[str, Any]:
+        """What :meth:`FeatureExtractor.fingerprint` gives on ``device_type``, without a model."""
+        kw = self.for_device(device_type)
+        return settings_fingerprint(
+            preset=self.preset, model=self.model_name, checkpoint_sha256=self.checkpoint_sha256,
+            random_weights=self.checkpoint_sha256 is None, dtype=kw["dtype"], fps=kw["fps"],
+            frames_colour=kw["frames_colour"], on_corrupt=kw["on_corrupt"], layout=layout,
+            quantize=self.quantize, preprocess=kw["preprocess"], folder_fps=kw["folder_fps"],
+            num_heads=kw["num_heads"],
+        )
+
+
+def preset_of(settings: Mapping[str, Any]) -> Preset:
+    """The preset ``settings`` ask for, with their overrides (cheap: no checkpoint read)."""
+    params = _extractor_params()
+    base = settings.get("preset", params["preset"])
+    preset = get_preset(base) if isinstance(base, str) else base
+    overrides = {k: v for k, v in settings.items() if k not in params and v is not None}
+    return preset.replace(**overrides) if overrides else preset
+
+
+def resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
+    """Validate extractor settings and read what the fingerprint needs from the checkpoint.
+
+    The checkpoint is hashed and its architecture detected (``.pth`` files are
+    memory-mapped, so the tensors are not read); no model is built.  Raises
+    :class:`ConfigError` / :class:`~vadfeat.errors.CheckpointError`.
+    """
+    from vadfeat.checkpoints import load_checkpoint, resolve_spec
+
+    params = _extractor_params()
+    if "extractor" in settings:
+        raise ConfigError("pass extractor settings (checkpoint=, model=, ...) or an extractor, "
+                          "not both")
+    kwargs = {name: settings.get(name, default) for name, default in params.items()}
+    overrides = {k: v for k, v in settings.items() if k not in params and v is not None}
+    preset = preset_of(settings)
+    check_preprocess(kwargs["preprocess"], preset)
+    checkpoint, model = kwargs["checkpoint"], kwargs["model"]
+    if checkpoint is None and not kwargs["random_weights"]:
+        raise ConfigError("a checkpoint is required (--checkpoint); pass random_weights=True "
+                          "(--random-weights) to run with random weights for testing")
+    if checkpoint is not None and kwargs["random_weights"]:
+        raise ConfigError("give either a checkpoint or random_weights=True, not both")
+    sha = None
+    quantize = kwargs.get("quantize")
+    if checkpoint is not None:
+        if not str(checkpoint).startswith("hf://"):
+            # Workers may start in another folder (or on another machine).
+            checkpoint = str(Path(checkpoint).expanduser().absolute())
+            kwargs["checkpoint"] = checkpoint
+        state, info = load_checkpoint(checkpoint, num_heads=kwargs["num_heads"])
+        del state
+        spec = resolve_spec(model, info)
+        sha = info.sha256
+        quantize = quantize or (getattr(info, "compression", None) or {}).get("quantize")
+    else:
+        spec = resolve_spec(model, None)
+    kwargs.update(overrides)
+    return ResolvedSettings(kwargs=kwargs, preset=preset, model_name=spec.name,
+                            checkpoint_sha256=sha, quantize=quantize)
+
+
 @dataclass(frozen=True)
 class VideoFeatures:
     """One video's features ``[T, ...]`` float32 and the sidecar metadata describing them."""
@@ -148,9 +280,22 @@ class VideoFeatures:
     metadata: dict[str, Any]
 
 
+#: Exit codes of ``vadfeat extract`` (and :attr:`RunSummary.exit_code`).
+EXIT_OK = 0  # every video done (extracted now or before)
+EXIT_FAILED = 1  # some videos failed; each is named with its reason in the summary and manifest
+EXIT_USAGE = 2  # bad usage or configuration, changed settings, a foreign file for the whole run
+EXIT_ELSEWHERE = 3  # nothing failed, but some videos were in progress in another process
+# 128 + signal number when stopped by a signal: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP
+
+
 @dataclass
 class RunSummary:
-    """What an :func:`extract` run did; ``exit_code`` is what the CLI returns."""
+    """What an :func:`extract` run did; ``exit_code`` is what the CLI returns.
+
+    ``elsewhere``: videos another live process was extracting when this run ended
+    (not counted as done).  ``signal``: the signal that stopped the run (2 for
+    SIGINT / KeyboardInterrupt).
+    """
 
     out: Path
     run_id: str
@@ -162,22 +307,34 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     passed_over: list[str] = field(default_factory=list)  # inputs.Discovery.describe_passed_over
+    elsewhere: list[tuple[str, str]] = field(default_factory=list)
+    signal: int | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
-        return 1 if self.failed else 0
+            return 128 + (self.signal or int(signal.SIGINT))
+        if self.failed:
+            return EXIT_FAILED
+        return EXIT_ELSEWHERE if self.elsewhere else EXIT_OK
 
     def describe(self) -> str:
         rate = self.snippets / self.seconds if self.seconds > 0 else 0.0
+        more = f", {len(self.elsewhere)} in progress elsewhere" if self.elsewhere else ""
         lines = [
             f"{self.total} video(s): {self.ok} extracted, {self.skipped} already done, "
-            f"{len(self.failed)} failed; {self.snippets} snippets in {self.seconds:.1f} s "
+            f"{len(self.failed)} failed{more}; {self.snippets} snippets in {self.seconds:.1f} s "
             f"({rate:.1f} snippets/s); outputs in {self.out}"
         ]
+        if self.interrupted:
+            name = signal.Signals(self.signal or signal.SIGINT).name
+            lines.append(f"  STOPPED by {name}: finished videos are kept; run again to resume")
         lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
         lines += [f"  {line}" for line in self.passed_over]
+        lines += [f"  NOT DONE {video}: {reason}" for video, reason in self.elsewhere]
+        if self.elsewhere:
+            lines.append("  (another process was extracting these; run again when it has "
+                         "finished, or use --wait)")
         return "\n".join(lines)
 
 
@@ -248,6 +405,7 @@ class FeatureExtractor:
         self.frames_colour = frames_colour
         self.folder_fps = folder_fps
         self.max_pixels = check_max_pixels(max_pixels)
+        self.num_heads = num_heads
         self.model = load_model(
             checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
             num_heads=num_heads, quantize=quantize,
@@ -290,7 +448,8 @@ class FeatureExtractor:
             preset=self.preset, model=rec["name"], checkpoint_sha256=rec["checkpoint_sha256"],
             random_weights=rec["random_weights"], dtype=self.dtype, fps=self.fps,
             frames_colour=self.frames_colour, on_corrupt=self.on_corrupt, layout=layout,
-            quantize=rec["quantize"], preprocess=self.preprocess,
+            quantize=rec["quantize"], preprocess=self.preprocess, folder_fps=self.folder_fps,
+            num_heads=self.num_heads,
         )
 
     # ------------------------------------------------------------------ the per-video function
@@ -309,6 +468,10 @@ class FeatureExtractor:
         p = self.preset
         raw = self.preprocess == "device"
         item = (lambda frame: frame) if raw else self.transform
+        try:  # before decoding: a file replaced mid-run must not be recorded as the new one
+            identity: dict[str, Any] | None = source_identity(source)
+        except OSError:
+            identity = None  # open_video says why the source cannot be read
         assemble = self._raw_clip if raw else self._clip
         with open_video(source, on_corrupt=self.on_corrupt, fps=self.fps,  # type: ignore[arg-type]
                         frames_colour=self.frames_colour,  # type: ignore[arg-type]
@@ -334,6 +497,7 @@ class FeatureExtractor:
                 "codec": info.codec,
                 "corrupt_packets": reader.corrupt_packets,
                 "warnings": list(reader.warnings),
+                "source_identity": identity,
             }
 
     @staticmethod
@@ -410,18 +574,22 @@ class FeatureExtractor:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def process(self, item: VideoItem, paths: OutputPaths, *, layout: str) -> dict[str, Any]:
+    def process(self, item: VideoItem, paths: OutputPaths, *, layout: str, out: Path | None = None,
+                stale: Sequence[Path] = ()) -> dict[str, Any]:
         """Extract one video and write its outputs; return its manifest entry.
 
         The unit of work for engines that schedule whole videos (Ray): per-video
         failures become a ``failed`` entry with the reason, and nothing is written.
+        ``out`` and ``stale`` go to :func:`~vadfeat.writers.write_outputs` (ownership
+        record, the previous set's files to delete).
         """
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"video": str(item.name), "status": "failed", "error": None,
                                  "output": None, "num_frames": None, "num_snippets": None}
         try:
             result = self.extract_video(item.source, video=str(item.name), layout=layout)
-            write_outputs(paths, result.features, result.metadata, crops=self.crops)
+            write_outputs(paths, result.features, result.metadata, crops=self.crops, out=out,
+                          stale=stale)
         except VideoError as exc:
             entry["error"] = str(exc)
         except OSError as exc:
@@ -551,12 +719,143 @@ def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
     return [output_paths(out, output_stem(i), layout=layout, crops=crops) for i in items]
 
 
+def _alt_sidecars(out: Path, item: VideoItem, paths: OutputPaths) -> list[Path]:
+    """Where the same video's sidecar would be in the other layouts (flat and per-crop share one)."""
+    stem = output_stem(item)
+    alts = {output_paths(out, stem, layout=lay, crops=1).sidecar for lay in LAYOUTS}  # type: ignore[arg-type]
+    return sorted(a for a in alts if a != paths.sidecar)
+
+
+def plan_run(items: Sequence[VideoItem], out: Path, layout: Layout, crops: int,
+             fingerprint: Callable[[], dict[str, Any]], *, overwrite: bool,
+             verify: bool = True) -> tuple[list[OutputPaths], list[OutputState]]:
+    """Each video's output paths and what is there now, before any work (both engines).
+
+    ``fingerprint`` is called only when some output exists (it may read and hash the
+    checkpoint).  A complete set of this video in another layout's place (flat vs
+    fed-wsvad) counts as ``changed`` and its files become ``stale``.  Raises
+    :class:`ConfigError` naming every change (``crops: 1 -> 3``) when existing outputs
+    were made with other settings, unless ``overwrite``.
+    """
+    plan = plan_outputs(items, out, layout, crops)
+    states: list[OutputState] = []
+    cached: list[dict[str, Any]] = []
+
+    def fp() -> dict[str, Any]:
+        if not cached:
+            cached.append(fingerprint())
+        return cached[0]
+
+    any_output = out.is_dir()
+    for item, paths in zip(items, plan, strict=True):
+        alts = _alt_sidecars(out, item, paths) if any_output else []
+        key = str(paths.sidecar.relative_to(out))
+        if not any_output or not any(os.path.lexists(p) for p in (
+                *paths.all(), *alts, owned_record_path(out, key))):
+            states.append(OutputState("absent"))
+            continue
+        st = inspect_outputs(paths, fp(), out=out, source=item.source, verify=verify)
+        if st.status in ("absent", "redo"):
+            for alt in alts:  # the video's previous set in another layout's place
+                meta = read_sidecar(alt) if alt.is_file() and not alt.is_symlink() else None
+                if is_vadfeat_sidecar(meta):
+                    assert meta is not None
+                    old = tuple(p for p in (*sidecar_files(alt, meta), alt) if p.is_file())
+                    st = OutputState("changed", previous=meta["fingerprint"],
+                                     stale=(*st.stale, *old))
+                    break
+        states.append(st)
+    changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
+    if changed and not overwrite:
+        raise ConfigError(_changed_message(changed, fp(), out))
+    return plan, states
+
+
+def _changed_message(changed: list[tuple[Any, OutputState]], fingerprint: dict[str, Any],
+                     out: Path) -> str:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, st in changed:
+        diff = tuple(fingerprint_changes(st.previous or {}, fingerprint)) or ("(unknown)",)
+        groups.setdefault(diff, []).append(str(name))
+    parts = []
+    for diff, names in list(groups.items())[:5]:
+        parts.append(f"{len(names)} video(s) (e.g. {names[0]}): {'; '.join(diff)}")
+    dtype_note = ""
+    if any(d.startswith("dtype:") for diff in groups for d in diff):
+        dtype_note = (" Note: dtype auto means bf16 on CUDA and fp32 on the CPU, and these "
+                      "give different numbers; pass the dtype the existing outputs were made "
+                      "with (--dtype) to continue them on this machine.")
+    return (f"{out} holds outputs made with other settings than this run's; nothing was run. "
+            + " | ".join(parts) + "." + dtype_note
+            + " To replace them, run again with --overwrite; to keep them, choose another "
+              "output folder (-o).")
+
+
+def check_output_folder(out: Path) -> None:
+    """Stop (ConfigError) when ``out`` holds, where vadfeat keeps its run files, files it did
+    not write: they concern the whole run, so nothing may start."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"the output folder {out} is a file")
+    manifest = out / MANIFEST
+    if os.path.lexists(manifest):
+        if manifest.is_symlink() or not manifest.is_file():
+            raise ConfigError(f"{manifest} is not a regular file, so it is not vadfeat's run "
+                              "manifest; move it away or choose another output folder (-o)")
+        try:
+            with open(manifest, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {manifest}: {exc}") from exc
+        first = head.split(b"\n", 1)[0].strip()
+        ours = False
+        if not first:
+            ours = not head.strip()
+        else:
+            try:
+                entry = json.loads(first)
+                ours = isinstance(entry, dict) and "run" in entry and "video" in entry
+            except ValueError:  # a line torn by a full disk is still one of ours
+                ours = first.startswith(b'{"run": "')
+        if not ours:
+            raise ConfigError(f"{manifest} was not written by vadfeat (its first line is not a "
+                              "run record); vadfeat appends to it, so move it away or choose "
+                              "another output folder (-o)")
+    locks = out / LOCK_DIR
+    if os.path.lexists(locks) and (locks.is_symlink() or not locks.is_dir()):
+        raise ConfigError(f"{locks} is not a folder; vadfeat keeps its claims there, so move it "
+                          "away or choose another output folder (-o)")
+
+
+def recheck(paths: OutputPaths, fingerprint: dict[str, Any], *, out: Path, source: Path,
+            overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
+    """Under the video's claim, look again (another process may have written it meanwhile).
+
+    Returns ``(kind, reason, stale)``: ``kind`` None = go on and write, deleting
+    ``stale``; ``"skipped"`` = done meanwhile with these settings; ``"failed"`` =
+    a foreign file, or outputs another run wrote meanwhile with other settings.
+    """
+    st = inspect_outputs(paths, fingerprint, out=out, source=source)
+    if st.status == "done" and not overwrite:
+        return "skipped", "extracted by another process during this run", ()
+    if st.status == "foreign":
+        return "failed", st.reason, ()
+    if st.status == "changed" and not overwrite:
+        diff = "; ".join(fingerprint_changes(st.previous or {}, fingerprint))
+        return "failed", (f"written during this run by another run with other settings ({diff}); "
+                          "not replaced (use --overwrite to replace)"), ()
+    if st.status == "redo" and planned.status not in ("redo", "changed"):
+        log.warning("%s: redoing: %s", paths.sidecar.name, st.reason)
+    extra = planned.stale if planned.status == "changed" else ()
+    return None, "", tuple(dict.fromkeys((*st.stale, *extra)))
+
+
 def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
              stop: threading.Event, claim: Any) -> None:
     """Worker thread: claim, decode and preprocess whole videos; emit snippets and a final event.
 
-    ``claim(vid)`` returns ``None`` when this process may work on the video, else the
-    reason to leave it (another process holds it, or finished it meanwhile).  The
+    ``claim(vid)`` returns ``(None, "")`` when this process may work on the video, else
+    ``(kind, reason)``: an event kind (``elsewhere``, ``skipped``, ``sibling``,
+    ``failed``) to report instead, or ``defer`` to put it back at the end of the work.  The
     final ``exit`` event is sent however the thread ends: the consumer counts them.
     """
     try:
@@ -576,13 +875,16 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
         except queue.Empty:
             break
         try:
-            reason = claim(vid)
+            kind, reason = claim(vid)
         except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
             log.debug("cannot claim %s", item.source, exc_info=True)
             _put_unless_stopped(events, ("failed", vid, f"cannot claim the video: {exc}", None), stop)
             continue
-        if reason is not None:
-            _put_unless_stopped(events, ("elsewhere", vid, reason, None), stop)
+        if kind == "defer":  # held elsewhere and we may wait: first do the others
+            work.put((vid, item))
+            continue
+        if kind is not None:
+            _put_unless_stopped(events, (kind, vid, reason, None), stop)
             continue
         count = 0
         try:
@@ -636,6 +938,7 @@ def extract(
     extractor: FeatureExtractor | None = None,
     devices: Sequence[str] | None = None,
     run_token: str | None = None,
+    wait: bool = False,
     **settings: Any,
 ) -> RunSummary:
     """Extract features for every video in ``inputs`` into ``out``.
@@ -643,12 +946,21 @@ def extract(
     ``settings`` are :class:`FeatureExtractor`'s arguments (``checkpoint``,
     ``model``, ``preset``, ``random_weights``, ``device``, ``dtype``,
     ``batch_size``, preset overrides ...), or pass a ready ``extractor``.
-    Videos whose outputs exist with a sidecar matching the current settings are
-    skipped unless ``overwrite``.  ``devices`` (e.g. ``["cuda:0", "cuda:1"]``) runs
-    one process with its own model per device over the same work list and output
-    folder; per-video claims make each video done exactly once (``run_token``
-    ties those processes together, so a video one of them failed is not retried by
-    another).  Returns a :class:`RunSummary`.
+
+    Before any work (and before the model is loaded) inputs are discovered and
+    every video's outputs inspected (:func:`plan_run`): a video whose outputs exist
+    with a sidecar matching the current settings, verified files (sha256) and an
+    unchanged source is skipped unless ``overwrite``; outputs vadfeat made with
+    other settings stop the run with :class:`ConfigError` naming the changes, unless
+    ``overwrite``; a file vadfeat did not write at a video's output path fails that
+    video (``overwrite`` never replaces it); damaged outputs of vadfeat's are redone
+    with a warning.  ``devices`` (e.g. ``["cuda:0", "cuda:1"]``) runs one process
+    with its own model per device over the same work list and output folder;
+    per-video claims make each video done exactly once (``run_token`` ties those
+    processes together, so a video one of them failed is not retried by another).
+    A video another live process is extracting is reported as in progress
+    elsewhere (:attr:`RunSummary.elsewhere`, exit code 3) unless ``wait``, which
+    waits for that process to let go of it.  Returns a :class:`RunSummary`.
 
     Memory: decode threads run at most ``2 * clips_per_batch`` snippets ahead of
     the model.  With ``preprocess="device"`` a snippet is raw frames (a 1080p
@@ -668,21 +980,49 @@ def extract(
         if extractor is not None:
             raise ConfigError("devices= builds one extractor per device; pass settings, not one")
         return _extract_on_devices(list(devices), list(inputs), out, layout=layout,
-                                   workers=workers, overwrite=overwrite, root=root, **settings)
+                                   workers=workers, overwrite=overwrite, root=root, wait=wait,
+                                   **settings)
     if devices:
         settings["device"] = devices[0]
     layout = check_layout(layout)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    ext = extractor if extractor is not None else FeatureExtractor(**settings)
     if extractor is not None and settings:
         raise ConfigError("pass either an extractor or extractor settings, not both")
-    if layout == "per-crop" and ext.crops == 1:
-        log.info("layout per-crop with one crop writes <stem>__0.npy files")
     out = Path(out)
+    check_output_folder(out)
     found = scan(list(inputs), root=Path(root) if root is not None else None)
     items = found.items
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    # Plan before the model exists: changed settings stop the run here, in seconds.
+    planned_fp: list[dict[str, Any]] = []
+    if extractor is not None:
+        crops = extractor.crops
+
+        def fingerprint() -> dict[str, Any]:
+            planned_fp.append(extractor.fingerprint(layout))
+            return planned_fp[-1]
+    else:
+        crops = preset_of(settings).crops
+        device_type = resolve_device(settings.get("device", "auto")).type
+
+        def fingerprint() -> dict[str, Any]:
+            planned_fp.append(resolve_settings(settings).fingerprint(layout, device_type))
+            return planned_fp[-1]
+    plan, states = plan_run(items, out, layout, crops, fingerprint, overwrite=overwrite)
+    if extractor is None and not overwrite and planned_fp and all(
+            st.status in ("done", "foreign") for st in states):
+        # Nothing to extract: a rerun of a finished folder never loads the model.
+        return _nothing_to_do(items, plan, states, out, run_id=_new_run_id())
+
+    ext = extractor if extractor is not None else FeatureExtractor(**settings)
+    fp = ext.fingerprint(layout)
+    if planned_fp and planned_fp[-1] != fp:
+        diff = "; ".join(fingerprint_changes(planned_fp[-1], fp))
+        raise ConfigError(f"internal error: the settings fingerprint computed before loading the "
+                          f"model differs from the model's ({diff}); nothing was run")
+    if layout == "per-crop" and ext.crops == 1:
+        log.info("layout per-crop with one crop writes <stem>__0.npy files")
+    run_id = _new_run_id()
     try:  # an output folder we cannot write to is a usage error, found before any work
         out.mkdir(parents=True, exist_ok=True)
         clean_stale_temporaries(out)
@@ -692,33 +1032,56 @@ def extract(
         raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
     summary = RunSummary(out=out, run_id=run_id, total=len(items),
                          passed_over=found.describe_passed_over())
-    fingerprint = ext.fingerprint(layout)
-    plan = plan_outputs(items, out, layout, ext.crops)
     keys = [str(p.sidecar.relative_to(out)) for p in plan]
+    stale_of: dict[int, tuple[Path, ...]] = {}
+    started: dict[int, float] = {}  # claimed by this run (finished ones are in `closed`)
+    closed: set[int] = set()
+    deferred: set[int] = set()
     t_start = time.perf_counter()
 
-    def claim(vid: int) -> str | None:
-        reason = claims.acquire(keys[vid])
+    def claim(vid: int) -> tuple[str | None, str]:
+        final = vid in deferred
+        reason = claims.acquire(keys[vid], wait=stop if (wait and final) else None)
         if reason is not None:
-            return reason
-        if not overwrite and is_done(plan[vid], fingerprint):
+            if reason.startswith(HELD + " sibling"):
+                return "sibling", reason  # the sibling of this run reports it
+            if reason.startswith(HELD) and wait and not final:
+                deferred.add(vid)
+                return "defer", reason
+            return ("elsewhere" if reason.startswith(HELD) else "skipped"), reason
+        try:
+            kind, why, stale = recheck(plan[vid], fp, out=out, source=items[vid].source,
+                                       overwrite=overwrite, planned=states[vid])
+        except BaseException:
             claims.release(keys[vid])
-            return "extracted by another process during this run"
-        return None
+            raise
+        if kind is not None:
+            claims.release(keys[vid])
+            return kind, why
+        stale_of[vid] = stale
+        started[vid] = time.perf_counter()
+        return None, ""
 
     todo: list[int] = []
-    for vid, (item, paths) in enumerate(zip(items, plan, strict=True)):
+    for vid, (item, paths, st) in enumerate(zip(items, plan, states, strict=True)):
         if item.error is not None:  # found by discovery (e.g. output name too long): never opened
             summary.failed.append((str(item.name), item.error))
             log.error("%s: %s", item.name, item.error)
             manifest.record(video=str(item.name), status="failed", error=item.error, output=None,
                             num_frames=None, num_snippets=None, seconds=0.0)
-        elif not overwrite and is_done(paths, fingerprint):
+        elif st.status == "done" and not overwrite:
             summary.skipped += 1
             manifest.record(video=str(item.name), status="skipped", error=None,
                             output=str(paths.features[0]), num_frames=None, num_snippets=None,
                             seconds=0.0)
+        elif st.status == "foreign":
+            summary.failed.append((str(item.name), st.reason))
+            log.error("%s: %s", item.name, st.reason)
+            manifest.record(video=str(item.name), status="failed", error=st.reason, output=None,
+                            num_frames=None, num_snippets=None, seconds=0.0)
         else:
+            if st.status == "redo":
+                log.warning("%s: redoing: %s", item.name, st.reason)
             todo.append(vid)
     if summary.skipped:
         log.info("%d video(s) already extracted with these settings: skipped", summary.skipped)
@@ -737,16 +1100,18 @@ def extract(
                                 name=f"vadfeat-decode-{k}") for k in range(n_workers)]
     pending: dict[int, _Pending] = {}
     failed: set[int] = set()
+    elsewhere: dict[int, str] = {}
     batch: list[tuple[int, int, torch.Tensor]] = []
     bar = _progress(len(todo), enabled=progress)
 
     def finish_ok(vid: int) -> None:
         st = pending.pop(vid)
+        closed.add(vid)
         assert st.meta is not None
         feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
         md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
                          ranges=st.ranges, shape=feats.shape, layout=layout)
-        write_outputs(st.paths, feats, md, crops=ext.crops)
+        write_outputs(st.paths, feats, md, crops=ext.crops, out=out, stale=stale_of.get(vid, ()))
         claims.release(keys[vid])
         seconds = time.perf_counter() - st.started
         summary.ok += 1
@@ -761,6 +1126,7 @@ def extract(
         st = pending.pop(vid, None)
         item = items[vid]
         failed.add(vid)
+        closed.add(vid)
         claims.mark_failed(keys[vid], reason)
         claims.release(keys[vid])
         summary.failed.append((str(item.name), reason))
@@ -803,10 +1169,10 @@ def extract(
         bar.set_postfix_str(_rate(through, t_start), refresh=False)
         bar.update(0)  # redraws, throttled by the bar's own minimum interval
 
-    for t in threads:
-        t.start()
-    alive = len(threads)
     try:
+        for t in threads:
+            t.start()
+        alive = len(threads)
         while alive or batch:
             try:
                 kind, vid, a, b = events.get(block=not batch, timeout=None)
@@ -840,6 +1206,9 @@ def extract(
             elif kind == "failed":
                 finish_failed(vid, a)
             elif kind == "elsewhere":
+                elsewhere[vid] = a
+                bar.update(1)
+            elif kind in ("skipped", "sibling"):
                 summary.skipped += 1
                 log.info("%s: %s", items[vid].name, a)
                 manifest.record(video=str(items[vid].name), status="skipped", error=a,
@@ -854,10 +1223,21 @@ def extract(
                                "was finished")
         while not work.empty():
             finish_failed(work.get_nowait()[0], "internal error: no decode worker was left")
-    except KeyboardInterrupt:
+        _settle_elsewhere(elsewhere, items, plan, fp, out, summary, manifest)
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP under handle_stop_signals
         summary.interrupted = True
+        summary.signal = signum_of(exc)
         stop.set()
-        log.error("interrupted: finished videos are kept; run again to resume")
+        log.error("stopped by %s: finished videos are kept; run again to resume",
+                  signal.Signals(summary.signal).name)
+        for vid, t0 in sorted(started.items()):  # claimed by this run, not finished
+            if vid not in closed:
+                with contextlib.suppress(OSError):
+                    manifest.record(video=str(items[vid].name), status="interrupted",
+                                    error=f"stopped by {signal.Signals(summary.signal).name} "
+                                          "before this video was finished",
+                                    output=None, num_frames=None, num_snippets=None,
+                                    seconds=round(time.perf_counter() - t0, 3))
     finally:
         stop.set()
         # Wait for the decode threads (they see ``stop`` within a snippet or a 0.5 s
@@ -866,7 +1246,8 @@ def extract(
         # returning its exit code.
         deadline = time.monotonic() + _JOIN_S
         for t in threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+            if t.is_alive() or t.ident is not None:
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in threads):
             log.warning("a decode thread did not stop within %.0f s", _JOIN_S)
         bar.close()
@@ -876,11 +1257,67 @@ def extract(
     return summary
 
 
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+def _nothing_to_do(items: Sequence[VideoItem], plan: Sequence[OutputPaths],
+                   states: Sequence[OutputState], out: Path, *, run_id: str) -> RunSummary:
+    """Every video is done or blocked by a foreign file: record that, without a model."""
+    t0 = time.perf_counter()
+    try:
+        manifest = Manifest(out, run_id)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
+    summary = RunSummary(out=out, run_id=run_id, total=len(items))
+    try:
+        for item, paths, st in zip(items, plan, states, strict=True):
+            if st.status == "done":
+                summary.skipped += 1
+                manifest.record(video=str(item.name), status="skipped", error=None,
+                                output=str(paths.features[0]), num_frames=None,
+                                num_snippets=None, seconds=0.0)
+            else:
+                summary.failed.append((str(item.name), st.reason))
+                log.error("%s: %s", item.name, st.reason)
+                manifest.record(video=str(item.name), status="failed", error=st.reason,
+                                output=None, num_frames=None, num_snippets=None, seconds=0.0)
+    finally:
+        manifest.close()
+    if summary.skipped:
+        log.info("%d video(s) already extracted with these settings: skipped", summary.skipped)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _settle_elsewhere(elsewhere: dict[int, str], items: Sequence[VideoItem],
+                      plan: Sequence[OutputPaths], fingerprint: dict[str, Any], out: Path,
+                      summary: RunSummary, manifest: Manifest) -> None:
+    """Videos another process held: done by now with these settings, or not done."""
+    for vid, reason in sorted(elsewhere.items()):
+        name = str(items[vid].name)
+        st = inspect_outputs(plan[vid], fingerprint, out=out, source=items[vid].source)
+        if st.status == "done":
+            summary.skipped += 1
+            manifest.record(video=name, status="skipped", error="extracted by another process "
+                            "during this run", output=str(plan[vid].features[0]), num_frames=None,
+                            num_snippets=None, seconds=0.0)
+            continue
+        summary.elsewhere.append((name, reason))
+        log.warning("%s: %s; not done by this run", name, reason)
+        manifest.record(video=name, status="elsewhere", error=reason, output=None,
+                        num_frames=None, num_snippets=None, seconds=0.0)
+
+
 def _device_main(results: Any, index: int, device: str, inputs: list, out: str | Path,
                  kwargs: dict[str, Any]) -> None:
     """One device's process: the ordinary engine on ``device``; its summary goes back."""
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{device}] %(message)s")
-    summary = extract(inputs, out, device=device, progress=False, **kwargs)
+    with handle_stop_signals():
+        try:
+            summary = extract(inputs, out, device=device, progress=False, **kwargs)
+        except KeyboardInterrupt:  # stopped while planning or loading: nothing to report
+            return
     results.put((index, summary))
 
 
@@ -893,7 +1330,15 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
     kwargs["run_token"] = uuid.uuid4().hex
     for d in devices:  # fail at the boundary, before any process starts
         resolve_device(d)
-    scan(inputs, root=kwargs.get("root"))  # missing inputs: a usage error here, not in each child
+    # Changed settings and a foreign manifest stop the run here, before any process starts.
+    out = Path(out)
+    check_output_folder(out)
+    settings = {k: v for k, v in kwargs.items() if k not in RUN_SETTINGS and k != "layout"}
+    items = scan(list(inputs), root=Path(kwargs["root"]) if kwargs.get("root") else None).items
+    device_type = resolve_device(devices[0]).type
+    plan_run(items, out, check_layout(kwargs.get("layout", "flat")), preset_of(settings).crops,
+             lambda: resolve_settings(settings).fingerprint(kwargs.get("layout", "flat"), device_type),
+             overwrite=bool(kwargs.get("overwrite")), verify=False)
     ctx = mp.get_context("spawn")  # CUDA cannot be forked into children
     results = ctx.Queue()
     procs = [ctx.Process(target=_device_main, args=(results, i, d, inputs, out, kwargs),
@@ -902,31 +1347,43 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
     for p in procs:
         p.start()
     got: dict[int, RunSummary] = {}
-    try:
-        while len(got) < len(procs) and (any(p.is_alive() for p in procs) or not results.empty()):
-            try:
-                index, summary = results.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            got[index] = summary
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+    stopped: int | None = None
+    while len(got) < len(procs) and (any(p.is_alive() for p in procs) or not results.empty()):
+        try:
+            index, summary = results.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt as exc:  # stop the children as we were stopped; keep reading
+            stopped = signum_of(exc)
+            for p in procs:
+                if p.is_alive():
+                    with contextlib.suppress(OSError):
+                        os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
+            continue
+        got[index] = summary
     for p in procs:
         p.join()
-    merged = RunSummary(out=Path(out), run_id="+".join(s.run_id for s in got.values()))
+    merged = RunSummary(out=out, run_id="+".join(s.run_id for s in got.values()))
+    done: set[str] = set()
     for s in got.values():
         merged.total = max(merged.total, s.total)
         merged.ok += s.ok
         merged.snippets += s.snippets
         merged.failed += s.failed
         merged.interrupted |= s.interrupted
+        merged.signal = merged.signal or s.signal
+        done.update(v for v, _ in s.failed)
+    if stopped is not None:
+        merged.interrupted, merged.signal = True, merged.signal or stopped
+    for s in got.values():  # held by a process outside this run, and not done by it since
+        merged.elsewhere += [(v, r) for v, r in s.elsewhere if v not in done]
+    merged.elsewhere = list(dict.fromkeys(merged.elsewhere))
     for i, device in enumerate(devices):
         if i not in got:
             merged.failed.append((f"<{device} worker>", "the process for this device died; "
                                   "run again to finish its videos"))
-    merged.skipped = merged.total - merged.ok - len([f for f in merged.failed
-                                                     if not f[0].startswith("<")])
+    merged.skipped = max(0, merged.total - merged.ok - len(merged.elsewhere) - len(
+        [f for f in merged.failed if not f[0].startswith("<")]))
     merged.seconds = time.perf_counter() - t0
     return merged
 
@@ -947,4 +1404,5 @@ def _progress(total: int, *, enabled: bool) -> Any:
     return progress_bar(total, enabled=enabled, desc="extract", unit="video")
 
 
-__all__ = ["FeatureExtractor", "RunSummary", "VideoFeatures", "extract"]
+__all__ = ["CONTENT_SETTINGS", "RUN_SETTINGS", "FeatureExtractor", "RunSummary", "VideoFeatures",
+           "extract", "handle_stop_signals", "resolve_settings"]

@@ -5,6 +5,17 @@ place (``os.replace``), so a reader never sees a partial file and an
 interrupted run leaves nothing half-written.  The sidecar is written last: a
 feature file without a matching sidecar is treated as not done.
 
+Ownership: vadfeat replaces or deletes only files it wrote itself.  A file is
+vadfeat's when the video's sidecar (a JSON object with ``vadfeat_version`` and
+``fingerprint``) lists it, or when the video's ownership record
+(``OUT/.vadfeat-locks/<key>.owned``, written before any of the video's files is
+replaced) names it; anything else at an output path is *foreign*: that video fails
+naming the file, with or without ``overwrite``.  Folders are never deleted.
+
+Integrity: the sidecar records the sha256 of each feature file (``files``) and what
+the source was (``source_identity``: size, mtime, and a sha256 of its first and last
+MiB and size); :func:`inspect_outputs` checks both before a video counts as done.
+
 Layouts (SPEC §3):
 
 * ``flat``: ``OUT/<relative dir>/<stem>.npy`` + ``<stem>.json``.
@@ -27,7 +38,7 @@ import shutil
 import socket
 import threading
 import tokenize
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
@@ -47,6 +58,9 @@ Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 MANIFEST = "manifest.jsonl"
 _TMP_TAG = ".vadfeat-tmp"
+# Bytes hashed at each end of a source for its identity: cheap for multi-GB files
+# (2 MiB read per video), and a cut, appended or replaced file changes size or ends.
+IDENTITY_BYTES = 1 << 20
 
 
 def check_layout(layout: str) -> Layout:
@@ -102,9 +116,86 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
+class _HashingWriter:
+    """A write-only file wrapper that hashes what goes through it (numpy calls ``write``
+    in chunks on anything that is not a real file, so nothing is buffered twice)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.sha.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    @property
+    def name(self) -> str:
+        return self._f.name
+
+
+def save_npy(path: Path, array: np.ndarray) -> str:
+    """Write ``array`` atomically; return the sha256 (hex) of the file's bytes."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
+        w = _HashingWriter(f)
+        np.save(w, array, allow_pickle=False)  # type: ignore[arg-type]
+        return w.sha.hexdigest()
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _head_tail(path: Path, size: int, h: Any) -> None:
+    with open(path, "rb") as f:
+        h.update(f.read(IDENTITY_BYTES))
+        if size > IDENTITY_BYTES:
+            f.seek(max(IDENTITY_BYTES, size - IDENTITY_BYTES))
+            h.update(f.read(IDENTITY_BYTES))
+
+
+def source_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a source is: ``{"size", "mtime_ns", "sample_sha256"}`` (+ ``"files"`` for a folder).
+
+    ``sample_sha256`` hashes the size and the first and last :data:`IDENTITY_BYTES`
+    of the file (a frame folder: every image's name and size, then the first and last
+    image's ends).  Two sources are the same when size and sample hash agree; mtime
+    is recorded but not compared (copying a dataset changes it).  Raises OSError.
+    """
+    p = Path(path)
+    st = p.stat()
+    h = hashlib.sha256()
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        total, mtime = 0, st.st_mtime_ns
+        for f in files:
+            fs = f.stat()
+            total += fs.st_size
+            mtime = max(mtime, fs.st_mtime_ns)
+            h.update(f.name.encode("utf-8", "surrogateescape") + b"\0" + str(fs.st_size).encode() + b"\n")
+        for f in files[:1] + files[-1:]:
+            _head_tail(f, f.stat().st_size, h)
+        return {"size": total, "mtime_ns": mtime, "files": len(files), "sample_sha256": h.hexdigest()}
+    h.update(str(st.st_size).encode() + b"\n")
+    _head_tail(p, st.st_size, h)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sample_sha256": h.hexdigest()}
+
+
+def same_source(recorded: Any, current: Mapping[str, Any]) -> str | None:
+    """``None`` when ``current`` is the source ``recorded`` describes, else what differs."""
+    if not isinstance(recorded, Mapping):
+        return "the recorded source identity is malformed"
+    if recorded.get("size") != current["size"]:
+        return f"source size {recorded.get('size')} -> {current['size']} bytes"
+    if recorded.get("sample_sha256") != current["sample_sha256"]:
+        return "source content changed (same size, different bytes)"
+    return None
 
 
 def save_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -153,6 +244,9 @@ def _alive(pid: int) -> bool:
 
 
 LOCK_DIR = ".vadfeat-locks"
+#: How a claim held by another live process is reported (manifest status ``elsewhere``).
+HELD = "in progress elsewhere"
+_WAIT_POLL_S = 0.5
 
 
 class Claims:
@@ -171,7 +265,7 @@ class Claims:
         self.run_token = run_token
         self.dir = out / LOCK_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.owner = f"{socket.gethostname()} {os.getpid()}"
+        self.owner = f"{socket.gethostname()} {os.getpid()}" + (f" token={run_token}" if run_token else "")
         self._held: dict[str, int] = {}
         self._mutex = threading.Lock()
 
@@ -179,15 +273,28 @@ class Claims:
         # surrogateescape: names of files whose names are not UTF-8 hash too.
         return self.dir / (hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest() + ".lock")
 
-    def acquire(self, key: str) -> str | None:
-        """``None`` when this process now holds ``key``; else why it cannot have it."""
+    def acquire(self, key: str, *, wait: threading.Event | None = None) -> str | None:
+        """``None`` when this process now holds ``key``; else why it cannot have it.
+
+        The reason starts with :data:`HELD` when another live process holds it (with
+        ``sibling`` after it when that process belongs to this run, see ``run_token``).
+        ``wait``: block until the holder lets go, polling every 0.5 s, and give up
+        (returning the reason) once the event is set.
+        """
         fd = os.open(self._path(key), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            return f"being extracted by another process ({holder or 'unknown'})"
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if wait is not None and not wait.wait(_WAIT_POLL_S):
+                    continue
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                os.close(fd)
+                host_pid, _, token = holder.partition(" token=")
+                if self.run_token and token == self.run_token:
+                    return f"{HELD} sibling ({host_pid})"
+                return f"{HELD} ({host_pid or 'unknown'})"
         previous = os.pread(fd, 4096, 0).decode("utf-8", "replace")
         if self.run_token and previous.startswith(f"failed {self.run_token} "):
             # A sibling process of the same run (another device) already failed it.
@@ -231,50 +338,265 @@ def split_crops(features: np.ndarray, crops: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(features[:, k]) for k in range(crops)]
 
 
+def owned_record_path(out: Path, key: str) -> Path:
+    """The ownership record of the video whose claim key is ``key`` (its sidecar, relative)."""
+    return out / LOCK_DIR / (hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest() + ".owned")
+
+
+def read_owned(out: Path, key: str) -> set[Path]:
+    """Paths the ownership record of ``key`` names (empty when there is none or it is damaged)."""
+    try:
+        names = json.loads(owned_record_path(out, key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(names, list):
+        return set()
+    return {out / n for n in names if isinstance(n, str) and not n.startswith("/") and ".." not in n}
+
+
+def write_owned(out: Path, key: str, paths: Iterable[Path]) -> None:
+    names = sorted({str(p.relative_to(out)) for p in paths})
+    save_json(owned_record_path(out, key), names)  # type: ignore[arg-type]
+
+
 def write_outputs(paths: OutputPaths, features: np.ndarray, sidecar: Mapping[str, Any],
-                  *, crops: int) -> None:
-    """Feature file(s) first, sidecar last; each atomically.
+                  *, crops: int, out: Path | None = None, stale: Iterable[Path] = ()) -> None:
+    """Replace a video's set of files as one unit: feature file(s) first, sidecar last.
+
+    ``stale``: files of the video's previous set (another layout or crop count,
+    vadfeat's own, see :func:`inspect_outputs`) that the new set does not overwrite;
+    they are deleted before the new files appear, so no file of the old set survives
+    beside the new one.  With ``out`` the ownership record is written first (it names
+    the old and the new set, so that files left by a kill at any point are known as
+    vadfeat's), then narrowed to the new set.
 
     An existing sidecar goes first: interrupted between the renames, an old sidecar
     would describe the new features and resume would trust it.  On an error (disk
-    full) the feature files just written go too, so nothing is left half-done.
+    full) the feature files just written go too, so nothing is left half-done.  The
+    sidecar gains ``files``: the sha256 of each feature file, by file name.
     """
     arrays = split_crops(features, crops) if len(paths.features) > 1 else [features]
+    stale = [p for p in stale if p not in paths.all()]
+    key = str(paths.sidecar.relative_to(out)) if out is not None else None
+    if out is not None and key is not None:
+        write_owned(out, key, [*paths.all(), *stale, *read_owned(out, key)])
     with contextlib.suppress(FileNotFoundError):
         paths.sidecar.unlink()
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     try:
+        hashes = {}
         for path, array in zip(paths.features, arrays, strict=True):
-            save_npy(path, np.asarray(array, dtype=np.float32))
-        save_json(paths.sidecar, sidecar)
+            hashes[path.name] = save_npy(path, np.asarray(array, dtype=np.float32))
+        save_json(paths.sidecar, {**sidecar, "files": hashes})
     except BaseException:
         for path in paths.features:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         raise
+    if out is not None and key is not None:
+        with contextlib.suppress(OSError):  # the wider record is still right
+            write_owned(out, key, paths.all())
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar's JSON object; ``None`` when missing, unreadable, or not a JSON object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def is_vadfeat_sidecar(meta: Any) -> bool:
+    """A JSON object vadfeat wrote (every release writes these two keys)."""
+    fp = meta.get("fingerprint") if isinstance(meta, dict) else None
+    return (isinstance(meta, dict) and isinstance(meta.get("vadfeat_version"), str)
+            and isinstance(fp, dict) and isinstance(fp.get("preset"), dict) and "model" in fp)
+
+
+def sidecar_files(sidecar: Path, meta: Mapping[str, Any]) -> list[Path]:
+    """The feature files a vadfeat sidecar describes (sidecars before ``files`` existed
+    say it through their layout and crop count)."""
+    files = meta.get("files")
+    if isinstance(files, dict):
+        return [sidecar.with_name(n) for n in files if isinstance(n, str) and "/" not in n]
+    layout = meta.get("layout")
+    if layout == "fed-wsvad":
+        return [sidecar.with_name("feature.npy")]
+    base = sidecar.name[: -len(".json")] if sidecar.name.endswith(".json") else sidecar.stem
+    if layout == "per-crop":
+        preset = meta["fingerprint"].get("preset")
+        crops = preset.get("crops") if isinstance(preset, dict) else None
+        if isinstance(crops, int) and 0 < crops <= 64:
+            return [sidecar.with_name(f"{base}__{k}.npy") for k in range(crops)]
+        return []
+    return [sidecar.with_name(base + ".npy")]
+
+
+@dataclass(frozen=True)
+class OutputState:
+    """What is at a video's output paths, as :func:`inspect_outputs` found it.
+
+    ``status``: ``absent`` (nothing), ``done`` (complete, this run's settings, files
+    and source verified), ``redo`` (vadfeat's but stale or damaged: ``reason`` says
+    why), ``changed`` (complete, but made with other settings: ``previous`` holds the
+    other fingerprint) or ``foreign`` (a file vadfeat did not write is in the way:
+    ``reason`` names it).  ``stale``: vadfeat's files of the existing set that a new
+    write must delete.
+    """
+
+    status: Literal["absent", "done", "redo", "changed", "foreign"]
+    reason: str = ""
+    previous: dict[str, Any] | None = None
+    stale: tuple[Path, ...] = ()
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _shape_ok(shape: Any) -> bool:
+    return (isinstance(shape, list) and len(shape) >= 1
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape))
+
+
+def inspect_outputs(paths: OutputPaths, fingerprint: Mapping[str, Any] | None, *,
+                    out: Path | None = None, source: Path | None = None,
+                    verify: bool = True) -> OutputState:
+    """Classify what is at ``paths`` for a run with ``fingerprint``; never raises on bad files.
+
+    ``out`` (the output folder) lets the video's ownership record count: files it
+    names are vadfeat's even without a sidecar (a run killed between renames).
+    ``source``: compare with the identity the sidecar recorded.  ``verify``: check
+    each feature file's sha256 against the sidecar (sidecars without ``files``, from
+    releases before it, are checked by shape only).  ``fingerprint=None`` stops after
+    the ownership checks (``changed`` is then reported for any complete set).
+    """
+    key = str(paths.sidecar.relative_to(out)) if out is not None else None
+    cache: list[set[Path]] = []
+
+    def owned() -> set[Path]:  # read only when needed: most videos have a good sidecar
+        if not cache:
+            cache.append(read_owned(out, key) if out is not None and key is not None else set())
+        return cache[0]
+
+    side = paths.sidecar
+    meta: dict[str, Any] | None = None
+    damaged = ""
+    if _exists(side):
+        if side.is_symlink() or not side.is_file():
+            what = "a folder" if side.is_dir() else "not a regular file"
+            return OutputState("foreign", f"{side} is {what}, not a vadfeat sidecar; move it away "
+                                          "(vadfeat never replaces what it did not write)")
+        raw = read_sidecar(side)
+        if is_vadfeat_sidecar(raw):
+            meta = raw
+        elif side in owned():
+            damaged = f"its sidecar {side.name} is unreadable or not a vadfeat sidecar"
+        else:
+            return OutputState("foreign", f"{side} exists and was not written by vadfeat; move it "
+                                          "away or choose another output folder (-o)")
+    old: set[Path] = set()
+    if meta is not None:
+        old.update(p for p in sidecar_files(side, meta) if _exists(p))
+    if meta is None or any(_exists(f) and f not in old for f in paths.features):
+        old.update(p for p in owned() if _exists(p))
+    for f in paths.features:
+        if _exists(f) and f not in old:
+            return OutputState("foreign", f"{f} exists and was not written by vadfeat; move it "
+                                          "away or choose another output folder (-o)")
+        if _exists(f) and (f.is_symlink() or not f.is_file()):
+            return OutputState("foreign", f"{f} is not a regular file; move it away")
+    stale = tuple(sorted(p for p in old if p not in paths.all() and p.is_file()))
+    if meta is None:
+        if damaged:
+            return OutputState("redo", damaged, stale=stale)
+        if any(_exists(f) for f in paths.features) or stale:
+            return OutputState("redo", "outputs of an interrupted write (no sidecar)", stale=stale)
+        return OutputState("absent")
+    fp = meta["fingerprint"]
+    if fingerprint is None or not same_fingerprint(fp, fingerprint):
+        return OutputState("changed", previous=fp, stale=stale)
+    problem = _verify(paths, meta, verify=verify)
+    if problem is None and source is not None and isinstance(meta.get("source_identity"), dict):
+        try:
+            current = source_identity(source)
+        except OSError:
+            current = None  # the source is gone: the outputs are all there is
+        if current is not None:
+            problem = same_source(meta["source_identity"], current)
+    if problem is not None:
+        return OutputState("redo", problem, previous=fp, stale=stale)
+    return OutputState("done", previous=fp)
+
+
+def _verify(paths: OutputPaths, meta: Mapping[str, Any], *, verify: bool) -> str | None:
+    """Why a sidecar with the right settings does not describe complete outputs, or None."""
+    shape = meta.get("shape")
+    if not _shape_ok(shape) or (len(paths.features) > 1 and len(shape) < 2):
+        return f"its sidecar's shape is malformed ({shape!r})"
+    files = meta.get("files")
+    if files is not None and not isinstance(files, dict):
+        return "its sidecar's file list is malformed"
+    expect = shape if len(paths.features) == 1 else [shape[0], *shape[2:]]
+    for path in paths.features:
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except NPY_ERRORS:  # missing, damaged or torn file: redo
+            return f"{path.name} is missing or unreadable"
+        if list(arr.shape) != list(expect):
+            return f"{path.name} has shape {list(arr.shape)}, its sidecar says {expect}"
+        if verify and files is not None:
+            want = files.get(path.name)
+            try:
+                got = sha256_file(path)
+            except OSError as exc:
+                return f"{path.name} is unreadable ({exc})"
+            if want != got:
+                return f"{path.name} does not match the sha256 its sidecar recorded"
+    return None
+
+
+# Fingerprint keys added after the first release, with the value every earlier output
+# was made with; a missing key equals its default, so old outputs still resume.
+FINGERPRINT_DEFAULTS: dict[str, Any] = {"quantize": None, "preprocess": "worker",
+                                        "folder_fps": 30.0, "num_heads": None}
+
+
+def _normalised(fp: Mapping[str, Any]) -> dict[str, Any]:
+    return {**FINGERPRINT_DEFAULTS, **fp}
+
+
+def same_fingerprint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return _normalised(a) == _normalised(b)
+
+
+def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``["crops: 1 -> 3", ...]``: what differs, preset fields by their own names."""
+    def flat(fp: Mapping[str, Any]) -> dict[str, Any]:
+        d = _normalised(fp)
+        preset = d.pop("preset", None)
+        if isinstance(preset, dict):
+            for k, v in preset.items():
+                d.setdefault(k, v)
+        return d
+
+    a, b = flat(old), flat(new)
+    return [f"{k}: {_show(a.get(k))} -> {_show(b.get(k))}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str) and len(v) > 16 and all(c in "0123456789abcdef" for c in v):
+        return v[:12] + "..."  # a checkpoint hash
+    return json.dumps(v) if not isinstance(v, str) else v
 
 
 def is_done(paths: OutputPaths, fingerprint: Mapping[str, Any]) -> bool:
     """True when every output exists and the sidecar was made with the same settings."""
-    meta = read_sidecar(paths.sidecar)
-    if meta is None or meta.get("fingerprint") != dict(fingerprint):
-        return False
-    shape = meta.get("shape")
-    for path in paths.features:
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except NPY_ERRORS:  # damaged or torn file: redo
-            return False
-        expect = shape if len(paths.features) == 1 else [shape[0], *shape[2:]]
-        if list(arr.shape) != list(expect):
-            return False
-    return True
+    return inspect_outputs(paths, fingerprint).status == "done"
 
 
 # --------------------------------------------------------------------------- manifest

@@ -104,15 +104,15 @@ def _truncated_mp4(root: Path, i: int) -> list[Case]:
 def _truncated_avi(root: Path, i: int) -> list[Case]:
     p = _video(root / "broken" / f"truncated_avi_{i}.avi", 96, seed=2)
     synth.truncate(p, 0.8)
-    return [Case(f"broken/truncated_avi_{i}.avi", "truncated avi (80 %)", "warn",
-                 "declares 96 frames", broken=True)]
+    return [Case(f"broken/truncated_avi_{i}.avi", "truncated avi (80 %)", "failed",
+                 "truncated: container declares 96 frames", broken=True)]
 
 
 def _truncated_mkv(root: Path, i: int) -> list[Case]:
     p = _video(root / "broken" / f"truncated_mkv_{i}.mkv", 96, seed=2)
     synth.truncate(p, 0.6)
-    return [Case(f"broken/truncated_mkv_{i}.mkv", "truncated mkv (60 %)", "warn",
-                 "truncated or damaged", broken=True)]
+    return [Case(f"broken/truncated_mkv_{i}.mkv", "truncated mkv (60 %)", "failed",
+                 "truncated: decoded frames cover", broken=True)]
 
 
 def _corrupt_middle(root: Path, i: int) -> list[Case]:
@@ -826,6 +826,204 @@ def phase_read_only(r: Runner, work: Path) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- issue 10: ownership
+
+
+def _stamps(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and ".vadfeat-locks" not in p.parts and p.name != "manifest.jsonl"}
+
+
+def _copy_out(r: Runner, clean: Path, out: Path) -> None:
+    """A copy of the clean run's output folder that the run's user owns."""
+    shutil.copytree(clean, out, symlinks=True)
+    if r.user:
+        for p in [out, *out.rglob("*")]:
+            os.lchown(p, NOBODY, NOBODY)
+
+
+def _owned_record(out: Path, key: str) -> Path:
+    import hashlib
+
+    return out / ".vadfeat-locks" / (hashlib.sha1(key.encode("utf-8", "surrogateescape"))
+                                     .hexdigest() + ".owned")
+
+
+def phase_foreign(r: Runner, clean: Path, out: Path, cases: list[Case]) -> Row:
+    """Files vadfeat did not write at three good videos' output paths, run with --overwrite:
+    those videos fail naming the file, the files stay byte for byte, all else is kept."""
+    _copy_out(r, clean, out)
+    plain = sorted((c for c in cases if c.name.startswith("plain/")), key=lambda c: c.name)[:3]
+    planted: dict[Path, bytes] = {}
+    for k, c in enumerate(plain):
+        npy, side = out / c.output, (out / c.output).with_suffix(".json")
+        npy.unlink()
+        side.unlink()
+        _owned_record(out, str(side.relative_to(out))).unlink()
+        target = side if k == 0 else npy
+        planted[target] = (b'{"mine": true}' if k == 0 else b"user data " * (k + 1))
+        target.write_bytes(planted[target])
+    code, _, secs = r.run(out, "--overwrite")
+    lines = run_lines(out, 0)
+    problems = []
+    for target, data in planted.items():
+        if target.read_bytes() != data:
+            problems.append(f"{target} was changed")
+    for c in plain:
+        e = [x for x in lines if x["video"] == c.name][-1]
+        if e["status"] != "failed" or "not written by vadfeat" not in (e["error"] or ""):
+            problems.append(f"{c.name}: expected failed naming the foreign file, got {e}")
+    if code != 1:
+        problems.append(f"exit {code}, expected 1")
+    redone = sum(e["status"] == "ok" for e in lines[-len(cases):])
+    return Row("foreign files at 3 output paths, --overwrite", 1,
+               f"exit {code}; the 3 videos failed naming the file, the 3 files unchanged; "
+               f"{redone} other videos redone (--overwrite); {secs:.1f} s", 0, problems,
+               {"seconds": round(secs, 1)})
+
+
+def phase_changed_settings(r: Runner, clean: Path, out: Path) -> Row:
+    _copy_out(r, clean, out)
+    before = _stamps(out)
+    code, err, secs = r.run(out, "--crops", "3")
+    problems = []
+    if code != 2:
+        problems.append(f"exit {code}, expected 2")
+    if "crops: 1 -> 3" not in err or "--overwrite" not in err:
+        problems.append(f"message lacks the change or the way on: {_last_error(err)}")
+    if _stamps(out) != before:
+        problems.append("files changed")
+    return Row("rerun with other settings (--crops 3)", 1,
+               f"exit {code} after {secs:.1f} s (before the model loads), message names "
+               f"'crops: 1 -> 3'; no file touched", 0, problems, {"seconds": round(secs, 1)})
+
+
+def phase_damaged_sidecars(r: Runner, clean: Path, out: Path, cases: list[Case]) -> Row:
+    _copy_out(r, clean, out)
+    plain = sorted((c for c in cases if c.name.startswith("plain/")), key=lambda c: c.name)[3:7]
+    damages = ["[]", "null-shape", "\x00\xff binary", "folder"]
+    for c, damage in zip(plain, damages, strict=True):
+        side = (out / c.output).with_suffix(".json")
+        if damage == "folder":
+            side.unlink()
+            side.mkdir()
+        elif damage == "null-shape":
+            side.write_text(json.dumps({**json.loads(side.read_text()), "shape": None}))
+        else:
+            side.write_bytes(damage.encode("latin-1"))
+    before = len(read_lines(out))
+    code, err, secs = r.run(out)
+    lines = run_lines(out, before)
+    by = {e["video"]: e for e in lines}
+    problems = []
+    if "Traceback" in err:
+        problems.append("a traceback")
+    for c, damage in zip(plain, damages, strict=True):
+        e = by.get(c.name, {})
+        want = "failed" if damage == "folder" else "ok"
+        if e.get("status") != want:
+            problems.append(f"{c.name} ({damage}): {e.get('status')}, expected {want}")
+        elif want == "ok" and (out / c.output).read_bytes() != (clean / c.output).read_bytes():
+            problems.append(f"{c.name}: redone features differ from the clean run's")
+    if code != 1:
+        problems.append(f"exit {code}, expected 1")
+    return Row("4 damaged sidecars ([], shape null, binary, a folder)", 1,
+               f"exit {code}; 3 redone equal to the clean run, the folder named and kept; "
+               f"{secs:.1f} s", 0, problems, {"seconds": round(secs, 1)})
+
+
+def phase_changed_sources(r: Runner, work: Path, inputs: Path) -> Row:
+    src = work / "plain_copy"
+    shutil.copytree(inputs, src)
+    rr = Runner(src, r.checkpoint, r.user)
+    out = work / "sources"
+    code0, _, _ = rr.run(out)
+    videos = sorted(src.glob("v*.mp4"))[:2]
+    for k, v in enumerate(videos):  # a longer video under the same name: 80 frames
+        _video(v, 80, seed=500 + k)
+    before = len(read_lines(out))
+    code, _, secs = rr.run(out)
+    lines = run_lines(out, before)
+    redone = sorted(e["video"] for e in lines if e["status"] == "ok")
+    problems = []
+    if redone != sorted(v.name for v in videos):
+        problems.append(f"redone {redone}, expected {[v.name for v in videos]}")
+    for v in videos:
+        shape = np.load(out / (v.stem + ".npy")).shape
+        if shape[0] != 5:  # floor(80 / 16)
+            problems.append(f"{v.name}: {shape[0]} snippets, expected 5")
+    if (code0, code) != (0, 0):
+        problems.append(f"exit codes {code0}, {code}, expected 0, 0")
+    return Row("2 sources replaced by longer videos", 2,
+               f"exit {code}; exactly the 2 changed videos redone (5 snippets each), "
+               f"{len(lines) - len(redone)} skipped; {secs:.1f} s", 0, problems,
+               {"seconds": round(secs, 1)})
+
+
+def phase_concurrent_settings(r: Runner, work: Path, inputs: Path) -> Row:
+    """Two runs with different settings (tail drop / pad) started together on one folder."""
+    out = work / "two_settings"
+    rr = Runner(inputs, r.checkpoint, r.user)
+    procs = [rr.start(out, log=work / "two_a.log"), rr.start(out, "--tail", "pad",
+                                                            log=work / "two_b.log")]
+    codes = [p.wait(timeout=1800) for p in procs]
+    lines = read_lines(out)
+    problems = partial_outputs(out)
+    oks: dict[str, int] = {}
+    for e in lines:
+        if e["status"] == "ok":
+            oks[e["video"]] = oks.get(e["video"], 0) + 1
+    twice = [v for v, n in oks.items() if n > 1]
+    if twice:
+        problems.append(f"written by both runs: {twice[:5]}")
+    tails = {}
+    for side in out.glob("*.json"):
+        meta = json.loads(side.read_text())
+        tails[side.stem] = meta["fingerprint"]["preset"]["tail"]
+        n = meta["num_frames"]
+        want = -(-n // 16) if tails[side.stem] == "pad" else n // 16
+        if meta["shape"][0] != want:
+            problems.append(f"{side.name}: {meta['shape'][0]} rows for tail {tails[side.stem]}")
+    refused = sum(1 for e in lines if e["status"] == "failed"
+                  and "another run with other settings" in (e["error"] or ""))
+    if any(c not in (0, 1, 2, 3) for c in codes):
+        problems.append(f"exit codes {codes}")
+    counts = {t: list(tails.values()).count(t) for t in ("drop", "pad")}
+    return Row("2 runs with different settings (tail drop/pad) on one folder", 2,
+               f"exit codes {codes}; every video one consistent set ({counts['drop']} drop, "
+               f"{counts['pad']} pad), none written twice; {refused} refused as written "
+               f"meanwhile with other settings", 0, problems, {"exit_codes": codes, **counts})
+
+
+def phase_sigterm(r: Runner, clean: Path, out: Path, cases: list[Case]) -> Row:
+    proc = r.start(out, log=out.parent / "sigterm.log")
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < 600:
+        if (out / "manifest.jsonl").exists() and '"ok"' in (out / "manifest.jsonl").read_text():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+    err = (out.parent / "sigterm.log").read_text(errors="replace")
+    lines = read_lines(out)
+    problems = partial_outputs(out)
+    if code != 143:
+        problems.append(f"exit {code}, expected 143")
+    if "STOPPED by SIGTERM" not in err:
+        problems.append("no summary")
+    interrupted = sum(e["status"] == "interrupted" for e in lines)
+    before = len(lines)
+    code2, _, _ = r.run(out)
+    problems += check_run(out, cases, run_lines(out, before), privileged=r.privileged)
+    problems += partial_outputs(out) + compare_outputs(clean, out)
+    if code2 != 1:
+        problems.append(f"resume exit {code2}, expected 1")
+    return Row("SIGTERM mid-run, then resume", 2,
+               f"exit {code} with the summary; {interrupted} video(s) recorded as interrupted; "
+               f"resume exit {code2}, outputs equal the clean run's",
+               lost(clean, out, cases, privileged=r.privileged), problems, {"exit": code})
+
+
 def _last_error(err: str) -> str:
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     return lines[-1][:140] if lines else "(no message)"
@@ -929,7 +1127,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="allowed peak-RSS growth from 1 min to the long video, MiB")
     ap.add_argument("--repeats", type=int, default=3, help="processes per memory measurement")
     ap.add_argument("--skip", default="", help="comma-separated phases to skip: kills, "
-                    "concurrent, devices, disk, readonly, memory")
+                    "concurrent, devices, disk, readonly, foreign, settings, damaged, sources, "
+                    "twosettings, sigterm, memory")
     args = ap.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     work = args.out.resolve()
@@ -965,6 +1164,12 @@ def main(argv: list[str] | None = None) -> int:
                                                 work / "devices")]),
         ("disk", lambda: phase_disk_full(runner, clean, work, cases)),
         ("readonly", lambda: phase_read_only(runner, work)),
+        ("foreign", lambda: [phase_foreign(runner, clean, work / "foreign", cases)]),
+        ("settings", lambda: [phase_changed_settings(runner, clean, work / "settings")]),
+        ("damaged", lambda: [phase_damaged_sidecars(runner, clean, work / "damaged", cases)]),
+        ("sources", lambda: [phase_changed_sources(runner, work, work / "in" / "plain")]),
+        ("twosettings", lambda: [phase_concurrent_settings(runner, work, work / "in" / "plain")]),
+        ("sigterm", lambda: [phase_sigterm(runner, clean, work / "sigterm", cases)]),
         ("memory", lambda: phase_memory(work, ckpt, long_minutes=args.long_minutes,
                                         default_minutes=args.default_minutes,
                                         bound_mib=args.rss_bound, repeats=args.repeats)),

@@ -2,7 +2,8 @@
 
 Each submodule named in ``_COMMAND_MODULES`` exposes ``register(subparsers)``,
 which adds its sub-command(s) and sets ``func`` (``args -> int`` exit code) on
-the parser.  Exit codes: 0 all ok, 1 some inputs failed, 2 bad usage or config.
+the parser.  Exit codes: see :data:`EXIT_CODES` (also in ``vadfeat --help``).
+SIGTERM and SIGHUP stop a command as Ctrl-C does (:mod:`vadfeat._signals`).
 
 The library's messages name settings as Python does (``clip_len=3``,
 ``random_weights=True``); while a command runs, every message it logs is put in
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from vadfeat._signals import handle_stop_signals, signum_of
 from vadfeat._version import __version__
 from vadfeat.errors import CheckpointError, ConfigError
 
@@ -35,6 +37,18 @@ _COMMAND_MODULES = (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_ELSEWHERE = 3
+
+EXIT_CODES = """exit codes:
+  0    every input done (now or by an earlier run)
+  1    some inputs failed; each is named with its reason (summary, OUT/manifest.jsonl)
+  2    bad usage or configuration, found before any work: unknown option, missing
+       checkpoint, outputs in OUT made with other settings (use --overwrite or
+       another -o), a file vadfeat did not write where it keeps its run files
+  3    nothing failed, but some videos were being extracted by another process and
+       are not done (run again later, or use --wait)
+  130  stopped by Ctrl-C (SIGINT); 143 by SIGTERM; 129 by SIGHUP (128 + signal):
+       finished videos are kept, the rest is redone by running again"""
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -62,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
             "VideoMAE V2 feature extraction for weakly supervised video anomaly "
             "detection. Run `vadfeat COMMAND --help` for each command's options."
         ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vadfeat {__version__}")
     parser.add_argument(
@@ -167,15 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for h in handlers:
         h.addFilter(words)
     try:
-        if getattr(args, "config", None):
-            args = _reparse_with_config(parser, args, argv)
-        return int(args.func(args))
+        with handle_stop_signals():
+            if getattr(args, "config", None):
+                args = _reparse_with_config(parser, args, argv)
+            return int(args.func(args))
     except (ConfigError, CheckpointError) as exc:
         logging.getLogger("vadfeat").error("%s", exc)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # before the engine took over (discovery, model load)
         logging.getLogger("vadfeat").error("interrupted")
-        return 130
+        return 128 + signum_of(exc)
     finally:
         for h in handlers:
             h.removeFilter(words)

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from vadfeat.cli import EXIT_CODES
 from vadfeat.errors import ConfigError
 from vadfeat.presets import DEFAULT_PRESET, list_presets
 from vadfeat.video import DEFAULT_MAX_PIXELS
@@ -18,6 +19,15 @@ log = logging.getLogger("vadfeat")
 # Flags that override a preset field (flag dest == Preset field name).
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
                 "crop_order", "pooling", "size", "short_side", "channel_order", "scale")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in option help, and the exit-code table kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit codes:"):
+            return argparse.RawDescriptionHelpFormatter._fill_text(self, text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -118,7 +128,7 @@ def _extract(args: argparse.Namespace) -> int:
     try:
         summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
                           overwrite=args.overwrite, progress=not args.quiet, root=args.root,
-                          devices=args.devices, **settings_from_args(args))
+                          devices=args.devices, wait=args.wait, **settings_from_args(args))
     except OSError as exc:  # e.g. the disk filled up so far that the manifest cannot grow
         log.error("run stopped: %s; finished videos are kept, run again to resume", exc)
         return 1
@@ -200,10 +210,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "FFmpeg opens), a folder (searched recursively; a folder of images is one "
                     "frame folder) or a .txt list of paths. Outputs mirror the inputs' relative "
                     "paths, are written atomically with a JSON sidecar recording every setting, "
-                    "and a re-run skips videos already done with the same settings. "
-                    "Exit code 0: all ok; 1: some videos failed (see OUT/manifest.jsonl); "
-                    "2: bad usage or configuration.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "and a re-run skips videos already done with the same settings (files "
+                    "verified by sha256, source unchanged). Outputs made with other settings "
+                    "stop the run before any work (exit 2; --overwrite replaces them). vadfeat "
+                    "never replaces or deletes a file it did not write: such a file at an output "
+                    "path fails that video, even with --overwrite.",
+        epilog=EXIT_CODES,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
@@ -211,7 +224,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="flat: OUT/<rel>/<stem>.npy; fed-wsvad: "
                         "OUT/features_video/i3d/combine/<video>/feature.npy; per-crop: <stem>__<k>.npy")
     p.add_argument("--root", help="folder that names in .txt lists are relative to")
-    p.add_argument("--overwrite", action="store_true", help="redo videos already extracted")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo videos already extracted, also those made with other settings "
+                        "(never files vadfeat did not write)")
+    p.add_argument("--wait", action="store_true",
+                   help="a video another process is extracting: wait for it (then skip it if "
+                        "that process finished it, else extract it) instead of reporting it as "
+                        "in progress elsewhere (exit 3)")
     p.add_argument("--config", metavar="JSON",
                    help="JSON file of option values (keys = long option names); flags win")
     add_extract_args(p)

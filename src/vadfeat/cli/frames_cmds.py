@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "colours, any container), several videos in parallel. Each video's folder "
                     "appears only when complete, with a <stem>.frames.json record beside it; a "
                     "re-run skips finished videos. Failures are listed in OUT/manifest.jsonl "
-                    "and give exit code 1. `vadfeat extract` never needs this step.",
+                    "and give exit code 1. A folder or file vadfeat did not write at an output "
+                    "path is never replaced (that video fails, naming it), --overwrite "
+                    "included. `vadfeat extract` never needs this step.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders or .txt lists")
