@@ -172,6 +172,8 @@ CONTENT_SETTINGS = frozenset({
 RUN_SETTINGS = frozenset({
     "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
     "root", "extractor", "run_token", "wait",
+    # Decides only whether a video is refused; an accepted video's features do not depend on it.
+    "max_pixels",
 })
 
 
