@@ -405,7 +405,7 @@ def check_run(out: Path, cases: list[Case], run_lines: list[dict[str, Any]], *,
         else:
             if e["status"] != "failed" or not e.get("error"):
                 problems.append(f"{c.name!r} ({c.kind}): expected failed with a reason, got {e}")
-            elif c.reason and c.reason not in e["error"]:
+            elif c.reason and c.reason.lower() not in e["error"].lower():
                 problems.append(f"{c.name!r} ({c.kind}): reason {e['error']!r} lacks {c.reason!r}")
             if feature.exists():
                 problems.append(f"{c.name!r} ({c.kind}): failed but {feature} exists")
