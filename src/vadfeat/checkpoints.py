@@ -27,7 +27,6 @@ unpickling a hostile file runs its code with the user's rights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from vadfeat.models.videomae import (
     sincos_table,
     spec_dims,
 )
+from vadfeat.writers import sha256_file  # one file hash for checkpoints and feature files
 
 log = logging.getLogger(__name__)
 
@@ -255,14 +255,6 @@ def detect_spec(
 
 
 # --------------------------------------------------------------------------- files
-
-
-def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _torch_load(path: Path, *, allow_pickle: bool = False) -> object:
