@@ -126,7 +126,7 @@ def make_clip(out: Path, source: str, width: int, height: int, seconds: float) -
     """A ``seconds``-long H.264 clip of a real sample, resized and looped (cached)."""
     import cv2
 
-    from vadfeat import synth
+    from vadfeat.testing import synth
 
     if out.exists():
         return out
@@ -153,8 +153,8 @@ def random_checkpoint(work: Path, model: str, *, dtype: str = "fp32") -> Path:
     """Random weights (seed 0) of ``model`` as a canonical safetensors file (cached)."""
     import torch
 
-    from vadfeat.checkpoints import save_canonical
-    from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
+    from vadfeat.backbones.videomae.checkpoints import save_canonical
+    from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 
     path = work / f"{model}_random_{dtype}.safetensors"
     if not path.exists():

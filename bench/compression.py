@@ -2,7 +2,7 @@
 
 Starts from a ViT-S checkpoint with random weights stored as fp16 safetensors
 (the model zoo's dtype, so storage adds no error of its own), writes the
-compressed checkpoints with ``vadfeat.compress.compress_checkpoint`` and loads
+compressed checkpoints with ``vadfeat.backbones.videomae.compress.compress_checkpoint`` and loads
 each with ``load_model`` exactly as ``vadfeat extract --checkpoint`` does.
 Fidelity: cosine and max |diff| of the features against the uncompressed model
 on the same real snippets, for the ``fc_norm`` feature ``[D]`` and the
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 import _common as C
-from vadfeat.compress import compress_checkpoint, deflate_size
-from vadfeat.loading import load_model
+from vadfeat.backbones.loading import load_model
+from vadfeat.backbones.videomae.compress import compress_checkpoint, deflate_size
 from variants import real_clips
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vadfeat.export import export
-from vadfeat.features import read_features
+from vadfeat.dataset.export import export
+from vadfeat.store.reader import read_features
 
 
 def make_folder(root: Path, videos: int, dim: int, crops: int = 10) -> int:

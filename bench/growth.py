@@ -22,7 +22,7 @@ import _common as C
 
 
 def child(video: Path, checkpoint: Path, out: Path, preset: str) -> None:
-    from vadfeat.extract import extract
+    from vadfeat.engines.local import extract
 
     c0, t0 = time.process_time(), time.perf_counter()
     summary = extract([video], out, checkpoint=checkpoint, preset=preset, device="cpu",

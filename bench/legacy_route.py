@@ -48,7 +48,7 @@ def legacy_child(videos: list[Path], checkpoint: Path, out: Path) -> None:
     import numpy as np
     import torch
 
-    from vadfeat.loading import load_model
+    from vadfeat.backbones.loading import load_model
 
     t0 = time.perf_counter()
     frames_root = out / "frames"

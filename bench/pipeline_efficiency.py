@@ -1,4 +1,4 @@
-"""Pipeline efficiency: ``vadfeat.extract`` end to end vs the bare model forward.
+"""Pipeline efficiency: ``vadfeat.engines.local`` end to end vs the bare model forward.
 
 Both sides use one loaded model (ViT-S, random weights), the same batch size,
 dtype and number of snippets; the bare side runs ``model(x)`` on tensors made
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import _common as C
-from vadfeat.extract import FeatureExtractor, extract
-from vadfeat.loading import parse_dtype
+from vadfeat.backbones.loading import parse_dtype
+from vadfeat.engines.local import FeatureExtractor, extract
 
 
 def main() -> int:
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     args = ap.parse_args()
 
-    C.header("pipeline efficiency: vadfeat.extract end to end vs bare model forward")
+    C.header("pipeline efficiency: vadfeat.engines.local end to end vs bare model forward")
     video = C.bench_videos(args.work, [args.clip], args.seconds)[0]
     ckpt = C.random_checkpoint(args.work, args.model)
     ext = FeatureExtractor(ckpt, preset=args.preset, device="cpu", dtype=args.dtype,

@@ -5,7 +5,7 @@ One model (random weights, seed 0), the same real snippets (a sample clip,
 interleaved rounds and the median seconds per clip is reported, with the
 speed-up over fp32 and the feature fidelity (cosine, max |diff|) against fp32.
 When ``torchao`` is importable its int8 configs are measured as well (it is not
-a vadfeat dependency; see ``vadfeat.compress`` for why).
+a vadfeat dependency; see ``vadfeat.backbones.videomae.compress`` for why).
 
     python bench/variants.py                       # ViT-S, batch 4, 3 rounds
     python bench/variants.py --model vit_base_patch16_224 --batch-size 2
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 import _common as C
-from vadfeat.compress import quantize_int8
-from vadfeat.extract import FeatureExtractor
+from vadfeat.backbones.videomae.compress import quantize_int8
+from vadfeat.engines.local import FeatureExtractor
 
 
 def real_clips(video: Path, checkpoint: Path, n: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def main() -> int:
             return fp32(t)
 
     variants["bf16 autocast"] = bf16
-    variants["int8 (vadfeat.compress)"] = quantize_int8(copy.deepcopy(fp32))
+    variants["int8 (vadfeat.backbones.videomae.compress)"] = quantize_int8(copy.deepcopy(fp32))
     compile_s = {}
     if not args.no_compile:
         compiled = torch.compile(fp32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
+from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadfeat.align import (
+from vadfeat.dataset.align import (
     align,
     evaluation_positions,
     fit_frame_labels,
     legacy_row_index,
     snippet_labels,
 )
+from vadfeat.dataset.labels import LabelSet, VideoLabels
 from vadfeat.errors import ConfigError
-from vadfeat.features import read_features
-from vadfeat.labels import LabelSet, VideoLabels
+from vadfeat.store.reader import read_features
 
 
 def write_features(root: Path, name: str, rows: int, *, num_frames: int | None,

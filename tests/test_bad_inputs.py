@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadfeat import synth
 from vadfeat.cli import main
-from vadfeat.extract import FeatureExtractor, extract
-from vadfeat.frames import dump_frames
-from vadfeat.writers import read_manifest
+from vadfeat.engines.local import FeatureExtractor, extract
+from vadfeat.io.frames import dump_frames
+from vadfeat.store.writers import read_manifest
+from vadfeat.testing import synth
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_proc_link_as_an_unprivileged_user(tmp_path: Path) -> None:
         (d / "a.mp4").write_bytes(b"x")
         (d / "a.mp4").chmod(0o644)
         os.symlink("/proc/1/cwd", d / "cwd")
-        code = ("import json, sys; from vadfeat.inputs import discover; "
+        code = ("import json, sys; from vadfeat.io.inputs import discover; "
                 "print(json.dumps([[str(i.name), i.error] for i in discover([sys.argv[1]])]))")
         cmd = [sys.executable, "-c", code, str(d)]
         if os.geteuid() == 0:

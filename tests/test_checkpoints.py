@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import save_file
 
 import reference
-from vadfeat.checkpoints import load_checkpoint, save_canonical
+from vadfeat.backbones.loading import load_model
+from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
+from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 from vadfeat.cli import main
 from vadfeat.errors import CheckpointError
-from vadfeat.loading import load_model
-from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
 
 SPEC = get_spec("vit_tiny_patch16_224")
 

@@ -12,9 +12,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from vadfeat import synth
-from vadfeat.cli import main
-from vadfeat.compress import (
+from vadfeat.backbones.loading import load_model
+from vadfeat.backbones.videomae.compress import (
     Int8Attention,
     apply_quantization,
     compress_checkpoint,
@@ -22,9 +21,10 @@ from vadfeat.compress import (
     l1_unstructured,
     quantize_int8,
 )
+from vadfeat.cli import main
+from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError
-from vadfeat.extract import FeatureExtractor, extract
-from vadfeat.loading import load_model
+from vadfeat.testing import synth
 
 # The tiny model's Conv3d/Linear weights, listed by hand rather than by vadfeat's rule.
 TINY_WEIGHTS = ["patch_embed.proj.weight"] + [

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from vadfeat import ConfigError, FeatureExtractor, distributed, extract, synth
-from vadfeat.distributed import _resolve_settings, extract_ray
-from vadfeat.writers import Claims, read_manifest
+from vadfeat import ConfigError, FeatureExtractor, extract
+from vadfeat.engines import ray as distributed
+from vadfeat.engines.ray import _resolve_settings, extract_ray
+from vadfeat.store.writers import Claims, read_manifest
+from vadfeat.testing import synth
 
 # Ray Data's own DataContext copies touch its deprecated fields.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -76,7 +78,7 @@ def _by_video(out: Path) -> dict[str, dict]:
 
 
 def test_import_vadfeat_does_not_import_ray() -> None:
-    code = "import sys, vadfeat, vadfeat.distributed, vadfeat.cli; print('ray' in sys.modules)"
+    code = "import sys, vadfeat, vadfeat.engines.ray, vadfeat.cli; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

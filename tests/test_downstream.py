@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vadfeat.dataset.export import export
+from vadfeat.dataset.labels import read_labels
+from vadfeat.dataset.lists import write_lists
+from vadfeat.dataset.resample import process_feat, vadclip_sample
 from vadfeat.errors import ConfigError
-from vadfeat.export import export
-from vadfeat.labels import read_labels
-from vadfeat.lists import write_lists
-from vadfeat.resample import process_feat, vadclip_sample
 
 DIM = 4
 CROPS = 10

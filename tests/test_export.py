@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadfeat import synth
 from vadfeat.cli import main
+from vadfeat.dataset.export import export
+from vadfeat.engines.local import extract
 from vadfeat.errors import ConfigError
-from vadfeat.export import export
-from vadfeat.extract import extract
-from vadfeat.features import read_features
+from vadfeat.store.reader import read_features
+from vadfeat.testing import synth
 
 CROPS = 10
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from reference import legacy_features
-from vadfeat import synth
 from vadfeat.cli import main
+from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError
-from vadfeat.extract import FeatureExtractor, extract
-from vadfeat.writers import read_manifest
+from vadfeat.store.writers import read_manifest
+from vadfeat.testing import synth
 
 
 def npy_files(root: Path) -> list[Path]:

@@ -42,12 +42,13 @@ from stress.fault_corpus import (
     restore_permissions,
     temporaries,
 )
-from vadfeat import synth, writers
 from vadfeat.cli import main
+from vadfeat.dataset.labels import as_label_set, read_labels
+from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError, DecodeError
-from vadfeat.extract import FeatureExtractor, extract
-from vadfeat.labels import as_label_set, read_labels
-from vadfeat.writers import LOCK_DIR, read_manifest
+from vadfeat.store import writers
+from vadfeat.store.writers import LOCK_DIR, read_manifest
+from vadfeat.testing import synth
 
 ROOT = os.geteuid() == 0
 
@@ -380,7 +381,7 @@ def test_decode_thread_raises_mid_video(tmp_path: Path, extractor: FeatureExtrac
                                         monkeypatch, error: Exception) -> None:
     """v1 dies after 40 frames (two snippets already batched with other videos' snippets):
     v1 fails with the reason, nothing of it is written, the others are bit-identical."""
-    engine = importlib.import_module("vadfeat.extract")  # the package re-exports a function
+    engine = importlib.import_module("vadfeat.engines.local")  # the package re-exports a function
 
     src = videos(tmp_path / "in")
     clean, out = tmp_path / "clean", tmp_path / "out"
@@ -408,7 +409,7 @@ def test_decode_worker_dying_never_hangs_or_loses_a_video(tmp_path: Path,
     """A decode thread that dies outside the per-video error handling (a bug in vadfeat
     itself) after sending part of a video: the run ends instead of waiting for it, the
     half-sent video and the videos no worker was left to take are named as failed."""
-    engine = importlib.import_module("vadfeat.extract")
+    engine = importlib.import_module("vadfeat.engines.local")
     src = videos(tmp_path / "in", n=3)
     out = tmp_path / "out"
 
@@ -458,7 +459,7 @@ def test_model_error_stops_run_cleanly(tmp_path: Path, extractor: FeatureExtract
 
 _KILL_AT = r"""
 import os, signal, sys
-import vadfeat.writers as w
+import vadfeat.store.writers as w
 point, count = sys.argv[1], int(sys.argv[2])
 seen = {"replace": 0}
 real_replace, real_fsync = os.replace, os.fsync

@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vadfeat import synth
 from vadfeat.cli import main
-from vadfeat.frames import dump_frames
-from vadfeat.writers import read_manifest
+from vadfeat.io.frames import dump_frames
+from vadfeat.store.writers import read_manifest
+from vadfeat.testing import synth
 
 
 def test_frames_colours_counts_and_resume(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_frames_colours_counts_and_resume(tmp_path: Path) -> None:
 
 def test_frames_feed_extract(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """A folder written by `frames` is a first-class input of `extract` (PNG: lossless)."""
-    from vadfeat.extract import FeatureExtractor
+    from vadfeat.engines.local import FeatureExtractor
 
     frames = list(synth.scene_frames(33, width=80, height=64, seed=2))
     synth.write_video(tmp_path / "v.mkv", frames, fps=25, codec="ffv1", pix_fmt="bgr0")

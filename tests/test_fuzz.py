@@ -1,6 +1,6 @@
 """Fuzzing the readers of untrusted input, for a bounded time (issue 6).
 
-Readers: the video reader (containers and frame folders, ``vadfeat.video``), the
+Readers: the video reader (containers and frame folders, ``vadfeat.io.video``), the
 ground-truth readers (UCF-Crime and XD-Violence text, npy-dir masks, the canonical
 ``labels.json``, label pickles) and, since issue 11, the ``extract --config`` file, a
 checkpoint's ``config.json``, tensors and compression metadata, ``.txt`` list files
@@ -35,16 +35,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stress.fault_corpus import call_with_limit
-from vadfeat import synth
-from vadfeat.checkpoints import load_checkpoint
+from vadfeat.backbones.videomae.checkpoints import load_checkpoint
 from vadfeat.cli import build_parser, config_defaults
 from vadfeat.cli.extract_cmds import settings_from_args
+from vadfeat.dataset.labels import read_labels
+from vadfeat.engines.local import extract
 from vadfeat.errors import CheckpointError, ConfigError, VideoError
-from vadfeat.extract import extract
-from vadfeat.features import read_features
-from vadfeat.labels import read_labels
-from vadfeat.validate import check_settings
-from vadfeat.video import open_video
+from vadfeat.io.video import open_video
+from vadfeat.pipeline.validate import check_settings
+from vadfeat.store.reader import read_features
+from vadfeat.testing import synth
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 LIMIT_S = 20.0  # per call: generous for a loaded CI machine; a hang never returns
@@ -422,7 +422,7 @@ def test_config_file(scratch: Path, blob: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_state() -> dict[str, Any]:
-    from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
+    from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 
     enc = VideoMAEv2(get_spec("vit_tiny_patch16_224"))
     init_random(enc, seed=2)
@@ -433,7 +433,7 @@ def load_checked(path: Path) -> str:
     """load_checkpoint either raises CheckpointError or gives a model that runs a clip."""
     import torch
 
-    from vadfeat.loading import load_model
+    from vadfeat.backbones.loading import load_model
 
     try:
         _, info = load_checkpoint(path)
@@ -599,8 +599,8 @@ def list_files(draw: st.DrawFn) -> bytes:
 
 
 def discover_checked(path: Path, root: Path | None, out: Path) -> str:
-    from vadfeat.inputs import discover, output_stem
-    from vadfeat.writers import output_paths
+    from vadfeat.io.inputs import discover, output_stem
+    from vadfeat.store.writers import output_paths
 
     try:
         items = discover([path], root=root)
@@ -665,7 +665,7 @@ def sidecars(draw: st.DrawFn) -> bytes:
 
 
 def features_checked(folder: Path, ann: Path) -> str:
-    from vadfeat.features import FeatureReadError
+    from vadfeat.store.reader import FeatureReadError
 
     try:
         fs = read_features(folder)

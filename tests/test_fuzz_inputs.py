@@ -3,7 +3,7 @@
 Lines are built from tokens that real and broken split files contain: existing videos
 and folders, bare names, ``..`` and absolute paths, Windows separators, NUL bytes,
 names longer than a file system allows, non-UTF-8 bytes, comments, blank lines, BOMs
-and ``\\r``.  Property: :func:`vadfeat.inputs.discover` either returns items whose
+and ``\\r``.  Property: :func:`vadfeat.io.inputs.discover` either returns items whose
 names are normalised (relative, no ``..``, unique, no NUL) and whose errors are
 strings, or raises :class:`~vadfeat.errors.ConfigError` (missing entries, an
 unreadable list); nothing else escapes, and a call never runs past the time limit.
@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stress.fault_corpus import call_with_limit
-from vadfeat import synth
 from vadfeat.errors import ConfigError
-from vadfeat.inputs import discover
+from vadfeat.io.inputs import discover
+from vadfeat.testing import synth
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 LIMIT_S = 20.0

@@ -7,9 +7,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from vadfeat import synth
 from vadfeat.errors import ConfigError
-from vadfeat.inputs import VideoItem, discover, output_stem
+from vadfeat.io.inputs import VideoItem, discover, output_stem
+from vadfeat.testing import synth
 
 
 def _touch(path: Path) -> Path:
@@ -203,7 +203,7 @@ def test_same_stem_in_one_folder(tmp_path):
 
 def test_x_avi_and_x_mp4_outputs(tmp_path):
     """The issue's example: x.avi and x.mp4 in one folder -> x.avi.npy and x.mp4.npy."""
-    from vadfeat.writers import output_paths
+    from vadfeat.store.writers import output_paths
 
     _touch(tmp_path / "v" / "x.avi")
     _touch(tmp_path / "v" / "x.mp4")
@@ -311,7 +311,7 @@ def test_output_name_length_is_checked_at_discovery(tmp_path):
     """Outputs are ``<stem>.npy``/``<stem>__9.npy``/``<stem>.json`` and temporaries
     ``.<stem>.frames.json.vadfeat-tmp.<host>.<pid>``: 1 + 12 + 13 + 64 + 1 + 7 = 98
     bytes reserved, so a stem may have 255 - 98 = 157 bytes."""
-    from vadfeat.inputs import NAME_MAX, NAME_RESERVE
+    from vadfeat.io.inputs import NAME_MAX, NAME_RESERVE
 
     assert (NAME_MAX, NAME_RESERVE) == (255, 98)
     fits = _touch(tmp_path / ("a" * 157 + ".mp4"))
@@ -326,7 +326,7 @@ def test_output_name_length_is_checked_at_discovery(tmp_path):
 def test_passed_over_files_are_named_with_reasons(tmp_path):
     """Issue 11: discovery used to skip silently ("no videos or frame folders found",
     exit 0).  Every file or folder it passes over is named with why."""
-    from vadfeat.inputs import scan
+    from vadfeat.io.inputs import scan
 
     d = tmp_path / "ds"
     _touch(d / "v" / "a.mp4")
@@ -370,7 +370,8 @@ def test_raw_streams_vob_and_tif_folders_are_found(tmp_path):
 
 
 def test_one_list_of_video_extensions():
-    from vadfeat import features, video
+    from vadfeat.io import video
+    from vadfeat.store import reader as features
 
     assert features.VIDEO_EXTENSIONS is video.VIDEO_EXTENSIONS
     assert {".h264", ".vob", ".y4m", ".mp4"} <= video.VIDEO_EXTENSIONS

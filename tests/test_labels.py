@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadfeat.errors import ConfigError
-from vadfeat.features import normalized_name, read_features, video_key
-from vadfeat.labels import (
+from vadfeat.dataset.labels import (
     LabelError,
     as_label_set,
     detect_label_format,
@@ -20,6 +18,8 @@ from vadfeat.labels import (
     read_labels,
     write_labels,
 )
+from vadfeat.errors import ConfigError
+from vadfeat.store.reader import normalized_name, read_features, video_key
 
 
 def write_features(root: Path, name: str, rows: int, *, num_frames: int | None,

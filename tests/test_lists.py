@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vadfeat.dataset.labels import LabelSet, VideoLabels
+from vadfeat.dataset.lists import naming_label, read_video_list, write_lists
 from vadfeat.errors import ConfigError
-from vadfeat.labels import LabelSet, VideoLabels
-from vadfeat.lists import naming_label, read_video_list, write_lists
 
 VIDEOS = {  # name: (rows, num_frames)
     "Abuse001_x264": (3, 50),

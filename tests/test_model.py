@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vadfeat.models.videomae import (
+from vadfeat.backbones.videomae.model import (
     FeatureModel,
     ModelSpec,
     VideoMAEv2,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vadfeat import synth
 from vadfeat.cli import main
+from vadfeat.testing import synth
 
 # name: (frames, abnormal span [start, end) or None, split)
 VIDEOS = {

@@ -23,10 +23,10 @@ import pytest
 import torch
 
 from stress.fault_corpus import call_with_limit
-from vadfeat import synth
 from vadfeat.cli import main
+from vadfeat.engines.local import ByteBudget, FeatureExtractor, _EventQueue, _put_unless_stopped, extract
 from vadfeat.errors import ConfigError
-from vadfeat.extract import ByteBudget, FeatureExtractor, _EventQueue, _put_unless_stopped, extract
+from vadfeat.testing import synth
 
 CLIP_ATOL = 1e-5  # float32 model input, normalised values (|x| < ~3)
 FEATURE_ATOL = 1e-4  # features of the tiny model through extract()
@@ -226,7 +226,7 @@ def test_engine_with_a_tiny_byte_budget(tmp_path: Path, two_videos: Path, tiny_c
     """Every snippet is larger than the budget: one raw snippet at a time, no deadlock."""
     common = {"checkpoint": tiny_checkpoint, "device": "cpu", "progress": False, "workers": 2}
     want = extract([two_videos], tmp_path / "ref", **common)
-    monkeypatch.setattr(importlib.import_module("vadfeat.extract"), "RAW_QUEUE_BYTES", 1)
+    monkeypatch.setattr(importlib.import_module("vadfeat.engines.local"), "RAW_QUEUE_BYTES", 1)
     got = within(120, extract, [two_videos], tmp_path / "out", preprocess="device", **common)
     assert want.ok == got.ok == 2
     for name in ("a", "b"):

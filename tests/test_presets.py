@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vadfeat.errors import ConfigError
-from vadfeat.presets import (
+from vadfeat.pipeline.presets import (
     DEFAULT_PRESET,
     IMAGENET_MEAN,
     IMAGENET_STD,

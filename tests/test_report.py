@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vadfeat.labels import LabelSet, VideoLabels
-from vadfeat.report import feature_norms, first_component, inspect
+from vadfeat.dataset.labels import LabelSet, VideoLabels
+from vadfeat.dataset.report import feature_norms, first_component, inspect
 
 
 def write_features(root: Path, name: str, rows: int, *, num_frames: int, seed: int) -> None:

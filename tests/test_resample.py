@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vadfeat.dataset.resample import process_feat, resample_features, uniform_sample
 from vadfeat.errors import ConfigError
-from vadfeat.features import read_features
-from vadfeat.resample import process_feat, resample_features, uniform_sample
+from vadfeat.store.reader import read_features
 
 
 def column(*values: float) -> np.ndarray:
@@ -108,7 +108,7 @@ def test_resample_folder_keeps_layout_and_records_history(tmp_path: Path, per_cr
 
 
 def test_vadclip_rule_means_when_longer_pads_when_shorter() -> None:
-    from vadfeat.resample import resample, vadclip_sample
+    from vadfeat.dataset.resample import resample, vadclip_sample
 
     # VadCLIP src/utils/tools.py process_feat: T=5 > 2 -> uniform_extract(avg=True), the
     # means over linspace(0, 5, 3) -> [0, 2, 5]: rows {0, 1} and {2, 3, 4} -> 0.5 and 3.

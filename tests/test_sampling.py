@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vadfeat.errors import ConfigError, VideoTooShortError
-from vadfeat.sampling import SnippetAssembler, snippet_indices, snippet_span
+from vadfeat.pipeline.sampling import SnippetAssembler, snippet_indices, snippet_span
 
 
 def _reference(n, clip, interval, stride, tail):

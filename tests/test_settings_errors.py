@@ -13,16 +13,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vadfeat import synth
 from vadfeat.cli import build_parser, flag_words, main
+from vadfeat.engines.local import FeatureExtractor
+from vadfeat.engines.progress import LineProgress, progress_bar
 from vadfeat.errors import ConfigError
-from vadfeat.extract import FeatureExtractor
-from vadfeat.progress import LineProgress, progress_bar
-from vadfeat.validate import MAX_BATCH_SIZE, check_settings
+from vadfeat.pipeline.validate import MAX_BATCH_SIZE, check_settings
+from vadfeat.testing import synth
 
-# `vadfeat.extract` the attribute is the function; the module is looked up by name.
-extract_module = importlib.import_module("vadfeat.extract")
-loading_module = importlib.import_module("vadfeat.loading")
+# `vadfeat.engines.local` the attribute is the function; the module is looked up by name.
+extract_module = importlib.import_module("vadfeat.engines.local")
+loading_module = importlib.import_module("vadfeat.backbones.loading")
 
 TINY = ["--random-weights", "--model", "vit_tiny_patch16_224"]
 
@@ -72,7 +72,7 @@ def test_geometry_refused_before_loading(tmp_path: Path, videos: Path, no_model:
 
 
 def _tiny_state() -> dict[str, torch.Tensor]:
-    from vadfeat.models.videomae import VideoMAEv2, get_spec
+    from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec
 
     return VideoMAEv2(get_spec("vit_tiny_patch16_224")).state_dict()
 
@@ -280,7 +280,7 @@ def test_progress_is_plain_lines_in_a_log(caplog: pytest.LogCaptureFixture) -> N
                                    stream=NotATerminal()), LineProgress)
     clock = _Clock()
     bar = LineProgress(3, desc="extract", unit="video", interval=10.0, clock=clock)
-    with caplog.at_level(logging.INFO, logger="vadfeat.progress"):
+    with caplog.at_level(logging.INFO, logger="vadfeat.engines.progress"):
         bar.update(1)  # t=0: no line yet
         clock.t = 4.0
         bar.set_postfix_str("2.0 snippets/s")
@@ -297,7 +297,7 @@ def test_progress_is_plain_lines_in_a_log(caplog: pytest.LogCaptureFixture) -> N
 
 def test_ray_engine_checks_the_same_settings_before_ray(tmp_path: Path, videos: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import vadfeat.distributed as distributed
+    import vadfeat.engines.ray as distributed
 
     def no_ray() -> None:
         raise AssertionError("Ray was started before the settings were checked")

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vadfeat import synth
 from vadfeat.errors import ConfigError
+from vadfeat.testing import synth
 
 
 def _decode_plain(path):

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from vadfeat.errors import ConfigError
-from vadfeat.presets import Preset, get_preset
-from vadfeat.transforms import (
+from vadfeat.pipeline.presets import Preset, get_preset
+from vadfeat.pipeline.transforms import (
     FrameTransform,
     build_frame_transform,
     centre_crop,

@@ -13,15 +13,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vadfeat import synth
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
-from vadfeat.video import (
+from vadfeat.io.video import (
     DEFAULT_FOLDER_FPS,
     is_frame_folder,
     list_frame_files,
     open_video,
     probe,
 )
+from vadfeat.testing import synth
 
 N = 60  # frames in the generated clips
 
@@ -169,7 +169,7 @@ def test_permission_denied(media, tmp_path, monkeypatch):
     path = shutil.copy(media["mp4"], tmp_path / "locked.mp4")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # root reads any file, so pretend the check fails.
-        monkeypatch.setattr("vadfeat.video.os.access", lambda *_args: False)
+        monkeypatch.setattr("vadfeat.io.video.os.access", lambda *_args: False)
     else:
         os.chmod(path, 0)
     with pytest.raises(VideoOpenError, match=r"locked\.mp4: permission denied"):
@@ -426,7 +426,7 @@ def test_resampling_refuses_a_damaged_timestamp_jump():
     """One bogus timestamp (found by fuzzing a mutated avi with --fps 30) asked the
     resampler to repeat a frame for hours; a jump beyond MAX_TIMESTAMP_GAP_S is a
     decode error, and output frames are produced lazily, never as one list."""
-    from vadfeat.video import MAX_TIMESTAMP_GAP_S, _Resampler
+    from vadfeat.io.video import MAX_TIMESTAMP_GAP_S, _Resampler
 
     r = _Resampler(30.0)
     out = list(r.push(0, Fraction(0), "a")) + list(r.push(1, Fraction(1, 30), "b"))
@@ -485,7 +485,7 @@ def test_upright_video_records_no_rotation(media):
 def test_max_pixels_refuses_large_frames_before_decoding(tmp_path, monkeypatch):
     """The 16000x16000 bomb of issue 11 in miniature: the header gives the size, so the
     video fails before any frame is decoded (decoding is made to explode to prove it)."""
-    from vadfeat import video as video_module
+    from vadfeat.io import video as video_module
 
     path = synth.write_video(tmp_path / "big.mp4", synth.scene_frames(4, width=64, height=48))
     assert video_module.DEFAULT_MAX_PIXELS == 7680 * 4320
@@ -598,7 +598,7 @@ def test_mirrored_display_matrices():
     ``cclock_flip``, which is numpy's transpose)."""
     import struct
 
-    from vadfeat.video import _orientation
+    from vadfeat.io.video import _orientation
 
     class Side:
         def __init__(self, m):

@@ -10,8 +10,16 @@ The public API; nothing else should need to import from deeper modules::
 """
 
 from vadfeat._version import __version__
-from vadfeat.align import AlignedVideo, AlignResult, align
-from vadfeat.checkpoints import CheckpointInfo, load_checkpoint, save_canonical
+from vadfeat.backbones.loading import load_model
+from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, load_checkpoint, save_canonical
+from vadfeat.backbones.videomae.model import FeatureModel, ModelSpec, get_spec, list_models
+from vadfeat.dataset.align import AlignedVideo, AlignResult, align
+from vadfeat.dataset.export import ExportResult, export
+from vadfeat.dataset.labels import LabelError, LabelIssue, LabelSet, VideoLabels, read_labels, write_labels
+from vadfeat.dataset.lists import ListsResult, read_video_list, write_lists
+from vadfeat.dataset.report import InspectResult, inspect
+from vadfeat.dataset.resample import process_feat, resample_features, uniform_sample, vadclip_sample
+from vadfeat.engines.local import FeatureExtractor, RunSummary, VideoFeatures, extract
 from vadfeat.errors import (
     CheckpointError,
     ConfigError,
@@ -22,21 +30,13 @@ from vadfeat.errors import (
     VideoOpenError,
     VideoTooShortError,
 )
-from vadfeat.export import ExportResult, export
-from vadfeat.extract import FeatureExtractor, RunSummary, VideoFeatures, extract
-from vadfeat.features import FeatureReadError, FeatureRecord, FeatureSet, read_features, video_key
-from vadfeat.frames import dump_frames
-from vadfeat.inputs import VideoItem, discover
-from vadfeat.labels import LabelError, LabelIssue, LabelSet, VideoLabels, read_labels, write_labels
-from vadfeat.lists import ListsResult, read_video_list, write_lists
-from vadfeat.loading import load_model
-from vadfeat.models.videomae import FeatureModel, ModelSpec, get_spec, list_models
-from vadfeat.presets import PRESETS, Preset, get_preset, list_presets
-from vadfeat.report import InspectResult, inspect
-from vadfeat.resample import process_feat, resample_features, uniform_sample, vadclip_sample
-from vadfeat.sampling import Snippet, SnippetAssembler, snippet_indices
-from vadfeat.transforms import FrameTransform, build_frame_transform
-from vadfeat.video import VideoInfo, VideoReader, open_video, probe
+from vadfeat.io.frames import dump_frames
+from vadfeat.io.inputs import VideoItem, discover
+from vadfeat.io.video import VideoInfo, VideoReader, open_video, probe
+from vadfeat.pipeline.presets import PRESETS, Preset, get_preset, list_presets
+from vadfeat.pipeline.sampling import Snippet, SnippetAssembler, snippet_indices
+from vadfeat.pipeline.transforms import FrameTransform, build_frame_transform
+from vadfeat.store.reader import FeatureReadError, FeatureRecord, FeatureSet, read_features, video_key
 
 __all__ = [
     "PRESETS",

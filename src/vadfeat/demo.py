@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vadfeat import synth
-from vadfeat.align import align
-from vadfeat.export import export
-from vadfeat.extract import RunSummary, extract
-from vadfeat.labels import read_labels, write_labels
-from vadfeat.lists import write_lists
-from vadfeat.report import inspect
+from vadfeat.dataset.align import align
+from vadfeat.dataset.export import export
+from vadfeat.dataset.labels import read_labels, write_labels
+from vadfeat.dataset.lists import write_lists
+from vadfeat.dataset.report import inspect
+from vadfeat.engines.local import RunSummary, extract
+from vadfeat.testing import synth
 
 DEMO_VIDEOS = {  # name: (frames, first abnormal frame or None, split)
     "train_normal.mp4": (160, None, "train"),

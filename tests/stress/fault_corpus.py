@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from vadfeat import synth
-from vadfeat.inputs import output_stem
+from vadfeat.io.inputs import output_stem
+from vadfeat.testing import synth
 
 TMP_TAG = "vadfeat-tmp"
 NOBODY = 65534
@@ -761,7 +761,7 @@ def phase_disk_full(r: Runner, clean: Path, work: Path, cases: list[Case]) -> li
             if torn and not (stopped and len(torn) == 1):
                 problems += [f"torn manifest line: {t[:80]!r}" for t in torn]
             try:
-                from vadfeat.writers import read_manifest
+                from vadfeat.store.writers import read_manifest
 
                 read_manifest(out)
             except ValueError as exc:
@@ -1096,7 +1096,7 @@ def phase_memory(work: Path, checkpoint: Path, *, long_minutes: float,
 def _tiny_checkpoint(path: Path) -> Path:
     import torch
 
-    from vadfeat.models.videomae import VideoMAEv2, get_spec, init_random
+    from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 
     enc = VideoMAEv2(get_spec("vit_tiny_patch16_224"))
     init_random(enc, seed=7)

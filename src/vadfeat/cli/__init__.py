@@ -3,7 +3,7 @@
 Each submodule named in ``_COMMAND_MODULES`` exposes ``register(subparsers)``,
 which adds its sub-command(s) and sets ``func`` (``args -> int`` exit code) on
 the parser.  Exit codes: see :data:`EXIT_CODES` (also in ``vadfeat --help``).
-SIGTERM and SIGHUP stop a command as Ctrl-C does (:mod:`vadfeat._signals`).
+SIGTERM and SIGHUP stop a command as Ctrl-C does (:mod:`vadfeat.engines._signals`).
 
 The library's messages name settings as Python does (``clip_len=3``,
 ``random_weights=True``); while a command runs, every message it logs is put in
@@ -22,8 +22,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from vadfeat._signals import handle_stop_signals, signum_of
 from vadfeat._version import __version__
+from vadfeat.engines._signals import handle_stop_signals, signum_of
 from vadfeat.errors import CheckpointError, ConfigError
 
 _COMMAND_MODULES = (

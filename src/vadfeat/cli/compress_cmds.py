@@ -18,7 +18,7 @@ def _fraction(text: str) -> float:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from vadfeat.compress import compress_checkpoint
+    from vadfeat.backbones.videomae.compress import compress_checkpoint
 
     if args.output.endswith(".safetensors") is False:
         raise ConfigError(f"the output is a safetensors file: name it *.safetensors, not {args.output}")

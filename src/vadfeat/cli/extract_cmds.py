@@ -10,9 +10,9 @@ from typing import Any
 
 from vadfeat.cli import EXIT_CODES
 from vadfeat.errors import ConfigError
-from vadfeat.presets import DEFAULT_PRESET, list_presets
-from vadfeat.video import DEFAULT_MAX_PIXELS
-from vadfeat.writers import LAYOUTS
+from vadfeat.io.video import DEFAULT_MAX_PIXELS
+from vadfeat.pipeline.presets import DEFAULT_PRESET, list_presets
+from vadfeat.store.writers import LAYOUTS
 
 log = logging.getLogger("vadfeat")
 
@@ -123,7 +123,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _extract(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "local") == "ray":
         return _extract_ray(args)
-    from vadfeat.extract import extract
+    from vadfeat.engines.local import extract
 
     try:
         summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
@@ -155,7 +155,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _extract_ray(args: argparse.Namespace) -> int:
-    from vadfeat.distributed import extract_ray  # Ray is imported only now
+    from vadfeat.engines.ray import extract_ray  # Ray is imported only now
 
     if getattr(args, "devices", None):
         raise ConfigError("--devices is for --engine local; with --engine ray each actor gets its "

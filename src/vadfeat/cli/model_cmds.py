@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from vadfeat.checkpoints import load_checkpoint, save_canonical
-from vadfeat.models.videomae import list_models
+from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
+from vadfeat.backbones.videomae.model import list_models
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -1,9 +1,9 @@
 """`vadfeat labels|align|lists|export|resample|inspect`: everything after extraction.
 
-Argument parsing and printing only; the work is in :mod:`vadfeat.labels`,
-:mod:`vadfeat.align`, :mod:`vadfeat.lists`, :mod:`vadfeat.export`,
-:mod:`vadfeat.resample` and :mod:`vadfeat.report`.  Every command prints the videos it had to report, one per
-line, and exits 1 when there are any.
+Argument parsing and printing only; the work is in :mod:`vadfeat.dataset.labels`,
+:mod:`vadfeat.dataset.align`, :mod:`vadfeat.dataset.lists`, :mod:`vadfeat.dataset.export`,
+:mod:`vadfeat.dataset.resample` and :mod:`vadfeat.dataset.report`.  Every command prints the
+videos it had to report, one per line, and exits 1 when there are any.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import logging
 from collections.abc import Sequence
 from typing import get_args
 
-from vadfeat.align import AlignMode, SnippetRule, align
+from vadfeat.dataset.align import AlignMode, SnippetRule, align
+from vadfeat.dataset.export import Dataset, ExportFormat, export
+from vadfeat.dataset.labels import LabelFormat, read_labels, write_labels
+from vadfeat.dataset.lists import Dataset as ListDataset
+from vadfeat.dataset.lists import ListFormat, Naming, write_lists
+from vadfeat.dataset.report import inspect
+from vadfeat.dataset.resample import ResampleMethod, resample_features
 from vadfeat.errors import ConfigError
-from vadfeat.export import Dataset, ExportFormat, export
-from vadfeat.features import LayoutOrAuto, read_features
-from vadfeat.labels import LabelFormat, read_labels, write_labels
-from vadfeat.lists import Dataset as ListDataset
-from vadfeat.lists import ListFormat, Naming, write_lists
-from vadfeat.report import inspect
-from vadfeat.resample import ResampleMethod, resample_features
+from vadfeat.store.reader import LayoutOrAuto, read_features
 
 EXIT_OK = 0
 EXIT_REPORTED = 1

@@ -1,4 +1,4 @@
-"""Per-frame preprocessing of a :class:`~vadfeat.presets.Preset`: resize, crop, scale.
+"""Per-frame preprocessing of a :class:`~vadfeat.pipeline.presets.Preset`: resize, crop, scale.
 
 Layouts (named once here, used throughout):
 
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from vadfeat.errors import ConfigError
-from vadfeat.presets import (
+from vadfeat.pipeline.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ChannelOrder,

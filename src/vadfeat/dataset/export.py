@@ -69,7 +69,7 @@ import numpy as np
 
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError
-from vadfeat.features import (
+from vadfeat.store.reader import (
     FeatureIssue,
     FeatureRecord,
     FeatureSet,
@@ -78,7 +78,7 @@ from vadfeat.features import (
     save_npy,
     write_json,
 )
-from vadfeat.writers import NPY_ERRORS, atomic_path
+from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ def export(
 ) -> ExportResult:
     """Write ``features`` in ``format`` below ``out`` (see the module docstring).
 
-    ``features`` is a :class:`~vadfeat.features.FeatureSet` or a folder in any layout.
+    ``features`` is a :class:`~vadfeat.store.reader.FeatureSet` or a folder in any layout.
     ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) changes only ``pel4vad`` crop
     names.  ``crops`` keeps those crop indices (0-based, in the given order).
     ``workers`` threads write videos concurrently (I/O bound: they overlap fsyncs).

@@ -38,8 +38,7 @@ from pathlib import Path
 
 import torch
 
-from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.models.videomae import (
+from vadfeat.backbones.videomae.model import (
     ModelSpec,
     find_registered,
     get_spec,
@@ -47,7 +46,8 @@ from vadfeat.models.videomae import (
     sincos_table,
     spec_dims,
 )
-from vadfeat.writers import sha256_file  # one file hash for checkpoints and feature files
+from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.store.writers import sha256_file  # one file hash for checkpoints and feature files
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class CheckpointInfo:
     has_fc_norm: bool
     ignored_keys: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
-    # vadfeat.compress record (pruning rate, quantization) of a compressed checkpoint.
+    # vadfeat.backbones.videomae.compress record (pruning rate, quantization) of a compressed checkpoint.
     compression: dict | None = None
 
     def to_dict(self) -> dict:
@@ -390,7 +390,7 @@ def load_checkpoint(
     compression = None
     if weights.suffix == ".safetensors":
         raw = _load_safetensors(weights)
-        from vadfeat.compress import decompress_state, read_compression
+        from vadfeat.backbones.videomae.compress import decompress_state, read_compression
 
         compression = read_compression(weights)
         if compression is not None:  # int8 weights + scales -> float; load_model re-quantizes
@@ -445,7 +445,7 @@ def load_checkpoint(
         )
 
     if compression is not None:
-        from vadfeat.compress import describe_compression
+        from vadfeat.backbones.videomae.compress import describe_compression
 
         fmt = "vadfeat-compressed"
         detail = describe_compression(compression)

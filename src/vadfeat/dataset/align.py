@@ -68,8 +68,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, VideoLabels, as_label_set
+from vadfeat.dataset.lists import abnormal_first, read_video_list
 from vadfeat.errors import ConfigError
-from vadfeat.features import (
+from vadfeat.store.reader import (
     FeatureRecord,
     FeatureSet,
     as_feature_set,
@@ -80,9 +82,7 @@ from vadfeat.features import (
     write_pickle,
     write_text,
 )
-from vadfeat.labels import LabelFormat, LabelIssue, LabelSet, VideoLabels, as_label_set
-from vadfeat.lists import abnormal_first, read_video_list
-from vadfeat.writers import NPY_ERRORS
+from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +296,11 @@ def align(
 ) -> AlignResult:
     """Align every video that has both features and labels; write the outputs to ``out``.
 
-    ``labels`` is a :class:`~vadfeat.labels.LabelSet` or a path read with
+    ``labels`` is a :class:`~vadfeat.dataset.labels.LabelSet` or a path read with
     ``labels_format`` (``auto``: canonical or npy-dir).  ``test_list`` (a split or
     list file, or names) fixes which videos go into ``gt-<name>.npy`` and in which
     order; without it, all aligned videos go in, abnormal first, then by name (the
-    order :mod:`vadfeat.lists` writes).  Reported in :attr:`AlignResult.issues`:
+    order :mod:`vadfeat.dataset.lists` writes).  Reported in :attr:`AlignResult.issues`:
     ground truth without features, test-list entries without features, and videos
     without ground truth (with a test list, only those in it: training videos have
     no frame labels in WSVAD).

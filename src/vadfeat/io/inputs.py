@@ -5,8 +5,8 @@ An input is one of
 * a **video file**: one item, named by its file name.  Any file FFmpeg opens works
   when given explicitly, whatever its extension;
 * a **folder**: searched recursively; every video file (by extension, the one list
-  :data:`vadfeat.video.VIDEO_EXTENSIONS`, raw ``.h264`` streams and ``.vob`` files
-  included) and every frame folder (see :func:`vadfeat.video.is_frame_folder`;
+  :data:`vadfeat.io.video.VIDEO_EXTENSIONS`, raw ``.h264`` streams and ``.vob`` files
+  included) and every frame folder (see :func:`vadfeat.io.video.is_frame_folder`;
   ``.jpg``, ``.png``, ``.bmp``, ``.tif``/``.tiff``, ``.webp``, ``.ppm``/``.pgm`` ...)
   is an item named by its path relative to the given folder (``Train/001.mp4``,
   ``frames/vid01``).  A folder that is itself a frame folder is one item named by its
@@ -29,7 +29,7 @@ link exists (as a link): it is an item that fails with its reason.
 summary): files in searched folders that are neither videos nor images, images
 beside videos or sub-folders (not a frame folder), videos whose extension is not in
 ``extensions``, images of a frame folder that do not follow its frames' naming
-pattern (see :func:`vadfeat.video.frame_files`), and folders that hold nothing to
+pattern (see :func:`vadfeat.io.video.frame_files`), and folders that hold nothing to
 process.
 
 **Items that fail alone**: an entry that cannot be a path (a list line holding a NUL
@@ -82,7 +82,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vadfeat.errors import ConfigError, VideoError
-from vadfeat.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, frame_files, is_frame_folder
+from vadfeat.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, frame_files, is_frame_folder
 
 __all__ = ["NAME_MAX", "NAME_RESERVE", "Discovery", "PassedOver", "VideoItem", "discover",
            "output_stem", "scan"]
@@ -98,7 +98,7 @@ _MAX_RENAME_PASSES = 64
 NAME_MAX = 255
 #: Bytes vadfeat may add around an output stem's last component: the longest name it
 #: writes is the temporary ``.<stem>.frames.json.vadfeat-tmp.<host>.<pid>``
-#: (:func:`vadfeat.writers.tmp_name`), with a host name of up to 64 bytes
+#: (:func:`vadfeat.store.writers.tmp_name`), with a host name of up to 64 bytes
 #: (HOST_NAME_MAX) and a pid of up to 7 digits.  Outputs proper (``<stem>__9.npy``,
 #: ``<stem>.json``) are shorter.
 NAME_RESERVE = len(".") + len(".frames.json") + len(".vadfeat-tmp.") + 64 + len(".") + 7

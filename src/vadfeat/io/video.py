@@ -72,7 +72,7 @@ FramesColour = Literal["normal", "legacy-swapped"]
 
 #: File extensions (lower case, with the dot) of video files: the one list of the
 #: package.  Folder search picks these up; output and matching names drop them
-#: (:func:`vadfeat.inputs.output_stem`, :func:`vadfeat.features.video_key`).  Raw
+#: (:func:`vadfeat.io.inputs.output_stem`, :func:`vadfeat.store.reader.video_key`).  Raw
 #: elementary streams (``.h264``, ``.hevc`` ...) and DVD ``.vob`` files are videos too.
 #: Any file FFmpeg opens can still be passed explicitly, whatever its extension.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(

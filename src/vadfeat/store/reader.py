@@ -14,7 +14,7 @@ Layouts (``docs/DESIGN.md``):
 ``per-crop``
     ``ROOT/<relative dir>/<stem>__<k>.npy`` (``[T, D]`` each) with one
     ``<stem>.json`` sidecar.  ``<stem>_<k>.npy`` (one underscore, one digit: the
-    naming PEL4VAD's ShanghaiTech loader needs, see :mod:`vadfeat.export`) counts
+    naming PEL4VAD's ShanghaiTech loader needs, see :mod:`vadfeat.dataset.export`) counts
     as crop ``k`` only when ``<stem>.json`` exists and ``<stem>_<k>.json`` does not,
     so a flat file whose name ends in ``_<digit>`` is never taken for a crop.
 
@@ -54,15 +54,15 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat.errors import ConfigError
-from vadfeat.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
-from vadfeat.writers import NPY_ERRORS, atomic_path
+from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
+from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
 
 Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LayoutOrAuto = Literal["auto", "flat", "fed-wsvad", "per-crop"]
 
-#: Extensions :func:`video_key` removes: the package's one list (``vadfeat.video``).
+#: Extensions :func:`video_key` removes: the package's one list (``vadfeat.io.video``).
 VIDEO_EXTENSIONS = _VIDEO_EXTENSIONS
 
 _FED_SUBDIR = Path("features_video", "i3d", "combine")

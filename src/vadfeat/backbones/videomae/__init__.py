@@ -1,6 +1,6 @@
-"""Model definitions (no file I/O)."""
+"""VideoMAE V2 (Wang et al., CVPR 2023): the encoder, its checkpoint formats and compression."""
 
-from vadfeat.models.videomae import (
+from vadfeat.backbones.videomae.model import (
     POOLINGS,
     FeatureModel,
     ModelSpec,

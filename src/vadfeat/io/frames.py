@@ -39,9 +39,9 @@ import numpy as np
 
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
-from vadfeat.inputs import VideoItem, discover, output_stem
-from vadfeat.video import open_video
-from vadfeat.writers import (
+from vadfeat.io.inputs import VideoItem, discover, output_stem
+from vadfeat.io.video import open_video
+from vadfeat.store.writers import (
     Manifest,
     clean_stale_temporaries,
     read_sidecar,

@@ -23,9 +23,9 @@ Compressed checkpoints are canonical safetensors (no pickle, safe to load):
 * the header metadata key ``vadfeat_compression``: JSON with the pruning rate,
   the quantization mode and scheme, the source checkpoint and its sha256.
 
-:func:`vadfeat.checkpoints.load_checkpoint` recognises that metadata, restores
+:func:`vadfeat.backbones.videomae.checkpoints.load_checkpoint` recognises that metadata, restores
 float weights (``int8 * scale``) and records the compression in
-``CheckpointInfo.compression``; :func:`vadfeat.loading.load_model` then applies
+``CheckpointInfo.compression``; :func:`vadfeat.backbones.loading.load_model` then applies
 the int8 layers again on the CPU (elsewhere it runs the int8-rounded weights in
 float and warns).  ``VideoMAE V2``'s attention adds ``q_bias``/``v_bias`` to a
 bias-free ``qkv`` through ``F.linear(x, self.qkv.weight, ...)``, which a
@@ -57,8 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vadfeat._version import __version__
+from vadfeat.backbones.videomae.model import Attention, FeatureModel, ModelSpec, VideoMAEv2
 from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.models.videomae import Attention, FeatureModel, ModelSpec, VideoMAEv2
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def compress_checkpoint(
     """
     from safetensors.torch import save_file
 
-    from vadfeat.checkpoints import follow_umask, load_checkpoint
+    from vadfeat.backbones.videomae.checkpoints import follow_umask, load_checkpoint
 
     prune = check_prune(prune)
     check_quantize(quantize)

@@ -46,18 +46,18 @@ import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
-from vadfeat._signals import handle_stop_signals, signum_of
 from vadfeat._version import __version__
+from vadfeat.backbones.loading import load_model, parse_dtype
+from vadfeat.engines._signals import handle_stop_signals, signum_of
+from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError, VideoError
-from vadfeat.inputs import VideoItem, output_stem, scan
-from vadfeat.loading import load_model, parse_dtype
-from vadfeat.presets import Preset, get_preset
-from vadfeat.progress import progress_bar
-from vadfeat.sampling import SnippetAssembler
-from vadfeat.transforms import build_frame_transform, transform_frames
-from vadfeat.validate import check_batch_size, check_geometry, check_settings
-from vadfeat.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, open_video
-from vadfeat.writers import (
+from vadfeat.io.inputs import VideoItem, output_stem, scan
+from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, open_video
+from vadfeat.pipeline.presets import Preset, get_preset
+from vadfeat.pipeline.sampling import SnippetAssembler
+from vadfeat.pipeline.transforms import build_frame_transform, transform_frames
+from vadfeat.pipeline.validate import check_batch_size, check_geometry, check_settings
+from vadfeat.store.writers import (
     HELD,
     LAYOUTS,
     LOCK_DIR,
@@ -135,7 +135,7 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
     One function for both engines, computed without a model (:func:`resolve_settings`)
     before any work.  ``quantize``, ``preprocess``, ``folder_fps`` and ``num_heads``
     appear only when not the default, so outputs made before those keys existed
-    still resume (:data:`vadfeat.writers.FINGERPRINT_DEFAULTS`).  Which settings are
+    still resume (:data:`vadfeat.store.writers.FINGERPRINT_DEFAULTS`).  Which settings are
     here and which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
     """
     return {
@@ -239,7 +239,7 @@ def resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
     memory-mapped, so the tensors are not read); no model is built.  Raises
     :class:`ConfigError` / :class:`~vadfeat.errors.CheckpointError`.
     """
-    from vadfeat.checkpoints import load_checkpoint, resolve_spec
+    from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
 
     params = _extractor_params()
     if "extractor" in settings:
@@ -582,7 +582,7 @@ class FeatureExtractor:
 
         The unit of work for engines that schedule whole videos (Ray): per-video
         failures become a ``failed`` entry with the reason, and nothing is written.
-        ``out`` and ``stale`` go to :func:`~vadfeat.writers.write_outputs` (ownership
+        ``out`` and ``stale`` go to :func:`~vadfeat.store.writers.write_outputs` (ownership
         record, the previous set's files to delete).
         """
         t0 = time.perf_counter()
@@ -974,7 +974,7 @@ def extract(
     videos.
     """
     limit_arenas()
-    if extractor is None:  # every setting refused before any work (vadfeat.validate)
+    if extractor is None:  # every setting refused before any work (vadfeat.pipeline.validate)
         check_settings(settings)
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -1402,7 +1402,7 @@ class _NoBar:
 
 
 def _progress(total: int, *, enabled: bool) -> Any:
-    # A bar on a terminal; a plain line every few seconds in a log (vadfeat.progress).
+    # A bar on a terminal; a plain line every few seconds in a log (vadfeat.engines.progress).
     return progress_bar(total, enabled=enabled, desc="extract", unit="video")
 
 

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vadfeat.checkpoints import MAX_TOKENS
+from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
 from vadfeat.errors import ConfigError
-from vadfeat.presets import Preset, get_preset
+from vadfeat.pipeline.presets import Preset, get_preset
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +180,12 @@ def _from_pth(path: Path) -> tuple[int, int] | None:
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Refuse, before any work, every extraction setting that cannot work.
 
-    ``settings`` are :func:`vadfeat.extract`'s keyword arguments (``checkpoint``,
+    ``settings`` are :func:`vadfeat.engines.local`'s keyword arguments (``checkpoint``,
     ``model``, ``random_weights``, ``preset``, ``fps``, ``folder_fps``,
     ``batch_size``, preset overrides ...); missing ones take their defaults.
     Raises :class:`~vadfeat.errors.ConfigError` (unknown model names included).
     """
-    from vadfeat.models.videomae import get_spec
+    from vadfeat.backbones.videomae.model import get_spec
 
     # FeatureExtractor's own arguments; everything else is a preset override.
     own = {"checkpoint", "model", "preset", "random_weights", "device", "dtype", "batch_size",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from vadfeat.checkpoints import CheckpointInfo, check_keys, load_checkpoint, resolve_spec
+from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, check_keys, load_checkpoint, resolve_spec
+from vadfeat.backbones.videomae.model import FeatureModel, VideoMAEv2, check_pooling, init_random
 from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.models.videomae import FeatureModel, VideoMAEv2, check_pooling, init_random
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def load_model(
     (``seed``); the returned model then has ``random_weights=True``, which every
     output records.  ``dtype`` casts the parameters (``None`` keeps fp32; for
     mixed precision prefer autocast and keep fp32 parameters).  ``quantize="int8"``
-    makes the Linear layers dynamic int8 (CPU only, :mod:`vadfeat.compress`); a
+    makes the Linear layers dynamic int8 (CPU only, :mod:`vadfeat.backbones.videomae.compress`); a
     compressed checkpoint that records int8 gets them without asking.
     """
     check_pooling(pooling)
@@ -73,7 +73,7 @@ def load_model(
     fm = fm.to(device=device, dtype=target) if target is not None else fm.to(device)
     recorded = (info.compression or {}).get("quantize") if info is not None else None
     if quantize is not None or recorded is not None:
-        from vadfeat.compress import apply_quantization
+        from vadfeat.backbones.videomae.compress import apply_quantization
 
         fm = apply_quantization(fm, quantize or recorded, explicit=quantize is not None,
                                 device=torch.device(device))

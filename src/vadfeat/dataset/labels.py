@@ -36,7 +36,7 @@ Formats (SPEC section 3), always named explicitly by the caller:
     and ``allow_pickle=False``), and, being a folder of ``.npy`` masks, also
     readable as ``npy-dir``.
 
-Video names are matched to feature files by :func:`vadfeat.features.video_key`
+Video names are matched to feature files by :func:`vadfeat.store.reader.video_key`
 (base name without a video extension); a ground-truth name with folders
 (``Abuse/Abuse028_x264.mp4``) first tries the exact relative name.  Labels are
 keyed by the feature record's name.
@@ -45,7 +45,7 @@ Nothing is dropped silently.  Every problem becomes a :class:`LabelIssue` naming
 the video: ground-truth videos without features (``unknown-video``), feature
 videos without ground truth (``no-labels``), arrays longer or shorter than the
 decoded frame count (``length-mismatch``: the array is *kept as given* and the
-mismatch is resolved and reported per video by :mod:`vadfeat.align`), intervals
+mismatch is resolved and reported per video by :mod:`vadfeat.dataset.align`), intervals
 past the last decoded frame (``span-out-of-range``: clipped), malformed lines,
 non-binary values, duplicates and ambiguous names.
 """
@@ -68,7 +68,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat.errors import ConfigError
-from vadfeat.features import (
+from vadfeat.store.reader import (
     FeatureSet,
     as_feature_set,
     normalized_name,
@@ -76,7 +76,7 @@ from vadfeat.features import (
     video_key,
     write_json,
 )
-from vadfeat.writers import NPY_ERRORS
+from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -665,7 +665,7 @@ def read_labels(
 ) -> LabelSet:
     """Read ground truth in ``format`` and, with ``features``, match it to the feature files.
 
-    ``features`` (a :class:`~vadfeat.features.FeatureSet` or a folder) supplies the
+    ``features`` (a :class:`~vadfeat.store.reader.FeatureSet` or a folder) supplies the
     decoded frame counts (required for ``ucf`` and ``xd``) and the names labels are
     keyed by.  Without it, array formats are keyed by their own names.  Per-video
     problems are returned in :attr:`LabelSet.issues`; a file that cannot be read as

@@ -6,7 +6,7 @@ columns; a fixed 1-D sin-cos position table (never stored in checkpoints);
 attention with a bias-free ``qkv`` projection plus separate ``q_bias`` and
 ``v_bias`` (the key has no bias); exact GELU; every LayerNorm with eps 1e-6.
 
-No file I/O here: checkpoints are read by :mod:`vadfeat.checkpoints`, which
+No file I/O here: checkpoints are read by :mod:`vadfeat.backbones.videomae.checkpoints`, which
 hands this module a state dict with the official key names (``patch_embed.proj``,
 ``blocks.{i}.attn.qkv``, ``blocks.{i}.attn.q_bias``, ... ``fc_norm``).
 
@@ -307,7 +307,7 @@ def feature_shape(spec: ModelSpec, pooling: str) -> tuple[int, ...]:
 class FeatureModel(nn.Module):
     """Maps ``[B, 3, T, H, W]`` float clips to features ``[B, D]`` or ``[B, 3, D]``.
 
-    ``random_weights`` and ``checkpoint`` (a :class:`vadfeat.checkpoints.CheckpointInfo`
+    ``random_weights`` and ``checkpoint`` (a :class:`vadfeat.backbones.videomae.checkpoints.CheckpointInfo`
     or ``None``) travel with the model so every output can record how it was made.
     """
 

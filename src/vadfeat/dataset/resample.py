@@ -36,7 +36,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from vadfeat.errors import ConfigError
-from vadfeat.features import (
+from vadfeat.store.reader import (
     FeatureIssue,
     FeatureSet,
     as_feature_set,

@@ -35,7 +35,7 @@ paths the repository itself opens (see :func:`codebase_files`):
     after ``_label_``; otherwise ``Anomaly``).
 
 Frame ground truth (every ``gt`` file): the test videos' frame labels in test-list
-order, each fitted to exactly ``16 * T`` values by :func:`vadfeat.align.fit_frame_labels`
+order, each fitted to exactly ``16 * T`` values by :func:`vadfeat.dataset.align.fit_frame_labels`
 (what every one of these evaluations builds from the features: one score per row,
 repeated 16 times).  A normal test video without frame labels gets zeros; an
 abnormal one without frame labels is reported and left out of the test list.
@@ -82,8 +82,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
 from vadfeat.errors import ConfigError
-from vadfeat.features import (
+from vadfeat.store.reader import (
     FeatureRecord,
     FeatureSet,
     as_feature_set,
@@ -93,7 +94,6 @@ from vadfeat.features import (
     write_pickle,
     write_text,
 )
-from vadfeat.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ def _gt_arrays(entries: Sequence[ListEntry], records: Mapping[str, FeatureRecord
                frames_of: Callable[[str], np.ndarray | None], naming: Naming | None,
                ) -> tuple[np.ndarray, list[list[list[int]]], list[list[str]]]:
     """Concatenated 16*T frame labels and VadCLIP's per-video segments and labels."""
-    from vadfeat.align import fit_frame_labels
+    from vadfeat.dataset.align import fit_frame_labels
 
     parts: list[np.ndarray] = []
     segments: list[list[list[int]]] = []
@@ -435,7 +435,7 @@ def _object_array(items: Sequence[object]) -> np.ndarray:
 
 def _save_object_npy(path: Path, items: Sequence[object]) -> Path:
     # VadCLIP loads these with allow_pickle=True (ragged lists per video).
-    from vadfeat.writers import atomic_path
+    from vadfeat.store.writers import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, _object_array(items), allow_pickle=True)
@@ -458,7 +458,7 @@ def write_lists(
 ) -> ListsResult:
     """Write train and test lists and frame ground truth for one code base (module docstring).
 
-    ``labels`` is a :class:`~vadfeat.labels.LabelSet` or a path read with
+    ``labels`` is a :class:`~vadfeat.dataset.labels.LabelSet` or a path read with
     ``labels_format`` (``auto``: canonical or npy-dir); split arguments are list
     files (optionally with a ``<0|1>`` label column) or sequences of names.
     ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) is the naming rule when ``naming``

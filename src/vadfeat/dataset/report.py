@@ -12,7 +12,7 @@ each drawn as a step over the snippet's ``[first, last]`` frame range, with
 ground-truth anomaly spans shaded and snippet starts marked as ticks along the
 bottom of each panel.  ``index.html`` lists every video with its numbers
 (frames, snippets, feature shape, ground-truth frames, frames cut/padded for
-``16 * T`` as :mod:`vadfeat.align` would report them) and shows its picture.
+``16 * T`` as :mod:`vadfeat.dataset.align` would report them) and shows its picture.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vadfeat.align import fit_frame_labels
+from vadfeat.dataset.align import fit_frame_labels
+from vadfeat.dataset.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
 from vadfeat.errors import ConfigError
-from vadfeat.features import FeatureIssue, FeatureRecord, FeatureSet, as_feature_set, write_text
-from vadfeat.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
-from vadfeat.writers import atomic_path
+from vadfeat.store.reader import FeatureIssue, FeatureRecord, FeatureSet, as_feature_set, write_text
+from vadfeat.store.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def inspect(
 ) -> InspectResult:
     """Write ``out/<video>.png`` for each video (or the ``videos`` selected) and ``out/index.html``.
 
-    ``labels`` (a :class:`~vadfeat.labels.LabelSet` or a path read with
+    ``labels`` (a :class:`~vadfeat.dataset.labels.LabelSet` or a path read with
     ``labels_format``) adds the shaded anomaly spans and the cut/padded numbers.
     A video that cannot be drawn is reported in :attr:`InspectResult.issues`.
     """

@@ -1,6 +1,6 @@
 """The Ray Data engine: the local engine's per-video work spread over a Ray cluster.
 
-:func:`extract_ray` does what :func:`vadfeat.extract` does, with the same
+:func:`extract_ray` does what :func:`vadfeat.engines.local` does, with the same
 outputs, sidecars, ``OUT/manifest.jsonl`` and resume rules, but each video is
 one task of a Ray Data pipeline (``ray.data.from_items`` -> ``map_batches``
 with a pool of actors).  Each actor holds one :class:`~vadfeat.FeatureExtractor`
@@ -74,9 +74,8 @@ import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
-from vadfeat._signals import signum_of
-from vadfeat.errors import ConfigError, VadfeatError
-from vadfeat.extract import (
+from vadfeat.engines._signals import signum_of
+from vadfeat.engines.local import (
     FeatureExtractor,
     ResolvedSettings,
     RunSummary,
@@ -88,9 +87,10 @@ from vadfeat.extract import (
     recheck,
     resolve_settings,
 )
-from vadfeat.inputs import VideoItem, discover
-from vadfeat.validate import check_settings
-from vadfeat.writers import (
+from vadfeat.errors import ConfigError, VadfeatError
+from vadfeat.io.inputs import VideoItem, discover
+from vadfeat.pipeline.validate import check_settings
+from vadfeat.store.writers import (
     HELD,
     Claims,
     Manifest,
@@ -113,7 +113,7 @@ _INSTALL_HINT = "the Ray engine needs Ray Data: pip install 'vadfeat[ray]'"
 
 
 def _resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
-    """:func:`vadfeat.extract.resolve_settings` plus the Ray engine's own rules."""
+    """:func:`vadfeat.engines.local.resolve_settings` plus the Ray engine's own rules."""
     if "extractor" in settings:
         raise ConfigError("the Ray engine builds a model on every worker: pass extractor settings "
                           "(checkpoint=, model=, ...), not a FeatureExtractor")
@@ -130,7 +130,7 @@ def _resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
 class _ExtractActor:
     """Ray Data UDF: one loaded model; turns a batch of video rows into manifest entries.
 
-    Each video is claimed first (:class:`~vadfeat.writers.Claims`, as the local engine
+    Each video is claimed first (:class:`~vadfeat.store.writers.Claims`, as the local engine
     does), so a concurrent run on the same output folder never works on it at once.
     """
 
@@ -323,7 +323,7 @@ def extract_ray(
 
     Same inputs, settings (``checkpoint``, ``model``, ``preset``, ``random_weights``,
     ``device``, ``dtype``, ``batch_size``, preset overrides ...), outputs, manifest,
-    resume rules and :class:`~vadfeat.RunSummary` as :func:`vadfeat.extract`.
+    resume rules and :class:`~vadfeat.RunSummary` as :func:`vadfeat.engines.local`.
     ``address``: a running cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
     ``None`` reuses Ray if this process already initialised it, else honours
     ``RAY_ADDRESS``, else starts a local cluster for the run and stops it after.

@@ -1,0 +1,1 @@
+"""Feature backbones: one sub-package per model family, plus generic checkpoint loading."""

@@ -1,0 +1,1 @@
+"""Dataset tools on extracted features: labels, alignment, lists, resampling, export, report."""

@@ -1,0 +1,1 @@
+"""Run engines: one process (``local``), several devices, and Ray (``ray``)."""

@@ -1,0 +1,1 @@
+"""Reading inputs: finding videos (``inputs``), decoding them (``video``) and dumping frames (``frames``)."""

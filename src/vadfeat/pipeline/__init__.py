@@ -1,0 +1,1 @@
+"""From decoded frames to model input: snippet sampling, presets, per-frame transforms, settings checks."""

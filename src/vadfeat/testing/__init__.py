@@ -1,0 +1,1 @@
+"""Synthetic test and demo media (videos, frame folders, label files)."""
