@@ -61,6 +61,6 @@ def test_release_outputs_resume(tmp_path: Path, layout: str, caplog: pytest.LogC
 
 def test_release_outputs_read(tmp_path: Path) -> None:
     fs = read_features(DATA / "out-flat")
-    rec = fs.by_name()["clip.mp4"]
+    rec = fs.by_name()["clip"]
     assert rec.shape == (2, 64)  # 40 frames, 16-frame snippets, tail drop: floor(40/16) rows of width 64
     assert rec.snippets == ((0, 15), (16, 31))
