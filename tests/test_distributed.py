@@ -21,7 +21,7 @@ import torch
 
 from vadfeat import ConfigError, FeatureExtractor, extract
 from vadfeat.engines import ray as distributed
-from vadfeat.engines.ray import _resolve_settings, extract_ray
+from vadfeat.engines.ray import _ray_config, extract_ray
 from vadfeat.store.writers import Claims, read_manifest
 from vadfeat.testing import synth
 
@@ -99,19 +99,19 @@ def test_missing_ray_is_a_config_error_naming_the_extra(tmp_path: Path, tiny_che
 def test_driver_fingerprint_matches_the_extractor(tiny_checkpoint: Path, settings: dict) -> None:
     # The driver decides what to skip without building the model; it must reach the
     # fingerprint the workers' FeatureExtractor writes into every sidecar.
-    driver = _resolve_settings({"checkpoint": tiny_checkpoint, **settings})
+    driver = _ray_config({"checkpoint": tiny_checkpoint, **settings}, None)
     fx = FeatureExtractor(tiny_checkpoint, device="cpu", **settings)
     for layout in ("flat", "per-crop"):
-        assert driver.fingerprint(layout, "cpu") == fx.fingerprint(layout)
+        assert driver.fingerprint(driver.identify(), "cpu", layout) == fx.fingerprint(layout)
     assert driver.crops == fx.crops
 
 
 def test_driver_fingerprint_random_weights() -> None:
-    driver = _resolve_settings({"random_weights": True, "model": "vit_tiny_patch16_224"})
+    driver = _ray_config({"random_weights": True, "model": "vit_tiny_patch16_224"}, None)
     fx = FeatureExtractor(random_weights=True, model="vit_tiny_patch16_224", device="cpu")
-    assert driver.fingerprint("flat", "cpu") == fx.fingerprint("flat")
+    assert driver.fingerprint(driver.identify(), "cpu", "flat") == fx.fingerprint("flat")
     # auto dtype is resolved for the workers' device, not the driver's.
-    assert driver.fingerprint("flat", "cuda")["dtype"] == "bf16"
+    assert driver.fingerprint(driver.identify(), "cuda", "flat")["dtype"] == "bf16"
 
 
 def test_bad_settings_fail_before_ray_starts(tmp_path: Path, tiny_checkpoint: Path) -> None:

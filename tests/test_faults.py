@@ -381,7 +381,7 @@ def test_decode_thread_raises_mid_video(tmp_path: Path, extractor: FeatureExtrac
                                         monkeypatch, error: Exception) -> None:
     """v1 dies after 40 frames (two snippets already batched with other videos' snippets):
     v1 fails with the reason, nothing of it is written, the others are bit-identical."""
-    engine = importlib.import_module("vadfeat.engines.local")  # the package re-exports a function
+    engine = importlib.import_module("vadfeat.pipeline.stream")  # where videos are opened
 
     src = videos(tmp_path / "in")
     clean, out = tmp_path / "clean", tmp_path / "out"
@@ -417,7 +417,7 @@ def test_decode_worker_dying_never_hangs_or_loses_a_video(tmp_path: Path,
         vid, item = work.get_nowait()
         assert claim(vid) == (None, "")
         rng, clip = next(ext.snippet_stream(item.source))
-        events.put(("snippet", vid, 0, (rng, clip)))
+        events.put(engine.SnippetReady(vid, 0, rng, clip))
         raise RuntimeError("simulated bug in the worker")
 
     monkeypatch.setattr(engine, "_produce_videos", dying)

@@ -24,21 +24,22 @@ import numpy as np
 import pytest
 
 from vadfeat.cli import main
-from vadfeat.engines.local import (
-    CONTENT_SETTINGS,
-    RUN_SETTINGS,
-    FeatureExtractor,
-    extract,
-    resolve_settings,
-)
+from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError
 from vadfeat.io.frames import dump_frames
+from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig
 from vadfeat.pipeline.presets import Preset, get_preset
 from vadfeat.store.reader import read_features
 from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
 from vadfeat.testing import synth
 
-extract_mod = importlib.import_module("vadfeat.engines.local")  # the extract() module
+extract_mod = importlib.import_module("vadfeat.pipeline.extractor")  # where the model is loaded
+
+
+def planned_fingerprint(settings: dict, layout: str, device_type: str) -> dict:
+    """The fingerprint a run plans with, without a model."""
+    cfg = ExtractConfig.from_settings(settings)
+    return cfg.fingerprint(cfg.identify(), device_type, layout)
 
 
 def run(src, out, ckpt, **kw):
@@ -255,7 +256,7 @@ def test_every_extract_option_is_classified(tiny_checkpoint: Path) -> None:
     cli_only = {"output", "inputs", "quiet", "config", "engine", "ray_address", "ray_actors",
                 "ray_cpus_per_actor"}
     unclassified = (cli | api) - CONTENT_SETTINGS - RUN_SETTINGS - cli_only
-    assert not unclassified, f"classify these in vadfeat.engines.local: {sorted(unclassified)}"
+    assert not unclassified, f"classify these in vadfeat.pipeline.config: {sorted(unclassified)}"
     assert not CONTENT_SETTINGS & RUN_SETTINGS
     # Each content option of the CLI changes the fingerprint.
     for name in sorted(cli & CONTENT_SETTINGS - {"checkpoint", "model", "random_weights"}):
@@ -267,13 +268,13 @@ def test_every_extract_option_is_classified(tiny_checkpoint: Path) -> None:
             kw[name] = alt
         if name == "num_heads":
             kw["model"] = None
-        a = resolve_settings({"checkpoint": tiny_checkpoint, "dtype": "fp32"}).fingerprint("flat", "cpu")
-        b = resolve_settings(kw).fingerprint(layout, "cpu")
+        a = planned_fingerprint({"checkpoint": tiny_checkpoint, "dtype": "fp32"}, "flat", "cpu")
+        b = planned_fingerprint(kw, layout, "cpu")
         assert a != b, f"{name}={alt!r} does not change the fingerprint"
     # Run settings do not: other machines, batch sizes and thread counts resume.
-    a = resolve_settings({"checkpoint": tiny_checkpoint}).fingerprint("flat", "cpu")
-    b = resolve_settings({"checkpoint": tiny_checkpoint, "batch_size": 3,
-                          "device": "cpu"}).fingerprint("flat", "cpu")
+    a = planned_fingerprint({"checkpoint": tiny_checkpoint}, "flat", "cpu")
+    b = planned_fingerprint({"checkpoint": tiny_checkpoint, "batch_size": 3,
+                             "device": "cpu"}, "flat", "cpu")
     assert a == b
 
 

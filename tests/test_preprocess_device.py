@@ -24,7 +24,15 @@ import torch
 
 from stress.fault_corpus import call_with_limit
 from vadfeat.cli import main
-from vadfeat.engines.local import ByteBudget, FeatureExtractor, _EventQueue, _put_unless_stopped, extract
+from vadfeat.engines.local import (
+    ByteBudget,
+    FeatureExtractor,
+    SnippetReady,
+    VideoDecoded,
+    _EventQueue,
+    _put_unless_stopped,
+    extract,
+)
 from vadfeat.errors import ConfigError
 from vadfeat.testing import synth
 
@@ -168,8 +176,8 @@ def test_cli_preprocess_device(tmp_path: Path, two_videos: Path, tiny_checkpoint
 # --------------------------------------------------------------------------- the byte bound
 
 
-def _snippet(nbytes: int) -> tuple:
-    return ("snippet", 0, 0, ((0, 15), torch.zeros(nbytes, dtype=torch.uint8)))
+def _snippet(nbytes: int) -> SnippetReady:
+    return SnippetReady(0, 0, (0, 15), torch.zeros(nbytes, dtype=torch.uint8))
 
 
 def test_budget_blocks_a_producer_until_a_consumer_releases() -> None:
@@ -205,7 +213,7 @@ def test_event_queue_bounds_bytes_and_stop_wakes_the_producer() -> None:
     events = _EventQueue(10, ByteBudget(100))
     stop = threading.Event()
     assert _put_unless_stopped(events, _snippet(80), stop)
-    events.put(("done", 0, 1, {}))  # no frames: needs only a free slot
+    events.put(VideoDecoded(0, 1, {}))  # no frames: needs only a free slot
     result: list[bool] = []
     t = threading.Thread(target=lambda: result.append(
         _put_unless_stopped(events, _snippet(80), stop)), daemon=True)
@@ -217,7 +225,7 @@ def test_event_queue_bounds_bytes_and_stop_wakes_the_producer() -> None:
     assert not t.is_alive() and result == [False]
     assert events.budget.held == 80  # the stopped put did not keep bytes
     # A consumer taking a snippet gives its bytes back; the next one fits.
-    assert events.get()[0] == "snippet" and events.budget.held == 0
+    assert isinstance(events.get(), SnippetReady) and events.budget.held == 0
     assert _put_unless_stopped(events, _snippet(80), threading.Event())
 
 

@@ -21,7 +21,7 @@ from vadfeat.pipeline.validate import MAX_BATCH_SIZE, check_settings
 from vadfeat.testing import synth
 
 # `vadfeat.engines.local` the attribute is the function; the module is looked up by name.
-extract_module = importlib.import_module("vadfeat.engines.local")
+extract_module = importlib.import_module("vadfeat.pipeline.extractor")
 loading_module = importlib.import_module("vadfeat.backbones.loading")
 
 TINY = ["--random-weights", "--model", "vit_tiny_patch16_224"]

@@ -19,7 +19,8 @@ from vadfeat.dataset.labels import LabelError, LabelIssue, LabelSet, VideoLabels
 from vadfeat.dataset.lists import ListsResult, read_video_list, write_lists
 from vadfeat.dataset.report import InspectResult, inspect
 from vadfeat.dataset.resample import process_feat, resample_features, uniform_sample, vadclip_sample
-from vadfeat.engines.local import FeatureExtractor, RunSummary, VideoFeatures, extract
+from vadfeat.engines.context import RunSummary
+from vadfeat.engines.local import extract
 from vadfeat.errors import (
     CheckpointError,
     ConfigError,
@@ -33,6 +34,8 @@ from vadfeat.errors import (
 from vadfeat.io.frames import dump_frames
 from vadfeat.io.inputs import VideoItem, discover
 from vadfeat.io.video import VideoInfo, VideoReader, open_video, probe
+from vadfeat.pipeline.config import ExtractConfig
+from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
 from vadfeat.pipeline.presets import PRESETS, Preset, get_preset, list_presets
 from vadfeat.pipeline.sampling import Snippet, SnippetAssembler, snippet_indices
 from vadfeat.pipeline.transforms import FrameTransform, build_frame_transform
@@ -47,6 +50,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "ExportResult",
+    "ExtractConfig",
     "FeatureExtractor",
     "FeatureModel",
     "FeatureReadError",

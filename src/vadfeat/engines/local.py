@@ -1,23 +1,22 @@
-"""The extraction engine: decode -> snippets -> batches -> model -> feature files.
+"""The local engine: many videos through one model, decode threads running ahead of it.
 
-One per-video function, :meth:`FeatureExtractor.snippet_stream`, turns a source
-into preprocessed snippets; everything else schedules it:
-
-* :meth:`FeatureExtractor.extract_video` runs it synchronously for one video and
-  returns the features in memory;
-* :func:`extract` runs it for many videos in background worker threads that
-  decode and preprocess ahead of the model through a bounded queue (memory stays
-  bounded, the model is not idle), batches snippets across videos, writes each
-  video's outputs atomically when its last snippet is done, and records every
-  video in ``OUT/manifest.jsonl``.
+:func:`extract` plans the run (:class:`~vadfeat.engines.context.RunContext`, before any
+model exists), loads one :class:`~vadfeat.FeatureExtractor` and runs the per-video
+snippet stream (:func:`vadfeat.pipeline.stream.snippet_stream`) for many videos in
+background worker threads that decode and preprocess ahead of the model through a
+bounded queue (memory stays bounded, the model is not idle).  The threads talk to
+the model side in typed events (:class:`VideoStarted`, :class:`SnippetReady`,
+:class:`VideoDecoded`, :class:`VideoFailed`, :class:`VideoPassed`,
+:class:`WorkerExited`); the model side (:class:`_Collector`) batches snippets across
+videos (:class:`~vadfeat.pipeline.stream.SnippetBatcher`), writes each video's outputs
+atomically when its last snippet is done, and records every video in
+``OUT/manifest.jsonl``.  ``devices=`` runs one such process per device.
 
 Where frames are preprocessed is a setting (``preprocess``): ``"worker"`` runs the
 per-frame transform in the decode threads on the CPU; ``"device"`` hands each
 snippet's raw uint8 frames to the model side, which uploads them and resizes,
 crops and normalises the whole snippet on the model's device
-(:meth:`FeatureExtractor.prepare`).  That moves the resize of high-resolution
-frames from a few CPU cores to the GPU, at the cost of uploading (and queueing)
-full-size frames instead of 224-pixel clips.
+(:meth:`FeatureExtractor.prepare`).
 
 Per-video failures (unreadable, corrupt, too short) are caught only here, named
 with their reason, and never leave a file behind; configuration errors are raised
@@ -27,8 +26,7 @@ before any work starts.
 from __future__ import annotations
 
 import contextlib
-import inspect
-import json
+import dataclasses
 import logging
 import os
 import queue
@@ -36,55 +34,35 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
-from vadfeat._version import __version__
-from vadfeat.backbones.loading import load_model, parse_dtype
 from vadfeat.engines._signals import handle_stop_signals, signum_of
-from vadfeat.engines.progress import progress_bar
-from vadfeat.errors import ConfigError, VideoError
-from vadfeat.io.inputs import VideoItem, output_stem, scan
-from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, open_video
-from vadfeat.pipeline.presets import Preset, get_preset
-from vadfeat.pipeline.sampling import SnippetAssembler
-from vadfeat.pipeline.transforms import build_frame_transform, transform_frames
-from vadfeat.pipeline.validate import check_batch_size, check_geometry, check_settings
-from vadfeat.store.writers import (
-    HELD,
-    LAYOUTS,
-    LOCK_DIR,
-    MANIFEST,
-    Claims,
-    Layout,
-    Manifest,
-    OutputPaths,
-    OutputState,
-    check_layout,
-    clean_stale_temporaries,
-    fingerprint_changes,
-    inspect_outputs,
-    is_vadfeat_sidecar,
-    output_paths,
-    owned_record_path,
-    read_sidecar,
-    sidecar_files,
-    source_identity,
-    write_outputs,
+from vadfeat.engines.context import (
+    EXIT_ELSEWHERE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RunContext,
+    RunSummary,
+    planned_fingerprint,
+    progress,
+    rate,
+    recheck,
 )
+from vadfeat.errors import ConfigError, VideoError
+from vadfeat.io.inputs import VideoItem
+from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig, resolve_device
+from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
+from vadfeat.store.writers import HELD, OutputPaths, check_layout, fingerprint_changes, write_outputs
 
 log = logging.getLogger(__name__)
-
-_ON_CORRUPT = ("fail", "skip")
-_FRAMES_COLOUR = ("normal", "legacy-swapped")
-_PREPROCESS = ("worker", "device")
 
 # Device preprocessing: most bytes of raw frames that may wait for the model in the
 # engine's event queue, over all decode threads (a 1080p 16-frame snippet is ~100 MB).
@@ -95,554 +73,64 @@ _PUT_POLL_S = 0.5
 _JOIN_S = 30.0
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` = the first CUDA device if there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but no CUDA device is available")
-    return dev
-
-
-def check_preprocess(preprocess: str, preset: Preset) -> str:
-    """Validate where frames are preprocessed: ``"worker"`` (decode threads) or ``"device"``.
-
-    The legacy one-crop resize (``fed-wsvad``) is OpenCV's 8-bit arithmetic on
-    numpy arrays, which its features must match; it cannot run on a device.
-    """
-    if preprocess not in _PREPROCESS:
-        raise ConfigError(f"preprocess must be one of {', '.join(_PREPROCESS)}, got {preprocess!r}")
-    if preprocess == "device" and preset.crops == 1 and preset.resize == "legacy":
-        raise ConfigError(
-            f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "
-            "the device; use preprocess='worker' (the default)"
-        )
-    return preprocess
-
-
-def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str | None,
-                         random_weights: bool, dtype: str, fps: float | None,
-                         frames_colour: str, on_corrupt: str, layout: str,
-                         quantize: str | None = None, preprocess: str = "worker",
-                         folder_fps: float = DEFAULT_FOLDER_FPS,
-                         num_heads: int | None = None) -> dict[str, Any]:
-    """The settings that decide an output's content; resume skips only on a match.
-
-    One function for both engines, computed without a model (:func:`resolve_settings`)
-    before any work.  ``quantize``, ``preprocess``, ``folder_fps`` and ``num_heads``
-    appear only when not the default, so outputs made before those keys existed
-    still resume (:data:`vadfeat.store.writers.FINGERPRINT_DEFAULTS`).  Which settings are
-    here and which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
-    """
-    return {
-        "preset": preset.resolved().to_dict(),
-        "model": model,
-        "checkpoint_sha256": checkpoint_sha256,
-        "random_weights": random_weights,
-        "dtype": dtype,
-        "fps": fps,
-        "frames_colour": frames_colour,
-        "on_corrupt": on_corrupt,
-        "layout": layout,
-        **({"quantize": quantize} if quantize else {}),
-        **({"preprocess": preprocess} if preprocess == "device" else {}),
-        **({"folder_fps": float(folder_fps)} if float(folder_fps) != DEFAULT_FOLDER_FPS else {}),
-        **({"num_heads": num_heads} if num_heads is not None else {}),
-    }
-
-
-#: Settings of :func:`extract` (and ``vadfeat extract``'s options) that change the
-#: numbers in the feature files: each is in the fingerprint (preset fields through the
-#: resolved preset), so resume never mixes outputs of different values.
-#: ``on_corrupt`` decides whether a damaged video has features at all; ``layout``
-#: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``.
-CONTENT_SETTINGS = frozenset({
-    "checkpoint", "model", "random_weights", "num_heads", "preset", "dtype", "fps",
-    "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout",
-    *Preset.field_names(),
-})
-#: Settings that do not change the numbers (where the work runs, how fast, what is
-#: printed).  ``batch_size`` changes float32 summation order only (below 1e-6 here);
-#: ``device`` is not recorded: where it changes the numbers, it is through ``dtype``
-#: (``auto`` = bf16 on CUDA, fp32 on the CPU), which is.
-RUN_SETTINGS = frozenset({
-    "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
-    "root", "extractor", "run_token", "wait",
-    # Decides only whether a video is refused; an accepted video's features do not depend on it.
-    "max_pixels",
-})
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> str:
-    """``auto`` = bf16 on CUDA (fast, features within ~1 % of fp32), fp32 on the CPU."""
-    if dtype == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    parse_dtype(dtype)
-    return dtype
-
-
-# FeatureExtractor's own keyword arguments; every other setting is a preset override.
-def _extractor_params() -> dict[str, Any]:
-    return {name: p.default
-            for name, p in inspect.signature(FeatureExtractor.__init__).parameters.items()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"}
+# --------------------------------------------------------------------------- events
 
 
 @dataclass(frozen=True)
-class ResolvedSettings:
-    """Extractor settings resolved without building the model (see :func:`resolve_settings`)."""
+class VideoStarted:
+    """A decode thread claimed video ``vid`` and starts decoding it."""
 
-    kwargs: dict[str, Any]  # FeatureExtractor(**kwargs), checkpoint path made absolute
-    preset: Preset
-    model_name: str
-    checkpoint_sha256: str | None
-    quantize: str | None  # asked for, or recorded in a compressed checkpoint
-
-    @property
-    def crops(self) -> int:
-        return self.preset.crops
-
-    def for_device(self, device_type: str) -> dict[str, Any]:
-        """Extractor kwargs with device and dtype fixed (``auto`` resolved for ``device_type``)."""
-        dtype = resolve_dtype(self.kwargs["dtype"], torch.device(device_type))
-        return {**self.kwargs, "device": device_type, "dtype": dtype}
-
-    def fingerprint(self, layout: str, device_type: str) -> dict[str, Any]:
-        """What :meth:`FeatureExtractor.fingerprint` gives on ``device_type``, without a model."""
-        kw = self.for_device(device_type)
-        return settings_fingerprint(
-            preset=self.preset, model=self.model_name, checkpoint_sha256=self.checkpoint_sha256,
-            random_weights=self.checkpoint_sha256 is None, dtype=kw["dtype"], fps=kw["fps"],
-            frames_colour=kw["frames_colour"], on_corrupt=kw["on_corrupt"], layout=layout,
-            quantize=self.quantize, preprocess=kw["preprocess"], folder_fps=kw["folder_fps"],
-            num_heads=kw["num_heads"],
-        )
-
-
-def preset_of(settings: Mapping[str, Any]) -> Preset:
-    """The preset ``settings`` ask for, with their overrides (cheap: no checkpoint read)."""
-    params = _extractor_params()
-    base = settings.get("preset", params["preset"])
-    preset = get_preset(base) if isinstance(base, str) else base
-    overrides = {k: v for k, v in settings.items() if k not in params and v is not None}
-    return preset.replace(**overrides) if overrides else preset
-
-
-def resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
-    """Validate extractor settings and read what the fingerprint needs from the checkpoint.
-
-    The checkpoint is hashed and its architecture detected (``.pth`` files are
-    memory-mapped, so the tensors are not read); no model is built.  Raises
-    :class:`ConfigError` / :class:`~vadfeat.errors.CheckpointError`.
-    """
-    from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
-
-    params = _extractor_params()
-    if "extractor" in settings:
-        raise ConfigError("pass extractor settings (checkpoint=, model=, ...) or an extractor, "
-                          "not both")
-    kwargs = {name: settings.get(name, default) for name, default in params.items()}
-    overrides = {k: v for k, v in settings.items() if k not in params and v is not None}
-    preset = preset_of(settings)
-    check_preprocess(kwargs["preprocess"], preset)
-    checkpoint, model = kwargs["checkpoint"], kwargs["model"]
-    if checkpoint is None and not kwargs["random_weights"]:
-        raise ConfigError("a checkpoint is required (--checkpoint); pass random_weights=True "
-                          "(--random-weights) to run with random weights for testing")
-    if checkpoint is not None and kwargs["random_weights"]:
-        raise ConfigError("give either a checkpoint or random_weights=True, not both")
-    sha = None
-    quantize = kwargs.get("quantize")
-    if checkpoint is not None:
-        if not str(checkpoint).startswith("hf://"):
-            # Workers may start in another folder (or on another machine).
-            checkpoint = str(Path(checkpoint).expanduser().absolute())
-            kwargs["checkpoint"] = checkpoint
-        state, info = load_checkpoint(checkpoint, num_heads=kwargs["num_heads"])
-        del state
-        spec = resolve_spec(model, info)
-        sha = info.sha256
-        quantize = quantize or (getattr(info, "compression", None) or {}).get("quantize")
-    else:
-        spec = resolve_spec(model, None)
-    kwargs.update(overrides)
-    return ResolvedSettings(kwargs=kwargs, preset=preset, model_name=spec.name,
-                            checkpoint_sha256=sha, quantize=quantize)
+    vid: int
 
 
 @dataclass(frozen=True)
-class VideoFeatures:
-    """One video's features ``[T, ...]`` float32 and the sidecar metadata describing them."""
+class SnippetReady:
+    """Snippet ``index`` of video ``vid``: source frames ``frames`` (first, last), and
+    ``clip`` as :meth:`FeatureExtractor.snippet_stream` gives it."""
 
-    features: np.ndarray
-    metadata: dict[str, Any]
-
-
-#: Exit codes of ``vadfeat extract`` (and :attr:`RunSummary.exit_code`).
-EXIT_OK = 0  # every video done (extracted now or before)
-EXIT_FAILED = 1  # some videos failed; each is named with its reason in the summary and manifest
-EXIT_USAGE = 2  # bad usage or configuration, changed settings, a foreign file for the whole run
-EXIT_ELSEWHERE = 3  # nothing failed, but some videos were in progress in another process
-# 128 + signal number when stopped by a signal: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP
+    vid: int
+    index: int
+    frames: tuple[int, int]
+    clip: torch.Tensor
 
 
-@dataclass
-class RunSummary:
-    """What an :func:`extract` run did; ``exit_code`` is what the CLI returns.
+@dataclass(frozen=True)
+class VideoDecoded:
+    """Video ``vid`` is decoded: ``snippets`` were sent; ``meta`` is the stream's metadata."""
 
-    ``elsewhere``: videos another live process was extracting when this run ended
-    (not counted as done).  ``signal``: the signal that stopped the run (2 for
-    SIGINT / KeyboardInterrupt).
-    """
-
-    out: Path
-    run_id: str
-    total: int = 0
-    ok: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    snippets: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-    passed_over: list[str] = field(default_factory=list)  # inputs.Discovery.describe_passed_over
-    elsewhere: list[tuple[str, str]] = field(default_factory=list)
-    signal: int | None = None
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 128 + (self.signal or int(signal.SIGINT))
-        if self.failed:
-            return EXIT_FAILED
-        return EXIT_ELSEWHERE if self.elsewhere else EXIT_OK
-
-    def describe(self) -> str:
-        rate = self.snippets / self.seconds if self.seconds > 0 else 0.0
-        more = f", {len(self.elsewhere)} in progress elsewhere" if self.elsewhere else ""
-        lines = [
-            f"{self.total} video(s): {self.ok} extracted, {self.skipped} already done, "
-            f"{len(self.failed)} failed{more}; {self.snippets} snippets in {self.seconds:.1f} s "
-            f"({rate:.1f} snippets/s); outputs in {self.out}"
-        ]
-        if self.interrupted:
-            name = signal.Signals(self.signal or signal.SIGINT).name
-            lines.append(f"  STOPPED by {name}: finished videos are kept; run again to resume")
-        lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
-        lines += [f"  {line}" for line in self.passed_over]
-        lines += [f"  NOT DONE {video}: {reason}" for video, reason in self.elsewhere]
-        if self.elsewhere:
-            lines.append("  (another process was extracting these; run again when it has "
-                         "finished, or use --wait)")
-        return "\n".join(lines)
+    vid: int
+    snippets: int
+    meta: dict[str, Any]
 
 
-class FeatureExtractor:
-    """A loaded model plus a resolved preset: the unit of work for every engine.
+@dataclass(frozen=True)
+class VideoFailed:
+    """Video ``vid`` failed in its decode thread (or could not be claimed): ``reason``."""
 
-    ``preset`` is a registered name or a :class:`Preset`; ``overrides`` replace any
-    of its fields (``clip_len=``, ``crops=``, ``pooling=`` ...) and are recorded
-    beside the resolved values.  A checkpoint is required unless
-    ``random_weights=True`` (then ``model=`` names the size and every output says
-    ``random_weights: true``).
-
-    ``preprocess="worker"`` (default) resizes, crops and normalises frames on the
-    CPU, in the thread that decodes them; ``"device"`` leaves that to
-    :meth:`prepare`, which runs it on the model's device for a whole snippet of
-    uploaded uint8 frames (same operations, features equal to float32 rounding).
-    It pays off on a GPU with high-resolution input; the legacy resize of
-    ``fed-wsvad`` cannot use it.
-    """
-
-    def __init__(
-        self,
-        checkpoint: str | Path | None = None,
-        *,
-        model: str | None = None,
-        preset: str | Preset = "videomae-v2",
-        random_weights: bool = False,
-        device: str = "auto",
-        dtype: str = "auto",
-        batch_size: int = 8,
-        num_heads: int | None = None,
-        on_corrupt: str = "fail",
-        fps: float | None = None,
-        frames_colour: str = "normal",
-        folder_fps: float = DEFAULT_FOLDER_FPS,
-        quantize: str | None = None,
-        preprocess: str = "worker",
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        **overrides: Any,
-    ) -> None:
-        check_settings({k: v for k, v in locals().items() if k not in ("self", "overrides")} | overrides)
-        base = get_preset(preset) if isinstance(preset, str) else preset
-        self.overrides = {k: v for k, v in overrides.items() if v is not None}
-        self.preset = base.replace(**self.overrides) if self.overrides else base
-        if checkpoint is None and not random_weights:
-            raise ConfigError(
-                "a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
-                "to run with random weights for testing"
-            )
-        if checkpoint is not None and random_weights:
-            raise ConfigError("give either a checkpoint or random_weights=True, not both")
-        if random_weights and model is None:
-            raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
-        if on_corrupt not in _ON_CORRUPT:
-            raise ConfigError(f"on_corrupt must be one of {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
-        if frames_colour not in _FRAMES_COLOUR:
-            raise ConfigError(
-                f"frames_colour must be one of {', '.join(_FRAMES_COLOUR)}, got {frames_colour!r}"
-            )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.preprocess = check_preprocess(preprocess, self.preset)
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = check_batch_size(batch_size)
-        self.on_corrupt = on_corrupt
-        self.fps = fps
-        self.frames_colour = frames_colour
-        self.folder_fps = folder_fps
-        self.max_pixels = check_max_pixels(max_pixels)
-        self.num_heads = num_heads
-        self.model = load_model(
-            checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
-            num_heads=num_heads, quantize=quantize,
-        )
-        check_geometry(self.preset, tubelet=self.model.spec.tubelet_size,
-                       patch=self.model.spec.patch_size, model=self.model.spec.name)
-        if getattr(self.model, "quantize", None) and self.dtype != "fp32":
-            raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
-        self.transform = build_frame_transform(self.preset)
-        self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
-
-    # ------------------------------------------------------------------ description
-
-    @property
-    def crops(self) -> int:
-        return self.preset.crops
-
-    @property
-    def clips_per_batch(self) -> int:
-        """Snippets per forward pass: ``batch_size`` counts clips, a k-crop snippet is k."""
-        return max(1, self.batch_size // self.crops)
-
-    def model_record(self) -> dict[str, Any]:
-        info = self.model.checkpoint
-        return {
-            "name": self.model.spec.name,
-            "spec": self.model.spec.to_dict(),
-            "pooling": self.preset.pooling,
-            "checkpoint": getattr(info, "path", None),
-            "checkpoint_format": getattr(info, "format", None),
-            "checkpoint_sha256": getattr(info, "sha256", None),
-            "random_weights": self.model.random_weights,
-            "quantize": getattr(self.model, "quantize", None),
-        }
-
-    def fingerprint(self, layout: str = "flat") -> dict[str, Any]:
-        """The settings that decide an output's content: resume skips only on a match."""
-        rec = self.model_record()
-        return settings_fingerprint(
-            preset=self.preset, model=rec["name"], checkpoint_sha256=rec["checkpoint_sha256"],
-            random_weights=rec["random_weights"], dtype=self.dtype, fps=self.fps,
-            frames_colour=self.frames_colour, on_corrupt=self.on_corrupt, layout=layout,
-            quantize=rec["quantize"], preprocess=self.preprocess, folder_fps=self.folder_fps,
-            num_heads=self.num_heads,
-        )
-
-    # ------------------------------------------------------------------ the per-video function
-
-    def snippet_stream(
-        self, source: str | Path
-    ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
-        """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
-
-        ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU, or with
-        ``preprocess="device"`` the snippet's raw frames ``[T, 3, H, W]`` uint8 RGB
-        (page-locked when the device is CUDA); :meth:`prepare` turns either into
-        model input.  Frames are decoded (and preprocessed) one at a time; only the
-        frames a pending snippet still needs are held.
-        """
-        p = self.preset
-        raw = self.preprocess == "device"
-        item = (lambda frame: frame) if raw else self.transform
-        try:  # before decoding: a file replaced mid-run must not be recorded as the new one
-            identity: dict[str, Any] | None = source_identity(source)
-        except OSError:
-            identity = None  # open_video says why the source cannot be read
-        assemble = self._raw_clip if raw else self._clip
-        with open_video(source, on_corrupt=self.on_corrupt, fps=self.fps,  # type: ignore[arg-type]
-                        frames_colour=self.frames_colour,  # type: ignore[arg-type]
-                        folder_fps=self.folder_fps, max_pixels=self.max_pixels) as reader:
-            assembler: SnippetAssembler[Any] = SnippetAssembler(
-                clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
-            )
-            for index, frame in reader:
-                for snip in assembler.push(index, item(frame)):
-                    yield (snip.first, snip.last), assemble(snip.items)
-            for snip in assembler.finish():
-                yield (snip.first, snip.last), assemble(snip.items)
-            info = reader.info
-            return {
-                "num_frames": reader.decoded_frames,
-                "declared_frames": info.declared_frames,
-                "fps": reader.fps,
-                "native_fps": info.fps,
-                "width": info.width,
-                "height": info.height,
-                "rotation": info.rotation,
-                **({"mirrored": True} if info.mirrored else {}),
-                "codec": info.codec,
-                "corrupt_packets": reader.corrupt_packets,
-                "warnings": list(reader.warnings),
-                "source_identity": identity,
-            }
-
-    @staticmethod
-    def _clip(frames: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Transformed frames ``[crops, 3, S, S]`` -> ``[crops, 3, T, S, S]``."""
-        return torch.stack(frames, dim=2)
-
-    def _raw_clip(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        """Decoded frames ``[H, W, 3]`` uint8 -> one contiguous ``[T, 3, H, W]`` uint8 tensor.
-
-        Written straight into page-locked memory when the device is CUDA, so the
-        upload in :meth:`prepare` is asynchronous and needs no staging copy.
-        """
-        height, width, _ = frames[0].shape
-        clip = torch.empty((len(frames), 3, height, width), dtype=torch.uint8,
-                           pin_memory=self.device.type == "cuda")
-        out = clip.numpy()
-        for t, frame in enumerate(frames):  # one copy per frame, also from read-only frames
-            out[t] = frame.transpose(2, 0, 1)
-        return clip
-
-    def prepare(self, clip: torch.Tensor) -> torch.Tensor:
-        """A clip from :meth:`snippet_stream` -> model input ``[crops, 3, T, S, S]`` float32.
-
-        With ``preprocess="device"`` the raw frames are uploaded (non-blocking) and
-        transformed on the device, all frames of the snippet in one call; the result
-        stays there and :meth:`run_model` does not move it again.  With
-        ``"worker"`` the clip is already model input and is returned as it is
-        (:meth:`run_model` uploads the whole batch at once).
-        """
-        if self.preprocess == "worker":
-            return clip
-        frames = clip.to(self.device, non_blocking=True)
-        return transform_frames(frames, self.preset).permute(1, 2, 0, 3, 4)
-
-    @torch.inference_mode()
-    def run_model(self, clips: torch.Tensor) -> np.ndarray:
-        """``[N, crops, 3, T, S, S]`` -> features ``[N, (crops,) *feature_shape]`` float32.
-
-        ``clips`` on the CPU are uploaded here; clips already on the device (from
-        :meth:`prepare` in device mode) are used where they are.
-        """
-        n = clips.shape[0]
-        x = clips.flatten(0, 1)
-        if self.device.type == "cuda" and not x.is_cuda:
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        if self._autocast_dtype is not None:
-            with torch.autocast(self.device.type, dtype=self._autocast_dtype):
-                y = self.model(x)
-        else:
-            y = self.model(x)
-        y = y.float().cpu().numpy().reshape(n, self.crops, *self.model.feature_shape)
-        return y[:, 0] if self.crops == 1 else y
-
-    def sidecar(self, *, video: str, source: Path, meta: dict[str, Any],
-                ranges: list[tuple[int, int]], shape: tuple[int, ...], layout: str) -> dict[str, Any]:
-        return {
-            "vadfeat_version": __version__,
-            "video": video,
-            "source": str(source.resolve()),
-            "preset": self.preset.name,
-            "settings": self.preset.resolved().to_dict(),
-            "overrides": dict(self.overrides),
-            "model": self.model_record(),
-            "dtype": self.dtype,
-            "device": str(self.device),
-            "preprocess": self.preprocess,
-            **meta,
-            "snippets": [list(r) for r in ranges],
-            "crop_order": list(self.transform.crop_names) if self.crops > 1 else None,
-            "shape": list(shape),
-            "layout": layout,
-            "fingerprint": self.fingerprint(layout),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-
-    def process(self, item: VideoItem, paths: OutputPaths, *, layout: str, out: Path | None = None,
-                stale: Sequence[Path] = ()) -> dict[str, Any]:
-        """Extract one video and write its outputs; return its manifest entry.
-
-        The unit of work for engines that schedule whole videos (Ray): per-video
-        failures become a ``failed`` entry with the reason, and nothing is written.
-        ``out`` and ``stale`` go to :func:`~vadfeat.store.writers.write_outputs` (ownership
-        record, the previous set's files to delete).
-        """
-        t0 = time.perf_counter()
-        entry: dict[str, Any] = {"video": str(item.name), "status": "failed", "error": None,
-                                 "output": None, "num_frames": None, "num_snippets": None}
-        try:
-            result = self.extract_video(item.source, video=str(item.name), layout=layout)
-            write_outputs(paths, result.features, result.metadata, crops=self.crops, out=out,
-                          stale=stale)
-        except VideoError as exc:
-            entry["error"] = str(exc)
-        except OSError as exc:
-            entry["error"] = f"cannot write output: {exc}"
-        else:
-            entry.update(status="ok", output=str(paths.features[0]),
-                         num_frames=result.metadata["num_frames"],
-                         num_snippets=int(result.features.shape[0]),
-                         warnings=result.metadata["warnings"] or None)
-        entry["seconds"] = round(time.perf_counter() - t0, 3)
-        return entry
-
-    def extract_video(self, path: str | Path, *, video: str | None = None,
-                      layout: str = "memory") -> VideoFeatures:
-        """Features and metadata of one video, in memory (nothing written)."""
-        source = Path(path)
-        ranges: list[tuple[int, int]] = []
-        rows: list[np.ndarray] = []
-        pending: list[torch.Tensor] = []
-        stream = self.snippet_stream(source)
-        while True:
-            try:
-                rng, clip = next(stream)
-            except StopIteration as stop:
-                meta = stop.value
-                break
-            ranges.append(rng)
-            pending.append(self.prepare(clip))
-            if len(pending) == self.clips_per_batch:
-                rows.extend(self.run_model(torch.stack(pending)))
-                pending.clear()
-        if pending:
-            rows.extend(self.run_model(torch.stack(pending)))
-        features = np.stack(rows).astype(np.float32, copy=False)
-        md = self.sidecar(video=video or source.name, source=source, meta=meta, ranges=ranges,
-                          shape=features.shape, layout=layout)
-        return VideoFeatures(features, md)
+    vid: int
+    reason: str
 
 
-# --------------------------------------------------------------------------- multi-video engine
+@dataclass(frozen=True)
+class VideoPassed:
+    """Video ``vid`` was not extracted by this run: held by another process
+    (``elsewhere``), by a sibling of a ``devices=`` run (``sibling``), or done meanwhile
+    (``skipped``)."""
+
+    vid: int
+    kind: Literal["elsewhere", "sibling", "skipped"]
+    reason: str
 
 
-@dataclass
-class _Pending:
-    item: VideoItem
-    paths: OutputPaths
-    started: float
-    rows: dict[int, np.ndarray] = field(default_factory=dict)
-    ranges: list[tuple[int, int]] = field(default_factory=list)
-    expected: int | None = None
-    meta: dict[str, Any] | None = None
+@dataclass(frozen=True)
+class WorkerExited:
+    """A decode thread ended (sent however it ends: the model side counts them)."""
+
+
+Event = VideoStarted | SnippetReady | VideoDecoded | VideoFailed | VideoPassed | WorkerExited
+
+
+# --------------------------------------------------------------------------- the bounded queue
 
 
 class ByteBudget:
@@ -677,9 +165,8 @@ class ByteBudget:
             self._cond.notify_all()
 
 
-def _snippet_bytes(event: tuple) -> int:
-    kind, _, _, payload = event
-    return payload[1].nbytes if kind == "snippet" else 0
+def _snippet_bytes(event: Event) -> int:
+    return event.clip.nbytes if isinstance(event, SnippetReady) else 0
 
 
 class _EventQueue(queue.Queue):
@@ -694,7 +181,7 @@ class _EventQueue(queue.Queue):
         super().__init__(maxsize)
         self.budget = budget
 
-    def put(self, item: tuple, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, item: Event, block: bool = True, timeout: float | None = None) -> None:
         nbytes = _snippet_bytes(item)
         if not nbytes:
             super().put(item, block, timeout)
@@ -709,156 +196,25 @@ class _EventQueue(queue.Queue):
             self.budget.release(nbytes)
             raise
 
-    def get(self, block: bool = True, timeout: float | None = None) -> tuple:
+    def get(self, block: bool = True, timeout: float | None = None) -> Event:
         item = super().get(block, timeout)
         self.budget.release(_snippet_bytes(item))
         return item
 
 
-def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
-                 crops: int) -> list[OutputPaths]:
-    # discover() already made output stems unique (x.mp4 beside x.avi included).
-    return [output_paths(out, output_stem(i), layout=layout, crops=crops) for i in items]
+# --------------------------------------------------------------------------- decode threads
 
-
-def _alt_sidecars(out: Path, item: VideoItem, paths: OutputPaths) -> list[Path]:
-    """Where the same video's sidecar would be in the other layouts (flat and per-crop share one)."""
-    stem = output_stem(item)
-    alts = {output_paths(out, stem, layout=lay, crops=1).sidecar for lay in LAYOUTS}  # type: ignore[arg-type]
-    return sorted(a for a in alts if a != paths.sidecar)
-
-
-def plan_run(items: Sequence[VideoItem], out: Path, layout: Layout, crops: int,
-             fingerprint: Callable[[], dict[str, Any]], *, overwrite: bool,
-             verify: bool = True) -> tuple[list[OutputPaths], list[OutputState]]:
-    """Each video's output paths and what is there now, before any work (both engines).
-
-    ``fingerprint`` is called only when some output exists (it may read and hash the
-    checkpoint).  A complete set of this video in another layout's place (flat vs
-    fed-wsvad) counts as ``changed`` and its files become ``stale``.  Raises
-    :class:`ConfigError` naming every change (``crops: 1 -> 3``) when existing outputs
-    were made with other settings, unless ``overwrite``.
-    """
-    plan = plan_outputs(items, out, layout, crops)
-    states: list[OutputState] = []
-    cached: list[dict[str, Any]] = []
-
-    def fp() -> dict[str, Any]:
-        if not cached:
-            cached.append(fingerprint())
-        return cached[0]
-
-    any_output = out.is_dir()
-    for item, paths in zip(items, plan, strict=True):
-        alts = _alt_sidecars(out, item, paths) if any_output else []
-        key = str(paths.sidecar.relative_to(out))
-        if not any_output or not any(os.path.lexists(p) for p in (
-                *paths.all(), *alts, owned_record_path(out, key))):
-            states.append(OutputState("absent"))
-            continue
-        st = inspect_outputs(paths, fp(), out=out, source=item.source, verify=verify)
-        if st.status in ("absent", "redo"):
-            for alt in alts:  # the video's previous set in another layout's place
-                meta = read_sidecar(alt) if alt.is_file() and not alt.is_symlink() else None
-                if is_vadfeat_sidecar(meta):
-                    assert meta is not None
-                    old = tuple(p for p in (*sidecar_files(alt, meta), alt) if p.is_file())
-                    st = OutputState("changed", previous=meta["fingerprint"],
-                                     stale=(*st.stale, *old))
-                    break
-        states.append(st)
-    changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
-    if changed and not overwrite:
-        raise ConfigError(_changed_message(changed, fp(), out))
-    return plan, states
-
-
-def _changed_message(changed: list[tuple[Any, OutputState]], fingerprint: dict[str, Any],
-                     out: Path) -> str:
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, st in changed:
-        diff = tuple(fingerprint_changes(st.previous or {}, fingerprint)) or ("(unknown)",)
-        groups.setdefault(diff, []).append(str(name))
-    parts = []
-    for diff, names in list(groups.items())[:5]:
-        parts.append(f"{len(names)} video(s) (e.g. {names[0]}): {'; '.join(diff)}")
-    dtype_note = ""
-    if any(d.startswith("dtype:") for diff in groups for d in diff):
-        dtype_note = (" Note: dtype auto means bf16 on CUDA and fp32 on the CPU, and these "
-                      "give different numbers; pass the dtype the existing outputs were made "
-                      "with (--dtype) to continue them on this machine.")
-    return (f"{out} holds outputs made with other settings than this run's; nothing was run. "
-            + " | ".join(parts) + "." + dtype_note
-            + " To replace them, run again with --overwrite; to keep them, choose another "
-              "output folder (-o).")
-
-
-def check_output_folder(out: Path) -> None:
-    """Stop (ConfigError) when ``out`` holds, where vadfeat keeps its run files, files it did
-    not write: they concern the whole run, so nothing may start."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"the output folder {out} is a file")
-    manifest = out / MANIFEST
-    if os.path.lexists(manifest):
-        if manifest.is_symlink() or not manifest.is_file():
-            raise ConfigError(f"{manifest} is not a regular file, so it is not vadfeat's run "
-                              "manifest; move it away or choose another output folder (-o)")
-        try:
-            with open(manifest, "rb") as f:
-                head = f.read(1 << 16)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {manifest}: {exc}") from exc
-        first = head.split(b"\n", 1)[0].strip()
-        ours = False
-        if not first:
-            ours = not head.strip()
-        else:
-            try:
-                entry = json.loads(first)
-                ours = isinstance(entry, dict) and "run" in entry and "video" in entry
-            except ValueError:  # a line torn by a full disk is still one of ours
-                ours = first.startswith(b'{"run": "')
-        if not ours:
-            raise ConfigError(f"{manifest} was not written by vadfeat (its first line is not a "
-                              "run record); vadfeat appends to it, so move it away or choose "
-                              "another output folder (-o)")
-    locks = out / LOCK_DIR
-    if os.path.lexists(locks) and (locks.is_symlink() or not locks.is_dir()):
-        raise ConfigError(f"{locks} is not a folder; vadfeat keeps its claims there, so move it "
-                          "away or choose another output folder (-o)")
-
-
-def recheck(paths: OutputPaths, fingerprint: dict[str, Any], *, out: Path, source: Path,
-            overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
-    """Under the video's claim, look again (another process may have written it meanwhile).
-
-    Returns ``(kind, reason, stale)``: ``kind`` None = go on and write, deleting
-    ``stale``; ``"skipped"`` = done meanwhile with these settings; ``"failed"`` =
-    a foreign file, or outputs another run wrote meanwhile with other settings.
-    """
-    st = inspect_outputs(paths, fingerprint, out=out, source=source)
-    if st.status == "done" and not overwrite:
-        return "skipped", "extracted by another process during this run", ()
-    if st.status == "foreign":
-        return "failed", st.reason, ()
-    if st.status == "changed" and not overwrite:
-        diff = "; ".join(fingerprint_changes(st.previous or {}, fingerprint))
-        return "failed", (f"written during this run by another run with other settings ({diff}); "
-                          "not replaced (use --overwrite to replace)"), ()
-    if st.status == "redo" and planned.status not in ("redo", "changed"):
-        log.warning("%s: redoing: %s", paths.sidecar.name, st.reason)
-    extra = planned.stale if planned.status == "changed" else ()
-    return None, "", tuple(dict.fromkeys((*st.stale, *extra)))
+Claim = Callable[[int], tuple[str | None, str]]
 
 
 def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-             stop: threading.Event, claim: Any) -> None:
-    """Worker thread: claim, decode and preprocess whole videos; emit snippets and a final event.
+             stop: threading.Event, claim: Claim) -> None:
+    """Worker thread: claim, decode and preprocess whole videos; emit their events.
 
     ``claim(vid)`` returns ``(None, "")`` when this process may work on the video, else
-    ``(kind, reason)``: an event kind (``elsewhere``, ``skipped``, ``sibling``,
-    ``failed``) to report instead, or ``defer`` to put it back at the end of the work.  The
-    final ``exit`` event is sent however the thread ends: the consumer counts them.
+    ``(kind, reason)``: a :class:`VideoPassed` kind (``elsewhere``, ``skipped``,
+    ``sibling``), ``failed``, or ``defer`` to put it back at the end of the work.  The
+    final :class:`WorkerExited` is sent however the thread ends: the consumer counts them.
     """
     try:
         _produce_videos(extractor, work, events, stop, claim)
@@ -866,11 +222,11 @@ def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue
         log.exception("a decode worker crashed")
     finally:
         if not stop.is_set():  # once stopped, nobody reads the queue: a put could block
-            events.put(("exit", None, None, None))
+            events.put(WorkerExited())
 
 
 def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-                    stop: threading.Event, claim: Any) -> None:
+                    stop: threading.Event, claim: Claim) -> None:
     while not stop.is_set():
         try:
             vid, item = work.get_nowait()
@@ -880,36 +236,48 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
             kind, reason = claim(vid)
         except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
             log.debug("cannot claim %s", item.source, exc_info=True)
-            _put_unless_stopped(events, ("failed", vid, f"cannot claim the video: {exc}", None), stop)
+            _put_unless_stopped(events, VideoFailed(vid, f"cannot claim the video: {exc}"), stop)
             continue
         if kind == "defer":  # held elsewhere and we may wait: first do the others
             work.put((vid, item))
             continue
-        if kind is not None:
-            _put_unless_stopped(events, (kind, vid, reason, None), stop)
+        if kind == "failed":
+            _put_unless_stopped(events, VideoFailed(vid, reason), stop)
             continue
-        count = 0
-        try:
-            stream = extractor.snippet_stream(item.source)
-            while True:
-                try:
-                    rng, clip = next(stream)
-                except StopIteration as done:
-                    _put_unless_stopped(events, ("done", vid, count, done.value), stop)
-                    break
-                if not _put_unless_stopped(events, ("snippet", vid, count, (rng, clip)), stop):
-                    stream.close()
-                    return
-                count += 1
-        except VideoError as exc:
-            _put_unless_stopped(events, ("failed", vid, str(exc), None), stop)
-        except Exception as exc:  # one video's bug must not end a day-long run
-            log.debug("unexpected error on %s", item.source, exc_info=True)
-            reason = f"unexpected {type(exc).__name__}: {exc}"
-            _put_unless_stopped(events, ("failed", vid, reason, None), stop)
+        if kind is not None:
+            _put_unless_stopped(events, VideoPassed(vid, kind, reason), stop)  # type: ignore[arg-type]
+            continue
+        if not _put_unless_stopped(events, VideoStarted(vid), stop):
+            return
+        if not _decode(extractor, vid, item, events, stop):
+            return
 
 
-def _put_unless_stopped(events: queue.Queue, event: tuple, stop: threading.Event) -> bool:
+def _decode(extractor: FeatureExtractor, vid: int, item: VideoItem, events: queue.Queue,
+            stop: threading.Event) -> bool:
+    """Send one video's snippets, then :class:`VideoDecoded` or :class:`VideoFailed`;
+    False when the run was stopped meanwhile."""
+    count = 0
+    try:
+        stream = extractor.snippet_stream(item.source)
+        while True:
+            try:
+                rng, clip = next(stream)
+            except StopIteration as done:
+                return _put_unless_stopped(events, VideoDecoded(vid, count, done.value), stop)
+            if not _put_unless_stopped(events, SnippetReady(vid, count, rng, clip), stop):
+                stream.close()
+                return False
+            count += 1
+    except VideoError as exc:
+        return _put_unless_stopped(events, VideoFailed(vid, str(exc)), stop)
+    except Exception as exc:  # one video's bug must not end a day-long run
+        log.debug("unexpected error on %s", item.source, exc_info=True)
+        return _put_unless_stopped(events, VideoFailed(vid, f"unexpected {type(exc).__name__}: {exc}"),
+                                   stop)
+
+
+def _put_unless_stopped(events: queue.Queue, event: Event, stop: threading.Event) -> bool:
     """Put ``event``, waiting for room in slices so that ``stop`` ends the wait.
 
     Every put of a decode thread goes through here: a plain blocking ``put`` on a
@@ -928,16 +296,282 @@ def _put_unless_stopped(events: queue.Queue, event: tuple, stop: threading.Event
     return not stop.is_set()
 
 
+# --------------------------------------------------------------------------- the model side
+
+
+@dataclass
+class _Pending:
+    item: VideoItem
+    paths: OutputPaths
+    started: float
+    rows: dict[int, np.ndarray] = field(default_factory=dict)
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    expected: int | None = None
+    meta: dict[str, Any] | None = None
+
+
+class _Collector:
+    """The model side of a local run: takes the decode threads' events, batches snippets
+    across videos, runs the model, writes each finished video and records it.
+
+    :meth:`claim` is called by the decode threads (the run's per-video claims,
+    :class:`~vadfeat.store.writers.Claims`); everything else runs in the model's thread.
+    """
+
+    def __init__(self, ext: FeatureExtractor, ctx: RunContext, fingerprint: dict[str, Any], *,
+                 layout: str, wait: bool, stop: threading.Event, bar: Any) -> None:
+        self.ext = ext
+        self.ctx = ctx
+        self.fingerprint = fingerprint
+        self.layout = layout
+        self.wait = wait
+        self.stop = stop
+        self.bar = bar
+        self.batcher = ext.batcher()
+        self.pending: dict[int, _Pending] = {}
+        self.failed: set[int] = set()
+        self.closed: set[int] = set()
+        self.elsewhere: dict[int, str] = {}
+        self.stale_of: dict[int, tuple[Path, ...]] = {}
+        self.started: dict[int, float] = {}  # claimed by this run (finished ones are in `closed`)
+        self.deferred: set[int] = set()
+        self.t_start = time.perf_counter()
+
+    # ------------------------------------------------------------------ decode threads' side
+
+    def claim(self, vid: int) -> tuple[str | None, str]:
+        """``(None, "")``: this run works on ``vid`` now; else ``(kind, reason)`` (see :func:`_produce`)."""
+        ctx = self.ctx
+        assert ctx.claims is not None
+        key = ctx.keys[vid]
+        final = vid in self.deferred
+        reason = ctx.claims.acquire(key, wait=self.stop if (self.wait and final) else None)
+        if reason is not None:
+            if reason.startswith(HELD + " sibling"):
+                return "sibling", reason  # the sibling of this run reports it
+            if reason.startswith(HELD) and self.wait and not final:
+                self.deferred.add(vid)
+                return "defer", reason
+            return ("elsewhere" if reason.startswith(HELD) else "skipped"), reason
+        try:
+            kind, why, stale = recheck(ctx.plan[vid], self.fingerprint, out=ctx.out,
+                                       source=ctx.items[vid].source, overwrite=ctx.overwrite,
+                                       planned=ctx.states[vid])
+        except BaseException:
+            ctx.claims.release(key)
+            raise
+        if kind is not None:
+            ctx.claims.release(key)
+            return kind, why
+        self.stale_of[vid] = stale
+        self.started[vid] = time.perf_counter()
+        return None, ""
+
+    # ------------------------------------------------------------------ events
+
+    def handle(self, event: Event) -> None:
+        """One event of a decode thread (not :class:`WorkerExited`: :func:`_drain` counts those)."""
+        if event.vid in self.failed:  # type: ignore[union-attr]
+            return  # its model input failed: the rest of the video is dropped
+        if isinstance(event, SnippetReady):
+            self._snippet(event)
+        elif isinstance(event, VideoStarted):
+            self._state(event.vid)
+        elif isinstance(event, VideoDecoded):
+            st = self._state(event.vid)
+            st.expected, st.meta = event.snippets, event.meta
+            if event.snippets == 0:
+                self._finish_failed(event.vid, "no snippets")
+            else:
+                self._maybe_finish(event.vid)
+        elif isinstance(event, VideoFailed):
+            self._finish_failed(event.vid, event.reason)
+        elif isinstance(event, VideoPassed):
+            self._passed(event)
+
+    def _snippet(self, event: SnippetReady) -> None:
+        try:
+            clip = self.ext.prepare(event.clip)
+        except Exception as exc:  # as a transform error in a decode worker is
+            log.debug("cannot prepare a snippet of %s", self.ctx.items[event.vid].source, exc_info=True)
+            self._finish_failed(event.vid, f"unexpected {type(exc).__name__}: {exc}")
+            return
+        self._state(event.vid).ranges.append(event.frames)
+        self._take(self.batcher.add((event.vid, event.index), clip))
+
+    def _passed(self, event: VideoPassed) -> None:
+        if event.kind == "elsewhere":  # settled (and recorded) at the end of the run
+            self.elsewhere[event.vid] = event.reason
+        else:
+            self.ctx.record_skipped(event.vid, event.reason)
+        self.bar.update(1)
+
+    def waiting(self) -> bool:
+        """Snippets wait for the model."""
+        return len(self.batcher) > 0
+
+    def flush(self) -> None:
+        """Run the snippets that wait, even if fewer than a batch."""
+        if self.waiting():
+            self._take(self.batcher.flush())
+
+    def _take(self, rows: list[tuple[tuple[int, int], np.ndarray]]) -> None:
+        if not rows:
+            return
+        touched: set[int] = set()
+        for (vid, idx), row in rows:
+            if vid in self.failed:
+                continue
+            self._state(vid).rows[idx] = row
+            touched.add(vid)
+        for vid in touched:
+            self._maybe_finish(vid)
+        # Snippets through the model: finished videos' and those of videos still open
+        # (else one long video would show 0 snippets/s until its end).
+        through = self.ctx.summary.snippets + sum(len(st.rows) for st in self.pending.values())
+        self.bar.set_postfix_str(rate(through, self.t_start), refresh=False)
+        self.bar.update(0)  # redraws, throttled by the bar's own minimum interval
+
+    # ------------------------------------------------------------------ finishing videos
+
+    def _state(self, vid: int) -> _Pending:
+        if vid not in self.pending:
+            self.pending[vid] = _Pending(self.ctx.items[vid], self.ctx.plan[vid], time.perf_counter())
+        return self.pending[vid]
+
+    def _maybe_finish(self, vid: int) -> None:
+        st = self.pending.get(vid)
+        if st is not None and st.expected is not None and len(st.rows) == st.expected:
+            try:
+                self._finish_ok(vid)
+            except OSError as exc:  # disk full, read-only output: this video is not written
+                self.pending[vid] = st
+                self._finish_failed(vid, f"cannot write output: {exc}")
+
+    def _finish_ok(self, vid: int) -> None:
+        ctx, ext = self.ctx, self.ext
+        st = self.pending.pop(vid)
+        self.closed.add(vid)
+        assert st.meta is not None and ctx.claims is not None
+        feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
+        md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
+                         ranges=st.ranges, shape=feats.shape, layout=self.layout)
+        write_outputs(st.paths, feats, md, crops=ext.crops, out=ctx.out,
+                      stale=self.stale_of.get(vid, ()))
+        ctx.claims.release(ctx.keys[vid])
+        ctx.record_ok(vid, num_frames=st.meta["num_frames"], num_snippets=int(feats.shape[0]),
+                      seconds=time.perf_counter() - st.started, warnings=st.meta["warnings"])
+        self.bar.update(1)
+
+    def _finish_failed(self, vid: int, reason: str) -> None:
+        ctx = self.ctx
+        assert ctx.claims is not None
+        st = self.pending.pop(vid, None)
+        self.failed.add(vid)
+        self.closed.add(vid)
+        ctx.claims.mark_failed(ctx.keys[vid], reason)
+        ctx.claims.release(ctx.keys[vid])
+        ctx.record_failed(vid, reason, seconds=time.perf_counter() - st.started if st else 0.0)
+        self.bar.update(1)
+
+    def workers_gone(self, work: queue.Queue) -> None:
+        """Every worker has exited: anything still open was lost by a worker that died."""
+        for vid in [v for v in self.pending if v not in self.failed]:
+            self._finish_failed(vid, "internal error: the decode worker stopped before this video "
+                                     "was finished")
+        while not work.empty():
+            self._finish_failed(work.get_nowait()[0], "internal error: no decode worker was left")
+
+    def interrupted(self, signum: int) -> None:
+        """Record the videos claimed by this run and not finished (the run was stopped)."""
+        for vid, t0 in sorted(self.started.items()):
+            if vid not in self.closed:
+                with contextlib.suppress(OSError):
+                    self.ctx.record_interrupted(vid, signum, seconds=time.perf_counter() - t0)
+
+
+def _drain(events: queue.Queue, collector: _Collector, n_threads: int) -> None:
+    """The event loop: until every decode thread has exited and no snippet waits."""
+    alive = n_threads
+    while alive or collector.waiting():
+        try:
+            event = events.get(block=not collector.waiting(), timeout=None)
+        except queue.Empty:
+            collector.flush()
+            continue
+        if isinstance(event, WorkerExited):
+            alive -= 1
+        else:
+            collector.handle(event)
+        if not alive:
+            collector.flush()
+
+
+def _join(threads: Sequence[threading.Thread]) -> None:
+    # Wait for the decode threads (they see ``stop`` within a snippet or a 0.5 s
+    # queue poll): a process that exits while one is inside FFmpeg or torch can
+    # abort ("terminate called without an active exception") instead of
+    # returning its exit code.
+    deadline = time.monotonic() + _JOIN_S
+    for t in threads:
+        if t.is_alive() or t.ident is not None:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        log.warning("a decode thread did not stop within %.0f s", _JOIN_S)
+
+
+def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], fingerprint: dict[str, Any],
+                  *, layout: str, workers: int, wait: bool, progress_on: bool) -> None:
+    """Decode threads -> bounded event queue -> :class:`_Collector`, for the videos ``todo``."""
+    work: queue.Queue = queue.Queue()
+    for vid in todo:
+        work.put((vid, ctx.items[vid]))
+    # Bounded: at most ~2 batches of preprocessed snippets wait for the model; raw
+    # frames (device preprocessing) also by their bytes.
+    depth = max(2, 2 * ext.clips_per_batch)
+    events: queue.Queue = (_EventQueue(depth, ByteBudget(RAW_QUEUE_BYTES))
+                           if ext.preprocess == "device" else queue.Queue(maxsize=depth))
+    stop = threading.Event()
+    bar = progress(len(todo), enabled=progress_on)
+    collector = _Collector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar)
+    threads = [threading.Thread(target=_produce, args=(ext, work, events, stop, collector.claim),
+                                daemon=True, name=f"vadfeat-decode-{k}")
+               for k in range(min(workers, max(1, len(todo))))]
+    summary = ctx.summary
+    try:
+        for t in threads:
+            t.start()
+        _drain(events, collector, len(threads))
+        collector.workers_gone(work)
+        ctx.settle_elsewhere(collector.elsewhere, fingerprint)
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP under handle_stop_signals
+        summary.interrupted = True
+        summary.signal = signum_of(exc)
+        stop.set()
+        log.error("stopped by %s: finished videos are kept; run again to resume",
+                  signal.Signals(summary.signal).name)
+        collector.interrupted(summary.signal)
+    finally:
+        stop.set()
+        _join(threads)
+        bar.close()
+        ctx.close()
+
+
+# --------------------------------------------------------------------------- extract()
+
+
 def extract(
     inputs: Sequence[str | Path] | str | Path,
     out: str | Path,
     *,
-    layout: str = "flat",
+    layout: str | None = None,
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
     root: str | Path | None = None,
     extractor: FeatureExtractor | None = None,
+    config: ExtractConfig | None = None,
     devices: Sequence[str] | None = None,
     run_token: str | None = None,
     wait: bool = False,
@@ -947,407 +581,136 @@ def extract(
 
     ``settings`` are :class:`FeatureExtractor`'s arguments (``checkpoint``,
     ``model``, ``preset``, ``random_weights``, ``device``, ``dtype``,
-    ``batch_size``, preset overrides ...), or pass a ready ``extractor``.
+    ``batch_size``, preset overrides ...); or pass a ready ``config``
+    (:class:`~vadfeat.pipeline.config.ExtractConfig`) or a ready ``extractor``.
+    ``layout`` (default ``flat``, or the config's) names where outputs go.
 
     Before any work (and before the model is loaded) inputs are discovered and
-    every video's outputs inspected (:func:`plan_run`): a video whose outputs exist
-    with a sidecar matching the current settings, verified files (sha256) and an
-    unchanged source is skipped unless ``overwrite``; outputs vadfeat made with
-    other settings stop the run with :class:`ConfigError` naming the changes, unless
-    ``overwrite``; a file vadfeat did not write at a video's output path fails that
-    video (``overwrite`` never replaces it); damaged outputs of vadfeat's are redone
-    with a warning.  ``devices`` (e.g. ``["cuda:0", "cuda:1"]``) runs one process
-    with its own model per device over the same work list and output folder;
-    per-video claims make each video done exactly once (``run_token`` ties those
-    processes together, so a video one of them failed is not retried by another).
-    A video another live process is extracting is reported as in progress
-    elsewhere (:attr:`RunSummary.elsewhere`, exit code 3) unless ``wait``, which
-    waits for that process to let go of it.  Returns a :class:`RunSummary`.
+    every video's outputs inspected (:func:`~vadfeat.engines.context.plan_run`): a
+    video whose outputs exist with a sidecar matching the current settings, verified
+    files (sha256) and an unchanged source is skipped unless ``overwrite``; outputs
+    vadfeat made with other settings stop the run with :class:`ConfigError` naming
+    the changes, unless ``overwrite``; a file vadfeat did not write at a video's
+    output path fails that video (``overwrite`` never replaces it); damaged outputs
+    of vadfeat's are redone with a warning.  ``devices`` (e.g. ``["cuda:0",
+    "cuda:1"]``) runs one process with its own model per device over the same work
+    list and output folder; per-video claims make each video done exactly once
+    (``run_token`` ties those processes together, so a video one of them failed is
+    not retried by another).  A video another live process is extracting is
+    reported as in progress elsewhere (:attr:`RunSummary.elsewhere`, exit code 3)
+    unless ``wait``, which waits for that process to let go of it.  Returns a
+    :class:`RunSummary`.
 
     Memory: decode threads run at most ``2 * clips_per_batch`` snippets ahead of
     the model.  With ``preprocess="device"`` a snippet is raw frames (a 1080p
     16-frame snippet is ~100 MB), so the snippets waiting for the model are also
     bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of frames; a single snippet
-    larger than that still passes when nothing else waits.  The process's glibc
-    malloc arenas are limited to one (:func:`vadfeat._malloc.limit_arenas`; set
-    ``MALLOC_ARENA_MAX`` to choose otherwise), which keeps peak memory flat over long
-    videos.
+    larger than that still passes when nothing else waits.  This function leaves
+    the process's allocator alone; over long videos, peak memory stays flatter with
+    one glibc malloc arena (``MALLOC_ARENA_MAX=1``, which ``vadfeat extract`` sets
+    for itself: :func:`vadfeat._malloc.limit_arenas`).
     """
-    limit_arenas()
-    if extractor is None:  # every setting refused before any work (vadfeat.pipeline.validate)
-        check_settings(settings)
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
+    cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
     if devices is not None and len(devices) > 1:
         if extractor is not None:
             raise ConfigError("devices= builds one extractor per device; pass settings, not one")
-        return _extract_on_devices(list(devices), list(inputs), out, layout=layout,
-                                   workers=workers, overwrite=overwrite, root=root, wait=wait,
-                                   **settings)
+        return _extract_on_devices(list(devices), list(inputs), out, cfg, workers=workers,
+                                   overwrite=overwrite, root=root, wait=wait)
     if devices:
-        settings["device"] = devices[0]
-    layout = check_layout(layout)
+        cfg = cfg.replace(device=devices[0])
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    if extractor is not None and settings:
-        raise ConfigError("pass either an extractor or extractor settings, not both")
-    out = Path(out)
-    check_output_folder(out)
-    found = scan(list(inputs), root=Path(root) if root is not None else None)
-    items = found.items
+    layout = cfg.layout
     # Plan before the model exists: changed settings stop the run here, in seconds.
-    planned_fp: list[dict[str, Any]] = []
     if extractor is not None:
-        crops = extractor.crops
-
-        def fingerprint() -> dict[str, Any]:
-            planned_fp.append(extractor.fingerprint(layout))
-            return planned_fp[-1]
+        ext = extractor
+        ctx = RunContext.plan(inputs, out, layout=cfg.layout, crops=ext.crops,  # type: ignore[arg-type]
+                              fingerprint=lambda: ext.fingerprint(layout), root=root,
+                              overwrite=overwrite)
     else:
-        crops = preset_of(settings).crops
-        device_type = resolve_device(settings.get("device", "auto")).type
-
-        def fingerprint() -> dict[str, Any]:
-            planned_fp.append(resolve_settings(settings).fingerprint(layout, device_type))
-            return planned_fp[-1]
-    plan, states = plan_run(items, out, layout, crops, fingerprint, overwrite=overwrite)
-    if extractor is None and not overwrite and planned_fp and all(
-            st.status in ("done", "foreign") for st in states):
-        # Nothing to extract: a rerun of a finished folder never loads the model.
-        return _nothing_to_do(items, plan, states, out, run_id=_new_run_id())
-
-    ext = extractor if extractor is not None else FeatureExtractor(**settings)
+        ctx = RunContext.plan(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
+                              fingerprint=planned_fingerprint(cfg, resolve_device(cfg.device).type),
+                              root=root, overwrite=overwrite)
+        if ctx.nothing_to_do():  # a rerun of a finished folder never loads the model
+            return ctx.record_nothing_to_do()
+        ext = FeatureExtractor.from_config(cfg)
     fp = ext.fingerprint(layout)
-    if planned_fp and planned_fp[-1] != fp:
-        diff = "; ".join(fingerprint_changes(planned_fp[-1], fp))
+    if ctx.fingerprint is not None and ctx.fingerprint != fp:
+        diff = "; ".join(fingerprint_changes(ctx.fingerprint, fp))
         raise ConfigError(f"internal error: the settings fingerprint computed before loading the "
                           f"model differs from the model's ({diff}); nothing was run")
     if layout == "per-crop" and ext.crops == 1:
         log.info("layout per-crop with one crop writes <stem>__0.npy files")
-    run_id = _new_run_id()
-    try:  # an output folder we cannot write to is a usage error, found before any work
-        out.mkdir(parents=True, exist_ok=True)
-        clean_stale_temporaries(out)
-        claims = Claims(out, run_token=run_token)
-        manifest = Manifest(out, run_id)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
-    summary = RunSummary(out=out, run_id=run_id, total=len(items),
-                         passed_over=found.describe_passed_over())
-    keys = [str(p.sidecar.relative_to(out)) for p in plan]
-    stale_of: dict[int, tuple[Path, ...]] = {}
-    started: dict[int, float] = {}  # claimed by this run (finished ones are in `closed`)
-    closed: set[int] = set()
-    deferred: set[int] = set()
     t_start = time.perf_counter()
-
-    def claim(vid: int) -> tuple[str | None, str]:
-        final = vid in deferred
-        reason = claims.acquire(keys[vid], wait=stop if (wait and final) else None)
-        if reason is not None:
-            if reason.startswith(HELD + " sibling"):
-                return "sibling", reason  # the sibling of this run reports it
-            if reason.startswith(HELD) and wait and not final:
-                deferred.add(vid)
-                return "defer", reason
-            return ("elsewhere" if reason.startswith(HELD) else "skipped"), reason
-        try:
-            kind, why, stale = recheck(plan[vid], fp, out=out, source=items[vid].source,
-                                       overwrite=overwrite, planned=states[vid])
-        except BaseException:
-            claims.release(keys[vid])
-            raise
-        if kind is not None:
-            claims.release(keys[vid])
-            return kind, why
-        stale_of[vid] = stale
-        started[vid] = time.perf_counter()
-        return None, ""
-
-    todo: list[int] = []
-    for vid, (item, paths, st) in enumerate(zip(items, plan, states, strict=True)):
-        if item.error is not None:  # found by discovery (e.g. output name too long): never opened
-            summary.failed.append((str(item.name), item.error))
-            log.error("%s: %s", item.name, item.error)
-            manifest.record(video=str(item.name), status="failed", error=item.error, output=None,
-                            num_frames=None, num_snippets=None, seconds=0.0)
-        elif st.status == "done" and not overwrite:
-            summary.skipped += 1
-            manifest.record(video=str(item.name), status="skipped", error=None,
-                            output=str(paths.features[0]), num_frames=None, num_snippets=None,
-                            seconds=0.0)
-        elif st.status == "foreign":
-            summary.failed.append((str(item.name), st.reason))
-            log.error("%s: %s", item.name, st.reason)
-            manifest.record(video=str(item.name), status="failed", error=st.reason, output=None,
-                            num_frames=None, num_snippets=None, seconds=0.0)
-        else:
-            if st.status == "redo":
-                log.warning("%s: redoing: %s", item.name, st.reason)
-            todo.append(vid)
-    if summary.skipped:
-        log.info("%d video(s) already extracted with these settings: skipped", summary.skipped)
-
-    work: queue.Queue = queue.Queue()
-    for vid in todo:
-        work.put((vid, items[vid]))
-    # Bounded: at most ~2 batches of preprocessed snippets wait for the model; raw
-    # frames (device preprocessing) also by their bytes.
-    depth = max(2, 2 * ext.clips_per_batch)
-    events: queue.Queue = (_EventQueue(depth, ByteBudget(RAW_QUEUE_BYTES))
-                           if ext.preprocess == "device" else queue.Queue(maxsize=depth))
-    stop = threading.Event()
-    n_workers = min(workers, max(1, len(todo)))
-    threads = [threading.Thread(target=_produce, args=(ext, work, events, stop, claim), daemon=True,
-                                name=f"vadfeat-decode-{k}") for k in range(n_workers)]
-    pending: dict[int, _Pending] = {}
-    failed: set[int] = set()
-    elsewhere: dict[int, str] = {}
-    batch: list[tuple[int, int, torch.Tensor]] = []
-    bar = _progress(len(todo), enabled=progress)
-
-    def finish_ok(vid: int) -> None:
-        st = pending.pop(vid)
-        closed.add(vid)
-        assert st.meta is not None
-        feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
-        md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
-                         ranges=st.ranges, shape=feats.shape, layout=layout)
-        write_outputs(st.paths, feats, md, crops=ext.crops, out=out, stale=stale_of.get(vid, ()))
-        claims.release(keys[vid])
-        seconds = time.perf_counter() - st.started
-        summary.ok += 1
-        summary.snippets += feats.shape[0]
-        manifest.record(video=str(st.item.name), status="ok", error=None,
-                        output=str(st.paths.features[0]), num_frames=st.meta["num_frames"],
-                        num_snippets=int(feats.shape[0]), seconds=round(seconds, 3),
-                        warnings=st.meta["warnings"] or None)
-        bar.update(1)
-
-    def finish_failed(vid: int, reason: str) -> None:
-        st = pending.pop(vid, None)
-        item = items[vid]
-        failed.add(vid)
-        closed.add(vid)
-        claims.mark_failed(keys[vid], reason)
-        claims.release(keys[vid])
-        summary.failed.append((str(item.name), reason))
-        log.error("%s: %s", item.name, reason)
-        manifest.record(video=str(item.name), status="failed", error=reason, output=None,
-                        num_frames=None, num_snippets=None,
-                        seconds=round(time.perf_counter() - st.started, 3) if st else 0.0)
-        bar.update(1)
-
-    def state(vid: int) -> _Pending:
-        if vid not in pending:
-            pending[vid] = _Pending(items[vid], plan[vid], time.perf_counter())
-        return pending[vid]
-
-    def maybe_finish(vid: int) -> None:
-        st = pending.get(vid)
-        if st is not None and st.expected is not None and len(st.rows) == st.expected:
-            try:
-                finish_ok(vid)
-            except OSError as exc:  # disk full, read-only output: this video is not written
-                pending[vid] = st
-                finish_failed(vid, f"cannot write output: {exc}")
-
-    def flush() -> None:
-        if not batch:
-            return
-        feats = ext.run_model(torch.stack([clip for _, _, clip in batch]))
-        touched = set()
-        for (vid, idx, _), row in zip(batch, feats, strict=True):
-            if vid in failed:
-                continue
-            state(vid).rows[idx] = row
-            touched.add(vid)
-        batch.clear()
-        for vid in touched:
-            maybe_finish(vid)
-        # Snippets through the model: finished videos' and those of videos still open
-        # (else one long video would show 0 snippets/s until its end).
-        through = summary.snippets + sum(len(st.rows) for st in pending.values())
-        bar.set_postfix_str(_rate(through, t_start), refresh=False)
-        bar.update(0)  # redraws, throttled by the bar's own minimum interval
-
-    try:
-        for t in threads:
-            t.start()
-        alive = len(threads)
-        while alive or batch:
-            try:
-                kind, vid, a, b = events.get(block=not batch, timeout=None)
-            except queue.Empty:
-                flush()
-                continue
-            if kind == "exit":
-                alive -= 1
-            elif vid in failed:
-                continue  # its model input failed: the rest of the video is dropped
-            elif kind == "snippet":
-                idx, (rng, clip) = a, b
-                try:
-                    clip = ext.prepare(clip)
-                except Exception as exc:  # as a transform error in a decode worker is
-                    log.debug("cannot prepare a snippet of %s", items[vid].source, exc_info=True)
-                    finish_failed(vid, f"unexpected {type(exc).__name__}: {exc}")
-                    continue
-                st = state(vid)
-                st.ranges.append(rng)
-                batch.append((vid, idx, clip))
-                if len(batch) >= ext.clips_per_batch:
-                    flush()
-            elif kind == "done":
-                st = state(vid)
-                st.expected, st.meta = a, b
-                if a == 0:
-                    finish_failed(vid, "no snippets")
-                else:
-                    maybe_finish(vid)
-            elif kind == "failed":
-                finish_failed(vid, a)
-            elif kind == "elsewhere":
-                elsewhere[vid] = a
-                bar.update(1)
-            elif kind in ("skipped", "sibling"):
-                summary.skipped += 1
-                log.info("%s: %s", items[vid].name, a)
-                manifest.record(video=str(items[vid].name), status="skipped", error=a,
-                                output=str(plan[vid].features[0]), num_frames=None,
-                                num_snippets=None, seconds=0.0)
-                bar.update(1)
-            if not alive:
-                flush()
-        # Every worker has exited: anything still open was lost by a worker that died.
-        for vid in [v for v in pending if v not in failed]:
-            finish_failed(vid, "internal error: the decode worker stopped before this video "
-                               "was finished")
-        while not work.empty():
-            finish_failed(work.get_nowait()[0], "internal error: no decode worker was left")
-        _settle_elsewhere(elsewhere, items, plan, fp, out, summary, manifest)
-    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP under handle_stop_signals
-        summary.interrupted = True
-        summary.signal = signum_of(exc)
-        stop.set()
-        log.error("stopped by %s: finished videos are kept; run again to resume",
-                  signal.Signals(summary.signal).name)
-        for vid, t0 in sorted(started.items()):  # claimed by this run, not finished
-            if vid not in closed:
-                with contextlib.suppress(OSError):
-                    manifest.record(video=str(items[vid].name), status="interrupted",
-                                    error=f"stopped by {signal.Signals(summary.signal).name} "
-                                          "before this video was finished",
-                                    output=None, num_frames=None, num_snippets=None,
-                                    seconds=round(time.perf_counter() - t0, 3))
-    finally:
-        stop.set()
-        # Wait for the decode threads (they see ``stop`` within a snippet or a 0.5 s
-        # queue poll): a process that exits while one is inside FFmpeg or torch can
-        # abort ("terminate called without an active exception") instead of
-        # returning its exit code.
-        deadline = time.monotonic() + _JOIN_S
-        for t in threads:
-            if t.is_alive() or t.ident is not None:
-                t.join(timeout=max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in threads):
-            log.warning("a decode thread did not stop within %.0f s", _JOIN_S)
-        bar.close()
-        manifest.close()
-        claims.release_all()
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+    ctx.open(claims=True, run_token=run_token)
+    todo = ctx.triage()
+    _run_pipeline(ext, ctx, todo, fp, layout=layout, workers=workers, wait=wait, progress_on=progress)
+    ctx.summary.seconds = time.perf_counter() - t_start
+    return ctx.summary
 
 
-def _new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+def _config_of(extractor: FeatureExtractor | None, config: ExtractConfig | None,
+               settings: Mapping[str, Any], layout: str | None) -> ExtractConfig:
+    """The run's config: from ``settings``, or ``config``, or the extractor's; ``layout`` applied."""
+    if extractor is not None or config is not None:
+        if extractor is not None and config is not None:
+            raise ConfigError("pass either an extractor or a config, not both")
+        if settings:
+            raise ConfigError("pass either an extractor or extractor settings, not both"
+                              if extractor is not None else
+                              "pass either a config or extractor settings, not both")
+        cfg = extractor.config if extractor is not None else config
+        assert cfg is not None
+        return cfg if layout is None else dataclasses.replace(cfg, layout=check_layout(layout))
+    return ExtractConfig.from_settings(settings, **({"layout": layout} if layout is not None else {}))
 
 
-def _nothing_to_do(items: Sequence[VideoItem], plan: Sequence[OutputPaths],
-                   states: Sequence[OutputState], out: Path, *, run_id: str) -> RunSummary:
-    """Every video is done or blocked by a foreign file: record that, without a model."""
-    t0 = time.perf_counter()
-    try:
-        manifest = Manifest(out, run_id)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
-    summary = RunSummary(out=out, run_id=run_id, total=len(items))
-    try:
-        for item, paths, st in zip(items, plan, states, strict=True):
-            if st.status == "done":
-                summary.skipped += 1
-                manifest.record(video=str(item.name), status="skipped", error=None,
-                                output=str(paths.features[0]), num_frames=None,
-                                num_snippets=None, seconds=0.0)
-            else:
-                summary.failed.append((str(item.name), st.reason))
-                log.error("%s: %s", item.name, st.reason)
-                manifest.record(video=str(item.name), status="failed", error=st.reason,
-                                output=None, num_frames=None, num_snippets=None, seconds=0.0)
-    finally:
-        manifest.close()
-    if summary.skipped:
-        log.info("%d video(s) already extracted with these settings: skipped", summary.skipped)
-    summary.seconds = time.perf_counter() - t0
-    return summary
-
-
-def _settle_elsewhere(elsewhere: dict[int, str], items: Sequence[VideoItem],
-                      plan: Sequence[OutputPaths], fingerprint: dict[str, Any], out: Path,
-                      summary: RunSummary, manifest: Manifest) -> None:
-    """Videos another process held: done by now with these settings, or not done."""
-    for vid, reason in sorted(elsewhere.items()):
-        name = str(items[vid].name)
-        st = inspect_outputs(plan[vid], fingerprint, out=out, source=items[vid].source)
-        if st.status == "done":
-            summary.skipped += 1
-            manifest.record(video=name, status="skipped", error="extracted by another process "
-                            "during this run", output=str(plan[vid].features[0]), num_frames=None,
-                            num_snippets=None, seconds=0.0)
-            continue
-        summary.elsewhere.append((name, reason))
-        log.warning("%s: %s; not done by this run", name, reason)
-        manifest.record(video=name, status="elsewhere", error=reason, output=None,
-                        num_frames=None, num_snippets=None, seconds=0.0)
+# --------------------------------------------------------------------------- devices=
 
 
 def _device_main(results: Any, index: int, device: str, inputs: list, out: str | Path,
-                 kwargs: dict[str, Any]) -> None:
+                 config: ExtractConfig, kwargs: dict[str, Any]) -> None:
     """One device's process: the ordinary engine on ``device``; its summary goes back."""
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{device}] %(message)s")
+    limit_arenas()  # a process vadfeat owns: flat memory over long videos
     with handle_stop_signals():
         try:
-            summary = extract(inputs, out, device=device, progress=False, **kwargs)
+            summary = extract(inputs, out, config=config, devices=[device], progress=False, **kwargs)
         except KeyboardInterrupt:  # stopped while planning or loading: nothing to report
             return
     results.put((index, summary))
 
 
-def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
-                        **kwargs: Any) -> RunSummary:
+def _extract_on_devices(devices: list[str], inputs: list, out: str | Path, cfg: ExtractConfig, *,
+                        workers: int, overwrite: bool, root: str | Path | None,
+                        wait: bool) -> RunSummary:
     import multiprocessing as mp
 
-    kwargs.pop("device", None)  # each process gets its own
-    kwargs.pop("progress", None)
-    kwargs["run_token"] = uuid.uuid4().hex
+    kwargs = {"workers": workers, "overwrite": overwrite, "root": root, "wait": wait,
+              "run_token": uuid.uuid4().hex}
     for d in devices:  # fail at the boundary, before any process starts
         resolve_device(d)
     # Changed settings and a foreign manifest stop the run here, before any process starts.
     out = Path(out)
-    check_output_folder(out)
-    settings = {k: v for k, v in kwargs.items() if k not in RUN_SETTINGS and k != "layout"}
-    items = scan(list(inputs), root=Path(kwargs["root"]) if kwargs.get("root") else None).items
-    device_type = resolve_device(devices[0]).type
-    plan_run(items, out, check_layout(kwargs.get("layout", "flat")), preset_of(settings).crops,
-             lambda: resolve_settings(settings).fingerprint(kwargs.get("layout", "flat"), device_type),
-             overwrite=bool(kwargs.get("overwrite")), verify=False)
+    RunContext.plan(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
+                    fingerprint=planned_fingerprint(cfg, resolve_device(devices[0]).type),
+                    root=root, overwrite=overwrite, verify=False)
     ctx = mp.get_context("spawn")  # CUDA cannot be forked into children
     results = ctx.Queue()
-    procs = [ctx.Process(target=_device_main, args=(results, i, d, inputs, out, kwargs),
+    procs = [ctx.Process(target=_device_main, args=(results, i, d, inputs, out, cfg, kwargs),
                          name=f"vadfeat-{d}") for i, d in enumerate(devices)]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
+    got, stopped = _collect_devices(procs, results)
+    merged = _merge(got, devices, out, stopped)
+    merged.seconds = time.perf_counter() - t0
+    return merged
+
+
+def _collect_devices(procs: list, results: Any) -> tuple[dict[int, RunSummary], int | None]:
     got: dict[int, RunSummary] = {}
     stopped: int | None = None
     while len(got) < len(procs) and (any(p.is_alive() for p in procs) or not results.empty()):
@@ -1360,11 +723,15 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
             for p in procs:
                 if p.is_alive():
                     with contextlib.suppress(OSError):
-                        os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                        os.kill(p.pid, signal.SIGTERM)
             continue
         got[index] = summary
     for p in procs:
         p.join()
+    return got, stopped
+
+
+def _merge(got: dict[int, RunSummary], devices: list[str], out: Path, stopped: int | None) -> RunSummary:
     merged = RunSummary(out=out, run_id="+".join(s.run_id for s in got.values()))
     done: set[str] = set()
     for s in got.values():
@@ -1386,25 +753,10 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path,
                                   "run again to finish its videos"))
     merged.skipped = max(0, merged.total - merged.ok - len(merged.elsewhere) - len(
         [f for f in merged.failed if not f[0].startswith("<")]))
-    merged.seconds = time.perf_counter() - t0
     return merged
 
 
-def _rate(snippets: int, t0: float) -> str:
-    dt = time.perf_counter() - t0
-    return f"{snippets / dt:.1f} snippets/s" if dt > 0 else ""
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix_str(self, s: str, refresh: bool = True) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, *, enabled: bool) -> Any:
-    # A bar on a terminal; a plain line every few seconds in a log (vadfeat.engines.progress).
-    return progress_bar(total, enabled=enabled, desc="extract", unit="video")
-
-
-__all__ = ["CONTENT_SETTINGS", "RUN_SETTINGS", "FeatureExtractor", "RunSummary", "VideoFeatures",
-           "extract", "handle_stop_signals", "resolve_settings"]
+__all__ = ["CONTENT_SETTINGS", "EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "RUN_SETTINGS",
+           "FeatureExtractor", "RunSummary", "SnippetReady", "VideoDecoded", "VideoFailed",
+           "VideoFeatures", "VideoPassed", "VideoStarted", "WorkerExited", "extract",
+           "handle_stop_signals"]

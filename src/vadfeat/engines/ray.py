@@ -60,13 +60,12 @@ Ray is imported only inside these functions: ``import vadfeat`` never imports it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -75,25 +74,22 @@ import torch
 
 from vadfeat._malloc import limit_arenas
 from vadfeat.engines._signals import signum_of
-from vadfeat.engines.local import (
-    FeatureExtractor,
-    ResolvedSettings,
+from vadfeat.engines.context import (
+    RunContext,
     RunSummary,
-    _progress,
-    _settle_elsewhere,
     check_output_folder,
     plan_outputs,
-    plan_run,
+    planned_fingerprint,
+    progress,
     recheck,
-    resolve_settings,
 )
 from vadfeat.errors import ConfigError, VadfeatError
-from vadfeat.io.inputs import VideoItem, discover
-from vadfeat.pipeline.validate import check_settings
+from vadfeat.io.inputs import VideoItem, scan
+from vadfeat.pipeline.config import ExtractConfig
+from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.writers import (
     HELD,
     Claims,
-    Manifest,
     OutputPaths,
     OutputState,
     check_layout,
@@ -112,16 +108,19 @@ _INSTALL_HINT = "the Ray engine needs Ray Data: pip install 'vadfeat[ray]'"
 # --------------------------------------------------------------------------- driver-side settings
 
 
-def _resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
-    """:func:`vadfeat.engines.local.resolve_settings` plus the Ray engine's own rules."""
+def _ray_config(settings: Mapping[str, Any], config: ExtractConfig | None) -> ExtractConfig:
+    """The run's :class:`ExtractConfig` (validated as for the local engine) plus the Ray
+    engine's own rules."""
     if "extractor" in settings:
         raise ConfigError("the Ray engine builds a model on every worker: pass extractor settings "
                           "(checkpoint=, model=, ...), not a FeatureExtractor")
-    device = str(settings.get("device", "auto"))
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device {device!r} cannot be used with the Ray engine: each actor gets "
+    if config is not None and settings:
+        raise ConfigError("pass either a config or extractor settings, not both")
+    cfg = config if config is not None else ExtractConfig.from_settings(settings)
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {cfg.device!r} cannot be used with the Ray engine: each actor gets "
                           "its own GPU from Ray; use auto, cuda or cpu")
-    return resolve_settings(settings)
+    return cfg.portable()  # workers may start in another folder (or on another machine)
 
 
 # --------------------------------------------------------------------------- the actor
@@ -134,9 +133,9 @@ class _ExtractActor:
     does), so a concurrent run on the same output folder never works on it at once.
     """
 
-    def __init__(self, settings: dict[str, Any], layout: str, fingerprint: dict[str, Any],
+    def __init__(self, config: ExtractConfig, layout: str, fingerprint: dict[str, Any],
                  out: str, overwrite: bool, threads: int) -> None:
-        limit_arenas()  # as the local engine does: flat memory over long videos
+        limit_arenas()  # a worker process vadfeat owns: flat memory over long videos
         torch.set_num_threads(max(1, threads))
         self.out = Path(out)
         # The driver cannot check another host's temporaries: each worker cleans its host's.
@@ -149,7 +148,7 @@ class _ExtractActor:
             self.claims = Claims(self.out)
         except OSError as exc:
             self._no_locks(exc)
-        self.extractor = FeatureExtractor(**settings)
+        self.extractor = FeatureExtractor.from_config(config)
         actual = self.extractor.fingerprint(layout)
         if actual != fingerprint:
             diff = sorted(k for k in {*actual, *fingerprint} if actual.get(k) != fingerprint.get(k))
@@ -311,19 +310,21 @@ def extract_ray(
     out: str | Path,
     *,
     address: str | None = None,
-    layout: str = "flat",
+    layout: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
     root: str | Path | None = None,
     num_actors: int | None = None,
     cpus_per_actor: float | None = None,
+    config: ExtractConfig | None = None,
     **settings: Any,
 ) -> RunSummary:
     """Extract features for every video in ``inputs`` into ``out`` on a Ray cluster.
 
     Same inputs, settings (``checkpoint``, ``model``, ``preset``, ``random_weights``,
     ``device``, ``dtype``, ``batch_size``, preset overrides ...), outputs, manifest,
-    resume rules and :class:`~vadfeat.RunSummary` as :func:`vadfeat.engines.local`.
+    resume rules and :class:`~vadfeat.RunSummary` as :func:`vadfeat.extract` (or a ready
+    ``config``, :class:`~vadfeat.pipeline.config.ExtractConfig`).
     ``address``: a running cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
     ``None`` reuses Ray if this process already initialised it, else honours
     ``RAY_ADDRESS``, else starts a local cluster for the run and stops it after.
@@ -335,109 +336,77 @@ def extract_ray(
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    layout = check_layout(layout)
-    check_settings(settings)  # the local engine's checks, before Ray starts
-    resolved = _resolve_settings(settings)
+    if layout is not None:
+        layout = check_layout(layout)
+        if config is not None:
+            config = dataclasses.replace(config, layout=layout)
+        else:
+            settings["layout"] = layout
+    cfg = _ray_config(settings, config)
+    identity = cfg.identify()  # an unreadable checkpoint stops the run before Ray starts
     out = Path(out)
     check_output_folder(out)
-    items = discover(list(inputs), root=Path(root) if root is not None else None)
+    found = scan(list(inputs), root=Path(root) if root is not None else None)
     ray = _import_ray()
     # The workers get absolute paths; the manifest records outputs under `out` as given,
     # as the local engine does.
     out_abs = out.expanduser().absolute()
     with _cluster(ray, address):
         device, n_actors, actor_cpus, actor_gpus = _workers(
-            ray.cluster_resources(), str(resolved.kwargs["device"]), num_actors, cpus_per_actor)
-        worker_settings = resolved.for_device(device)
-        fingerprint = resolved.fingerprint(layout, device)
+            ray.cluster_resources(), cfg.device, num_actors, cpus_per_actor)
+        fingerprint = planned_fingerprint(cfg, device, identity)()
         # Before any actor (and model) starts: changed settings stop the run here.
-        plan, states = plan_run(items, out, layout, resolved.crops, lambda: fingerprint,
-                                overwrite=overwrite)
-        plan_abs = plan_outputs(items, out_abs, layout, resolved.crops)
-
-        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-        try:  # a read-only or missing output folder is a usage error, before any work
-            out.mkdir(parents=True, exist_ok=True)
-            clean_stale_temporaries(out)
-            manifest = Manifest(out, run_id)
-        except OSError as exc:
-            raise ConfigError(f"cannot write to the output folder {out}: {exc}") from exc
-        summary = RunSummary(out=out, run_id=run_id, total=len(items))
+        ctx = RunContext.plan(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
+                              fingerprint=lambda: fingerprint, found=found, overwrite=overwrite)
+        plan_abs = plan_outputs(ctx.items, out_abs, cfg.layout, cfg.crops)  # type: ignore[arg-type]
+        ctx.open()
         t_start = time.perf_counter()
         try:
-            todo: list[int] = []
-            for vid, (item, paths, st) in enumerate(zip(items, plan, states, strict=True)):
-                if item.error is not None:  # found by discovery: never opened
-                    summary.failed.append((str(item.name), item.error))
-                    manifest.record(video=str(item.name), status="failed", error=item.error,
-                                    output=None, num_frames=None, num_snippets=None, seconds=0.0)
-                elif st.status == "done" and not overwrite:
-                    summary.skipped += 1
-                    manifest.record(video=str(item.name), status="skipped", error=None,
-                                    output=str(paths.features[0]), num_frames=None,
-                                    num_snippets=None, seconds=0.0)
-                elif st.status == "foreign":
-                    summary.failed.append((str(item.name), st.reason))
-                    log.error("%s: %s", item.name, st.reason)
-                    manifest.record(video=str(item.name), status="failed", error=st.reason,
-                                    output=None, num_frames=None, num_snippets=None, seconds=0.0)
-                else:
-                    if st.status == "redo":
-                        log.warning("%s: redoing: %s", item.name, st.reason)
-                    todo.append(vid)
-            if summary.skipped:
-                log.info("%d video(s) already extracted with these settings: skipped",
-                         summary.skipped)
+            todo = ctx.triage()
             if todo:
                 log.info("Ray engine: %d video(s) on %d %s actor(s)", len(todo),
                          min(n_actors, len(todo)), device)
                 planned = [json.dumps({"status": st.status, "stale": [
-                    str(out_abs / p.relative_to(out)) for p in st.stale]}) for st in states]
-                elsewhere = _run(ray, todo, items, plan, plan_abs, planned, summary, manifest,
-                                 actor_args={"settings": worker_settings, "layout": layout,
+                    str(out_abs / p.relative_to(out)) for p in st.stale]}) for st in ctx.states]
+                worker_cfg = cfg.replace(device=device)
+                elsewhere = _run(ray, todo, ctx, plan_abs, planned,
+                                 actor_args={"config": worker_cfg, "layout": cfg.layout,
                                              "fingerprint": fingerprint, "out": str(out_abs),
                                              "overwrite": overwrite,
                                              "threads": max(1, int(actor_cpus))},
                                  n_actors=min(n_actors, len(todo)), actor_cpus=actor_cpus,
-                                 actor_gpus=actor_gpus, progress=progress)
-                if not summary.interrupted:
-                    _settle_elsewhere(elsewhere, items, plan, fingerprint, out, summary, manifest)
+                                 actor_gpus=actor_gpus, progress_on=progress)
+                if not ctx.summary.interrupted:
+                    ctx.settle_elsewhere(elsewhere, fingerprint)
         finally:
-            manifest.close()
-        summary.seconds = time.perf_counter() - t_start
-    return summary
+            ctx.close()
+        ctx.summary.seconds = time.perf_counter() - t_start
+    return ctx.summary
 
 
-def _run(ray: Any, todo: list[int], items: list[VideoItem], plan: list[OutputPaths],
-         plan_abs: list[OutputPaths], planned: list[str], summary: RunSummary,
-         manifest: Manifest, *, actor_args: dict[str, Any], n_actors: int, actor_cpus: float,
-         actor_gpus: int, progress: bool) -> dict[int, str]:
-    """Run the actors; return the videos another process held (for :func:`_settle_elsewhere`)."""
+def _run(ray: Any, todo: list[int], ctx: RunContext, plan_abs: list[OutputPaths],
+         planned: list[str], *, actor_args: dict[str, Any], n_actors: int, actor_cpus: float,
+         actor_gpus: int, progress_on: bool) -> dict[int, str]:
+    """Run the actors; return the videos another process held (for :meth:`RunContext.settle_elsewhere`)."""
+    items, summary = ctx.items, ctx.summary
     rows = [{"index": vid, "source": str(items[vid].source), "name": str(items[vid].name),
              "outputs": json.dumps([str(p) for p in plan_abs[vid].all()]),
              "planned": planned[vid]} for vid in todo]
     done: set[int] = set()
     elsewhere: dict[int, str] = {}
-    bar = _progress(len(todo), enabled=progress)
+    bar = progress(len(todo), enabled=progress_on)
 
     def record(vid: int, entry: dict[str, Any]) -> None:
         done.add(vid)
         if entry["status"] == "elsewhere":  # settled (and recorded) at the end of the run
             elsewhere[vid] = entry["error"]
-            bar.update(1)
-            return
-        if entry["status"] == "ok":
-            summary.ok += 1
-            summary.snippets += int(entry["num_snippets"])
-            entry["output"] = str(plan[vid].features[0])
+        elif entry["status"] == "ok":
+            ctx.record_ok(vid, num_frames=entry["num_frames"], num_snippets=int(entry["num_snippets"]),
+                          seconds=entry["seconds"], warnings=entry.get("warnings"))
         elif entry["status"] == "skipped":  # another run holds it or has just done it
-            summary.skipped += 1
-            entry["output"] = str(plan[vid].features[0])
-            log.info("%s: %s", entry["video"], entry["error"])
+            ctx.record_skipped(vid, entry["error"])
         else:
-            summary.failed.append((entry["video"], entry["error"]))
-            log.error("%s: %s", entry["video"], entry["error"])
-        manifest.record(**entry)
+            ctx.record_failed(vid, entry["error"], seconds=entry["seconds"])
         bar.update(1)
 
     # Every video is its own block and an actor takes one at a time: videos differ

@@ -1,9 +1,9 @@
-"""Settings checked before any work: the one place both engines validate an extraction run.
+"""Checks of extraction settings that need no model; :mod:`vadfeat.pipeline.config` applies them.
 
-:func:`check_settings` refuses, with a :class:`~vadfeat.errors.ConfigError`, every
-setting that would otherwise fail later, per video or at the first forward pass:
-frame rates that are not positive numbers, batch sizes that are not positive
-integers, preset overrides of the wrong type or range, and a clip that is not a
+:class:`~vadfeat.pipeline.config.ExtractConfig` (and :func:`check_settings`) refuses, with a
+:class:`~vadfeat.errors.ConfigError`, every setting that would otherwise fail later, per
+video or at the first forward pass: frame rates that are not positive numbers, batch sizes
+that are not positive integers, preset overrides of the wrong type or range, and a clip that is not a
 whole number of the model's tubelets (``clip_len`` a multiple of the tubelet,
 ``size`` a multiple of the patch).  The model's geometry comes from ``model=`` (a
 registered size) or from the checkpoint's header (safetensors header, a hub
@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
 from vadfeat.errors import ConfigError
-from vadfeat.pipeline.presets import Preset, get_preset
+from vadfeat.pipeline.presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +38,6 @@ MAX_BATCH_SIZE = 512
 _PATCH_KEYS = ("patch_embed.proj.weight", "embeddings.patch_embeddings.projection.weight")
 
 
-def _positive_number(name: str, value: Any, *, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ConfigError(f"{name} must be a positive number of frames per second, got {value!r}")
-
-
 def check_batch_size(batch_size: Any) -> int:
     """A positive integer; above :data:`MAX_BATCH_SIZE` it is capped, with a warning."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -58,18 +48,6 @@ def check_batch_size(batch_size: Any) -> int:
                     "16x224x224)", batch_size, MAX_BATCH_SIZE, MAX_BATCH_SIZE)
         return MAX_BATCH_SIZE
     return batch_size
-
-
-def resolve_preset(preset: Any, overrides: Mapping[str, Any]) -> Preset:
-    """The registered preset (or a :class:`Preset`) with the non-``None`` overrides applied."""
-    if isinstance(preset, Preset):
-        base = preset
-    elif isinstance(preset, str):
-        base = get_preset(preset)
-    else:
-        raise ConfigError(f"preset must be a preset name, got {preset!r}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return base.replace(**given) if given else base
 
 
 def _near(value: int, step: int) -> str:
@@ -180,52 +158,14 @@ def _from_pth(path: Path) -> tuple[int, int] | None:
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Refuse, before any work, every extraction setting that cannot work.
 
-    ``settings`` are :func:`vadfeat.engines.local`'s keyword arguments (``checkpoint``,
-    ``model``, ``random_weights``, ``preset``, ``fps``, ``folder_fps``,
-    ``batch_size``, preset overrides ...); missing ones take their defaults.
-    Raises :class:`~vadfeat.errors.ConfigError` (unknown model names included).
+    The checks of :meth:`vadfeat.pipeline.config.ExtractConfig.from_settings` (which
+    this calls), for callers that only want to know; missing settings take their
+    defaults.  Raises :class:`~vadfeat.errors.ConfigError` (unknown model names included).
     """
-    from vadfeat.backbones.videomae.model import get_spec
+    from vadfeat.pipeline.config import ExtractConfig
 
-    # FeatureExtractor's own arguments; everything else is a preset override.
-    own = {"checkpoint", "model", "preset", "random_weights", "device", "dtype", "batch_size",
-           "num_heads", "on_corrupt", "fps", "frames_colour", "folder_fps", "quantize",
-           "preprocess", "max_pixels", "extractor"}
-    checkpoint, model = settings.get("checkpoint"), settings.get("model")
-    random_weights = settings.get("random_weights", False)
-    if checkpoint is None and not random_weights and "extractor" not in settings:
-        raise ConfigError("a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
-                          "to run with random weights for testing")
-    if checkpoint is not None and random_weights:
-        raise ConfigError("give either checkpoint=PATH or random_weights=True, not both")
-    if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
-        raise ConfigError(f"checkpoint must be a path, got {checkpoint!r}")
-    if model is not None and not isinstance(model, str):
-        raise ConfigError(f"model must be a model name, got {model!r}")
-    for name in ("device", "dtype", "on_corrupt", "frames_colour", "preprocess"):
-        value = settings.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-    num_heads = settings.get("num_heads")
-    if num_heads is not None and (isinstance(num_heads, bool) or not isinstance(num_heads, int)
-                                  or num_heads < 1):
-        raise ConfigError(f"num_heads must be a positive integer, got {num_heads!r}")
-    _positive_number("fps", settings.get("fps"), optional=True)
-    _positive_number("folder_fps", settings.get("folder_fps", 30.0), optional=False)
-    if "batch_size" in settings:
-        batch = settings["batch_size"]
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch!r}")
-    preset = resolve_preset(settings.get("preset", "videomae-v2"),
-                            {k: v for k, v in settings.items() if k not in own})
-    if model is not None:
-        spec = get_spec(model)
-        check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size, model=spec.name)
-    elif checkpoint is not None:
-        found = peek_geometry(checkpoint)
-        if found is not None:
-            check_geometry(preset, tubelet=found[0], patch=found[1], model=f"the model in {checkpoint}")
+    ExtractConfig.from_settings(settings)
 
 
 __all__ = ["MAX_BATCH_SIZE", "check_batch_size", "check_geometry", "check_settings",
-           "peek_geometry", "resolve_preset"]
+           "peek_geometry"]

@@ -1,0 +1,457 @@
+"""Run set-up and bookkeeping shared by every engine (local, ``--devices``, Ray).
+
+Before any model exists, :meth:`RunContext.plan` checks the output folder
+(:func:`check_output_folder`), discovers the inputs and inspects every video's
+outputs (:func:`plan_run`): changed settings stop the run here.  :meth:`RunContext.open`
+then creates the output folder, the run's manifest and (local engines) its claims;
+:meth:`RunContext.triage` records what needs no work (discovery failures, videos done
+before, foreign files) and returns the videos to extract; the ``record_*`` methods
+keep the :class:`RunSummary` and ``OUT/manifest.jsonl`` in step, one line per video
+per run; :meth:`RunContext.settle_elsewhere` decides, at the end, the videos another
+process held.  :func:`recheck` looks at a video again under its claim.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from vadfeat.engines.progress import progress_bar
+from vadfeat.errors import ConfigError
+from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
+from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
+from vadfeat.store.writers import (
+    LAYOUTS,
+    LOCK_DIR,
+    MANIFEST,
+    Claims,
+    Layout,
+    Manifest,
+    OutputPaths,
+    OutputState,
+    clean_stale_temporaries,
+    fingerprint_changes,
+    inspect_outputs,
+    is_vadfeat_sidecar,
+    output_paths,
+    owned_record_path,
+    read_sidecar,
+    sidecar_files,
+)
+
+log = logging.getLogger(__name__)
+
+
+#: Exit codes of ``vadfeat extract`` (and :attr:`RunSummary.exit_code`).
+EXIT_OK = 0  # every video done (extracted now or before)
+EXIT_FAILED = 1  # some videos failed; each is named with its reason in the summary and manifest
+EXIT_USAGE = 2  # bad usage or configuration, changed settings, a foreign file for the whole run
+EXIT_ELSEWHERE = 3  # nothing failed, but some videos were in progress in another process
+# 128 + signal number when stopped by a signal: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 SIGHUP
+
+
+@dataclass
+class RunSummary:
+    """What an :func:`~vadfeat.extract` run did; ``exit_code`` is what the CLI returns.
+
+    ``elsewhere``: videos another live process was extracting when this run ended
+    (not counted as done).  ``signal``: the signal that stopped the run (2 for
+    SIGINT / KeyboardInterrupt).
+    """
+
+    out: Path
+    run_id: str
+    total: int = 0
+    ok: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    snippets: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    passed_over: list[str] = field(default_factory=list)  # inputs.Discovery.describe_passed_over
+    elsewhere: list[tuple[str, str]] = field(default_factory=list)
+    signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 128 + (self.signal or int(signal.SIGINT))
+        if self.failed:
+            return EXIT_FAILED
+        return EXIT_ELSEWHERE if self.elsewhere else EXIT_OK
+
+    def describe(self) -> str:
+        rate = self.snippets / self.seconds if self.seconds > 0 else 0.0
+        more = f", {len(self.elsewhere)} in progress elsewhere" if self.elsewhere else ""
+        lines = [
+            f"{self.total} video(s): {self.ok} extracted, {self.skipped} already done, "
+            f"{len(self.failed)} failed{more}; {self.snippets} snippets in {self.seconds:.1f} s "
+            f"({rate:.1f} snippets/s); outputs in {self.out}"
+        ]
+        if self.interrupted:
+            name = signal.Signals(self.signal or signal.SIGINT).name
+            lines.append(f"  STOPPED by {name}: finished videos are kept; run again to resume")
+        lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
+        lines += [f"  {line}" for line in self.passed_over]
+        lines += [f"  NOT DONE {video}: {reason}" for video, reason in self.elsewhere]
+        if self.elsewhere:
+            lines.append("  (another process was extracting these; run again when it has "
+                         "finished, or use --wait)")
+        return "\n".join(lines)
+
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+def planned_fingerprint(config: ExtractConfig, device_type: str,
+                        identity: ModelIdentity | None = None) -> Callable[[], dict[str, Any]]:
+    """The fingerprint ``config``'s model will write on ``device_type``, computed once, on the
+    first call, from the checkpoint file (no model is built): what every engine plans with.
+
+    ``identity``: the checkpoint already read (:meth:`ExtractConfig.identify`)."""
+    cached: list[dict[str, Any]] = []
+
+    def fingerprint() -> dict[str, Any]:
+        if not cached:
+            cached.append(config.fingerprint(identity or config.identify(), device_type))
+        return cached[0]
+    return fingerprint
+
+
+def rate(snippets: int, t0: float) -> str:
+    dt = time.perf_counter() - t0
+    return f"{snippets / dt:.1f} snippets/s" if dt > 0 else ""
+
+
+def progress(total: int, *, enabled: bool) -> Any:
+    """A bar on a terminal; a plain line every few seconds in a log (vadfeat.engines.progress)."""
+    return progress_bar(total, enabled=enabled, desc="extract", unit="video")
+
+
+class RunContext:
+    """One run over one output folder: what was found, what is planned, what was done.
+
+    Made by :meth:`plan` before any model exists; :meth:`open` before any work.
+    ``fingerprint`` is the one the plan was compared with, ``None`` when no output
+    existed (then it was never computed).
+    """
+
+    def __init__(self, out: Path, items: list[VideoItem], plan: list[OutputPaths],
+                 states: list[OutputState], *, overwrite: bool, passed_over: list[str],
+                 fingerprint: dict[str, Any] | None) -> None:
+        self.out = out
+        self.items = items
+        self.plan = plan
+        self.states = states
+        self.overwrite = overwrite
+        self.passed_over = passed_over
+        self.fingerprint = fingerprint
+        self.keys = [str(p.sidecar.relative_to(out)) for p in plan]  # claim keys
+        self.run_id = ""
+        self.manifest: Manifest | None = None
+        self.claims: Claims | None = None
+        self.summary = RunSummary(out=out, run_id="", total=len(items), passed_over=passed_over)
+
+    @classmethod
+    def plan(cls, inputs: Sequence[str | Path], out: str | Path, *, layout: Layout, crops: int,
+             fingerprint: Callable[[], dict[str, Any]], root: str | Path | None = None,
+             overwrite: bool = False, verify: bool = True,
+             found: Discovery | None = None) -> RunContext:
+        """Check ``out``, discover ``inputs`` and plan every video's outputs (:func:`plan_run`).
+
+        ``fingerprint`` is called only when some output exists; ``found``: ``inputs``
+        already discovered (:func:`~vadfeat.io.inputs.scan`).  Raises
+        :class:`ConfigError` (foreign run files, changed settings, bad inputs).
+        """
+        out = Path(out)
+        check_output_folder(out)
+        if found is None:
+            found = scan(list(inputs), root=Path(root) if root is not None else None)
+        seen: list[dict[str, Any]] = []
+
+        def fp() -> dict[str, Any]:
+            seen.append(fingerprint())
+            return seen[-1]
+        plan, states = plan_run(found.items, out, layout, crops, fp, overwrite=overwrite,
+                                verify=verify)
+        return cls(out, found.items, plan, states, overwrite=overwrite,
+                   passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None)
+
+    # ------------------------------------------------------------------ before any work
+
+    def nothing_to_do(self) -> bool:
+        """Every video is done (with the planned settings) or blocked by a foreign file."""
+        return (not self.overwrite and self.fingerprint is not None
+                and all(st.status in ("done", "foreign") for st in self.states))
+
+    def open(self, *, claims: bool = False, run_token: str | None = None) -> None:
+        """Create ``out``, clean stale temporaries, open the manifest (and the claims).
+
+        An output folder that cannot be written is a :class:`ConfigError`, before any work.
+        """
+        self.run_id = self.summary.run_id = new_run_id()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            clean_stale_temporaries(self.out)
+            if claims:
+                self.claims = Claims(self.out, run_token=run_token)
+            self.manifest = Manifest(self.out, self.run_id)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the output folder {self.out}: {exc}") from exc
+
+    def triage(self) -> list[int]:
+        """Record the videos that need no work; return the others' indices, in order."""
+        todo: list[int] = []
+        for vid, (item, st) in enumerate(zip(self.items, self.states, strict=True)):
+            if item.error is not None:  # found by discovery (e.g. output name too long): never opened
+                self.record_failed(vid, item.error)
+            elif st.status == "done" and not self.overwrite:
+                self.record_skipped(vid)
+            elif st.status == "foreign":
+                self.record_failed(vid, st.reason)
+            else:
+                if st.status == "redo":
+                    log.warning("%s: redoing: %s", item.name, st.reason)
+                todo.append(vid)
+        if self.summary.skipped:
+            log.info("%d video(s) already extracted with these settings: skipped",
+                     self.summary.skipped)
+        return todo
+
+    def record_nothing_to_do(self) -> RunSummary:
+        """Every video is done or blocked by a foreign file: record that, without a model."""
+        t0 = time.perf_counter()
+        self.run_id = self.summary.run_id = new_run_id()
+        self.summary.passed_over = []
+        try:
+            self.manifest = Manifest(self.out, self.run_id)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the output folder {self.out}: {exc}") from exc
+        try:
+            for vid, st in enumerate(self.states):
+                if st.status == "done":
+                    self.record_skipped(vid)
+                else:
+                    self.record_failed(vid, st.reason)
+        finally:
+            self.manifest.close()
+        if self.summary.skipped:
+            log.info("%d video(s) already extracted with these settings: skipped",
+                     self.summary.skipped)
+        self.summary.seconds = time.perf_counter() - t0
+        return self.summary
+
+    # ------------------------------------------------------------------ one line per video
+
+    def _record(self, vid: int, **entry: Any) -> None:
+        assert self.manifest is not None
+        self.manifest.record(video=str(self.items[vid].name), **entry)
+
+    def record_ok(self, vid: int, *, num_frames: int, num_snippets: int, seconds: float,
+                  warnings: list[str] | None) -> None:
+        self.summary.ok += 1
+        self.summary.snippets += num_snippets
+        self._record(vid, status="ok", error=None, output=str(self.plan[vid].features[0]),
+                     num_frames=num_frames, num_snippets=num_snippets, seconds=round(seconds, 3),
+                     warnings=warnings or None)
+
+    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0) -> None:
+        name = str(self.items[vid].name)
+        self.summary.failed.append((name, reason))
+        log.error("%s: %s", name, reason)
+        self._record(vid, status="failed", error=reason, output=None, num_frames=None,
+                     num_snippets=None, seconds=round(seconds, 3))
+
+    def record_skipped(self, vid: int, reason: str | None = None) -> None:
+        """Done before (``reason`` None), or held by / done by another run of this folder."""
+        self.summary.skipped += 1
+        if reason is not None:
+            log.info("%s: %s", self.items[vid].name, reason)
+        self._record(vid, status="skipped", error=reason, output=str(self.plan[vid].features[0]),
+                     num_frames=None, num_snippets=None, seconds=0.0)
+
+    def record_interrupted(self, vid: int, signum: int, *, seconds: float) -> None:
+        self._record(vid, status="interrupted",
+                     error=f"stopped by {signal.Signals(signum).name} before this video was finished",
+                     output=None, num_frames=None, num_snippets=None, seconds=round(seconds, 3))
+
+    def settle_elsewhere(self, elsewhere: dict[int, str], fingerprint: dict[str, Any]) -> None:
+        """Videos another process held: done by now with these settings, or not done."""
+        for vid, reason in sorted(elsewhere.items()):
+            name = str(self.items[vid].name)
+            st = inspect_outputs(self.plan[vid], fingerprint, out=self.out,
+                                 source=self.items[vid].source)
+            if st.status == "done":
+                self._skipped_meanwhile(vid)
+                continue
+            self.summary.elsewhere.append((name, reason))
+            log.warning("%s: %s; not done by this run", name, reason)
+            self._record(vid, status="elsewhere", error=reason, output=None, num_frames=None,
+                         num_snippets=None, seconds=0.0)
+
+    def _skipped_meanwhile(self, vid: int) -> None:
+        self.summary.skipped += 1
+        self._record(vid, status="skipped", error="extracted by another process during this run",
+                     output=str(self.plan[vid].features[0]), num_frames=None, num_snippets=None,
+                     seconds=0.0)
+
+    def close(self) -> None:
+        if self.manifest is not None:
+            self.manifest.close()
+        if self.claims is not None:
+            self.claims.release_all()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
+                 crops: int) -> list[OutputPaths]:
+    # discover() already made output stems unique (x.mp4 beside x.avi included).
+    return [output_paths(out, output_stem(i), layout=layout, crops=crops) for i in items]
+
+
+def _alt_sidecars(out: Path, item: VideoItem, paths: OutputPaths) -> list[Path]:
+    """Where the same video's sidecar would be in the other layouts (flat and per-crop share one)."""
+    stem = output_stem(item)
+    alts = {output_paths(out, stem, layout=lay, crops=1).sidecar for lay in LAYOUTS}  # type: ignore[arg-type]
+    return sorted(a for a in alts if a != paths.sidecar)
+
+
+def plan_run(items: Sequence[VideoItem], out: Path, layout: Layout, crops: int,
+             fingerprint: Callable[[], dict[str, Any]], *, overwrite: bool,
+             verify: bool = True) -> tuple[list[OutputPaths], list[OutputState]]:
+    """Each video's output paths and what is there now, before any work (both engines).
+
+    ``fingerprint`` is called only when some output exists (it may read and hash the
+    checkpoint).  A complete set of this video in another layout's place (flat vs
+    fed-wsvad) counts as ``changed`` and its files become ``stale``.  Raises
+    :class:`ConfigError` naming every change (``crops: 1 -> 3``) when existing outputs
+    were made with other settings, unless ``overwrite``.
+    """
+    plan = plan_outputs(items, out, layout, crops)
+    states: list[OutputState] = []
+    cached: list[dict[str, Any]] = []
+
+    def fp() -> dict[str, Any]:
+        if not cached:
+            cached.append(fingerprint())
+        return cached[0]
+
+    any_output = out.is_dir()
+    for item, paths in zip(items, plan, strict=True):
+        alts = _alt_sidecars(out, item, paths) if any_output else []
+        key = str(paths.sidecar.relative_to(out))
+        if not any_output or not any(os.path.lexists(p) for p in (
+                *paths.all(), *alts, owned_record_path(out, key))):
+            states.append(OutputState("absent"))
+            continue
+        st = inspect_outputs(paths, fp(), out=out, source=item.source, verify=verify)
+        if st.status in ("absent", "redo"):
+            for alt in alts:  # the video's previous set in another layout's place
+                meta = read_sidecar(alt) if alt.is_file() and not alt.is_symlink() else None
+                if is_vadfeat_sidecar(meta):
+                    assert meta is not None
+                    old = tuple(p for p in (*sidecar_files(alt, meta), alt) if p.is_file())
+                    st = OutputState("changed", previous=meta["fingerprint"],
+                                     stale=(*st.stale, *old))
+                    break
+        states.append(st)
+    changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
+    if changed and not overwrite:
+        raise ConfigError(_changed_message(changed, fp(), out))
+    return plan, states
+
+
+def _changed_message(changed: list[tuple[Any, OutputState]], fingerprint: dict[str, Any],
+                     out: Path) -> str:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, st in changed:
+        diff = tuple(fingerprint_changes(st.previous or {}, fingerprint)) or ("(unknown)",)
+        groups.setdefault(diff, []).append(str(name))
+    parts = []
+    for diff, names in list(groups.items())[:5]:
+        parts.append(f"{len(names)} video(s) (e.g. {names[0]}): {'; '.join(diff)}")
+    dtype_note = ""
+    if any(d.startswith("dtype:") for diff in groups for d in diff):
+        dtype_note = (" Note: dtype auto means bf16 on CUDA and fp32 on the CPU, and these "
+                      "give different numbers; pass the dtype the existing outputs were made "
+                      "with (--dtype) to continue them on this machine.")
+    return (f"{out} holds outputs made with other settings than this run's; nothing was run. "
+            + " | ".join(parts) + "." + dtype_note
+            + " To replace them, run again with --overwrite; to keep them, choose another "
+              "output folder (-o).")
+
+
+def check_output_folder(out: Path) -> None:
+    """Stop (ConfigError) when ``out`` holds, where vadfeat keeps its run files, files it did
+    not write: they concern the whole run, so nothing may start."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"the output folder {out} is a file")
+    manifest = out / MANIFEST
+    if os.path.lexists(manifest):
+        if manifest.is_symlink() or not manifest.is_file():
+            raise ConfigError(f"{manifest} is not a regular file, so it is not vadfeat's run "
+                              "manifest; move it away or choose another output folder (-o)")
+        try:
+            with open(manifest, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {manifest}: {exc}") from exc
+        first = head.split(b"\n", 1)[0].strip()
+        ours = False
+        if not first:
+            ours = not head.strip()
+        else:
+            try:
+                entry = json.loads(first)
+                ours = isinstance(entry, dict) and "run" in entry and "video" in entry
+            except ValueError:  # a line torn by a full disk is still one of ours
+                ours = first.startswith(b'{"run": "')
+        if not ours:
+            raise ConfigError(f"{manifest} was not written by vadfeat (its first line is not a "
+                              "run record); vadfeat appends to it, so move it away or choose "
+                              "another output folder (-o)")
+    locks = out / LOCK_DIR
+    if os.path.lexists(locks) and (locks.is_symlink() or not locks.is_dir()):
+        raise ConfigError(f"{locks} is not a folder; vadfeat keeps its claims there, so move it "
+                          "away or choose another output folder (-o)")
+
+
+def recheck(paths: OutputPaths, fingerprint: dict[str, Any], *, out: Path, source: Path,
+            overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
+    """Under the video's claim, look again (another process may have written it meanwhile).
+
+    Returns ``(kind, reason, stale)``: ``kind`` None = go on and write, deleting
+    ``stale``; ``"skipped"`` = done meanwhile with these settings; ``"failed"`` =
+    a foreign file, or outputs another run wrote meanwhile with other settings.
+    """
+    st = inspect_outputs(paths, fingerprint, out=out, source=source)
+    if st.status == "done" and not overwrite:
+        return "skipped", "extracted by another process during this run", ()
+    if st.status == "foreign":
+        return "failed", st.reason, ()
+    if st.status == "changed" and not overwrite:
+        diff = "; ".join(fingerprint_changes(st.previous or {}, fingerprint))
+        return "failed", (f"written during this run by another run with other settings ({diff}); "
+                          "not replaced (use --overwrite to replace)"), ()
+    if st.status == "redo" and planned.status not in ("redo", "changed"):
+        log.warning("%s: redoing: %s", paths.sidecar.name, st.reason)
+    extra = planned.stale if planned.status == "changed" else ()
+    return None, "", tuple(dict.fromkeys((*st.stale, *extra)))
+
+
+__all__ = ["EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "RunContext", "RunSummary",
+           "check_output_folder", "new_run_id", "plan_outputs", "plan_run", "planned_fingerprint",
+           "recheck"]

@@ -1,0 +1,354 @@
+"""One extraction's settings: :class:`ExtractConfig`, validated and resolved without a model.
+
+Every engine (local, ``--devices``, Ray) and the settings fingerprint are driven by an
+:class:`ExtractConfig`.  Building one (:meth:`ExtractConfig.from_settings`) refuses, with
+a :class:`~vadfeat.errors.ConfigError`, every setting that would otherwise fail later,
+per video or at the first forward pass: frame rates that are not positive numbers,
+batch sizes that are not positive integers, preset overrides of the wrong type or
+range, unknown choices, and a clip that is not whole tubelets of the model (geometry
+from ``model=`` or from the checkpoint's header: no weights are read, no model is
+built).  :meth:`ExtractConfig.identify` reads what the fingerprint needs from the
+checkpoint (its hash and architecture, ``.pth`` files memory-mapped) without building
+the model; :meth:`ExtractConfig.fingerprint` is the one function that makes the
+fingerprint, for the run planner and for a loaded model alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vadfeat.backbones.loading import parse_dtype
+from vadfeat.errors import ConfigError
+from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels
+from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset, get_preset
+from vadfeat.pipeline.validate import check_batch_size, check_geometry, peek_geometry
+from vadfeat.store.writers import check_layout
+
+_ON_CORRUPT = ("fail", "skip")
+_FRAMES_COLOUR = ("normal", "legacy-swapped")
+_PREPROCESS = ("worker", "device")
+
+
+#: Settings of :func:`vadfeat.extract` (and ``vadfeat extract``'s options) that change the
+#: numbers in the feature files: each is in the fingerprint (preset fields through the
+#: resolved preset), so resume never mixes outputs of different values.
+#: ``on_corrupt`` decides whether a damaged video has features at all; ``layout``
+#: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``.
+CONTENT_SETTINGS = frozenset({
+    "checkpoint", "model", "random_weights", "num_heads", "preset", "dtype", "fps",
+    "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout",
+    *Preset.field_names(),
+})
+#: Settings that do not change the numbers (where the work runs, how fast, what is
+#: printed).  ``batch_size`` changes float32 summation order only (below 1e-6 here);
+#: ``device`` is not recorded: where it changes the numbers, it is through ``dtype``
+#: (``auto`` = bf16 on CUDA, fp32 on the CPU), which is.
+RUN_SETTINGS = frozenset({
+    "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
+    "root", "extractor", "config", "run_token", "wait",
+    # Decides only whether a video is refused; an accepted video's features do not depend on it.
+    "max_pixels",
+})
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` = the first CUDA device if there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = _parse_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but no CUDA device is available")
+    return dev
+
+
+def _parse_device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    """``auto`` = bf16 on CUDA (fast, features within ~1 % of fp32), fp32 on the CPU."""
+    if dtype == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    parse_dtype(dtype)
+    return dtype
+
+
+def check_preprocess(preprocess: str, preset: Preset) -> str:
+    """Validate where frames are preprocessed: ``"worker"`` (decode threads) or ``"device"``.
+
+    The legacy one-crop resize (``fed-wsvad``) is OpenCV's 8-bit arithmetic on
+    numpy arrays, which its features must match; it cannot run on a device.
+    """
+    if preprocess not in _PREPROCESS:
+        raise ConfigError(f"preprocess must be one of {', '.join(_PREPROCESS)}, got {preprocess!r}")
+    if preprocess == "device" and preset.crops == 1 and preset.resize == "legacy":
+        raise ConfigError(
+            f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "
+            "the device; use preprocess='worker' (the default)"
+        )
+    return preprocess
+
+
+def check_fit(preset: Preset, spec: Any, *, model: str | None = None) -> None:
+    """A clip of ``preset`` must be whole tubelets/patches of the model ``spec`` describes.
+
+    The one place the pipeline reads a model's input geometry (``tubelet_size``,
+    ``patch_size`` of its spec); ``spec=None`` (geometry unknown) checks nothing.
+    """
+    if spec is None:
+        return
+    if isinstance(spec, tuple):  # (tubelet, patch) peeked from a checkpoint's header
+        tubelet, patch = spec
+    else:
+        tubelet, patch = spec.tubelet_size, spec.patch_size
+    check_geometry(preset, tubelet=tubelet, patch=patch, model=model or spec.name)
+
+
+def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str | None,
+                         random_weights: bool, dtype: str, fps: float | None,
+                         frames_colour: str, on_corrupt: str, layout: str,
+                         quantize: str | None = None, preprocess: str = "worker",
+                         folder_fps: float = DEFAULT_FOLDER_FPS,
+                         num_heads: int | None = None) -> dict[str, Any]:
+    """The settings that decide an output's content; resume skips only on a match.
+
+    ``quantize``, ``preprocess``, ``folder_fps`` and ``num_heads`` appear only when not
+    the default, so outputs made before those keys existed still resume
+    (:data:`vadfeat.store.writers.FINGERPRINT_DEFAULTS`).  Which settings are here and
+    which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
+    """
+    return {
+        "preset": preset.resolved().to_dict(),
+        "model": model,
+        "checkpoint_sha256": checkpoint_sha256,
+        "random_weights": random_weights,
+        "dtype": dtype,
+        "fps": fps,
+        "frames_colour": frames_colour,
+        "on_corrupt": on_corrupt,
+        "layout": layout,
+        **({"quantize": quantize} if quantize else {}),
+        **({"preprocess": preprocess} if preprocess == "device" else {}),
+        **({"folder_fps": float(folder_fps)} if float(folder_fps) != DEFAULT_FOLDER_FPS else {}),
+        **({"num_heads": num_heads} if num_heads is not None else {}),
+    }
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What the fingerprint needs to know about the model: read from a checkpoint's file
+    (:meth:`ExtractConfig.identify`) or from a loaded model (:meth:`of_model`)."""
+
+    name: str
+    checkpoint_sha256: str | None
+    random_weights: bool
+    quantize: str | None
+
+    @classmethod
+    def of_model(cls, model: Any) -> ModelIdentity:
+        """From a model :func:`~vadfeat.load_model` built (``.spec``, ``.checkpoint`` ...)."""
+        return cls(name=model.spec.name,
+                   checkpoint_sha256=getattr(model.checkpoint, "sha256", None),
+                   random_weights=bool(model.random_weights),
+                   quantize=getattr(model, "quantize", None))
+
+
+def _positive_number(name: str, value: Any, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ConfigError(f"{name} must be a positive number of frames per second, got {value!r}")
+
+
+def _resolve_preset(preset: Any, overrides: Mapping[str, Any]) -> Preset:
+    if isinstance(preset, Preset):
+        base = preset
+    elif isinstance(preset, str):
+        base = get_preset(preset)
+    else:
+        raise ConfigError(f"preset must be a preset name, got {preset!r}")
+    return base.replace(**overrides) if overrides else base
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Every setting of one extraction, validated; the preset with its overrides resolved.
+
+    Build it with :meth:`from_settings` (the keyword arguments of
+    :class:`~vadfeat.FeatureExtractor` / :func:`vadfeat.extract`, plus ``layout``);
+    the constructor itself does not validate.  ``preset`` is the resolved
+    :class:`Preset`; ``overrides`` the preset fields given explicitly (recorded in
+    sidecars).  ``device`` and ``dtype`` stay as asked (``auto``); they are resolved
+    on the machine that runs the model.  Two configs are equal when every setting is.
+    """
+
+    checkpoint: str | Path | None = None
+    model: str | None = None
+    preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
+    overrides: tuple[tuple[str, Any], ...] = ()
+    random_weights: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    num_heads: int | None = None
+    on_corrupt: str = "fail"
+    fps: float | None = None
+    frames_colour: str = "normal"
+    folder_fps: float = DEFAULT_FOLDER_FPS
+    quantize: str | None = None
+    preprocess: str = "worker"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    layout: str = "flat"
+
+    @classmethod
+    def own_settings(cls) -> frozenset[str]:
+        """Setting names that are not preset overrides (``preset`` included)."""
+        return frozenset(f.name for f in dataclasses.fields(cls)) - {"overrides"}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None = None, /,
+                      **more: Any) -> ExtractConfig:
+        """Validate ``settings`` (missing ones take their defaults) into a config.
+
+        Names that are not the config's own are preset overrides (``None`` = not
+        given).  Raises :class:`~vadfeat.errors.ConfigError` (unknown model and
+        preset names included) before any model exists; ``batch_size`` above
+        :data:`~vadfeat.pipeline.validate.MAX_BATCH_SIZE` is capped with a warning.
+        """
+        s = {**(settings or {}), **more}
+        own = cls.own_settings()
+        overrides = {k: v for k, v in s.items() if k not in own and v is not None}
+        checkpoint, model = s.get("checkpoint"), s.get("model")
+        random_weights = s.get("random_weights", False)
+        if checkpoint is None and not random_weights:
+            raise ConfigError("a checkpoint is required: pass checkpoint=PATH, or random_weights=True "
+                              "to run with random weights for testing")
+        if checkpoint is not None and random_weights:
+            raise ConfigError("give either checkpoint=PATH or random_weights=True, not both")
+        if checkpoint is not None and not isinstance(checkpoint, (str, Path)):
+            raise ConfigError(f"checkpoint must be a path, got {checkpoint!r}")
+        if model is not None and not isinstance(model, str):
+            raise ConfigError(f"model must be a model name, got {model!r}")
+        for name in ("device", "dtype", "on_corrupt", "frames_colour", "preprocess"):
+            value = s.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string, got {value!r}")
+        num_heads = s.get("num_heads")
+        if num_heads is not None and (isinstance(num_heads, bool) or not isinstance(num_heads, int)
+                                      or num_heads < 1):
+            raise ConfigError(f"num_heads must be a positive integer, got {num_heads!r}")
+        _positive_number("fps", s.get("fps"), optional=True)
+        folder_fps = s.get("folder_fps", DEFAULT_FOLDER_FPS)
+        _positive_number("folder_fps", folder_fps, optional=False)
+        batch = s.get("batch_size", 8)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch!r}")
+        preset = _resolve_preset(s.get("preset", DEFAULT_PRESET), overrides)
+        if model is not None:
+            from vadfeat.backbones.videomae.model import get_spec
+
+            check_fit(preset, get_spec(model))
+        elif checkpoint is not None:
+            check_fit(preset, peek_geometry(checkpoint), model=f"the model in {checkpoint}")
+        if random_weights and model is None:
+            raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
+        on_corrupt = s.get("on_corrupt", "fail")
+        if on_corrupt not in _ON_CORRUPT:
+            raise ConfigError(f"on_corrupt must be one of {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
+        frames_colour = s.get("frames_colour", "normal")
+        if frames_colour not in _FRAMES_COLOUR:
+            raise ConfigError(
+                f"frames_colour must be one of {', '.join(_FRAMES_COLOUR)}, got {frames_colour!r}"
+            )
+        preprocess = check_preprocess(s.get("preprocess", "worker"), preset)
+        device = s.get("device", "auto")
+        if device != "auto":
+            _parse_device(device)
+        dtype = s.get("dtype", "auto")
+        if dtype != "auto":
+            parse_dtype(dtype)
+        return cls(
+            checkpoint=checkpoint, model=model, preset=preset, overrides=tuple(overrides.items()),
+            random_weights=bool(random_weights), device=device, dtype=dtype,
+            batch_size=check_batch_size(batch), num_heads=num_heads, on_corrupt=on_corrupt,
+            fps=s.get("fps"), frames_colour=frames_colour, folder_fps=folder_fps,
+            quantize=s.get("quantize"), preprocess=preprocess,
+            max_pixels=check_max_pixels(s.get("max_pixels", DEFAULT_MAX_PIXELS)),
+            layout=check_layout(s.get("layout", "flat")),
+        )
+
+    # ------------------------------------------------------------------ derived values
+
+    def replace(self, **changes: Any) -> ExtractConfig:
+        """A copy with ``changes``, validated again."""
+        return ExtractConfig.from_settings(self.settings(), **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this config (:meth:`from_settings`)."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "overrides"}
+        return {**own, **dict(self.overrides)}
+
+    @property
+    def crops(self) -> int:
+        return self.preset.crops
+
+    @property
+    def override_dict(self) -> dict[str, Any]:
+        return dict(self.overrides)
+
+    def portable(self) -> ExtractConfig:
+        """The same config with a checkpoint path that works from any folder (or machine)."""
+        ckpt = self.checkpoint
+        if ckpt is None or str(ckpt).startswith("hf://"):
+            return self
+        return dataclasses.replace(self, checkpoint=str(Path(ckpt).expanduser().absolute()))
+
+    def identify(self) -> ModelIdentity:
+        """The model's name, checkpoint hash and quantisation, read from the checkpoint file.
+
+        The checkpoint is hashed and its architecture detected (``.pth`` files are
+        memory-mapped, so the tensors are not read); no model is built.  Raises
+        :class:`ConfigError` / :class:`~vadfeat.errors.CheckpointError`.
+        """
+        from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
+
+        if self.checkpoint is None:
+            return ModelIdentity(resolve_spec(self.model, None).name, None, True, self.quantize)
+        state, info = load_checkpoint(self.checkpoint, num_heads=self.num_heads)
+        del state
+        spec = resolve_spec(self.model, info)
+        quantize = self.quantize or (getattr(info, "compression", None) or {}).get("quantize")
+        return ModelIdentity(spec.name, info.sha256, False, quantize)
+
+    def fingerprint(self, identity: ModelIdentity, device_type: str,
+                    layout: str | None = None) -> dict[str, Any]:
+        """The fingerprint of this config's outputs made by ``identity`` on ``device_type``.
+
+        ``dtype`` ``auto`` is resolved for ``device_type``; ``layout`` defaults to the
+        config's.  The same dict whether ``identity`` was read from the checkpoint file
+        (before any model exists) or from the loaded model.
+        """
+        return settings_fingerprint(
+            preset=self.preset, model=identity.name, checkpoint_sha256=identity.checkpoint_sha256,
+            random_weights=identity.random_weights,
+            dtype=resolve_dtype(self.dtype, torch.device(device_type)), fps=self.fps,
+            frames_colour=self.frames_colour, on_corrupt=self.on_corrupt,
+            layout=layout if layout is not None else self.layout, quantize=identity.quantize,
+            preprocess=self.preprocess, folder_fps=self.folder_fps, num_heads=self.num_heads,
+        )
+
+
+__all__ = ["CONTENT_SETTINGS", "RUN_SETTINGS", "ExtractConfig", "ModelIdentity", "check_fit",
+           "check_preprocess", "resolve_device", "resolve_dtype", "settings_fingerprint"]

@@ -1,0 +1,250 @@
+"""The engine redesign (issue 13): ExtractConfig, the shared run context, typed events,
+and a library call that leaves the process's allocator alone.
+
+Expected values are worked out by hand: the default preset takes non-overlapping
+16-frame snippets and drops the tail, so 32 frames -> 2 snippets ([0, 15], [16, 31])
+and 48 frames -> 3; the tiny model (2-frame tubelets, 16-pixel patches) is 64 wide.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vadfeat
+from vadfeat import _malloc
+from vadfeat.cli import main
+from vadfeat.engines import local
+from vadfeat.errors import ConfigError
+from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig
+from vadfeat.pipeline.presets import get_preset
+from vadfeat.testing import synth
+
+TINY = {"random_weights": True, "model": "vit_tiny_patch16_224"}
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    for k, n in enumerate((32, 48)):  # -> 2 and 3 snippets
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(n, width=64, height=48, seed=k), fps=25)
+    return src
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to read weights or build the model fails the test."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(importlib.import_module("vadfeat.pipeline.extractor"), "load_model", refuse)
+    monkeypatch.setattr(importlib.import_module("vadfeat.backbones.loading"), "load_checkpoint", refuse)
+
+
+# --------------------------------------------------------------------------- ExtractConfig
+
+
+BAD = {
+    "on_corrupt": ({"on_corrupt": "maybe"}, "on_corrupt must be one of fail, skip"),
+    "frames_colour": ({"frames_colour": "sepia"}, "frames_colour must be one of"),
+    "preprocess": ({"preprocess": "gpu"}, "preprocess must be one of worker, device"),
+    "dtype": ({"dtype": "fp64"}, "unknown dtype 'fp64'"),
+    "device": ({"device": "abacus"}, "unknown device 'abacus'"),
+    "batch_size": ({"batch_size": 0}, "batch_size must be a positive integer"),
+    "fps": ({"fps": -1.0}, "fps must be a positive number"),
+    "max_pixels": ({"max_pixels": 0}, "max_pixels"),
+    "layout": ({"layout": "nested"}, "unknown layout 'nested'"),
+    "preset": ({"preset": "nope"}, "unknown preset"),
+    "override": ({"crops": 7}, "crops"),
+    # 2-frame tubelets: an odd clip length is not whole tubelets (nearest 2 or 4).
+    "geometry": ({"clip_len": 3}, "clip_len=3 does not fit"),
+    "no model size": ({"random_weights": True, "model": None}, "random weights need a model size"),
+    "legacy on device": ({"preset": "fed-wsvad", "preprocess": "device"}, "legacy OpenCV path"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_settings_raise_before_any_model(case: str, no_model: None) -> None:
+    bad, message = BAD[case]
+    with pytest.raises(ConfigError, match=message):
+        ExtractConfig.from_settings({**TINY, **bad})
+    # The public class refuses the same settings the same way, without loading anything.
+    with pytest.raises(ConfigError, match=message):
+        vadfeat.FeatureExtractor(**{**TINY, **bad})
+
+
+def test_config_without_a_model_and_frozen(no_model: None) -> None:
+    cfg = ExtractConfig.from_settings(TINY, crops=3, fps=10.0)
+    assert cfg.preset == get_preset("videomae-v2").replace(crops=3) and cfg.crops == 3
+    assert cfg.overrides == (("crops", 3),) and cfg.layout == "flat"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.batch_size = 4  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="batch_size"):
+        cfg.replace(batch_size=0)
+    assert cfg.replace(batch_size=4).batch_size == 4 and cfg.batch_size == 8
+
+
+def test_equal_configs_and_their_fingerprints(tiny_checkpoint: Path) -> None:
+    a = ExtractConfig.from_settings(checkpoint=tiny_checkpoint, crops=3, dtype="fp32")
+    b = ExtractConfig.from_settings({"dtype": "fp32", "checkpoint": tiny_checkpoint, "crops": 3})
+    assert a == b
+    ident = a.identify()  # the checkpoint's hash and size, no model
+    assert ident.name == "vit_tiny_patch16_224" and ident.random_weights is False
+    assert a.fingerprint(ident, "cpu") == b.fingerprint(b.identify(), "cpu")
+    # A run setting: another config, the same fingerprint (resume across batch sizes).
+    c = a.replace(batch_size=3, device="cpu")
+    assert c != a and c.fingerprint(ident, "cpu") == a.fingerprint(ident, "cpu")
+    # A content setting: another fingerprint, naming what changed.
+    d = a.replace(crops=5)
+    assert d.fingerprint(ident, "cpu")["preset"]["crops"] == 5
+    assert a.fingerprint(ident, "cpu")["preset"]["crops"] == 3
+    # dtype auto resolves per device: fp32 on the CPU, bf16 on CUDA.
+    auto = a.replace(dtype="auto")
+    assert auto.fingerprint(ident, "cpu")["dtype"] == "fp32"
+    assert auto.fingerprint(ident, "cuda")["dtype"] == "bf16"
+    # The loaded model reaches the same fingerprint as the file alone.
+    fx = vadfeat.FeatureExtractor.from_config(a.replace(device="cpu"))
+    assert fx.fingerprint() == a.fingerprint(ident, "cpu")
+    assert fx.config.crops == fx.crops == 3
+
+
+def test_every_config_field_is_classified() -> None:
+    fields = {f.name for f in dataclasses.fields(ExtractConfig)} - {"overrides"}
+    assert fields <= CONTENT_SETTINGS | RUN_SETTINGS
+    assert "config" in RUN_SETTINGS  # extract(config=...) is a way to pass settings
+
+
+# --------------------------------------------------------------------------- engines share the plan
+
+
+def test_ray_and_local_engines_plan_with_the_same_fingerprint(tmp_path: Path, two: Path,
+                                                              tiny_checkpoint: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local engine writes two videos; the Ray driver, given the same config (and a
+    stand-in for a running one-CPU cluster), must find both done: it skips only on an
+    identical fingerprint, and a different one would stop the run with a ConfigError."""
+    ray_engine = importlib.import_module("vadfeat.engines.ray")
+    cfg = ExtractConfig.from_settings(checkpoint=tiny_checkpoint, device="cpu", crops=3)
+    out = tmp_path / "out"
+    s = vadfeat.extract([two], out, config=cfg, progress=False)
+    assert (s.ok, s.skipped) == (2, 0)
+    written = json.loads((out / "v0.json").read_text())["fingerprint"]
+
+    fake = types.SimpleNamespace(is_initialized=lambda: True,
+                                 cluster_resources=lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray_engine, "_import_ray", lambda: fake)
+    planned: list[dict] = []
+    real = ray_engine.planned_fingerprint
+
+    def spy(*args, **kwargs):
+        fp = real(*args, **kwargs)()
+        planned.append(fp)
+        return lambda: fp
+
+    monkeypatch.setattr(ray_engine, "planned_fingerprint", spy)
+    r = ray_engine.extract_ray([two], out, config=cfg.replace(device="auto"), progress=False)
+    assert (r.ok, r.skipped, r.failed, r.exit_code) == (0, 2, [], 0)
+    assert planned == [written]
+
+
+# --------------------------------------------------------------------------- typed events
+
+
+def test_typed_events_in_order_for_two_videos(tmp_path: Path, two: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+    real = local._drain
+
+    def spy(events, collector, n_threads):
+        get = events.get
+
+        def logged(*args, **kwargs):
+            event = get(*args, **kwargs)
+            seen.append(event)
+            return event
+        events.get = logged
+        return real(events, collector, n_threads)
+
+    monkeypatch.setattr(local, "_drain", spy)
+    s = vadfeat.extract([two], tmp_path / "out", workers=1, progress=False, device="cpu",
+                        size=32, short_side=32, **TINY)
+    assert s.ok == 2
+    kinds = [(type(e).__name__, getattr(e, "vid", None)) for e in seen]
+    assert kinds == [
+        ("VideoStarted", 0), ("SnippetReady", 0), ("SnippetReady", 0), ("VideoDecoded", 0),
+        ("VideoStarted", 1), ("SnippetReady", 1), ("SnippetReady", 1), ("SnippetReady", 1),
+        ("VideoDecoded", 1), ("WorkerExited", None),
+    ]
+    snippets = [e for e in seen if isinstance(e, local.SnippetReady)]
+    assert [(e.vid, e.index, e.frames) for e in snippets] == [
+        (0, 0, (0, 15)), (0, 1, (16, 31)), (1, 0, (0, 15)), (1, 1, (16, 31)), (1, 2, (32, 47))]
+    decoded = [e for e in seen if isinstance(e, local.VideoDecoded)]
+    assert [(e.snippets, e.meta["num_frames"]) for e in decoded] == [(2, 32), (3, 48)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded[0].snippets = 9  # type: ignore[misc]
+
+
+def test_one_batching_loop(tmp_path: Path, two: Path) -> None:
+    """extract_video and the threaded engine batch through the same SnippetBatcher:
+    3 snippets with 2 per forward pass -> batches of 2 and 1 in memory; the threaded
+    engine also runs a part batch when no snippet is waiting (timing decides where)."""
+    fx = vadfeat.FeatureExtractor(**TINY, device="cpu", batch_size=2, size=32, short_side=32)
+    calls: list[int] = []
+    real = fx.run_model
+
+    def counting(clips):
+        calls.append(clips.shape[0])
+        return real(clips)
+
+    fx.run_model = counting  # type: ignore[method-assign]
+    result = fx.extract_video(two / "v1.mp4")
+    assert calls == [2, 1] and result.features.shape == (3, 64)
+    calls.clear()
+    s = vadfeat.extract([two / "v1.mp4"], tmp_path / "out", extractor=fx, progress=False)
+    assert s.ok == 1 and sum(calls) == 3 and max(calls) <= 2
+    # Batch composition changes float32 summation order only.
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "v1.npy"), result.features, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- malloc
+
+
+class _FakeCtypes:
+    """Stands in for ctypes inside vadfeat._malloc: records mallopt calls, changes nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.util = types.SimpleNamespace(find_library=lambda name: "libc.so.6")
+
+    def CDLL(self, name: str) -> object:
+        return types.SimpleNamespace(mallopt=lambda param, value: self.calls.append((param, value)) or 1)
+
+
+@pytest.fixture
+def mallopt(monkeypatch: pytest.MonkeyPatch) -> _FakeCtypes:
+    fake = _FakeCtypes()
+    monkeypatch.setattr(_malloc, "ctypes", fake)
+    monkeypatch.setattr(_malloc, "_done", False)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    return fake
+
+
+def test_library_extract_leaves_malloc_alone(tmp_path: Path, two: Path, mallopt: _FakeCtypes) -> None:
+    s = vadfeat.extract([two], tmp_path / "out", progress=False, device="cpu", size=32,
+                        short_side=32, **TINY)
+    assert s.ok == 2
+    assert mallopt.calls == [] and _malloc._done is False
+
+
+def test_cli_extract_limits_malloc_arenas(tmp_path: Path, two: Path, mallopt: _FakeCtypes) -> None:
+    code = main(["extract", str(two), "-o", str(tmp_path / "out"), "-q", "--random-weights",
+                 "--model", "vit_tiny_patch16_224", "--device", "cpu", "--size", "32",
+                 "--short-side", "32"])
+    assert code == 0
+    assert mallopt.calls == [(-8, 1)]  # M_ARENA_MAX (glibc's malloc.h) = 1 arena, once
