@@ -613,9 +613,9 @@ def extract(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
+    if devices and extractor is not None:
+        raise ConfigError("devices= builds one extractor per device; pass settings, not one")
     if devices is not None and len(devices) > 1:
-        if extractor is not None:
-            raise ConfigError("devices= builds one extractor per device; pass settings, not one")
         return _extract_on_devices(list(devices), list(inputs), out, cfg, workers=workers,
                                    overwrite=overwrite, root=root, wait=wait)
     if devices:
@@ -623,14 +623,37 @@ def extract(
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     layout = cfg.layout
-    # Plan before the model exists: changed settings stop the run here, in seconds.
+    planned = _plan(cfg, extractor, inputs, out, root=root, overwrite=overwrite)
+    if isinstance(planned, RunSummary):
+        return planned
+    ctx, ext, fp = planned
+    if layout == "per-crop" and ext.crops == 1:
+        log.info("layout per-crop with one crop writes <stem>__0.npy files")
+    t_start = time.perf_counter()
+    ctx.open(claims=True, run_token=run_token)
+    try:
+        todo = ctx.triage()
+    except BaseException:
+        ctx.close()
+        raise
+    _run_pipeline(ext, ctx, todo, fp, layout=layout, workers=workers, wait=wait, progress_on=progress)
+    ctx.summary.seconds = time.perf_counter() - t_start
+    return ctx.summary
+
+
+def _plan(cfg: ExtractConfig, extractor: FeatureExtractor | None, inputs: Sequence[str | Path],
+          out: str | Path, *, root: str | Path | None,
+          overwrite: bool) -> RunSummary | tuple[RunContext, FeatureExtractor, dict[str, Any]]:
+    """Plan before the model exists (changed settings stop the run here, in seconds), then
+    load it: ``(context, extractor, fingerprint)``, or the summary of a run with nothing to do."""
+    layout = cfg.layout
     if extractor is not None:
         ext = extractor
-        ctx = RunContext.plan(inputs, out, layout=cfg.layout, crops=ext.crops,  # type: ignore[arg-type]
+        ctx = RunContext.plan(inputs, out, layout=layout, crops=ext.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: ext.fingerprint(layout), root=root,
                               overwrite=overwrite)
     else:
-        ctx = RunContext.plan(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
+        ctx = RunContext.plan(inputs, out, layout=layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=planned_fingerprint(cfg, resolve_device(cfg.device).type),
                               root=root, overwrite=overwrite)
         if ctx.nothing_to_do():  # a rerun of a finished folder never loads the model
@@ -641,14 +664,7 @@ def extract(
         diff = "; ".join(fingerprint_changes(ctx.fingerprint, fp))
         raise ConfigError(f"internal error: the settings fingerprint computed before loading the "
                           f"model differs from the model's ({diff}); nothing was run")
-    if layout == "per-crop" and ext.crops == 1:
-        log.info("layout per-crop with one crop writes <stem>__0.npy files")
-    t_start = time.perf_counter()
-    ctx.open(claims=True, run_token=run_token)
-    todo = ctx.triage()
-    _run_pipeline(ext, ctx, todo, fp, layout=layout, workers=workers, wait=wait, progress_on=progress)
-    ctx.summary.seconds = time.perf_counter() - t_start
-    return ctx.summary
+    return ctx, ext, fp
 
 
 def _config_of(extractor: FeatureExtractor | None, config: ExtractConfig | None,
