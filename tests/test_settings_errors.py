@@ -22,7 +22,7 @@ from vadfeat.testing import synth
 
 # `vadfeat.engines.local` the attribute is the function; the module is looked up by name.
 extract_module = importlib.import_module("vadfeat.engines.local")
-loading_module = importlib.import_module("vadfeat.backbones.loading")
+loading_module = importlib.import_module("vadfeat.backbones.videomae.loading")
 
 TINY = ["--random-weights", "--model", "vit_tiny_patch16_224"]
 

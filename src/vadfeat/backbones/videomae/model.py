@@ -311,6 +311,8 @@ class FeatureModel(nn.Module):
     or ``None``) travel with the model so every output can record how it was made.
     """
 
+    backbone = "videomae_v2"
+
     def __init__(
         self,
         encoder: VideoMAEv2,
