@@ -299,7 +299,7 @@ class ClipVisual(nn.Module):
 
 
 def build_clip_visual(spec: ClipVisionSpec | str, feature: str = "embedding") -> ClipVisual:
-    """A randomly initialised :class:`ClipVisual` (float32, eval mode) for a spec or a :data:`CLIP_ARCHS` name.
+    """A randomly initialised :class:`ClipVisual` (float32, eval mode) for a spec or :data:`CLIP_ARCHS` name.
 
     Raises :class:`ConfigError` for an unknown name or feature.
     """
