@@ -195,8 +195,8 @@ def register_backbone(backbone: Backbone) -> Backbone:
 def _builtins() -> None:
     # Imported here, not at module import, so that the registry has no import cycle
     # with the backbones that register into it.
+    from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401, I001 - listing order
     from vadfeat.backbones.clip import backbone as _clip  # noqa: F401
-    from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401
 
 
 def _load_entry_points() -> None:
@@ -207,9 +207,7 @@ def _load_entry_points() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
-            if isinstance(obj, type):
-                obj = obj()
-            elif callable(obj) and not isinstance(obj, Backbone):
+            if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Backbone)):
                 obj = obj()
             if not isinstance(obj, Backbone):
                 raise TypeError(f"{ep.value} gave {type(obj).__name__}, not a vadfeat Backbone")
@@ -242,8 +240,8 @@ def resolve_model_name(name: str, *, backbone: str | None = None) -> tuple[Backb
     A bare name must belong to one backbone only (or to ``backbone`` when given);
     otherwise :class:`UnknownModelError` names the candidates as qualified names.
     """
-    if "/" in name:
-        ns, _, arch = name.partition("/")
+    ns, _, arch = name.partition("/")
+    if arch and ns in {b.name for b in list_backbones()}:
         if backbone is not None and ns != backbone:
             raise ConfigError(f"model {name!r} is not a {backbone} model")
         bb = get_backbone(ns)
@@ -346,15 +344,13 @@ def _flat_keys(obj: object, prefix: str = "", depth: int = 0) -> set[str]:
 
 def detect_backbone(checkpoint: str | Path) -> Backbone:
     """The backbone whose checkpoint this is; :class:`CheckpointError` when none (or two) claim it."""
-    src = str(checkpoint)
-    if src.startswith("hf://"):
-        from vadfeat.backbones.videomae.checkpoints import _resolve_hf
-
-        path = _resolve_hf(src)
-    else:
-        path = Path(checkpoint).expanduser()
-        if not path.exists():
-            raise CheckpointError(f"checkpoint not found: {path}")
+    if str(checkpoint).startswith("hf://"):
+        # Hub repositories are read by the VideoMAE V2 loader (OpenGVLab/VideoMAEv2-*); other
+        # backbones take a downloaded folder.  Not fetched here: the loader fetches once.
+        return get_backbone("videomae_v2")
+    path = Path(checkpoint).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
     keys, config = peek_checkpoint(path)
     claims = [b for b in list_backbones() if b.sniff(path, keys, config)]
     if len(claims) == 1:

@@ -12,6 +12,7 @@ projection, ``D`` = width).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from vadfeat.backbones.clip.checkpoints import CLIP_FORMATS, detect_clip, load_c
 from vadfeat.backbones.clip.model import CLIP_ARCHS, ClipVisionSpec, ClipVisual
 from vadfeat.backbones.frames import SnippetOfFrames, check_frame_reduce
 from vadfeat.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models"
 
@@ -147,6 +150,7 @@ class ClipBackbone(Backbone):
             spec = CLIP_ARCHS[arch]
             visual = ClipVisual(spec, feature=feature)
             init_random(visual, seed=seed)
+            log.warning("model clip/%s has RANDOM weights: features are for testing only", spec.name)
         else:
             state, info = self._read(checkpoint)
             spec = info.spec

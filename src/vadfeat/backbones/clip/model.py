@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -103,6 +103,19 @@ class ClipVisionSpec:
     def num_tokens(self) -> int:
         """Sequence length: ``1 + grid**2`` (class token first)."""
         return 1 + self.grid**2
+
+    # What the pipeline asks of every backbone's architecture (vadfeat.backbones._registry.ArchSpec).
+    @property
+    def img_size(self) -> int:
+        return self.image_size
+
+    @property
+    def tubelet_size(self) -> int:
+        """Frames per token: 1 (an image model; a snippet's frames are run one by one)."""
+        return 1
+
+    def to_dict(self) -> dict[str, int | str]:
+        return asdict(self)
 
 
 # The released OpenAI sizes (clip/clip.py _MODELS; widths/layers from the checkpoints).

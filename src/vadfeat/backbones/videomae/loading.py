@@ -9,7 +9,7 @@ import torch
 
 from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, check_keys, load_checkpoint, resolve_spec
 from vadfeat.backbones.videomae.model import FeatureModel, VideoMAEv2, check_pooling, init_random
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
