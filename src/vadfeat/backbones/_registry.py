@@ -165,14 +165,34 @@ class Backbone:
     ) -> Any:
         """A module in eval mode mapping ``[N, 3, T, H, W]`` float clips to ``[N, *feature_shape]``.
 
-        It carries ``spec`` (an :class:`ArchSpec`), ``checkpoint`` (the loader's info
-        object or ``None``), ``random_weights``, ``quantize``, ``pooling`` (the feature
-        name) and ``backbone`` (this object's ``name``).
+        It carries ``spec`` (an :class:`ArchSpec`), ``feature_shape`` (per clip),
+        ``checkpoint`` (the loader's info object or ``None``), ``random_weights``,
+        ``quantize``, ``pooling`` (the feature name) and ``backbone`` (this object's ``name``).
         """
         raise NotImplementedError
 
+    def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
+                num_heads: int | None = None) -> tuple[ArchSpec, str | None, str | None]:
+        """``(spec, checkpoint sha256, quantize recorded in the file)`` without building the model.
+
+        Reads the checkpoint's header and hash (tensors memory-mapped where the format
+        allows) and checks ``arch`` against it: the run's fingerprint is computed from
+        this before any model is loaded.
+        """
+        raise NotImplementedError
+
+    def default_arch(self) -> str | None:
+        """The size random weights get when no model is named (``None``: a name is required)."""
+        return None
+
     def qualified(self, arch: str) -> str:
         return f"{self.name}/{arch}"
+
+    def record_name(self, spec: ArchSpec) -> str:
+        """The model name sidecars and fingerprints record: VideoMAE V2 keeps its historical
+        unqualified names (outputs written before backbones existed resume), others are
+        qualified (``clip/vit_b_16``)."""
+        return spec.name if self.name == "videomae_v2" else self.qualified(spec.name)
 
 
 # --------------------------------------------------------------------------- the registry
@@ -271,6 +291,33 @@ def _arch_of(bb: Backbone, name: str, *, shown: str) -> str:
         known = ", ".join(bb.qualified(a) for a in bb.architectures())
         raise UnknownModelError(f"unknown model {shown!r}; {bb.name} has: {known}")
     return arch
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a run's fingerprint needs of its model, found without building it."""
+
+    backbone: Backbone
+    spec: ArchSpec
+    name: str
+    checkpoint_sha256: str | None
+    quantize: str | None
+
+
+def resolve_model(checkpoint: str | Path | None, *, model: str | None = None, backbone: str | None = None,
+                  num_heads: int | None = None) -> ResolvedModel:
+    """The backbone, architecture and checkpoint hash a run will use (see :func:`pick_backbone`).
+
+    Raises :class:`ConfigError` (unknown or ambiguous names, no model for random weights)
+    and :class:`CheckpointError` (unreadable file, a size that disagrees with ``model``).
+    """
+    bb, arch = pick_backbone(checkpoint=checkpoint, model=model, backbone=backbone)
+    if checkpoint is None and arch is None:
+        arch = bb.default_arch()
+        if arch is None:
+            raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
+    spec, sha, quantize = bb.resolve(checkpoint, arch=arch, num_heads=num_heads)
+    return ResolvedModel(bb, spec, bb.record_name(spec), sha, quantize)
 
 
 def canonical_model_name(name: str | None) -> str | None:
@@ -398,6 +445,7 @@ __all__ = [
     "FeatureHead",
     "InputKind",
     "PretrainedCfg",
+    "ResolvedModel",
     "canonical_model_name",
     "detect_backbone",
     "get_backbone",
@@ -405,5 +453,6 @@ __all__ = [
     "peek_checkpoint",
     "pick_backbone",
     "register_backbone",
+    "resolve_model",
     "resolve_model_name",
 ]

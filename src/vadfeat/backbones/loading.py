@@ -32,6 +32,7 @@ def load_model(
     num_heads: int | None = None,
     seed: int = 0,
     quantize: str | None = None,
+    frame_reduce: str = "mean",
 ) -> Any:
     """A feature model in eval mode mapping ``[N, 3, T, H, W]`` float clips to ``[N, *feature_shape]``.
 
@@ -45,7 +46,8 @@ def load_model(
     output records.  ``pooling`` names the backbone's feature head (``None``: its
     default: VideoMAE V2 ``fc_norm``, CLIP ``embedding``).  ``dtype`` casts the
     parameters (``None`` keeps fp32).  ``quantize="int8"``: dynamic int8 Linear
-    layers (VideoMAE V2 only, CPU).
+    layers (VideoMAE V2 only, CPU).  ``frame_reduce`` (``mean`` or ``middle``): how a
+    frame-level backbone makes one feature per snippet (clip-level ones ignore it).
 
     The model carries ``spec``, ``checkpoint`` (the loader's record or ``None``),
     ``random_weights``, ``quantize``, ``pooling`` and ``backbone`` (its name).
@@ -56,12 +58,15 @@ def load_model(
     """
     bb, arch = pick_backbone(checkpoint=checkpoint, model=model, backbone=backbone)
     if checkpoint is None and arch is None:
-        raise ConfigError("give a checkpoint, or a model name for random weights (see `vadfeat models`)")
+        arch = bb.default_arch()
+        if arch is None:
+            raise ConfigError("give a checkpoint, or a model name for random weights (see `vadfeat models`)")
     feature = bb.check_feature(pooling if pooling is not None else bb.default_feature)
     if quantize is not None and bb.name != "videomae_v2":
         raise ConfigError(f"quantize={quantize!r} is implemented for videomae_v2 only, not {bb.name}")
+    extra = {"frame_reduce": frame_reduce} if bb.input_kind == "frame" else {}
     return bb.load_model(checkpoint, arch=arch, feature=feature, device=device, dtype=dtype,
-                         num_heads=num_heads, seed=seed, quantize=quantize)
+                         num_heads=num_heads, seed=seed, quantize=quantize, **extra)
 
 
 __all__ = ["DTYPES", "load_model", "parse_dtype"]

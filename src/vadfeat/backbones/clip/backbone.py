@@ -41,6 +41,13 @@ _RELEASES = {
 }
 
 
+# The released sizes, plus a test/demo size with no released weights (runs in seconds on a CPU).
+ARCHS: dict[str, ClipVisionSpec] = {
+    **CLIP_ARCHS,
+    "vit_tiny_16": ClipVisionSpec("vit_tiny_16", 224, 16, 64, 2, 1, 32),
+}
+
+
 @dataclass(frozen=True)
 class ClipCheckpointInfo:
     """What the CLIP loader found; recorded in every output's sidecar (no tensors)."""
@@ -97,7 +104,7 @@ class ClipBackbone(Backbone):
     checkpoint_formats = CLIP_FORMATS
 
     def architectures(self) -> Mapping[str, ClipVisionSpec]:
-        return dict(CLIP_ARCHS)
+        return dict(ARCHS)
 
     def aliases(self) -> Mapping[str, str]:
         # OpenAI's own names (clip.available_models()) and open_clip's.
@@ -140,6 +147,18 @@ class ClipBackbone(Backbone):
     def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
         return self._read(source)[1]
 
+    def default_arch(self) -> str | None:
+        return "vit_b_16"
+
+    def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
+                num_heads: int | None = None) -> tuple[Any, str | None, str | None]:
+        if checkpoint is None:
+            assert arch is not None
+            return ARCHS[arch], None, None
+        info = self._read(checkpoint)[1]
+        _check_arch(arch, info)
+        return info.spec, info.sha256, None
+
     def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
                    device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
                    quantize: str | None = None, frame_reduce: str = "mean") -> Any:
@@ -147,26 +166,19 @@ class ClipBackbone(Backbone):
         info: ClipCheckpointInfo | None = None
         if checkpoint is None:
             assert arch is not None
-            spec = CLIP_ARCHS[arch]
+            spec = ARCHS[arch]
             visual = ClipVisual(spec, feature=feature)
             init_random(visual, seed=seed)
             log.warning("model clip/%s has RANDOM weights: features are for testing only", spec.name)
         else:
             state, info = self._read(checkpoint)
             spec = info.spec
-            if arch is not None and _dims(CLIP_ARCHS[arch]) != _dims(spec):
-                want = CLIP_ARCHS[arch]
-                raise CheckpointError(
-                    f"checkpoint {info.path} holds a CLIP ViT of width {spec.width}, {spec.layers} layers, "
-                    f"patch {spec.patch_size}, {spec.image_size} px, but the model asked for is clip/{arch} "
-                    f"(width {want.width}, {want.layers} layers, patch {want.patch_size}, "
-                    f"{want.image_size} px); drop --model to use the checkpoint's size"
-                )
+            _check_arch(arch, info)
             visual = ClipVisual(spec, feature=feature)
             visual.load_state_dict(state, strict=True)
         model = SnippetOfFrames(visual, reduce=frame_reduce, spec=spec, checkpoint=info,
                                 random_weights=checkpoint is None, quantize=None, pooling=feature,
-                                backbone=self.name)
+                                backbone=self.name, feature_shape=self.feature_shape(spec, feature))
         model.eval().requires_grad_(False)
         from vadfeat.backbones.loading import parse_dtype
 
@@ -176,6 +188,19 @@ class ClipBackbone(Backbone):
 
 def _dims(spec: ClipVisionSpec) -> tuple[int, ...]:
     return (spec.image_size, spec.patch_size, spec.width, spec.layers, spec.output_dim)
+
+
+def _check_arch(arch: str | None, info: ClipCheckpointInfo) -> None:
+    spec = info.spec
+    if arch is None or _dims(ARCHS[arch]) == _dims(spec):
+        return
+    want = ARCHS[arch]
+    raise CheckpointError(
+        f"checkpoint {info.path} holds a CLIP ViT of width {spec.width}, {spec.layers} layers, "
+        f"patch {spec.patch_size}, {spec.image_size} px, but the model asked for is clip/{arch} "
+        f"(width {want.width}, {want.layers} layers, patch {want.patch_size}, "
+        f"{want.image_size} px); drop --model to use the checkpoint's size"
+    )
 
 
 BACKBONE = register_backbone(ClipBackbone())

@@ -86,6 +86,16 @@ class VideoMAEV2Backbone(Backbone):
 
         return load_checkpoint(source, num_heads=num_heads)[1]
 
+    def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
+                num_heads: int | None = None) -> tuple[Any, str | None, str | None]:
+        from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
+
+        if checkpoint is None:
+            return resolve_spec(arch, None), None, None
+        state, info = load_checkpoint(checkpoint, num_heads=num_heads)  # .pth tensors memory-mapped
+        del state
+        return resolve_spec(arch, info), info.sha256, (info.compression or {}).get("quantize")
+
     def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
                    device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
                    quantize: str | None = None) -> Any:
