@@ -357,6 +357,8 @@ def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         TypeError,
         AttributeError,
         IndexError,
+        RuntimeError,  # includes RecursionError
+        MemoryError,
     ) as exc:
         raise CheckpointError(f"{path}: damaged TorchScript archive ({type(exc).__name__}: {exc})") from exc
     out: dict[str, torch.Tensor] = {}
@@ -430,6 +432,12 @@ def _read_file(path: Path) -> tuple[dict[str, object], str]:
             raise CheckpointError(f"{path}: damaged zip archive ({exc})") from exc
         if scripted:
             return dict(read_torchscript_state_dict(path)), "torchscript"
+        with zipfile.ZipFile(path) as archive:
+            if any(n.endswith("/model.json") for n in archive.namelist()):
+                raise CheckpointError(
+                    f"{path}: a TorchScript archive in the pre-1.4 format (model.json), not supported; "
+                    "convert it to a state dict in an environment you trust"
+                )
     obj = _torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
