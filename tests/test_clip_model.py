@@ -306,6 +306,11 @@ def test_missing_unexpected_and_nonfloat_keys_are_named(tmp_path):
     assert "missing visual keys (1): transformer.resblocks.1.mlp.c_fc.bias" in text
     assert "unexpected visual keys (1): extra_head.weight" in text
     sd = _openai_keys(_randomised(TINY))
+    del sd["visual.proj"]
+    torch.save(sd, tmp_path / "noproj.pt")
+    with pytest.raises(CheckpointError, match=r"noproj.pt: .*key 'proj' is missing"):
+        load_clip_checkpoint(tmp_path / "noproj.pt")
+    sd = _openai_keys(_randomised(TINY))
     sd["visual.proj"] = sd["visual.proj"].long()
     torch.save(sd, tmp_path / "int.pt")
     with pytest.raises(CheckpointError, match=r"'proj' has dtype torch.int64"):

@@ -637,6 +637,11 @@ def load_clip_checkpoint(path: str | Path) -> ClipCheckpoint:
         weights = path
     else:
         raise CheckpointError(f"{path}: no such checkpoint file or folder")
+    vision: dict | None = None
+    projection: int | None = None
+    if config is not None:  # settings this encoder cannot honour are refused before reading weights
+        vision, projection, config_notes = _vision_config(config, path)
+        notes.extend(config_notes)
     raw, container = _read_file(weights)
     visual, layout = _split_visual(raw, weights, notes)
     if container == "torchscript":
@@ -658,11 +663,17 @@ def load_clip_checkpoint(path: str | Path) -> ClipCheckpoint:
     if config is not None and layout != "transformers":
         raise CheckpointError(f"{path}: config.json present but the weights are not in transformers' layout")
     sd = _to_float32(visual, weights, notes)
-    spec = infer_spec(sd)
-    if config is not None:
-        vision, projection, config_notes = _vision_config(config, path)
-        notes.extend(config_notes)
+    try:
+        spec = infer_spec(sd)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{weights}: {exc}") from None
+    if vision is not None:
         spec = _check_against_config(spec, vision, projection, path)
+    if spec.name == "custom":
+        notes.append(
+            f"size is none of the released ones ({spec.image_size}px, patch {spec.patch_size}, width "
+            f"{spec.width}, {spec.layers} layers, {spec.heads} heads, output {spec.output_dim})"
+        )
     _check_keys(sd, spec, weights)
     for note in notes:
         log.debug("%s: %s", path, note)
