@@ -48,7 +48,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vadfeat.backbones.clip.model import build_clip_visual
-from vadfeat.transforms import centre_crop, resize_short_side, short_side_shape
+
+try:  # the package layout of issue 13
+    from vadfeat.pipeline.transforms import centre_crop, resize_short_side, short_side_shape
+except ImportError:  # the flat layout before it
+    from vadfeat.transforms import centre_crop, resize_short_side, short_side_shape
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
