@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,12 @@ def tiny_files(tmp_path_factory):
     missing, unexpected = clip.load_state_dict(_openai_to_hf(sd), strict=False)
     assert not unexpected and all(k.startswith(("text_", "logit_scale")) for k in missing)
     clip.save_pretrained(files["transformers-clipmodel"])
+    files["transformers-bin"] = root / "hf_bin"  # pytorch_model.bin instead of model.safetensors
+    files["transformers-bin"].mkdir()
+    torch.save(hf.state_dict(), files["transformers-bin"] / "pytorch_model.bin")
+    (files["transformers-bin"] / "config.json").write_text(
+        (files["transformers"] / "config.json").read_text()
+    )
     files["transformers-state-dict"] = root / "hf_bare.safetensors"
     save_file(_openai_to_hf(sd), str(files["transformers-state-dict"]))
     return sd, files
@@ -243,6 +250,7 @@ EXPECTED_FORMAT = {
     "open_clip": "open_clip",
     "transformers": "transformers",
     "transformers-clipmodel": "transformers",
+    "transformers-bin": "transformers",
     "transformers-state-dict": "transformers-state-dict",
 }
 
@@ -298,6 +306,11 @@ def test_missing_unexpected_and_nonfloat_keys_are_named(tmp_path):
     assert "missing visual keys (1): transformer.resblocks.1.mlp.c_fc.bias" in text
     assert "unexpected visual keys (1): extra_head.weight" in text
     sd = _openai_keys(_randomised(TINY))
+    del sd["visual.proj"]
+    torch.save(sd, tmp_path / "noproj.pt")
+    with pytest.raises(CheckpointError, match=r"noproj.pt: .*key 'proj' is missing"):
+        load_clip_checkpoint(tmp_path / "noproj.pt")
+    sd = _openai_keys(_randomised(TINY))
     sd["visual.proj"] = sd["visual.proj"].long()
     torch.save(sd, tmp_path / "int.pt")
     with pytest.raises(CheckpointError, match=r"'proj' has dtype torch.int64"):
@@ -336,6 +349,35 @@ def test_foreign_global_in_torchscript_archive_is_refused_and_not_run(tmp_path, 
     with pytest.raises(CheckpointError, match=r"global posix\.mkdir|global os\.mkdir|global nt\.mkdir"):
         load_clip_checkpoint(bad)
     assert not marker.exists()
+
+
+def test_damaged_torchscript_pickle_is_a_checkpoint_error(tmp_path, tiny_files):
+    _, files = tiny_files
+    bad = tmp_path / "garbled.pt"
+    with zipfile.ZipFile(files["openai-torchscript"]) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("/data.pkl") and info.filename.count("/") == 1:
+                data = data[: len(data) // 2]  # cut mid-stream
+            dst.writestr(info, data)
+    with pytest.raises(CheckpointError, match="damaged TorchScript archive"):
+        load_clip_checkpoint(bad)
+
+
+def test_transformers_head_count_comes_from_config(tmp_path):
+    """A folder whose num_attention_heads is not width // 64 keeps its own head count."""
+    spec = ClipVisionSpec("h4", 32, 8, 128, 2, 4, 32)  # 4 heads of 32, not OpenAI's 128 // 64 = 2
+    sd = _randomised(spec, seed=7)
+    hf = transformers.CLIPVisionModelWithProjection(_hf_config(spec)).eval()
+    hf.load_state_dict(_openai_to_hf(sd), strict=True)
+    hf.save_pretrained(tmp_path / "h4")
+    ck = load_clip_checkpoint(tmp_path / "h4")
+    assert ck.spec.heads == 4 and ck.spec.name == "custom"
+    x = torch.randn(2, 3, 32, 32)
+    (he, _), (oe, _) = _hf_features(hf, x), _ours(_model(ck.spec, ck.state_dict), x)
+    assert (oe - he).abs().max().item() <= TOL
+    (oe2, _) = _ours(_model(replace(spec, heads=2), sd), x)
+    assert (oe2 - he).abs().max().item() > 1e-3  # the head count matters, so the check above is real
 
 
 def test_transformers_folder_with_gelu_is_refused(tmp_path):

@@ -357,6 +357,8 @@ def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         TypeError,
         AttributeError,
         IndexError,
+        RuntimeError,  # includes RecursionError
+        MemoryError,
     ) as exc:
         raise CheckpointError(f"{path}: damaged TorchScript archive ({type(exc).__name__}: {exc})") from exc
     out: dict[str, torch.Tensor] = {}
@@ -430,6 +432,12 @@ def _read_file(path: Path) -> tuple[dict[str, object], str]:
             raise CheckpointError(f"{path}: damaged zip archive ({exc})") from exc
         if scripted:
             return dict(read_torchscript_state_dict(path)), "torchscript"
+        with zipfile.ZipFile(path) as archive:
+            if any(n.endswith("/model.json") for n in archive.namelist()):
+                raise CheckpointError(
+                    f"{path}: a TorchScript archive in the pre-1.4 format (model.json), not supported; "
+                    "convert it to a state dict in an environment you trust"
+                )
     obj = _torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
@@ -629,6 +637,11 @@ def load_clip_checkpoint(path: str | Path) -> ClipCheckpoint:
         weights = path
     else:
         raise CheckpointError(f"{path}: no such checkpoint file or folder")
+    vision: dict | None = None
+    projection: int | None = None
+    if config is not None:  # settings this encoder cannot honour are refused before reading weights
+        vision, projection, config_notes = _vision_config(config, path)
+        notes.extend(config_notes)
     raw, container = _read_file(weights)
     visual, layout = _split_visual(raw, weights, notes)
     if container == "torchscript":
@@ -650,11 +663,17 @@ def load_clip_checkpoint(path: str | Path) -> ClipCheckpoint:
     if config is not None and layout != "transformers":
         raise CheckpointError(f"{path}: config.json present but the weights are not in transformers' layout")
     sd = _to_float32(visual, weights, notes)
-    spec = infer_spec(sd)
-    if config is not None:
-        vision, projection, config_notes = _vision_config(config, path)
-        notes.extend(config_notes)
+    try:
+        spec = infer_spec(sd)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{weights}: {exc}") from None
+    if vision is not None:
         spec = _check_against_config(spec, vision, projection, path)
+    if spec.name == "custom":
+        notes.append(
+            f"size is none of the released ones ({spec.image_size}px, patch {spec.patch_size}, width "
+            f"{spec.width}, {spec.layers} layers, {spec.heads} heads, output {spec.output_dim})"
+        )
     _check_keys(sd, spec, weights)
     for note in notes:
         log.debug("%s: %s", path, note)
