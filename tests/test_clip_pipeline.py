@@ -243,6 +243,12 @@ def test_cli_run_resume_crops_and_layouts(files: dict[str, Path], tmp_path: Path
     assert main(["checkpoint", "inspect", str(files["openai"])]) == 0
     shown = capsys.readouterr().out
     assert "backbone    clip" in shown and "openai-state-dict" in shown and "embedding (32,)" in shown
+    canonical = tmp_path / "clip_tiny.safetensors"
+    assert main(["checkpoint", "convert", str(files["openai"]), str(canonical), "--dtype", "fp32"]) == 0
+    again = tmp_path / "again"
+    assert main(["extract", str(files["videos"]), "-o", str(again), "--checkpoint", str(canonical),
+                 "--quiet"]) == 0
+    assert np.array_equal(np.load(again / "scene.npy"), full)  # same weights, same features
 
 
 def test_dataset_tools_on_clip_features(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def test_no_help_shows_default_none(capsys: pytest.CaptureFixture[str]) -> None:
     # Defaults that exist are still shown.
     with pytest.raises(SystemExit):
         main(["extract", "--help"])
-    assert "(default: videomae-v2)" in capsys.readouterr().out
+    assert "(default: flat)" in capsys.readouterr().out  # --layout
 
 
 def test_huge_batch_is_capped_with_a_warning(tmp_path: Path, videos: Path,

@@ -151,6 +151,11 @@ class Backbone:
         """What ``vadfeat checkpoint inspect`` reports: an object with ``to_dict()``."""
         raise NotImplementedError
 
+    def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
+        """``(state dict under the model's own names, info)`` for ``checkpoint convert``; the
+        info object has ``model_name``, ``format`` and ``sha256``."""
+        raise NotImplementedError
+
     def load_model(
         self,
         checkpoint: str | Path | None,

@@ -9,6 +9,7 @@ from typing import Any
 
 from vadfeat.backbones._registry import detect_backbone, list_backbones
 from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
+from vadfeat.errors import ConfigError
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -98,6 +99,17 @@ def _inspect_other(backbone: Any, args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    backbone = detect_backbone(args.path)
+    if backbone.name != "videomae_v2":
+        if args.unsafe_allow_pickle:
+            raise ConfigError(f"--unsafe-allow-pickle is for VideoMAE V2 .pth files, not {backbone.name}")
+        state, other = backbone.read_checkpoint(args.path)
+        out = save_canonical(state, args.out, dtype=args.dtype, metadata={
+            "model": other.model_name, "backbone": backbone.name, "source_format": other.format,
+            "source_sha256": other.sha256,
+        })
+        print(f"wrote {out} ({other.model_name}, {len(state)} tensors, {args.dtype}, from {other.format})")
+        return 0
     state, info = load_checkpoint(args.path, num_heads=args.num_heads,
                                   allow_pickle=args.unsafe_allow_pickle)
     out = save_canonical(state, args.out, dtype=args.dtype, metadata={
@@ -135,7 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pi.set_defaults(func=_inspect)
     pc = cksub.add_parser("convert", help="rewrite a checkpoint as canonical safetensors",
                           description="Write the feature model's tensors under the official key "
-                                      "names as .safetensors (safe to load: no pickle).")
+                                      "names as .safetensors (safe to load: no pickle). For CLIP: "
+                                      "the image encoder's tensors under OpenAI's names.")
     pc.add_argument("path", help="checkpoint file, folder or hf://owner/repo[@revision]")
     pc.add_argument("out", help="output .safetensors path")
     pc.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",

@@ -125,7 +125,10 @@ def resize(
 
     Half-pixel centres (``align_corners=False``).  A frame already at the target
     size is returned unchanged (as float), which is also what interpolation
-    would compute.
+    would compute.  ``bicubic`` output is clamped to 0..255, as PIL clips its
+    8-bit result: the cubic kernel's negative lobes overshoot at edges (by up to
+    7 levels on video frames), which PIL-based pipelines such as CLIP's never see
+    (``bench/clip_resize.py``; bilinear cannot overshoot).
     """
     if not x.is_floating_point():
         x = x.to(torch.float32)
@@ -140,6 +143,8 @@ def resize(
         align_corners=False,
         antialias=antialias,
     )
+    if interpolation == "bicubic":
+        out = out.clamp_(0.0, 255.0)
     return out.reshape(*lead, *out.shape[-3:])
 
 

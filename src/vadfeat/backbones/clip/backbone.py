@@ -124,8 +124,10 @@ class ClipBackbone(Backbone):
                 "patch": spec.patch_size, "input": f"1x{spec.image_size}", "params": _params(spec)}
 
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
+        if isinstance(config, Mapping) and config.get("model_type") in ("clip", "clip_vision_model"):
+            return True
         if config is not None:
-            return config.get("model_type") in ("clip", "clip_vision_model")
+            return False
         if keys is not None:
             return detect_clip(keys)
         if path.is_file():
@@ -145,6 +147,9 @@ class ClipBackbone(Backbone):
                                   num_params=sum(t.numel() for t in ck.state_dict.values()),
                                   notes=tuple(ck.notes))
         return ck.state_dict, info
+
+    def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
+        return self._read(source)
 
     def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
         return self._read(source)[1]

@@ -77,9 +77,16 @@ class VideoMAEV2Backbone(Backbone):
                 "params": spec.num_params}
 
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
-        if config is not None and (config.get("model_type") == "videomae" or "model_config" in config):
+        if isinstance(config, Mapping) and (config.get("model_type") == "videomae" or "model_config" in config):
             return True
+        if config is not None and not isinstance(config, Mapping):
+            return True  # a damaged config.json: the VideoMAE V2 loader names what is wrong
         return keys is not None and any(k.endswith(_KEY_MARKERS) for k in keys)
+
+    def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
+        from vadfeat.backbones.videomae.checkpoints import load_checkpoint
+
+        return load_checkpoint(source)
 
     def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
         from vadfeat.backbones.videomae.checkpoints import load_checkpoint
