@@ -69,6 +69,7 @@ import numpy as np
 
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError
+from vadfeat.errors import ForeignFileError as _NotOurs
 from vadfeat.store.reader import (
     FeatureIssue,
     FeatureRecord,
@@ -209,10 +210,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-class _NotOurs(Exception):
-    """A file at a target path that vadfeat did not export there."""
 
 
 def _pending(target: Target) -> Path:

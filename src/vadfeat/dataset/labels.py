@@ -67,7 +67,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from vadfeat.errors import ConfigError
+from vadfeat.errors import ConfigError, LabelError  # LabelError: re-exported (its old home)
 from vadfeat.store.reader import (
     FeatureSet,
     as_feature_set,
@@ -89,14 +89,6 @@ IssueKind = Literal[
 
 INDEX_NAME = "labels.json"
 _SPAN_FORMATS = ("ucf", "xd")
-
-
-class LabelError(ConfigError):
-    """A ground-truth file as a whole cannot be read (wrong format, missing, not a dict).
-
-    A :class:`~vadfeat.errors.ConfigError`: bad input named by the user (exit 2).
-    Problems with single videos are :class:`LabelIssue` records instead.
-    """
 
 
 @dataclass(frozen=True)

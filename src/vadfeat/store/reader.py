@@ -53,7 +53,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from vadfeat.errors import ConfigError
+from vadfeat.errors import ConfigError, FeatureReadError  # FeatureReadError: re-exported (its old home)
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
@@ -69,14 +69,6 @@ _FED_SUBDIR = Path("features_video", "i3d", "combine")
 _MANIFEST = "manifest.jsonl"
 _CROP_RE = re.compile(r"^(?P<stem>.+)__(?P<k>\d+)\.npy$")
 _SHORT_CROP_RE = re.compile(r"^(?P<stem>.+)_(?P<k>\d)\.npy$")
-
-
-class FeatureReadError(ConfigError):
-    """A features folder as a whole cannot be read (missing or holding no feature file).
-
-    A :class:`~vadfeat.errors.ConfigError`: on the command line it is a usage error
-    (exit 2), unlike a single unreadable video, which is reported by name.
-    """
 
 
 def video_key(name: str | os.PathLike[str]) -> str:
