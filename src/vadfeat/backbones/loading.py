@@ -7,21 +7,20 @@ from pathlib import Path
 
 import torch
 
+from vadfeat.backbones._files import TORCH_DTYPES, torch_dtype
 from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, check_keys, load_checkpoint, resolve_spec
 from vadfeat.backbones.videomae.model import FeatureModel, VideoMAEv2, check_pooling, init_random
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = TORCH_DTYPES  # the one map, in vadfeat.backbones._files
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return torch_dtype(dtype)
 
 
 def load_model(

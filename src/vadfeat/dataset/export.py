@@ -67,6 +67,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import Dataset, ExportFormat
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError
 from vadfeat.errors import ForeignFileError as _NotOurs
@@ -83,8 +84,6 @@ from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
 
-ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop"]
-Dataset = Literal["ucf", "xd", "shanghaitech"]
 Action = Literal["linked", "copied", "sliced", "skipped"]
 
 #: The layout each format is written in.

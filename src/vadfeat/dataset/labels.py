@@ -67,6 +67,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import LabelFormat
 from vadfeat.errors import ConfigError, LabelError  # LabelError: re-exported (its old home)
 from vadfeat.store.reader import (
     FeatureSet,
@@ -80,7 +81,6 @@ from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
-LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
 IssueKind = Literal[
     "unknown-video", "no-labels", "length-mismatch", "malformed-line", "bad-values",
     "duplicate", "ambiguous-name", "span-out-of-range", "no-frame-count", "inconsistent",

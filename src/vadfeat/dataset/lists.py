@@ -82,6 +82,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import Dataset, ListFormat, Naming, Split
 from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
 from vadfeat.errors import ConfigError
 from vadfeat.store.reader import (
@@ -97,10 +98,6 @@ from vadfeat.store.reader import (
 
 log = logging.getLogger(__name__)
 
-ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip"]
-Naming = Literal["ucf", "xd", "shanghaitech"]
-Dataset = Literal["ucf", "xd", "shanghaitech"]
-Split = Literal["train", "test"]
 
 _PER_CROP_FORMATS = ("ur-dmu", "pel4vad", "vadclip")
 _CROP_SUFFIX = re.compile(r"__\d+$")

@@ -40,12 +40,13 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
+from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat._version import __version__
 from vadfeat.backbones.loading import load_model, parse_dtype
 from vadfeat.engines._signals import handle_stop_signals, signum_of
@@ -82,9 +83,9 @@ from vadfeat.store.writers import (
 
 log = logging.getLogger(__name__)
 
-_ON_CORRUPT = ("fail", "skip")
-_FRAMES_COLOUR = ("normal", "legacy-swapped")
-_PREPROCESS = ("worker", "device")
+_ON_CORRUPT = get_args(OnCorrupt)
+_FRAMES_COLOUR = get_args(FramesColour)
+_PREPROCESS = get_args(Preprocess)
 
 # Device preprocessing: most bytes of raw frames that may wait for the model in the
 # engine's event queue, over all decode threads (a 1080p 16-frame snippet is ~100 MB).

@@ -45,6 +45,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import FramesColour, OnCorrupt
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
 __all__ = [
@@ -67,8 +68,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OnCorrupt = Literal["fail", "skip"]
-FramesColour = Literal["normal", "legacy-swapped"]
 
 #: File extensions (lower case, with the dot) of video files: the one list of the
 #: package.  Folder search picks these up; output and matching names drop them

@@ -43,18 +43,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
+from vadfeat._types import ChannelOrder, CropOrder, Interpolation, NumCrops, Pooling, ResizeMode, Scale, Tail
 from vadfeat.errors import ConfigError
-
-Tail = Literal["drop", "pad"]
-ResizeMode = Literal["short_side", "squash", "legacy"]
-Interpolation = Literal["bilinear", "bicubic"]
-NumCrops = Literal[1, 3, 5, 10]
-CropOrder = Literal["torchvision", "centre-first"]
-Scale = Literal["imagenet", "unit", "minus_one_one"]
-ChannelOrder = Literal["RGB", "BGR"]
-Pooling = Literal["fc_norm", "mean", "stats"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

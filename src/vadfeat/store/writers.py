@@ -45,6 +45,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import Layout
 from vadfeat.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 # parser chokes on (SyntaxError, tokenize.TokenError); a cut file gives EOFError.
 NPY_ERRORS = (OSError, EOFError, ValueError, MemoryError, SyntaxError, tokenize.TokenError)
 
-Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 MANIFEST = "manifest.jsonl"
 _TMP_TAG = ".vadfeat-tmp"

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vadfeat._types import Pooling
 from vadfeat.errors import ConfigError, UnknownModelError
 
-Pooling = Literal["fc_norm", "mean", "stats"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 
 
