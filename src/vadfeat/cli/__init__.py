@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     for p in _parsers(parser):  # one rule for every command's help
-        if issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter):
+        fmt = p.formatter_class
+        if isinstance(fmt, type) and issubclass(fmt, argparse.ArgumentDefaultsHelpFormatter):
             p.formatter_class = DefaultsHelpFormatter
     return parser
 
@@ -281,10 +282,13 @@ def _one_value(action: argparse.Action, value: Any, bad: Any) -> Any:
         if not isinstance(value, str):
             raise bad("one of " + ", ".join(map(str, choices)) if choices else "a string")
     else:  # a converting flag type (_positive, _fraction, a list splitter): give it the text
+        convert = action.type
+        if not callable(convert):  # argparse's registry names (type="int") are not used here
+            raise TypeError(f"{action.dest}: unsupported argparse type {convert!r}")
         if not isinstance(value, (str, int, float)):
             raise bad("a string")
         try:
-            value = action.type(str(value))
+            value = convert(str(value))
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
             raise bad(f"valid ({exc})") from None
     if choices is not None and value not in choices:

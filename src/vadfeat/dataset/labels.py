@@ -458,10 +458,11 @@ def _read_canonical(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
         if e is None:
             continue
         stated_n = info.get("num_frames")
-        if stated_n is not None and stated_n != e.frames.shape[0]:  # JSON: any type at all
+        held = e.frames.shape[0] if e.frames is not None else None  # always an array entry here
+        if stated_n is not None and stated_n != held:  # JSON: any type at all
             issues.append(LabelIssue(name, "inconsistent",
                                      f"{INDEX_NAME} says {stated_n!r} frames, "
-                                     f"{file.name} holds {e.frames.shape[0]}"))
+                                     f"{file.name} holds {held}"))
         entries.append(e)
     return entries
 
@@ -601,8 +602,10 @@ def _match(entries: list[_Entry], features: FeatureSet, fmt: str,
             assigned[hits[0].name] = e
     videos: dict[str, VideoLabels] = {}
     for r in features:
-        e = assigned.get(r.name)
-        if e is None:
+        hit = assigned.get(r.name)
+        if hit is not None:
+            e = hit
+        else:
             if fmt == "xd" and "_label_A" in r.key:
                 if r.num_frames is None:
                     issues.append(LabelIssue(r.name, "no-frame-count",

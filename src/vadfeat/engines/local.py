@@ -506,7 +506,7 @@ class FeatureExtractor:
     @staticmethod
     def _clip(frames: Sequence[torch.Tensor]) -> torch.Tensor:
         """Transformed frames ``[crops, 3, S, S]`` -> ``[crops, 3, T, S, S]``."""
-        return torch.stack(frames, dim=2)
+        return torch.stack(list(frames), dim=2)
 
     def _raw_clip(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Decoded frames ``[H, W, 3]`` uint8 -> one contiguous ``[T, 3, H, W]`` uint8 tensor.
@@ -1194,14 +1194,14 @@ def extract(
                     log.debug("cannot prepare a snippet of %s", items[vid].source, exc_info=True)
                     finish_failed(vid, f"unexpected {type(exc).__name__}: {exc}")
                     continue
-                st = state(vid)
-                st.ranges.append(rng)
+                pend = state(vid)
+                pend.ranges.append(rng)
                 batch.append((vid, idx, clip))
                 if len(batch) >= ext.clips_per_batch:
                     flush()
             elif kind == "done":
-                st = state(vid)
-                st.expected, st.meta = a, b
+                pend = state(vid)
+                pend.expected, pend.meta = a, b
                 if a == 0:
                     finish_failed(vid, "no snippets")
                 else:

@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
 from vadfeat.errors import ConfigError
@@ -141,9 +141,13 @@ def _from_config(path: Path) -> tuple[int, int] | None:
     if not isinstance(mc, dict):
         return None
     tub, patch = mc.get("tubelet_size"), mc.get("patch_size")
-    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tub, patch)):
+    if _positive_int(tub) and _positive_int(patch):
         return tub, patch
     return None
+
+
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _patch_key(keys: Any) -> str | None:

@@ -41,7 +41,7 @@ import tokenize
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, get_args
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def save_npy(path: Path, array: np.ndarray) -> str:
     """Write ``array`` atomically; return the sha256 (hex) of the file's bytes."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         w = _HashingWriter(f)
-        np.save(w, array, allow_pickle=False)  # type: ignore[arg-type]
+        np.save(w, array, allow_pickle=False)
         return w.sha.hexdigest()
 
 
@@ -457,7 +457,7 @@ def _exists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def _shape_ok(shape: Any) -> bool:
+def _shape_ok(shape: Any) -> TypeGuard[list[int]]:
     return (isinstance(shape, list) and len(shape) >= 1
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape))
 

@@ -152,13 +152,13 @@ def transformers_to_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.
                 out[key] = value  # left for the unexpected-key check to name
             continue
         i, rest = int(m.group(1)), m.group(2)
-        parts = {
+        qkv_part = {
             "attention.attention.query.weight": "q",
             "attention.attention.key.weight": "k",
             "attention.attention.value.weight": "v",
         }
-        if rest in parts:
-            qkv.setdefault(i, {})[parts[rest]] = value
+        if rest in qkv_part:
+            qkv.setdefault(i, {})[qkv_part[rest]] = value
             continue
         simple = {
             "attention.attention.q_bias": "attn.q_bias",
@@ -346,13 +346,12 @@ def load_checkpoint(
                                   f"{type(mc).__name__}")
         img_size = _config_int(where, "model_config.img_size", mc.get("img_size", img_size))
         num_frames = _config_int(where, "model_config.num_frames", mc.get("num_frames", num_frames))
-        num_heads = num_heads or _config_int(where, "model_config.num_heads", mc.get("num_heads"),
-                                             optional=True)
+        num_heads = num_heads or _config_opt_int(where, "model_config.num_heads", mc.get("num_heads"))
     elif config.get("model_type") == "videomae":
         img_size = _config_int(where, "image_size", config.get("image_size", img_size))
         num_frames = _config_int(where, "num_frames", config.get("num_frames", num_frames))
-        num_heads = num_heads or _config_int(where, "num_attention_heads",
-                                             config.get("num_attention_heads"), optional=True)
+        num_heads = num_heads or _config_opt_int(where, "num_attention_heads",
+                                                 config.get("num_attention_heads"))
         if "layer_norm_eps" in config:
             norm_eps = _config_eps(where, "layer_norm_eps", config["layer_norm_eps"])
             # transformers builds fc_norm with nn.LayerNorm's default eps.
@@ -418,10 +417,13 @@ def load_checkpoint(
     return kept, info
 
 
-def _config_int(where: str, field: str, value: object, *, optional: bool = False) -> int | None:
+def _config_opt_int(where: str, field: str, value: object) -> int | None:
+    """:func:`_config_int`, or None where the field is absent (``null``)."""
+    return None if value is None else _config_int(where, field, value)
+
+
+def _config_int(where: str, field: str, value: object) -> int:
     """A positive integer from a checkpoint's config.json (JSON may hold anything there)."""
-    if value is None and optional:
-        return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1 << 20:
         raise CheckpointError(f"{where}: {field} must be a positive integer, got {value!r}")
     return value
@@ -561,7 +563,7 @@ def describe_compression(record: Mapping[str, Any]) -> str:
 
 
 
-def with_spec(info: CheckpointInfo, **changes: object) -> CheckpointInfo:
+def with_spec(info: CheckpointInfo, **changes: Any) -> CheckpointInfo:
     return replace(info, spec=replace(info.spec, **changes))
 
 

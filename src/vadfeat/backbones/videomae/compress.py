@@ -223,12 +223,11 @@ def quantize_int8(model: FeatureModel) -> FeatureModel:
         raise ConfigError("int8 dynamic quantization runs on the CPU only (--device cpu)")
     model.float()
     with torch.no_grad():
-        attns = [name for name, mod in model.named_modules() if isinstance(mod, Attention)]
-        for name in attns:
-            _set_child(model, name, Int8Attention(model.get_submodule(name)))
-        linears = [name for name, mod in model.named_modules() if type(mod) is nn.Linear]
-        for name in linears:
-            lin = model.get_submodule(name)
+        attns = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, Attention)]
+        for name, attn in attns:
+            _set_child(model, name, Int8Attention(attn))
+        linears = [(name, mod) for name, mod in model.named_modules() if type(mod) is nn.Linear]
+        for name, lin in linears:
             _set_child(model, name, dynamic_int8_linear(lin.weight, lin.bias))
     model.quantize = "int8"
     model.eval()
