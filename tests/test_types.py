@@ -22,7 +22,7 @@ EXPECTED = {
     ("extract", "tail"): T.Tail,
     ("extract", "crops"): T.NumCrops,
     ("extract", "crop_order"): T.CropOrder,
-    ("extract", "pooling"): T.Pooling,
+    ("extract", "frame_reduce"): T.FrameReduce,
     ("extract", "channel_order"): T.ChannelOrder,
     ("extract", "scale"): T.Scale,
     ("extract", "frames_colour"): T.FramesColour,
@@ -67,6 +67,12 @@ def test_every_cli_choice_comes_from_its_literal() -> None:
     found = _choice_actions()
     found.pop(("extract", "preset"))  # the registered presets, not a Literal
     found.pop(("demo", "preset"), None)
+    found.pop(("extract", "backbone"))  # the registered backbones
+    # --pooling offers every registered backbone's heads (a plug-in adds its own); the
+    # built-in ones are exactly the Literal's: VideoMAE V2's three and CLIP's two.
+    pooling = found.pop(("extract", "pooling"))
+    assert set(pooling.choices) == set(get_args(T.Pooling)) == {
+        "fc_norm", "mean", "stats", "embedding", "token"}
     # Every option with choices is listed (a new one must be added above) ...
     assert sorted(found) == sorted(EXPECTED)
     for key, action in found.items():
@@ -82,6 +88,8 @@ def test_the_values_worked_out_by_hand() -> None:
 
 
 def test_old_names_are_the_same_aliases() -> None:
+    from vadfeat.backbones.clip.model import ClipFeature
+    from vadfeat.backbones.frames import FrameReduce
     from vadfeat.backbones.videomae.compress import QUANTIZE_MODES
     from vadfeat.backbones.videomae.model import POOLINGS
     from vadfeat.dataset.export import Dataset as ExportDataset
@@ -94,8 +102,10 @@ def test_old_names_are_the_same_aliases() -> None:
     assert presets.Tail is T.Tail and presets.Scale is T.Scale and presets.NumCrops is T.NumCrops
     assert OnCorrupt is T.OnCorrupt and LayoutOrAuto is T.LayoutOrAuto
     assert ExportDataset is ListDataset is T.Dataset
-    assert get_args(T.Layout) == LAYOUTS and get_args(T.Pooling) == POOLINGS
+    assert get_args(T.Layout) == LAYOUTS and get_args(T.VideoMAEPooling) == POOLINGS
     assert QUANTIZE_MODES == ("int8",)
+    assert presets.Pooling is T.Pooling and presets.FrameReduce is FrameReduce is T.FrameReduce
+    assert ClipFeature is T.ClipFeature
 
 
 @pytest.mark.parametrize("pattern", [r"^\w+ = Literal\[", r"^_?[A-Z_]+ = \(\"fail\", \"skip\"\)",

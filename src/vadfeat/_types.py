@@ -34,7 +34,17 @@ ChannelOrder = Literal["RGB", "BGR"]
 Preprocess = Literal["worker", "device"]
 
 # -- model (backbones/)
-Pooling = Literal["fc_norm", "mean", "stats"]
+#: VideoMAE V2's feature heads: fc_norm [D], mean [D], stats [3, D].
+VideoMAEPooling = Literal["fc_norm", "mean", "stats"]
+#: CLIP's feature heads: embedding (``ln_post(cls) @ proj``), token (``ln_post(cls)``).
+ClipFeature = Literal["embedding", "token"]
+#: Feature heads of the built-in backbones (a plug-in backbone's heads are accepted too,
+#: checked against the registry; the CLI offers every registered head).
+Pooling = Literal[VideoMAEPooling, ClipFeature]
+#: What a backbone consumes: clips ``[B, 3, T, H, W]`` or frames ``[B, 3, H, W]``.
+InputKind = Literal["clip", "frame"]
+#: Frame-level backbones: a snippet's feature is the mean of its frames' or the middle frame's.
+FrameReduce = Literal["mean", "middle"]
 #: Float dtypes by name (``vadfeat.backbones._files.TORCH_DTYPES`` maps them to torch dtypes).
 DTypeName = Literal["fp32", "bf16", "fp16"]
 #: ``auto``: bf16 on CUDA, fp32 elsewhere.
@@ -60,8 +70,35 @@ Split = Literal["train", "test"]
 ResampleMethod = Literal["mean", "uniform", "vadclip"]
 
 __all__ = [
-    "AlignMode", "ChannelOrder", "CropOrder", "DTypeName", "DTypeOrAuto", "Dataset", "Engine",
-    "ExportFormat", "FramesColour", "Interpolation", "LabelFormat", "LabelFormatOrAuto", "Layout",
-    "LayoutOrAuto", "ListFormat", "Naming", "NumCrops", "OnCorrupt", "Pooling", "Preprocess",
-    "Quantize", "ResampleMethod", "ResizeMode", "Scale", "SnippetRule", "Split", "Tail",
+    "AlignMode",
+    "ChannelOrder",
+    "ClipFeature",
+    "CropOrder",
+    "DTypeName",
+    "DTypeOrAuto",
+    "Dataset",
+    "Engine",
+    "ExportFormat",
+    "FrameReduce",
+    "FramesColour",
+    "InputKind",
+    "Interpolation",
+    "LabelFormat",
+    "LabelFormatOrAuto",
+    "Layout",
+    "LayoutOrAuto",
+    "ListFormat",
+    "Naming",
+    "NumCrops",
+    "OnCorrupt",
+    "Pooling",
+    "Preprocess",
+    "Quantize",
+    "ResampleMethod",
+    "ResizeMode",
+    "Scale",
+    "SnippetRule",
+    "Split",
+    "Tail",
+    "VideoMAEPooling",
 ]

@@ -13,16 +13,17 @@ from vadfeat._types import (
     CropOrder,
     DTypeOrAuto,
     Engine,
+    FrameReduce,
     FramesColour,
     Layout,
     NumCrops,
     OnCorrupt,
-    Pooling,
     Preprocess,
     Quantize,
     Scale,
     Tail,
 )
+from vadfeat.backbones._registry import list_backbones
 from vadfeat.cli import EXIT_CODES
 from vadfeat.errors import ConfigError
 from vadfeat.io.video import DEFAULT_MAX_PIXELS
@@ -32,7 +33,7 @@ log = logging.getLogger("vadfeat")
 
 # Flags that override a preset field (flag dest == Preset field name).
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
-                "crop_order", "pooling", "size", "short_side", "channel_order", "scale")
+                "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -49,7 +50,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint", "-c", metavar="PATH",
                    help="checkpoint: .pth, .safetensors, a hub-layout folder or hf://owner/repo[@rev]")
     g.add_argument("--model", "-m", metavar="NAME",
-                   help="model size (see `vadfeat models`); checked against the checkpoint")
+                   help="model, as backbone/size (videomae_v2/vit_g_14, clip/vit_b_16) or a name only one "
+                        "backbone has (vit_giant_patch14_224); see `vadfeat models`; checked against "
+                        "the checkpoint")
+    g.add_argument("--backbone", choices=[b.name for b in list_backbones()],
+                   help="model family, when neither the checkpoint nor --model says it (default: "
+                        "detected from the checkpoint's contents)")
     g.add_argument("--random-weights", action="store_true",
                    help="no checkpoint: deterministic random weights (testing only; outputs say so)")
     g.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
@@ -58,11 +64,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_extract_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     g = p.add_argument_group("preprocessing (a preset sets all of these; any flag overrides one)")
-    g.add_argument("--preset", default=DEFAULT_PRESET, choices=list_presets(),
+    g.add_argument("--preset", choices=list_presets(),
                    help="videomae-v2: official fine-tune pipeline (short side 224, centre crop, "
                         "ImageNet norm, fc_norm); videomae-tad: official TAD script (squash 224, "
-                        "[0,1]); fed-wsvad: the legacy Fed_WSVAD pipeline ([T,3,1408] stats). "
-                        f"Default {DEFAULT_PRESET}")
+                        "[0,1]); fed-wsvad: the legacy Fed_WSVAD pipeline ([T,3,1408] stats); "
+                        "clip-vadclip: CLIP frame embeddings averaged per 16-frame snippet, 10 crops "
+                        "(VadCLIP's features); clip-frames: one CLIP embedding per frame. "
+                        f"Default: the backbone's own ({DEFAULT_PRESET} for VideoMAE V2, clip-vadclip "
+                        "for CLIP)")
     g.add_argument("--clip-len", type=int, help="frames per snippet (16)")
     g.add_argument("--frame-interval", type=int, help="take every k-th frame inside a snippet (1)")
     g.add_argument("--stride", type=int,
@@ -75,8 +84,12 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop-resize", type=int, help="short side before 5/10 crops (256)")
     g.add_argument("--crop-order", choices=get_args(CropOrder),
                    help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br")
-    g.add_argument("--pooling", choices=get_args(Pooling),
-                   help="feature head: fc_norm [D], mean [D], stats [3, D]")
+    g.add_argument("--pooling", choices=sorted({f for b in list_backbones() for f in b.feature_names()}),
+                   help="feature head of the backbone: VideoMAE V2 fc_norm [D], mean [D], stats [3, D]; "
+                        "CLIP embedding [512] (768 for L/14), token [width]")
+    g.add_argument("--frame-reduce", choices=get_args(FrameReduce),
+                   help="frame-level backbones (CLIP): a snippet's feature is the mean of its frames' "
+                        "features, or the middle frame's (mean)")
     g.add_argument("--size", type=int, help="model input side (224)")
     g.add_argument("--short-side", type=int, help="short side for the short_side resize (224)")
     g.add_argument("--channel-order", choices=get_args(ChannelOrder), help="channel order given to the model")
@@ -120,7 +133,8 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "checkpoint": args.checkpoint, "model": args.model, "random_weights": args.random_weights,
+        "checkpoint": args.checkpoint, "model": args.model, "backbone": getattr(args, "backbone", None),
+        "random_weights": args.random_weights,
         "num_heads": args.num_heads, "preset": args.preset, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "on_corrupt": args.on_corrupt,
         "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,

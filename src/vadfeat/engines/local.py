@@ -48,6 +48,7 @@ import torch
 from vadfeat._malloc import limit_arenas
 from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat._version import __version__
+from vadfeat.backbones._registry import pick_backbone, resolve_model
 from vadfeat.backbones.loading import load_model, parse_dtype
 from vadfeat.engines._signals import handle_stop_signals, signum_of
 from vadfeat.engines.progress import progress_bar
@@ -57,7 +58,7 @@ from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_p
 from vadfeat.pipeline.presets import Preset, get_preset
 from vadfeat.pipeline.sampling import SnippetAssembler
 from vadfeat.pipeline.transforms import build_frame_transform, transform_frames
-from vadfeat.pipeline.validate import check_batch_size, check_geometry, check_settings
+from vadfeat.pipeline.validate import check_batch_size, check_model_geometry, check_settings, default_preset
 from vadfeat.store.writers import (
     HELD,
     LAYOUTS,
@@ -162,7 +163,7 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
 #: ``on_corrupt`` decides whether a damaged video has features at all; ``layout``
 #: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``.
 CONTENT_SETTINGS = frozenset({
-    "checkpoint", "model", "random_weights", "num_heads", "preset", "dtype", "fps",
+    "checkpoint", "model", "backbone", "random_weights", "num_heads", "preset", "dtype", "fps",
     "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout",
     *Preset.field_names(),
 })
@@ -227,7 +228,7 @@ class ResolvedSettings:
 def preset_of(settings: Mapping[str, Any]) -> Preset:
     """The preset ``settings`` ask for, with their overrides (cheap: no checkpoint read)."""
     params = _extractor_params()
-    base = settings.get("preset", params["preset"])
+    base = default_preset(settings)
     preset = get_preset(base) if isinstance(base, str) else base
     overrides = {k: v for k, v in settings.items() if k not in params and v is not None}
     return preset.replace(**overrides) if overrides else preset
@@ -240,8 +241,6 @@ def resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
     memory-mapped, so the tensors are not read); no model is built.  Raises
     :class:`ConfigError` / :class:`~vadfeat.errors.CheckpointError`.
     """
-    from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
-
     params = _extractor_params()
     if "extractor" in settings:
         raise ConfigError("pass extractor settings (checkpoint=, model=, ...) or an extractor, "
@@ -256,23 +255,19 @@ def resolve_settings(settings: Mapping[str, Any]) -> ResolvedSettings:
                           "(--random-weights) to run with random weights for testing")
     if checkpoint is not None and kwargs["random_weights"]:
         raise ConfigError("give either a checkpoint or random_weights=True, not both")
-    sha = None
-    quantize = kwargs.get("quantize")
-    if checkpoint is not None:
-        if not str(checkpoint).startswith("hf://"):
-            # Workers may start in another folder (or on another machine).
-            checkpoint = str(Path(checkpoint).expanduser().absolute())
-            kwargs["checkpoint"] = checkpoint
-        state, info = load_checkpoint(checkpoint, num_heads=kwargs["num_heads"])
-        del state
-        spec = resolve_spec(model, info)
-        sha = info.sha256
-        quantize = quantize or (getattr(info, "compression", None) or {}).get("quantize")
-    else:
-        spec = resolve_spec(model, None)
+    if checkpoint is not None and not str(checkpoint).startswith("hf://"):
+        # Workers may start in another folder (or on another machine).
+        checkpoint = str(Path(checkpoint).expanduser().absolute())
+        kwargs["checkpoint"] = checkpoint
+    if model is None and kwargs["backbone"] is None and checkpoint is None:
+        raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
+    found = resolve_model(checkpoint, model=model, backbone=kwargs["backbone"],
+                          num_heads=kwargs["num_heads"])
+    check_model_geometry(preset, found.spec, backbone=found.backbone)
+    quantize = kwargs.get("quantize") or found.quantize
     kwargs.update(overrides)
-    return ResolvedSettings(kwargs=kwargs, preset=preset, model_name=spec.name,
-                            checkpoint_sha256=sha, quantize=quantize)
+    return ResolvedSettings(kwargs=kwargs, preset=preset, model_name=found.name,
+                            checkpoint_sha256=found.checkpoint_sha256, quantize=quantize)
 
 
 @dataclass(frozen=True)
@@ -363,7 +358,8 @@ class FeatureExtractor:
         checkpoint: str | Path | None = None,
         *,
         model: str | None = None,
-        preset: str | Preset = "videomae-v2",
+        backbone: str | None = None,
+        preset: str | Preset | None = None,
         random_weights: bool = False,
         device: str = "auto",
         dtype: str = "auto",
@@ -379,6 +375,8 @@ class FeatureExtractor:
         **overrides: Any,
     ) -> None:
         check_settings({k: v for k, v in locals().items() if k not in ("self", "overrides")} | overrides)
+        preset = default_preset({"preset": preset, "checkpoint": checkpoint, "model": model,
+                                 "backbone": backbone})
         base = get_preset(preset) if isinstance(preset, str) else preset
         self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.preset = base.replace(**self.overrides) if self.overrides else base
@@ -389,7 +387,7 @@ class FeatureExtractor:
             )
         if checkpoint is not None and random_weights:
             raise ConfigError("give either a checkpoint or random_weights=True, not both")
-        if random_weights and model is None:
+        if random_weights and model is None and backbone is None:
             raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
         if on_corrupt not in _ON_CORRUPT:
             raise ConfigError(f"on_corrupt must be one of {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
@@ -409,12 +407,14 @@ class FeatureExtractor:
         self.folder_fps = folder_fps
         self.max_pixels = check_max_pixels(max_pixels)
         self.num_heads = num_heads
+        self.backbone = pick_backbone(checkpoint=checkpoint, model=model, backbone=backbone)[0]
+        self.backbone.check_feature(self.preset.pooling)
         self.model = load_model(
-            checkpoint, model=model, pooling=self.preset.pooling, device=self.device,
-            num_heads=num_heads, quantize=quantize,
+            checkpoint, model=model, backbone=self.backbone.name, pooling=self.preset.pooling,
+            device=self.device, num_heads=num_heads, quantize=quantize,
+            frame_reduce=self.preset.frame_reduce,
         )
-        check_geometry(self.preset, tubelet=self.model.spec.tubelet_size,
-                       patch=self.model.spec.patch_size, model=self.model.spec.name)
+        check_model_geometry(self.preset, self.model.spec, backbone=self.backbone)
         if getattr(self.model, "quantize", None) and self.dtype != "fp32":
             raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
@@ -434,7 +434,8 @@ class FeatureExtractor:
     def model_record(self) -> dict[str, Any]:
         info = self.model.checkpoint
         return {
-            "name": self.model.spec.name,
+            "name": self.backbone.record_name(self.model.spec),
+            "backbone": self.backbone.name,
             "spec": self.model.spec.to_dict(),
             "pooling": self.preset.pooling,
             "checkpoint": getattr(info, "path", None),

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
-from vadfeat.errors import ConfigError
-from vadfeat.pipeline.presets import Preset, get_preset
+from vadfeat.errors import ConfigError, VadfeatError
+from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,15 @@ def _near(value: int, step: int) -> str:
     return f"{below} or {above}" if below >= step else f"{above}"
 
 
-def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str) -> None:
-    """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels."""
+def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
+                   fixed_size: int | None = None) -> None:
+    """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels
+    (and ``fixed_size`` pixels square, for a model whose position table is not interpolated)."""
+    if fixed_size is not None and preset.size != fixed_size:
+        raise ConfigError(
+            f"size={preset.size} does not fit {model}: it takes {fixed_size}x{fixed_size} px "
+            f"inputs (its position embedding is not interpolated); use size {fixed_size}"
+        )
     if preset.clip_len % tubelet:
         raise ConfigError(
             f"clip_len={preset.clip_len} does not fit {model}: its tubelets are {tubelet} frames, "
@@ -98,6 +105,14 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str) -> N
             f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
             f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
         )
+
+
+def check_model_geometry(preset: Preset, spec: Any, *, backbone: Any) -> None:
+    """:func:`check_geometry` for a registered backbone's architecture ``spec``."""
+    check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size,
+                   model=backbone.record_name(spec),
+                   fixed_size=spec.img_size if backbone.input_kind == "frame" else None)
+    backbone.check_feature(preset.pooling)
 
 
 def peek_geometry(checkpoint: Any) -> tuple[int, int] | None:
@@ -181,6 +196,22 @@ def _from_pth(path: Path) -> tuple[int, int] | None:
     return None
 
 
+def default_preset(settings: Mapping[str, Any]) -> Any:
+    """``settings["preset"]``, or when none is given the default preset of the backbone the
+    settings name (``backbone``, the namespace of ``model``, or the checkpoint's contents)."""
+    preset = settings.get("preset")
+    if preset is not None:
+        return preset
+    from vadfeat.backbones._registry import pick_backbone
+
+    try:
+        bb, _ = pick_backbone(checkpoint=settings.get("checkpoint"), model=settings.get("model"),
+                              backbone=settings.get("backbone"))
+    except VadfeatError:
+        return DEFAULT_PRESET  # the loader reports what is wrong with the checkpoint or name
+    return bb.default_preset
+
+
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Refuse, before any work, every extraction setting that cannot work.
 
@@ -189,10 +220,10 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     ``batch_size``, preset overrides ...); missing ones take their defaults.
     Raises :class:`~vadfeat.errors.ConfigError` (unknown model names included).
     """
-    from vadfeat.backbones.videomae.model import get_spec
+    from vadfeat.backbones._registry import pick_backbone
 
     # FeatureExtractor's own arguments; everything else is a preset override.
-    own = {"checkpoint", "model", "preset", "random_weights", "device", "dtype", "batch_size",
+    own = {"checkpoint", "model", "backbone", "preset", "random_weights", "device", "dtype", "batch_size",
            "num_heads", "on_corrupt", "fps", "frames_colour", "folder_fps", "quantize",
            "preprocess", "max_pixels", "extractor"}
     checkpoint, model = settings.get("checkpoint"), settings.get("model")
@@ -220,16 +251,23 @@ def check_settings(settings: Mapping[str, Any]) -> None:
         batch = settings["batch_size"]
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch!r}")
-    preset = resolve_preset(settings.get("preset", "videomae-v2"),
-                            {k: v for k, v in settings.items() if k not in own})
-    if model is not None:
-        spec = get_spec(model)
-        check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size, model=spec.name)
+    backbone = settings.get("backbone")
+    if backbone is not None and not isinstance(backbone, str):
+        raise ConfigError(f"backbone must be a backbone name, got {backbone!r}")
+    if model is not None or backbone is not None:
+        bb, arch = pick_backbone(model=model, backbone=backbone)
+    else:
+        bb, arch = None, None
+    preset = resolve_preset(default_preset(settings), {k: v for k, v in settings.items() if k not in own})
+    arch_name = (arch or bb.default_arch()) if bb is not None else None
+    if bb is not None and arch_name is not None:
+        spec = bb.architectures()[arch_name]
+        check_model_geometry(preset, spec, backbone=bb)
     elif checkpoint is not None:
         found = peek_geometry(checkpoint)
         if found is not None:
             check_geometry(preset, tubelet=found[0], patch=found[1], model=f"the model in {checkpoint}")
 
 
-__all__ = ["MAX_BATCH_SIZE", "check_batch_size", "check_geometry", "check_settings",
-           "peek_geometry", "resolve_preset"]
+__all__ = ["MAX_BATCH_SIZE", "check_batch_size", "check_geometry", "check_model_geometry",
+           "check_settings", "default_preset", "peek_geometry", "resolve_preset"]

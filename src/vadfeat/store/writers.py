@@ -565,8 +565,19 @@ FINGERPRINT_DEFAULTS: dict[str, Any] = {"quantize": None, "preprocess": "worker"
                                         "folder_fps": 30.0, "num_heads": None}
 
 
+# Preset fields added after the first release, with the value earlier outputs were made with.
+PRESET_DEFAULTS: dict[str, Any] = {"frame_reduce": "mean"}
+
+
 def _normalised(fp: Mapping[str, Any]) -> dict[str, Any]:
-    return {**FINGERPRINT_DEFAULTS, **fp}
+    d = {**FINGERPRINT_DEFAULTS, **fp}
+    if isinstance(d.get("preset"), Mapping):
+        d["preset"] = {**PRESET_DEFAULTS, **d["preset"]}
+    if isinstance(d.get("model"), str):
+        from vadfeat.backbones._registry import canonical_model_name
+
+        d["model"] = canonical_model_name(d["model"])
+    return d
 
 
 def same_fingerprint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vadfeat._types import Pooling
+from vadfeat._types import VideoMAEPooling as Pooling
 from vadfeat.errors import ConfigError, UnknownModelError
 
 POOLINGS: tuple[str, ...] = get_args(Pooling)
@@ -313,6 +313,7 @@ class FeatureModel(nn.Module):
     or ``None``) travel with the model so every output can record how it was made.
     """
 
+    backbone = "videomae_v2"
     #: ``"int8"`` once :func:`vadfeat.backbones.videomae.compress.quantize_int8` converted it;
     #: not set before (read it with ``getattr(model, "quantize", None)``).
     quantize: str | None
