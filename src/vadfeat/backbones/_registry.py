@@ -203,6 +203,7 @@ class Backbone:
 # --------------------------------------------------------------------------- the registry
 
 _BACKBONES: dict[str, Backbone] = {}
+_BUILTIN_ORDER = ("videomae_v2", "clip")
 _entry_points_loaded = False
 
 
@@ -220,8 +221,8 @@ def register_backbone(backbone: Backbone) -> Backbone:
 def _builtins() -> None:
     # Imported here, not at module import, so that the registry has no import cycle
     # with the backbones that register into it.
-    from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401, I001 - listing order
     from vadfeat.backbones.clip import backbone as _clip  # noqa: F401
+    from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401
 
 
 def _load_entry_points() -> None:
@@ -245,7 +246,8 @@ def list_backbones() -> list[Backbone]:
     """Every registered backbone: the built-in ones first, then plug-ins."""
     _builtins()
     _load_entry_points()
-    return list(_BACKBONES.values())
+    builtin = [_BACKBONES[n] for n in _BUILTIN_ORDER if n in _BACKBONES]
+    return builtin + [b for n, b in _BACKBONES.items() if n not in _BUILTIN_ORDER]
 
 
 def get_backbone(name: str) -> Backbone:

@@ -139,7 +139,9 @@ class ClipBackbone(Backbone):
 
     def _read(self, source: str | Path) -> tuple[dict[str, torch.Tensor], ClipCheckpointInfo]:
         ck = load_clip_checkpoint(source)
-        info = ClipCheckpointInfo(path=str(ck.path), format=ck.format, sha256=ck.sha256, spec=ck.spec,
+        spec = next((a for a in ARCHS.values() if _dims(a) == _dims(ck.spec) and a.heads == ck.spec.heads),
+                    ck.spec)  # a registered size gets its name (the test size too)
+        info = ClipCheckpointInfo(path=str(ck.path), format=ck.format, sha256=ck.sha256, spec=spec,
                                   num_params=sum(t.numel() for t in ck.state_dict.values()),
                                   notes=tuple(ck.notes))
         return ck.state_dict, info
