@@ -356,9 +356,11 @@ def peek_checkpoint(path: Path) -> tuple[Collection[str] | None, dict[str, Any] 
         cfg = path / "config.json"
         if cfg.is_file():
             try:
-                config = json.loads(cfg.read_text())
+                loaded = json.loads(cfg.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise CheckpointError(f"{cfg}: unreadable config.json ({exc})") from exc
+            # Not an object: detect by the weights' keys; the backbone's reader names the problem.
+            config = loaded if isinstance(loaded, dict) else None
         weights = [p for p in sorted(path.iterdir()) if p.suffix in (".safetensors", ".bin", ".pth", ".pt")]
         if not weights:
             return None, config
