@@ -39,13 +39,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from vadfeat._types import InputKind
 from vadfeat.errors import CheckpointError, ConfigError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
-InputKind = Literal["clip", "frame"]
 ENTRY_POINT_GROUP = "vadfeat.backbones"
 
 
@@ -80,10 +80,15 @@ class FeatureHead:
 class ArchSpec(Protocol):
     """What the pipeline needs of an architecture (VideoMAE's ModelSpec, CLIP's ClipVisionSpec ...)."""
 
-    name: str
-    patch_size: int
-    tubelet_size: int
-    img_size: int
+    # Read-only (properties), so that frozen dataclasses satisfy the protocol.
+    @property
+    def name(self) -> str: ...
+    @property
+    def patch_size(self) -> int: ...
+    @property
+    def tubelet_size(self) -> int: ...
+    @property
+    def img_size(self) -> int: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -356,9 +361,11 @@ def peek_checkpoint(path: Path) -> tuple[Collection[str] | None, dict[str, Any] 
         cfg = path / "config.json"
         if cfg.is_file():
             try:
-                config = json.loads(cfg.read_text())
+                loaded = json.loads(cfg.read_text())
             except (OSError, json.JSONDecodeError) as exc:
                 raise CheckpointError(f"{cfg}: unreadable config.json ({exc})") from exc
+            # Not an object: detect by the weights' keys; the backbone's reader names the problem.
+            config = loaded if isinstance(loaded, dict) else None
         weights = [p for p in sorted(path.iterdir()) if p.suffix in (".safetensors", ".bin", ".pth", ".pt")]
         if not weights:
             return None, config

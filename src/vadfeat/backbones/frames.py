@@ -16,14 +16,14 @@ identity.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import torch
 from torch import nn
 
+from vadfeat._types import FrameReduce
 from vadfeat.errors import ConfigError
 
-FrameReduce = Literal["mean", "middle"]
 FRAME_REDUCTIONS: tuple[str, ...] = get_args(FrameReduce)
 
 

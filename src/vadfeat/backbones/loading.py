@@ -7,18 +7,17 @@ from typing import Any
 
 import torch
 
+from vadfeat.backbones._files import TORCH_DTYPES, torch_dtype
 from vadfeat.backbones._registry import pick_backbone
 from vadfeat.errors import ConfigError
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = TORCH_DTYPES  # the one map, in vadfeat.backbones._files
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return torch_dtype(dtype)
 
 
 def load_model(

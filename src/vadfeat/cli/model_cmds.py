@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any
+from typing import Any, get_args
 
+from vadfeat._types import DTypeName
 from vadfeat.backbones._registry import detect_backbone, list_backbones
 from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
 from vadfeat.errors import ConfigError
@@ -151,7 +152,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "the image encoder's tensors under OpenAI's names.")
     pc.add_argument("path", help="checkpoint file, folder or hf://owner/repo[@revision]")
     pc.add_argument("out", help="output .safetensors path")
-    pc.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
+    pc.add_argument("--dtype", choices=get_args(DTypeName), default="fp16",
                     help="tensor dtype in the output (default fp16, as the model zoo)")
     pc.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
     _unsafe_flag(pc)

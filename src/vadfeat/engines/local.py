@@ -40,12 +40,13 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from vadfeat._malloc import limit_arenas
+from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat._version import __version__
 from vadfeat.backbones._registry import pick_backbone, resolve_model
 from vadfeat.backbones.loading import load_model, parse_dtype
@@ -83,9 +84,9 @@ from vadfeat.store.writers import (
 
 log = logging.getLogger(__name__)
 
-_ON_CORRUPT = ("fail", "skip")
-_FRAMES_COLOUR = ("normal", "legacy-swapped")
-_PREPROCESS = ("worker", "device")
+_ON_CORRUPT = get_args(OnCorrupt)
+_FRAMES_COLOUR = get_args(FramesColour)
+_PREPROCESS = get_args(Preprocess)
 
 # Device preprocessing: most bytes of raw frames that may wait for the model in the
 # engine's event queue, over all decode threads (a 1080p 16-frame snippet is ~100 MB).
@@ -506,7 +507,7 @@ class FeatureExtractor:
     @staticmethod
     def _clip(frames: Sequence[torch.Tensor]) -> torch.Tensor:
         """Transformed frames ``[crops, 3, S, S]`` -> ``[crops, 3, T, S, S]``."""
-        return torch.stack(frames, dim=2)
+        return torch.stack(list(frames), dim=2)
 
     def _raw_clip(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Decoded frames ``[H, W, 3]`` uint8 -> one contiguous ``[T, 3, H, W]`` uint8 tensor.
@@ -1194,14 +1195,14 @@ def extract(
                     log.debug("cannot prepare a snippet of %s", items[vid].source, exc_info=True)
                     finish_failed(vid, f"unexpected {type(exc).__name__}: {exc}")
                     continue
-                st = state(vid)
-                st.ranges.append(rng)
+                pend = state(vid)
+                pend.ranges.append(rng)
                 batch.append((vid, idx, clip))
                 if len(batch) >= ext.clips_per_batch:
                     flush()
             elif kind == "done":
-                st = state(vid)
-                st.expected, st.meta = a, b
+                pend = state(vid)
+                pend.expected, pend.meta = a, b
                 if a == 0:
                     finish_failed(vid, "no snippets")
                 else:

@@ -61,21 +61,20 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
+from vadfeat._types import (
+    ChannelOrder,
+    CropOrder,
+    FrameReduce,
+    Interpolation,
+    NumCrops,
+    Pooling,
+    ResizeMode,
+    Scale,
+    Tail,
+)
 from vadfeat.errors import ConfigError
-
-Tail = Literal["drop", "pad"]
-ResizeMode = Literal["short_side", "squash", "legacy"]
-Interpolation = Literal["bilinear", "bicubic"]
-NumCrops = Literal[1, 3, 5, 10]
-CropOrder = Literal["torchvision", "centre-first"]
-Scale = Literal["imagenet", "unit", "minus_one_one"]
-ChannelOrder = Literal["RGB", "BGR"]
-# Feature heads of the built-in backbones; a plug-in backbone's heads are accepted too
-# (checked against the registry), and every head is checked against the backbone in use.
-Pooling = Literal["fc_norm", "mean", "stats", "embedding", "token"]
-FrameReduce = Literal["mean", "middle"]
 
 SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail")
 PIXEL_FIELDS = ("resize", "size", "short_side", "interpolation", "antialias", "legacy_min_side",

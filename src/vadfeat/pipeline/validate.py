@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
 from vadfeat.errors import ConfigError, VadfeatError
@@ -156,9 +156,13 @@ def _from_config(path: Path) -> tuple[int, int] | None:
     if not isinstance(mc, dict):
         return None
     tub, patch = mc.get("tubelet_size"), mc.get("patch_size")
-    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tub, patch)):
+    if _positive_int(tub) and _positive_int(patch):
         return tub, patch
     return None
+
+
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _patch_key(keys: Any) -> str | None:
@@ -255,8 +259,9 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     else:
         bb, arch = None, None
     preset = resolve_preset(default_preset(settings), {k: v for k, v in settings.items() if k not in own})
-    if bb is not None and (arch or bb.default_arch()) is not None:
-        spec = bb.architectures()[arch or bb.default_arch()]
+    arch_name = (arch or bb.default_arch()) if bb is not None else None
+    if bb is not None and arch_name is not None:
+        spec = bb.architectures()[arch_name]
         check_model_geometry(preset, spec, backbone=bb)
     elif checkpoint is not None:
         found = peek_geometry(checkpoint)

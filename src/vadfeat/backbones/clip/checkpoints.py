@@ -39,7 +39,6 @@ misshapen visual keys are named in the :class:`CheckpointError` (first 8 and a c
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import pickle
@@ -52,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from vadfeat.backbones._files import load_safetensors, sha256_file
 from vadfeat.backbones.clip.model import ClipVisionSpec, ClipVisual, infer_spec
 from vadfeat.errors import CheckpointError
 
@@ -193,7 +193,8 @@ def transformers_to_openai(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
                     f"self_attn.{p}_proj.{kind}" for p, t in zip("qkv", found, strict=True) if t is None
                 ]
                 raise CheckpointError(f"transformers layer {i} lacks {', '.join(lacking)}")
-            out[f"transformer.resblocks.{i}.attn.{target}"] = torch.cat(found, dim=0)
+            present = [t for t in found if t is not None]  # all three, checked above
+            out[f"transformer.resblocks.{i}.attn.{target}"] = torch.cat(present, dim=0)
     return out
 
 
@@ -382,14 +383,6 @@ def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- files
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -410,20 +403,10 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: {_first_line(exc)}") from exc
 
 
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-
-
 def _read_file(path: Path) -> tuple[dict[str, object], str]:
     """(raw mapping, container) with container ``"torchscript"``, ``"safetensors"`` or ``"pickle"``."""
     if path.suffix == ".safetensors":
-        return dict(_load_safetensors(path)), "safetensors"
+        return dict(load_safetensors(path)), "safetensors"
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -537,12 +520,13 @@ def _split_visual(raw: dict[str, object], where: Path, notes: list[str]) -> tupl
         )
         raw, layout = dict(inner), "open_clip"
     keys = list(raw)
+    visual: dict[str, object]
     if keys and all(k.startswith("module.") for k in keys):
         raw, layout = {k[len("module.") :]: v for k, v in raw.items()}, "open_clip"
         notes.append("'module.' prefix stripped (DDP-wrapped open_clip state dict)")
     if any(k.startswith("vision_model.") for k in raw):
         tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
-        visual = transformers_to_openai(tensors)
+        visual = dict(transformers_to_openai(tensors))
         ignored = [k for k in raw if not k.startswith("vision_model.") and k != "visual_projection.weight"]
         ignored += [k for k in _HF_IGNORED if k in raw]
         if "visual_projection.weight" not in raw:
@@ -678,5 +662,5 @@ def load_clip_checkpoint(path: str | Path) -> ClipCheckpoint:
     for note in notes:
         log.debug("%s: %s", path, note)
     return ClipCheckpoint(
-        state_dict=sd, spec=spec, format=fmt, sha256=_sha256(weights), notes=tuple(notes), path=path
+        state_dict=sd, spec=spec, format=fmt, sha256=sha256_file(weights), notes=tuple(notes), path=path
     )

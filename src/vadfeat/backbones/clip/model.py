@@ -32,12 +32,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vadfeat._types import ClipFeature
 from vadfeat.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "infer_spec",
 ]
 
-ClipFeature = Literal["embedding", "token"]
 FEATURES: tuple[ClipFeature, ...] = ("embedding", "token")
 """Feature heads: ``"embedding"`` = ``ln_post(cls) @ proj`` ``[B, output_dim]`` (default);
 ``"token"`` = ``ln_post(cls)`` before the projection, ``[B, width]``."""
