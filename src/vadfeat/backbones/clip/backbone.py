@@ -126,8 +126,6 @@ class ClipBackbone(Backbone):
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
         if isinstance(config, Mapping) and config.get("model_type") in ("clip", "clip_vision_model"):
             return True
-        if config is not None:
-            return False
         if keys is not None:
             return detect_clip(keys)
         if path.is_file():

@@ -77,7 +77,8 @@ class VideoMAEV2Backbone(Backbone):
                 "params": spec.num_params}
 
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
-        if isinstance(config, Mapping) and (config.get("model_type") == "videomae" or "model_config" in config):
+        if isinstance(config, Mapping) and (config.get("model_type") == "videomae"
+                                            or "model_config" in config):
             return True
         if config is not None and not isinstance(config, Mapping):
             return True  # a damaged config.json: the VideoMAE V2 loader names what is wrong
