@@ -79,9 +79,11 @@ def _near(value: int, step: int) -> str:
 
 
 def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
-                   fixed_size: int | None = None) -> None:
+                   fixed_size: int | None = None, token_limit: bool = True) -> None:
     """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels
-    (and ``fixed_size`` pixels square, for a model whose position table is not interpolated)."""
+    (and ``fixed_size`` pixels square, for a model whose position table is not interpolated).
+    ``token_limit``: a transformer's tokens per clip are capped (attention memory is
+    quadratic); convolutional backbones pass ``False``."""
     if fixed_size is not None and preset.size != fixed_size:
         raise ConfigError(
             f"size={preset.size} does not fit {model}: it takes {fixed_size}x{fixed_size} px "
@@ -100,7 +102,7 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
             "224 is the size it was trained with)"
         )
     tokens = preset.clip_len // tubelet * (preset.size // patch) ** 2
-    if tokens > MAX_TOKENS:
+    if token_limit and tokens > MAX_TOKENS:
         raise ConfigError(
             f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
             f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
@@ -108,10 +110,16 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
 
 
 def check_model_geometry(preset: Preset, spec: Any, *, backbone: Any) -> None:
-    """:func:`check_geometry` for a registered backbone's architecture ``spec``."""
+    """:func:`check_geometry` for a registered backbone's architecture ``spec``.
+
+    Optional spec attributes: ``fixed_size`` (``True``: inputs must be ``img_size`` square;
+    default: only frame-level backbones, whose position tables vadfeat does not
+    interpolate) and ``token_limit`` (``False`` for convolutional models; default ``True``).
+    """
+    fixed = getattr(spec, "fixed_size", backbone.input_kind == "frame")
     check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size,
-                   model=backbone.record_name(spec),
-                   fixed_size=spec.img_size if backbone.input_kind == "frame" else None)
+                   model=backbone.record_name(spec), fixed_size=spec.img_size if fixed else None,
+                   token_limit=getattr(spec, "token_limit", True))
     backbone.check_feature(preset.pooling)
 
 
