@@ -44,7 +44,8 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the model was loaded before the settings were checked")
 
     monkeypatch.setattr(importlib.import_module("vadfeat.pipeline.extractor"), "load_model", refuse)
-    monkeypatch.setattr(importlib.import_module("vadfeat.backbones.loading"), "load_checkpoint", refuse)
+    monkeypatch.setattr(importlib.import_module("vadfeat.backbones.videomae.loading"), "load_checkpoint",
+                        refuse)
 
 
 # --------------------------------------------------------------------------- ExtractConfig
@@ -248,3 +249,23 @@ def test_cli_extract_limits_malloc_arenas(tmp_path: Path, two: Path, mallopt: _F
                  "--short-side", "32"])
     assert code == 0
     assert mallopt.calls == [(-8, 1)]  # M_ARENA_MAX (glibc's malloc.h) = 1 arena, once
+
+
+def test_clip_config_defaults_and_fingerprint(no_model: None) -> None:
+    """A CLIP model name picks CLIP's default preset (clip-vadclip) without a model; the
+    fingerprint names the model as recorded (clip/vit_tiny_16) and dtype auto -> fp32 on CPU."""
+    cfg = ExtractConfig.from_settings(random_weights=True, model="clip/vit_tiny_16")
+    assert cfg.preset.name == "clip-vadclip"
+    fp = cfg.fingerprint(cfg.identify(), "cpu")
+    assert (fp["model"], fp["random_weights"], fp["dtype"]) == ("clip/vit_tiny_16", True, "fp32")
+    with pytest.raises(ConfigError, match="does not fit"):  # CLIP takes exactly its 224 px
+        ExtractConfig.from_settings(random_weights=True, model="clip/vit_tiny_16", size=160,
+                                    short_side=160)
+
+
+def test_clip_extractor_from_config_matches_the_plan() -> None:
+    cfg = ExtractConfig.from_settings(random_weights=True, model="clip/vit_tiny_16", device="cpu",
+                                      crops=1)
+    fx = vadfeat.FeatureExtractor.from_config(cfg)
+    assert fx.fingerprint() == cfg.fingerprint(cfg.identify(), "cpu")
+    assert fx.model_record()["backbone"] == "clip"

@@ -19,8 +19,8 @@ from vadfeat.pipeline.presets import (
 )
 
 
-def test_registry_lists_the_three_presets() -> None:
-    assert list_presets() == ["fed-wsvad", "videomae-tad", "videomae-v2"]
+def test_registry_lists_the_presets() -> None:
+    assert list_presets() == ["clip-frames", "clip-vadclip", "fed-wsvad", "videomae-tad", "videomae-v2"]
     assert DEFAULT_PRESET == "videomae-v2"
     for name in list_presets():
         assert get_preset(name).name == name

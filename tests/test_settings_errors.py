@@ -22,7 +22,7 @@ from vadfeat.testing import synth
 
 # `vadfeat.engines.local` the attribute is the function; the module is looked up by name.
 extract_module = importlib.import_module("vadfeat.pipeline.extractor")
-loading_module = importlib.import_module("vadfeat.backbones.loading")
+loading_module = importlib.import_module("vadfeat.backbones.videomae.loading")
 
 TINY = ["--random-weights", "--model", "vit_tiny_patch16_224"]
 
@@ -126,7 +126,8 @@ def test_rates_and_counts_refused_before_work(tmp_path: Path, videos: Path, no_m
 
 
 @pytest.mark.parametrize("config, says", [
-    ({"preset": 3}, "--preset must be one of fed-wsvad, videomae-tad, videomae-v2, got 3"),
+    ({"preset": 3},
+     "--preset must be one of clip-frames, clip-vadclip, fed-wsvad, videomae-tad, videomae-v2, got 3"),
     ({"root": 1}, "--root must be a string, got 1"),
     ({"device": {}}, "--device must be a string, got {}"),
     ({"clip-len": 16.0}, "--clip-len must be an integer, got 16.0"),
@@ -224,7 +225,7 @@ def test_no_help_shows_default_none(capsys: pytest.CaptureFixture[str]) -> None:
     # Defaults that exist are still shown.
     with pytest.raises(SystemExit):
         main(["extract", "--help"])
-    assert "(default: videomae-v2)" in capsys.readouterr().out
+    assert "(default: flat)" in capsys.readouterr().out  # --layout
 
 
 def test_huge_batch_is_capped_with_a_warning(tmp_path: Path, videos: Path,

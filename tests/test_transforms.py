@@ -30,6 +30,7 @@ from vadfeat.pipeline.transforms import (
     five_crop,
     legacy_enlarge,
     normalize,
+    resize,
     resize_short_side,
     short_side_shape,
     squash,
@@ -441,3 +442,46 @@ def test_bad_inputs_are_rejected() -> None:
         build_frame_transform("nope")
     with pytest.raises(ConfigError):
         FrameTransform({"name": "x"})  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- bicubic (CLIP presets)
+
+
+def test_bicubic_is_clamped_like_pils_8_bit_output() -> None:
+    # A black/white step: the cubic kernel (a = -0.5 in PyTorch, -0.5 in PIL) overshoots on
+    # both sides of the edge when upscaling; PIL clips to 0..255, so vadfeat clamps.
+    step = torch.zeros(1, 3, 8, 8)
+    step[..., 4:] = 255.0
+    raw = torch.nn.functional.interpolate(step, size=(32, 32), mode="bicubic", align_corners=False)
+    assert raw.min() < -1 and raw.max() > 256  # the overshoot is real
+    out = resize(step, 32, 32, interpolation="bicubic")
+    assert out.min() == 0 and out.max() == 255
+    torch.testing.assert_close(out, raw.clamp(0, 255), rtol=0, atol=0)
+    # bilinear never overshoots, so its values are untouched by any clamp
+    lin = resize(step, 32, 32, interpolation="bilinear")
+    assert lin.min() >= 0 and lin.max() <= 255
+
+
+def test_clip_preprocessing_is_within_two_levels_of_pil(bigbuckbunny) -> None:
+    """CLIP's own preprocessing is PIL: resize the short side to 224 with BICUBIC, centre crop.
+
+    vadfeat's ``clip-frames`` geometry on real 1280x720 frames, against PIL's, in 0..255
+    units: bench/clip_resize.py measured max 2.0 and mean 0.26 (PIL rounds to 8 bits after
+    each of its two passes; vadfeat keeps floats), so 2.5 / 0.4 are the bounds here.
+    """
+    from PIL import Image
+
+    from vadfeat.io.video import open_video
+
+    preset = get_preset("clip-frames").replace(scale="unit")  # geometry only: x / 255
+    with open_video(bigbuckbunny) as reader:
+        frames = [f for _, f in zip(range(3), (frame for _, frame in reader), strict=False)]
+    for frame in frames:
+        h, w = frame.shape[:2]
+        nh, nw = (224, round(224 * w / h)) if h <= w else (round(224 * h / w), 224)
+        pil = np.asarray(Image.fromarray(frame).resize((nw, nh), Image.BICUBIC), dtype=np.float32)
+        top, left = round((nh - 224) / 2), round((nw - 224) / 2)
+        pil = pil[top:top + 224, left:left + 224]
+        ours = transform_frames(torch.from_numpy(frame).permute(2, 0, 1), preset)[0] * 255
+        diff = np.abs(ours.permute(1, 2, 0).numpy() - pil)
+        assert diff.max() <= 2.5 and diff.mean() <= 0.4, (diff.max(), diff.mean())

@@ -1,80 +1,71 @@
-"""Build a ready-to-run feature model from a checkpoint or a size name."""
+"""Build a ready-to-run feature model of any registered backbone from a checkpoint or a name."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, check_keys, load_checkpoint, resolve_spec
-from vadfeat.backbones.videomae.model import FeatureModel, VideoMAEv2, check_pooling, init_random
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.backbones._files import TORCH_DTYPES, torch_dtype
+from vadfeat.backbones._registry import pick_backbone
+from vadfeat.errors import ConfigError
 
-log = logging.getLogger(__name__)
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = TORCH_DTYPES  # the one map, in vadfeat.backbones._files
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return torch_dtype(dtype)
 
 
 def load_model(
     checkpoint: str | Path | None = None,
     *,
     model: str | None = None,
-    pooling: str = "fc_norm",
+    backbone: str | None = None,
+    pooling: str | None = None,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
     num_heads: int | None = None,
     seed: int = 0,
     quantize: str | None = None,
-) -> FeatureModel:
-    """A feature model in eval mode mapping ``[B, 3, T, H, W]`` floats to features.
+    frame_reduce: str = "mean",
+) -> Any:
+    """A feature model in eval mode mapping ``[N, 3, T, H, W]`` float clips to ``[N, *feature_shape]``.
 
-    ``checkpoint`` is a path, a checkpoint folder or ``hf://owner/repo[@rev]``;
-    ``model`` names a registered size and, with a checkpoint, must agree with it.
-    ``checkpoint=None`` with ``model=`` gives deterministic random weights
-    (``seed``); the returned model then has ``random_weights=True``, which every
-    output records.  ``dtype`` casts the parameters (``None`` keeps fp32; for
-    mixed precision prefer autocast and keep fp32 parameters).  ``quantize="int8"``
-    makes the Linear layers dynamic int8 (CPU only, :mod:`vadfeat.backbones.videomae.compress`); a
-    compressed checkpoint that records int8 gets them without asking.
+    The backbone is detected from ``checkpoint``'s contents (``checkpoint inspect``
+    shows what was found), or named by ``model`` (``clip/vit_b_16``,
+    ``videomae_v2/vit_g_14``, or an unambiguous bare name such as
+    ``vit_giant_patch14_224``) or ``backbone``.  ``checkpoint`` is a path, a
+    checkpoint folder or ``hf://owner/repo[@rev]``; with both, ``model`` must agree with
+    the checkpoint.  ``checkpoint=None`` with ``model=`` gives deterministic random
+    weights (``seed``); the model then has ``random_weights=True``, which every
+    output records.  ``pooling`` names the backbone's feature head (``None``: its
+    default: VideoMAE V2 ``fc_norm``, CLIP ``embedding``).  ``dtype`` casts the
+    parameters (``None`` keeps fp32).  ``quantize="int8"``: dynamic int8 Linear
+    layers (VideoMAE V2 only, CPU).  ``frame_reduce`` (``mean`` or ``middle``): how a
+    frame-level backbone makes one feature per snippet (clip-level ones ignore it).
+
+    The model carries ``spec``, ``checkpoint`` (the loader's record or ``None``),
+    ``random_weights``, ``quantize``, ``pooling`` and ``backbone`` (its name).
+
+    Raises :class:`~vadfeat.errors.ConfigError` (unknown model or feature, model and
+    checkpoint of different backbones) and :class:`~vadfeat.errors.CheckpointError`
+    (unreadable file, keys missing or unexpected, shapes that do not fit).
     """
-    check_pooling(pooling)
-    info: CheckpointInfo | None = None
-    state = None
-    if checkpoint is not None:
-        state, info = load_checkpoint(checkpoint, num_heads=num_heads)
-    spec = resolve_spec(model, info)
-    if info is not None and pooling == "fc_norm" and not info.has_fc_norm:
-        raise CheckpointError(
-            f"{info.path} has no fc_norm weights ({info.detail}): the official fc_norm "
-            "feature cannot be computed from it. Use pooling 'mean' or 'stats', which read "
-            "the last block's tokens directly."
-        )
-    encoder = VideoMAEv2(spec)
-    if state is None:
-        init_random(encoder, seed=seed)
-        log.warning("model %s has RANDOM weights: features are for testing only", spec.name)
-    else:
-        expected = encoder.state_dict()
-        allow = ("fc_norm.weight", "fc_norm.bias") if pooling != "fc_norm" else ()
-        check_keys(state, expected, allow_missing=allow)
-        encoder.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False)
-    fm = FeatureModel(encoder, pooling=pooling, random_weights=state is None, checkpoint=info)
-    fm.eval().requires_grad_(False)
-    target = parse_dtype(dtype)
-    fm = fm.to(device=device, dtype=target) if target is not None else fm.to(device)
-    recorded = (info.compression or {}).get("quantize") if info is not None else None
-    if quantize is not None or recorded is not None:
-        from vadfeat.backbones.videomae.compress import apply_quantization
+    bb, arch = pick_backbone(checkpoint=checkpoint, model=model, backbone=backbone)
+    if checkpoint is None and arch is None:
+        arch = bb.default_arch()
+        if arch is None:
+            raise ConfigError("give a checkpoint, or a model name for random weights (see `vadfeat models`)")
+    feature = bb.check_feature(pooling if pooling is not None else bb.default_feature)
+    if quantize is not None and bb.name != "videomae_v2":
+        raise ConfigError(f"quantize={quantize!r} is implemented for videomae_v2 only, not {bb.name}")
+    extra = {"frame_reduce": frame_reduce} if bb.input_kind == "frame" else {}
+    return bb.load_model(checkpoint, arch=arch, feature=feature, device=device, dtype=dtype,
+                         num_heads=num_heads, seed=seed, quantize=quantize, **extra)
 
-        fm = apply_quantization(fm, quantize or recorded, explicit=quantize is not None,
-                                device=torch.device(device))
-    return fm
+
+__all__ = ["DTYPES", "load_model", "parse_dtype"]

@@ -24,7 +24,7 @@ from typing import Any
 
 from vadfeat._version import __version__
 from vadfeat.engines._signals import handle_stop_signals, signum_of
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.errors import ConfigError, VadfeatError
 
 _COMMAND_MODULES = (
     "vadfeat.cli.model_cmds",
@@ -41,9 +41,10 @@ EXIT_ELSEWHERE = 3
 
 EXIT_CODES = """exit codes:
   0    every input done (now or by an earlier run)
-  1    some inputs failed; each is named with its reason (summary, OUT/manifest.jsonl)
+  1    some inputs failed; each is named with its reason (summary, OUT/manifest.jsonl),
+       or a command on one input failed (one line on stderr says why)
   2    bad usage or configuration, found before any work: unknown option, missing
-       checkpoint, outputs in OUT made with other settings (use --overwrite or
+       or unreadable checkpoint, outputs in OUT made with other settings (use --overwrite or
        another -o), a file vadfeat did not write where it keeps its run files
   3    nothing failed, but some videos were being extracted by another process and
        are not done (run again later, or use --wait)
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     for p in _parsers(parser):  # one rule for every command's help
-        if issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter):
+        fmt = p.formatter_class
+        if isinstance(fmt, type) and issubclass(fmt, argparse.ArgumentDefaultsHelpFormatter):
             p.formatter_class = DefaultsHelpFormatter
     return parser
 
@@ -187,15 +189,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "config", None):
                 args = _reparse_with_config(parser, args, argv)
             return int(args.func(args))
-    except (ConfigError, CheckpointError) as exc:
-        logging.getLogger("vadfeat").error("%s", exc)
-        return EXIT_USAGE
+    except VadfeatError as exc:  # one line, no traceback; the code is the class's (vadfeat.errors)
+        logging.getLogger("vadfeat").error("%s", _one_line(exc))
+        return exc.exit_code
     except KeyboardInterrupt as exc:  # before the engine took over (discovery, model load)
         logging.getLogger("vadfeat").error("interrupted")
         return 128 + signum_of(exc)
     finally:
         for h in handlers:
             h.removeFilter(words)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (the class name where it has none)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
 
 
 def _reparse_with_config(
@@ -274,10 +282,13 @@ def _one_value(action: argparse.Action, value: Any, bad: Any) -> Any:
         if not isinstance(value, str):
             raise bad("one of " + ", ".join(map(str, choices)) if choices else "a string")
     else:  # a converting flag type (_positive, _fraction, a list splitter): give it the text
+        convert = action.type
+        if not callable(convert):  # argparse's registry names (type="int") are not used here
+            raise TypeError(f"{action.dest}: unsupported argparse type {convert!r}")
         if not isinstance(value, (str, int, float)):
             raise bad("a string")
         try:
-            value = action.type(str(value))
+            value = convert(str(value))
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
             raise bad(f"valid ({exc})") from None
     if choices is not None and value not in choices:

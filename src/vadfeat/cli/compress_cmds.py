@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
+from vadfeat._types import DTypeName, Quantize
 from vadfeat.errors import ConfigError
 
 
@@ -47,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output .safetensors file")
     p.add_argument("--prune", type=_fraction, default=0.0, metavar="RATE",
                    help="fraction of each Conv3d/Linear weight to zero, e.g. 0.1 or 10%% (default 0)")
-    p.add_argument("--quantize", choices=("int8",), help="store Linear weights as int8 (dynamic int8 on CPU)")
-    p.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
+    p.add_argument("--quantize", choices=get_args(Quantize),
+                   help="store Linear weights as int8 (dynamic int8 on CPU)")
+    p.add_argument("--dtype", choices=get_args(DTypeName), default="fp16",
                    help="dtype of the tensors that stay float (default fp16, as the model zoo)")
     p.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
     p.set_defaults(func=_compress)

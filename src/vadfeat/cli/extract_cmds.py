@@ -6,19 +6,34 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from vadfeat._types import (
+    ChannelOrder,
+    CropOrder,
+    DTypeOrAuto,
+    Engine,
+    FrameReduce,
+    FramesColour,
+    Layout,
+    NumCrops,
+    OnCorrupt,
+    Preprocess,
+    Quantize,
+    Scale,
+    Tail,
+)
+from vadfeat.backbones._registry import list_backbones
 from vadfeat.cli import EXIT_CODES
 from vadfeat.errors import ConfigError
 from vadfeat.io.video import DEFAULT_MAX_PIXELS
 from vadfeat.pipeline.presets import DEFAULT_PRESET, list_presets
-from vadfeat.store.writers import LAYOUTS
 
 log = logging.getLogger("vadfeat")
 
 # Flags that override a preset field (flag dest == Preset field name).
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
-                "crop_order", "pooling", "size", "short_side", "channel_order", "scale")
+                "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -35,7 +50,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint", "-c", metavar="PATH",
                    help="checkpoint: .pth, .safetensors, a hub-layout folder or hf://owner/repo[@rev]")
     g.add_argument("--model", "-m", metavar="NAME",
-                   help="model size (see `vadfeat models`); checked against the checkpoint")
+                   help="model, as backbone/size (videomae_v2/vit_g_14, clip/vit_b_16) or a name only one "
+                        "backbone has (vit_giant_patch14_224); see `vadfeat models`; checked against "
+                        "the checkpoint")
+    g.add_argument("--backbone", choices=[b.name for b in list_backbones()],
+                   help="model family, when neither the checkpoint nor --model says it (default: "
+                        "detected from the checkpoint's contents)")
     g.add_argument("--random-weights", action="store_true",
                    help="no checkpoint: deterministic random weights (testing only; outputs say so)")
     g.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
@@ -44,32 +64,39 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_extract_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     g = p.add_argument_group("preprocessing (a preset sets all of these; any flag overrides one)")
-    g.add_argument("--preset", default=DEFAULT_PRESET, choices=list_presets(),
+    g.add_argument("--preset", choices=list_presets(),
                    help="videomae-v2: official fine-tune pipeline (short side 224, centre crop, "
                         "ImageNet norm, fc_norm); videomae-tad: official TAD script (squash 224, "
-                        "[0,1]); fed-wsvad: the legacy Fed_WSVAD pipeline ([T,3,1408] stats). "
-                        f"Default {DEFAULT_PRESET}")
+                        "[0,1]); fed-wsvad: the legacy Fed_WSVAD pipeline ([T,3,1408] stats); "
+                        "clip-vadclip: CLIP frame embeddings averaged per 16-frame snippet, 10 crops "
+                        "(VadCLIP's features); clip-frames: one CLIP embedding per frame. "
+                        f"Default: the backbone's own ({DEFAULT_PRESET} for VideoMAE V2, clip-vadclip "
+                        "for CLIP)")
     g.add_argument("--clip-len", type=int, help="frames per snippet (16)")
     g.add_argument("--frame-interval", type=int, help="take every k-th frame inside a snippet (1)")
     g.add_argument("--stride", type=int,
                    help="frames between snippet starts (default: clip span, non-overlapping)")
-    g.add_argument("--tail", choices=("drop", "pad"),
+    g.add_argument("--tail", choices=get_args(Tail),
                    help="trailing partial snippet: drop (floor(N/16)) or pad with the last frame "
                         "(ceil(N/16))")
-    g.add_argument("--crops", type=int, choices=(1, 3, 5, 10),
+    g.add_argument("--crops", type=int, choices=get_args(NumCrops),
                    help="1; 3 along the long side; 5 = 4 corners + centre; 10 = 5 + flips")
     g.add_argument("--crop-resize", type=int, help="short side before 5/10 crops (256)")
-    g.add_argument("--crop-order", choices=("torchvision", "centre-first"),
+    g.add_argument("--crop-order", choices=get_args(CropOrder),
                    help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br")
-    g.add_argument("--pooling", choices=("fc_norm", "mean", "stats"),
-                   help="feature head: fc_norm [D], mean [D], stats [3, D]")
+    g.add_argument("--pooling", choices=sorted({f for b in list_backbones() for f in b.feature_names()}),
+                   help="feature head of the backbone: VideoMAE V2 fc_norm [D], mean [D], stats [3, D]; "
+                        "CLIP embedding [512] (768 for L/14), token [width]")
+    g.add_argument("--frame-reduce", choices=get_args(FrameReduce),
+                   help="frame-level backbones (CLIP): a snippet's feature is the mean of its frames' "
+                        "features, or the middle frame's (mean)")
     g.add_argument("--size", type=int, help="model input side (224)")
     g.add_argument("--short-side", type=int, help="short side for the short_side resize (224)")
-    g.add_argument("--channel-order", choices=("RGB", "BGR"), help="channel order given to the model")
-    g.add_argument("--scale", choices=("imagenet", "unit", "minus_one_one"), help="value scaling")
+    g.add_argument("--channel-order", choices=get_args(ChannelOrder), help="channel order given to the model")
+    g.add_argument("--scale", choices=get_args(Scale), help="value scaling")
     g.add_argument("--fps", type=float,
                    help="resample to this frame rate by timestamps before sampling (VFR-safe)")
-    g.add_argument("--frames-colour", choices=("normal", "legacy-swapped"), default="normal",
+    g.add_argument("--frames-colour", choices=get_args(FramesColour), default="normal",
                    help="frame folders written by the legacy script store swapped channels: "
                         "legacy-swapped reads them as the legacy loader did")
     g.add_argument("--folder-fps", type=float, default=30.0,
@@ -86,19 +113,19 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                    metavar="D1,D2,...",
                    help="one process with its own model per device (e.g. cuda:0,cuda:1) over "
                         "one shared work list and output folder; each video is done once")
-    r.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+    r.add_argument("--dtype", default="auto", choices=get_args(DTypeOrAuto),
                    help="compute dtype (auto: bf16 on CUDA, fp32 on CPU); files are float32")
-    r.add_argument("--quantize", choices=("int8",),
+    r.add_argument("--quantize", choices=get_args(Quantize),
                    help="CPU only: dynamic int8 Linear layers (faster, features within ~1e-2; "
                         "recorded in the sidecar); see `vadfeat compress`")
-    r.add_argument("--preprocess", choices=("worker", "device"), default="worker",
+    r.add_argument("--preprocess", choices=get_args(Preprocess), default="worker",
                    help="where frames are resized, cropped and normalised: worker (CPU, in the "
                         "decode threads) or device (raw uint8 frames are uploaded and the whole "
                         "snippet is transformed on the model's device; pays off on a GPU with "
                         "high-resolution input; not with the legacy resize of fed-wsvad)")
     r.add_argument("--workers", "-j", type=int, default=1,
                    help="decode/preprocess threads running ahead of the model (1)")
-    r.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
+    r.add_argument("--on-corrupt", choices=get_args(OnCorrupt), default="fail",
                    help="corrupt data in a video: fail that video, or skip the bad packets and "
                         "record how many frames were lost")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -106,7 +133,8 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {
-        "checkpoint": args.checkpoint, "model": args.model, "random_weights": args.random_weights,
+        "checkpoint": args.checkpoint, "model": args.model, "backbone": getattr(args, "backbone", None),
+        "random_weights": args.random_weights,
         "num_heads": args.num_heads, "preset": args.preset, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "on_corrupt": args.on_corrupt,
         "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,
@@ -141,7 +169,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", choices=("local", "ray"), default="local",
+    g.add_argument("--engine", choices=get_args(Engine), default="local",
                    help="local: this machine (threads decode ahead of one model); ray: a Ray "
                         "cluster, one model per GPU or CPU slot, workers write to OUT directly "
                         "(pip install 'vadfeat[ray]'; with many machines, inputs and OUT on a "
@@ -224,7 +252,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--layout", choices=LAYOUTS, default="flat",
+    p.add_argument("--layout", choices=get_args(Layout), default="flat",
                    help="flat: OUT/<rel>/<stem>.npy; fed-wsvad: "
                         "OUT/features_video/i3d/combine/<video>/feature.npy; per-crop: <stem>__<k>.npy")
     p.add_argument("--root", help="folder that names in .txt lists are relative to")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import get_args
+
+from vadfeat._types import OnCorrupt
 
 log = logging.getLogger("vadfeat")
 
@@ -39,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", type=int, default=95, help="JPEG quality (1-100)")
     p.add_argument("--short-side", type=int, help="resize so the shorter side has this many pixels")
     p.add_argument("--workers", "-j", type=int, default=2, help="videos written in parallel")
-    p.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
+    p.add_argument("--on-corrupt", choices=get_args(OnCorrupt), default="fail",
                    help="corrupt data: fail that video, or skip bad packets and go on")
     p.add_argument("--root", help="folder that names in .txt lists are relative to")
     p.add_argument("--overwrite", action="store_true", help="rewrite videos already done")

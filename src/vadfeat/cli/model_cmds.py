@@ -3,30 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from typing import Any, get_args
 
+from vadfeat._types import DTypeName
+from vadfeat.backbones._registry import detect_backbone, list_backbones
 from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
-from vadfeat.backbones.videomae.model import list_models
+from vadfeat.errors import ConfigError
 
 
 def _models(args: argparse.Namespace) -> int:
-    rows = [("name", "width", "depth", "heads", "mlp", "patch", "tokens@16x224", "params")]
-    for s in list_models():
-        rows.append((s.name, str(s.embed_dim), str(s.depth), str(s.num_heads), str(s.mlp_hidden),
-                     str(s.patch_size), str(s.num_tokens), f"{s.num_params / 1e6:.1f}M"))
+    backbones = list_backbones()
     if args.json:
-        print(json.dumps([s.to_dict() | {"num_params": s.num_params, "num_tokens": s.num_tokens}
-                          for s in list_models()], indent=2))
+        print(json.dumps([
+            {"backbone": b.name, "title": b.title, "input": b.input_kind, "default_preset": b.default_preset,
+             "features": {f.name: f.description for f in b.features},
+             "aliases": dict(b.aliases()),
+             "architectures": [{"name": b.qualified(a), **spec.to_dict(), **b.describe(spec)}
+                               for a, spec in b.architectures().items()],
+             "pretrained": [dataclasses.asdict(p) for p in b.pretrained()]}
+            for b in backbones], indent=2))
         return 0
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        cells = zip(r, widths, strict=True)
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
-    print("\nvit_tiny_patch16_224 is a test/demo size with no released weights.")
+    for b in backbones:
+        print(f"{b.name}: {b.title}")
+        print(f"  input {b.input_kind}s; default preset {b.default_preset}; features "
+              + ", ".join(f.name for f in b.features) + f" (default {b.default_feature})")
+        rows = [("name", "width", "depth", "heads", "patch", "input", "params")]
+        for arch, spec in b.architectures().items():
+            d = b.describe(spec)
+            rows.append((b.qualified(arch), str(d["width"]), str(d["depth"]), str(d["heads"]),
+                         str(d["patch"]), str(d["input"]), f"{d['params'] / 1e6:.1f}M"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            cells = zip(r, widths, strict=True)
+            print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+        aliases = b.aliases()
+        if aliases:
+            print("  also accepted: " + ", ".join(f"{k} = {v}" for k, v in aliases.items()))
+        for p in b.pretrained():
+            sha = f", sha256 {p.sha256[:12]}..." if p.sha256 else ""
+            print(f"  released: {p.file} ({b.qualified(p.arch)}, preset {p.preset}{sha}): {p.source}")
+        print()
+    print("vit_tiny_patch16_224 and clip/vit_tiny_16 are test/demo sizes with no released weights.")
     return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    backbone = detect_backbone(args.path)
+    if backbone.name != "videomae_v2":
+        return _inspect_other(backbone, args)
     _, info = load_checkpoint(args.path, num_heads=args.num_heads,
                               allow_pickle=args.unsafe_allow_pickle)
     if args.json:
@@ -34,6 +60,7 @@ def _inspect(args: argparse.Namespace) -> int:
         return 0
     s = info.spec
     print(f"path        {info.path}")
+    print(f"backbone    {backbone.name}")
     print(f"format      {info.format}: {info.detail}")
     print(f"model       {info.model_name} (width {s.embed_dim}, depth {s.depth}, heads {s.num_heads}, "
           f"MLP {s.mlp_hidden}, patch {s.patch_size}, tubelet {s.tubelet_size}, "
@@ -49,7 +76,41 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_other(backbone: Any, args: argparse.Namespace) -> int:
+    info = backbone.inspect_checkpoint(args.path, num_heads=args.num_heads)
+    d = info.to_dict()
+    if args.json:
+        print(json.dumps({"backbone": backbone.name, **d}, indent=2))
+        return 0
+    spec = info.spec
+    described = backbone.describe(spec)
+    print(f"path        {d['path']}")
+    print(f"backbone    {backbone.name}")
+    print(f"format      {d['format']}")
+    dims = ", ".join(f"{k} {described[k]}" for k in ("width", "depth", "heads", "patch"))
+    print(f"model       {backbone.record_name(spec)} ({dims}, input {described['input']} px)")
+    shapes = (f"{f} {backbone.feature_shape(spec, f)}" for f in backbone.feature_names())
+    print("features    " + ", ".join(shapes))
+    if "num_params" in d:
+        print(f"parameters  {d['num_params']:,}")
+    print(f"sha256      {d['sha256']}")
+    for note in d.get("notes", ()):
+        print(f"note        {note}")
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
+    backbone = detect_backbone(args.path)
+    if backbone.name != "videomae_v2":
+        if args.unsafe_allow_pickle:
+            raise ConfigError(f"--unsafe-allow-pickle is for VideoMAE V2 .pth files, not {backbone.name}")
+        state, other = backbone.read_checkpoint(args.path)
+        out = save_canonical(state, args.out, dtype=args.dtype, metadata={
+            "model": other.model_name, "backbone": backbone.name, "source_format": other.format,
+            "source_sha256": other.sha256,
+        })
+        print(f"wrote {out} ({other.model_name}, {len(state)} tensors, {args.dtype}, from {other.format})")
+        return 0
     state, info = load_checkpoint(args.path, num_heads=args.num_heads,
                                   allow_pickle=args.unsafe_allow_pickle)
     out = save_canonical(state, args.out, dtype=args.dtype, metadata={
@@ -61,16 +122,21 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the registered VideoMAE V2 sizes",
-                       description="List the registered VideoMAE V2 sizes with their shapes "
-                                   "and parameter counts (classifier head excluded).")
+    p = sub.add_parser("models", help="list the backbones, their sizes and released weights",
+                       description="List every registered backbone (VideoMAE V2, CLIP, plug-ins) with "
+                                   "its sizes (shapes, parameter counts without classifier heads), "
+                                   "feature heads, default preset, accepted aliases and released "
+                                   "weights (with sha256 where the publisher states it).")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_models)
 
     ck = sub.add_parser("checkpoint", help="inspect or convert a checkpoint",
-                        description="Read any supported checkpoint format (model-zoo .pth, "
-                                    "pre-training .pth, Hugging Face hub folder or hf://repo, "
-                                    "transformers VideoMAE, safetensors).")
+                        description="Read any supported checkpoint format; the backbone is detected "
+                                    "from the file. VideoMAE V2: model-zoo .pth, pre-training .pth, "
+                                    "Hugging Face hub folder or hf://repo, transformers VideoMAE, "
+                                    "safetensors. CLIP: OpenAI's TorchScript .pt (read without running "
+                                    "its code), state dicts with OpenAI names, open_clip checkpoints, "
+                                    "transformers CLIP folders, safetensors.")
     cksub = ck.add_subparsers(dest="checkpoint_command", metavar="ACTION", required=True)
     pi = cksub.add_parser("inspect", help="what the loader detects in a checkpoint",
                           description="Show the detected format, architecture, dtype, "
@@ -82,10 +148,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pi.set_defaults(func=_inspect)
     pc = cksub.add_parser("convert", help="rewrite a checkpoint as canonical safetensors",
                           description="Write the feature model's tensors under the official key "
-                                      "names as .safetensors (safe to load: no pickle).")
+                                      "names as .safetensors (safe to load: no pickle). For CLIP: "
+                                      "the image encoder's tensors under OpenAI's names.")
     pc.add_argument("path", help="checkpoint file, folder or hf://owner/repo[@revision]")
     pc.add_argument("out", help="output .safetensors path")
-    pc.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16",
+    pc.add_argument("--dtype", choices=get_args(DTypeName), default="fp16",
                     help="tensor dtype in the output (default fp16, as the model zoo)")
     pc.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")
     _unsafe_flag(pc)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import get_args
 
+from vadfeat._types import LabelFormatOrAuto, Split
 from vadfeat.dataset.align import AlignMode, SnippetRule, align
 from vadfeat.dataset.export import Dataset, ExportFormat, export
 from vadfeat.dataset.labels import LabelFormat, read_labels, write_labels
@@ -80,7 +81,7 @@ def _lists(args: argparse.Namespace) -> int:
                          labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
                          test_split=args.test_split, name=args.name, dataset=args.dataset,
                          codebase_root=args.codebase_root)
-    for split in ("train", "test"):
+    for split in get_args(Split):
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
         print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
@@ -135,7 +136,7 @@ def _add_labels_option(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--labels", required=required, metavar="GT",
                    help="ground truth: a canonical labels folder from `vadfeat labels`, or any "
                         "format named with --labels-format")
-    p.add_argument("--labels-format", choices=("auto", *get_args(LabelFormat)), default="auto",
+    p.add_argument("--labels-format", choices=get_args(LabelFormatOrAuto), default="auto",
                    help="format of --labels (default auto: canonical or npy-dir; a pickle is "
                         "only loaded when named here)")
 

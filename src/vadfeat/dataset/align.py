@@ -68,6 +68,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import AlignMode, SnippetRule
 from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, VideoLabels, as_label_set
 from vadfeat.dataset.lists import abnormal_first, read_video_list
 from vadfeat.errors import ConfigError
@@ -86,8 +87,6 @@ from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
-AlignMode = Literal["exact", "legacy"]
-SnippetRule = Literal["max", "mean", "majority"]
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import Dataset, ExportFormat
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError
+from vadfeat.errors import ForeignFileError as _NotOurs
 from vadfeat.store.reader import (
     FeatureIssue,
     FeatureRecord,
@@ -82,8 +84,6 @@ from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
 
-ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop"]
-Dataset = Literal["ucf", "xd", "shanghaitech"]
 Action = Literal["linked", "copied", "sliced", "skipped"]
 
 #: The layout each format is written in.
@@ -209,10 +209,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-class _NotOurs(Exception):
-    """A file at a target path that vadfeat did not export there."""
 
 
 def _pending(target: Target) -> Path:

@@ -67,7 +67,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from vadfeat.errors import ConfigError
+from vadfeat._types import LabelFormat
+from vadfeat.errors import ConfigError, LabelError  # LabelError: re-exported (its old home)
 from vadfeat.store.reader import (
     FeatureSet,
     as_feature_set,
@@ -80,7 +81,6 @@ from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 
-LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
 IssueKind = Literal[
     "unknown-video", "no-labels", "length-mismatch", "malformed-line", "bad-values",
     "duplicate", "ambiguous-name", "span-out-of-range", "no-frame-count", "inconsistent",
@@ -89,14 +89,6 @@ IssueKind = Literal[
 
 INDEX_NAME = "labels.json"
 _SPAN_FORMATS = ("ucf", "xd")
-
-
-class LabelError(ConfigError):
-    """A ground-truth file as a whole cannot be read (wrong format, missing, not a dict).
-
-    A :class:`~vadfeat.errors.ConfigError`: bad input named by the user (exit 2).
-    Problems with single videos are :class:`LabelIssue` records instead.
-    """
 
 
 @dataclass(frozen=True)
@@ -466,10 +458,11 @@ def _read_canonical(path: Path, issues: list[LabelIssue]) -> list[_Entry]:
         if e is None:
             continue
         stated_n = info.get("num_frames")
-        if stated_n is not None and stated_n != e.frames.shape[0]:  # JSON: any type at all
+        held = e.frames.shape[0] if e.frames is not None else None  # always an array entry here
+        if stated_n is not None and stated_n != held:  # JSON: any type at all
             issues.append(LabelIssue(name, "inconsistent",
                                      f"{INDEX_NAME} says {stated_n!r} frames, "
-                                     f"{file.name} holds {e.frames.shape[0]}"))
+                                     f"{file.name} holds {held}"))
         entries.append(e)
     return entries
 
@@ -609,8 +602,10 @@ def _match(entries: list[_Entry], features: FeatureSet, fmt: str,
             assigned[hits[0].name] = e
     videos: dict[str, VideoLabels] = {}
     for r in features:
-        e = assigned.get(r.name)
-        if e is None:
+        hit = assigned.get(r.name)
+        if hit is not None:
+            e = hit
+        else:
             if fmt == "xd" and "_label_A" in r.key:
                 if r.num_frames is None:
                     issues.append(LabelIssue(r.name, "no-frame-count",

@@ -82,6 +82,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import Dataset, ListFormat, Naming, Split
 from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
 from vadfeat.errors import ConfigError
 from vadfeat.store.reader import (
@@ -97,10 +98,6 @@ from vadfeat.store.reader import (
 
 log = logging.getLogger(__name__)
 
-ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip"]
-Naming = Literal["ucf", "xd", "shanghaitech"]
-Dataset = Literal["ucf", "xd", "shanghaitech"]
-Split = Literal["train", "test"]
 
 _PER_CROP_FORMATS = ("ur-dmu", "pel4vad", "vadclip")
 _CROP_SUFFIX = re.compile(r"__\d+$")
@@ -450,8 +447,8 @@ def write_lists(
     labels: LabelSet | str | os.PathLike[str] | None = None,
     labels_format: LabelFormat | Literal["auto"] = "auto",
     naming: Naming | None = None,
-    train_split: str | os.PathLike[str] | Sequence[str] | None = None,
-    test_split: str | os.PathLike[str] | Sequence[str] | None = None,
+    train_split: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
+    test_split: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
     name: str = "dataset",
     dataset: Dataset | None = None,
     codebase_root: str | os.PathLike[str] | None = None,
@@ -527,7 +524,7 @@ def write_lists(
                 issues.append(LabelIssue(r.name, "inconsistent",
                                          f"{src} says {value}, the {other} says {v}; {src} used"))
 
-    def names_of(split: str | os.PathLike[str] | Sequence[str], what: str) -> set[str]:
+    def names_of(split: str | os.PathLike[str] | list[str] | tuple[str, ...], what: str) -> set[str]:
         wanted = list(split) if isinstance(split, (list, tuple)) else read_video_list(split)
         return _match_names(wanted, fs, what, issues)
 
@@ -564,7 +561,8 @@ def write_lists(
     # layout error cannot leave a train list without its test list.
     records = fs.by_name()
     by_split: dict[Split, list[ListEntry]] = {}
-    for split_name, members in (("train", train), ("test", test)):
+    splits: tuple[tuple[Split, set[str]], ...] = (("train", train), ("test", test))
+    for split_name, members in splits:
         listed = [n for n in members if n in video_label]
         kept: list[ListEntry] = []
         for n in abnormal_first(listed, video_label.__getitem__):
@@ -606,9 +604,9 @@ def write_lists(
             per_video: dict[str, np.ndarray] = {}
             start = 0
             for e in test_entries:
-                n = FRAMES_PER_SNIPPET * records[e.name].num_snippets
-                per_video[e.name] = gt_arr[start:start + n].astype(np.float32)
-                start += n
+                count = FRAMES_PER_SNIPPET * records[e.name].num_snippets
+                per_video[e.name] = gt_arr[start:start + count].astype(np.float32)
+                start += count
             files.append(write_pickle(out_dir / file_names["gt"], per_video))
         else:
             files.append(save_npy(out_dir / file_names["gt"], gt_arr))

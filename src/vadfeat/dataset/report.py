@@ -223,16 +223,16 @@ def inspect(
         records = sorted(set(chosen), key=lambda r: r.name)
     reports: list[VideoReport] = []
     for record in records:
-        v = gt.get(record.name) if gt is not None else None
+        video_gt = gt.get(record.name) if gt is not None else None
         png = out_dir / f"{record.name}.png"
         try:
             if any(s[0] < 0 for s in record.snippets):
                 raise ValueError("rows without a frame range (resampled features)")
             feat = record.load()
-            _plot(record, feat, v, png, width_px=width_px, height_px=height_px, dpi=dpi)
+            _plot(record, feat, video_gt, png, width_px=width_px, height_px=height_px, dpi=dpi)
             cut = padded = None
-            if v is not None and v.num_frames:
-                _, cut, padded = fit_frame_labels(v.frames, record.snippets,
+            if video_gt is not None and video_gt.num_frames:
+                _, cut, padded = fit_frame_labels(video_gt.frames, record.snippets,
                                                   frames_per_snippet=frames_per_snippet)
         except (ValueError, OSError, EOFError) as exc:
             issues.append(FeatureIssue(record.name, f"cannot draw: {exc}"))
@@ -240,9 +240,9 @@ def inspect(
         reports.append(VideoReport(
             name=record.name, png=png, num_frames=record.num_frames,
             snippets=record.num_snippets, shape=record.shape,
-            gt_frames=v.num_frames if v is not None else None, frames_cut=cut,
-            frames_padded=padded, video_label=v.video_label if v is not None else None,
-            abnormal_frames=int(v.frames.sum()) if v is not None else None))
+            gt_frames=video_gt.num_frames if video_gt is not None else None, frames_cut=cut,
+            frames_padded=padded, video_label=video_gt.video_label if video_gt is not None else None,
+            abnormal_frames=int(video_gt.frames.sum()) if video_gt is not None else None))
     index = write_text(out_dir / "index.html",
                        _index_html(reports, out_dir, f"vadfeat inspect: {fs.root}"))
     return InspectResult(out=out_dir, index=index, videos=tuple(reports), issues=tuple(issues))

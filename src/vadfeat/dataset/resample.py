@@ -31,10 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 
+from vadfeat._types import ResampleMethod
 from vadfeat.errors import ConfigError
 from vadfeat.store.reader import (
     FeatureIssue,
@@ -46,7 +47,6 @@ from vadfeat.store.reader import (
 
 log = logging.getLogger(__name__)
 
-ResampleMethod = Literal["mean", "uniform", "vadclip"]
 
 
 def _check_length(value: int, what: str) -> None:

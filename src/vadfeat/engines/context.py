@@ -1,6 +1,6 @@
 """Run set-up and bookkeeping shared by every engine (local, ``--devices``, Ray).
 
-Before any model exists, :meth:`RunContext.plan` checks the output folder
+Before any model exists, :meth:`RunContext.from_inputs` checks the output folder
 (:func:`check_output_folder`), discovers the inputs and inspects every video's
 outputs (:func:`plan_run`): changed settings stop the run here.  :meth:`RunContext.open`
 then creates the output folder, the run's manifest and (local engines) its claims;
@@ -142,7 +142,7 @@ def progress(total: int, *, enabled: bool) -> Any:
 class RunContext:
     """One run over one output folder: what was found, what is planned, what was done.
 
-    Made by :meth:`plan` before any model exists; :meth:`open` before any work.
+    Made by :meth:`from_inputs` before any model exists; :meth:`open` before any work.
     ``fingerprint`` is the one the plan was compared with, ``None`` when no output
     existed (then it was never computed).
     """
@@ -164,7 +164,7 @@ class RunContext:
         self.summary = RunSummary(out=out, run_id="", total=len(items), passed_over=passed_over)
 
     @classmethod
-    def plan(cls, inputs: Sequence[str | Path], out: str | Path, *, layout: Layout, crops: int,
+    def from_inputs(cls, inputs: Sequence[str | Path], out: str | Path, *, layout: Layout, crops: int,
              fingerprint: Callable[[], dict[str, Any]], root: str | Path | None = None,
              overwrite: bool = False, verify: bool = True,
              found: Discovery | None = None) -> RunContext:

@@ -649,11 +649,11 @@ def _plan(cfg: ExtractConfig, extractor: FeatureExtractor | None, inputs: Sequen
     layout = cfg.layout
     if extractor is not None:
         ext = extractor
-        ctx = RunContext.plan(inputs, out, layout=layout, crops=ext.crops,  # type: ignore[arg-type]
+        ctx = RunContext.from_inputs(inputs, out, layout=layout, crops=ext.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: ext.fingerprint(layout), root=root,
                               overwrite=overwrite)
     else:
-        ctx = RunContext.plan(inputs, out, layout=layout, crops=cfg.crops,  # type: ignore[arg-type]
+        ctx = RunContext.from_inputs(inputs, out, layout=layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=planned_fingerprint(cfg, resolve_device(cfg.device).type),
                               root=root, overwrite=overwrite)
         if ctx.nothing_to_do():  # a rerun of a finished folder never loads the model
@@ -710,7 +710,7 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path, cfg: 
         resolve_device(d)
     # Changed settings and a foreign manifest stop the run here, before any process starts.
     out = Path(out)
-    RunContext.plan(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
+    RunContext.from_inputs(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
                     fingerprint=planned_fingerprint(cfg, resolve_device(devices[0]).type),
                     root=root, overwrite=overwrite, verify=False)
     ctx = mp.get_context("spawn")  # CUDA cannot be forked into children

@@ -356,7 +356,7 @@ def extract_ray(
             ray.cluster_resources(), cfg.device, num_actors, cpus_per_actor)
         fingerprint = planned_fingerprint(cfg, device, identity)()
         # Before any actor (and model) starts: changed settings stop the run here.
-        ctx = RunContext.plan(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
+        ctx = RunContext.from_inputs(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: fingerprint, found=found, overwrite=overwrite)
         plan_abs = plan_outputs(ctx.items, out_abs, cfg.layout, cfg.crops)  # type: ignore[arg-type]
         ctx.open()

@@ -32,11 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import cv2
 import numpy as np
 
+from vadfeat._types import OnCorrupt
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem, discover, output_stem
@@ -78,7 +79,7 @@ class FrameSettings:
             raise ConfigError(f"quality must be 1..100, got {self.quality}")
         if self.short_side is not None and self.short_side < 1:
             raise ConfigError(f"short_side must be positive, got {self.short_side}")
-        if self.on_corrupt not in ("fail", "skip"):
+        if self.on_corrupt not in get_args(OnCorrupt):
             raise ConfigError(f"on_corrupt must be fail or skip, got {self.on_corrupt!r}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._types import FramesColour, OnCorrupt
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
 __all__ = [
@@ -67,8 +68,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OnCorrupt = Literal["fail", "skip"]
-FramesColour = Literal["normal", "legacy-swapped"]
 
 #: File extensions (lower case, with the dot) of video files: the one list of the
 #: package.  Folder search picks these up; output and matching names drop them
@@ -734,7 +733,9 @@ def _open_container(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
     probe_options = [{"max_pixels": str(max_pixels)}] * _PROBED_STREAMS
     try:
         try:
-            return av.open(str(path), mode="r", metadata_errors="replace",
+            # PyAV's stub types open()'s stream_options as list[str]; it takes one dict per
+            # stream, as its own Container.stream_options says (list[dict[str, str]]).
+            return av.open(str(path), mode="r", metadata_errors="replace",  # type: ignore[call-overload]
                            stream_options=probe_options)
         except ValueError:  # PyAV: formats without a header (MPEG-PS, .vob) take no stream options
             return av.open(str(path), mode="r", metadata_errors="replace")

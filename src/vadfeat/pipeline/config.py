@@ -20,20 +20,27 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
+from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
 from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels
 from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset, get_preset
-from vadfeat.pipeline.validate import check_batch_size, check_geometry, peek_geometry
+from vadfeat.pipeline.validate import (
+    check_batch_size,
+    check_geometry,
+    check_model_geometry,
+    default_preset,
+    peek_geometry,
+)
 from vadfeat.store.writers import check_layout
 
-_ON_CORRUPT = ("fail", "skip")
-_FRAMES_COLOUR = ("normal", "legacy-swapped")
-_PREPROCESS = ("worker", "device")
+_ON_CORRUPT = get_args(OnCorrupt)
+_FRAMES_COLOUR = get_args(FramesColour)
+_PREPROCESS = get_args(Preprocess)
 
 
 #: Settings of :func:`vadfeat.extract` (and ``vadfeat extract``'s options) that change the
@@ -42,7 +49,7 @@ _PREPROCESS = ("worker", "device")
 #: ``on_corrupt`` decides whether a damaged video has features at all; ``layout``
 #: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``.
 CONTENT_SETTINGS = frozenset({
-    "checkpoint", "model", "random_weights", "num_heads", "preset", "dtype", "fps",
+    "checkpoint", "model", "backbone", "random_weights", "num_heads", "preset", "dtype", "fps",
     "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout",
     *Preset.field_names(),
 })
@@ -99,19 +106,20 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
     return preprocess
 
 
-def check_fit(preset: Preset, spec: Any, *, model: str | None = None) -> None:
-    """A clip of ``preset`` must be whole tubelets/patches of the model ``spec`` describes.
+def check_fit(preset: Preset, spec: Any, *, backbone: Any = None, model: str = "the model") -> None:
+    """A clip of ``preset`` must fit the model: the one place the engine checks geometry.
 
-    The one place the pipeline reads a model's input geometry (``tubelet_size``,
-    ``patch_size`` of its spec); ``spec=None`` (geometry unknown) checks nothing.
+    ``spec``: a registered architecture of ``backbone``
+    (:func:`~vadfeat.pipeline.validate.check_model_geometry`), or ``(tubelet, patch)``
+    peeked from a checkpoint's header (named ``model``), or ``None`` (unknown: nothing
+    to check).
     """
     if spec is None:
         return
-    if isinstance(spec, tuple):  # (tubelet, patch) peeked from a checkpoint's header
-        tubelet, patch = spec
+    if isinstance(spec, tuple):
+        check_geometry(preset, tubelet=spec[0], patch=spec[1], model=model)
     else:
-        tubelet, patch = spec.tubelet_size, spec.patch_size
-    check_geometry(preset, tubelet=tubelet, patch=patch, model=model or spec.name)
+        check_model_geometry(preset, spec, backbone=backbone)
 
 
 def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str | None,
@@ -155,12 +163,10 @@ class ModelIdentity:
     quantize: str | None
 
     @classmethod
-    def of_model(cls, model: Any) -> ModelIdentity:
-        """From a model :func:`~vadfeat.load_model` built (``.spec``, ``.checkpoint`` ...)."""
-        return cls(name=model.spec.name,
-                   checkpoint_sha256=getattr(model.checkpoint, "sha256", None),
-                   random_weights=bool(model.random_weights),
-                   quantize=getattr(model, "quantize", None))
+    def of_record(cls, record: Mapping[str, Any]) -> ModelIdentity:
+        """From a loaded model's sidecar record (:meth:`FeatureExtractor.model_record`)."""
+        return cls(name=record["name"], checkpoint_sha256=record["checkpoint_sha256"],
+                   random_weights=bool(record["random_weights"]), quantize=record["quantize"])
 
 
 def _positive_number(name: str, value: Any, *, optional: bool) -> None:
@@ -182,6 +188,23 @@ def _resolve_preset(preset: Any, overrides: Mapping[str, Any]) -> Preset:
     return base.replace(**overrides) if overrides else base
 
 
+def _check_preset_fits(s: Mapping[str, Any], overrides: Mapping[str, Any]) -> Preset:
+    """The preset asked for (default: the backbone's) with ``overrides``, checked against the
+    architecture named by ``model`` / ``backbone``, else against the checkpoint's header."""
+    from vadfeat.backbones._registry import pick_backbone
+
+    model, backbone, checkpoint = s.get("model"), s.get("backbone"), s.get("checkpoint")
+    bb, arch = (pick_backbone(model=model, backbone=backbone) if model is not None or backbone is not None
+                else (None, None))
+    preset = _resolve_preset(default_preset(s), overrides)
+    arch_name = (arch or bb.default_arch()) if bb is not None else None
+    if bb is not None and arch_name is not None:
+        check_fit(preset, bb.architectures()[arch_name], backbone=bb)
+    elif checkpoint is not None:
+        check_fit(preset, peek_geometry(checkpoint), model=f"the model in {checkpoint}")
+    return preset
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     """Every setting of one extraction, validated; the preset with its overrides resolved.
@@ -196,6 +219,7 @@ class ExtractConfig:
 
     checkpoint: str | Path | None = None
     model: str | None = None
+    backbone: str | None = None
     preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
     overrides: tuple[tuple[str, Any], ...] = ()
     random_weights: bool = False
@@ -255,14 +279,11 @@ class ExtractConfig:
         batch = s.get("batch_size", 8)
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch!r}")
-        preset = _resolve_preset(s.get("preset", DEFAULT_PRESET), overrides)
-        if model is not None:
-            from vadfeat.backbones.videomae.model import get_spec
-
-            check_fit(preset, get_spec(model))
-        elif checkpoint is not None:
-            check_fit(preset, peek_geometry(checkpoint), model=f"the model in {checkpoint}")
-        if random_weights and model is None:
+        backbone = s.get("backbone")
+        if backbone is not None and not isinstance(backbone, str):
+            raise ConfigError(f"backbone must be a backbone name, got {backbone!r}")
+        preset = _check_preset_fits(s, overrides)
+        if random_weights and model is None and backbone is None:
             raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
         on_corrupt = s.get("on_corrupt", "fail")
         if on_corrupt not in _ON_CORRUPT:
@@ -280,7 +301,8 @@ class ExtractConfig:
         if dtype != "auto":
             parse_dtype(dtype)
         return cls(
-            checkpoint=checkpoint, model=model, preset=preset, overrides=tuple(overrides.items()),
+            checkpoint=checkpoint, model=model, backbone=backbone, preset=preset,
+            overrides=tuple(overrides.items()),
             random_weights=bool(random_weights), device=device, dtype=dtype,
             batch_size=check_batch_size(batch), num_heads=num_heads, on_corrupt=on_corrupt,
             fps=s.get("fps"), frames_colour=frames_colour, folder_fps=folder_fps,
@@ -322,15 +344,13 @@ class ExtractConfig:
         memory-mapped, so the tensors are not read); no model is built.  Raises
         :class:`ConfigError` / :class:`~vadfeat.errors.CheckpointError`.
         """
-        from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
+        from vadfeat.backbones._registry import resolve_model
 
-        if self.checkpoint is None:
-            return ModelIdentity(resolve_spec(self.model, None).name, None, True, self.quantize)
-        state, info = load_checkpoint(self.checkpoint, num_heads=self.num_heads)
-        del state
-        spec = resolve_spec(self.model, info)
-        quantize = self.quantize or (getattr(info, "compression", None) or {}).get("quantize")
-        return ModelIdentity(spec.name, info.sha256, False, quantize)
+        found = resolve_model(self.checkpoint, model=self.model, backbone=self.backbone,
+                              num_heads=self.num_heads)
+        check_fit(self.preset, found.spec, backbone=found.backbone)
+        return ModelIdentity(found.name, found.checkpoint_sha256, found.checkpoint_sha256 is None,
+                             self.quantize or found.quantize)
 
     def fingerprint(self, identity: ModelIdentity, device_type: str,
                     layout: str | None = None) -> dict[str, Any]:

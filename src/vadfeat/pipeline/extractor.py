@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vadfeat._version import __version__
+from vadfeat.backbones._registry import pick_backbone
 from vadfeat.backbones.loading import load_model, parse_dtype
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
@@ -69,7 +70,8 @@ class FeatureExtractor:
         checkpoint: str | Path | None = None,
         *,
         model: str | None = None,
-        preset: str | Preset = "videomae-v2",
+        backbone: str | None = None,
+        preset: str | Preset | None = None,
         random_weights: bool = False,
         device: str = "auto",
         dtype: str = "auto",
@@ -108,11 +110,15 @@ class FeatureExtractor:
         self.folder_fps = config.folder_fps
         self.max_pixels = config.max_pixels
         self.num_heads = config.num_heads
+        self.backbone = pick_backbone(checkpoint=config.checkpoint, model=config.model,
+                                      backbone=config.backbone)[0]
+        self.backbone.check_feature(self.preset.pooling)
         self.model = load_model(
-            config.checkpoint, model=config.model, pooling=self.preset.pooling, device=self.device,
-            num_heads=config.num_heads, quantize=config.quantize,
+            config.checkpoint, model=config.model, backbone=self.backbone.name,
+            pooling=self.preset.pooling, device=self.device, num_heads=config.num_heads,
+            quantize=config.quantize, frame_reduce=self.preset.frame_reduce,
         )
-        check_fit(self.preset, self.model.spec)
+        check_fit(self.preset, self.model.spec, backbone=self.backbone)
         if getattr(self.model, "quantize", None) and self.dtype != "fp32":
             raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
@@ -132,7 +138,8 @@ class FeatureExtractor:
     def model_record(self) -> dict[str, Any]:
         info = self.model.checkpoint
         return {
-            "name": self.model.spec.name,
+            "name": self.backbone.record_name(self.model.spec),
+            "backbone": self.backbone.name,
             "spec": self.model.spec.to_dict(),
             "pooling": self.preset.pooling,
             "checkpoint": getattr(info, "path", None),
@@ -147,7 +154,8 @@ class FeatureExtractor:
 
         ``layout`` defaults to the config's (``flat`` unless built from a config).
         """
-        return self.config.fingerprint(ModelIdentity.of_model(self.model), self.device.type, layout)
+        return self.config.fingerprint(ModelIdentity.of_record(self.model_record()), self.device.type,
+                                       layout)
 
     # ------------------------------------------------------------------ the per-video function
 

@@ -30,6 +30,24 @@ Registered presets (``vadfeat`` documents where each one comes from):
     ``[mean, std, max]`` statistics of the last block's tokens; 16 frames,
     non-overlapping, tail dropped.
 
+``clip-vadclip``
+    CLIP ViT-B/16 image features on the 16-frame snippet grid, 10 crops, as the
+    features VadCLIP (Wu et al., AAAI 2024) and its successors train on; see
+    :data:`CLIP_VADCLIP_NOTES` for what is known and what is not about that recipe.
+``clip-frames``
+    One CLIP feature per frame (``clip_len=1``, ``stride=1``; with ``--fps`` one per
+    sampled frame): CLIP's own test preprocessing (short side 224 bicubic with
+    antialias, centre crop 224, CLIP mean/std, RGB), projected embedding.
+
+A preset is three groups of fields: **sampling** (:class:`SamplingRecipe`: clip
+length, interval, stride, tail; the frame rate is the run's ``fps`` setting),
+**pixels** (:class:`PixelRecipe`: resize rule and kernel, crops and their order,
+value scale, mean/std, channel order) and the **feature head** of the backbone
+(``pooling``: VideoMAE V2 ``fc_norm``/``mean``/``stats``, CLIP
+``embedding``/``token``; ``frame_reduce``: how a frame-level backbone makes one
+feature per snippet, ``mean`` or ``middle``, ignored by clip-level backbones).
+The head is checked against the backbone when the model is known.
+
 Fields that a mode does not use are kept (and recorded) but ignored: ``mean`` and
 ``std`` only matter for ``scale="imagenet"``, ``short_side`` only for
 ``resize="short_side"`` with one crop, ``legacy_min_side`` only for
@@ -43,21 +61,32 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
+from vadfeat._types import (
+    ChannelOrder,
+    CropOrder,
+    FrameReduce,
+    Interpolation,
+    NumCrops,
+    Pooling,
+    ResizeMode,
+    Scale,
+    Tail,
+)
 from vadfeat.errors import ConfigError
 
-Tail = Literal["drop", "pad"]
-ResizeMode = Literal["short_side", "squash", "legacy"]
-Interpolation = Literal["bilinear", "bicubic"]
-NumCrops = Literal[1, 3, 5, 10]
-CropOrder = Literal["torchvision", "centre-first"]
-Scale = Literal["imagenet", "unit", "minus_one_one"]
-ChannelOrder = Literal["RGB", "BGR"]
-Pooling = Literal["fc_norm", "mean", "stats"]
+SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail")
+PIXEL_FIELDS = ("resize", "size", "short_side", "interpolation", "antialias", "legacy_min_side",
+                "crops", "crop_resize", "crop_order", "scale", "mean", "std", "channel_order")
+HEAD_FIELDS = ("pooling", "frame_reduce")
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# openai/CLIP clip/clip.py _transform: Normalize((0.48145466, 0.4578275, 0.40821073),
+# (0.26862954, 0.26130258, 0.27577711)).
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 DEFAULT_PRESET = "videomae-v2"
 
@@ -95,9 +124,13 @@ class Preset:
     reordering), ``"unit"`` to ``x / 255``, ``"minus_one_one"`` to
     ``x / 255 * 2 - 1``.  ``channel_order="BGR"`` reverses the channel axis.
 
-    ``pooling`` names the model head: ``fc_norm`` (official ``fc_norm(mean)``),
-    ``mean`` (token mean without ``fc_norm``) or ``stats`` (``[mean, std, max]``
-    of the last block's tokens before ``fc_norm``).
+    ``pooling`` names the backbone's feature head: VideoMAE V2 ``fc_norm``
+    (official ``fc_norm(mean)``), ``mean`` (token mean without ``fc_norm``) or
+    ``stats`` (``[mean, std, max]`` of the last block's tokens before ``fc_norm``);
+    CLIP ``embedding`` (projected) or ``token`` (before the projection).
+    ``frame_reduce`` makes one feature per snippet from a frame-level backbone's
+    ``clip_len`` frame features: ``mean`` of them, or the ``middle`` frame's
+    (clip-level backbones ignore it).
     """
 
     name: str
@@ -121,8 +154,9 @@ class Preset:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     channel_order: ChannelOrder = "RGB"
-    # model head
+    # feature head (belongs to the backbone; checked against it when the model is known)
     pooling: Pooling = "fc_norm"
+    frame_reduce: FrameReduce = "mean"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -148,7 +182,8 @@ class Preset:
         object.__setattr__(self, "mean", _rgb_triple("mean", self.mean, positive=False))
         object.__setattr__(self, "std", _rgb_triple("std", self.std, positive=True))
         _check_choice("channel_order", self.channel_order, ChannelOrder)
-        _check_choice("pooling", self.pooling, Pooling)
+        _check_pooling(self.pooling)
+        _check_choice("frame_reduce", self.frame_reduce, FrameReduce)
 
         # Cross-field rules: each one would otherwise fail later, per frame.
         if self.resize == "short_side" and self.crops == 1 and self.short_side < self.size:
@@ -165,6 +200,25 @@ class Preset:
                 "resize='legacy' is OpenCV bilinear without antialias: it needs "
                 "interpolation='bilinear' and antialias=False"
             )
+
+    # -- the three groups --------------------------------------------------------------
+
+    @property
+    def sampling(self) -> SamplingRecipe:
+        """Which frames form each snippet."""
+        return SamplingRecipe(**{f: getattr(self, f) for f in SAMPLING_FIELDS})
+
+    @property
+    def pixels(self) -> PixelRecipe:
+        """What each sampled frame becomes before the model."""
+        return PixelRecipe(**{f: getattr(self, f) for f in PIXEL_FIELDS})
+
+    @classmethod
+    def compose(cls, name: str, sampling: SamplingRecipe, pixels: PixelRecipe, *,
+                pooling: str = "fc_norm", frame_reduce: str = "mean") -> Preset:
+        """A preset from a sampling recipe, a pixel recipe and a feature head."""
+        return cls(name=name, **dataclasses.asdict(sampling), **dataclasses.asdict(pixels),
+                   pooling=pooling, frame_reduce=frame_reduce)  # type: ignore[arg-type]
 
     # -- derived values -------------------------------------------------------------
 
@@ -218,6 +272,46 @@ class Preset:
         if "name" not in data:
             raise ConfigError("preset settings need a 'name'")
         return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class SamplingRecipe:
+    """Sampling fields of a :class:`Preset` (see there); validated when composed into one."""
+
+    clip_len: int = 16
+    frame_interval: int = 1
+    stride: int | None = None
+    tail: Tail = "drop"
+
+
+@dataclass(frozen=True)
+class PixelRecipe:
+    """Pixel fields of a :class:`Preset` (see there); validated when composed into one."""
+
+    resize: ResizeMode = "short_side"
+    size: int = 224
+    short_side: int = 224
+    interpolation: Interpolation = "bilinear"
+    antialias: bool = False
+    legacy_min_side: int = 226
+    crops: NumCrops = 1
+    crop_resize: int | None = None
+    crop_order: CropOrder = "torchvision"
+    scale: Scale = "imagenet"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: ChannelOrder = "RGB"
+
+
+def _check_pooling(value: Any) -> None:
+    if isinstance(value, str) and value in get_args(Pooling):
+        return
+    if isinstance(value, str) and value:
+        from vadfeat.backbones._registry import list_backbones  # plug-in heads
+
+        if any(value in b.feature_names() for b in list_backbones()):
+            return
+    _check_choice("pooling", value, Pooling)
 
 
 def _check_keys(keys: Iterable[str], *, what: str) -> None:
@@ -296,7 +390,40 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             pooling="stats",
             stride=16,
         ),
+        "clip-vadclip": Preset.compose(
+            "clip-vadclip",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="bicubic",
+                        antialias=True, crops=10, crop_resize=224, crop_order="centre-first",
+                        scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB"),
+            pooling="embedding", frame_reduce="mean",
+        ),
+        "clip-frames": Preset.compose(
+            "clip-frames",
+            SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="bicubic",
+                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
+                        channel_order="RGB"),
+            pooling="embedding", frame_reduce="mean",
+        ),
     }
+)
+
+#: What is known and what is not about the recipe behind VadCLIP's released CLIP features
+#: (preset ``clip-vadclip``).  Sources: the VadCLIP paper (Wu et al., AAAI 2024) and the
+#: authors' answers in github.com/nwpu-zxr/VadCLIP issues; no extraction code was released.
+CLIP_VADCLIP_NOTES = (
+    "known: 'standard CLIP (ViT-B/16)' image encoder, 10-crop features, 512-d projected "
+    "embeddings, one feature per 16 frames (nwpu-zxr/VadCLIP issue #1, authors, 2024-01-02)",
+    "known: crop files _0 = centre, _1.._4 = corners, _5.._9 = their mirrored counterparts "
+    "(issue #2, authors): crop_order 'centre-first'",
+    "uncertain: whether a snippet's feature is the mean of its 16 frame features or one frame's "
+    "(users report neither reproduces the files exactly: issues #17, #29); frame_reduce 'mean' "
+    "here, 'middle' is the other reading",
+    "uncertain: the resize before the ten crops (224 short side as CLIP's own preprocessing, "
+    "bicubic: crop_resize 224 here) and how a trailing partial snippet is handled (dropped here)",
+    "uncertain: the frame rate (the datasets' native 30 fps for UCF-Crime, 24 for XD-Violence "
+    "assumed; no resampling)",
 )
 
 

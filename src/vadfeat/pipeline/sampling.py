@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, Generic, TypeVar, get_args
 
 import numpy as np
 
+from vadfeat._types import Tail
 from vadfeat.errors import ConfigError, VideoTooShortError
 
 __all__ = ["Snippet", "SnippetAssembler", "Tail", "snippet_indices", "snippet_span"]
 
-Tail = Literal["drop", "pad"]
 
 T = TypeVar("T")
 

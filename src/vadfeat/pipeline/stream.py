@@ -45,7 +45,7 @@ def snippet_stream(
         identity = None  # open_video says why the source cannot be read
 
     def assemble(frames: Sequence[Any]) -> torch.Tensor:
-        return raw_clip(frames, pin_memory=pin_memory) if raw else torch.stack(frames, dim=2)
+        return raw_clip(frames, pin_memory=pin_memory) if raw else torch.stack(list(frames), dim=2)
 
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]

@@ -125,7 +125,10 @@ def resize(
 
     Half-pixel centres (``align_corners=False``).  A frame already at the target
     size is returned unchanged (as float), which is also what interpolation
-    would compute.
+    would compute.  ``bicubic`` output is clamped to 0..255, as PIL clips its
+    8-bit result: the cubic kernel's negative lobes overshoot at edges (by up to
+    7 levels on video frames), which PIL-based pipelines such as CLIP's never see
+    (``bench/clip_resize.py``; bilinear cannot overshoot).
     """
     if not x.is_floating_point():
         x = x.to(torch.float32)
@@ -140,6 +143,8 @@ def resize(
         align_corners=False,
         antialias=antialias,
     )
+    if interpolation == "bicubic":
+        out = out.clamp_(0.0, 255.0)
     return out.reshape(*lead, *out.shape[-3:])
 
 
@@ -362,14 +367,15 @@ def _legacy_to_tensor(frame: np.ndarray, preset: Preset) -> torch.Tensor:
 
 def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """``[..., 3, H, W]`` -> ``[..., crops, 3, size, size]`` float, 0..255 values."""
-    opts = {"interpolation": preset.interpolation, "antialias": preset.antialias}
+    interp, aa = preset.interpolation, preset.antialias
     if preset.crops == 1:
         if preset.resize == "short_side":
-            view = centre_crop(resize_short_side(x, preset.short_side, **opts), preset.size)
+            view = centre_crop(resize_short_side(x, preset.short_side, interpolation=interp, antialias=aa),
+                               preset.size)
         else:
-            view = squash(x, preset.size, **opts)
+            view = squash(x, preset.size, interpolation=interp, antialias=aa)
         return view.unsqueeze(-4)
-    frame = resize_short_side(x, preset.effective_crop_resize, **opts)
+    frame = resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
     if preset.crops == 3:
         return three_crop(frame, preset.size)
     if preset.crops == 5:

@@ -21,11 +21,11 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
-from vadfeat.errors import ConfigError
-from vadfeat.pipeline.presets import Preset
+from vadfeat.errors import ConfigError, VadfeatError
+from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,17 @@ def _near(value: int, step: int) -> str:
     return f"{below} or {above}" if below >= step else f"{above}"
 
 
-def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str) -> None:
-    """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels."""
+def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
+                   fixed_size: int | None = None, token_limit: bool = True) -> None:
+    """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels
+    (and ``fixed_size`` pixels square, for a model whose position table is not interpolated).
+    ``token_limit``: a transformer's tokens per clip are capped (attention memory is
+    quadratic); convolutional backbones pass ``False``."""
+    if fixed_size is not None and preset.size != fixed_size:
+        raise ConfigError(
+            f"size={preset.size} does not fit {model}: it takes {fixed_size}x{fixed_size} px "
+            f"inputs (its position embedding is not interpolated); use size {fixed_size}"
+        )
     if preset.clip_len % tubelet:
         raise ConfigError(
             f"clip_len={preset.clip_len} does not fit {model}: its tubelets are {tubelet} frames, "
@@ -71,11 +80,25 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str) -> N
             "224 is the size it was trained with)"
         )
     tokens = preset.clip_len // tubelet * (preset.size // patch) ** 2
-    if tokens > MAX_TOKENS:
+    if token_limit and tokens > MAX_TOKENS:
         raise ConfigError(
             f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
             f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
         )
+
+
+def check_model_geometry(preset: Preset, spec: Any, *, backbone: Any) -> None:
+    """:func:`check_geometry` for a registered backbone's architecture ``spec``.
+
+    Optional spec attributes: ``fixed_size`` (``True``: inputs must be ``img_size`` square;
+    default: only frame-level backbones, whose position tables vadfeat does not
+    interpolate) and ``token_limit`` (``False`` for convolutional models; default ``True``).
+    """
+    fixed = getattr(spec, "fixed_size", backbone.input_kind == "frame")
+    check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size,
+                   model=backbone.record_name(spec), fixed_size=spec.img_size if fixed else None,
+                   token_limit=getattr(spec, "token_limit", True))
+    backbone.check_feature(preset.pooling)
 
 
 def peek_geometry(checkpoint: Any) -> tuple[int, int] | None:
@@ -119,9 +142,13 @@ def _from_config(path: Path) -> tuple[int, int] | None:
     if not isinstance(mc, dict):
         return None
     tub, patch = mc.get("tubelet_size"), mc.get("patch_size")
-    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tub, patch)):
+    if _positive_int(tub) and _positive_int(patch):
         return tub, patch
     return None
+
+
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _patch_key(keys: Any) -> str | None:
@@ -155,6 +182,22 @@ def _from_pth(path: Path) -> tuple[int, int] | None:
     return None
 
 
+def default_preset(settings: Mapping[str, Any]) -> Any:
+    """``settings["preset"]``, or when none is given the default preset of the backbone the
+    settings name (``backbone``, the namespace of ``model``, or the checkpoint's contents)."""
+    preset = settings.get("preset")
+    if preset is not None:
+        return preset
+    from vadfeat.backbones._registry import pick_backbone
+
+    try:
+        bb, _ = pick_backbone(checkpoint=settings.get("checkpoint"), model=settings.get("model"),
+                              backbone=settings.get("backbone"))
+    except VadfeatError:
+        return DEFAULT_PRESET  # the loader reports what is wrong with the checkpoint or name
+    return bb.default_preset
+
+
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Refuse, before any work, every extraction setting that cannot work.
 
@@ -167,5 +210,5 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     ExtractConfig.from_settings(settings)
 
 
-__all__ = ["MAX_BATCH_SIZE", "check_batch_size", "check_geometry", "check_settings",
-           "peek_geometry"]
+__all__ = ["MAX_BATCH_SIZE", "check_batch_size", "check_geometry", "check_model_geometry",
+           "check_settings", "default_preset", "peek_geometry"]

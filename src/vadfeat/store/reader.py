@@ -49,18 +49,17 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 
-from vadfeat.errors import ConfigError
+from vadfeat._types import Layout, LayoutOrAuto
+from vadfeat.errors import ConfigError, FeatureReadError  # FeatureReadError: re-exported (its old home)
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
 
-Layout = Literal["flat", "fed-wsvad", "per-crop"]
-LayoutOrAuto = Literal["auto", "flat", "fed-wsvad", "per-crop"]
 
 #: Extensions :func:`video_key` removes: the package's one list (``vadfeat.io.video``).
 VIDEO_EXTENSIONS = _VIDEO_EXTENSIONS
@@ -69,14 +68,6 @@ _FED_SUBDIR = Path("features_video", "i3d", "combine")
 _MANIFEST = "manifest.jsonl"
 _CROP_RE = re.compile(r"^(?P<stem>.+)__(?P<k>\d+)\.npy$")
 _SHORT_CROP_RE = re.compile(r"^(?P<stem>.+)_(?P<k>\d)\.npy$")
-
-
-class FeatureReadError(ConfigError):
-    """A features folder as a whole cannot be read (missing or holding no feature file).
-
-    A :class:`~vadfeat.errors.ConfigError`: on the command line it is a usage error
-    (exit 2), unlike a single unreadable video, which is reported by name.
-    """
 
 
 def video_key(name: str | os.PathLike[str]) -> str:

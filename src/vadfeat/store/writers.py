@@ -41,10 +41,11 @@ import tokenize
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, get_args
 
 import numpy as np
 
+from vadfeat._types import Layout
 from vadfeat.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 # parser chokes on (SyntaxError, tokenize.TokenError); a cut file gives EOFError.
 NPY_ERRORS = (OSError, EOFError, ValueError, MemoryError, SyntaxError, tokenize.TokenError)
 
-Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
 MANIFEST = "manifest.jsonl"
 _TMP_TAG = ".vadfeat-tmp"
@@ -140,7 +140,7 @@ def save_npy(path: Path, array: np.ndarray) -> str:
     """Write ``array`` atomically; return the sha256 (hex) of the file's bytes."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         w = _HashingWriter(f)
-        np.save(w, array, allow_pickle=False)  # type: ignore[arg-type]
+        np.save(w, array, allow_pickle=False)
         return w.sha.hexdigest()
 
 
@@ -457,7 +457,7 @@ def _exists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def _shape_ok(shape: Any) -> bool:
+def _shape_ok(shape: Any) -> TypeGuard[list[int]]:
     return (isinstance(shape, list) and len(shape) >= 1
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape))
 
@@ -565,8 +565,19 @@ FINGERPRINT_DEFAULTS: dict[str, Any] = {"quantize": None, "preprocess": "worker"
                                         "folder_fps": 30.0, "num_heads": None}
 
 
+# Preset fields added after the first release, with the value earlier outputs were made with.
+PRESET_DEFAULTS: dict[str, Any] = {"frame_reduce": "mean"}
+
+
 def _normalised(fp: Mapping[str, Any]) -> dict[str, Any]:
-    return {**FINGERPRINT_DEFAULTS, **fp}
+    d = {**FINGERPRINT_DEFAULTS, **fp}
+    if isinstance(d.get("preset"), Mapping):
+        d["preset"] = {**PRESET_DEFAULTS, **d["preset"]}
+    if isinstance(d.get("model"), str):
+        from vadfeat.backbones._registry import canonical_model_name
+
+        d["model"] = canonical_model_name(d["model"])
+    return d
 
 
 def same_fingerprint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -233,7 +233,7 @@ def write_audio(
         for start in range(0, n, chunk):
             part = tone[start:start + chunk]
             if fmt == "s16" or fmt == "s16p":
-                data = (part * 32767).astype(np.int16)[None, :]
+                data: np.ndarray = (part * 32767).astype(np.int16)[None, :]
             else:
                 data = part[None, :]
             frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")

@@ -29,15 +29,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, get_args
 
 import torch
 
+from vadfeat._types import Quantize
+from vadfeat.backbones._files import (
+    folder_weights,
+    load_safetensors,
+    resolve_hf,
+    safetensors_metadata,
+    sha256_file,  # one file hash for checkpoints and feature files
+    torch_dtype,
+    torch_load,
+    write_safetensors,
+)
+from vadfeat.backbones._files import (
+    follow_umask as follow_umask,  # re-exported: its old home
+)
 from vadfeat.backbones.videomae.model import (
     ModelSpec,
     find_registered,
@@ -47,7 +60,6 @@ from vadfeat.backbones.videomae.model import (
     spec_dims,
 )
 from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.store.writers import sha256_file  # one file hash for checkpoints and feature files
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +152,13 @@ def transformers_to_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.
                 out[key] = value  # left for the unexpected-key check to name
             continue
         i, rest = int(m.group(1)), m.group(2)
-        parts = {
+        qkv_part = {
             "attention.attention.query.weight": "q",
             "attention.attention.key.weight": "k",
             "attention.attention.value.weight": "v",
         }
-        if rest in parts:
-            qkv.setdefault(i, {})[parts[rest]] = value
+        if rest in qkv_part:
+            qkv.setdefault(i, {})[qkv_part[rest]] = value
             continue
         simple = {
             "attention.attention.q_bias": "attn.q_bias",
@@ -257,55 +269,6 @@ def detect_spec(
 # --------------------------------------------------------------------------- files
 
 
-def _torch_load(path: Path, *, allow_pickle: bool = False) -> object:
-    if allow_pickle:
-        log.warning("%s: loading with full unpickling (--unsafe-allow-pickle): this runs any "
-                    "code the file holds; only for files you trust", path)
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - re-raised as CheckpointError
-            return _refuse(path, exc)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" in str(exc):  # legacy (non-zip) serialization cannot be memory-mapped
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as inner:  # noqa: BLE001 - re-raised as CheckpointError
-                exc = inner  # type: ignore[assignment]
-        return _refuse(path, exc)
-    except Exception as exc:  # noqa: BLE001 - torch.load fails in many types; all re-raised typed
-        return _refuse(path, exc)
-
-
-def _refuse(path: Path, exc: BaseException) -> object:
-    text = str(exc)
-    if "Weights only load failed" in text or "weights_only" in text:
-        raise CheckpointError(
-            f"{path}: refusing to load: the file holds Python objects besides tensors, and "
-            "unpickling them could run arbitrary code (torch.load(weights_only=True) "
-            "rejected it). If you trust it, convert it once to safetensors: vadfeat "
-            "checkpoint convert --unsafe-allow-pickle PATH OUT.safetensors (UNSAFE for "
-            "files from others)."
-        ) from exc
-    if isinstance(exc, zipfile.BadZipFile) or "zip" in text.lower() or "EOF" in text:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or damaged file: {text.splitlines()[0]})"
-        ) from exc
-    first = text.splitlines()[0] if text else type(exc).__name__
-    raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint: {first}") from exc
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-
-
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
@@ -317,36 +280,6 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str | Non
         return dict(obj), None
     raise CheckpointError(
         f"{path}: no tensors found at top level or under {', '.join(map(repr, _CONTAINER_KEYS))}"
-    )
-
-
-def _resolve_hf(uri: str) -> Path:
-    spec = uri[len("hf://"):]
-    repo, _, revision = spec.partition("@")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise CheckpointError(
-            f"{uri}: hf:// checkpoints need huggingface_hub (pip install 'vadfeat[hf]')"
-        ) from exc
-    try:
-        folder = snapshot_download(
-            repo, revision=revision or None, allow_patterns=["config.json", "*.safetensors"]
-        )
-    except Exception as exc:  # hub/network errors come in many types; re-raised typed
-        raise CheckpointError(f"{uri}: cannot fetch from the Hugging Face hub: {exc}") from exc
-    return Path(folder)
-
-
-def _folder_weights(folder: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.safetensors"):
-        if (folder / name).is_file():
-            return folder / name
-    found = sorted(folder.glob("*.safetensors"))
-    if len(found) == 1:
-        return found[0]
-    raise CheckpointError(
-        f"{folder}: a checkpoint folder needs one model.safetensors (found {[p.name for p in found]})"
     )
 
 
@@ -365,7 +298,7 @@ def load_checkpoint(
     """
     src = str(source)
     if src.startswith("hf://"):
-        path = _resolve_hf(src)
+        path = resolve_hf(src)
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -380,7 +313,7 @@ def load_checkpoint(
             except (OSError, json.JSONDecodeError) as exc:
                 raise CheckpointError(f"{cfg_path}: unreadable config.json ({exc})") from exc
         kind = "folder"
-        weights = _folder_weights(path)
+        weights = folder_weights(path)
     else:
         weights = path
     if weights.stat().st_size == 0:
@@ -389,14 +322,12 @@ def load_checkpoint(
     container = None
     compression = None
     if weights.suffix == ".safetensors":
-        raw = _load_safetensors(weights)
-        from vadfeat.backbones.videomae.compress import decompress_state, read_compression
-
+        raw = load_safetensors(weights)
         compression = read_compression(weights)
         if compression is not None:  # int8 weights + scales -> float; load_model re-quantizes
             raw = decompress_state(raw, compression)
     else:
-        raw, container = _unwrap(_torch_load(weights, allow_pickle=allow_pickle), weights)
+        raw, container = _unwrap(torch_load(weights, allow_pickle=allow_pickle), weights)
 
     sd, facts = canonicalize(raw)
     kept, ignored = split_ignored(sd)
@@ -415,13 +346,12 @@ def load_checkpoint(
                                   f"{type(mc).__name__}")
         img_size = _config_int(where, "model_config.img_size", mc.get("img_size", img_size))
         num_frames = _config_int(where, "model_config.num_frames", mc.get("num_frames", num_frames))
-        num_heads = num_heads or _config_int(where, "model_config.num_heads", mc.get("num_heads"),
-                                             optional=True)
+        num_heads = num_heads or _config_opt_int(where, "model_config.num_heads", mc.get("num_heads"))
     elif config.get("model_type") == "videomae":
         img_size = _config_int(where, "image_size", config.get("image_size", img_size))
         num_frames = _config_int(where, "num_frames", config.get("num_frames", num_frames))
-        num_heads = num_heads or _config_int(where, "num_attention_heads",
-                                             config.get("num_attention_heads"), optional=True)
+        num_heads = num_heads or _config_opt_int(where, "num_attention_heads",
+                                                 config.get("num_attention_heads"))
         if "layer_norm_eps" in config:
             norm_eps = _config_eps(where, "layer_norm_eps", config["layer_norm_eps"])
             # transformers builds fc_norm with nn.LayerNorm's default eps.
@@ -445,8 +375,6 @@ def load_checkpoint(
         )
 
     if compression is not None:
-        from vadfeat.backbones.videomae.compress import describe_compression
-
         fmt = "vadfeat-compressed"
         detail = describe_compression(compression)
     elif facts.get("transformers"):
@@ -489,10 +417,13 @@ def load_checkpoint(
     return kept, info
 
 
-def _config_int(where: str, field: str, value: object, *, optional: bool = False) -> int | None:
+def _config_opt_int(where: str, field: str, value: object) -> int | None:
+    """:func:`_config_int`, or None where the field is absent (``null``)."""
+    return None if value is None else _config_int(where, field, value)
+
+
+def _config_int(where: str, field: str, value: object) -> int:
     """A positive integer from a checkpoint's config.json (JSON may hold anything there)."""
-    if value is None and optional:
-        return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 1 << 20:
         raise CheckpointError(f"{where}: {field} must be a positive integer, got {value!r}")
     return value
@@ -549,39 +480,90 @@ def save_canonical(
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write official key names as safetensors (no pickle), atomically."""
-    from safetensors.torch import save_file
+    target = torch_dtype(dtype)
+    tensors = {k: v.detach().to(target).contiguous() for k, v in sd.items()}
+    return write_safetensors(tensors, out, metadata={"format": "vadfeat-canonical", **(metadata or {})})
 
-    dtypes = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
-    if dtype not in dtypes:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(dtypes)}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(dtypes[dtype]).contiguous() for k, v in sd.items()}
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "vadfeat-canonical", **(metadata or {})})
-    follow_umask(tmp)
-    tmp.replace(out)
+
+# --------------------------------------------------------------------------- compressed checkpoints
+# The reading side of the format that vadfeat.backbones.videomae.compress writes (that module
+# imports these back, so that neither module imports the other at call time).
+
+QUANTIZE_MODES: tuple[str, ...] = get_args(Quantize)
+METADATA_KEY = "vadfeat_compression"
+SCALE_SUFFIX = "_scale"
+INT8_SCHEME = "per-tensor symmetric int8, scale = max|w| / 127, zero point 0 (dynamic activations)"
+
+
+def read_compression(path: str | Path) -> dict[str, Any] | None:
+    """The compression record in a safetensors header, or ``None`` for an ordinary file."""
+    raw = safetensors_metadata(path).get(METADATA_KEY)
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: damaged {METADATA_KEY} metadata ({exc})") from exc
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: {METADATA_KEY} metadata is not a JSON object")
+    _check_record(path, record)
+    return record
+
+
+# The record's fields that loading and describing a checkpoint read, with their JSON types.
+_RECORD_STRINGS = ("prune_method", "quantize_scheme", "float_dtype", "model", "source",
+                   "source_format", "source_sha256", "vadfeat_version")
+
+
+def _check_record(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Every field of a compression record has the type :func:`compress_checkpoint` writes."""
+    def bad(name: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {METADATA_KEY} metadata: {name} must be {what}, "
+                               f"got {record[name]!r}")
+
+    prune = record.get("prune", 0.0)
+    if isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0 <= prune < 1:
+        raise bad("prune", "a fraction in [0, 1)")
+    quantize = record.get("quantize")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise bad("quantize", f"null or one of {', '.join(QUANTIZE_MODES)}")
+    heads = record.get("num_heads")
+    if heads is not None and (isinstance(heads, bool) or not isinstance(heads, int) or heads < 1):
+        raise bad("num_heads", "a positive integer")
+    for name in _RECORD_STRINGS:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise bad(name, "a string")
+
+
+def decompress_state(raw: Mapping[str, torch.Tensor], record: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Int8 weights with their ``<key>_scale`` -> float32 ``int8 * scale``; other tensors as stored."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        if key.endswith(SCALE_SUFFIX) and key[: -len(SCALE_SUFFIX)] in raw:
+            continue
+        if value.dtype == torch.int8:
+            scale = raw.get(key + SCALE_SUFFIX)
+            if scale is None or scale.numel() != 1:
+                raise CheckpointError(f"int8 tensor {key} has no {key}{SCALE_SUFFIX} beside it")
+            out[key] = value.float() * scale.float()
+        else:
+            out[key] = value
     return out
 
 
-def _umask() -> int:
-    try:  # Linux >= 4.7 shows it without changing it (os.umask would, for every thread)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def describe_compression(record: Mapping[str, Any]) -> str:
+    parts = []
+    if record.get("prune"):
+        parts.append(f"{record['prune']:.0%} L1-pruned Conv3d/Linear weights")
+    if record.get("quantize"):
+        parts.append(f"{record['quantize']} Linear weights ({INT8_SCHEME.split(',')[0]})")
+    return "vadfeat compressed checkpoint: " + (", ".join(parts) or "no changes") + (
+        f"; from {record.get('source_format')} sha256 {str(record.get('source_sha256'))[:12]}"
+    )
 
 
-def follow_umask(path: Path) -> None:
-    """Give ``path`` the mode a plain ``open(path, "w")`` would (safetensors writes 0600)."""
-    os.chmod(path, 0o666 & ~_umask())
 
-
-def with_spec(info: CheckpointInfo, **changes: object) -> CheckpointInfo:
+def with_spec(info: CheckpointInfo, **changes: Any) -> CheckpointInfo:
     return replace(info, spec=replace(info.spec, **changes))
 
 

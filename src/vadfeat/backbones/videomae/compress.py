@@ -44,31 +44,37 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vadfeat._version import __version__
+from vadfeat.backbones._files import torch_dtype, write_safetensors
+from vadfeat.backbones.videomae.checkpoints import (  # the compressed format's reader (re-exported)
+    INT8_SCHEME,
+    METADATA_KEY,
+    QUANTIZE_MODES,
+    SCALE_SUFFIX,
+    decompress_state,
+    load_checkpoint,
+    read_compression,
+)
+from vadfeat.backbones.videomae.checkpoints import (
+    describe_compression as describe_compression,
+)
 from vadfeat.backbones.videomae.model import Attention, FeatureModel, ModelSpec, VideoMAEv2
 from vadfeat.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
-QUANTIZE_MODES: tuple[str, ...] = ("int8",)
-METADATA_KEY = "vadfeat_compression"
-SCALE_SUFFIX = "_scale"
-INT8_SCHEME = "per-tensor symmetric int8, scale = max|w| / 127, zero point 0 (dynamic activations)"
 PRUNE_METHOD = "l1_unstructured per tensor (torch.nn.utils.prune rule), permanent"
 _PRUNABLE = (nn.Conv3d, nn.Linear)
-_FLOAT_DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def check_quantize(mode: str | None) -> str | None:
@@ -217,12 +223,11 @@ def quantize_int8(model: FeatureModel) -> FeatureModel:
         raise ConfigError("int8 dynamic quantization runs on the CPU only (--device cpu)")
     model.float()
     with torch.no_grad():
-        attns = [name for name, mod in model.named_modules() if isinstance(mod, Attention)]
-        for name in attns:
-            _set_child(model, name, Int8Attention(model.get_submodule(name)))
-        linears = [name for name, mod in model.named_modules() if type(mod) is nn.Linear]
-        for name in linears:
-            lin = model.get_submodule(name)
+        attns = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, Attention)]
+        for name, attn in attns:
+            _set_child(model, name, Int8Attention(attn))
+        linears = [(name, mod) for name, mod in model.named_modules() if type(mod) is nn.Linear]
+        for name, lin in linears:
             _set_child(model, name, dynamic_int8_linear(lin.weight, lin.bias))
     model.quantize = "int8"
     model.eval()
@@ -300,8 +305,7 @@ def compress_state(
     """Prune and quantize an official-key state dict -> ``(tensors to store, pruned, quantized)``."""
     prune = check_prune(prune)
     check_quantize(quantize)
-    if dtype not in _FLOAT_DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {', '.join(_FLOAT_DTYPES)}")
+    float_dtype = torch_dtype(dtype)
     prunable = weight_keys(spec)
     work = prune_state(state, prunable, prune) if prune > 0 else {k: v.float() for k, v in state.items()}
     pruned = {k: (int((work[k] == 0).sum()), work[k].numel()) for k in prunable} if prune > 0 else {}
@@ -313,7 +317,7 @@ def compress_state(
             out[key] = q.contiguous()
             out[key + SCALE_SUFFIX] = torch.tensor(scale, dtype=torch.float32)
         else:
-            out[key] = value.detach().to(_FLOAT_DTYPES[dtype]).contiguous()
+            out[key] = value.detach().to(float_dtype).contiguous()
     return out, pruned, tuple(linear_keys)
 
 
@@ -331,10 +335,6 @@ def compress_checkpoint(
     The output loads with ``load_model(out)`` / ``vadfeat extract --checkpoint out``,
     which re-applies the int8 layers on the CPU.  Written atomically.
     """
-    from safetensors.torch import save_file
-
-    from vadfeat.backbones.videomae.checkpoints import follow_umask, load_checkpoint
-
     prune = check_prune(prune)
     check_quantize(quantize)
     if prune == 0 and quantize is None:
@@ -359,93 +359,15 @@ def compress_checkpoint(
         "source_sha256": info.sha256,
         "vadfeat_version": __version__,
     }
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "vadfeat-canonical", "model": info.model_name,
-                                           METADATA_KEY: json.dumps(meta, sort_keys=True)})
-    follow_umask(tmp)
-    os.replace(tmp, target)
+    target = write_safetensors(tensors, out, metadata={
+        "format": "vadfeat-canonical", "model": info.model_name,
+        METADATA_KEY: json.dumps(meta, sort_keys=True)})
     src_path = Path(info.path)
     return CompressResult(
         out=target, model_name=info.model_name, prune=prune, quantize=quantize, pruned=pruned,
         quantized=quantized,
         source_bytes=src_path.stat().st_size if src_path.is_file() else 0,
         out_bytes=target.stat().st_size, out_deflate_bytes=deflate_size(target),
-    )
-
-
-def read_compression(path: str | Path) -> dict[str, Any] | None:
-    """The compression record in a safetensors header, or ``None`` for an ordinary file."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    raw = meta.get(METADATA_KEY)
-    if raw is None:
-        return None
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: damaged {METADATA_KEY} metadata ({exc})") from exc
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{path}: {METADATA_KEY} metadata is not a JSON object")
-    _check_record(path, record)
-    return record
-
-
-# The record's fields that loading and describing a checkpoint read, with their JSON types.
-_RECORD_STRINGS = ("prune_method", "quantize_scheme", "float_dtype", "model", "source",
-                   "source_format", "source_sha256", "vadfeat_version")
-
-
-def _check_record(path: str | Path, record: Mapping[str, Any]) -> None:
-    """Every field of a compression record has the type :func:`compress_checkpoint` writes."""
-    def bad(name: str, what: str) -> CheckpointError:
-        return CheckpointError(f"{path}: {METADATA_KEY} metadata: {name} must be {what}, "
-                               f"got {record[name]!r}")
-
-    prune = record.get("prune", 0.0)
-    if isinstance(prune, bool) or not isinstance(prune, (int, float)) or not 0 <= prune < 1:
-        raise bad("prune", "a fraction in [0, 1)")
-    quantize = record.get("quantize")
-    if quantize is not None and quantize not in QUANTIZE_MODES:
-        raise bad("quantize", f"null or one of {', '.join(QUANTIZE_MODES)}")
-    heads = record.get("num_heads")
-    if heads is not None and (isinstance(heads, bool) or not isinstance(heads, int) or heads < 1):
-        raise bad("num_heads", "a positive integer")
-    for name in _RECORD_STRINGS:
-        if record.get(name) is not None and not isinstance(record[name], str):
-            raise bad(name, "a string")
-
-
-def decompress_state(raw: Mapping[str, torch.Tensor], record: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Int8 weights with their ``<key>_scale`` -> float32 ``int8 * scale``; other tensors as stored."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in raw.items():
-        if key.endswith(SCALE_SUFFIX) and key[: -len(SCALE_SUFFIX)] in raw:
-            continue
-        if value.dtype == torch.int8:
-            scale = raw.get(key + SCALE_SUFFIX)
-            if scale is None or scale.numel() != 1:
-                raise CheckpointError(f"int8 tensor {key} has no {key}{SCALE_SUFFIX} beside it")
-            out[key] = value.float() * scale.float()
-        else:
-            out[key] = value
-    return out
-
-
-def describe_compression(record: Mapping[str, Any]) -> str:
-    parts = []
-    if record.get("prune"):
-        parts.append(f"{record['prune']:.0%} L1-pruned Conv3d/Linear weights")
-    if record.get("quantize"):
-        parts.append(f"{record['quantize']} Linear weights ({INT8_SCHEME.split(',')[0]})")
-    return "vadfeat compressed checkpoint: " + (", ".join(parts) or "no changes") + (
-        f"; from {record.get('source_format')} sha256 {str(record.get('source_sha256'))[:12]}"
     )
 
 

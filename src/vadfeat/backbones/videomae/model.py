@@ -22,15 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, get_args
+from typing import Any, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vadfeat._types import VideoMAEPooling as Pooling
 from vadfeat.errors import ConfigError, UnknownModelError
 
-Pooling = Literal["fc_norm", "mean", "stats"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 
 
@@ -236,6 +236,8 @@ class Block(nn.Module):
 class VideoMAEv2(nn.Module):
     """The encoder: ``[B, 3, T, H, W]`` -> last block tokens ``[B, N, D]``."""
 
+    pos_table: torch.Tensor  # a buffer (register_buffer), not a parameter
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -311,6 +313,11 @@ class FeatureModel(nn.Module):
     or ``None``) travel with the model so every output can record how it was made.
     """
 
+    backbone = "videomae_v2"
+    #: ``"int8"`` once :func:`vadfeat.backbones.videomae.compress.quantize_int8` converted it;
+    #: not set before (read it with ``getattr(model, "quantize", None)``).
+    quantize: str | None
+
     def __init__(
         self,
         encoder: VideoMAEv2,
@@ -354,7 +361,7 @@ def init_random(model: nn.Module, *, seed: int = 0) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
 
 
-def build_encoder(spec: ModelSpec | str, **overrides: object) -> VideoMAEv2:
+def build_encoder(spec: ModelSpec | str, **overrides: Any) -> VideoMAEv2:
     if isinstance(spec, str):
         spec = get_spec(spec)
     if overrides:

@@ -1,0 +1,104 @@
+"""The allowed string (and crop-count) values of vadfeat's options, each defined once.
+
+Every option that takes one of a fixed set of values has its ``Literal`` alias
+here.  Library checks use ``typing.get_args(Alias)`` for the tuple of allowed
+values and the command line derives its ``choices=`` from the same alias, so a
+value added here is accepted everywhere at once (``tests/test_types.py`` checks
+every ``choices=`` of the CLI against these).  The modules that used to define
+some of them (``pipeline.presets``, ``io.video``, ``store.writers``,
+``store.reader``, ``dataset.*``) re-import them under the same names.
+
+No imports beyond ``typing``: any module may import this one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# -- decoding (io/)
+#: What a corrupt packet does: fail that video, or skip the bad packets and go on.
+OnCorrupt = Literal["fail", "skip"]
+#: Colours of JPEG/PNG frame folders: true colours, or the legacy pipeline's swapped R/B.
+FramesColour = Literal["normal", "legacy-swapped"]
+
+# -- sampling and pixels (pipeline/)
+#: A video's last, incomplete snippet: dropped, or padded by repeating the last frame.
+Tail = Literal["drop", "pad"]
+ResizeMode = Literal["short_side", "squash", "legacy"]
+Interpolation = Literal["bilinear", "bicubic"]
+NumCrops = Literal[1, 3, 5, 10]
+CropOrder = Literal["torchvision", "centre-first"]
+Scale = Literal["imagenet", "unit", "minus_one_one"]
+ChannelOrder = Literal["RGB", "BGR"]
+#: Where frames are resized/cropped/normalised: in the decode workers, or on the model's device.
+Preprocess = Literal["worker", "device"]
+
+# -- model (backbones/)
+#: VideoMAE V2's feature heads: fc_norm [D], mean [D], stats [3, D].
+VideoMAEPooling = Literal["fc_norm", "mean", "stats"]
+#: CLIP's feature heads: embedding (``ln_post(cls) @ proj``), token (``ln_post(cls)``).
+ClipFeature = Literal["embedding", "token"]
+#: Feature heads of the built-in backbones (a plug-in backbone's heads are accepted too,
+#: checked against the registry; the CLI offers every registered head).
+Pooling = Literal[VideoMAEPooling, ClipFeature]
+#: What a backbone consumes: clips ``[B, 3, T, H, W]`` or frames ``[B, 3, H, W]``.
+InputKind = Literal["clip", "frame"]
+#: Frame-level backbones: a snippet's feature is the mean of its frames' or the middle frame's.
+FrameReduce = Literal["mean", "middle"]
+#: Float dtypes by name (``vadfeat.backbones._files.TORCH_DTYPES`` maps them to torch dtypes).
+DTypeName = Literal["fp32", "bf16", "fp16"]
+#: ``auto``: bf16 on CUDA, fp32 elsewhere.
+DTypeOrAuto = Literal["auto", DTypeName]
+Quantize = Literal["int8"]
+
+# -- runs (engines/) and outputs (store/)
+Engine = Literal["local", "ray"]
+Layout = Literal["flat", "fed-wsvad", "per-crop"]
+LayoutOrAuto = Literal["auto", Layout]
+
+# -- dataset tools (dataset/)
+LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
+LabelFormatOrAuto = Literal["auto", LabelFormat]
+AlignMode = Literal["exact", "legacy"]
+SnippetRule = Literal["max", "mean", "majority"]
+ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop"]
+ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip"]
+Dataset = Literal["ucf", "xd", "shanghaitech"]
+#: How list file names are formed (one convention per dataset).
+Naming = Dataset
+Split = Literal["train", "test"]
+ResampleMethod = Literal["mean", "uniform", "vadclip"]
+
+__all__ = [
+    "AlignMode",
+    "ChannelOrder",
+    "ClipFeature",
+    "CropOrder",
+    "DTypeName",
+    "DTypeOrAuto",
+    "Dataset",
+    "Engine",
+    "ExportFormat",
+    "FrameReduce",
+    "FramesColour",
+    "InputKind",
+    "Interpolation",
+    "LabelFormat",
+    "LabelFormatOrAuto",
+    "Layout",
+    "LayoutOrAuto",
+    "ListFormat",
+    "Naming",
+    "NumCrops",
+    "OnCorrupt",
+    "Pooling",
+    "Preprocess",
+    "Quantize",
+    "ResampleMethod",
+    "ResizeMode",
+    "Scale",
+    "SnippetRule",
+    "Split",
+    "Tail",
+    "VideoMAEPooling",
+]

@@ -1,0 +1,472 @@
+"""The backbone registry: every feature family vadfeat can run, and how a file or name finds one.
+
+A *backbone* is a model family (VideoMAE V2, CLIP, ...).  It registers one
+:class:`Backbone` object that says:
+
+- its **architectures** (sizes), each an object with at least ``name``,
+  ``patch_size``, ``tubelet_size`` (1 for image models), ``img_size`` and
+  ``to_dict()``, plus extra **aliases** (old or short names);
+- its **pretrained configurations** (:class:`PretrainedCfg`: where released
+  weights come from, their sha256 when known, and the preprocessing preset that
+  travels with them, as timm's ``PretrainedCfg`` and open_clip's preprocess
+  configs do);
+- its **feature heads** (:class:`FeatureHead`) and their shapes;
+- whether it consumes clips ``[B, 3, T, H, W]`` (``input_kind="clip"``) or frames
+  ``[B, 3, H, W]`` (``"frame"``).  Frame models are wrapped so that the pipeline
+  always calls ``model(x)`` on ``[N, 3, T, H, W]`` clips and gets one feature per
+  snippet (the wrapper reduces the ``T`` frame features: see
+  :class:`~vadfeat.backbones.frames.SnippetOfFrames`);
+- checkpoint **detection** (:meth:`Backbone.sniff`, from key names, a folder's
+  ``config.json`` or the container) and **loading** (:meth:`Backbone.load_model`).
+
+Names are namespaced, ``<backbone>/<architecture>`` (``videomae_v2/vit_g_14``,
+``clip/vit_b_16``); a bare architecture name or alias is accepted when exactly one
+backbone has it, so the names outputs recorded before backbones existed
+(``vit_giant_patch14_224``) still resolve and those outputs still resume.
+
+Third-party backbones register through the ``vadfeat.backbones`` entry-point
+group: the entry point names a :class:`Backbone` instance, class or factory,
+loaded the first time the registry is consulted (see docs/DESIGN.md, "How to add
+a backbone").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from vadfeat._types import InputKind
+from vadfeat.errors import CheckpointError, ConfigError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "vadfeat.backbones"
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """One released set of weights: what it is, where it comes from, how to feed it.
+
+    ``preset`` names the vadfeat preset whose pixels match the weights' training
+    (the preprocessing that travels with the weights); ``sha256`` is the file's
+    hash when the publisher states it (OpenAI's CLIP URLs embed it), else ``None``.
+    """
+
+    name: str
+    arch: str
+    source: str
+    file: str
+    preset: str
+    sha256: str | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureHead:
+    """One feature a backbone can output; ``shape`` maps an architecture to the per-clip shape."""
+
+    name: str
+    description: str
+    shape: Callable[[Any], tuple[int, ...]]
+
+
+@runtime_checkable
+class ArchSpec(Protocol):
+    """What the pipeline needs of an architecture (VideoMAE's ModelSpec, CLIP's ClipVisionSpec ...)."""
+
+    # Read-only (properties), so that frozen dataclasses satisfy the protocol.
+    @property
+    def name(self) -> str: ...
+    @property
+    def patch_size(self) -> int: ...
+    @property
+    def tubelet_size(self) -> int: ...
+    @property
+    def img_size(self) -> int: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Backbone:
+    """Base class of a backbone plug-in; subclass it and :func:`register_backbone` an instance.
+
+    Class attributes to set: ``name`` (namespace, ``[a-z0-9_]+``), ``title`` (one line
+    with the paper), ``input_kind``, ``default_preset``, ``features`` (the first is the
+    default), ``checkpoint_formats`` (what :meth:`sniff` recognises, for ``--help`` and
+    ``checkpoint inspect``).
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    input_kind: ClassVar[InputKind] = "clip"
+    default_preset: ClassVar[str] = ""
+    features: ClassVar[tuple[FeatureHead, ...]] = ()
+    checkpoint_formats: ClassVar[tuple[str, ...]] = ()
+
+    # ----------------------------------------------------------------- description
+    def architectures(self) -> Mapping[str, ArchSpec]:
+        """Architecture name -> spec, in listing order."""
+        raise NotImplementedError
+
+    def aliases(self) -> Mapping[str, str]:
+        """Extra names (short or historical) -> architecture name."""
+        return {}
+
+    def pretrained(self) -> Sequence[PretrainedCfg]:
+        return ()
+
+    @property
+    def default_feature(self) -> str:
+        return self.features[0].name
+
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def check_feature(self, feature: str) -> str:
+        """``feature`` if this backbone offers it, else :class:`ConfigError` naming the ones it has."""
+        if feature not in self.feature_names():
+            raise ConfigError(
+                f"backbone {self.name} has no feature {feature!r}; it offers "
+                f"{', '.join(self.feature_names())} (--pooling)"
+            )
+        return feature
+
+    def feature_shape(self, spec: ArchSpec, feature: str) -> tuple[int, ...]:
+        """Per-clip feature shape (no batch, no crop axis) of ``feature`` for ``spec``."""
+        head = {f.name: f for f in self.features}[self.check_feature(feature)]
+        return head.shape(spec)
+
+    def describe(self, spec: ArchSpec) -> dict[str, Any]:
+        """Columns for ``vadfeat models`` (width, depth, heads, params ...)."""
+        return spec.to_dict()
+
+    # ----------------------------------------------------------------- files
+    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
+        """Is this checkpoint one of ours?  ``keys``: state-dict key names when readable
+        without running code (else ``None``); ``config``: a folder's ``config.json``."""
+        raise NotImplementedError
+
+    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
+        """What ``vadfeat checkpoint inspect`` reports: an object with ``to_dict()``."""
+        raise NotImplementedError
+
+    def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
+        """``(state dict under the model's own names, info)`` for ``checkpoint convert``; the
+        info object has ``model_name``, ``format`` and ``sha256``."""
+        raise NotImplementedError
+
+    def load_model(
+        self,
+        checkpoint: str | Path | None,
+        *,
+        arch: str | None,
+        feature: str,
+        device: Any,
+        dtype: Any = None,
+        num_heads: int | None = None,
+        seed: int = 0,
+        quantize: str | None = None,
+    ) -> Any:
+        """A module in eval mode mapping ``[N, 3, T, H, W]`` float clips to ``[N, *feature_shape]``.
+
+        It carries ``spec`` (an :class:`ArchSpec`), ``feature_shape`` (per clip),
+        ``checkpoint`` (the loader's info object or ``None``), ``random_weights``,
+        ``quantize``, ``pooling`` (the feature name) and ``backbone`` (this object's ``name``).
+        """
+        raise NotImplementedError
+
+    def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
+                num_heads: int | None = None) -> tuple[ArchSpec, str | None, str | None]:
+        """``(spec, checkpoint sha256, quantize recorded in the file)`` without building the model.
+
+        Reads the checkpoint's header and hash (tensors memory-mapped where the format
+        allows) and checks ``arch`` against it: the run's fingerprint is computed from
+        this before any model is loaded.
+        """
+        raise NotImplementedError
+
+    def default_arch(self) -> str | None:
+        """The size random weights get when no model is named (``None``: a name is required)."""
+        return None
+
+    def qualified(self, arch: str) -> str:
+        return f"{self.name}/{arch}"
+
+    def record_name(self, spec: ArchSpec) -> str:
+        """The model name sidecars and fingerprints record: VideoMAE V2 keeps its historical
+        unqualified names (outputs written before backbones existed resume), others are
+        qualified (``clip/vit_b_16``)."""
+        return spec.name if self.name == "videomae_v2" else self.qualified(spec.name)
+
+
+# --------------------------------------------------------------------------- the registry
+
+_BACKBONES: dict[str, Backbone] = {}
+_BUILTIN_ORDER = ("videomae_v2", "clip")
+_entry_points_loaded = False
+
+
+def register_backbone(backbone: Backbone) -> Backbone:
+    """Add a backbone; :class:`ValueError` if its name is taken or malformed."""
+    name = backbone.name
+    if not name or not name.replace("_", "").isalnum() or name != name.lower():
+        raise ValueError(f"backbone name {name!r} must be lower-case letters, digits and '_'")
+    if name in _BACKBONES and _BACKBONES[name] is not backbone:
+        raise ValueError(f"backbone {name!r} registered twice")
+    _BACKBONES[name] = backbone
+    return backbone
+
+
+def _builtins() -> None:
+    # Imported here, not at module import, so that the registry has no import cycle
+    # with the backbones that register into it.
+    from vadfeat.backbones.clip import backbone as _clip  # noqa: F401
+    from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, type) or (callable(obj) and not isinstance(obj, Backbone)):
+                obj = obj()
+            if not isinstance(obj, Backbone):
+                raise TypeError(f"{ep.value} gave {type(obj).__name__}, not a vadfeat Backbone")
+            register_backbone(obj)
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in must not break vadfeat
+            log.warning("backbone plug-in %r (%s) not loaded: %s", ep.name, ep.value, exc)
+
+
+def list_backbones() -> list[Backbone]:
+    """Every registered backbone: the built-in ones first, then plug-ins."""
+    _builtins()
+    _load_entry_points()
+    builtin = [_BACKBONES[n] for n in _BUILTIN_ORDER if n in _BACKBONES]
+    return builtin + [b for n, b in _BACKBONES.items() if n not in _BUILTIN_ORDER]
+
+
+def get_backbone(name: str) -> Backbone:
+    """The backbone called ``name``; :class:`UnknownModelError` listing the known ones."""
+    backbones = {b.name: b for b in list_backbones()}
+    try:
+        return backbones[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown backbone {name!r}; known backbones: {', '.join(backbones)}"
+        ) from None
+
+
+def resolve_model_name(name: str, *, backbone: str | None = None) -> tuple[Backbone, str]:
+    """``(backbone, architecture name)`` for ``backbone/arch``, an alias, or a bare name.
+
+    A bare name must belong to one backbone only (or to ``backbone`` when given);
+    otherwise :class:`UnknownModelError` names the candidates as qualified names.
+    """
+    ns, _, arch = name.partition("/")
+    if arch and ns in {b.name for b in list_backbones()}:
+        if backbone is not None and ns != backbone:
+            raise ConfigError(f"model {name!r} is not a {backbone} model")
+        bb = get_backbone(ns)
+        return bb, _arch_of(bb, arch, shown=name)
+    candidates = [b for b in list_backbones() if backbone is None or b.name == backbone]
+    hits = [(b, a) for b in candidates if (a := _arch_or_none(b, name)) is not None]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        both = ", ".join(b.qualified(a) for b, a in hits)
+        raise UnknownModelError(f"model name {name!r} is ambiguous: say which one ({both})")
+    known = ", ".join(b.qualified(a) for b in candidates for a in b.architectures())
+    raise UnknownModelError(f"unknown model {name!r}; known models: {known} (see `vadfeat models`)")
+
+
+def _arch_or_none(bb: Backbone, name: str) -> str | None:
+    archs = bb.architectures()
+    if name in archs:
+        return name
+    alias = bb.aliases().get(name)
+    return alias if alias in archs else None
+
+
+def _arch_of(bb: Backbone, name: str, *, shown: str) -> str:
+    arch = _arch_or_none(bb, name)
+    if arch is None:
+        known = ", ".join(bb.qualified(a) for a in bb.architectures())
+        raise UnknownModelError(f"unknown model {shown!r}; {bb.name} has: {known}")
+    return arch
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a run's fingerprint needs of its model, found without building it."""
+
+    backbone: Backbone
+    spec: ArchSpec
+    name: str
+    checkpoint_sha256: str | None
+    quantize: str | None
+
+
+def resolve_model(checkpoint: str | Path | None, *, model: str | None = None, backbone: str | None = None,
+                  num_heads: int | None = None) -> ResolvedModel:
+    """The backbone, architecture and checkpoint hash a run will use (see :func:`pick_backbone`).
+
+    Raises :class:`ConfigError` (unknown or ambiguous names, no model for random weights)
+    and :class:`CheckpointError` (unreadable file, a size that disagrees with ``model``).
+    """
+    bb, arch = pick_backbone(checkpoint=checkpoint, model=model, backbone=backbone)
+    if checkpoint is None and arch is None:
+        arch = bb.default_arch()
+        if arch is None:
+            raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
+    spec, sha, quantize = bb.resolve(checkpoint, arch=arch, num_heads=num_heads)
+    return ResolvedModel(bb, spec, bb.record_name(spec), sha, quantize)
+
+
+def canonical_model_name(name: str | None) -> str | None:
+    """The name a fingerprint compares: historical VideoMAE names stay as they were
+    recorded (outputs written before backbones existed resume); other names are
+    qualified.  Unknown names (custom sizes) are returned unchanged."""
+    if name is None:
+        return None
+    try:
+        bb, arch = resolve_model_name(name)
+    except ConfigError:
+        return name
+    return arch if bb.name == "videomae_v2" else bb.qualified(arch)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def peek_checkpoint(path: Path) -> tuple[Collection[str] | None, dict[str, Any] | None]:
+    """State-dict key names and a folder's ``config.json``, without loading tensors or running code.
+
+    Keys come from a safetensors header, or from ``torch.load(weights_only=True,
+    mmap=True)`` of a zip checkpoint (tensors stay on disk); ``None`` when neither
+    reads (a TorchScript archive, a legacy pickle): the backbones then decide from
+    the container itself.
+    """
+    config: dict[str, Any] | None = None
+    if path.is_dir():
+        cfg = path / "config.json"
+        if cfg.is_file():
+            try:
+                loaded = json.loads(cfg.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise CheckpointError(f"{cfg}: unreadable config.json ({exc})") from exc
+            # Not an object: detect by the weights' keys; the backbone's reader names the problem.
+            config = loaded if isinstance(loaded, dict) else None
+        weights = [p for p in sorted(path.iterdir()) if p.suffix in (".safetensors", ".bin", ".pth", ".pt")]
+        if not weights:
+            return None, config
+        path = weights[0]
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return set(f.keys()), config
+        except Exception:  # noqa: BLE001 - unreadable here; the loader reports why
+            return None, config
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist()):
+                return None, config  # TorchScript: never unpickled here
+    try:
+        import torch
+
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - legacy or hostile pickles: the loader reports why
+        return None, config
+    return _flat_keys(obj), config
+
+
+def _flat_keys(obj: object, prefix: str = "", depth: int = 0) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(obj, Mapping) and depth < 3:
+        for k, v in obj.items():
+            name = f"{prefix}{k}"
+            if isinstance(v, Mapping):
+                keys |= _flat_keys(v, name + ".", depth + 1)
+            else:
+                keys.add(name)
+    return keys
+
+
+def detect_backbone(checkpoint: str | Path) -> Backbone:
+    """The backbone whose checkpoint this is; :class:`CheckpointError` when none (or two) claim it."""
+    if str(checkpoint).startswith("hf://"):
+        # Hub repositories are read by the VideoMAE V2 loader (OpenGVLab/VideoMAEv2-*); other
+        # backbones take a downloaded folder.  Not fetched here: the loader fetches once.
+        return get_backbone("videomae_v2")
+    path = Path(checkpoint).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    keys, config = peek_checkpoint(path)
+    claims = [b for b in list_backbones() if b.sniff(path, keys, config)]
+    if len(claims) == 1:
+        return claims[0]
+    if not claims:
+        # Fall back on the original loader's own, detailed error (it names what it found).
+        return get_backbone("videomae_v2")
+    raise CheckpointError(
+        f"{path}: looks like a checkpoint of several backbones ({', '.join(b.name for b in claims)}); "
+        "say which with --backbone"
+    )
+
+
+def pick_backbone(
+    *, checkpoint: str | Path | None = None, model: str | None = None, backbone: str | None = None
+) -> tuple[Backbone, str | None]:
+    """Which backbone runs, and which architecture was asked for (``None``: the checkpoint's).
+
+    Order: an explicit ``backbone``; the namespace of ``model``; the checkpoint's
+    contents; a bare ``model`` name.  A ``model`` of one backbone with a checkpoint of
+    another is a :class:`CheckpointError`.
+    """
+    bb: Backbone | None = get_backbone(backbone) if backbone is not None else None
+    arch: str | None = None
+    if model is not None:
+        mb, arch = resolve_model_name(model, backbone=backbone)
+        bb = mb
+    if checkpoint is not None:
+        found = detect_backbone(checkpoint)
+        if bb is not None and found is not bb:
+            raise CheckpointError(
+                f"{checkpoint} is a {found.name} checkpoint, but the model asked for is "
+                f"{bb.qualified(arch) if arch else bb.name}"
+            )
+        bb = found
+    if bb is None:
+        bb = get_backbone("videomae_v2")
+    return bb, arch
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ArchSpec",
+    "Backbone",
+    "FeatureHead",
+    "InputKind",
+    "PretrainedCfg",
+    "ResolvedModel",
+    "canonical_model_name",
+    "detect_backbone",
+    "get_backbone",
+    "list_backbones",
+    "peek_checkpoint",
+    "pick_backbone",
+    "register_backbone",
+    "resolve_model",
+    "resolve_model_name",
+]
