@@ -278,6 +278,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("-o", "--output", default="vadfeat-demo", help="output folder (vadfeat-demo)")
     d.add_argument("--checkpoint", "-c", help="use real weights from this checkpoint")
-    d.add_argument("--model", "-m", help="model size with --checkpoint (default: detected)")
+    d.add_argument("--model", "-m",
+                   help="model: with --checkpoint checked against it (default: detected); without, the "
+                        "random-weight model to run (default videomae_v2/vit_tiny_patch16_224; "
+                        "clip/vit_tiny_16 runs the demo on the CLIP backbone)")
     d.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     d.set_defaults(func=_demo)
