@@ -1,4 +1,4 @@
-"""vadfeat: VideoMAE V2 features for weakly supervised video anomaly detection.
+"""vadfeat: VideoMAE V2 and CLIP features for weakly supervised video anomaly detection.
 
 The public API; nothing else should need to import from deeper modules::
 
@@ -7,9 +7,21 @@ The public API; nothing else should need to import from deeper modules::
                               preset="fed-wsvad")
     fx = vadfeat.FeatureExtractor("vit_b_k710_dl_from_giant.pth")
     result = fx.extract_video("clip.mp4")   # result.features, result.metadata
+    clip = vadfeat.FeatureExtractor("ViT-B-16.pt")   # CLIP, detected: preset clip-vadclip
+    vadfeat.list_backbones()                # videomae_v2, clip, and any plug-ins
 """
 
 from vadfeat._version import __version__
+from vadfeat.backbones._registry import (
+    Backbone,
+    FeatureHead,
+    PretrainedCfg,
+    detect_backbone,
+    get_backbone,
+    list_backbones,
+    register_backbone,
+    resolve_model_name,
+)
 from vadfeat.backbones.loading import load_model
 from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, load_checkpoint, save_canonical
 from vadfeat.backbones.videomae.model import FeatureModel, ModelSpec, get_spec, list_models
@@ -45,6 +57,7 @@ __all__ = [
     "PRESETS",
     "AlignResult",
     "AlignedVideo",
+    "Backbone",
     "CheckpointError",
     "CheckpointInfo",
     "ConfigError",
@@ -52,6 +65,7 @@ __all__ = [
     "ExportResult",
     "ExtractConfig",
     "FeatureExtractor",
+    "FeatureHead",
     "FeatureModel",
     "FeatureReadError",
     "FeatureRecord",
@@ -64,6 +78,7 @@ __all__ = [
     "ListsResult",
     "ModelSpec",
     "Preset",
+    "PretrainedCfg",
     "RunSummary",
     "Snippet",
     "SnippetAssembler",
@@ -80,13 +95,16 @@ __all__ = [
     "__version__",
     "align",
     "build_frame_transform",
+    "detect_backbone",
     "discover",
     "dump_frames",
     "export",
     "extract",
+    "get_backbone",
     "get_preset",
     "get_spec",
     "inspect",
+    "list_backbones",
     "list_models",
     "list_presets",
     "load_checkpoint",
@@ -97,7 +115,9 @@ __all__ = [
     "read_features",
     "read_labels",
     "read_video_list",
+    "register_backbone",
     "resample_features",
+    "resolve_model_name",
     "save_canonical",
     "snippet_indices",
     "uniform_sample",
