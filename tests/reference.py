@@ -117,3 +117,32 @@ def legacy_features(folder: Path, checkpoint: Path, *, num_heads: int = 2) -> np
                 np.save(Path(tmp) / f"{s + 1:05d}_{s + 16:05d}.npy", f)
         names = sorted(Path(tmp).glob("*.npy"), key=lambda p: int(p.stem.split("_")[0]))
         return np.stack([np.load(p) for p in names])
+
+
+def clip_to_transformers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """OpenAI CLIP image-encoder keys (no ``visual.`` prefix) -> transformers'
+    ``CLIPVisionModelWithProjection`` keys, written independently of vadfeat's
+    ``transformers_to_openai`` (q/k/v split from ``in_proj``, ``proj`` transposed)."""
+    out = {
+        "vision_model.embeddings.patch_embedding.weight": sd["conv1.weight"],
+        "vision_model.embeddings.class_embedding": sd["class_embedding"],
+        "vision_model.embeddings.position_embedding.weight": sd["positional_embedding"],
+        "vision_model.pre_layrnorm.weight": sd["ln_pre.weight"],
+        "vision_model.pre_layrnorm.bias": sd["ln_pre.bias"],
+        "vision_model.post_layernorm.weight": sd["ln_post.weight"],
+        "vision_model.post_layernorm.bias": sd["ln_post.bias"],
+        "visual_projection.weight": sd["proj"].t(),
+    }
+    layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.resblocks."))
+    for i in range(layers):
+        a, h = f"transformer.resblocks.{i}.", f"vision_model.encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            q, k, v = sd[f"{a}attn.in_proj_{kind}"].chunk(3, dim=0)
+            out |= {f"{h}self_attn.q_proj.{kind}": q, f"{h}self_attn.k_proj.{kind}": k,
+                    f"{h}self_attn.v_proj.{kind}": v,
+                    f"{h}self_attn.out_proj.{kind}": sd[f"{a}attn.out_proj.{kind}"],
+                    f"{h}layer_norm1.{kind}": sd[f"{a}ln_1.{kind}"],
+                    f"{h}layer_norm2.{kind}": sd[f"{a}ln_2.{kind}"],
+                    f"{h}mlp.fc1.{kind}": sd[f"{a}mlp.c_fc.{kind}"],
+                    f"{h}mlp.fc2.{kind}": sd[f"{a}mlp.c_proj.{kind}"]}
+    return {k: v.contiguous() for k, v in out.items()}

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from reference import clip_to_transformers
 from vadfeat.backbones.clip.checkpoints import (
     CLIP_FORMATS,
     detect_clip,
@@ -59,34 +60,6 @@ def _model(spec: ClipVisionSpec, sd: dict[str, torch.Tensor]) -> ClipVisual:
     model = build_clip_visual(spec)
     model.load_state_dict(sd, strict=True)
     return model
-
-
-def _openai_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The reverse mapping, written independently of transformers_to_openai."""
-    out = {
-        "vision_model.embeddings.patch_embedding.weight": sd["conv1.weight"],
-        "vision_model.embeddings.class_embedding": sd["class_embedding"],
-        "vision_model.embeddings.position_embedding.weight": sd["positional_embedding"],
-        "vision_model.pre_layrnorm.weight": sd["ln_pre.weight"],
-        "vision_model.pre_layrnorm.bias": sd["ln_pre.bias"],
-        "vision_model.post_layernorm.weight": sd["ln_post.weight"],
-        "vision_model.post_layernorm.bias": sd["ln_post.bias"],
-        "visual_projection.weight": sd["proj"].t().contiguous(),
-    }
-    layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.resblocks."))
-    for i in range(layers):
-        a, h = f"transformer.resblocks.{i}.", f"vision_model.encoder.layers.{i}."
-        for kind in ("weight", "bias"):
-            q, k, v = sd[f"{a}attn.in_proj_{kind}"].chunk(3, dim=0)
-            out[f"{h}self_attn.q_proj.{kind}"] = q.contiguous()
-            out[f"{h}self_attn.k_proj.{kind}"] = k.contiguous()
-            out[f"{h}self_attn.v_proj.{kind}"] = v.contiguous()
-            out[f"{h}self_attn.out_proj.{kind}"] = sd[f"{a}attn.out_proj.{kind}"]
-            out[f"{h}layer_norm1.{kind}"] = sd[f"{a}ln_1.{kind}"]
-            out[f"{h}layer_norm2.{kind}"] = sd[f"{a}ln_2.{kind}"]
-            out[f"{h}mlp.fc1.{kind}"] = sd[f"{a}mlp.c_fc.{kind}"]
-            out[f"{h}mlp.fc2.{kind}"] = sd[f"{a}mlp.c_proj.{kind}"]
-    return out
 
 
 def _hf_config(spec: ClipVisionSpec, **changes):
@@ -155,7 +128,7 @@ def test_parity_independent_mapping_through_save_pretrained(name, tmp_path):
     spec = PARITY[name]
     sd = _randomised(spec, seed=2)
     hf = transformers.CLIPVisionModelWithProjection(_hf_config(spec)).eval()
-    hf.load_state_dict(_openai_to_hf(sd), strict=True)
+    hf.load_state_dict(clip_to_transformers(sd), strict=True)
     hf.save_pretrained(tmp_path / "hf")
     hf = transformers.CLIPVisionModelWithProjection.from_pretrained(tmp_path / "hf").eval()
     x = torch.randn(2, 3, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(3))
@@ -219,7 +192,7 @@ def tiny_files(tmp_path_factory):
     torch.save({"epoch": 3, "name": "run", "state_dict": wrapped}, files["open_clip"])
     files["transformers"] = root / "hf_vision"
     hf = transformers.CLIPVisionModelWithProjection(_hf_config(TINY))
-    hf.load_state_dict(_openai_to_hf(sd), strict=True)
+    hf.load_state_dict(clip_to_transformers(sd), strict=True)
     hf.save_pretrained(files["transformers"])
     files["transformers-clipmodel"] = root / "hf_clip"
     config = transformers.CLIPConfig(
@@ -228,7 +201,7 @@ def tiny_files(tmp_path_factory):
         projection_dim=TINY.output_dim,
     )
     clip = transformers.CLIPModel(config)
-    missing, unexpected = clip.load_state_dict(_openai_to_hf(sd), strict=False)
+    missing, unexpected = clip.load_state_dict(clip_to_transformers(sd), strict=False)
     assert not unexpected and all(k.startswith(("text_", "logit_scale")) for k in missing)
     clip.save_pretrained(files["transformers-clipmodel"])
     files["transformers-bin"] = root / "hf_bin"  # pytorch_model.bin instead of model.safetensors
@@ -238,7 +211,7 @@ def tiny_files(tmp_path_factory):
         (files["transformers"] / "config.json").read_text()
     )
     files["transformers-state-dict"] = root / "hf_bare.safetensors"
-    save_file(_openai_to_hf(sd), str(files["transformers-state-dict"]))
+    save_file(clip_to_transformers(sd), str(files["transformers-state-dict"]))
     return sd, files
 
 
@@ -369,7 +342,7 @@ def test_transformers_head_count_comes_from_config(tmp_path):
     spec = ClipVisionSpec("h4", 32, 8, 128, 2, 4, 32)  # 4 heads of 32, not OpenAI's 128 // 64 = 2
     sd = _randomised(spec, seed=7)
     hf = transformers.CLIPVisionModelWithProjection(_hf_config(spec)).eval()
-    hf.load_state_dict(_openai_to_hf(sd), strict=True)
+    hf.load_state_dict(clip_to_transformers(sd), strict=True)
     hf.save_pretrained(tmp_path / "h4")
     ck = load_clip_checkpoint(tmp_path / "h4")
     assert ck.spec.heads == 4 and ck.spec.name == "custom"

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from reference import clip_to_transformers
 from vadfeat import FeatureExtractor, read_features
 from vadfeat.backbones import _registry
 from vadfeat.backbones._registry import (
@@ -62,7 +63,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, weights: dict[str, torch.Ten
     torch.save({f"visual.{k}": v for k, v in weights.items()} | {"logit_scale": torch.ones([])}, openai)
     hf_dir = root / "hf_tiny"
     hf = transformers.CLIPVisionModelWithProjection(_hf_config())
-    hf.load_state_dict(_to_transformers(weights), strict=True)
+    hf.load_state_dict(clip_to_transformers(weights), strict=True)
     hf.save_pretrained(hf_dir)
     safet = root / "visual.safetensors"
     save_file({k: v.contiguous() for k, v in weights.items()}, str(safet))
@@ -75,32 +76,6 @@ def _hf_config() -> object:
         num_attention_heads=TINY.heads, image_size=TINY.image_size, patch_size=TINY.patch_size,
         projection_dim=TINY.output_dim, hidden_act="quick_gelu", layer_norm_eps=1e-5,
     )
-
-
-def _to_transformers(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """OpenAI visual names -> transformers CLIPVisionModelWithProjection names (written here)."""
-    out = {
-        "vision_model.embeddings.patch_embedding.weight": sd["conv1.weight"],
-        "vision_model.embeddings.class_embedding": sd["class_embedding"],
-        "vision_model.embeddings.position_embedding.weight": sd["positional_embedding"],
-        "vision_model.pre_layrnorm.weight": sd["ln_pre.weight"],
-        "vision_model.pre_layrnorm.bias": sd["ln_pre.bias"],
-        "vision_model.post_layernorm.weight": sd["ln_post.weight"],
-        "vision_model.post_layernorm.bias": sd["ln_post.bias"],
-        "visual_projection.weight": sd["proj"].t().contiguous(),
-    }
-    for i in range(TINY.layers):
-        a, h = f"transformer.resblocks.{i}.", f"vision_model.encoder.layers.{i}."
-        for kind in ("weight", "bias"):
-            q, k, v = sd[f"{a}attn.in_proj_{kind}"].chunk(3)
-            out |= {f"{h}self_attn.q_proj.{kind}": q, f"{h}self_attn.k_proj.{kind}": k,
-                    f"{h}self_attn.v_proj.{kind}": v,
-                    f"{h}self_attn.out_proj.{kind}": sd[f"{a}attn.out_proj.{kind}"],
-                    f"{h}layer_norm1.{kind}": sd[f"{a}ln_1.{kind}"],
-                    f"{h}layer_norm2.{kind}": sd[f"{a}ln_2.{kind}"],
-                    f"{h}mlp.fc1.{kind}": sd[f"{a}mlp.c_fc.{kind}"],
-                    f"{h}mlp.fc2.{kind}": sd[f"{a}mlp.c_proj.{kind}"]}
-    return {k: v.contiguous() for k, v in out.items()}
 
 
 def _extract(files: dict[str, Path], out: Path, *extra: str) -> int:
