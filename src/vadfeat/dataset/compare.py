@@ -634,7 +634,15 @@ def _open(path: str | os.PathLike[str] | FeatureSet, layout: LayoutOrAuto, clip_
         return _file_set(p, clip_len)
     if not p.exists():
         raise ConfigError(f"{what} {p} does not exist")
-    return read_features(p, layout=layout, clip_len=clip_len)
+    # Published features have no sidecars: the reader's warning about that is expected
+    # here, and what it costs is said once in CompareResult.cannot_diagnose.
+    reader_log = logging.getLogger("vadfeat.store.reader")
+    level = reader_log.level
+    reader_log.setLevel(logging.ERROR)
+    try:
+        return read_features(p, layout=layout, clip_len=clip_len)
+    finally:
+        reader_log.setLevel(level)
 
 
 def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, FeatureRecord, FeatureRecord]],
@@ -739,7 +747,7 @@ def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
         axes[1].set_ylabel("my crop")
         for mt in v.crop_matches:
             axes[1].plot(mt.theirs, mt.mine, "rx", ms=8)
-        fig.colorbar(im, ax=axes[1], label="mean cosine (x: assignment)")
+        fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops (x: match)")
     fig.suptitle(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, offset {v.offset:+d}", fontsize="small")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
