@@ -212,3 +212,26 @@ def test_cli_prints_a_line_per_video_and_writes_the_report(runs: dict[str, Path]
     with pytest.raises(ConfigError):
         compare(runs["base"], runs["base"], window=-1)
     shutil.rmtree(tmp_path / "rep")
+
+
+def test_sidecars_on_both_sides_name_the_settings(runs: dict[str, Path]) -> None:
+    # Both folders written by vadfeat: the recorded difference is named as well.
+    res = compare(runs["base"], runs["unit"])
+    settings = next(d.message for d in res.overall if d.kind == "settings")
+    assert "scale: 'imagenet' -> 'unit'" in settings and "tail" not in settings
+    res = compare(runs["base"], runs["fps30"])
+    settings = next(d.message for d in res.overall if d.kind == "settings")
+    assert "fps: 25.0 -> 30.0" in settings
+    # Mine extracted at 30 fps, theirs at the video's 25: 72 source frames, 30 fps -> 86 -> 5 rows.
+    back = compare(runs["fps30"], publish(runs["base"], Path(runs["base"]).parent / "pub25"))
+    assert all(v.t_rule == "fps" and "25 fps gives" in v.t_note for v in back.videos)
+
+
+def test_per_dimension_affine_and_stride(runs: dict[str, Path], tmp_path: Path) -> None:
+    scale = np.random.default_rng(1).uniform(0.5, 3.0, 64).astype(np.float32)  # 64 = tiny model's D
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "std", lambda a: a * scale + 1.0))
+    assert all(v.kinds() == ("per-dim-affine",) for v in res.videos)
+    # Every snippet twice: theirs has 2T rows (stride half the clip). For 72 frames at 25 fps no
+    # common rate gives 8 rows (it needs 128 to 143 frames: 44 to 49.9 fps).
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "twice", lambda a: np.repeat(a, 2, axis=0)))
+    assert all(v.t_rule == "stride" and v.t_theirs == 2 * v.t_mine for v in res.videos)

@@ -34,8 +34,10 @@ Diagnoses (:class:`Diagnosis`, each with a ``kind``): ``identical`` (largest
 difference 0), ``equal`` (within float tolerance), ``offset``, ``tail``,
 ``fps``, ``stride``, ``length`` (unexplained T difference), ``crop-permutation``,
 ``crop-count``, ``dim-mismatch``, ``linear-rescale`` (theirs is ``a * mine + b``
-with R^2 > 0.999: a rescale of the features themselves), ``preprocessing``,
-``unrelated`` and ``different``.
+with R^2 > 0.999: a rescale of the features themselves), ``per-dim-affine``
+(the same per dimension, ``a`` and ``b`` varying: standardised features),
+``preprocessing``, ``unrelated`` and ``different``; overall also ``names`` and
+``settings`` (both sides have vadfeat sidecars recording different settings).
 
 Why ``preprocessing`` is not an affine fit: a change of input pixel scaling
 (``[0, 1]`` vs ImageNet mean/std, or ``[-1, 1]``) is affine in *pixel* space, but
@@ -381,14 +383,18 @@ def per_dim_stats(mine: np.ndarray, theirs: np.ndarray
 
 
 def _fps_of(record: FeatureRecord) -> tuple[float | None, float | None]:
-    """(source fps, rate the snippets were sampled at) from the sidecar."""
-    src = record.fps
-    target = record.settings.get("fps") or record.metadata.get("target_fps")
+    """(source fps, rate the snippets were sampled at) from the sidecar.
+
+    vadfeat's sidecar ``fps`` is the rate the frames were sampled at (``--fps``, or
+    the video's own) and ``native_fps`` the video's; ``num_frames`` counts decoded
+    source frames.
+    """
+    native = record.metadata.get("native_fps")
     try:
-        target = float(target) if target is not None else None
+        native = float(native) if native is not None else None
     except (TypeError, ValueError):
-        target = None
-    return src, target or src
+        native = None
+    return native or record.fps, record.fps
 
 
 def _fps_candidates(record: FeatureRecord, t_theirs: int, clip_len: int) -> list[float]:
@@ -450,9 +456,9 @@ def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: in
         return "offset", f"the {abs(offset)} {where} row(s) explain the difference", []
     clip = int(record.settings.get("clip_len") or 16)
     n = record.num_frames
-    _, rate = _fps_of(record)
-    if n is not None and record.fps and rate and abs(rate - record.fps) > 1e-6:
-        n = int(n * rate / record.fps)  # frames sampled at the run's rate
+    src, rate = _fps_of(record)
+    if n is not None and src and rate and abs(rate - src) > 1e-6:
+        n = int(n * rate / src)  # frames sampled at the run's rate
     tail_ok = abs(dt) == 1 and offset == 0 and (n is None or n % clip != 0)
     rows_match = score is not None and score >= _TAIL_MATCH
     fps = _fps_candidates(record, t_theirs, clip)
@@ -470,7 +476,7 @@ def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: in
     if fps:
         rates = ", ".join(f"{f:g}" for f in fps)
         msg = (f"frame rate: {t_theirs} snippets is what {rates} fps gives for {record.num_frames} "
-               f"frames at {record.fps:g} fps (mine: {rate:g} fps)")
+               f"frames at {src:g} fps (mine: {rate:g} fps)")
         return "fps", msg, [Diagnosis("fps", msg)]
     if ratio_fps:
         rates = ", ".join(f"{b:g}/{a:g}" for a, b in ratio_fps)
@@ -586,6 +592,10 @@ def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int) -> li
                               f"few (< {MIN_ROWS_PER_DIM}) to tell preprocessing from another model")]
         return [Diagnosis("different", f"values differ slightly (cos {cos:.4f}, rel L2 {rel:.3f})")]
     r2 = fit[2] if fit is not None else math.nan
+    if corr ** 2 > _LINEAR_R2:
+        return [Diagnosis("per-dim-affine", f"each dimension is an affine function of mine (median r "
+                          f"{corr:.5f}) but not one common map (R^2 {r2:.3f}): features standardised "
+                          "or rescaled per dimension")]
     if corr >= _PREPROC_CORR and cos < _PREPROC_COS:
         return [Diagnosis("preprocessing", f"dimensions co-vary (median r {corr:.2f}) but vectors differ "
                           f"(cos {cos:.3f}, affine R^2 {r2:.2f}): same frames and network, different "
@@ -669,6 +679,25 @@ def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, Feature
 # --------------------------------------------------------------------------- overall
 
 
+def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet) -> str:
+    """``key: mine -> theirs`` for the recorded settings (and model) of the first matched pair."""
+    if not videos:
+        return ""
+    a = mine.by_name().get(videos[0].mine_name)
+    b = theirs.by_name().get(videos[0].theirs_name)
+    if a is None or b is None or a.sidecar is None or b.sidecar is None:
+        return ""
+    left, right = dict(a.settings), dict(b.settings)
+    left.setdefault("fps", a.fps)
+    right.setdefault("fps", b.fps)
+    model_a, model_b = a.metadata.get("model"), b.metadata.get("model")
+    if isinstance(model_a, Mapping) and isinstance(model_b, Mapping):
+        left["model"], right["model"] = model_a.get("name"), model_b.get("name")
+    keys = [k for k in dict.fromkeys([*left, *right]) if left.get(k) != right.get(k)]
+    return "; ".join(f"{k}: {left.get(k)!r} -> {right.get(k)!r}" for k in keys)
+
+
+
 def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet,
              only_mine: Sequence[str], only_theirs: Sequence[str]
              ) -> tuple[list[Diagnosis], str, list[str], tuple[CropMatch, ...]]:
@@ -681,6 +710,9 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
     elif not any(r.num_frames for r in mine):
         cannot.append("mine's sidecars have no frame counts: tail rule and frame rate are told apart "
                       "only by how well the rows match")
+    diff = _settings_diff(videos, mine, theirs)
+    if diff:
+        out.append(Diagnosis("settings", "sidecars record different settings: " + diff))
     if only_mine or only_theirs:
         out.append(Diagnosis("names", f"{len(videos)} videos in both, {len(only_mine)} only in mine, "
                              f"{len(only_theirs)} only in theirs"))
