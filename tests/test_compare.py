@@ -178,9 +178,11 @@ def test_plain_per_crop_folder_without_sidecars(runs: dict[str, Path], tmp_path:
 def test_names_crop_counts_and_dims_are_findings(runs: dict[str, Path], tmp_path: Path) -> None:
     theirs = publish(runs["base"], tmp_path / "five", lambda a: a[:, :5])
     (theirs / "b.npy").rename(theirs / "z.npy")
+    (theirs / "a.npy").rename(theirs / "a_i3d.npy")  # RTFM's UCF-Crime files: <video>_i3d.npy
     res = compare(runs["base"], theirs)
     assert res.only_mine == ("b",) and res.only_theirs == ("z",)
     v = res.video("a")
+    assert v.theirs_name == "a_i3d"
     assert (v.crops_mine, v.crops_theirs) == (CROPS, 5) and "crop-count" in v.kinds()
     assert [m.mine for m in v.crop_matches] == [0, 1, 2, 3, 4]
     narrow = compare(runs["base"], publish(runs["base"], tmp_path / "narrow", lambda a: a[..., :32]))

@@ -64,9 +64,10 @@ import html
 import logging
 import math
 import os
+import re
 import urllib.parse
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ from vadfeat.store.reader import (
     FeatureSet,
     _make_record,
     read_features,
+    video_key,
     write_json,
     write_text,
 )
@@ -97,6 +99,9 @@ MIN_ROWS_PER_DIM = 8
 #: T below which a frame rate is not claimed from the T ratio alone (no frame count).
 MIN_T_FOR_RATIO = 10
 _MAX_EXACT_CROPS = 16
+_FEATURE_SUFFIX = re.compile(r"(_(i3d|rgb|flow|clip|vit|videomae|feat|feats|feature|features))+$", re.I)
+#: Arrays larger than this (elements) are compared in float32 to bound memory.
+_FLOAT64_LIMIT = 1 << 24
 _EQUAL_REL_L2 = 1e-3
 _EQUAL_COS = 1 - 1e-5
 _LINEAR_R2 = 0.999
@@ -212,7 +217,7 @@ def _as_tcd(arr: np.ndarray) -> np.ndarray:
     """``[T, C, D]`` float64 view of a feature array (``[T, D]`` -> ``C = 1``)."""
     if arr.ndim < 2:
         raise ValueError(f"feature array of shape {list(arr.shape)} has no feature axis")
-    x = np.asarray(arr, dtype=np.float64)
+    x = np.asarray(arr, dtype=np.float64 if arr.size <= _FLOAT64_LIMIT else np.float32)
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
@@ -369,13 +374,14 @@ def per_dim_stats(mine: np.ndarray, theirs: np.ndarray
         if ok.any():
             corr = float(np.median(np.sum(mc * tc, axis=0)[ok] / den[ok]))
     fit = None
-    if len(mine) >= 2:
+    if len(mine) >= 2:  # closed-form least squares: no [N * D, 2] design matrix
         x, y = mine.ravel(), theirs.ravel()
-        design = np.stack([x, np.ones_like(x)], axis=1)
-        (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
-        ss = float(np.sum((y - y.mean()) ** 2))
-        r2 = 1.0 - float(np.sum((y - design @ np.array([a, b])) ** 2)) / ss if ss > 0 else math.nan
-        fit = (float(a), float(b), r2)
+        xc, yc = x - x.mean(dtype=np.float64), y - y.mean(dtype=np.float64)
+        sxx, syy, sxy = float(xc @ xc), float(yc @ yc), float(xc @ yc)
+        a = sxy / sxx if sxx > 0 else 0.0
+        b = float(y.mean(dtype=np.float64)) - a * float(x.mean(dtype=np.float64))
+        r2 = sxy * sxy / (sxx * syy) if sxx > 0 and syy > 0 else (1.0 if syy == 0 else 0.0)
+        fit = (float(a), b, r2)
     return corr, fit
 
 
@@ -655,18 +661,38 @@ def _open(path: str | os.PathLike[str] | FeatureSet, layout: LayoutOrAuto, clip_
         reader_log.setLevel(level)
 
 
+def feature_key(name: str) -> str:
+    """:func:`video_key` without a feature-file suffix (``Abuse028_x264_i3d`` -> ``Abuse028_x264``).
+
+    Released feature sets name files after the video plus what they hold
+    (RTFM's UCF-Crime: ``<video>_i3d.npy``); the suffixes removed are
+    :data:`_FEATURE_SUFFIX`.
+    """
+    key = video_key(name)
+    return _FEATURE_SUFFIX.sub("", key) or key
+
+
+def _unique(records: Sequence[FeatureRecord], key: Callable[[str], str]) -> dict[str, FeatureRecord]:
+    groups: dict[str, list[FeatureRecord]] = {}
+    for r in records:
+        groups.setdefault(key(r.name), []).append(r)
+    return {k: v[0] for k, v in groups.items() if len(v) == 1}
+
+
 def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, FeatureRecord, FeatureRecord]],
                                                           list[str], list[str]]:
-    """Matched (name, mine, theirs) by relative name, then by unique video key."""
+    """Matched (name, mine, theirs) by relative name, then by a unique video key, then by a
+    unique :func:`feature_key`."""
     theirs_names = theirs.by_name()
-    theirs_keys = theirs.by_key()
+    keyed = [(_unique(mine.records, k), _unique(theirs.records, k)) for k in (video_key, feature_key)]
     used: set[str] = set()
     pairs, only_mine = [], []
-    mine_keys = mine.by_key()
     for rec in mine:
         other = theirs_names.get(rec.name)
-        if other is None and len(mine_keys.get(rec.key, [])) == 1 and len(theirs_keys.get(rec.key, [])) == 1:
-            other = theirs_keys[rec.key][0]
+        for key, (mine_k, theirs_k) in zip((video_key, feature_key), keyed, strict=True):
+            k = key(rec.name)
+            if other is None and mine_k.get(k) is rec and k in theirs_k and theirs_k[k].name not in used:
+                other = theirs_k[k]
         if other is None or other.name in used:
             only_mine.append(rec.name)
             continue
