@@ -170,6 +170,8 @@ class VideoComparison:
     affine: tuple[float, float, float] | None  # (a, b, R^2) of theirs ~ a * mine + b
     diagnoses: tuple[Diagnosis, ...]
     verdict: str
+    rows_mine: tuple[int, ...] = ()  # the aligned rows: mine rows_mine[i] with theirs rows_theirs[i]
+    rows_theirs: tuple[int, ...] = ()
     png: Path | None = None
     crop_similarity: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -418,8 +420,8 @@ def _fps_candidates(record: FeatureRecord, t_theirs: int, clip_len: int) -> list
         if abs(f - rate) < 0.5:
             continue
         frames = n * f / src
-        allowed = {"drop": {math.floor(frames / clip_len)}, "pad": {math.ceil(frames / clip_len)}}.get(
-            tail, {math.floor(frames / clip_len), math.ceil(frames / clip_len)})
+        lo, hi = math.floor(frames / clip_len), math.ceil(frames / clip_len)
+        allowed = {lo} if tail == "drop" else {hi} if tail == "pad" else {lo, hi}
         if t_theirs in allowed:
             out.append(f)
     return out
@@ -447,16 +449,46 @@ def _stride_ratio(t_mine: int, t_theirs: int) -> int | None:
     return None
 
 
+def _time_pairs(record: FeatureRecord, t_mine: int, t_theirs: int, rate_theirs: float,
+                clip_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(my rows, theirs rows) whose snippet centres are closest in time if theirs was sampled
+    at ``rate_theirs`` from frame 0 (pairs further apart than half my snippet are dropped)."""
+    src, rate = _fps_of(record)
+    empty = np.zeros(0, dtype=np.int64)
+    snippets = record.snippets[:t_mine]
+    if not src or not rate or len(snippets) < t_mine or any(a < 0 for a, _ in snippets):
+        return empty, empty
+    mine_t = np.array([(a + b + 1) / 2 for a, b in snippets]) / src
+    theirs_t = (np.arange(t_theirs) * clip_len + clip_len / 2) / rate_theirs
+    j = np.abs(theirs_t[:, None] - mine_t[None, :]).argmin(axis=1)
+    keep = np.abs(mine_t[j] - theirs_t) <= clip_len / rate / 2
+    return j[keep], np.arange(t_theirs)[keep]
+
+
+def _centred_score(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return _cos(a - a.mean(axis=0), b - b.mean(axis=0))
+
+
 def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: int,
-                   score: float | None) -> tuple[str, str, list[Diagnosis]]:
+                   score: float | None, fps_used: Sequence[float] = ()) -> tuple[str, str, list[Diagnosis]]:
     """(rule, note, diagnoses) for the difference between my T and theirs.
 
     Rules: ``same``, ``offset`` (the shift accounts for it), ``tail``, ``fps``,
-    ``stride``, ``unexplained``.  See the module docstring for the tests.
+    ``stride``, ``unexplained``.  ``fps_used``: the rates at which theirs' rows
+    were found to line up with mine in time (:func:`compare_video`).  See the
+    module docstring for the tests.
     """
     dt = t_theirs - t_mine
     if dt == 0:
         return "same", "same number of snippets", []
+    if fps_used:
+        src, rate = _fps_of(record)
+        rates = ", ".join(f"{f:g}" for f in fps_used)
+        msg = (f"frame rate: theirs' rows line up with mine in time at {rates} fps (score "
+               f"{score:.3f}), which gives {t_theirs} snippets for {record.num_frames} frames at "
+               f"{src:g} fps (mine: {rate:g} fps)")
+        return "fps", msg, [Diagnosis("fps", msg)]
     if offset != 0 and dt == -offset:
         where = "first" if offset > 0 else "extra leading"
         return "offset", f"the {abs(offset)} {where} row(s) explain the difference", []
@@ -514,7 +546,8 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     diagnoses: list[Diagnosis] = []
     stats: dict[str, Any] = dict(alignment_score=None, cosine=None, cosine_min=None, rel_l2=None,
                                  max_abs_diff=None, snippet_cosine=(), snippet_rel_l2=(), crop_matches=(),
-                                 dim_correlation=None, affine=None, crop_similarity=None)
+                                 dim_correlation=None, affine=None, crop_similarity=None, rows_mine=(),
+                                 rows_theirs=())
     offset, overlap = 0, min(tm, tt)
     if cm != ct:
         diagnoses.append(Diagnosis("crop-count", f"crops differ: mine {cm}, theirs {ct}"))
@@ -542,19 +575,37 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
             pairs = [(k, k) for k in range(cm)]
     m_sel, t_sel = m[:, [p[0] for p in pairs]], t[:, [p[1] for p in pairs]]
     offset, overlap, score = best_offset(m_sel, t_sel, window=window)
-    stats["alignment_score"] = score
     j0, i0, overlap = _windows(tm, tt, offset)
+    mi, ti = np.arange(j0, j0 + overlap), np.arange(i0, i0 + overlap)
+    # Another frame rate stretches time instead of shifting it: where my sidecar predicts
+    # theirs' T at another common rate, rows paired by time compete with the offset.
+    fps_used: list[float] = []
+    if tt != tm:
+        clip = int(mine_rec.settings.get("clip_len") or 16)
+        min_rows = max(2, -(-min(tm, tt) // 2))
+        for f in _fps_candidates(mine_rec, tt, clip):
+            pm, pt = _time_pairs(mine_rec, tm, tt, f, clip)
+            if len(set(pm.tolist())) < min_rows:
+                continue
+            sc = _centred_score(m_sel[pm], t_sel[pt])
+            if fps_used and not math.isnan(sc) and abs(sc - score) <= 1e-9:
+                fps_used.append(f)  # 29.97 and 30 pair the rows alike
+            elif not math.isnan(sc) and (score is None or sc > score + 1e-9):
+                score, fps_used, mi, ti, offset = sc, [f], pm, pt, 0
+        overlap = len(mi)
+    stats["alignment_score"] = score
     if offset:
         later = "later" if offset > 0 else "earlier"
         diagnoses.append(Diagnosis("offset", f"temporal offset: theirs row t is mine row t{offset:+d} "
                                    f"(theirs starts {abs(offset)} snippet(s) {later}; "
                                    f"alignment score {score:.3f})"))
-    rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score)
+    rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score, fps_used)
     diagnoses.extend(t_diag)
+    stats["rows_mine"], stats["rows_theirs"] = tuple(mi.tolist()), tuple(ti.tolist())
     if overlap == 0:
         return _video(name, mine_rec, theirs_rec, mine_arr, theirs_arr, m, t, rule, note, offset, overlap,
                       diagnoses, "not comparable", stats)
-    am, bt = m_sel[j0:j0 + overlap], t_sel[i0:i0 + overlap]
+    am, bt = m_sel[mi], t_sel[ti]
     rows_cos = _row_cos(am, bt).mean(axis=1)
     norms = np.linalg.norm(am.reshape(overlap, -1), axis=1)
     diff = np.linalg.norm((bt - am).reshape(overlap, -1), axis=1)
@@ -791,11 +842,11 @@ def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if heat else 1, squeeze=False)[0]
     ax = axes[0]
-    rows = np.arange(len(v.snippet_cosine)) + max(0, v.offset)
+    rows = np.asarray(v.rows_mine[:len(v.snippet_cosine)])
     if rows.size:
         ax.plot(rows, v.snippet_cosine, "o-", color="tab:blue", lw=1.2, ms=3, label="cosine")
         ax.plot(rows, v.snippet_rel_l2, "s-", color="tab:orange", lw=1.2, ms=3, label="relative L2")
-    ax.set_xlabel(f"my snippet (theirs row + {v.offset})" if v.offset else "snippet")
+    ax.set_xlabel(f"my snippet (theirs row + {v.offset})" if v.offset else "my snippet")
     ax.set_ylabel("theirs vs mine")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="x-small")
