@@ -237,3 +237,14 @@ def test_per_dimension_affine_and_stride(runs: dict[str, Path], tmp_path: Path) 
     # common rate gives 8 rows (it needs 128 to 143 frames: 44 to 49.9 fps).
     res = compare(runs["base"], publish(runs["base"], tmp_path / "twice", lambda a: np.repeat(a, 2, axis=0)))
     assert all(v.t_rule == "stride" and v.t_theirs == 2 * v.t_mine for v in res.videos)
+
+
+def test_rows_paired_by_time_at_another_frame_rate(runs: dict[str, Path]) -> None:
+    from vadfeat.dataset.compare import _time_pairs
+    from vadfeat.store.reader import read_features
+
+    rec = read_features(runs["base"]).by_name()["a"]  # 4 snippets [16i, 16i + 15] at 25 fps
+    # Centres, seconds: mine (16j + 8) / 25 = .32 .96 1.6 2.24; theirs at 30 fps (16i + 8) / 30 =
+    # .27 .8 1.33 1.87 2.4 -> nearest mine 0 1 2 2 3, all within half a snippet (.32 s).
+    mine_rows, theirs_rows = _time_pairs(rec, 4, 5, 30.0, 16)
+    assert mine_rows.tolist() == [0, 1, 2, 2, 3] and theirs_rows.tolist() == [0, 1, 2, 3, 4]

@@ -144,7 +144,8 @@ class CropMatch:
 class VideoComparison:
     """One matched video.  Statistics are ``None`` where they could not be computed
     (different feature dims, no overlapping rows).  ``offset``: theirs row ``t`` is
-    mine row ``t + offset``."""
+    mine row ``t + offset``; when ``time_map`` is ``"fps"`` rows were paired by time
+    at another frame rate instead (``rows_mine[i]`` with ``rows_theirs[i]``)."""
 
     name: str
     mine_name: str
@@ -176,6 +177,7 @@ class VideoComparison:
     verdict: str
     rows_mine: tuple[int, ...] = ()  # the aligned rows: mine rows_mine[i] with theirs rows_theirs[i]
     rows_theirs: tuple[int, ...] = ()
+    time_map: str = "offset"
     png: Path | None = None
     crop_similarity: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -186,7 +188,8 @@ class VideoComparison:
         """One line for the command's output."""
         parts = [f"{self.name}: {self.verdict}", f"T {self.t_mine}/{self.t_theirs} ({self.t_rule})"]
         if self.cosine is not None:
-            parts.append(f"cos {self.cosine:.4f}, rel L2 {self.rel_l2:.4f} at offset {self.offset:+d}")
+            where = "rows paired by time" if self.time_map == "fps" else f"at offset {self.offset:+d}"
+            parts.append(f"cos {self.cosine:.4f}, rel L2 {self.rel_l2:.4f} {where}")
         notes = [d.message for d in self.diagnoses if d.kind not in ("identical", "equal")]
         return "; ".join(parts + notes)
 
@@ -551,7 +554,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     stats: dict[str, Any] = dict(alignment_score=None, cosine=None, cosine_min=None, rel_l2=None,
                                  max_abs_diff=None, snippet_cosine=(), snippet_rel_l2=(), crop_matches=(),
                                  dim_correlation=None, affine=None, crop_similarity=None, rows_mine=(),
-                                 rows_theirs=())
+                                 rows_theirs=(), time_map="offset")
     offset, overlap = 0, min(tm, tt)
     if cm != ct:
         diagnoses.append(Diagnosis("crop-count", f"crops differ: mine {cm}, theirs {ct}"))
@@ -592,7 +595,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
             if len(set(pm.tolist())) < min_rows:
                 continue
             sc = _centred_score(m_sel[pm], t_sel[pt])
-            if fps_used and not math.isnan(sc) and abs(sc - score) <= 1e-9:
+            if fps_used and score is not None and not math.isnan(sc) and abs(sc - score) <= 1e-9:
                 fps_used.append(f)  # 29.97 and 30 pair the rows alike
             elif not math.isnan(sc) and (score is None or sc > score + 1e-9):
                 score, fps_used, mi, ti, offset = sc, [f], pm, pt, 0
@@ -606,6 +609,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score, fps_used)
     diagnoses.extend(t_diag)
     stats["rows_mine"], stats["rows_theirs"] = tuple(mi.tolist()), tuple(ti.tolist())
+    stats["time_map"] = "fps" if fps_used else "offset"
     if overlap == 0:
         return _video(name, mine_rec, theirs_rec, mine_arr, theirs_arr, m, t, rule, note, offset, overlap,
                       diagnoses, "not comparable", stats)
