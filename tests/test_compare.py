@@ -53,14 +53,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def publish(src: Path, dst: Path, change: Callable[[np.ndarray], np.ndarray] = lambda a: a, *,
-            per_crop: bool = False) -> Path:
-    """Write ``change(features)`` of every video in ``src`` as a paper would: .npy only, no sidecar."""
+            per_crop: str | None = None) -> Path:
+    """Write ``change(features)`` of every video in ``src`` as a paper would: .npy only, no sidecar.
+
+    ``per_crop``: the crop file name pattern (``"{}__{}.npy"``, PEL4VAD ShanghaiTech ``"{}_{}.npy"``).
+    """
     dst.mkdir(parents=True, exist_ok=True)
     for name in FRAMES:
         arr = change(np.load(src / f"{name}.npy"))
         if per_crop:
             for k in range(arr.shape[1]):
-                np.save(dst / f"{name}__{k}.npy", arr[:, k])
+                np.save(dst / per_crop.format(name, k), arr[:, k])
         else:
             np.save(dst / f"{name}.npy", arr)
     return dst
@@ -164,10 +167,15 @@ def test_frame_rate_change_is_recognised(runs: dict[str, Path], tmp_path: Path) 
 
 
 def test_plain_per_crop_folder_without_sidecars(runs: dict[str, Path], tmp_path: Path) -> None:
-    crops = publish(runs["base"], tmp_path / "crops", per_crop=True)
+    crops = publish(runs["base"], tmp_path / "crops", per_crop="{}__{}.npy")
     assert (crops / "a__9.npy").is_file() and not list(crops.glob("*.json"))
     res = compare(runs["base"], crops)
     assert res.verdict == "identical" and res.cannot_diagnose == ()
+    # PEL4VAD's ShanghaiTech naming <video>_<k>.npy, no sidecars: grouped into crops 0..9.
+    short = publish(runs["base"], tmp_path / "short", per_crop="{}_{}.npy")
+    res = compare(runs["base"], short)
+    assert res.verdict == "identical" and [v.theirs_shape for v in res.videos] == [
+        (FRAMES["a"] // 16, CROPS, 64), (FRAMES["b"] // 16, CROPS, 64)]
     # Mine without sidecars: still compared, and it says what it cannot tell.
     rev = compare(crops, publish(runs["pad"], tmp_path / "pad"))
     assert all(v.t_rule == "tail" and "no frame count" in v.t_note for v in rev.videos)

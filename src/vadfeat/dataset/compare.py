@@ -742,6 +742,46 @@ def _unique(records: Sequence[FeatureRecord], key: Callable[[str], str]) -> dict
     return {k: v[0] for k, v in groups.items() if len(v) == 1}
 
 
+_SHORT_CROP = re.compile(r"^(?P<stem>.+)_(?P<k>\d)$")
+
+
+def _regroup_short_crops(fs: FeatureSet, other: FeatureSet, clip_len: int) -> FeatureSet:
+    """``<stem>_0.npy ... <stem>_<n-1>.npy`` without sidecars as one per-crop video.
+
+    The reader takes ``<stem>_<k>.npy`` for a crop only beside a ``<stem>.json``
+    (PEL4VAD's ShanghaiTech naming, as :mod:`vadfeat.dataset.export` writes it), so
+    that a flat file whose name ends in ``_<digit>`` is never cut.  Released folders
+    in that naming have no sidecars; here the files are grouped when the other side
+    has a video of that stem, the stem is not itself a file, and the crops are
+    ``0 .. n-1`` (``n >= 2``).
+    """
+    if fs.layout != "flat":
+        return fs
+    names = {r.name for r in fs}
+    wanted = {k for r in other for k in (video_key(r.name), feature_key(r.name))}
+    groups: dict[str, dict[int, FeatureRecord]] = {}
+    for r in fs:
+        m = _SHORT_CROP.match(r.name)
+        if m and r.sidecar is None and m["stem"] not in names and (
+                video_key(m["stem"]) in wanted or feature_key(m["stem"]) in wanted):
+            groups.setdefault(m["stem"], {})[int(m["k"])] = r
+    groups = {stem: g for stem, g in groups.items() if len(g) >= 2 and sorted(g) == list(range(len(g)))}
+    if not groups:
+        return fs
+    grouped = {r.name for g in groups.values() for r in g.values()}
+    records = [r for r in fs if r.name not in grouped]
+    issues = list(fs.issues)
+    for stem, g in groups.items():
+        try:
+            records.append(_make_record(name=stem, layout="per-crop", root=fs.root,
+                                        paths=[g[k].paths[0] for k in sorted(g)], sidecar=None,
+                                        clip_len=clip_len, warnings=[], vadfeat_output=False))
+        except (*NPY_ERRORS, TypeError, KeyError, IndexError) as exc:
+            issues.append(FeatureIssue(stem, f"unreadable features: {exc}"))
+    return FeatureSet(root=fs.root, layout=fs.layout, records=tuple(sorted(records, key=lambda r: r.name)),
+                      issues=tuple(issues), warnings=fs.warnings)
+
+
 def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, FeatureRecord, FeatureRecord]],
                                                           list[str], list[str]]:
     """Matched (name, mine, theirs) by relative name, then by a unique video key, then by a
@@ -991,6 +1031,8 @@ def compare(
         only_mine: list[str] = []
         only_theirs: list[str] = []
     else:
+        ms = _regroup_short_crops(ms, ts, clip_len)
+        ts = _regroup_short_crops(ts, ms, clip_len)
         pairs, only_mine, only_theirs = _pair(ms, ts)
     out_dir = Path(out) if out is not None else None
     videos: list[VideoComparison] = []
