@@ -5,26 +5,33 @@
 :func:`~vadfeat.store.reader.read_features` reads, or two ``.npy`` files -- and
 reports per video and overall:
 
-- **names**: videos matched by relative name, then by :func:`video_key`; the
-  rest are listed as only in mine / only in theirs;
+- **names**: videos matched by relative name, then by :func:`video_key`, then by
+  :func:`feature_key` (``<video>_i3d``); sidecar-less ``<video>_<k>.npy`` files
+  are grouped into crops when the other side has ``<video>``; the rest are listed
+  as only in mine / only in theirs;
 - **shapes**: every array is viewed as ``[T, C, D]`` (``D`` the last axis,
   ``C`` the product of the axes between: crops, or crops x ``[mean, std, max]``);
   a different ``C`` or ``D`` is a finding, never a crash;
+- **crops** (first, as they need no temporal alignment): my crops assigned to
+  theirs by the cosine of their time-averaged features, taken relative to the
+  crops' mean with 3 or more crops on each side (what tells crops apart); an
+  exact maximum-sum assignment by dynamic programming over subsets up to 16
+  crops.  A permutation is claimed only when it beats the stored order clearly
+  and every moved crop is unambiguous (see :func:`_is_permutation`);
 - **temporal alignment**: theirs row ``t`` is matched with mine row ``t + offset``
   for the integer ``offset`` in ``[-window, window]`` that maximises the cosine of
-  the two sides' *temporal deviations* (rows minus their mean over the overlap,
-  crops averaged).  Raw rows are useless for this: consecutive snippets of one
-  video have cosine 0.98-0.999 (measured on vadfeat's tiny models), so every
+  the two sides' *temporal deviations* (rows of the matched crops minus their
+  mean over the overlap).  Raw rows are useless for this: consecutive snippets of
+  one video have cosine 0.98-0.999 (measured on vadfeat's tiny models), so every
   offset would look equally good; the deviations are what changes with time.
-  Averaging the crops first makes the search blind to crop order;
+  Where my sidecar predicts theirs' T at another common frame rate, rows paired
+  by snippet-centre time at that rate compete with the offsets (a rate change
+  stretches time rather than shifting it);
 - **T difference** and what explains it: the offset itself, a tail rule (floor vs
   ceil of ``frames / clip_len``), a frame rate (theirs' ``T`` is what another
   common rate predicts from my frame count, or from ``T`` alone for long videos),
-  or a snippet stride (``T`` ratio ~2, 4, 8);
-- **crops**: my crops assigned to theirs by maximum mean cosine (an exact
-  assignment by dynamic programming over subsets up to 16 crops), with 3 or more
-  crops on each side computed on each row's deviation from its crop mean, which
-  is what tells crops of one snippet apart;
+  or a snippet stride (``T`` ratio ~2, 4, 8); a tail rule is preferred over a
+  frame rate (both can add one row) only when the shared rows match (score >= 0.9);
 - **values** on the aligned rows and matched crops: per-snippet cosine and
   relative L2 (``|theirs - mine| / |mine|``), the largest absolute difference,
   the median over dimensions of the per-dimension Pearson correlation and a
