@@ -17,6 +17,8 @@ from vadfeat.cli import _parsers, build_parser
 EXPECTED = {
     ("checkpoint convert", "dtype"): T.DTypeName,
     ("compress", "dtype"): T.DTypeName,
+    ("compare", "layout"): T.LayoutOrAuto,
+    ("compare", "theirs_layout"): T.LayoutOrAuto,
     ("compress", "quantize"): T.Quantize,
     ("extract", "layout"): T.Layout,
     ("extract", "tail"): T.Tail,

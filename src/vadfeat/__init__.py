@@ -26,6 +26,7 @@ from vadfeat.backbones.loading import load_model
 from vadfeat.backbones.videomae.checkpoints import CheckpointInfo, load_checkpoint, save_canonical
 from vadfeat.backbones.videomae.model import FeatureModel, ModelSpec, get_spec, list_models
 from vadfeat.dataset.align import AlignedVideo, AlignResult, align
+from vadfeat.dataset.compare import CompareResult, compare
 from vadfeat.dataset.export import ExportResult, export
 from vadfeat.dataset.labels import LabelError, LabelIssue, LabelSet, VideoLabels, read_labels, write_labels
 from vadfeat.dataset.lists import ListsResult, read_video_list, write_lists
@@ -60,6 +61,7 @@ __all__ = [
     "Backbone",
     "CheckpointError",
     "CheckpointInfo",
+    "CompareResult",
     "ConfigError",
     "DecodeError",
     "ExportResult",
@@ -95,6 +97,7 @@ __all__ = [
     "__version__",
     "align",
     "build_frame_transform",
+    "compare",
     "detect_backbone",
     "discover",
     "dump_frames",

@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "vadfeat.cli.frames_cmds",
     "vadfeat.cli.post_cmds",
     "vadfeat.cli.compress_cmds",
+    "vadfeat.cli.compare_cmds",
 )
 
 EXIT_OK = 0

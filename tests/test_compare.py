@@ -1,0 +1,258 @@
+"""`vadfeat compare`: "published" features made from vadfeat's own by known perturbations.
+
+MINE is one extraction (tiny VideoMAE V2 model, random weights, 10 crops). THEIRS is
+that extraction or another one with one setting changed, written the way papers
+release features: plain ``.npy`` files without sidecars. Every expected value is
+the perturbation applied (the shift, the permutation, the setting), never a
+number read off the output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadfeat.cli import main
+from vadfeat.dataset.compare import assign_crops, compare
+from vadfeat.engines.local import extract
+from vadfeat.errors import ConfigError
+from vadfeat.testing import synth
+
+CROPS = 10
+# Frames per video, neither a multiple of 16: drop keeps floor(N/16) rows, pad ceil(N/16).
+FRAMES = {"a": 72, "b": 56}
+NAMES = ("tl", "tr", "bl", "br", "c", "tl_flip", "tr_flip", "bl_flip", "br_flip", "c_flip")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Four extractions of the same two 25 fps videos, one setting changed in each.
+
+    112 px instead of 224 keeps the four runs at about 2 s each on 2 cores; the
+    comparison does not depend on the size.
+    """
+    root = tmp_path_factory.mktemp("compare")
+    src = root / "in"
+    for i, (name, n) in enumerate(FRAMES.items()):
+        synth.write_video(src / f"{name}.mp4", synth.scene_frames(n, width=64, height=48, seed=i + 1), fps=25)
+    common = dict(model="vit_tiny_patch16_224", random_weights=True, crops=CROPS, size=112, short_side=112,
+                  progress=False, batch_size=10)
+    out = {}
+    for run, settings in {"base": {}, "unit": {"scale": "unit"}, "pad": {"tail": "pad"},
+                          "fps30": {"fps": 30}}.items():
+        s = extract([src], root / run, **common, **settings)
+        assert s.ok == len(FRAMES)
+        out[run] = root / run
+    return out
+
+
+def publish(src: Path, dst: Path, change: Callable[[np.ndarray], np.ndarray] = lambda a: a, *,
+            per_crop: str | None = None) -> Path:
+    """Write ``change(features)`` of every video in ``src`` as a paper would: .npy only, no sidecar.
+
+    ``per_crop``: the crop file name pattern (``"{}__{}.npy"``, PEL4VAD ShanghaiTech ``"{}_{}.npy"``).
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FRAMES:
+        arr = change(np.load(src / f"{name}.npy"))
+        if per_crop:
+            for k in range(arr.shape[1]):
+                np.save(dst / per_crop.format(name, k), arr[:, k])
+        else:
+            np.save(dst / f"{name}.npy", arr)
+    return dst
+
+
+def kinds(result, name: str) -> set[str]:
+    return set(result.video(name).kinds())
+
+
+def test_identical_inputs_are_reported_identical(runs: dict[str, Path], tmp_path: Path) -> None:
+    res = compare(runs["base"], runs["base"])
+    assert res.verdict == "identical"
+    for v in res.videos:
+        assert v.verdict == "identical" and v.max_abs_diff == 0.0 and v.offset == 0
+        assert v.kinds() == ("identical",)
+    # The same values without sidecars, and two single files.
+    assert compare(runs["base"], publish(runs["base"], tmp_path / "pub")).verdict == "identical"
+    assert compare(runs["base"] / "a.npy", tmp_path / "pub" / "a.npy").verdict == "identical"
+    files = compare(runs["base"] / "a.npy", tmp_path / "pub" / "b.npy")  # two files: compared whatever
+    assert [v.name for v in files.videos] == ["a"] and files.verdict != "identical"  # their names
+
+
+def test_shift_by_one_snippet_is_found(runs: dict[str, Path], tmp_path: Path) -> None:
+    # Theirs dropped the first snippet: their row t is my row t + 1.
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "late", lambda a: a[1:]))
+    for name in FRAMES:
+        v = res.video(name)
+        assert v.offset == 1 and v.t_theirs == v.t_mine - 1 and v.t_rule == "offset"
+        assert "offset" in v.kinds() and "identical" in v.kinds()
+        assert "tail" not in v.kinds()  # a one-row difference, but not at the end
+    # Theirs has one extra leading row (a copy of a later one): their row t is my row t - 1.
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "early",
+                                        lambda a: np.concatenate([a[-1:], a])))
+    assert {v.offset for v in res.videos} == {-1}
+
+
+def test_crop_permutation_is_recovered_exactly(runs: dict[str, Path], tmp_path: Path) -> None:
+    perm = [4, 0, 1, 2, 3, 9, 5, 6, 7, 8]  # centre crops first: theirs[j] = mine[perm[j]]
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "perm", lambda a: a[:, perm]))
+    for name in FRAMES:
+        v = res.video(name)
+        assert [m.mine for m in v.crop_matches] == perm
+        assert "crop-permutation" in v.kinds() and v.cosine == pytest.approx(1.0)
+    assert [m.mine for m in res.crop_matches] == perm  # pooled over videos too
+    message = next(d.message for d in res.video("a").diagnoses if d.kind == "crop-permutation")
+    assert "theirs[0] = mine[4] (c)" in message and "theirs[5] = mine[9] (c_flip)" in message
+    # A second, arbitrary permutation.
+    perm2 = [int(k) for k in np.random.default_rng(5).permutation(CROPS)]
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "perm2", lambda a: a[:, perm2]))
+    assert all([m.mine for m in v.crop_matches] == perm2 for v in res.videos)
+
+
+def test_assignment_is_the_maximum_one_to_one_matching() -> None:
+    # Greedy would take 0.9 for column 0 and be left with 0.1: the optimum is 0.8 + 0.8.
+    sim = np.array([[0.9, 0.8], [0.8, 0.1]])
+    assert assign_crops(sim) == [1, 0]
+    assert assign_crops(np.array([[0.1, 0.9, 0.2]])) == [-1, 0, -1]  # 1 crop of mine, 3 of theirs
+
+
+def test_pixel_scaling_is_diagnosed_as_preprocessing(runs: dict[str, Path], tmp_path: Path) -> None:
+    # The same frames and weights, pixels in [0, 1] instead of ImageNet mean/std.
+    res = compare(runs["base"], publish(runs["unit"], tmp_path / "unit"))
+    for name in FRAMES:
+        v = res.video(name)
+        assert v.offset == 0 and v.t_rule == "same"
+        assert kinds(res, name) == {"preprocessing"}
+        a, b, r2 = v.affine
+        assert r2 < 0.9  # not affine in feature space: the network is nonlinear
+    # Controls for the rule: a real affine map of the features, and unrelated features.
+    lin = compare(runs["base"], publish(runs["base"], tmp_path / "lin", lambda x: 2.5 * x + 0.1))
+    assert all(v.kinds() == ("linear-rescale",) for v in lin.videos)
+    a, b, r2 = lin.video("a").affine
+    assert (a, b, r2) == (pytest.approx(2.5, rel=1e-4), pytest.approx(0.1, abs=1e-4), pytest.approx(1.0))
+    rng = np.random.default_rng(0)
+    other = compare(runs["base"], publish(runs["base"], tmp_path / "rnd",
+                                          lambda x: rng.standard_normal(x.shape).astype(np.float32)))
+    assert all("unrelated" in v.kinds() for v in other.videos)
+
+
+def test_tail_rule_is_recognised(runs: dict[str, Path], tmp_path: Path) -> None:
+    res = compare(runs["base"], publish(runs["pad"], tmp_path / "pad"))
+    for name, n in FRAMES.items():
+        v = res.video(name)
+        # drop: floor(N / 16) rows; pad: ceil(N / 16) rows.
+        assert (v.t_mine, v.t_theirs) == (n // 16, math.ceil(n / 16))
+        assert v.t_rule == "tail" and v.offset == 0
+        assert "ceil" in v.t_note and f"{n} frames are not a multiple of 16" in v.t_note
+        assert "identical" in v.kinds()  # the shared rows are the same snippets
+    back = compare(runs["pad"], publish(runs["base"], tmp_path / "drop"))
+    assert all(v.t_rule == "tail" and "floor" in v.t_note for v in back.videos)
+
+
+def test_frame_rate_change_is_recognised(runs: dict[str, Path], tmp_path: Path) -> None:
+    res = compare(runs["base"], publish(runs["fps30"], tmp_path / "fps30"))
+    for name, n in FRAMES.items():
+        v = res.video(name)
+        # At 30 fps a 25 fps video of N frames gives N * 30 / 25 frames: floor(. / 16) rows.
+        assert v.t_theirs == math.floor(n * 30 / 25 / 16) and v.t_theirs == v.t_mine + 1
+        assert v.t_rule == "fps" and "29.97, 30 fps" in v.t_note and "at 25 fps" in v.t_note
+        assert "tail" not in v.kinds()  # one row more, yet the rows are other snippets
+
+
+def test_plain_per_crop_folder_without_sidecars(runs: dict[str, Path], tmp_path: Path) -> None:
+    crops = publish(runs["base"], tmp_path / "crops", per_crop="{}__{}.npy")
+    assert (crops / "a__9.npy").is_file() and not list(crops.glob("*.json"))
+    res = compare(runs["base"], crops)
+    assert res.verdict == "identical" and res.cannot_diagnose == ()
+    # PEL4VAD's ShanghaiTech naming <video>_<k>.npy, no sidecars: grouped into crops 0..9.
+    short = publish(runs["base"], tmp_path / "short", per_crop="{}_{}.npy")
+    res = compare(runs["base"], short)
+    assert res.verdict == "identical" and [v.theirs_shape for v in res.videos] == [
+        (FRAMES["a"] // 16, CROPS, 64), (FRAMES["b"] // 16, CROPS, 64)]
+    # Mine without sidecars: still compared, and it says what it cannot tell.
+    rev = compare(crops, publish(runs["pad"], tmp_path / "pad"))
+    assert all(v.t_rule == "tail" and "no frame count" in v.t_note for v in rev.videos)
+    assert any("no sidecars" in c for c in rev.cannot_diagnose)
+    assert rev.video("a").crop_matches[4].mine_name is None  # crops named by index only
+
+
+def test_names_crop_counts_and_dims_are_findings(runs: dict[str, Path], tmp_path: Path) -> None:
+    theirs = publish(runs["base"], tmp_path / "five", lambda a: a[:, :5])
+    (theirs / "b.npy").rename(theirs / "z.npy")
+    (theirs / "a.npy").rename(theirs / "a_i3d.npy")  # RTFM's UCF-Crime files: <video>_i3d.npy
+    res = compare(runs["base"], theirs)
+    assert res.only_mine == ("b",) and res.only_theirs == ("z",)
+    v = res.video("a")
+    assert v.theirs_name == "a_i3d"
+    assert (v.crops_mine, v.crops_theirs) == (CROPS, 5) and "crop-count" in v.kinds()
+    assert [m.mine for m in v.crop_matches] == [0, 1, 2, 3, 4]
+    narrow = compare(runs["base"], publish(runs["base"], tmp_path / "narrow", lambda a: a[..., :32]))
+    v = narrow.video("a")
+    assert v.verdict == "not comparable" and "dim-mismatch" in v.kinds() and v.cosine is None
+
+
+def test_cli_prints_a_line_per_video_and_writes_the_report(runs: dict[str, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    theirs = publish(runs["base"], tmp_path / "perm", lambda a: a[:, ::-1])
+    code = main(["compare", str(runs["base"]), str(theirs), "-o", str(tmp_path / "rep")])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("a: ") and lines[1].startswith("b: ")
+    assert any(line.startswith("verdict: ") for line in lines)
+    report = json.loads((tmp_path / "rep" / "compare.json").read_text())
+    assert [m["mine"] for m in report["crop_matches"]] == list(range(CROPS))[::-1]
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert 'src="a.png"' in html and (tmp_path / "rep" / "a.png").stat().st_size > 1000
+    # A torn file is named, the other video is still compared, exit 1.
+    (theirs / "b.npy").write_bytes(b"\x93NUMPY torn")
+    code = main(["compare", str(runs["base"]), str(theirs)])
+    out = capsys.readouterr().out
+    assert code == 1 and "issue  theirs/b" in out and out.startswith("a: ")
+    # Usage errors: exit 2, before any work.
+    assert main(["compare", str(runs["base"]), str(tmp_path / "missing")]) == 2
+    assert main(["compare", str(runs["base"]), str(theirs / "a.npy")]) == 2
+    with pytest.raises(ConfigError):
+        compare(runs["base"], runs["base"], window=-1)
+    shutil.rmtree(tmp_path / "rep")
+
+
+def test_sidecars_on_both_sides_name_the_settings(runs: dict[str, Path]) -> None:
+    # Both folders written by vadfeat: the recorded difference is named as well.
+    res = compare(runs["base"], runs["unit"])
+    settings = next(d.message for d in res.overall if d.kind == "settings")
+    assert "scale: 'imagenet' -> 'unit'" in settings and "tail" not in settings
+    res = compare(runs["base"], runs["fps30"])
+    settings = next(d.message for d in res.overall if d.kind == "settings")
+    assert "fps: 25.0 -> 30.0" in settings
+    # Mine extracted at 30 fps, theirs at the video's 25: 72 source frames, 30 fps -> 86 -> 5 rows.
+    back = compare(runs["fps30"], publish(runs["base"], Path(runs["base"]).parent / "pub25"))
+    assert all(v.t_rule == "fps" and "25 fps" in v.t_note.split("(score")[0] for v in back.videos)
+
+
+def test_per_dimension_affine_and_stride(runs: dict[str, Path], tmp_path: Path) -> None:
+    scale = np.random.default_rng(1).uniform(0.5, 3.0, 64).astype(np.float32)  # 64 = tiny model's D
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "std", lambda a: a * scale + 1.0))
+    assert all(v.kinds() == ("per-dim-affine",) for v in res.videos)
+    # Every snippet twice: theirs has 2T rows (stride half the clip). For 72 frames at 25 fps no
+    # common rate gives 8 rows (it needs 128 to 143 frames: 44 to 49.9 fps).
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "twice", lambda a: np.repeat(a, 2, axis=0)))
+    assert all(v.t_rule == "stride" and v.t_theirs == 2 * v.t_mine for v in res.videos)
+
+
+def test_rows_paired_by_time_at_another_frame_rate(runs: dict[str, Path]) -> None:
+    from vadfeat.dataset.compare import _time_pairs
+    from vadfeat.store.reader import read_features
+
+    rec = read_features(runs["base"]).by_name()["a"]  # 4 snippets [16i, 16i + 15] at 25 fps
+    # Centres, seconds: mine (16j + 8) / 25 = .32 .96 1.6 2.24; theirs at 30 fps (16i + 8) / 30 =
+    # .27 .8 1.33 1.87 2.4 -> nearest mine 0 1 2 2 3, all within half a snippet (.32 s).
+    mine_rows, theirs_rows = _time_pairs(rec, 4, 5, 30.0, 16)
+    assert mine_rows.tolist() == [0, 1, 2, 2, 3] and theirs_rows.tolist() == [0, 1, 2, 3, 4]
