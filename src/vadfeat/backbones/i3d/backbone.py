@@ -70,7 +70,8 @@ class I3DCheckpointInfo:
 
 def init_random(model: nn.Module, *, seed: int = 0) -> None:
     """Deterministic random weights: He-normal (fan_out) convs as the originals initialise them,
-    zero biases, BatchNorm scale 1, shift 0, running mean 0, variance 1."""
+    zero biases, BatchNorm scale 1, shift 0, running mean 0, variance 1.  Sets every parameter
+    and buffer (the module may come from ``build_i3d(spec, empty=True)``)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -135,8 +136,11 @@ class I3DBackbone(Backbone):
     def describe(self, spec: Any) -> dict[str, Any]:
         with torch.device("meta"):
             params = sum(p.numel() for p in build_i3d(spec).parameters())
-        return {"family": spec.family, "width": spec.feature_dim, "non_local": spec.non_local,
-                "input": f"{spec.min_frames}+x{spec.img_size}", "params": params}
+        # The columns `vadfeat models` / `checkpoint inspect` print for every backbone: depth is
+        # the network's (ResNet-50; InceptionV1 = GoogLeNet's 22 layers), heads the non-local blocks.
+        return {"width": spec.feature_dim, "depth": 50 if spec.family == "resnet" else 22,
+                "heads": 5 if spec.non_local else 0, "patch": "conv", "input": f"16x{spec.img_size}",
+                "params": params, "family": spec.family}
 
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
         return keys is not None and detect_i3d(keys)
@@ -174,14 +178,14 @@ class I3DBackbone(Backbone):
         info: I3DCheckpointInfo | None = None
         if checkpoint is None:
             spec = ARCHS[arch or "r50"]
-            net = build_i3d(spec)
+            net = build_i3d(spec, empty=True)
             init_random(net, seed=seed)
             log.warning("model i3d/%s has RANDOM weights: features are for testing only", spec.name)
         else:
             state, info = self._read(checkpoint)
             _check_arch(arch, info)
             spec = info.spec
-            net = build_i3d(spec)
+            net = build_i3d(spec, empty=True)
             load_into(net, state)
         model = I3DModel(net, spec=spec, checkpoint=info, random_weights=checkpoint is None, quantize=None,
                          pooling=feature, backbone=self.name, feature_shape=self.feature_shape(spec, feature))

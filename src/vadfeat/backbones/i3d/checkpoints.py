@@ -83,9 +83,16 @@ _CLASSIFIER = {"resnet": ("fc.",), "inception": ("logits.",)}
 _LAYOUT = {"resnet": "pytorch-resnet3d", "inception": "pytorch-i3d"}
 
 
-def build_i3d(spec: I3DSpec) -> nn.Module:
-    """The module for ``spec`` (random init from PyTorch's defaults; BatchNorm statistics 0/1)."""
-    return I3DResNet50(spec) if spec.family == "resnet" else InceptionI3d(spec)
+def build_i3d(spec: I3DSpec, *, empty: bool = False) -> nn.Module:
+    """The module for ``spec``: PyTorch's default init, or with ``empty=True`` uninitialised
+    memory (built on the meta device, then allocated: skips the slow default init when the
+    weights are about to be loaded or set)."""
+    cls = I3DResNet50 if spec.family == "resnet" else InceptionI3d
+    if not empty:
+        return cls(spec)
+    with torch.device("meta"):
+        model = cls(spec)
+    return model.to_empty(device="cpu")
 
 
 def _strip(key: str) -> str:
@@ -251,7 +258,11 @@ def load_into(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
     """``model.load_state_dict`` of a checked state dict: every key consumed; only the BatchNorm
     step counters (absent from the released files) may be missing."""
     missing, unexpected = model.load_state_dict(dict(sd), strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    counters = [k for k in missing if k.endswith("num_batches_tracked")]
+    with torch.no_grad():
+        for key in counters:  # a step counter; zero, as a fresh BatchNorm's
+            model.get_buffer(key).zero_()
+    missing = [k for k in missing if k not in counters]
     if missing or unexpected:  # check_keys ran before: a bug, not a user error
         raise CheckpointError(
             f"state dict does not fit: missing {missing[:_SHOW]}, unexpected {unexpected[:_SHOW]}"
