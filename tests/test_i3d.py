@@ -460,6 +460,9 @@ def test_extract_xd_from_a_released_layout(released: dict, tmp_path: Path) -> No
     assert side["model"]["checkpoint_format"] == "pytorch-i3d"
     assert main(["extract", str(vids), "-o", str(tmp_path / "bad"), "--checkpoint", str(path),
                  "--preset", "i3d-xd", "--size", "112", "--quiet"]) == 2  # refused before any work
+    # ceil(ceil(ceil(8/2)/2)/2) = 1 time step before the [2, 7, 7] pool: too short, a setting error.
+    assert main(["extract", str(vids), "-o", str(tmp_path / "short"), "--checkpoint", str(path),
+                 "--preset", "i3d-xd", "--clip-len", "8", "--crops", "1", "--quiet"]) == 2
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vadfeat.backbones.i3d.spec import I3DSpec
+from vadfeat.errors import ConfigError
 
 __all__ = ["BN_EPS", "BN_MOMENTUM", "MIXED", "InceptionI3d", "MaxPool3dSame", "Unit3D", "same_padding"]
 
@@ -136,8 +137,8 @@ class InceptionI3d(nn.Module):
     """``[N, 3, T, H, W]`` float clips (values in ``[-1, 1]`` for the released weights) ->
     ``[N, 1024]`` pooled features (see the module docstring).
 
-    :class:`ValueError` for inputs that are not 5-d with 3 channels, or shorter than
-    ``spec.min_frames`` (9) frames.
+    :class:`ValueError` for inputs that are not 5-d with 3 channels; :class:`ConfigError` for
+    clips shorter than ``spec.min_frames`` (9) frames.
     """
 
     def __init__(self, spec: I3DSpec) -> None:
@@ -163,8 +164,10 @@ class InceptionI3d(nn.Module):
         if x.ndim != 5 or x.shape[1] != 3:
             raise ValueError(f"expected clips [N, 3, T, H, W], got shape {tuple(x.shape)}")
         if x.shape[2] < self.spec.min_frames:
-            raise ValueError(f"I3D InceptionV1 needs clips of at least {self.spec.min_frames} frames "
-                             f"(its [2, 7, 7] average pool needs two time steps), got {x.shape[2]}")
+            # A setting, not a per-video problem: ConfigError (CLI exit 2, one line).  The pipeline's
+            # geometry check does not know a minimum clip length yet, so it is caught here.
+            raise ConfigError(f"I3D InceptionV1 needs clips of at least {self.spec.min_frames} frames (its "
+                              f"[2, 7, 7] average pool needs two time steps), got {x.shape[2]} (clip_len)")
         for module in self.children():
             if module is self.avg_pool:
                 break

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vadfeat.backbones.i3d.spec import I3DSpec
+from vadfeat.errors import ConfigError
 
 __all__ = ["BN_EPS", "BN_MOMENTUM", "LAYERS", "TEMP_CONV", "I3DResNet50", "NonLocalBlock"]
 
@@ -121,8 +122,8 @@ class Bottleneck(nn.Module):
 class I3DResNet50(nn.Module):
     """``[N, 3, T, H, W]`` float clips -> ``[N, 2048]`` pooled features (see the module docstring).
 
-    ``T`` must be at least 7 (the two temporal max-pools need two frames each);
-    :class:`ValueError` otherwise, and for inputs that are not 5-d with 3 channels.
+    ``T`` must be at least 7 (the two temporal max-pools need two frames each):
+    :class:`ConfigError` otherwise; :class:`ValueError` for inputs that are not 5-d with 3 channels.
     """
 
     def __init__(self, spec: I3DSpec) -> None:
@@ -149,8 +150,10 @@ class I3DResNet50(nn.Module):
         if x.ndim != 5 or x.shape[1] != 3:
             raise ValueError(f"expected clips [N, 3, T, H, W], got shape {tuple(x.shape)}")
         if x.shape[2] < self.spec.min_frames:
-            raise ValueError(f"I3D ResNet-50 needs clips of at least {self.spec.min_frames} frames, "
-                             f"got {x.shape[2]}")
+            # A setting, not a per-video problem: ConfigError (CLI exit 2, one line).  The pipeline's
+            # geometry check does not know a minimum clip length yet, so it is caught here.
+            raise ConfigError(f"I3D ResNet-50 needs clips of at least {self.spec.min_frames} frames, "
+                             f"got {x.shape[2]} (clip_len)")
         x = self.maxpool1(F.relu(self.bn1(self.conv1(x))))
         x = self.maxpool2(self.layer1(x))
         return self.layer4(self.layer3(self.layer2(x)))
