@@ -329,6 +329,9 @@ def test_wrappers_safetensors_and_errors(released: dict, tmp_path: Path) -> None
     torch.save({"state_dict": {f"module.{k}": v for k, v in raw.items()}, "epoch": 3}, wrapped)
     ck = load_i3d_checkpoint(wrapped)
     assert ck.format == "pytorch-i3d" and any("module." in n for n in ck.notes)
+    nested = tmp_path / "nested.pt"
+    torch.save({"module": raw, "optimizer": {}}, nested)  # a training script's checkpoint
+    assert detect_backbone(nested).name == "i3d" and load_i3d_checkpoint(nested).spec.name == "inception_v1"
     st = tmp_path / "i3d.safetensors"
     save_file({k: v.contiguous() for k, v in raw.items() if v.is_floating_point()}, str(st))
     assert load_i3d_checkpoint(st).format == "pytorch-i3d-safetensors"

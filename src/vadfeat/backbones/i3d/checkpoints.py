@@ -24,7 +24,7 @@ names (which are the original's), float32, without the classifier and without
 - ``"<layout>-safetensors"``: the same keys in a ``.safetensors`` file (what ``vadfeat
   checkpoint convert`` writes, classifier dropped).
 
-Wrappers are stripped (a ``state_dict`` / ``model`` entry holding the tensors, a
+Wrappers are stripped (a ``state_dict`` / ``model`` / ``module`` entry holding the tensors, a
 ``module.`` prefix on every key: DataParallel), each with a note; classifier keys
 (``fc.*``, ``logits.*``) are ignored with a note naming the class count;
 ``num_batches_tracked`` entries are dropped (a step counter, unused in eval).  Missing,
@@ -134,7 +134,7 @@ class I3DCheckpoint:
 
 
 def _unwrap(raw: Mapping[str, object], notes: list[str]) -> dict[str, object]:
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model", "module"):
         inner = raw.get(key)
         if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
             notes.append(f"weights under {key!r} ({len(raw) - 1} other entries ignored)")
