@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
-I3DFamily = Literal["resnet", "inception"]
+FAMILIES: tuple[str, ...] = ("resnet", "inception")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class I3DSpec:
     """
 
     name: str
-    family: I3DFamily
+    family: str
     feature_dim: int
     non_local: bool = False
     img_size: int = 224
@@ -32,6 +32,10 @@ class I3DSpec:
     patch_size: int = 1
     tubelet_size: int = 1
     token_limit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"I3DSpec family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
