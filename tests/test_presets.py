@@ -20,7 +20,8 @@ from vadfeat.pipeline.presets import (
 
 
 def test_registry_lists_the_presets() -> None:
-    assert list_presets() == ["clip-frames", "clip-vadclip", "fed-wsvad", "videomae-tad", "videomae-v2"]
+    assert list_presets() == ["clip-frames", "clip-vadclip", "fed-wsvad", "i3d-rtfm", "i3d-xd",
+                              "videomae-tad", "videomae-v2"]
     assert DEFAULT_PRESET == "videomae-v2"
     for name in list_presets():
         assert get_preset(name).name == name

@@ -208,7 +208,7 @@ class Backbone:
 # --------------------------------------------------------------------------- the registry
 
 _BACKBONES: dict[str, Backbone] = {}
-_BUILTIN_ORDER = ("videomae_v2", "clip")
+_BUILTIN_ORDER = ("videomae_v2", "clip", "i3d")
 _entry_points_loaded = False
 
 
@@ -227,6 +227,7 @@ def _builtins() -> None:
     # Imported here, not at module import, so that the registry has no import cycle
     # with the backbones that register into it.
     from vadfeat.backbones.clip import backbone as _clip  # noqa: F401
+    from vadfeat.backbones.i3d import backbone as _i3d  # noqa: F401
     from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401
 
 

