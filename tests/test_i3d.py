@@ -29,7 +29,7 @@ from vadfeat.backbones.i3d import inception, resnet
 from vadfeat.backbones.i3d.backbone import ARCHS, init_random
 from vadfeat.backbones.i3d.checkpoints import build_i3d, load_i3d_checkpoint
 from vadfeat.cli import main
-from vadfeat.errors import CheckpointError
+from vadfeat.errors import CheckpointError, ConfigError
 from vadfeat.pipeline.presets import get_preset
 from vadfeat.testing import synth
 
@@ -373,6 +373,24 @@ def test_names_and_presets() -> None:
     # XD-Violence: short side 256, five 224 crops tl, tr, bl, br, c (Roc-Ng/XDVioDet issue #5).
     assert (xd.crops, xd.crop_order, xd.effective_crop_resize) == (5, "torchvision", 256)
     assert (xd.scale, xd.channel_order, xd.clip_len) == ("minus_one_one", "RGB", 16)
+
+
+def test_default_preset_follows_the_architecture_and_short_clips_fail_before_loading(
+        released: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vadfeat.pipeline.config import ExtractConfig
+
+    # Named sizes: the ResNets go with i3d-rtfm, InceptionV1 with i3d-xd (their released weights).
+    assert ExtractConfig.from_settings(model="i3d/r50", random_weights=True).preset.name == "i3d-rtfm"
+    assert ExtractConfig.from_settings(model="InceptionI3d", random_weights=True).preset.name == "i3d-xd"
+    # A checkpoint only: its key names say which (no --model, no --preset).
+    assert ExtractConfig.from_settings(checkpoint=released["inception_v1"][0]).preset.name == "i3d-xd"
+    assert ExtractConfig.from_settings(checkpoint=released["r50"][0]).preset.name == "i3d-rtfm"
+    # Too short for the temporal kernels: refused while validating, before any weights are read.
+    monkeypatch.setattr("vadfeat.backbones.i3d.backbone.I3DBackbone.load_model", None)
+    with pytest.raises(ConfigError, match=r"clip_len=4 does not fit i3d/r50: it takes clips of at least 7"):
+        ExtractConfig.from_settings(model="i3d/r50", random_weights=True, clip_len=4)
+    with pytest.raises(ConfigError, match=r"at least 9 frames"):
+        ExtractConfig.from_settings(model="i3d/inception_v1", random_weights=True, clip_len=8)
 
 
 # --------------------------------------------------------------------------- end to end

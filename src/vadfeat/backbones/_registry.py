@@ -191,6 +191,11 @@ class Backbone:
         """
         raise NotImplementedError
 
+    def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
+        """The preset that goes with ``arch`` (or with the architecture in ``checkpoint``, read
+        from its key names only); :attr:`default_preset` unless a backbone's sizes differ."""
+        return self.default_preset
+
     def default_arch(self) -> str | None:
         """The size random weights get when no model is named (``None``: a name is required)."""
         return None

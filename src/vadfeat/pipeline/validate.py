@@ -92,8 +92,15 @@ def check_model_geometry(preset: Preset, spec: Any, *, backbone: Any) -> None:
 
     Optional spec attributes: ``fixed_size`` (``True``: inputs must be ``img_size`` square;
     default: only frame-level backbones, whose position tables vadfeat does not
-    interpolate) and ``token_limit`` (``False`` for convolutional models; default ``True``).
+    interpolate), ``token_limit`` (``False`` for convolutional models; default ``True``)
+    and ``min_frames`` (the shortest clip the network takes; default 1).
     """
+    min_frames = getattr(spec, "min_frames", 1)
+    if preset.clip_len < min_frames:
+        raise ConfigError(
+            f"clip_len={preset.clip_len} does not fit {backbone.record_name(spec)}: it takes clips of at "
+            f"least {min_frames} frames (its temporal kernels and pools need them)"
+        )
     fixed = getattr(spec, "fixed_size", backbone.input_kind == "frame")
     check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size,
                    model=backbone.record_name(spec), fixed_size=spec.img_size if fixed else None,
@@ -190,12 +197,15 @@ def default_preset(settings: Mapping[str, Any]) -> Any:
         return preset
     from vadfeat.backbones._registry import pick_backbone
 
+    checkpoint = settings.get("checkpoint")
     try:
-        bb, _ = pick_backbone(checkpoint=settings.get("checkpoint"), model=settings.get("model"),
-                              backbone=settings.get("backbone"))
+        bb, arch = pick_backbone(checkpoint=checkpoint, model=settings.get("model"),
+                                 backbone=settings.get("backbone"))
+        if arch is None and checkpoint is None:
+            arch = bb.default_arch()  # random weights of the backbone's default size
+        return bb.default_preset_for(arch, checkpoint)
     except VadfeatError:
         return DEFAULT_PRESET  # the loader reports what is wrong with the checkpoint or name
-    return bb.default_preset
 
 
 def check_settings(settings: Mapping[str, Any]) -> None:

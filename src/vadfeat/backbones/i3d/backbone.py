@@ -7,11 +7,11 @@ One backbone, three architectures, because they are one model family to the pipe
 clip-level convolutional networks taking ``[N, 3, T, H, W]`` and giving one globally pooled
 vector per clip (feature ``pool``), with checkpoints told apart by key names alone; one
 namespace keeps the names users type short (``i3d/r50``, aliases ``i3_res50``,
-``i3_res50_nl``, ``InceptionI3d``) and one sniff/loader decides the layout.  The cost: the
-registry has one ``default_preset`` per backbone (``i3d-rtfm``); the InceptionV1's recipe
-is ``i3d-xd``, given by :meth:`I3DBackbone.default_preset_for` and by its
-:class:`PretrainedCfg`, and must be asked for with ``--preset i3d-xd`` until the pipeline
-consults ``default_preset_for``.
+``i3_res50_nl``, ``InceptionI3d``) and one sniff/loader decides the layout.  The default
+preset follows the architecture (:meth:`I3DBackbone.default_preset_for`, which the
+pipeline consults when no ``--preset`` is given): ``i3d-rtfm`` for the ResNets,
+``i3d-xd`` for InceptionV1, also when the architecture is only known from a checkpoint's
+key names.
 """
 
 from __future__ import annotations
@@ -25,12 +25,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, register_backbone
+from vadfeat.backbones._registry import (
+    Backbone,
+    FeatureHead,
+    PretrainedCfg,
+    peek_checkpoint,
+    register_backbone,
+)
 from vadfeat.backbones.i3d.checkpoints import (
     I3D_ARCHS,
     I3D_FORMATS,
     build_i3d,
     detect_i3d,
+    i3d_layout,
     load_i3d_checkpoint,
     load_into,
 )
@@ -117,9 +124,13 @@ class I3DBackbone(Backbone):
         # The original constructors' names.
         return {"i3_res50": "r50", "i3_res50_nl": "r50_nl", "InceptionI3d": "inception_v1"}
 
-    def default_preset_for(self, arch: str) -> str:
-        """The preset that goes with ``arch``'s released weights (``i3d-rtfm`` / ``i3d-xd``)."""
-        return _PRESET_FOR[arch]
+    def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
+        """The preset that goes with ``arch``'s released weights (``i3d-rtfm`` / ``i3d-xd``); with
+        no ``arch``, the checkpoint's layout decides (key names only: InceptionV1 -> ``i3d-xd``)."""
+        if arch is None and checkpoint is not None:
+            keys, _ = peek_checkpoint(Path(checkpoint).expanduser())
+            arch = "inception_v1" if keys is not None and i3d_layout(keys) == "inception" else None
+        return _PRESET_FOR.get(arch or "", self.default_preset)
 
     def pretrained(self) -> Sequence[PretrainedCfg]:
         return (

@@ -155,8 +155,10 @@ class I3DResNet50(nn.Module):
             raise ConfigError(f"I3D ResNet-50 needs clips of at least {self.spec.min_frames} frames, "
                              f"got {x.shape[2]} (clip_len)")
         x = self.maxpool1(F.relu(self.bn1(self.conv1(x))))
-        x = self.maxpool2(self.layer1(x))
-        return self.layer4(self.layer3(self.layer2(x)))
+        x = self.maxpool2(self.get_submodule("layer1")(x))
+        for name in ("layer2", "layer3", "layer4"):  # made by add_module: looked up by name
+            x = self.get_submodule(name)(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_maps(x).float().mean(dim=(2, 3, 4)).to(x.dtype)
