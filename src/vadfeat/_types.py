@@ -38,9 +38,11 @@ Preprocess = Literal["worker", "device"]
 VideoMAEPooling = Literal["fc_norm", "mean", "stats"]
 #: CLIP's feature heads: embedding (``ln_post(cls) @ proj``), token (``ln_post(cls)``).
 ClipFeature = Literal["embedding", "token"]
+#: I3D's feature head: the global average pool before the classifier.
+I3DFeature = Literal["pool"]
 #: Feature heads of the built-in backbones (a plug-in backbone's heads are accepted too,
 #: checked against the registry; the CLI offers every registered head).
-Pooling = Literal[VideoMAEPooling, ClipFeature]
+Pooling = Literal[VideoMAEPooling, ClipFeature, I3DFeature]
 #: What a backbone consumes: clips ``[B, 3, T, H, W]`` or frames ``[B, 3, H, W]``.
 InputKind = Literal["clip", "frame"]
 #: Frame-level backbones: a snippet's feature is the mean of its frames' or the middle frame's.
@@ -81,6 +83,7 @@ __all__ = [
     "ExportFormat",
     "FrameReduce",
     "FramesColour",
+    "I3DFeature",
     "InputKind",
     "Interpolation",
     "LabelFormat",
