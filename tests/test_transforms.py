@@ -485,3 +485,46 @@ def test_clip_preprocessing_is_within_two_levels_of_pil(bigbuckbunny) -> None:
         ours = transform_frames(torch.from_numpy(frame).permute(2, 0, 1), preset)[0] * 255
         diff = np.abs(ours.permute(1, 2, 0).numpy() - pil)
         assert diff.max() <= 2.5 and diff.mean() <= 0.4, (diff.max(), diff.mean())
+
+
+def _old_crop_path(frame: np.ndarray, preset: Preset) -> torch.Tensor:
+    """The per-frame path before issue 15: stack the crops, then scale, reorder, copy."""
+    from vadfeat.pipeline.transforms import _geometry, _legacy_to_tensor, normalize, reorder_channels
+
+    if preset.crops == 1 and preset.resize == "legacy":  # the OpenCV path, unchanged
+        return _legacy_to_tensor(frame, preset)
+    views = _geometry(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1), preset)
+    views = normalize(views, scale=preset.scale, mean=preset.mean, std=preset.std)
+    return reorder_channels(views, preset.channel_order).to(torch.float32).contiguous()
+
+
+def test_crops_from_one_scaled_frame_are_bit_identical_to_the_old_path(bigbuckbunny) -> None:
+    # Issue 15: 5/10 crops are now views of one resized, scaled frame (and of its one
+    # mirror).  Scaling is elementwise with per-channel coefficients and cutting or
+    # mirroring only moves values, so the new order must give the same floats, bit for bit,
+    # for every preset (bilinear and clamped bicubic), crop count and crop order.
+    import av
+
+    from vadfeat.pipeline.presets import list_presets
+
+    with av.open(str(bigbuckbunny)) as c:
+        raw = [f.to_ndarray(format="rgb24") for _, f in zip(range(30), c.decode(video=0), strict=False)]
+    landscape = [np.ascontiguousarray(cv2.resize(raw[i], (640, 360), interpolation=cv2.INTER_AREA))
+                 for i in (0, 29)]
+    frames = [landscape[0], np.ascontiguousarray(landscape[1].transpose(1, 0, 2)[:300])]  # + portrait
+    checked = 0
+    for name in list_presets():
+        for crops in (1, 3, 5, 10):
+            for order in ("torchvision", "centre-first"):
+                preset = get_preset(name).replace(crops=crops, crop_order=order)
+                transform = build_frame_transform(preset)
+                for frame in frames:
+                    new = transform(frame)
+                    assert new.is_contiguous() and new.dtype == torch.float32
+                    assert torch.equal(new, _old_crop_path(frame, preset)), (name, crops, order, frame.shape)
+                    checked += 1
+                if crops != 10:
+                    continue
+                batch = transform.batch(torch.from_numpy(np.stack(landscape)).permute(0, 3, 1, 2))
+                assert torch.equal(batch, torch.stack([_old_crop_path(f, preset) for f in landscape]))
+    assert checked == len(list_presets()) * 4 * 2 * len(frames)

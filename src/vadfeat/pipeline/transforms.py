@@ -383,6 +383,31 @@ def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     return ten_crop(frame, preset.size, order=preset.crop_order)
 
 
+def _multi_crop(x: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """5 or 10 crops at the cost of one resize: ``[..., 3, H, W]`` -> ``[..., crops, 3, size, size]``.
+
+    The values of ``normalize(_geometry(x))`` in the preset's channel order, computed
+    in another order: the resized frame is scaled (and its channels reordered) once,
+    the crops are views of it (10 crops: and of its one mirrored copy), and a single
+    ``torch.stack`` writes them into the float32 output.  Scaling is elementwise with
+    per-channel coefficients, so scaling the frame then cutting equals cutting then
+    scaling, bit for bit (``tests/test_transforms.py`` checks it on real frames).
+    """
+    interp, aa = preset.interpolation, preset.antialias
+    frame = resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
+    height, width = _check_fits(frame, preset.size)
+    # Contiguous rows (a no-op for the CPU resize's output): the crops copy out of plain rows.
+    frame = normalize(frame.contiguous(), scale=preset.scale, mean=preset.mean, std=preset.std)
+    frame = reorder_channels(frame, preset.channel_order).to(torch.float32)
+    size = preset.size
+    offsets = _five_offsets(height, width, size, preset.crop_order)
+    sources = [frame] if preset.crops == 5 else [frame, frame.flip(-1)]
+    views = [src[..., top : top + size, left : left + size] for src in sources for top, left in offsets]
+    shape = (*frame.shape[:-3], preset.crops, 3, size, size)
+    out = torch.empty(shape, dtype=torch.float32, device=frame.device)
+    return torch.stack(views, dim=-4, out=out)
+
+
 def transform_frames(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """Apply ``preset`` to uint8 RGB frames ``[..., 3, H, W]`` on any device.
 
@@ -399,6 +424,8 @@ def transform_frames(x: torch.Tensor, preset: Preset) -> torch.Tensor:
         ]
         out = torch.stack(frames).to(x.device)
         return out.reshape(*x.shape[:-3], *out.shape[1:])
+    if preset.crops in (5, 10):
+        return _multi_crop(x, preset)
     views = _geometry(x, preset)
     views = normalize(views, scale=preset.scale, mean=preset.mean, std=preset.std)
     return reorder_channels(views, preset.channel_order).to(torch.float32).contiguous()
