@@ -11,6 +11,14 @@ import torch
 from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's cache (the checkpoint hash cache)."""
+    import os
+
+    os.environ["VADFEAT_CACHE_DIR"] = str(tmp_path_factory.mktemp("vadfeat-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A vit_tiny checkpoint laid out like the model zoo (state dict under 'module')."""

@@ -4,7 +4,8 @@ Reading PyTorch files with ``torch.load(weights_only=True)`` (pickled code is
 refused unless asked for), safetensors files and their header metadata, resolving
 ``hf://owner/repo[@revision]`` and hub-style folders to one weights file, writing
 safetensors atomically with the mode a plain ``open()`` would give, and the file
-hash (:func:`sha256_file`, shared with the feature files).  Every failure is a
+hash (:func:`sha256_file`, shared with the feature files) and the cached checkpoint
+hash (:func:`checkpoint_sha256`).  Every failure is a
 :class:`~vadfeat.errors.CheckpointError` naming the file.  Backbone modules
 (``backbones/videomae/checkpoints.py``, ``compress.py``) build on these; nothing
 here imports a backbone.
@@ -12,8 +13,10 @@ here imports a backbone.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +25,7 @@ import torch
 
 from vadfeat._types import DTypeName
 from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.store.writers import sha256_file  # one file hash for checkpoints and feature files
+from vadfeat.store.writers import atomic_path, sha256_file  # one file hash for checkpoints and features
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +164,100 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], out: str | Path, *,
     return target
 
 
+# -- checkpoint hash cache --------------------------------------------------------------
+
+#: Environment variable naming the cache folder; ``off`` disables the cache.
+CACHE_ENV = "VADFEAT_CACHE_DIR"
+_HASH_CACHE_FILE = "checkpoint-sha256.json"
+_HASH_CACHE_VERSION = 1
+_HASH_CACHE_MAX = 256  # entries kept (the most recently stored)
+# A file modified this recently may still change within the same mtime tick: its hash
+# is computed but not stored (git's "racy" rule).
+_RACY_SECONDS = 2.0
+_warned: set[str] = set()
+
+
+def cache_dir() -> Path | None:
+    """vadfeat's cache folder: ``$VADFEAT_CACHE_DIR``, else ``$XDG_CACHE_HOME/vadfeat``,
+    else ``~/.cache/vadfeat``; ``None`` when ``VADFEAT_CACHE_DIR=off``."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env.lower() == "off":
+        return None
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "vadfeat"
+
+
+def _warn_once(key: str, msg: str, *args: object) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(msg, *args)
+
+
+def _read_hash_cache(path: Path) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        _warn_once("read", "checkpoint hash cache %s is unreadable (%s); hashing checkpoints in full",
+                   path, exc)
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(entries, dict) or data.get("version") != _HASH_CACHE_VERSION:
+        _warn_once("read", "checkpoint hash cache %s is not a cache this vadfeat wrote; ignoring it", path)
+        return {}
+    return {k: v for k, v in entries.items() if isinstance(v, dict)}
+
+
+def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 (hex) of a checkpoint file, cached across runs.
+
+    The cache (``checkpoint-sha256.json`` in :func:`cache_dir`) maps the resolved path
+    to ``(size, mtime_ns, inode, sha256)``; a stored hash is used only while size,
+    mtime and inode are all unchanged (the trust rule of source identity), anything
+    else rehashes the file.  The cache is written atomically; an unreadable, corrupt
+    or unwritable cache falls back to hashing (one warning per process).  Disabled
+    with ``VADFEAT_CACHE_DIR=off``.  Raises ``OSError`` when the file cannot be read.
+    """
+    p = Path(path).resolve()
+    folder = cache_dir()
+    if folder is None:
+        return sha256_file(p)
+    st = p.stat()
+    key = str(p)
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+    cache_file = folder / _HASH_CACHE_FILE
+    hit = _read_hash_cache(cache_file).get(key)
+    if hit and all(hit.get(k) == v for k, v in stamp.items()) and isinstance(hit.get("sha256"), str):
+        log.debug("%s: sha256 from the cache %s", p, cache_file)
+        return str(hit["sha256"])
+    digest = sha256_file(p)
+    after = p.stat()
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino) or (
+        time.time() - st.st_mtime_ns / 1e9 < _RACY_SECONDS
+    ):
+        return digest  # changed while hashed, or may still change unseen: do not store
+    try:
+        entries = _read_hash_cache(cache_file)  # re-read: another process may have added entries
+        entries.pop(key, None)
+        entries[key] = {**stamp, "sha256": digest}
+        keep = dict(list(entries.items())[-_HASH_CACHE_MAX:])
+        with atomic_path(cache_file) as tmp:
+            tmp.write_text(json.dumps({"version": _HASH_CACHE_VERSION, "entries": keep}, indent=1),
+                           encoding="utf-8")
+    except OSError as exc:
+        _warn_once("write", "cannot write the checkpoint hash cache %s (%s); checkpoints are hashed "
+                   "in full on every load (set %s=off to silence this)", cache_file, exc, CACHE_ENV)
+    return digest
+
+
 __all__ = [
+    "CACHE_ENV",
     "TORCH_DTYPES",
+    "cache_dir",
+    "checkpoint_sha256",
     "folder_weights",
     "follow_umask",
     "load_safetensors",

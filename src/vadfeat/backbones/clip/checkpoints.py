@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 
-from vadfeat.backbones._files import load_safetensors, sha256_file
+from vadfeat.backbones._files import checkpoint_sha256, load_safetensors
 from vadfeat.backbones.clip.model import ClipVisionSpec, ClipVisual, infer_spec
 from vadfeat.errors import CheckpointError
 
@@ -662,5 +662,5 @@ def load_clip_checkpoint(path: str | Path) -> ClipCheckpoint:
     for note in notes:
         log.debug("%s: %s", path, note)
     return ClipCheckpoint(
-        state_dict=sd, spec=spec, format=fmt, sha256=sha256_file(weights), notes=tuple(notes), path=path
+        state_dict=sd, spec=spec, format=fmt, sha256=checkpoint_sha256(weights), notes=tuple(notes), path=path
     )

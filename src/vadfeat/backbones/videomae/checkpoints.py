@@ -39,11 +39,11 @@ import torch
 
 from vadfeat._types import Quantize
 from vadfeat.backbones._files import (
+    checkpoint_sha256,  # sha256, cached by (path, size, mtime, inode)
     folder_weights,
     load_safetensors,
     resolve_hf,
     safetensors_metadata,
-    sha256_file,  # one file hash for checkpoints and feature files
     torch_dtype,
     torch_load,
     write_safetensors,
@@ -407,7 +407,7 @@ def load_checkpoint(
         spec=spec,
         dtype="/".join(dtypes),
         num_params=sum(v.numel() for v in kept.values()),
-        sha256=sha256_file(weights),
+        sha256=checkpoint_sha256(weights),
         has_fc_norm=has_fc_norm,
         ignored_keys=ignored,
         notes=tuple(notes),
