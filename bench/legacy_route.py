@@ -17,11 +17,15 @@ original globbed ``*.avi`` only), and its model is vadfeat's own ``stats`` model
 measures the pipeline, not the attention kernel.
 
 The vadfeat route is ``vadfeat extract VIDEOS --preset fed-wsvad --layout fed-wsvad``.
+The two routes run alternately over ``--rounds`` rounds, and which one goes first
+alternates too (a neighbour's load and the page cache favour one order): the table
+gives medians over the rounds, and the notes give the speed-up per order.
 Each route runs in its own child process; peak RSS is its VmHWM,
 disk from the bytes left on disk (intermediate vs final) and the bytes the
 process wrote (``/proc/self/io`` wchar).
 
     python bench/legacy_route.py                      # tiny model (4 clips) + ViT-S (2 clips)
+    python bench/legacy_route.py --models vit_tiny_patch16_224 --seconds 20 --rounds 4
     python bench/legacy_route.py --models vit_tiny_patch16_224 --seconds 60
 """
 
@@ -159,7 +163,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="vadfeat decode threads (1)")
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     ap.add_argument("--order", choices=("legacy-first", "vadfeat-first"), default="legacy-first",
-                    help="which route runs first (swap it to see how much the order/load matters)")
+                    help="which route runs first in the first round (the order alternates after)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per model (3)")
     ap.add_argument("--child", choices=("legacy", "vadfeat"), help=argparse.SUPPRESS)
     ap.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -183,11 +188,21 @@ def main() -> int:
         videos = C.bench_videos(work, names, args.seconds)
         frames = sum(C.video_frames(v) for v in videos)
         ckpt = C.random_checkpoint(work, model)
-        results = {}
-        routes = ("legacy", "vadfeat") if args.order == "legacy-first" else ("vadfeat", "legacy")
-        for route in routes:
-            results[route] = measure(route, videos, ckpt, work, args)
-            print(f"  {model} {route}: {results[route]['wall_s']:.1f} s", file=sys.stderr)
+        first = ("legacy", "vadfeat") if args.order == "legacy-first" else ("vadfeat", "legacy")
+        runs: dict[str, list[dict]] = {"legacy": [], "vadfeat": []}
+        per_order: dict[str, list[float]] = {"legacy-first": [], "vadfeat-first": []}
+        for rnd in range(args.rounds):
+            routes = first if rnd % 2 == 0 else first[::-1]
+            got = {}
+            for route in routes:
+                got[route] = measure(route, videos, ckpt, work, args)
+                print(f"  {model} round {rnd + 1} {route}: {got[route]['wall_s']:.1f} s", file=sys.stderr)
+                runs[route].append(got[route])
+            per_order[f"{routes[0]}-first"].append(got["legacy"]["wall_s"] / got["vadfeat"]["wall_s"])
+        # Medians over the rounds; disk, memory and shapes do not depend on the round.
+        results = {route: {**rs[0], **{k: C.median([r[k] for r in rs])
+                                       for k in ("wall_s", "cpu_s", "jpeg_s", "features_s") if k in rs[0]}}
+                   for route, rs in runs.items()}
         if results["legacy"]["shapes"] != results["vadfeat"]["shapes"]:
             notes.append(f"{model}: feature shapes differ: {results['legacy']['shapes']} vs "
                          f"{results['vadfeat']['shapes']}")
@@ -201,10 +216,15 @@ def main() -> int:
                          f"{r['intermediate_bytes'] / 1e6:.1f}",
                          f"{r['final_bytes'] / 1e6:.2f}", f"{(r['wchar'] or 0) / 1e6:.1f}",
                          f"{r['peak_rss_mb']:.0f}"])
+        for order, ratios in per_order.items():
+            if ratios:
+                notes.append(f"{model}: speed-up (wall) with {order}: median {C.median(ratios):.2f}x over "
+                             f"{len(ratios)} round(s): {', '.join(f'{x:.2f}' for x in ratios)}")
         leg = results["legacy"]
         notes.append(f"{model}: legacy phases: JPEG write {leg['jpeg_s']:.1f} s, read back + "
                      f"preprocess + model + files {leg['features_s']:.1f} s")
     video_mb = sum(p.stat().st_size for p in (work / "videos").glob("*.mp4")) / 1e6
+    print(f"medians over {args.rounds} alternating rounds")
     print(C.table(rows))
     print()
     for note in notes:
