@@ -32,7 +32,10 @@ by the same five positions cut from the horizontally mirrored frame
 (torchvision's ``ten_crop`` with ``vertical_flip=False``), so ``tl_flip`` is the
 mirror image of the ``tr`` crop.  With more than one crop the crop geometry
 replaces the preset's ``resize`` mode, while value scaling, interpolation,
-antialias and channel order still follow the preset.
+antialias and channel order still follow the preset.  5 and 10 crops cost one
+resize: the resized frame is scaled once, and the crops are views of it (and of its
+one mirrored copy) written into the output by one ``torch.stack``
+(:func:`_multi_crop`; the same floats as cropping first, bit for bit).
 """
 
 from __future__ import annotations
