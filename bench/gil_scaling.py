@@ -120,9 +120,12 @@ def main() -> int:
             med = {n: C.median(v) for n, v in fps.items()}
             n = args.threads
             speed = med[n] / med[1]
-            s = max(0.0, (n / speed - 1) / (n - 1)) if n > 1 else float("nan")
-            ceiling = f"{1e3 / (s * t_frame):,.0f}" if s > 0 else "n/a"
-            scale.append([label, name, *(f"{med[k]:.0f}" for k in med), f"{speed:.2f}x", f"{s:.2f}", ceiling])
+            if n > 1 and speed > 1.05:
+                s = max(0.0, (n / speed - 1) / (n - 1))
+                share, ceiling = f"{s:.2f}", (f"{1e3 / (s * t_frame):,.0f}" if s > 0 else "none")
+            else:  # no gain: the extra threads found no free core; nothing to infer
+                share = ceiling = "-"
+            scale.append([label, name, *(f"{med[k]:.0f}" for k in med), f"{speed:.2f}x", share, ceiling])
     print(C.table(cost))
     print()
     print(C.table(scale))
