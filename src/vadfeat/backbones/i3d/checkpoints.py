@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vadfeat.backbones._files import load_safetensors, sha256_file, torch_load
+from vadfeat.backbones._files import checkpoint_sha256, load_safetensors, torch_load
 from vadfeat.backbones.i3d.inception import InceptionI3d
 from vadfeat.backbones.i3d.resnet import I3DResNet50
 from vadfeat.backbones.i3d.spec import I3DSpec
@@ -250,7 +250,7 @@ def load_i3d_checkpoint(path: str | Path) -> I3DCheckpoint:
     fmt = _LAYOUT[family] + ("-safetensors" if container == "safetensors" else "")
     for note in notes:
         log.debug("%s: %s", path, note)
-    return I3DCheckpoint(state_dict=out, spec=spec, format=fmt, sha256=sha256_file(weights),
+    return I3DCheckpoint(state_dict=out, spec=spec, format=fmt, sha256=checkpoint_sha256(weights),
                          notes=tuple(notes), path=path, num_classes=num_classes)
 
 
