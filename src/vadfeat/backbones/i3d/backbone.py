@@ -148,10 +148,11 @@ class I3DBackbone(Backbone):
         with torch.device("meta"):
             params = sum(p.numel() for p in build_i3d(spec).parameters())
         # The columns `vadfeat models` / `checkpoint inspect` print for every backbone: depth is
-        # the network's (ResNet-50; InceptionV1 = GoogLeNet's 22 layers), heads the non-local blocks.
+        # the network's (ResNet-50; InceptionV1 = GoogLeNet's 22 layers); a conv net has no
+        # attention heads ("-"), the non-local variant says so in its own key.
         return {"width": spec.feature_dim, "depth": 50 if spec.family == "resnet" else 22,
-                "heads": 5 if spec.non_local else 0, "patch": "conv", "input": f"16x{spec.img_size}",
-                "params": params, "family": spec.family}
+                "heads": "-", "patch": "conv", "input": f"16x{spec.img_size}",
+                "params": params, "family": spec.family, "non_local_blocks": 5 if spec.non_local else 0}
 
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
         return keys is not None and detect_i3d(keys)
