@@ -410,7 +410,11 @@ def _flat_keys(obj: object, prefix: str = "", depth: int = 0) -> set[str]:
 
 
 def detect_backbone(checkpoint: str | Path) -> Backbone:
-    """The backbone whose checkpoint this is; :class:`CheckpointError` when none (or two) claim it."""
+    """The backbone whose checkpoint this is.
+
+    :class:`CheckpointError` for a missing path or a file two backbones claim; a file no
+    backbone claims goes to VideoMAE V2's loader, whose error names what it found.
+    """
     if str(checkpoint).startswith("hf://"):
         # Hub repositories are read by the VideoMAE V2 loader (OpenGVLab/VideoMAEv2-*); other
         # backbones take a downloaded folder.  Not fetched here: the loader fetches once.
