@@ -152,14 +152,18 @@ class Backbone:
         without running code (else ``None``); ``config``: a folder's ``config.json``."""
         raise NotImplementedError
 
-    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
-        """What ``vadfeat checkpoint inspect`` reports: an object with ``to_dict()``."""
-        raise NotImplementedError
-
     def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
         """``(state dict under the model's own names, info)`` for ``checkpoint convert``; the
-        info object has ``model_name``, ``format`` and ``sha256``."""
+        info object has ``spec``, ``model_name``, ``format``, ``sha256`` and ``to_dict()``."""
         raise NotImplementedError
+
+    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
+        """What ``vadfeat checkpoint inspect`` reports: the info of :meth:`read_checkpoint`."""
+        return self.read_checkpoint(source)[1]
+
+    def check_checkpoint_arch(self, arch: str | None, info: Any) -> None:
+        """:class:`CheckpointError` when ``--model`` asked for ``arch`` and the checkpoint
+        (``info``) holds another size; nothing to check by default."""
 
     def load_model(
         self,
@@ -187,9 +191,16 @@ class Backbone:
 
         Reads the checkpoint's header and hash (tensors memory-mapped where the format
         allows) and checks ``arch`` against it: the run's fingerprint is computed from
-        this before any model is loaded.
+        this before any model is loaded.  The default reads the checkpoint with
+        :meth:`inspect_checkpoint` and checks it with :meth:`check_checkpoint_arch`.
         """
-        raise NotImplementedError
+        if checkpoint is None:
+            if arch is None:
+                raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
+            return self.architectures()[arch], None, None
+        info = self.inspect_checkpoint(checkpoint, num_heads=num_heads)
+        self.check_checkpoint_arch(arch, info)
+        return info.spec, info.sha256, None
 
     def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
         """The preset that goes with ``arch`` (or with the architecture in ``checkpoint``, read

@@ -20,6 +20,15 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return torch_dtype(dtype)
 
 
+def ready(model: torch.nn.Module, *, device: str | torch.device,
+          dtype: str | torch.dtype | None = None) -> Any:
+    """``model`` in eval mode without gradients, on ``device``, its parameters cast to ``dtype``
+    (``None`` keeps them): the last step of every backbone's ``load_model``."""
+    model.eval().requires_grad_(False)
+    target = parse_dtype(dtype)
+    return model.to(device=device, dtype=target) if target is not None else model.to(device)
+
+
 def load_model(
     checkpoint: str | Path | None = None,
     *,
@@ -68,4 +77,4 @@ def load_model(
                          num_heads=num_heads, seed=seed, quantize=quantize, **extra)
 
 
-__all__ = ["DTYPES", "load_model", "parse_dtype"]
+__all__ = ["DTYPES", "load_model", "parse_dtype", "ready"]

@@ -149,20 +149,11 @@ class ClipBackbone(Backbone):
     def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
         return self._read(source)
 
-    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
-        return self._read(source)[1]
-
     def default_arch(self) -> str | None:
         return "vit_b_16"
 
-    def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
-                num_heads: int | None = None) -> tuple[Any, str | None, str | None]:
-        if checkpoint is None:
-            assert arch is not None
-            return ARCHS[arch], None, None
-        info = self._read(checkpoint)[1]
+    def check_checkpoint_arch(self, arch: str | None, info: Any) -> None:
         _check_arch(arch, info)
-        return info.spec, info.sha256, None
 
     def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
                    device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
@@ -184,11 +175,9 @@ class ClipBackbone(Backbone):
         model = SnippetOfFrames(visual, reduce=frame_reduce, spec=spec, checkpoint=info,
                                 random_weights=checkpoint is None, quantize=None, pooling=feature,
                                 backbone=self.name, feature_shape=self.feature_shape(spec, feature))
-        model.eval().requires_grad_(False)
-        from vadfeat.backbones.loading import parse_dtype
+        from vadfeat.backbones.loading import ready
 
-        target = parse_dtype(dtype)
-        return model.to(device=device, dtype=target) if target is not None else model.to(device)
+        return ready(model, device=device, dtype=dtype)
 
 
 def _dims(spec: ClipVisionSpec) -> tuple[int, ...]:

@@ -50,8 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vadfeat.backbones.i3d.spec import I3DSpec
-from vadfeat.errors import ConfigError
+from vadfeat.backbones.i3d.spec import I3DSpec, check_clip
 
 __all__ = ["BN_EPS", "BN_MOMENTUM", "MIXED", "InceptionI3d", "MaxPool3dSame", "Unit3D", "same_padding"]
 
@@ -161,13 +160,7 @@ class InceptionI3d(nn.Module):
 
     def forward_maps(self, x: torch.Tensor) -> torch.Tensor:
         """``Mixed_5c``'s output, ``[N, 1024, ceil(T/8), ceil(H/32), ceil(W/32)]``."""
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected clips [N, 3, T, H, W], got shape {tuple(x.shape)}")
-        if x.shape[2] < self.spec.min_frames:
-            # A setting, not a per-video problem: ConfigError (CLI exit 2, one line).  The pipeline's
-            # geometry check does not know a minimum clip length yet, so it is caught here.
-            raise ConfigError(f"I3D InceptionV1 needs clips of at least {self.spec.min_frames} frames (its "
-                              f"[2, 7, 7] average pool needs two time steps), got {x.shape[2]} (clip_len)")
+        check_clip(self.spec, x, why="its [2, 7, 7] average pool needs two time steps")
         for module in self.children():
             if module is self.avg_pool:
                 break

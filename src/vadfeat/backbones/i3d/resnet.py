@@ -45,8 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vadfeat.backbones.i3d.spec import I3DSpec
-from vadfeat.errors import ConfigError
+from vadfeat.backbones.i3d.spec import I3DSpec, check_clip
 
 __all__ = ["BN_EPS", "BN_MOMENTUM", "LAYERS", "TEMP_CONV", "I3DResNet50", "NonLocalBlock"]
 
@@ -147,13 +146,7 @@ class I3DResNet50(nn.Module):
 
     def forward_maps(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map, ``[N, 2048, T', H', W']`` (``[N, 2048, 2, 7, 7]`` for 16x224x224)."""
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected clips [N, 3, T, H, W], got shape {tuple(x.shape)}")
-        if x.shape[2] < self.spec.min_frames:
-            # A setting, not a per-video problem: ConfigError (CLI exit 2, one line).  The pipeline's
-            # geometry check does not know a minimum clip length yet, so it is caught here.
-            raise ConfigError(f"I3D ResNet-50 needs clips of at least {self.spec.min_frames} frames, "
-                             f"got {x.shape[2]} (clip_len)")
+        check_clip(self.spec, x, why="its temporal kernels and pools")
         x = self.maxpool1(F.relu(self.bn1(self.conv1(x))))
         x = self.maxpool2(self.get_submodule("layer1")(x))
         for name in ("layer2", "layer3", "layer4"):  # made by add_module: looked up by name

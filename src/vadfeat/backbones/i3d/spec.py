@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
+from vadfeat.errors import ConfigError
+
 FAMILIES: tuple[str, ...] = ("resnet", "inception")
 
 
@@ -39,3 +43,19 @@ class I3DSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_clip(spec: I3DSpec, x: torch.Tensor, *, why: str) -> None:
+    """``x`` must be clips ``[N, 3, T, H, W]`` of at least ``spec.min_frames`` frames.
+
+    The pipeline refuses a shorter ``clip_len`` before any weights load
+    (``pipeline.validate.check_model_geometry``); this is the same rule for a model
+    called directly.  Raises :class:`ValueError` for another shape and
+    :class:`ConfigError` (a setting, CLI exit 2) for too few frames; ``why`` says which
+    layers need them.
+    """
+    if x.ndim != 5 or x.shape[1] != 3:
+        raise ValueError(f"expected clips [N, 3, T, H, W], got shape {tuple(x.shape)}")
+    if x.shape[2] < spec.min_frames:
+        raise ConfigError(f"i3d/{spec.name} needs clips of at least {spec.min_frames} frames ({why}), "
+                          f"got {x.shape[2]} (clip_len)")

@@ -92,16 +92,15 @@ class VideoMAEV2Backbone(Backbone):
     def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
         from vadfeat.backbones.videomae.checkpoints import load_checkpoint
 
-        return load_checkpoint(source, num_heads=num_heads)[1]
+        return load_checkpoint(source, num_heads=num_heads)[1]  # .pth tensors memory-mapped
 
     def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
                 num_heads: int | None = None) -> tuple[Any, str | None, str | None]:
-        from vadfeat.backbones.videomae.checkpoints import load_checkpoint, resolve_spec
+        from vadfeat.backbones.videomae.checkpoints import resolve_spec
 
         if checkpoint is None:
             return resolve_spec(arch, None), None, None
-        state, info = load_checkpoint(checkpoint, num_heads=num_heads)  # .pth tensors memory-mapped
-        del state
+        info = self.inspect_checkpoint(checkpoint, num_heads=num_heads)
         return resolve_spec(arch, info), info.sha256, (info.compression or {}).get("quantize")
 
     def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,

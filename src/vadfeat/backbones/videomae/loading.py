@@ -60,11 +60,9 @@ def load_videomae(
         check_keys(state, expected, allow_missing=allow)
         encoder.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False)
     fm = FeatureModel(encoder, pooling=pooling, random_weights=state is None, checkpoint=info)
-    fm.eval().requires_grad_(False)
-    from vadfeat.backbones.loading import parse_dtype
+    from vadfeat.backbones.loading import ready
 
-    target = parse_dtype(dtype)
-    fm = fm.to(device=device, dtype=target) if target is not None else fm.to(device)
+    fm = ready(fm, device=device, dtype=dtype)
     recorded = (info.compression or {}).get("quantize") if info is not None else None
     if quantize is not None or recorded is not None:
         from vadfeat.backbones.videomae.compress import apply_quantization
