@@ -221,6 +221,12 @@ def test_cli_prints_a_line_per_video_and_writes_the_report(runs: dict[str, Path]
     assert main(["compare", str(runs["base"]), str(theirs / "a.npy")]) == 2
     with pytest.raises(ConfigError):
         compare(runs["base"], runs["base"], window=-1)
+    # A file vadfeat did not write is never replaced: exit 2 before any work.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "compare.json").write_text("{}")
+    assert main(["compare", str(runs["base"]), str(runs["base"]), "-o", str(tmp_path / "other")]) == 2
+    assert (tmp_path / "other" / "compare.json").read_text() == "{}"
+    assert not (tmp_path / "other" / "index.html").exists()
     shutil.rmtree(tmp_path / "rep")
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from vadfeat.dataset.labels import LabelSet, VideoLabels
 from vadfeat.dataset.report import feature_norms, first_component, inspect
+from vadfeat.errors import ConfigError
 
 
 def write_features(root: Path, name: str, rows: int, *, num_frames: int, seed: int) -> None:
@@ -86,3 +87,21 @@ def test_selection_and_unknown_names(tmp_path: Path) -> None:
     assert [v.name for v in res.videos] == ["two"]
     assert [i.video for i in res.issues] == ["three"]
     assert not (tmp_path / "r" / "one.png").exists()
+
+
+def test_never_replaces_a_file_it_did_not_write(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    write_features(feats, "one", 3, num_frames=48, seed=2)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "index.html").write_text("my notes")
+    with pytest.raises(ConfigError, match=r"index\.html exists and was not written by a vadfeat report"):
+        inspect(feats, out, width_px=300, height_px=200)
+    assert (out / "index.html").read_text() == "my notes" and not (out / "one.png").exists()
+    # Its own files are replaced on a second run.
+    mine = tmp_path / "mine"
+    inspect(feats, mine, width_px=300, height_px=200)
+    first = (mine / "one.png").stat().st_mtime_ns
+    inspect(feats, mine, width_px=300, height_px=200)
+    assert (mine / "one.png").stat().st_mtime_ns >= first and (mine / "index.html").exists()
+    assert json.loads((mine / ".vadfeat-report.json").read_text())["files"] == ["index.html", "one.png"]

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vadfeat",
         description=(
-            "VideoMAE V2 feature extraction for weakly supervised video anomaly "
+            "VideoMAE V2, CLIP and I3D feature extraction for weakly supervised video anomaly "
             "detection. Run `vadfeat COMMAND --help` for each command's options."
         ),
         epilog=EXIT_CODES,

@@ -92,6 +92,7 @@ from vadfeat.store.reader import (
     FeatureRecord,
     FeatureSet,
     _make_record,
+    claim_report_files,
     read_features,
     video_key,
     write_json,
@@ -1042,6 +1043,9 @@ def compare(
         ts = _regroup_short_crops(ts, ms, clip_len)
         pairs, only_mine, only_theirs = _pair(ms, ts)
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        pngs = [f"{name}.png" for name, _, _ in pairs] if plots else []
+        claim_report_files(out_dir, [*pngs, "compare.json", "index.html"], command="compare")
     videos: list[VideoComparison] = []
     for name, mr, tr in pairs:
         loaded = []

@@ -31,7 +31,14 @@ import numpy as np
 from vadfeat.dataset.align import fit_frame_labels
 from vadfeat.dataset.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
 from vadfeat.errors import ConfigError
-from vadfeat.store.reader import FeatureIssue, FeatureRecord, FeatureSet, as_feature_set, write_text
+from vadfeat.store.reader import (
+    FeatureIssue,
+    FeatureRecord,
+    FeatureSet,
+    as_feature_set,
+    claim_report_files,
+    write_text,
+)
 from vadfeat.store.writers import atomic_path
 
 log = logging.getLogger(__name__)
@@ -221,6 +228,7 @@ def inspect(
                 issues.append(FeatureIssue(v, "not found among the features" if not hits
                                            else f"ambiguous: {', '.join(r.name for r in hits)}"))
         records = sorted(set(chosen), key=lambda r: r.name)
+    claim_report_files(out_dir, [f"{r.name}.png" for r in records] + ["index.html"], command="inspect")
     reports: list[VideoReport] = []
     for record in records:
         video_gt = gt.get(record.name) if gt is not None else None

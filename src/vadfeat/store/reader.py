@@ -44,7 +44,7 @@ import logging
 import os
 import pickle
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -452,6 +452,40 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write JSON atomically, keys in insertion order."""
     return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+#: The record, in a report folder (``inspect -o``, ``compare -o``), of the files vadfeat wrote there.
+REPORT_RECORD = ".vadfeat-report.json"
+
+
+def claim_report_files(out: str | os.PathLike[str], names: Iterable[str], *, command: str) -> Path:
+    """Make ``out`` ready for a report's files ``names`` (relative), before writing any.
+
+    A file already at one of those paths is replaced only if ``out/.vadfeat-report.json``
+    lists it (a vadfeat report wrote it); otherwise :class:`~vadfeat.errors.ConfigError`
+    names it (exit 2, nothing written), as does an unreadable record.  The record then
+    lists ``names`` too (written before the files, so an interrupted report is still
+    vadfeat's to redo).  Returns ``out``.
+    """
+    out_dir = Path(out)
+    record = out_dir / REPORT_RECORD
+    owned: set[str] = set()
+    if record.exists():
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+            owned = {str(n) for n in data["files"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{record} is not a vadfeat report record ({exc}); choose another output "
+                              "folder (-o)") from exc
+    wanted = sorted(set(names))
+    foreign = [n for n in wanted if n not in owned and os.path.lexists(out_dir / n)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise ConfigError(f"{out_dir / foreign[0]}{more} exists and was not written by a vadfeat report; "
+                          f"`vadfeat {command}` never replaces it: choose another output folder (-o)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"files": sorted(owned | set(wanted))})
+    return out_dir
 
 
 def write_pickle(path: str | os.PathLike[str], data: Any) -> Path:
