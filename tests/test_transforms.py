@@ -528,3 +528,43 @@ def test_crops_from_one_scaled_frame_are_bit_identical_to_the_old_path(bigbuckbu
                 batch = transform.batch(torch.from_numpy(np.stack(landscape)).permute(0, 3, 1, 2))
                 assert torch.equal(batch, torch.stack([_old_crop_path(f, preset) for f in landscape]))
     assert checked == len(list_presets()) * 4 * 2 * len(frames)
+
+
+def test_snippets_cut_at_assembly_equal_stacked_per_frame_crops(bigbuckbunny) -> None:
+    # Issue 15: with 5/10 crops a decode worker keeps each frame resized and scaled once
+    # (`prepare`) and cuts the crops when a snippet is assembled, straight into the snippet
+    # (mirrored crops as negative-stride views).  Only values move, so a snippet must equal,
+    # bit for bit, the old route: each frame's crops by the per-frame path before issue 15
+    # (`_old_crop_path`), stacked on axis 2.  Every preset, 1/3/5/10 crops, both orders,
+    # landscape and portrait frames.
+    import av
+
+    from vadfeat.pipeline.presets import list_presets
+
+    with av.open(str(bigbuckbunny)) as c:
+        raw = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), c.decode(video=0), strict=False)]
+    land = [np.ascontiguousarray(cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)) for f in raw]
+    port = [np.ascontiguousarray(f.transpose(1, 0, 2)[:300]) for f in land]
+    checked = 0
+    for name in list_presets():
+        for crops in (1, 3, 5, 10):
+            for order in ("torchvision", "centre-first"):
+                preset = get_preset(name).replace(crops=crops, crop_order=order)
+                transform = build_frame_transform(preset)
+                assert transform.cuts_at_snippet == (crops in (5, 10))
+                for frames in (land, port):
+                    kept = [transform.prepare(f) for f in frames]
+                    if crops in (5, 10):  # a frame, not its crops: [3, H', W']
+                        assert kept[0].dim() == 3 and kept[0].shape[-1] != preset.size
+                    snippet = transform.assemble(kept)
+                    want = torch.stack([_old_crop_path(f, preset) for f in frames], dim=2)
+                    assert snippet.shape == (crops, 3, len(frames), preset.size, preset.size)
+                    assert snippet.is_contiguous() and snippet.dtype == torch.float32
+                    assert torch.equal(snippet, want), (name, crops, order, frames[0].shape)
+                    checked += 1
+    assert checked == len(list_presets()) * 4 * 2 * 2
+    with pytest.raises(ValueError, match="at least one frame"):
+        build_frame_transform("videomae-v2").assemble([])
+    ten = build_frame_transform(get_preset("videomae-v2").replace(crops=10))
+    with pytest.raises(ValueError, match="frame 1 of the snippet"):  # frames of one size only
+        ten.assemble([ten.prepare(land[0]), ten.prepare(port[0])])

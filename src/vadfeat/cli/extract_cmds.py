@@ -151,10 +151,10 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _extract(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "local") == "ray":
         return _extract_ray(args)
-    from vadfeat._malloc import limit_arenas
+    from vadfeat._malloc import tune_malloc
     from vadfeat.engines.local import extract
 
-    limit_arenas()  # this process is ours: one malloc arena keeps long runs' memory flat
+    tune_malloc()  # this process is ours: flat memory over long runs, no page-fault storm
     try:
         summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
                           overwrite=args.overwrite, progress=not args.quiet, root=args.root,
@@ -203,10 +203,10 @@ def _extract_ray(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from vadfeat._malloc import limit_arenas
+    from vadfeat._malloc import tune_malloc
     from vadfeat.demo import run_demo
 
-    limit_arenas()
+    tune_malloc()
     r = run_demo(Path(args.output), checkpoint=args.checkpoint, model=args.model,
                  progress=not args.quiet)
     weights = ("RANDOM WEIGHTS (tiny test model): the pipeline is real, the numbers mean nothing; "

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vadfeat._malloc import limit_arenas
+from vadfeat._malloc import tune_malloc
 from vadfeat.engines._signals import handle_stop_signals, signum_of
 from vadfeat.engines.context import (
     EXIT_ELSEWHERE,
@@ -606,9 +606,11 @@ def extract(
     16-frame snippet is ~100 MB), so the snippets waiting for the model are also
     bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of frames; a single snippet
     larger than that still passes when nothing else waits.  This function leaves
-    the process's allocator alone; over long videos, peak memory stays flatter with
-    one glibc malloc arena (``MALLOC_ARENA_MAX=1``, which ``vadfeat extract`` sets
-    for itself: :func:`vadfeat._malloc.limit_arenas`).
+    the process's allocator alone; ``vadfeat extract`` tunes its own
+    (:func:`vadfeat._malloc.tune_malloc`: one glibc arena keeps peak memory flat over
+    long videos, and big blocks kept on the heap spare a page fault per 4 KiB of every
+    snippet; set ``MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=1073741824
+    MALLOC_TRIM_THRESHOLD_=1073741824`` for the same effect).
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -690,7 +692,7 @@ def _device_main(results: Any, index: int, device: str, inputs: list, out: str |
                  config: ExtractConfig, kwargs: dict[str, Any]) -> None:
     """One device's process: the ordinary engine on ``device``; its summary goes back."""
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{device}] %(message)s")
-    limit_arenas()  # a process vadfeat owns: flat memory over long videos
+    tune_malloc()  # a process vadfeat owns: flat memory over long videos
     with handle_stop_signals():
         try:
             summary = extract(inputs, out, config=config, devices=[device], progress=False, **kwargs)

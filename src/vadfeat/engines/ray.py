@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vadfeat._malloc import limit_arenas
+from vadfeat._malloc import tune_malloc
 from vadfeat.engines._signals import signum_of
 from vadfeat.engines.context import (
     RunContext,
@@ -135,7 +135,7 @@ class _ExtractActor:
 
     def __init__(self, config: ExtractConfig, layout: str, fingerprint: dict[str, Any],
                  out: str, overwrite: bool, threads: int) -> None:
-        limit_arenas()  # a worker process vadfeat owns: flat memory over long videos
+        tune_malloc()  # a worker process vadfeat owns: flat memory over long videos
         torch.set_num_threads(max(1, threads))
         self.out = Path(out)
         # The driver cannot check another host's temporaries: each worker cleans its host's.

@@ -19,33 +19,35 @@ import torch
 from vadfeat.io.video import open_video
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.sampling import SnippetAssembler
+from vadfeat.pipeline.transforms import FrameTransform
 from vadfeat.store.writers import source_identity
 
 K = TypeVar("K")
 
 
 def snippet_stream(
-    source: str | Path, config: ExtractConfig, transform: Callable[[np.ndarray], Any], *,
+    source: str | Path, config: ExtractConfig, transform: FrameTransform, *,
     pin_memory: bool = False,
 ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
     """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
-    ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU (``transform`` applied
-    per frame), or with ``config.preprocess == "device"`` the snippet's raw frames
+    ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU (``transform.prepare``
+    applied per frame, ``transform.assemble`` per snippet: 5 and 10 crops are cut once,
+    straight into the snippet), or with ``config.preprocess == "device"`` the snippet's raw frames
     ``[T, 3, H, W]`` uint8 RGB (page-locked when ``pin_memory``).  Frames are decoded
     (and preprocessed) one at a time; only the frames a pending snippet still needs are
     held.  Raises :class:`~vadfeat.errors.VideoError` for a video that cannot be read.
     """
     p = config.preset
     raw = config.preprocess == "device"
-    item = (lambda frame: frame) if raw else transform
+    item = (lambda frame: frame) if raw else transform.prepare
     try:  # before decoding: a file replaced mid-run must not be recorded as the new one
         identity: dict[str, Any] | None = source_identity(source)
     except OSError:
         identity = None  # open_video says why the source cannot be read
 
     def assemble(frames: Sequence[Any]) -> torch.Tensor:
-        return raw_clip(frames, pin_memory=pin_memory) if raw else torch.stack(list(frames), dim=2)
+        return raw_clip(frames, pin_memory=pin_memory) if raw else transform.assemble(frames)
 
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]

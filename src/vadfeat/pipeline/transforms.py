@@ -386,22 +386,30 @@ def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     return ten_crop(frame, preset.size, order=preset.crop_order)
 
 
+def _scaled_frame(x: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """The frame every 5 or 10 crops are cut from: ``[..., 3, H, W]`` -> ``[..., 3, H', W']``
+    float32, resized to the preset's ``crop_resize`` short side, scaled and in its channel order."""
+    interp, aa = preset.interpolation, preset.antialias
+    frame = resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
+    _check_fits(frame, preset.size)
+    # Contiguous rows (a no-op for the CPU resize's output): the crops copy out of plain rows.
+    frame = normalize(frame.contiguous(), scale=preset.scale, mean=preset.mean, std=preset.std)
+    return reorder_channels(frame, preset.channel_order).to(torch.float32)
+
+
 def _multi_crop(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """5 or 10 crops at the cost of one resize: ``[..., 3, H, W]`` -> ``[..., crops, 3, size, size]``.
 
     The values of ``normalize(_geometry(x))`` in the preset's channel order, computed
-    in another order: the resized frame is scaled (and its channels reordered) once,
-    the crops are views of it (10 crops: and of its one mirrored copy), and a single
-    ``torch.stack`` writes them into the float32 output.  Scaling is elementwise with
-    per-channel coefficients, so scaling the frame then cutting equals cutting then
-    scaling, bit for bit (``tests/test_transforms.py`` checks it on real frames).
+    in another order: the resized frame is scaled (and its channels reordered) once
+    (:func:`_scaled_frame`), the crops are views of it (10 crops: and of its one
+    mirrored copy), and a single ``torch.stack`` writes them into the float32 output.
+    Scaling is elementwise with per-channel coefficients, so scaling the frame then
+    cutting equals cutting then scaling, bit for bit (``tests/test_transforms.py``
+    checks it on real frames).
     """
-    interp, aa = preset.interpolation, preset.antialias
-    frame = resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
-    height, width = _check_fits(frame, preset.size)
-    # Contiguous rows (a no-op for the CPU resize's output): the crops copy out of plain rows.
-    frame = normalize(frame.contiguous(), scale=preset.scale, mean=preset.mean, std=preset.std)
-    frame = reorder_channels(frame, preset.channel_order).to(torch.float32)
+    frame = _scaled_frame(x, preset)
+    height, width = frame.shape[-2], frame.shape[-1]
     size = preset.size
     offsets = _five_offsets(height, width, size, preset.crop_order)
     sources = [frame] if preset.crops == 5 else [frame, frame.flip(-1)]
@@ -409,6 +417,33 @@ def _multi_crop(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     shape = (*frame.shape[:-3], preset.crops, 3, size, size)
     out = torch.empty(shape, dtype=torch.float32, device=frame.device)
     return torch.stack(views, dim=-4, out=out)
+
+
+def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset) -> torch.Tensor:
+    """A snippet's 5 or 10 crops from its scaled frames (:func:`_scaled_frame`, ``[3, H', W']``
+    float32 on the CPU, one per time step) -> ``[crops, 3, T, size, size]`` float32.
+
+    Each crop of each frame is written once, straight into the snippet (numpy
+    copies; a mirrored crop is a negative-stride view of the frame, so the mirror is
+    never materialised).  The same floats as stacking :func:`_multi_crop`'s per-frame
+    output on axis 2, bit for bit: only values move.
+    """
+    size = preset.size
+    height, width = frames[0].shape[-2], frames[0].shape[-1]
+    offsets = _five_offsets(height, width, size, preset.crop_order)
+    out = torch.empty((preset.crops, 3, len(frames), size, size), dtype=torch.float32)
+    dst = out.numpy()
+    mirrored = preset.crops == 10
+    for t, frame in enumerate(frames):
+        if frame.shape[-2:] != (height, width):
+            raise ValueError(f"frame {t} of the snippet is {tuple(frame.shape[-2:])}, "
+                             f"frame 0 is {(height, width)}")
+        src = frame.numpy()
+        for k, (top, left) in enumerate(offsets):
+            dst[k, :, t] = src[:, top : top + size, left : left + size]
+            if mirrored:  # position k of the mirrored frame = the mirror of the crop at width-size-left
+                dst[5 + k, :, t] = src[:, top : top + size, width - size - left : width - left][..., ::-1]
+    return out
 
 
 def transform_frames(x: torch.Tensor, preset: Preset) -> torch.Tensor:
@@ -462,6 +497,42 @@ class FrameTransform:
         return (self.preset.crops, 3, self.preset.size, self.preset.size)
 
     def __call__(self, frame: np.ndarray) -> torch.Tensor:
+        if self.preset.crops == 1 and self.preset.resize == "legacy":
+            self._chw(frame)  # the same checks
+            return _legacy_to_tensor(frame, self.preset)
+        return transform_frames(self._chw(frame), self.preset)
+
+    @property
+    def cuts_at_snippet(self) -> bool:
+        """5 and 10 crops are cut when a snippet is assembled (:meth:`assemble`), not per frame."""
+        return self.preset.crops in (5, 10)
+
+    def prepare(self, frame: np.ndarray) -> torch.Tensor:
+        """The per-frame stage: what a decode worker keeps of ``frame`` until its snippets
+        are assembled by :meth:`assemble`.
+
+        5 or 10 crops: the resized, scaled frame ``[3, H', W']`` float32 (about a quarter
+        of the bytes of its 10 crops); otherwise ``self(frame)``, ``[crops, 3, size, size]``.
+        """
+        if not self.cuts_at_snippet:
+            return self(frame)
+        return _scaled_frame(self._chw(frame), self.preset)
+
+    def assemble(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A snippet from :meth:`prepare`'s outputs (one per time step, in order) ->
+        ``[crops, 3, T, size, size]`` float32, contiguous.
+
+        Equal, bit for bit, to stacking ``self(frame)`` of the same frames on axis 2;
+        with 5 or 10 crops each crop is written once, straight into the snippet.
+        """
+        if not prepared:
+            raise ValueError("a snippet needs at least one frame")
+        if not self.cuts_at_snippet:
+            return torch.stack(list(prepared), dim=2)
+        return _cut_snippet(prepared, self.preset)
+
+    def _chw(self, frame: np.ndarray) -> torch.Tensor:
+        """Check a decoded frame; its ``[3, H, W]`` uint8 view (channels-last strides)."""
         if not isinstance(frame, np.ndarray):
             raise TypeError(f"expected a numpy frame [H, W, 3], got {type(frame).__name__}")
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -470,13 +541,10 @@ class FrameTransform:
             )
         if frame.shape[0] == 0 or frame.shape[1] == 0:
             raise ValueError(f"empty frame {frame.shape}")
-        if self.preset.crops == 1 and self.preset.resize == "legacy":
-            return _legacy_to_tensor(frame, self.preset)
         if not (frame.flags.c_contiguous and frame.flags.writeable):
             # torch.from_numpy rejects negative strides and warns on read-only memory.
             frame = np.array(frame, order="C", copy=True)
-        chw = torch.from_numpy(frame).permute(2, 0, 1)  # a view: channels-last strides
-        return transform_frames(chw, self.preset)
+        return torch.from_numpy(frame).permute(2, 0, 1)  # a view: channels-last strides
 
     def batch(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames ``[..., 3, H, W]`` uint8 RGB (any device) -> ``[..., crops, 3, size, size]``."""
