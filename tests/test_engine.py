@@ -319,3 +319,59 @@ def test_tuned_malloc_reuses_pages_of_big_blocks() -> None:
     untuned, tuned = faults("plain"), faults("tuned")
     assert untuned >= 10 * 24_576 * 0.9, untuned
     assert tuned <= 3 * 24_576 < untuned / 3, tuned
+
+
+def test_batcher_keeps_one_batch_in_flight_and_returns_rows_in_order() -> None:
+    """SnippetBatcher with ``submit`` and ``depth=1`` (how GPU runs batch, DeviceFeed):
+    batch i is fetched only after batch i+1 is submitted, rows come back in the order
+    added, len() counts waiting and in-flight snippets, flush fetches everything."""
+    import torch
+
+    from vadfeat.pipeline.stream import SnippetBatcher
+
+    log: list[str] = []
+
+    def submit(clips):
+        batch = [int(c.item()) for c in clips]
+        log.append(f"submit {batch}")
+
+        def fetch():
+            log.append(f"fetch {batch}")
+            return np.asarray(batch) * 10
+
+        return fetch
+
+    b: SnippetBatcher[str] = SnippetBatcher(submit=submit, size=2, depth=1)
+    got = []
+    for i in range(5):
+        got += b.add(f"k{i}", torch.tensor(i))
+    # 5 snippets, batches of 2: [0,1] and [2,3] submitted; [0,1] fetched after [2,3] went.
+    assert log == ["submit [0, 1]", "submit [2, 3]", "fetch [0, 1]"]
+    assert got == [("k0", 0), ("k1", 10)] and len(b) == 3
+    got += b.flush()
+    assert log[3:] == ["submit [4]", "fetch [2, 3]", "fetch [4]"]
+    assert [k for k, _ in got] == [f"k{i}" for i in range(5)]
+    assert [int(v) for _, v in got] == [0, 10, 20, 30, 40]
+    assert len(b) == 0 and b.flush() == []
+
+    def broken(clips):
+        def fetch():
+            raise RuntimeError("simulated: device error")
+        return fetch
+
+    b = SnippetBatcher(submit=broken, size=1, depth=1)
+    assert b.add("a", torch.tensor(0)) == []  # in flight, not fetched yet
+    with pytest.raises(RuntimeError, match="device error"):
+        b.add("b", torch.tensor(1))
+    assert len(b) == 1  # "a" was dropped with its batch; "b" is still in flight
+    with pytest.raises(ValueError, match="one of run_model and submit"):
+        SnippetBatcher(size=2)
+
+
+def test_device_feed_is_for_cuda_only() -> None:
+    from vadfeat.pipeline.feed import DeviceFeed
+
+    fx = vadfeat.FeatureExtractor(**TINY, device="cpu", size=32, short_side=32)
+    with pytest.raises(ValueError, match="feeds a CUDA device, not cpu"):
+        DeviceFeed(fx)
+    assert fx.batcher().depth == 0  # the CPU path runs each batch at once

@@ -190,24 +190,38 @@ class FeatureExtractor:
     def run_model(self, clips: torch.Tensor) -> np.ndarray:
         """``[N, crops, 3, T, S, S]`` -> features ``[N, (crops,) *feature_shape]`` float32.
 
-        ``clips`` on the CPU are uploaded here; clips already on the device (from
-        :meth:`prepare` in device mode) are used where they are.
+        Synchronous.  ``clips`` on the CPU are uploaded here; clips already on the
+        device (from :meth:`prepare` in device mode) are used where they are.  GPU runs
+        batch through :class:`~vadfeat.pipeline.feed.DeviceFeed` instead (same forward,
+        copies overlapped with compute; :meth:`batcher`).
         """
         n = clips.shape[0]
         x = clips.flatten(0, 1)
         if self.device.type == "cuda" and not x.is_cuda:
             x = x.pin_memory().to(self.device, non_blocking=True)
+        return self.rows(self.forward(x).float().cpu().numpy(), n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model on a flat batch ``[N * crops, 3, T, S, S]`` on its device, under the
+        run's autocast dtype: features ``[N * crops, *feature_shape]`` (the compute dtype)."""
         if self._autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self._autocast_dtype):
-                y = self.model(x)
-        else:
-            y = self.model(x)
-        y = y.float().cpu().numpy().reshape(n, self.crops, *self.model.feature_shape)
+                return self.model(x)
+        return self.model(x)
+
+    def rows(self, y: np.ndarray, n: int) -> np.ndarray:
+        """Flat features ``[N * crops, ...]`` -> ``[N, (crops,) *feature_shape]``."""
+        y = y.reshape(n, self.crops, *self.model.feature_shape)
         return y[:, 0] if self.crops == 1 else y
 
     def batcher(self) -> SnippetBatcher[Any]:
         """A :class:`~vadfeat.pipeline.stream.SnippetBatcher` of :attr:`clips_per_batch`
-        snippets per forward pass through :meth:`run_model`."""
+        snippets per forward pass: through :meth:`run_model` on the CPU; on a CUDA device
+        through a :class:`~vadfeat.pipeline.feed.DeviceFeed` with one batch in flight."""
+        if self.device.type == "cuda":
+            from vadfeat.pipeline.feed import DeviceFeed
+
+            return SnippetBatcher(submit=DeviceFeed(self).submit, size=self.clips_per_batch, depth=1)
         return SnippetBatcher(lambda clips: self.run_model(clips), self.clips_per_batch)
 
     def sidecar(self, *, video: str, source: Path, meta: dict[str, Any],

@@ -91,37 +91,78 @@ def raw_clip(frames: Sequence[np.ndarray], *, pin_memory: bool = False) -> torch
     return clip
 
 
+Fetch = Callable[[], np.ndarray]
+
+
 class SnippetBatcher(Generic[K]):
     """Prepared snippets -> forward passes of ``size`` snippets: the one batching loop.
 
     :meth:`add` keeps a snippet (model input ``[crops, 3, T, S, S]``) under a key and,
-    once ``size`` are waiting, runs them through ``run_model`` as one batch; :meth:`flush`
-    runs what waits.  Both return ``(key, features)`` per snippet run, in the order
-    added (``features`` as ``run_model`` gives one row).  Errors of ``run_model``
-    propagate: the snippets of that batch are dropped.
+    once ``size`` are waiting, submits them as one batch; :meth:`flush` submits what
+    waits.  Both return ``(key, features)`` per snippet whose batch was fetched, in the
+    order added (``features`` as the model gives one row).
+
+    Two ways to run a batch:
+
+    - ``run_model`` (``[N, crops, 3, T, S, S]`` -> rows ``[N, ...]``): synchronous; the
+      batch is stacked here and its rows come back at once (the CPU path);
+    - ``submit`` (the batch's clips -> a ``fetch`` function returning its rows): the
+      device runs the batch asynchronously, and up to ``depth`` submitted batches are
+      left unfetched, so the caller assembles batch ``i + 1`` while the device computes
+      batch ``i`` (:class:`vadfeat.pipeline.feed.DeviceFeed`).
+
+    ``len()`` counts the snippets not yet returned (waiting or in flight).  Errors of
+    the model propagate (from the submit or the fetch): the snippets of that batch
+    are dropped.
     """
 
-    def __init__(self, run_model: Callable[[torch.Tensor], np.ndarray], size: int) -> None:
-        self.run_model = run_model
+    def __init__(self, run_model: Callable[[torch.Tensor], np.ndarray] | None = None, size: int = 1, *,
+                 submit: Callable[[list[torch.Tensor]], Fetch] | None = None, depth: int = 0) -> None:
+        if (run_model is None) == (submit is None):
+            raise ValueError("pass one of run_model and submit")
+        if submit is None:
+            assert run_model is not None
+
+            def submit(clips: list[torch.Tensor]) -> Fetch:
+                rows = run_model(torch.stack(clips))
+                return lambda: rows
+
+            depth = 0
+        self.submit = submit
         self.size = max(1, size)
+        self.depth = max(0, depth)
         self._keys: list[K] = []
         self._clips: list[torch.Tensor] = []
+        self._in_flight: list[tuple[list[K], Fetch]] = []
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + sum(len(keys) for keys, _ in self._in_flight)
 
     def add(self, key: K, clip: torch.Tensor) -> list[tuple[K, np.ndarray]]:
         self._keys.append(key)
         self._clips.append(clip)
-        return self.flush() if len(self._keys) >= self.size else []
+        if len(self._keys) < self.size:
+            return []
+        self._submit()
+        return self._fetch(keep=self.depth)
 
     def flush(self) -> list[tuple[K, np.ndarray]]:
-        if not self._keys:
-            return []
+        """Submit what waits, even if fewer than a batch, and fetch every batch in flight."""
+        if self._keys:
+            self._submit()
+        return self._fetch(keep=0)
+
+    def _submit(self) -> None:
         keys, clips = self._keys, self._clips
         self._keys, self._clips = [], []
-        rows = self.run_model(torch.stack(clips))
-        return list(zip(keys, rows, strict=True))
+        self._in_flight.append((keys, self.submit(clips)))
+
+    def _fetch(self, *, keep: int) -> list[tuple[K, np.ndarray]]:
+        done: list[tuple[K, np.ndarray]] = []
+        while len(self._in_flight) > keep:
+            keys, fetch = self._in_flight.pop(0)
+            done.extend(zip(keys, fetch(), strict=True))
+        return done
 
 
-__all__ = ["SnippetBatcher", "raw_clip", "snippet_stream"]
+__all__ = ["Fetch", "SnippetBatcher", "raw_clip", "snippet_stream"]
