@@ -99,7 +99,8 @@ def stream_ms(size: str, base: Preset, rounds: int) -> dict[int, list[float]]:
     from vadfeat.pipeline.config import ExtractConfig
     from vadfeat.pipeline.stream import snippet_stream
 
-    video = C.make_clip(Path(C.DEFAULT_WORK) / f"crop_cost_{size}.mp4", "bigbuckbunny.mp4", *SIZES[size], 10.0)
+    video = C.make_clip(Path(C.DEFAULT_WORK) / f"crop_cost_{size}.mp4", "bigbuckbunny.mp4",
+                        *SIZES[size], 10.0)
     frames = C.video_frames(video)
     cfgs = {k: ExtractConfig.from_settings(random_weights=True, model="vit_tiny_patch16_224",
                                            preset=base.name, crops=k, device="cpu") for k in (1, 10)}
