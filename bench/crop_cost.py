@@ -118,6 +118,27 @@ def stream_ms(size: str, base: Preset, rounds: int) -> dict[int, list[float]]:
     return {k: [C.median([t[0] for t in v]), C.median([t[1] for t in v])] for k, v in runs.items()}
 
 
+def raw_ms(frames: list[np.ndarray], clip_len: int, rounds: int) -> list[float]:
+    """[before, now] CPU ms per frame of a device-mode raw snippet: frames reordered to
+    ``[T, 3, H, W]`` on the host (the code before issue 15) vs kept ``[T, H, W, 3]``."""
+    from vadfeat.pipeline.stream import raw_clip
+
+    def reorder(fs: list[np.ndarray]) -> torch.Tensor:
+        h, w, _ = fs[0].shape
+        clip = torch.empty((len(fs), 3, h, w), dtype=torch.uint8)
+        out = clip.numpy()
+        for t, f in enumerate(fs):
+            out[t] = f.transpose(2, 0, 1)
+        return clip
+
+    runs: dict[str, list[float]] = {"old": [], "new": []}
+    for r in range(rounds):
+        for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            fn = reorder if name == "old" else raw_clip
+            runs[name].append(measure(fn, frames, clip_len)[0])
+    return [C.median(runs["old"]), C.median(runs["new"])]
+
+
 def child(args: argparse.Namespace) -> int:
     """One malloc setting: JSON {size: {crops: {route: [ms, faults]}}} on stdout."""
     if args.child == "tuned":
@@ -145,9 +166,11 @@ def child(args: argparse.Namespace) -> int:
                 for name in order:
                     times.setdefault((k, name), []).append(measure(fns[k][name], frames, base.clip_len))
         stream = stream_ms(size, base, args.rounds)
-        result[size] = {"stream": stream} | {k: {name: [C.median([t[0] for t in times[(k, name)]]),
-                                   C.median([t[1] for t in times[(k, name)]])] for name in ROUTES}
-                        for k in (1, 5, 10)}
+        raw = raw_ms(frames, base.clip_len, args.rounds)
+        routes_ms = {k: {name: [C.median([t[0] for t in times[(k, name)]]),
+                                C.median([t[1] for t in times[(k, name)]])] for name in ROUTES}
+                     for k in (1, 5, 10)}
+        result[size] = {"stream": stream, "raw": raw, **routes_ms}
     print(json.dumps(result))
     return 0
 
@@ -194,6 +217,14 @@ def main() -> int:
             one, ten = st["1"], st["10"]
             rows.append([size, mode, f"{one[0]:.2f}", f"{ten[0]:.2f}", f"{ten[0] / one[0]:.2f}x",
                          f"{one[1]:.0f}, {ten[1]:.0f}"])
+    print(C.table(rows))
+    print("\n--preprocess device: a snippet's raw frames per frame, before (reordered to [T, 3, H, W]"
+          " on the host) and now ([T, H, W, 3] as decoded):")
+    rows = [["size", "malloc", "reorder ms/frame", "as decoded ms/frame", "now / before"]]
+    for size in args.sizes:
+        for mode in MALLOC:
+            old, new = got[mode][size]["raw"]
+            rows.append([size, mode, f"{old:.2f}", f"{new:.2f}", f"{new / old:.2f}"])
     print(C.table(rows))
     C.footer()
     return 0

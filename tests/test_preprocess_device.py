@@ -83,16 +83,17 @@ def test_device_clips_equal_worker_clips(frames_folder: tuple[Path, list[np.ndar
     raw = list(device.snippet_stream(folder))
     assert [r for r, _ in raw] == [r for r, _ in want] == [(0, 15), (16, 19)]
     for (_, w), (_, r) in zip(want, raw, strict=True):
-        assert r.dtype == torch.uint8 and r.shape == (16, 3, 127, 171) and r.is_contiguous()
+        assert r.dtype == torch.uint8 and r.shape == (16, 127, 171, 3) and r.is_contiguous()
         got = device.prepare(r)
         assert got.dtype == torch.float32 and got.shape == w.shape == (crops, 3, 16, 224, 224)
         assert worker.prepare(w) is w  # worker clips are already model input
         diff = float((got - w).abs().max())
         assert diff <= CLIP_ATOL, f"max abs difference {diff}"
-    # Raw frames are the decoded RGB frames, channel-first; the padded tail repeats frame 19.
+    # Raw frames are the decoded RGB frames, channels last as decoded; the padded tail
+    # repeats frame 19.
     tail = frames[16:] + [frames[19]] * 12
     for (_, r), src in zip(raw, (frames[:16], tail), strict=True):
-        assert np.array_equal(r.numpy(), np.stack(src).transpose(0, 3, 1, 2))
+        assert np.array_equal(r.numpy(), np.stack(src))
 
 
 @pytest.mark.parametrize(("preset", "crops"), CASES)
@@ -250,7 +251,7 @@ def test_a_snippet_that_cannot_be_prepared_fails_only_its_video(
     real = fx.prepare
 
     def prepare(clip: torch.Tensor) -> torch.Tensor:
-        if clip.shape[-1] == 320:  # a.mp4
+        if clip.shape[-2] == 320:  # a.mp4 (frames [T, H, W, 3])
             raise ValueError("simulated: cannot cut crops")
         return real(clip)
 

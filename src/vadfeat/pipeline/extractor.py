@@ -165,7 +165,7 @@ class FeatureExtractor:
         """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
         ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU, or with
-        ``preprocess="device"`` the snippet's raw frames ``[T, 3, H, W]`` uint8 RGB
+        ``preprocess="device"`` the snippet's raw frames ``[T, H, W, 3]`` uint8 RGB
         (page-locked when the device is CUDA); :meth:`prepare` turns either into
         model input (:func:`vadfeat.pipeline.stream.snippet_stream`).
         """
@@ -183,7 +183,7 @@ class FeatureExtractor:
         """
         if self.preprocess == "worker":
             return clip
-        frames = clip.to(self.device, non_blocking=True)
+        frames = clip.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # [T, 3, H, W] view
         return transform_frames(frames, self.preset).permute(1, 2, 0, 3, 4)
 
     @torch.inference_mode()
