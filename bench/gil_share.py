@@ -59,7 +59,6 @@ def _setup(video: Path, work: str) -> object:
     import torch
 
     from vadfeat._malloc import tune_malloc
-
     from vadfeat.io.video import open_video
     from vadfeat.pipeline.config import ExtractConfig
     from vadfeat.pipeline.stream import snippet_stream
