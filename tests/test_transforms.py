@@ -563,6 +563,14 @@ def test_snippets_cut_at_assembly_equal_stacked_per_frame_crops(bigbuckbunny) ->
                     assert torch.equal(snippet, want), (name, crops, order, frames[0].shape)
                     checked += 1
     assert checked == len(list_presets()) * 4 * 2 * 2
+    for crops in (1, 10):  # into a given tensor (shared memory, for worker processes)
+        tr = build_frame_transform(get_preset("videomae-v2").replace(crops=crops))
+        kept = [tr.prepare(f) for f in land]
+        out = torch.empty((crops, 3, len(land), 224, 224)).share_memory_()
+        assert tr.assemble(kept, out=out) is out and out.is_shared()
+        assert torch.equal(out, tr.assemble(kept))
+        with pytest.raises(ValueError, match="contiguous float32 tensor"):
+            tr.assemble(kept, out=torch.empty((crops, 3, len(land), 224, 223)))
     with pytest.raises(ValueError, match="at least one frame"):
         build_frame_transform("videomae-v2").assemble([])
     ten = build_frame_transform(get_preset("videomae-v2").replace(crops=10))

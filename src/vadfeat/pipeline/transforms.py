@@ -419,7 +419,8 @@ def _multi_crop(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     return torch.stack(views, dim=-4, out=out)
 
 
-def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset) -> torch.Tensor:
+def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     """A snippet's 5 or 10 crops from its scaled frames (:func:`_scaled_frame`, ``[3, H', W']``
     float32 on the CPU, one per time step) -> ``[crops, 3, T, size, size]`` float32.
 
@@ -431,7 +432,8 @@ def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset) -> torch.Tensor
     size = preset.size
     height, width = frames[0].shape[-2], frames[0].shape[-1]
     offsets = _five_offsets(height, width, size, preset.crop_order)
-    out = torch.empty((preset.crops, 3, len(frames), size, size), dtype=torch.float32)
+    if out is None:
+        out = torch.empty((preset.crops, 3, len(frames), size, size), dtype=torch.float32)
     dst = out.numpy()
     mirrored = preset.crops == 10
     for t, frame in enumerate(frames):
@@ -518,18 +520,25 @@ class FrameTransform:
             return self(frame)
         return _scaled_frame(self._chw(frame), self.preset)
 
-    def assemble(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+    def assemble(self, prepared: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
         """A snippet from :meth:`prepare`'s outputs (one per time step, in order) ->
         ``[crops, 3, T, size, size]`` float32, contiguous.
 
         Equal, bit for bit, to stacking ``self(frame)`` of the same frames on axis 2;
         with 5 or 10 crops each crop is written once, straight into the snippet.
+        ``out``: a contiguous float32 CPU tensor of that shape to write into (e.g. in
+        shared memory, so that handing the snippet to another process copies nothing).
         """
         if not prepared:
             raise ValueError("a snippet needs at least one frame")
+        if out is not None:
+            want = (self.preset.crops, 3, len(prepared), self.preset.size, self.preset.size)
+            if tuple(out.shape) != want or out.dtype != torch.float32 or not out.is_contiguous():
+                raise ValueError(f"out must be a contiguous float32 tensor {want}, "
+                                 f"got {out.dtype} {tuple(out.shape)}")
         if not self.cuts_at_snippet:
-            return torch.stack(list(prepared), dim=2)
-        return _cut_snippet(prepared, self.preset)
+            return torch.stack(list(prepared), dim=2, out=out)
+        return _cut_snippet(prepared, self.preset, out)
 
     def _chw(self, frame: np.ndarray) -> torch.Tensor:
         """Check a decoded frame; its ``[3, H, W]`` uint8 view (channels-last strides)."""
