@@ -10,7 +10,11 @@ Three routes, all giving bit-identical snippets (checked before timing):
   are views of it), frames' crops stacked on axis 2: each crop written twice;
 - ``cut``: what the engine runs now, ``FrameTransform.prepare`` per frame (the
   resized, scaled frame) and ``FrameTransform.assemble`` per snippet (each crop
-  written once, straight into the snippet).
+  written once, straight into the snippet);
+- ``on device``: what a decode worker of a CUDA run does with 5 or 10 crops
+  (``crops_on_device``): ``prepare`` per frame and ``stack_frames`` per snippet; the
+  crops are cut on the GPU (``cut_crops``, checked equal here on the CPU).  For 1 crop
+  it is the ``cut`` route.
 
 Each malloc setting runs in its own child process (glibc's settings cannot be
 undone): ``plain`` is glibc's default, ``tuned`` is :func:`vadfeat._malloc.tune_malloc`
@@ -48,7 +52,7 @@ from vadfeat.pipeline import transforms as T
 from vadfeat.pipeline.presets import Preset, get_preset
 
 SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
-ROUTES = ("old", "per-frame", "cut")
+ROUTES = ("old", "per-frame", "cut", "on device")
 MALLOC = ("plain", "tuned")
 
 
@@ -67,6 +71,8 @@ def routes(preset: Preset) -> dict[str, Callable[[list[np.ndarray]], torch.Tenso
         "old": lambda fs: torch.stack([old_transform(f, preset) for f in fs], dim=2),
         "per-frame": lambda fs: torch.stack([tr(f) for f in fs], dim=2),
         "cut": lambda fs: tr.assemble([tr.prepare(f) for f in fs]),
+        "on device": ((lambda fs: tr.stack_frames([tr.prepare(f) for f in fs])) if tr.cuts_at_snippet
+                      else (lambda fs: tr.assemble([tr.prepare(f) for f in fs]))),
     }
 
 
@@ -91,9 +97,10 @@ def measure(fn: Callable[[list[np.ndarray]], torch.Tensor], frames: list[np.ndar
             (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n)
 
 
-def stream_ms(size: str, base: Preset, rounds: int) -> dict[int, list[float]]:
-    """{crops: [CPU ms, faults] per frame} of ``snippet_stream`` (decode + preprocess +
-    snippets) over a 10 s clip at ``size``, 1 and 10 crops interleaved; medians."""
+def stream_ms(size: str, base: Preset, rounds: int) -> dict[str, list[float]]:
+    """{run: [CPU ms, faults] per frame} of ``snippet_stream`` (decode + preprocess +
+    snippets) over a 10 s clip at ``size``: 1 crop, 10 crops, and 10 crops whose cutting
+    is left to the device (``crops_on_device``), interleaved; medians."""
     from pathlib import Path
 
     from vadfeat.pipeline.config import ExtractConfig
@@ -104,16 +111,17 @@ def stream_ms(size: str, base: Preset, rounds: int) -> dict[int, list[float]]:
     frames = C.video_frames(video)
     cfgs = {k: ExtractConfig.from_settings(random_weights=True, model="vit_tiny_patch16_224",
                                            preset=base.name, crops=k, device="cpu") for k in (1, 10)}
-    runs: dict[int, list[tuple[float, float]]] = {1: [], 10: []}
+    runs: dict[str, list[tuple[float, float]]] = {"1": [], "10": [], "10 on device": []}
     for r in range(rounds):
-        for k in ((1, 10) if r % 2 == 0 else (10, 1)):
-            cfg = cfgs[k]
+        order = list(runs) if r % 2 == 0 else list(runs)[::-1]
+        for key in order:
+            cfg = cfgs[1 if key == "1" else 10]
             tr = T.build_frame_transform(cfg.preset)
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.process_time()
-            for _ in snippet_stream(video, cfg, tr):
+            for _ in snippet_stream(video, cfg, tr, crops_on_device=key == "10 on device"):
                 pass
-            runs[k].append(((time.process_time() - t0) / frames * 1e3,
+            runs[key].append(((time.process_time() - t0) / frames * 1e3,
                             (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / frames))
     return {k: [C.median([t[0] for t in v]), C.median([t[1] for t in v])] for k, v in runs.items()}
 
@@ -156,7 +164,10 @@ def child(args: argparse.Namespace) -> int:
         for k, by_route in fns.items():
             want = by_route["old"](frames[:4])
             for name, fn in by_route.items():
-                if not torch.equal(fn(frames[:4]), want):
+                got = fn(frames[:4])
+                if name == "on device" and k > 1:
+                    got = T.cut_crops(got, base.replace(crops=k))
+                if not torch.equal(got, want):
                     print(f"MISMATCH at {size}, {k} crops, route {name}", file=sys.stderr)
                     return 1
         times: dict[tuple[int, str], list[tuple[float, float]]] = {}
@@ -197,7 +208,7 @@ def main() -> int:
             return 1
         got[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     rows = [["size", "crops", "malloc", *(f"{r} ms/frame" for r in ROUTES),
-             *(f"{r} / 1 crop" for r in ROUTES), "faults/frame (old, per-frame, cut)"]]
+             *(f"{r} / 1 crop" for r in ROUTES), "faults/frame (old, per-frame, cut, on device)"]]
     for size in args.sizes:
         for k in (1, 5, 10):
             for mode in MALLOC:
@@ -210,13 +221,14 @@ def main() -> int:
     print(C.table(rows))
     print("\nsnippet_stream per frame, decode included (10 s clip; CPU ms counts FFmpeg's threads):")
     rows = [["size", "malloc", "1 crop ms/frame", "10 crops ms/frame", "10 / 1 crop",
-             "faults/frame (1, 10)"]]
+             "10 crops on device ms/frame", "on device / 1 crop", "faults/frame (1, 10, on device)"]]
     for size in args.sizes:
         for mode in MALLOC:
             st = got[mode][size]["stream"]
-            one, ten = st["1"], st["10"]
+            one, ten, dev = st["1"], st["10"], st["10 on device"]
             rows.append([size, mode, f"{one[0]:.2f}", f"{ten[0]:.2f}", f"{ten[0] / one[0]:.2f}x",
-                         f"{one[1]:.0f}, {ten[1]:.0f}"])
+                         f"{dev[0]:.2f}", f"{dev[0] / one[0]:.2f}x",
+                         f"{one[1]:.0f}, {ten[1]:.0f}, {dev[1]:.0f}"])
     print(C.table(rows))
     print("\n--preprocess device: a snippet's raw frames per frame, before (reordered to [T, 3, H, W]"
           " on the host) and now ([T, H, W, 3] as decoded):")

@@ -375,3 +375,22 @@ def test_device_feed_is_for_cuda_only() -> None:
     with pytest.raises(ValueError, match="feeds a CUDA device, not cpu"):
         DeviceFeed(fx)
     assert fx.batcher().depth == 0  # the CPU path runs each batch at once
+
+
+def test_crops_cut_on_the_model_side_give_the_same_features(tmp_path: Path, two: Path) -> None:
+    """What a CUDA run with 10 crops does (crops_on_device: workers send the scaled frames
+    [3, T, H', W'], the model side cuts the crops), forced on the CPU: the snippets, and so
+    the features, are those of the ordinary path, bit for bit."""
+    common = {**TINY, "device": "cpu", "size": 32, "short_side": 32, "crops": 10, "batch_size": 20}
+    plain = vadfeat.FeatureExtractor(**common)
+    moved = vadfeat.FeatureExtractor(**common)
+    assert plain.crops_on_device is False  # only CUDA runs do it
+    moved.crops_on_device = True
+    rng, clip = next(moved.snippet_stream(two / "v1.mp4"))
+    assert clip.shape[:2] == (3, 16) and clip.shape[-1] != 32  # scaled frames, not crops
+    want = plain.extract_video(two / "v1.mp4").features
+    assert want.shape == (3, 10, 64)
+    assert np.array_equal(moved.extract_video(two / "v1.mp4").features, want)
+    s = vadfeat.extract([two / "v1.mp4"], tmp_path / "out", extractor=moved, progress=False)
+    assert s.ok == 1
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "v1.npy"), want, atol=1e-5)  # batch order

@@ -27,6 +27,7 @@ from vadfeat.pipeline.transforms import (
     build_frame_transform,
     centre_crop,
     crop_names,
+    cut_crops,
     five_crop,
     legacy_enlarge,
     normalize,
@@ -576,3 +577,29 @@ def test_snippets_cut_at_assembly_equal_stacked_per_frame_crops(bigbuckbunny) ->
     ten = build_frame_transform(get_preset("videomae-v2").replace(crops=10))
     with pytest.raises(ValueError, match="frame 1 of the snippet"):  # frames of one size only
         ten.assemble([ten.prepare(land[0]), ten.prepare(port[0])])
+
+
+def test_crops_cut_on_the_device_equal_crops_cut_in_the_worker(bigbuckbunny) -> None:
+    # A CUDA run with 5/10 crops hands the model side a snippet's scaled frames
+    # [3, T, H', W'] (stack_frames) and cuts the crops there (cut_crops): only values
+    # move, so the crops must equal the worker's `assemble`, bit for bit (here on the CPU;
+    # the device changes where the copies run, not what they copy).
+    import av
+
+    with av.open(str(bigbuckbunny)) as c:
+        raw = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), c.decode(video=0), strict=False)]
+    land = [np.ascontiguousarray(cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)) for f in raw]
+    for name in ("videomae-v2", "clip-vadclip", "i3d-rtfm", "i3d-xd"):
+        for crops in (5, 10):
+            for order in ("torchvision", "centre-first"):
+                tr = build_frame_transform(get_preset(name).replace(crops=crops, crop_order=order))
+                kept = [tr.prepare(f) for f in land]
+                frames = tr.stack_frames(kept)
+                h, w = kept[0].shape[-2:]
+                assert frames.shape == (3, len(land), h, w)
+                assert torch.equal(cut_crops(frames, tr.preset), tr.assemble(kept)), (name, crops, order)
+    one = build_frame_transform("videomae-v2")
+    with pytest.raises(ValueError, match="5 or 10 crops"):
+        one.stack_frames([one.prepare(land[0])])
+    with pytest.raises(ValueError, match="5 or 10 crops"):
+        cut_crops(torch.zeros(3, 2, 256, 256), get_preset("videomae-v2"))

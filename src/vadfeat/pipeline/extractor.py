@@ -34,7 +34,7 @@ from vadfeat.pipeline.config import (
 )
 from vadfeat.pipeline.presets import Preset
 from vadfeat.pipeline.stream import SnippetBatcher, snippet_stream
-from vadfeat.pipeline.transforms import build_frame_transform, transform_frames
+from vadfeat.pipeline.transforms import build_frame_transform, cut_crops, transform_frames
 from vadfeat.store.writers import OutputPaths, write_outputs
 
 
@@ -122,6 +122,10 @@ class FeatureExtractor:
         if getattr(self.model, "quantize", None) and self.dtype != "fp32":
             raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
+        # A GPU run with 5 or 10 crops: decode workers hand over the scaled frames (a
+        # quarter of the bytes) and the crops are cut on the device (same values).
+        self.crops_on_device = (self.preprocess == "worker" and self.transform.cuts_at_snippet
+                                and self.device.type == "cuda")
         self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
 
     # ------------------------------------------------------------------ description
@@ -164,13 +168,15 @@ class FeatureExtractor:
     ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
         """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
-        ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU, or with
-        ``preprocess="device"`` the snippet's raw frames ``[T, H, W, 3]`` uint8 RGB
-        (page-locked when the device is CUDA); :meth:`prepare` turns either into
-        model input (:func:`vadfeat.pipeline.stream.snippet_stream`).
+        ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU; with
+        :attr:`crops_on_device` (a CUDA run with 5 or 10 crops) the snippet's scaled
+        frames ``[3, T, H', W']`` float32; with ``preprocess="device"`` its raw frames
+        ``[T, H, W, 3]`` uint8 RGB.  Page-locked when the device is CUDA.
+        :meth:`prepare` turns each into model input
+        (:func:`vadfeat.pipeline.stream.snippet_stream`).
         """
         return snippet_stream(source, self.config, self.transform,
-                              pin_memory=self.device.type == "cuda")
+                              pin_memory=self.device.type == "cuda", crops_on_device=self.crops_on_device)
 
     def prepare(self, clip: torch.Tensor) -> torch.Tensor:
         """A clip from :meth:`snippet_stream` -> model input ``[crops, 3, T, S, S]`` float32.
@@ -178,10 +184,14 @@ class FeatureExtractor:
         With ``preprocess="device"`` the raw frames are uploaded (non-blocking) and
         transformed on the device, all frames of the snippet in one call; the result
         stays there and :meth:`run_model` does not move it again.  With
-        ``"worker"`` the clip is already model input and is returned as it is
-        (:meth:`run_model` uploads the whole batch at once).
+        :attr:`crops_on_device` the scaled frames are uploaded and the crops cut there
+        (:func:`~vadfeat.pipeline.transforms.cut_crops`, the same values).  Otherwise
+        (``"worker"``) the clip is already model input and is returned as it is (the
+        batch is uploaded whole).
         """
         if self.preprocess == "worker":
+            if self.crops_on_device:  # scaled frames [3, T, H', W'] -> crops on the device
+                return cut_crops(clip.to(self.device, non_blocking=True), self.preset)
             return clip
         frames = clip.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # [T, 3, H, W] view
         return transform_frames(frames, self.preset).permute(1, 2, 0, 3, 4)

@@ -27,14 +27,18 @@ K = TypeVar("K")
 
 def snippet_stream(
     source: str | Path, config: ExtractConfig, transform: FrameTransform, *,
-    pin_memory: bool = False,
+    pin_memory: bool = False, crops_on_device: bool = False,
 ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
     """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
     ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU (``transform.prepare``
     applied per frame, ``transform.assemble`` per snippet: 5 and 10 crops are cut once,
     straight into the snippet), or with ``config.preprocess == "device"`` the snippet's raw frames
-    ``[T, H, W, 3]`` uint8 RGB, as decoded (page-locked when ``pin_memory``).  Frames are decoded
+    ``[T, H, W, 3]`` uint8 RGB, as decoded (page-locked when ``pin_memory``).  With
+    ``crops_on_device`` (5 or 10 crops, worker preprocessing) a snippet is its scaled
+    frames ``[3, T, H', W']`` float32 (:meth:`FrameTransform.stack_frames`; page-locked
+    when ``pin_memory``), whose crops the model side cuts on its device
+    (:func:`~vadfeat.pipeline.transforms.cut_crops`).  Frames are decoded
     (and preprocessed) one at a time; only the frames a pending snippet still needs are
     held.  Raises :class:`~vadfeat.errors.VideoError` for a video that cannot be read.
     """
@@ -47,7 +51,11 @@ def snippet_stream(
         identity = None  # open_video says why the source cannot be read
 
     def assemble(frames: Sequence[Any]) -> torch.Tensor:
-        return raw_clip(frames, pin_memory=pin_memory) if raw else transform.assemble(frames)
+        if raw:
+            return raw_clip(frames, pin_memory=pin_memory)
+        if crops_on_device:
+            return transform.stack_frames(frames, pin_memory=pin_memory)
+        return transform.assemble(frames)
 
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]

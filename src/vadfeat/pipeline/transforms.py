@@ -65,6 +65,7 @@ __all__ = [
     "build_frame_transform",
     "centre_crop",
     "crop_names",
+    "cut_crops",
     "five_crop",
     "legacy_enlarge",
     "legacy_squash",
@@ -448,6 +449,26 @@ def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset,
     return out
 
 
+def cut_crops(frames: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """A snippet's 5 or 10 crops from its scaled frames ``[3, T, H', W']`` (the frames
+    :meth:`FrameTransform.prepare` keeps, stacked on axis 1; any device) ->
+    ``[crops, 3, T, size, size]`` float32 on the same device.
+
+    Only values move (views, one mirror, one stack), so the result equals
+    :meth:`FrameTransform.assemble` of the same frames bit for bit; on a GPU it lets a
+    decode worker hand over a quarter of the bytes of a 10-crop snippet
+    (:attr:`~vadfeat.pipeline.extractor.FeatureExtractor.crops_on_device`).
+    """
+    if preset.crops not in (5, 10):
+        raise ValueError(f"cut_crops makes 5 or 10 crops, not {preset.crops}")
+    size = preset.size
+    height, width = _check_fits(frames, size)
+    offsets = _five_offsets(height, width, size, preset.crop_order)
+    sources = [frames] if preset.crops == 5 else [frames, frames.flip(-1)]
+    views = [src[..., top : top + size, left : left + size] for src in sources for top, left in offsets]
+    return torch.stack(views)
+
+
 def transform_frames(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """Apply ``preset`` to uint8 RGB frames ``[..., 3, H, W]`` on any device.
 
@@ -539,6 +560,16 @@ class FrameTransform:
         if not self.cuts_at_snippet:
             return torch.stack(list(prepared), dim=2, out=out)
         return _cut_snippet(prepared, self.preset, out)
+
+    def stack_frames(self, prepared: Sequence[torch.Tensor], *, pin_memory: bool = False) -> torch.Tensor:
+        """5 or 10 crops: a snippet's :meth:`prepare` outputs as ``[3, T, H', W']``
+        float32 (page-locked when ``pin_memory``), for :func:`cut_crops` on the device."""
+        if not self.cuts_at_snippet:
+            raise ValueError(f"only 5 or 10 crops are cut on the device, not {self.preset.crops}")
+        first = prepared[0]
+        out = torch.empty((first.shape[0], len(prepared), *first.shape[1:]), dtype=torch.float32,
+                          pin_memory=pin_memory)
+        return torch.stack(list(prepared), dim=1, out=out)
 
     def _chw(self, frame: np.ndarray) -> torch.Tensor:
         """Check a decoded frame; its ``[3, H, W]`` uint8 view (channels-last strides)."""
