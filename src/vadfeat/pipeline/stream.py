@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vadfeat.io.video import open_video
-from vadfeat.pipeline.config import ExtractConfig
+from vadfeat.pipeline.config import ExtractConfig, resolve_device
 from vadfeat.pipeline.sampling import SnippetAssembler
 from vadfeat.store.writers import source_identity
 
@@ -47,9 +47,12 @@ def snippet_stream(
     def assemble(frames: Sequence[Any]) -> torch.Tensor:
         return raw_clip(frames, pin_memory=pin_memory) if raw else torch.stack(list(frames), dim=2)
 
+    # torchcodec decodes on the run's CUDA device (NVDEC) when there is one; PyAV ignores it.
+    decode_on = str(resolve_device(config.device)) if config.decoder == "torchcodec" else "cpu"
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]
-                    folder_fps=config.folder_fps, max_pixels=config.max_pixels) as reader:
+                    folder_fps=config.folder_fps, max_pixels=config.max_pixels,
+                    decoder=config.decoder, device=decode_on) as reader:  # type: ignore[arg-type]
         assembler: SnippetAssembler[Any] = SnippetAssembler(
             clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
         )
@@ -69,6 +72,9 @@ def snippet_stream(
             "rotation": info.rotation,
             **({"mirrored": True} if info.mirrored else {}),
             "codec": info.codec,
+            "decoder": config.decoder if info.kind == "container" else None,
+            **({"decode_device": decode_on} if config.decoder == "torchcodec" and info.kind == "container"
+               else {}),
             "corrupt_packets": reader.corrupt_packets,
             "warnings": list(reader.warnings),
             "source_identity": identity,
