@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -178,7 +179,7 @@ def make_modules(config: FakeConfig) -> dict[str, types.ModuleType]:
             n = from_content if seek_mode == "exact" else from_header
             h, w = frames[0].shape[:2] if frames else (None, None)
             begin = min(pts) if pts else None
-            end = max(p + d for p, d in zip(pts, durations)) if pts else None
+            end = max(p + d for p, d in zip(pts, durations, strict=True)) if pts else None
             fields: dict[str, Any] = dict(
                 duration_seconds_from_header=header["duration"], begin_stream_seconds_from_header=0.0,
                 bit_rate=None, codec=header["codec"], stream_index=0,

@@ -197,7 +197,7 @@ class TorchcodecReader(_ContainerReader):
             return wanted
         angle = meta.rotation
         # torchcodec: counter-clockwise degrees, rounded to 90; ours: clockwise.
-        turned = int(round(-float(angle))) % 360 if angle is not None else 0
+        turned = round(-float(angle)) % 360 if angle is not None else 0
         version = self.torchcodec_version or "?"
         if not autorotate and turned:
             raise VideoOpenError(
