@@ -12,6 +12,9 @@ Two kinds of source (SPEC §1, §4):
 * **frame folders**: a folder of image files (``img_00001.jpg`` ...), the form the
   legacy pipeline extracted to disk.  One folder is one video.
 
+``decoder="torchcodec"`` decodes containers with torchcodec instead (CPU, or NVDEC on
+CUDA), behind the same reader contract: :mod:`vadfeat.io.torchcodec_video`.
+
 Frames are streamed: at most one decoded frame (two while resampling) is held at a
 time, however long the video.  Frame indices are 0-based positions in the decoded
 frame sequence (frame folders: position in numeric file order), see docs/DESIGN.md.
