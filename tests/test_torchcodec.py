@@ -203,7 +203,7 @@ def test_mirrored_display_matrix(tmp_path, fake_tc):
     assert reader_av.info.mirrored
     with pytest.raises(VideoOpenError, match=r"m\.mp4: the display matrix turns frames 0 degrees and "
                                              "mirrored; torchcodec 0.11.0 would turn them 180 degrees "
-                                             "and never mirrors: use decoder 'pyav'"):
+                                             "and never mirrors: use decoder='pyav'"):
         open_video(path, decoder="torchcodec")
     fake_tc.version = "0.10.0"  # stored frames: the adapter mirrors them as the PyAV reader does
     assert _same(av_items, _read(path, decoder="torchcodec")[1])
@@ -311,9 +311,11 @@ def test_cli_decoder_end_to_end(tmp_path, fake_tc, caplog):
     caplog.clear()
     assert main(["extract", str(src), "-o", str(tmp_path / "av"), *common, "--decoder", "torchcodec"]) == 2
     assert "decoder: pyav -> torchcodec" in caplog.text
-    # torchcodec with --on-corrupt skip: a usage error before any work.
+    # torchcodec with --on-corrupt skip: a usage error before any work, in the flags' words.
+    caplog.clear()
     assert main(["extract", str(src), "-o", str(tmp_path / "x"), *common, "--decoder", "torchcodec",
                  "--on-corrupt", "skip"]) == 2
+    assert "use --on-corrupt fail, or --decoder pyav to skip corrupt packets" in caplog.text
     assert not (tmp_path / "x").exists()
 
 

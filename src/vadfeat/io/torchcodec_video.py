@@ -13,7 +13,9 @@ every guarantee of that reader or refuses clearly:
   torchcodec takes no ``max_pixels`` decoder option, so a stream that grows mid-way is
   refused at the chunk that shows it (:class:`DecodeError`), after torchcodec decoded it.
 * **Frame counts.**  torchcodec opens in ``seek_mode="exact"``, which scans the packets
-  (no decoding) and counts the frames; they are decoded in order, in chunks of
+  (no decoding: one extra read of the file before the first frame, which approximate
+  mode would skip at the price of trusting the header) and counts the frames; they are
+  decoded in order, in chunks of
   :data:`CHUNK_FRAMES` (``get_frames_in_range``: never the whole video), and the count
   decoded is checked against the container's declared count (or duration) by the PyAV
   reader's own rule: a clear shortfall is a truncated video (:class:`DecodeError`).
@@ -103,7 +105,7 @@ def load_torchcodec() -> ModuleType:
         if exc.name in ("torchcodec", "torchcodec.decoders"):
             raise ConfigError(
                 "decoder 'torchcodec' asked for, but torchcodec is not installed (pip install "
-                "'vadfeat[torchcodec]', a build matching your torch; or use decoder 'pyav')"
+                "'vadfeat[torchcodec]', a build matching your torch; or use decoder='pyav')"
             ) from None
         raise ConfigError(f"decoder 'torchcodec' asked for, but torchcodec cannot load its "
                           f"libraries: {_first_line(exc)}") from exc
@@ -132,8 +134,8 @@ def check_decoder(decoder: object, *, on_corrupt: object = "fail") -> str:
         if on_corrupt != "fail":
             raise ConfigError(
                 f"decoder 'torchcodec' stops at the first decoding error and cannot skip corrupt "
-                f"packets, so on_corrupt={on_corrupt!r} cannot be honoured: use on_corrupt 'fail', "
-                "or decoder 'pyav' to skip corrupt packets"
+                f"packets, so on_corrupt={on_corrupt!r} cannot be honoured: use on_corrupt='fail', "
+                "or decoder='pyav' to skip corrupt packets"
             )
         load_torchcodec()
     return str(decoder)
@@ -203,12 +205,12 @@ class TorchcodecReader(_ContainerReader):
             raise VideoOpenError(
                 f"{self._path}: torchcodec {version} always turns frames by the display matrix "
                 f"({turned} degrees clockwise), so autorotate=False cannot be honoured; use "
-                "decoder 'pyav'")
+                "decoder='pyav'")
         if autorotate and (wanted.mirrored or turned != wanted.rotation):
             found = f"{wanted.rotation} degrees" + (" and mirrored" if wanted.mirrored else "")
             raise VideoOpenError(
                 f"{self._path}: the display matrix turns frames {found}; torchcodec {version} "
-                f"would turn them {turned} degrees and never mirrors: use decoder 'pyav'")
+                f"would turn them {turned} degrees and never mirrors: use decoder='pyav'")
         return _UPRIGHT
 
     def _exact(self, seconds: float) -> Fraction:
@@ -239,7 +241,7 @@ class TorchcodecReader(_ContainerReader):
                 raise DecodeError(
                     f"{self._path}: torchcodec returned frames {start}-{stop - 1} as {got} "
                     f"{frames.dtype}, not {self._shape[1]}x{self._shape[0]} uint8 RGB (frame size "
-                    "changes mid-stream?); decoder 'pyav' rescales such frames")
+                    "changes mid-stream?); decoder='pyav' rescales such frames")
             decoded += len(frames)
             yield frames, pts, durations
             if len(frames) < stop - start:  # the decoder ran out: the count check says more
