@@ -319,6 +319,23 @@ def test_cli_decoder_end_to_end(tmp_path, fake_tc, caplog):
     assert not (tmp_path / "x").exists()
 
 
+def test_outputs_without_a_decoder_key_are_pyav() -> None:
+    # Outputs written before the setting existed carry no "decoder": they were PyAV's.
+    from vadfeat.pipeline.config import settings_fingerprint
+    from vadfeat.pipeline.presets import get_preset
+    from vadfeat.store.writers import fingerprint_changes, same_fingerprint
+
+    base = dict(preset=get_preset("videomae-v2"), model="vit_tiny_patch16_224", checkpoint_sha256=None,
+                random_weights=True, dtype="fp32", fps=None, frames_colour="normal", on_corrupt="fail",
+                layout="flat")
+    old = settings_fingerprint(**base)
+    assert "decoder" not in old and settings_fingerprint(**base, decoder="pyav") == old
+    assert same_fingerprint(old, {**old, "decoder": "pyav"})
+    new = settings_fingerprint(**base, decoder="torchcodec")
+    assert not same_fingerprint(old, new)
+    assert fingerprint_changes(old, new) == ["decoder: pyav -> torchcodec"]
+
+
 def test_cli_without_torchcodec_stops_before_work(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "torchcodec", None)
     monkeypatch.delitem(sys.modules, "torchcodec.decoders", raising=False)
