@@ -22,7 +22,7 @@ import torch
 
 import fake_torchcodec
 from vadfeat.cli import main
-from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
+from vadfeat.errors import ConfigError, DecodeError, VideoError, VideoOpenError
 from vadfeat.io.torchcodec_video import load_torchcodec
 from vadfeat.io.video import open_video
 from vadfeat.pipeline.config import ExtractConfig
@@ -367,28 +367,36 @@ def _diff(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
 
 
 @real
-@pytest.mark.parametrize("ext", ["mp4", "mkv", "avi"])
-def test_real_cpu_frames_equal_pyav(media, ext):
-    """The same FFmpeg decodes both; the colour conversion may differ.  PyAV converts with
-    swscale (``VideoReformatter``, bilinear, the frame's colour space); torchcodec uses
-    swscale or a filter graph with its own flags.  Where both use swscale the same way
-    the frames are equal; otherwise YUV->RGB rounding can differ by a level or two, so
-    the bound is max 2 levels and mean 0.5 (a wrong matrix or range would be 10+)."""
-    reader_av, av_items = _read(media[ext])
-    reader_tc, tc_items = _read(media[ext], decoder="torchcodec")
+@pytest.mark.parametrize(("width", "ext"), [(64, "mp4"), (64, "mkv"), (64, "avi"), (48, "mp4")])
+def test_real_cpu_frames_equal_pyav(tmp_path, width, ext):
+    """The same FFmpeg decodes both; only the YUV->RGB conversion can differ.  PyAV's
+    ``VideoReformatter`` runs swscale, bilinear, with the frame's colour matrix.  torchcodec
+    (its CpuDeviceInterface) does the same (``sws_getContext(..., SWS_BILINEAR)`` and
+    ``sws_setColorspaceDetails`` from the frame's colour space) when the width is a
+    multiple of 32: there the frames must be equal.  Other widths go through a filter
+    graph (``scale=W:H:sws_flags=bilinear`` to rgb24), whose rounding may differ: bound
+    max 2 levels, mean 0.5 (a wrong matrix or range would move colours by 10 or more)."""
+    path = synth.write_video(tmp_path / f"w{width}.{ext}", synth.scene_frames(20, width=width, height=48))
+    reader_av, av_items = _read(path)
+    reader_tc, tc_items = _read(path, decoder="torchcodec")
     assert [i for i, _ in tc_items] == [i for i, _ in av_items]
     assert reader_tc.decoded_frames == reader_av.decoded_frames == 20
     assert reader_tc.info == reader_av.info
     for (_, a), (_, b) in zip(av_items, tc_items, strict=True):
-        mean, worst = _diff(a, b)
-        assert worst <= 2 and mean <= 0.5
+        if width % 32 == 0:
+            np.testing.assert_array_equal(b, a)
+        else:
+            mean, worst = _diff(a, b)
+            assert worst <= 2 and mean <= 0.5
 
 
 @real
 def test_real_counts_and_truncation(tmp_path):
     path = synth.write_video(tmp_path / "t.avi", synth.scene_frames(100, width=160, height=120))
     synth.truncate(path, 0.5)
-    with pytest.raises(DecodeError, match=r"t\.avi"):
+    # Declared 100, about half decodes: typed and named (truncated by the count check, or a
+    # torchcodec decoding error), never a silent short video.
+    with pytest.raises(VideoError, match=r"t\.avi"):
         _read(path, decoder="torchcodec")
 
 
@@ -406,13 +414,16 @@ def test_real_rotation(tmp_path, degrees):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_real_nvdec_close_to_cpu(tmp_path):
-    """NVDEC decodes the same bitstream exactly; the YUV->RGB conversion then runs in CUDA
-    kernels (NPP or torchcodec's own), whose rounding and chroma upsampling differ from
-    swscale: bound mean 2 levels, max 32 on a textured synthetic scene."""
+    """NVDEC decodes the same bitstream to the same YUV; the conversion to RGB then runs in
+    NPP with torchcodec's colour matrices, not swscale: rounding and chroma upsampling
+    differ, and an untagged video (these are) may be read as BT.709 on the GPU where
+    swscale assumes BT.601, which moves saturated colours by up to ~25 levels.  Bound: mean
+    8, max 64 levels; a wrong or shifted frame differs by far more on this moving scene.
+    The measured figures are printed by bench/gpu_check.py section 4."""
     path = synth.write_video(tmp_path / "n.mp4", synth.scene_frames(40, width=320, height=240))
     _, cpu_items = _read(path, decoder="torchcodec")
     _, gpu_items = _read(path, decoder="torchcodec", device="cuda")
     assert [i for i, _ in gpu_items] == [i for i, _ in cpu_items]
     for (_, a), (_, b) in zip(cpu_items, gpu_items, strict=True):
         mean, worst = _diff(a, b)
-        assert mean <= 2.0 and worst <= 32
+        assert mean <= 8.0 and worst <= 64
