@@ -244,6 +244,32 @@ def test_cuda_decoding_asks_for_nvdec(media, fake_tc):
     assert fake_tc.calls[0][2]["device"] == "cuda:0" and fake_tc.calls[0][2]["num_ffmpeg_threads"] == 1
 
 
+def test_a_cuda_run_decodes_on_its_device(media, fake_tc, monkeypatch):
+    """The snippet stream hands torchcodec the run's device when it is CUDA (here faked:
+    this machine has none) and records it; PyAV runs and CPU runs decode on the CPU."""
+    import vadfeat.pipeline.stream as stream
+
+    config = ExtractConfig.from_settings(random_weights=True, model="vit_tiny_patch16_224", device="cpu",
+                                         decoder="torchcodec", clip_len=2)
+
+    def frames(chunk):
+        return torch.from_numpy(np.ascontiguousarray(chunk)).permute(2, 0, 1)[None]
+
+    def run() -> dict:
+        gen = stream.snippet_stream(media["mp4"], config, frames)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    assert run()["decode_device"] == "cpu"
+    monkeypatch.setattr(stream, "resolve_device", lambda device: torch.device("cuda", 0))
+    meta = run()
+    assert (meta["decoder"], meta["decode_device"]) == ("torchcodec", "cuda:0")
+    assert [c[2]["device"] for c in fake_tc.calls if c[0] == "open"] == ["cpu", "cuda:0"]
+
+
 def test_skip_is_refused_before_any_work(media, fake_tc):
     with pytest.raises(ConfigError, match="cannot skip corrupt packets"):
         open_video(media["mp4"], decoder="torchcodec", on_corrupt="skip")

@@ -47,8 +47,9 @@ def snippet_stream(
     def assemble(frames: Sequence[Any]) -> torch.Tensor:
         return raw_clip(frames, pin_memory=pin_memory) if raw else torch.stack(list(frames), dim=2)
 
-    # torchcodec decodes on the run's CUDA device (NVDEC) when there is one; PyAV ignores it.
-    decode_on = str(resolve_device(config.device)) if config.decoder == "torchcodec" else "cpu"
+    # torchcodec decodes on the run's CUDA device (NVDEC) when it has one; PyAV ignores it.
+    run_device = resolve_device(config.device) if config.decoder == "torchcodec" else None
+    decode_on = str(run_device) if run_device is not None and run_device.type == "cuda" else "cpu"
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]
                     folder_fps=config.folder_fps, max_pixels=config.max_pixels,
