@@ -52,6 +52,7 @@ num_ffmpeg_threads, device, seek_mode)``, ``metadata.num_frames`` /
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import sys
 from collections.abc import Iterator
@@ -82,8 +83,9 @@ CHUNK_FRAMES = 8
 
 _DECODERS = get_args(Decoder)
 # Exceptions torchcodec raises for media it cannot handle: RuntimeError from its C++
-# core (TORCH_CHECK), ValueError/IndexError from its Python layer.
-_TORCHCODEC_ERRORS = (RuntimeError, ValueError, IndexError, OSError)
+# core (TORCH_CHECK), ValueError/IndexError from its Python layer; TypeError from a
+# release whose API moved (named per video rather than as a traceback).
+_TORCHCODEC_ERRORS = (RuntimeError, ValueError, IndexError, OSError, TypeError)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -186,11 +188,13 @@ class TorchcodecReader(_ContainerReader):
         kwargs: dict[str, Any] = {"dimension_order": "NHWC", "device": self.device, "seek_mode": "exact"}
         # 0 = FFmpeg picks its threads (PyAV reader: thread_type AUTO); torchcodec advises
         # one CPU thread with NVDEC, which does the work itself.
-        threads = 1 if self.device.startswith("cuda") else 0
         try:
-            return decoders.VideoDecoder(str(path), num_ffmpeg_threads=threads, **kwargs)
-        except TypeError:  # releases before num_ffmpeg_threads
-            return decoders.VideoDecoder(str(path), **kwargs)
+            takes_threads = "num_ffmpeg_threads" in inspect.signature(decoders.VideoDecoder).parameters
+        except (TypeError, ValueError):  # no signature to read: assume the 0.11 API
+            takes_threads = True
+        if takes_threads:  # releases before it lacked the option
+            kwargs["num_ffmpeg_threads"] = 1 if self.device.startswith("cuda") else 0
+        return decoders.VideoDecoder(str(path), **kwargs)
 
     def _own_orientation(self, meta: Any, autorotate: bool) -> _Orientation:
         """What this reader must still turn, given what torchcodec turns itself."""
