@@ -362,6 +362,17 @@ def test_outputs_without_a_decoder_key_are_pyav() -> None:
     assert fingerprint_changes(old, new) == ["decoder: pyav -> torchcodec"]
 
 
+def test_decoder_changes_the_planned_fingerprint(fake_tc, tiny_checkpoint):
+    # test_integrity's classification test tries every content option but this one, which
+    # needs torchcodec to load: the planned fingerprint (no model) changes with it.
+    def planned(**more: object) -> dict:
+        cfg = ExtractConfig.from_settings(checkpoint=tiny_checkpoint, dtype="fp32", **more)
+        return cfg.fingerprint(cfg.identify(), "cpu")
+
+    assert planned(decoder="torchcodec") == {**planned(), "decoder": "torchcodec"}
+    assert planned(decoder="pyav") == planned()
+
+
 def test_cli_without_torchcodec_stops_before_work(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "torchcodec", None)
     monkeypatch.delitem(sys.modules, "torchcodec.decoders", raising=False)
