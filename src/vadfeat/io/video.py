@@ -12,6 +12,9 @@ Two kinds of source (SPEC §1, §4):
 * **frame folders**: a folder of image files (``img_00001.jpg`` ...), the form the
   legacy pipeline extracted to disk.  One folder is one video.
 
+``decoder="torchcodec"`` decodes containers with torchcodec instead (CPU, or NVDEC on
+CUDA), behind the same reader contract: :mod:`vadfeat.io.torchcodec_video`.
+
 Frames are streamed: at most one decoded frame (two while resampling) is held at a
 time, however long the video.  Frame indices are 0-based positions in the decoded
 frame sequence (frame folders: position in numeric file order), see docs/DESIGN.md.
@@ -45,7 +48,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from vadfeat._types import FramesColour, OnCorrupt
+from vadfeat._types import Decoder, FramesColour, OnCorrupt
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
 __all__ = [
@@ -1017,6 +1020,8 @@ def open_video(
     folder_fps: float = DEFAULT_FOLDER_FPS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     autorotate: bool = True,
+    decoder: Decoder = "pyav",
+    device: str = "cpu",
 ) -> VideoReader:
     """Open a video container or a frame folder for streaming.
 
@@ -1041,6 +1046,12 @@ def open_video(
         autorotate: turn frames of a container with a display matrix upright, as
             FFmpeg's command line does (``info.rotation`` records it).  Frame folders
             carry no orientation.
+        decoder: the library that decodes containers: ``"pyav"`` (default) or
+            ``"torchcodec"`` (:mod:`vadfeat.io.torchcodec_video`: the same guarantees, or
+            a clear refusal; only ``on_corrupt="fail"``).  Frame folders are read with
+            OpenCV whatever the decoder.
+        device: where torchcodec decodes: ``"cpu"`` or ``"cuda[:N]"`` (NVDEC).  Ignored by
+            PyAV.
 
     Under ``fps``, at most :data:`MAX_RESAMPLE_RATIO` frames per decoded frame plus one
     minute of output are made; more raises :class:`DecodeError` while iterating.
@@ -1054,9 +1065,11 @@ def open_video(
             folder with no images or two image series, no decodable frame, frames over
             ``max_pixels``.
         DecodeError: under ``"fail"``, the first frame is corrupt.
-        ConfigError: a bad option value.
+        ConfigError: a bad option value; torchcodec asked for and not loadable, or with
+            ``on_corrupt="skip"``.
     """
     _check_literal("on_corrupt", on_corrupt, OnCorrupt)
+    _check_literal("decoder", decoder, Decoder)
     _check_literal("frames_colour", frames_colour, FramesColour)
     out_fps = _check_fps("fps", fps)
     native_folder_fps = _check_fps("folder_fps", folder_fps)
@@ -1073,6 +1086,12 @@ def open_video(
             p, on_corrupt=on_corrupt, fps=out_fps, folder_fps=native_folder_fps,
             frames_colour=frames_colour, max_pixels=limit,
         )
+    if decoder == "torchcodec":
+        from vadfeat.io.torchcodec_video import TorchcodecReader, check_decoder
+
+        check_decoder(decoder, on_corrupt=on_corrupt)
+        return TorchcodecReader(p, fps=out_fps, max_pixels=limit, autorotate=bool(autorotate),
+                                device=device)
     return _ContainerReader(p, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
                             autorotate=bool(autorotate))
 

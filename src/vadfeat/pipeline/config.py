@@ -27,6 +27,7 @@ import torch
 from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
+from vadfeat.io.torchcodec_video import check_decoder
 from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels
 from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 from vadfeat.pipeline.validate import (
@@ -47,10 +48,12 @@ _PREPROCESS = get_args(Preprocess)
 #: numbers in the feature files: each is in the fingerprint (preset fields through the
 #: resolved preset), so resume never mixes outputs of different values.
 #: ``on_corrupt`` decides whether a damaged video has features at all; ``layout``
-#: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``.
+#: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``;
+#: ``decoder``: torchcodec's colour conversion (swscale or a filter graph on the CPU, CUDA
+#: kernels with NVDEC) need not give PyAV's pixels, so a resume never mixes decoders.
 CONTENT_SETTINGS = frozenset({
     "checkpoint", "model", "backbone", "random_weights", "num_heads", "preset", "dtype", "fps",
-    "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout",
+    "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout", "decoder",
     *Preset.field_names(),
 })
 #: Settings that do not change the numbers (where the work runs, how fast, what is
@@ -127,11 +130,11 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
                          frames_colour: str, on_corrupt: str, layout: str,
                          quantize: str | None = None, preprocess: str = "worker",
                          folder_fps: float = DEFAULT_FOLDER_FPS,
-                         num_heads: int | None = None) -> dict[str, Any]:
+                         num_heads: int | None = None, decoder: str = "pyav") -> dict[str, Any]:
     """The settings that decide an output's content; resume skips only on a match.
 
-    ``quantize``, ``preprocess``, ``folder_fps`` and ``num_heads`` appear only when not
-    the default, so outputs made before those keys existed still resume
+    ``quantize``, ``preprocess``, ``folder_fps``, ``num_heads`` and ``decoder`` appear only
+    when not the default, so outputs made before those keys existed still resume
     (:data:`vadfeat.store.writers.FINGERPRINT_DEFAULTS`).  Which settings are here and
     which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
     """
@@ -149,6 +152,7 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
         **({"preprocess": preprocess} if preprocess == "device" else {}),
         **({"folder_fps": float(folder_fps)} if float(folder_fps) != DEFAULT_FOLDER_FPS else {}),
         **({"num_heads": num_heads} if num_heads is not None else {}),
+        **({"decoder": decoder} if decoder != "pyav" else {}),
     }
 
 
@@ -235,6 +239,7 @@ class ExtractConfig:
     preprocess: str = "worker"
     max_pixels: int = DEFAULT_MAX_PIXELS
     layout: str = "flat"
+    decoder: str = "pyav"
 
     @classmethod
     def own_settings(cls) -> frozenset[str]:
@@ -265,7 +270,7 @@ class ExtractConfig:
             raise ConfigError(f"checkpoint must be a path, got {checkpoint!r}")
         if model is not None and not isinstance(model, str):
             raise ConfigError(f"model must be a model name, got {model!r}")
-        for name in ("device", "dtype", "on_corrupt", "frames_colour", "preprocess"):
+        for name in ("device", "dtype", "on_corrupt", "frames_colour", "preprocess", "decoder"):
             value = s.get(name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name} must be a string, got {value!r}")
@@ -294,6 +299,8 @@ class ExtractConfig:
                 f"frames_colour must be one of {', '.join(_FRAMES_COLOUR)}, got {frames_colour!r}"
             )
         preprocess = check_preprocess(s.get("preprocess", "worker"), preset)
+        # torchcodec must load and cannot skip corrupt packets: refused here, before any work.
+        decoder = check_decoder(s.get("decoder", "pyav"), on_corrupt=on_corrupt)
         device = s.get("device", "auto")
         if device != "auto":
             _parse_device(device)
@@ -308,7 +315,7 @@ class ExtractConfig:
             fps=s.get("fps"), frames_colour=frames_colour, folder_fps=folder_fps,
             quantize=s.get("quantize"), preprocess=preprocess,
             max_pixels=check_max_pixels(s.get("max_pixels", DEFAULT_MAX_PIXELS)),
-            layout=check_layout(s.get("layout", "flat")),
+            layout=check_layout(s.get("layout", "flat")), decoder=decoder,
         )
 
     # ------------------------------------------------------------------ derived values
@@ -367,6 +374,7 @@ class ExtractConfig:
             frames_colour=self.frames_colour, on_corrupt=self.on_corrupt,
             layout=layout if layout is not None else self.layout, quantize=identity.quantize,
             preprocess=self.preprocess, folder_fps=self.folder_fps, num_heads=self.num_heads,
+            decoder=self.decoder,
         )
 
 

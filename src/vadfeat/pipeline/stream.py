@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vadfeat.io.video import open_video
-from vadfeat.pipeline.config import ExtractConfig
+from vadfeat.pipeline.config import ExtractConfig, resolve_device
 from vadfeat.pipeline.sampling import SnippetAssembler
 from vadfeat.pipeline.transforms import FrameTransform
 from vadfeat.store.writers import source_identity
@@ -57,9 +57,13 @@ def snippet_stream(
             return transform.stack_frames(frames, pin_memory=pin_memory)
         return transform.assemble(frames)
 
+    # torchcodec decodes on the run's CUDA device (NVDEC) when it has one; PyAV ignores it.
+    run_device = resolve_device(config.device) if config.decoder == "torchcodec" else None
+    decode_on = str(run_device) if run_device is not None and run_device.type == "cuda" else "cpu"
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]
-                    folder_fps=config.folder_fps, max_pixels=config.max_pixels) as reader:
+                    folder_fps=config.folder_fps, max_pixels=config.max_pixels,
+                    decoder=config.decoder, device=decode_on) as reader:  # type: ignore[arg-type]
         assembler: SnippetAssembler[Any] = SnippetAssembler(
             clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
         )
@@ -79,6 +83,9 @@ def snippet_stream(
             "rotation": info.rotation,
             **({"mirrored": True} if info.mirrored else {}),
             "codec": info.codec,
+            "decoder": config.decoder if info.kind == "container" else None,
+            **({"decode_device": decode_on} if config.decoder == "torchcodec" and info.kind == "container"
+               else {}),
             "corrupt_packets": reader.corrupt_packets,
             "warnings": list(reader.warnings),
             "source_identity": identity,

@@ -562,7 +562,7 @@ def _verify(paths: OutputPaths, meta: Mapping[str, Any], *, verify: bool) -> str
 # Fingerprint keys added after the first release, with the value every earlier output
 # was made with; a missing key equals its default, so old outputs still resume.
 FINGERPRINT_DEFAULTS: dict[str, Any] = {"quantize": None, "preprocess": "worker",
-                                        "folder_fps": 30.0, "num_heads": None}
+                                        "folder_fps": 30.0, "num_heads": None, "decoder": "pyav"}
 
 
 # Preset fields added after the first release, with the value earlier outputs were made with.
