@@ -368,6 +368,36 @@ def test_batcher_keeps_one_batch_in_flight_and_returns_rows_in_order() -> None:
         SnippetBatcher(size=2)
 
 
+def test_batcher_keeps_rows_fetched_before_a_later_batch_fails() -> None:
+    """flush() fetches every batch in flight; when a later batch's fetch raises (a CUDA
+    error surfacing at its event), only that batch is dropped: the rows of the batch
+    fetched before it are not lost with the exception but returned by the next call."""
+    import torch
+
+    from vadfeat.pipeline.stream import SnippetBatcher
+
+    def submit(clips):
+        batch = [int(c.item()) for c in clips]
+
+        def fetch():
+            if 2 in batch:
+                raise RuntimeError("simulated: device error")
+            return np.asarray(batch) * 10
+
+        return fetch
+
+    b: SnippetBatcher[str] = SnippetBatcher(submit=submit, size=2, depth=1)
+    assert b.add("k0", torch.tensor(0)) == [] and b.add("k1", torch.tensor(1)) == []  # [0, 1] in flight
+    assert b.add("k2", torch.tensor(2)) == []  # waits, batch not full
+    with pytest.raises(RuntimeError, match="device error"):
+        b.flush()  # submits [2], fetches [0, 1] (fine), then [2] (raises)
+    # [2] is dropped with its error; [0, 1] was fetched (rows 0 and 10 by hand) and is
+    # still owed to the caller: len() counts it, the next flush returns it.
+    assert len(b) == 2
+    assert [(k, int(v)) for k, v in b.flush()] == [("k0", 0), ("k1", 10)]
+    assert len(b) == 0 and b.flush() == []
+
+
 def test_device_feed_is_for_cuda_only() -> None:
     from vadfeat.pipeline.feed import DeviceFeed
 
