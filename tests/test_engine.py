@@ -368,6 +368,71 @@ def test_batcher_keeps_one_batch_in_flight_and_returns_rows_in_order() -> None:
         SnippetBatcher(size=2)
 
 
+def test_batcher_keeps_rows_fetched_before_a_later_batch_fails() -> None:
+    """flush() fetches every batch in flight; when a later batch's fetch raises (a CUDA
+    error surfacing at its event), only that batch is dropped: the rows of the batch
+    fetched before it are not lost with the exception but returned by the next call."""
+    import torch
+
+    from vadfeat.pipeline.stream import SnippetBatcher
+
+    def submit(clips):
+        batch = [int(c.item()) for c in clips]
+
+        def fetch():
+            if 2 in batch:
+                raise RuntimeError("simulated: device error")
+            return np.asarray(batch) * 10
+
+        return fetch
+
+    b: SnippetBatcher[str] = SnippetBatcher(submit=submit, size=2, depth=1)
+    assert b.add("k0", torch.tensor(0)) == [] and b.add("k1", torch.tensor(1)) == []  # [0, 1] in flight
+    assert b.add("k2", torch.tensor(2)) == []  # waits, batch not full
+    with pytest.raises(RuntimeError, match="device error"):
+        b.flush()  # submits [2], fetches [0, 1] (fine), then [2] (raises)
+    # [2] is dropped with its error; [0, 1] was fetched (rows 0 and 10 by hand) and is
+    # still owed to the caller: len() counts it, the next flush returns it.
+    assert len(b) == 2
+    assert [(k, int(v)) for k, v in b.flush()] == [("k0", 0), ("k1", 10)]
+    assert len(b) == 0 and b.flush() == []
+
+
+@pytest.mark.parametrize(("workers", "batch"), [(1, 1), (2, 1), (2, 2)])
+def test_engine_with_a_batch_in_flight_finishes_every_video(tmp_path: Path, two: Path,
+                                                           workers: int, batch: int) -> None:
+    """The engine's loop with a GPU run's batcher (``submit`` + ``depth=1``, as
+    DeviceFeed: features come back one batch later), forced on the CPU: a video whose
+    last snippets are still in flight when its VideoDecoded arrives is finished once they
+    are fetched (batch 1: the run's last batch is in flight while nothing waits); every
+    video ends ok with the features of the synchronous path."""
+    import torch
+
+    from vadfeat.pipeline.stream import SnippetBatcher
+
+    fx = vadfeat.FeatureExtractor(**TINY, device="cpu", size=32, short_side=32, batch_size=batch)
+    want = {name: fx.extract_video(two / name).features for name in ("v0.mp4", "v1.mp4")}
+    assert [w.shape[0] for w in want.values()] == [2, 3]  # 5 snippets
+    log: list[str] = []
+
+    def submit(clips):
+        rows = fx.run_model(torch.stack(clips))  # "computed on the device" now, read later
+        log.append("submit")
+
+        def fetch():
+            log.append("fetch")
+            return rows
+
+        return fetch
+
+    fx.batcher = lambda: SnippetBatcher(submit=submit, size=fx.clips_per_batch, depth=1)  # type: ignore[method-assign]
+    s = vadfeat.extract([two], tmp_path / "out", extractor=fx, workers=workers, progress=False)
+    assert s.ok == 2 and not s.failed
+    assert log.count("submit") == log.count("fetch") >= -(-5 // batch)  # every batch fetched
+    for name, w in want.items():
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"{Path(name).stem}.npy"), w, atol=1e-5)
+
+
 def test_device_feed_is_for_cuda_only() -> None:
     from vadfeat.pipeline.feed import DeviceFeed
 

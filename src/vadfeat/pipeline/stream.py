@@ -130,9 +130,10 @@ class SnippetBatcher(Generic[K]):
       left unfetched, so the caller assembles batch ``i + 1`` while the device computes
       batch ``i`` (:class:`vadfeat.pipeline.feed.DeviceFeed`).
 
-    ``len()`` counts the snippets not yet returned (waiting or in flight).  Errors of
-    the model propagate (from the submit or the fetch): the snippets of that batch
-    are dropped.
+    ``len()`` counts the snippets not yet returned (waiting, in flight, or fetched
+    before an error).  Errors of the model propagate (from the submit or the fetch):
+    the snippets of that batch are dropped; rows of batches fetched before it in the
+    same call are kept and returned by the next call that fetches.
     """
 
     def __init__(self, run_model: Callable[[torch.Tensor], np.ndarray] | None = None, size: int = 1, *,
@@ -153,9 +154,10 @@ class SnippetBatcher(Generic[K]):
         self._keys: list[K] = []
         self._clips: list[torch.Tensor] = []
         self._in_flight: list[tuple[list[K], Fetch]] = []
+        self._fetched: list[tuple[K, np.ndarray]] = []  # not yet returned (a later fetch raised)
 
     def __len__(self) -> int:
-        return len(self._keys) + sum(len(keys) for keys, _ in self._in_flight)
+        return len(self._keys) + sum(len(keys) for keys, _ in self._in_flight) + len(self._fetched)
 
     def add(self, key: K, clip: torch.Tensor) -> list[tuple[K, np.ndarray]]:
         self._keys.append(key)
@@ -177,10 +179,11 @@ class SnippetBatcher(Generic[K]):
         self._in_flight.append((keys, self.submit(clips)))
 
     def _fetch(self, *, keep: int) -> list[tuple[K, np.ndarray]]:
-        done: list[tuple[K, np.ndarray]] = []
         while len(self._in_flight) > keep:
             keys, fetch = self._in_flight.pop(0)
-            done.extend(zip(keys, fetch(), strict=True))
+            # If this fetch raises, its batch is dropped; rows fetched before it stay owed.
+            self._fetched.extend(list(zip(keys, fetch(), strict=True)))
+        done, self._fetched = self._fetched, []
         return done
 
 
