@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 RAW_QUEUE_BYTES = 512 * 2**20
 # How often a decode thread waiting for room in the event queue checks the stop event.
 _PUT_POLL_S = 0.5
+# How long the model side waits for another snippet before it runs a part batch.
+IDLE_FLUSH_S = 0.02
 # How long a stopping run waits for its decode threads to finish their current frame.
 _JOIN_S = 30.0
 
@@ -411,8 +413,12 @@ class _Collector:
         return len(self.batcher) > 0
 
     def flush(self) -> None:
-        """Run the snippets that wait, even if fewer than a batch."""
-        if self.waiting():
+        """Nothing came for a while: submit the snippets that wait, even if fewer than a
+        batch (leaving the batcher's batches in flight, as a full batch does); with none
+        waiting to be submitted, fetch the batches in flight."""
+        if self.batcher.pending():
+            self._take(self.batcher.flush(keep=self.batcher.depth))
+        elif self.waiting():
             self._take(self.batcher.flush())
 
     def _take(self, rows: list[tuple[tuple[int, int], np.ndarray]]) -> None:
@@ -491,11 +497,16 @@ class _Collector:
 
 
 def _drain(events: queue.Queue, collector: _Collector, n_threads: int) -> None:
-    """The event loop: until every decode thread has exited and no snippet waits."""
+    """The event loop: until every decode thread has exited and no snippet waits.
+
+    While snippets wait for the model, an event is awaited for at most
+    :data:`IDLE_FLUSH_S` before they run as a part batch: decode threads that are a
+    little behind fill the batch instead of the model running one snippet at a time."""
     alive = n_threads
     while alive or collector.waiting():
         try:
-            event = events.get(block=not collector.waiting(), timeout=None)
+            waiting = collector.waiting()
+            event = events.get(block=True, timeout=IDLE_FLUSH_S if waiting else None)
         except queue.Empty:
             collector.flush()
             continue

@@ -127,6 +127,7 @@ class FeatureExtractor:
         self.crops_on_device = (self.preprocess == "worker" and self.transform.cuts_at_snippet
                                 and self.device.type == "cuda")
         self._autocast_dtype = parse_dtype(self.dtype) if self.dtype != "fp32" else None
+        self._copy_stream: torch.cuda.Stream | None = None  # upload(): created on first use
 
     # ------------------------------------------------------------------ description
 
@@ -171,7 +172,9 @@ class FeatureExtractor:
         ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU; with
         :attr:`crops_on_device` (a CUDA run with 5 or 10 crops) the snippet's scaled
         frames ``[3, T, H', W']`` float32; with ``preprocess="device"`` its raw frames
-        ``[T, H, W, 3]`` uint8 RGB.  Page-locked when the device is CUDA.
+        ``[T, H, W, 3]`` uint8 RGB.  The latter two are page-locked when the device is
+        CUDA (so :meth:`upload` is asynchronous); model-input clips are staged in
+        page-locked memory per batch (:class:`~vadfeat.pipeline.feed.DeviceFeed`).
         :meth:`prepare` turns each into model input
         (:func:`vadfeat.pipeline.stream.snippet_stream`).
         """
@@ -191,9 +194,9 @@ class FeatureExtractor:
         """
         if self.preprocess == "worker":
             if self.crops_on_device:  # scaled frames [3, T, H', W'] -> crops on the device
-                return cut_crops(clip.to(self.device, non_blocking=True), self.preset)
+                return cut_crops(self.upload(clip), self.preset)
             return clip
-        frames = clip.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # [T, 3, H, W] view
+        frames = self.upload(clip).permute(0, 3, 1, 2)  # [T, 3, H, W] view
         return transform_frames(frames, self.preset).permute(1, 2, 0, 3, 4)
 
     @torch.inference_mode()
@@ -210,6 +213,21 @@ class FeatureExtractor:
         if self.device.type == "cuda" and not x.is_cuda:
             x = x.pin_memory().to(self.device, non_blocking=True)
         return self.rows(self.forward(x).float().cpu().numpy(), n)
+
+    def upload(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the model's device.  On CUDA the copy runs on a side stream (from
+        page-locked memory it is asynchronous), so it overlaps the model's compute; the
+        compute stream waits for it before using the result."""
+        if self.device.type != "cuda" or x.is_cuda:
+            return x.to(self.device)
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(device=self.device)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            y = x.to(self.device, non_blocking=True)
+        compute.wait_stream(self._copy_stream)
+        y.record_stream(compute)  # allocated on the side stream, used on the compute stream
+        return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model on a flat batch ``[N * crops, 3, T, S, S]`` on its device, under the

@@ -9,14 +9,15 @@ returns at once with a ``fetch`` function for the batch's features:
    (``torch.empty(..., pin_memory=True)``, served and reused by torch's caching host
    allocator, which does not hand a block out again before the copies reading it have
    completed): one host copy per batch, where ``stack`` then ``pin_memory()`` made two.
-2. **Upload on a side stream.** The host-to-device copy runs on its own CUDA stream,
-   so it overlaps the model's compute of the previous batch on the compute stream;
-   the compute stream waits for the copy (``wait_stream``) and the uploaded batch is
-   marked as used there (``record_stream``), so the device allocator does not reuse
-   it early.
+2. **Upload on a side stream** (:meth:`FeatureExtractor.upload`, which also uploads
+   the snippets of ``preprocess="device"`` and ``crops_on_device``). The host-to-device
+   copy runs on its own CUDA stream, so it overlaps the model's compute of the
+   previous batch on the compute stream; the compute stream waits for the copy
+   (``wait_stream``) and the uploaded batch is marked as used there
+   (``record_stream``), so the device allocator does not reuse it early.
 3. **Asynchronous fetch.** The features are copied into a pinned host tensor with
-   ``non_blocking=True`` and an event is recorded; ``fetch()`` waits for that event
-   only when the caller asks for the rows.
+   ``non_blocking=True`` and a blocking-sync event is recorded; ``fetch()`` waits for
+   that event (sleeping, not spinning a core) only when the caller asks for the rows.
    :class:`~vadfeat.pipeline.stream.SnippetBatcher` (``depth=1``) fetches batch ``i``
    after submitting batch ``i + 1``, so the host assembles the next batch while the
    device computes.
@@ -56,7 +57,6 @@ class DeviceFeed:
             raise ValueError(f"DeviceFeed feeds a CUDA device, not {extractor.device}")
         self.ext = extractor
         self.device = extractor.device
-        self.copy_stream = torch.cuda.Stream(device=self.device)
 
     def submit(self, clips: list[torch.Tensor]) -> Fetch:
         n = len(clips)
@@ -67,14 +67,11 @@ class DeviceFeed:
             else:
                 host = torch.empty((n, *clips[0].shape), dtype=clips[0].dtype, pin_memory=True)
                 torch.stack(clips, out=host)
-                with torch.cuda.stream(self.copy_stream):
-                    x = host.to(self.device, non_blocking=True)
-                compute.wait_stream(self.copy_stream)
-                x.record_stream(compute)
+                x = self.ext.upload(host)  # on the side stream; compute waits for it
             y = self.ext.forward(x.flatten(0, 1)).float()
             out = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
             out.copy_(y, non_blocking=True)
-            done = torch.cuda.Event()
+            done = torch.cuda.Event(blocking=True)  # fetch() sleeps in the wait, not spins
             done.record(compute)
         return _fetcher(done, out, lambda rows: self.ext.rows(rows, n))
 

@@ -167,11 +167,16 @@ class SnippetBatcher(Generic[K]):
         self._submit()
         return self._fetch(keep=self.depth)
 
-    def flush(self) -> list[tuple[K, np.ndarray]]:
-        """Submit what waits, even if fewer than a batch, and fetch every batch in flight."""
+    def pending(self) -> int:
+        """Snippets added and not yet submitted (fewer than a batch)."""
+        return len(self._keys)
+
+    def flush(self, *, keep: int = 0) -> list[tuple[K, np.ndarray]]:
+        """Submit what waits, even if fewer than a batch, and fetch the batches in flight
+        but the last ``keep`` (``keep=self.depth``: as :meth:`add` does)."""
         if self._keys:
             self._submit()
-        return self._fetch(keep=0)
+        return self._fetch(keep=keep)
 
     def _submit(self) -> None:
         keys, clips = self._keys, self._clips
