@@ -220,15 +220,17 @@ def test_bad_videos_and_a_dying_worker(tmp_path: Path, three: Path, monkeypatch:
     assert not partial_outputs(tmp_path / "out") and locks_free(tmp_path / "out")
 
 
-@pytest.mark.slow
-def test_the_only_worker_segfaults(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One worker, killed by SIGSEGV in v0: v0 fails naming the signal, a fresh loader
-    does v1 and v2."""
+def test_the_only_worker_segfaults(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    """One worker, killed by SIGSEGV in v0: v0 fails naming the signal, a second loader
+    (fresh worker processes) does v1 and v2."""
     monkeypatch.setenv(processes.CRASH_ENV, "v0.mp4:SIGSEGV")
+    caplog.set_level("DEBUG", logger="vadfeat.engines.processes")
     s = vadfeat.extract([three], tmp_path / "out", workers=1, pipeline="processes", progress=False,
                         **TINY, **SMALL)
     assert s.failed == [("v0.mp4", "the decode worker process died (killed by SIGSEGV) while decoding it")]
     assert s.ok == 2 and [np.load(tmp_path / "out" / f"v{k}.npy").shape for k in (1, 2)] == [(3, 64), (4, 64)]
+    assert "process pipeline: 2 loader(s)" in caplog.text
 
 
 def test_death_reasons() -> None:

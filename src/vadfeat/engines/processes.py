@@ -420,11 +420,14 @@ class _Feeder:
         self.loaders += 1
         delivered, died = 0, False
         known: set[int] = set()
+        t0 = time.perf_counter()
         it = iter(loader)
         try:
             while True:
                 try:
                     item = next(it)
+                    if not delivered:
+                        log.debug("loader %d: first item after %.2f s", self.loaders, time.perf_counter() - t0)
                 except StopIteration:
                     break
                 except Exception as exc:  # a worker died (or a snippet it sent died with it)
@@ -440,10 +443,13 @@ class _Feeder:
                 if not self._forward(item):
                     break
         finally:
+            t1 = time.perf_counter()
             shutdown = getattr(it, "_shutdown_workers", None)
             if shutdown is not None:
                 shutdown()  # joins the workers (they see `halt` within a snippet)
             del it
+            log.debug("loader %d: ended after %.2f s, shut down in %.2f s", self.loaders, t1 - t0,
+                      time.perf_counter() - t1)
         return delivered, died
 
     def _deaths(self, dead: dict[int, int | None]) -> None:
