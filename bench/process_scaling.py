@@ -5,7 +5,9 @@ Runs the real engine (``vadfeat.extract``, ``videomae-v2``) over ``--videos`` co
 ``--pipeline threads`` and ``--pipeline processes`` side by side, for 1 crop and 10
 crops.  The model is a tiny random ViT whose forward pass is replaced by zeros of the
 right shape, so what is measured is decode + transform + hand-over + batching + writing:
-the CPU side that has to feed a GPU.  Rounds alternate the order of the two pipelines
+the CPU side that has to feed a GPU.  torch runs one intra-op thread in the model's
+process (``--torch-threads``), as in each worker process, so that N workers of either
+kind use about N cores.  Rounds alternate the order of the two pipelines
 and of the worker counts; figures are medians.  A process run includes starting its
 worker processes (the forkserver is started once, before the first timed run).
 
@@ -74,10 +76,15 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", nargs="+", default=["360p", "720p"], choices=list(SIZES))
     ap.add_argument("--crops", nargs="+", type=int, default=[1, 10])
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch intra-op threads of the model's process, which the thread pipeline's "
+                         "transform uses (worker processes always run one)")
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     args = ap.parse_args()
+    torch.set_num_threads(args.torch_threads)
     C.header("thread pipeline vs process pipeline: frames/s by workers (no model)")
     out = args.work / "procs_out"
+    shutil.rmtree(out, ignore_errors=True)
     ns = list(range(1, args.workers + 1))
     rows = [["size", "work", *(f"{p} {n}w" for n in ns for p in ("thr", "proc")),
              f"thr {ns[-1]}w/1w", f"proc {ns[-1]}w/1w", f"proc/thr at {ns[-1]}w"]]

@@ -272,7 +272,7 @@ def test_workers_hold_no_claim(tmp_path: Path, three: Path, monkeypatch: pytest.
 
 def test_worker_init_hides_cuda_and_leaves_ctrl_c_to_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    monkeypatch.setattr(processes, "limit_arenas", lambda: None)
+    monkeypatch.setattr(processes, "tune_malloc", lambda: None)
     saved = signal.getsignal(signal.SIGINT)
     try:
         processes._worker_init(0)

@@ -57,10 +57,12 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from vadfeat._malloc import tune_malloc
@@ -86,7 +88,7 @@ from vadfeat.errors import VideoError
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.pipeline.stream import snippet_stream
-from vadfeat.pipeline.transforms import build_frame_transform
+from vadfeat.pipeline.transforms import FrameTransform
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,19 @@ def _worker_init(worker_id: int) -> None:
     tune_malloc()
 
 
+@dataclass(frozen=True)
+class _SharedTransform(FrameTransform):
+    """The preset's transform, assembling each snippet straight into shared memory: handing
+    it to the model's process then copies nothing (torch shares a storage that is already
+    shared as it is)."""
+
+    def assemble(self, prepared: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is None and prepared:
+            p = self.preset
+            out = torch.empty((p.crops, 3, len(prepared), p.size, p.size)).share_memory_()
+        return super().assemble(prepared, out)
+
+
 def _as_is(item: Any) -> Any:
     """The loader's collate function: items travel as the worker made them."""
     return item
@@ -144,7 +159,7 @@ class _Decode(IterableDataset):
         self.crash = crash
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        transform = build_frame_transform(self.config.preset)
+        transform = _SharedTransform(self.config.preset)
         parent = os.getppid()
         while not (self.halt.is_set() or self.retire.is_set() or os.getppid() != parent):
             try:
@@ -427,7 +442,8 @@ class _Feeder:
                 try:
                     item = next(it)
                     if not delivered:
-                        log.debug("loader %d: first item after %.2f s", self.loaders, time.perf_counter() - t0)
+                        log.debug("loader %d: first item after %.2f s", self.loaders,
+                                  time.perf_counter() - t0)
                 except StopIteration:
                     break
                 except Exception as exc:  # a worker died (or a snippet it sent died with it)
