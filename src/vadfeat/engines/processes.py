@@ -48,6 +48,7 @@ With ``preprocess="device"`` the event queue is also bounded by
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import multiprocessing
 import os
@@ -106,6 +107,9 @@ CRASH_ENV = "VADFEAT_TEST_WORKER_CRASH"
 # Loaders in a row that delivered nothing while their workers died: the workers cannot
 # start (e.g. no shared memory); stop trying and fail what is left.
 _MAX_BARREN_LOADERS = 2
+# Items as they come (torch >= 2.6): a worker busy with a big snippet does not hold back the
+# others' (older torch delivers them in task order: slower, the same outputs).
+_IN_ORDER = {"in_order": False} if "in_order" in inspect.signature(DataLoader).parameters else {}
 # How long a failed fetch waits for its worker to be seen dead.
 _DEATH_WAIT_S = 5.0
 
@@ -429,9 +433,9 @@ class _Feeder:
         # No pin_memory thread: a snippet whose worker died cannot be fetched, and that
         # must surface here (where the death is handled), not end the pin thread.
         loader = DataLoader(dataset, batch_size=None, num_workers=self.workers,
-                            prefetch_factor=PREFETCH, persistent_workers=False, in_order=False,
+                            prefetch_factor=PREFETCH, persistent_workers=False,
                             multiprocessing_context=self.mp, worker_init_fn=_worker_init,
-                            collate_fn=_as_is)
+                            collate_fn=_as_is, **_IN_ORDER)
         self.loaders += 1
         delivered, died = 0, False
         known: set[int] = set()
