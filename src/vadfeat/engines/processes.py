@@ -109,7 +109,8 @@ CRASH_ENV = "VADFEAT_TEST_WORKER_CRASH"
 _MAX_BARREN_LOADERS = 2
 # Items as they come (torch >= 2.6): a worker busy with a big snippet does not hold back the
 # others' (older torch delivers them in task order: slower, the same outputs).
-_IN_ORDER = {"in_order": False} if "in_order" in inspect.signature(DataLoader).parameters else {}
+_IN_ORDER: dict[str, Any] = (
+    {"in_order": False} if "in_order" in inspect.signature(DataLoader).parameters else {})
 # How long a failed fetch waits for its worker to be seen dead.
 _DEATH_WAIT_S = 5.0
 
@@ -228,6 +229,7 @@ class _Dispatcher:
         self.finished = finished
         self.limit = limit
         self.open: dict[int, int | None] = {}  # claimed, not decoded: vid -> its worker's pid (None: queued)
+        self.claiming: int | None = None  # taken from `todo`, its claim not settled yet
         self.cond = threading.Condition()
         self.aborted = False
 
@@ -247,36 +249,44 @@ class _Dispatcher:
                 if self.stop.is_set() or self.aborted or (not self.todo and not self.open):
                     return None
                 if self.todo and len(self.open) < self.limit:
-                    return self.todo.popleft()
+                    self.claiming = self.todo.popleft()
+                    return self.claiming
                 self.cond.wait(0.5)
 
     def _run(self) -> None:
         while (vid := self._next()) is not None:
             try:
-                kind, reason = self.claim(vid)
-            except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
-                log.debug("cannot claim %s", self.ctx.items[vid].source, exc_info=True)
-                failed = VideoFailed(vid, f"cannot claim the video: {exc}")
-                _put_unless_stopped(self.events, failed, self.stop)
-                continue
-            if kind == "defer":  # held elsewhere and we may wait: first do the others
+                self._dispatch(vid)
+            finally:
                 with self.cond:
-                    self.todo.append(vid)
-                continue
-            event: Event
-            if kind == "failed":
-                event = VideoFailed(vid, reason)
-            elif kind is not None:
-                event = VideoPassed(vid, kind, reason)  # type: ignore[arg-type]
-            else:
-                with self.cond:
-                    self.open[vid] = None
-                if not _put_unless_stopped(self.events, VideoStarted(vid), self.stop):
-                    return
+                    self.claiming = None
+                    self.cond.notify_all()
+
+    def _dispatch(self, vid: int) -> None:
+        """Claim ``vid`` and put it on the work queue, or say why not."""
+        try:
+            kind, reason = self.claim(vid)
+        except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
+            log.debug("cannot claim %s", self.ctx.items[vid].source, exc_info=True)
+            failed = VideoFailed(vid, f"cannot claim the video: {exc}")
+            _put_unless_stopped(self.events, failed, self.stop)
+            return
+        if kind == "defer":  # held elsewhere and we may wait: first do the others
+            with self.cond:
+                self.todo.append(vid)
+            return
+        event: Event
+        if kind == "failed":
+            event = VideoFailed(vid, reason)
+        elif kind is not None:
+            event = VideoPassed(vid, kind, reason)  # type: ignore[arg-type]
+        else:
+            with self.cond:
+                self.open[vid] = None
+            if _put_unless_stopped(self.events, VideoStarted(vid), self.stop):
                 self.work.put((vid, str(self.ctx.items[vid].source)))
-                continue
-            if not _put_unless_stopped(self.events, event, self.stop):
-                return
+            return
+        _put_unless_stopped(self.events, event, self.stop)
 
     # ------------------------------------------------------------------ called by the feeder
 
@@ -318,9 +328,9 @@ class _Dispatcher:
         return gone
 
     def complete(self) -> bool:
-        """No video left to claim and none claimed and undecoded."""
+        """No video left to claim, none being claimed and none claimed and undecoded."""
         with self.cond:
-            return not self.todo and not self.open
+            return not self.todo and not self.open and self.claiming is None
 
     def abort(self) -> list[int]:
         """Claim nothing more; return the videos never claimed."""
@@ -404,6 +414,8 @@ class _Feeder:
     def _run(self) -> None:
         barren = 0
         while not self.stop.is_set():
+            if self.dispatcher.complete():  # e.g. every video was held elsewhere
+                return
             delivered, died = self._one_loader()
             if self.stop.is_set() or self.dispatcher.complete():
                 return
