@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import vadfeat
-from stress.fault_corpus import partial_outputs
+from stress.fault_corpus import build_corpus, check_run, partial_outputs, restore_permissions
 from vadfeat.errors import ConfigError
 from vadfeat.pipeline.stream import SnippetBatcher
 from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
@@ -218,6 +218,25 @@ def test_bad_videos_and_a_dying_worker(tmp_path: Path, three: Path, monkeypatch:
     for name in ("v0.npy", "v2.npy"):
         assert np.array_equal(np.load(tmp_path / "threads" / name), np.load(tmp_path / "out" / name))
     assert not partial_outputs(tmp_path / "out") and locks_free(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_fault_corpus_with_processes(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """tests/test_faults.py::test_fault_corpus_in_process with worker processes: every
+    broken input fails with its reason, every awkward-but-valid one is extracted."""
+    cases = build_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    try:
+        fx = vadfeat.FeatureExtractor(tiny_checkpoint, batch_size=8)
+        s = vadfeat.extract([tmp_path / "in"], out, extractor=fx, workers=2, pipeline="processes",
+                            progress=False)
+        root = os.geteuid() == 0
+        problems = check_run(out, cases, read_manifest(out), privileged=root) + partial_outputs(out)
+        assert not problems, "\n".join(problems)
+        failed = {c.name for c in cases if c.expected(root) == "failed"}
+        assert {v for v, _ in s.failed} == failed and s.exit_code == 1 and locks_free(out)
+    finally:
+        restore_permissions(tmp_path)
 
 
 def test_the_only_worker_segfaults(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch,
