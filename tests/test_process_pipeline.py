@@ -252,11 +252,36 @@ def test_the_only_worker_segfaults(tmp_path: Path, three: Path, monkeypatch: pyt
     assert "process pipeline: 2 loader(s)" in caplog.text
 
 
+def test_too_little_shared_memory_is_refused_before_any_work(tmp_path: Path, three: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's 64 MiB /dev/shm: 2 workers, 10 crops of 224 px, batch 20 (2 snippets)
+    may hold 2 * 2 + max(2, 4) + 1 + 2 + 2 = 13 snippets of 10 * 3 * 16 * 224 * 224 * 4 bytes
+    = 96,337,920 bytes = 91.875 MiB: 13 * 91.875 = 1,194.4 MiB.  Refused before any work,
+    naming both sizes."""
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    real = os.statvfs
+
+    def small(path):
+        st = real(path)
+        if str(path) != str(shm):
+            return st
+        return type("St", (), {"f_bavail": 64 * 2**20 // st.f_frsize, "f_frsize": st.f_frsize})()
+
+    monkeypatch.setattr(processes, "SHM_DIR", str(shm))
+    monkeypatch.setattr(os, "statvfs", small)
+    with pytest.raises(ConfigError, match=r"up to 1,194 MiB .*13 snippets of 91.9 MiB.*has 64 MiB free"):
+        vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
+                        crops=10, batch_size=20, **TINY)
+    assert not (tmp_path / "out").exists()
+
+
 def test_death_reasons() -> None:
     assert processes.death_reason(3) == "the decode worker process died (exit code 3) while decoding it"
     assert processes.death_reason(-11) == ("the decode worker process died (killed by SIGSEGV) "
                                            "while decoding it")
     assert "unknown exit code" in processes.death_reason(None)
+    assert "killed by SIGBUS; is /dev/shm full?" in processes.death_reason(-signal.SIGBUS)
 
 
 # --------------------------------------------------------------------------- claims, CUDA

@@ -641,6 +641,10 @@ def extract(
     cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
     if pipeline not in get_args(Pipeline):
         raise ConfigError(f"pipeline must be one of {', '.join(get_args(Pipeline))}, got {pipeline!r}")
+    if pipeline == "processes" and isinstance(workers, int) and workers >= 1:
+        from vadfeat.engines.processes import check_shared_memory
+
+        check_shared_memory(cfg, workers)
     if devices and extractor is not None:
         raise ConfigError("devices= builds one extractor per device; pass settings, not one")
     if devices is not None and len(devices) > 1:

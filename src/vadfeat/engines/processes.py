@@ -85,7 +85,7 @@ from vadfeat.engines.local import (
     _join,
     _put_unless_stopped,
 )
-from vadfeat.errors import VideoError
+from vadfeat.errors import ConfigError, VideoError
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.pipeline.stream import snippet_stream
@@ -111,6 +111,8 @@ _MAX_BARREN_LOADERS = 2
 # others' (older torch delivers them in task order: slower, the same outputs).
 _IN_ORDER: dict[str, Any] = (
     {"in_order": False} if "in_order" in inspect.signature(DataLoader).parameters else {})
+#: Where torch's shared-memory tensors live (Linux).
+SHM_DIR = "/dev/shm"
 # How long a failed fetch waits for its worker to be seen dead.
 _DEATH_WAIT_S = 5.0
 
@@ -351,9 +353,38 @@ def death_reason(exitcode: int | None) -> str:
             how = f"killed by {signal.Signals(-exitcode).name}"
         except ValueError:
             how = f"killed by signal {-exitcode}"
+        if -exitcode == signal.SIGBUS:  # what a full /dev/shm does to the process writing to it
+            how += f"; is {SHM_DIR} full?"
     else:
         how = f"exit code {exitcode}"
     return f"the decode worker process died ({how}) while decoding it"
+
+
+def check_shared_memory(config: ExtractConfig, workers: int, *, where: str | None = None) -> None:
+    """Refuse (:class:`ConfigError`, before any work) a run whose snippets cannot fit in
+    shared memory: torch hands tensors over through ``/dev/shm``, which containers keep
+    small (Docker: 64 MiB), and a worker that runs out of it dies of SIGBUS.
+
+    Counts :func:`in_flight_bound` snippets, one per worker being made, and one batch of
+    the model side, of ``[crops, 3, T, size, size]`` float32.  Raw snippets
+    (``preprocess="device"``) depend on each video's frame size and are not counted.
+    """
+    path = where or SHM_DIR
+    if config.preprocess == "device" or not os.path.isdir(path):
+        return
+    p = config.preset
+    snippet = p.crops * 3 * p.clip_len * p.size * p.size * 4
+    per_batch = max(1, config.batch_size // p.crops)
+    count = PREFETCH * workers + max(2, 2 * per_batch) + 1 + workers + per_batch
+    st = os.statvfs(path)
+    free = st.f_bavail * st.f_frsize
+    if snippet * count > free:
+        mib = 2**20
+        raise ConfigError(
+            f"the process pipeline hands snippets over through shared memory ({path}): {workers} "
+            f"worker(s) may hold up to {snippet * count / mib:,.0f} MiB there ({count} snippets of "
+            f"{snippet / mib:,.1f} MiB), but it has {free / mib:,.0f} MiB free; enlarge it (e.g. "
+            "docker run --shm-size=8g), use fewer --workers, or --pipeline threads")
 
 
 def _dead_workers(it: Any, exc: Exception, known: set[int]) -> dict[int, int | None]:
@@ -608,4 +639,5 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
             work.cancel_join_thread()  # claimed videos nobody will take: do not wait on them
 
 
-__all__ = ["CRASH_ENV", "PREFETCH", "START_METHOD", "death_reason", "in_flight_bound", "run_pipeline"]
+__all__ = ["CRASH_ENV", "PREFETCH", "SHM_DIR", "START_METHOD", "check_shared_memory", "death_reason",
+           "in_flight_bound", "run_pipeline"]
