@@ -413,3 +413,34 @@ def test_sigint_stops_the_workers_and_a_rerun_resumes(tmp_path: Path, tiny_check
     again = subprocess.run(cmd, capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
     assert len(list(out.glob("*.npy"))) == 6
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_no_worker_behind(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The model's process killed outright (no cleanup runs): the forkserver sees its end,
+    and each worker sees its parent gone within a snippet or an idle poll, and exits; a
+    rerun then finishes every video."""
+    src = tmp_path / "in"
+    for k in range(4):
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(96 + 16 * k, seed=k), fps=25)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vadfeat", "extract", str(src), "-o", str(out), "--checkpoint",
+           str(tiny_checkpoint), "-q", "-b", "1", "--pipeline", "processes", "-j", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    below: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(below) < 3:
+        below |= descendants(proc.pid)
+        time.sleep(0.01)
+    time.sleep(0.5)
+    below |= descendants(proc.pid)
+    assert proc.poll() is None and len(below) >= 3
+    proc.kill()
+    proc.wait()
+    t0 = time.monotonic()
+    while any(alive(p) for p in below) and time.monotonic() - t0 < 20:
+        time.sleep(0.1)
+    assert not [p for p in below if alive(p)], "a worker process outlived a killed run"
+    again = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert len(list(out.glob("*.npy"))) == 4

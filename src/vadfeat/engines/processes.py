@@ -34,8 +34,9 @@ CUDA (they run with ``CUDA_VISIBLE_DEVICES`` empty); with ``preprocess="device"`
 on CUDA the loader pins the raw snippets in the model's process.  Workers ignore
 SIGINT (Ctrl-C reaches the whole process group): the model's process decides, sets
 a shared stop event that every worker checks between snippets, and shuts the loader
-down, so a stopped run leaves no worker process behind; a worker whose model
-process died (SIGKILL) exits after its current snippet.
+down, so a stopped run leaves no worker process behind; a watchdog thread in each
+worker ends it within a second when the model's process died (SIGKILL), and the
+forkserver ends with the last of them.
 
 Memory: finished snippets that wait for the model are at most
 ``PREFETCH * workers`` (results of the loader's outstanding tasks) + the event
@@ -64,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vadfeat._malloc import tune_malloc
 from vadfeat.engines._signals import signum_of
@@ -97,7 +98,7 @@ log = logging.getLogger(__name__)
 PREFETCH = 2
 #: How workers start: a fresh interpreter (no inherited descriptors, hence no claims).
 START_METHOD = "forkserver"
-# How often an idle worker looks at the work queue, the stop event and its parent.
+# How often an idle worker looks at the work queue and the stop events.
 _POLL_S = 0.2
 # Test hook: the name of a video whose worker process exits (os._exit(3), or with the
 # signal named after a colon, e.g. "v1.mp4:SIGSEGV") after sending its first snippet.
@@ -121,10 +122,43 @@ _DEATH_WAIT_S = 5.0
 
 
 def _worker_init(worker_id: int) -> None:
-    """Each worker: no CUDA, Ctrl-C left to the model's process, one malloc arena."""
+    """Each worker: no CUDA, Ctrl-C left to the model's process, malloc tuned, and a
+    watchdog that ends the worker when the model's process is gone."""
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # an accidental .cuda() fails instead of taking a GPU
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_malloc()
+    info = get_worker_info()
+    owner = getattr(info.dataset, "owner", None) if info is not None else None
+    if owner is not None:
+        threading.Thread(target=_watch, args=(owner,), daemon=True, name="vadfeat-watchdog").start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc to ask: the signal said it exists
+
+
+def _watch(owner: int) -> None:
+    """A worker's watchdog thread: exit when the model's process ``owner`` has ended.
+
+    Neither the worker's parent (the forkserver, which every worker keeps alive: it
+    holds the descriptor whose end the forkserver waits for) nor torch's own watchdog
+    (it asks for the parent) sees a model process killed with SIGKILL; without this a
+    worker waiting for its next task would wait forever.
+    """
+    while _alive(owner):
+        time.sleep(_POLL_S * 2.5)
+    os._exit(0)
 
 
 @dataclass(frozen=True)
@@ -151,8 +185,9 @@ class _Decode(IterableDataset):
     ``("start", vid, pid)``, then ``("snippet", vid, index, (first, last), clip)`` per
     snippet in temporal order, then ``("done", vid, snippets, meta)`` or ``("failed",
     vid, reason)``.  It ends when ``finished`` is set and the work queue is empty, when
-    ``retire`` is set (between videos), when ``halt`` is set (between snippets) or when
-    its parent died.  ``made`` counts the snippets finished by all workers.
+    ``retire`` is set (between videos) or when ``halt`` is set (between snippets); its
+    watchdog ends it when the model's process is gone.  ``made`` counts the snippets
+    finished by all workers.
     """
 
     def __init__(self, config: ExtractConfig, work: Any, *, finished: Any, halt: Any, retire: Any,
@@ -164,11 +199,11 @@ class _Decode(IterableDataset):
         self.retire = retire
         self.made = made
         self.crash = crash
+        self.owner = os.getpid()  # the model's process (workers watch it: _watch)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         transform = _SharedTransform(self.config.preset)
-        parent = os.getppid()
-        while not (self.halt.is_set() or self.retire.is_set() or os.getppid() != parent):
+        while not (self.halt.is_set() or self.retire.is_set()):
             try:
                 vid, source = self.work.get(timeout=_POLL_S)
             except queue.Empty:
@@ -176,9 +211,9 @@ class _Decode(IterableDataset):
                     return
                 continue
             yield ("start", vid, os.getpid())
-            yield from self._video(vid, Path(source), transform, parent)
+            yield from self._video(vid, Path(source), transform)
 
-    def _video(self, vid: int, source: Path, transform: Any, parent: int) -> Iterator[tuple[Any, ...]]:
+    def _video(self, vid: int, source: Path, transform: Any) -> Iterator[tuple[Any, ...]]:
         count = 0
         try:
             stream = snippet_stream(source, self.config, transform, pin_memory=False)
@@ -194,7 +229,7 @@ class _Decode(IterableDataset):
                 count += 1
                 if self.crash is not None:
                     _maybe_crash(self.crash, source)
-                if self.halt.is_set() or os.getppid() != parent:
+                if self.halt.is_set():
                     stream.close()
                     return
         except VideoError as exc:
