@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,42 @@ def test_same_bytes_as_the_thread_pipeline(tmp_path: Path, three: Path, settings
         assert a.shape == ((2 + k, crops, 64) if crops > 1 else (2 + k, 64))
         assert np.array_equal(a, b)
         assert sidecar(tmp_path / "threads" / f"v{k}.json") == sidecar(tmp_path / "procs" / f"v{k}.json")
+
+
+def test_crops_cut_on_the_device_as_a_cuda_run_does(tmp_path: Path, three: Path) -> None:
+    """A CUDA run with 10 crops hands the scaled frames over and cuts the crops on the
+    device (crops_on_device, set by hand on the CPU as tests/test_engine.py does): worker
+    processes then send scaled frames, and the features are the same bytes."""
+    import torch
+
+    kw = {**TINY, "crops": 10, "size": 32, "short_side": 40, "batch_size": 1}
+    plain = vadfeat.FeatureExtractor(**kw)
+    moved = vadfeat.FeatureExtractor(**kw)
+    moved.crops_on_device = True
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as in the worker processes (see above)
+        t = vadfeat.extract([three], tmp_path / "threads", extractor=plain, progress=False)
+    finally:
+        torch.set_num_threads(saved)
+    p = vadfeat.extract([three], tmp_path / "procs", extractor=moved, workers=2, pipeline="processes",
+                        progress=False)
+    assert (t.ok, p.ok) == (3, 3)
+    for k in range(3):
+        a, b = np.load(tmp_path / "threads" / f"v{k}.npy"), np.load(tmp_path / "procs" / f"v{k}.npy")
+        assert a.shape == (2 + k, 10, 64) and np.array_equal(a, b)
+
+
+def test_torchcodec_on_cuda_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVDEC decodes in the model's process; worker processes never touch CUDA."""
+    import torch
+
+    monkeypatch.setattr(processes, "resolve_device", lambda d: torch.device("cuda" if "cuda" in d else "cpu"))
+    cfg = types.SimpleNamespace(decoder="torchcodec", device="auto", preprocess="worker")
+    with pytest.raises(ConfigError, match="use --pipeline threads"):
+        processes.check_pipeline(cfg, 2, ["cuda:0", "cuda:1"])  # type: ignore[arg-type]
+    monkeypatch.setattr(processes, "check_shared_memory", lambda *a, **k: None)
+    processes.check_pipeline(cfg, 2)  # type: ignore[arg-type]  # auto -> the CPU here: decoded there too
 
 
 def test_temporal_order_and_interleaved_videos(tmp_path: Path, three: Path,

@@ -642,9 +642,9 @@ def extract(
     if pipeline not in get_args(Pipeline):
         raise ConfigError(f"pipeline must be one of {', '.join(get_args(Pipeline))}, got {pipeline!r}")
     if pipeline == "processes" and isinstance(workers, int) and workers >= 1:
-        from vadfeat.engines.processes import check_shared_memory
+        from vadfeat.engines.processes import check_pipeline
 
-        check_shared_memory(cfg, workers)
+        check_pipeline(cfg, workers, devices or ())
     if devices and extractor is not None:
         raise ConfigError("devices= builds one extractor per device; pass settings, not one")
     if devices is not None and len(devices) > 1:

@@ -49,6 +49,7 @@ With ``preprocess="device"`` the event queue is also bounded by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import multiprocessing
@@ -87,7 +88,7 @@ from vadfeat.engines.local import (
     _put_unless_stopped,
 )
 from vadfeat.errors import ConfigError, VideoError
-from vadfeat.pipeline.config import ExtractConfig
+from vadfeat.pipeline.config import ExtractConfig, resolve_device
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.pipeline.stream import snippet_stream
 from vadfeat.pipeline.transforms import FrameTransform
@@ -191,8 +192,9 @@ class _Decode(IterableDataset):
     """
 
     def __init__(self, config: ExtractConfig, work: Any, *, finished: Any, halt: Any, retire: Any,
-                 made: Any, crash: str | None) -> None:
+                 made: Any, crash: str | None, crops_on_device: bool = False) -> None:
         self.config = config
+        self.crops_on_device = crops_on_device
         self.work = work
         self.finished = finished
         self.halt = halt
@@ -216,7 +218,8 @@ class _Decode(IterableDataset):
     def _video(self, vid: int, source: Path, transform: Any) -> Iterator[tuple[Any, ...]]:
         count = 0
         try:
-            stream = snippet_stream(source, self.config, transform, pin_memory=False)
+            stream = snippet_stream(source, self.config, transform, pin_memory=False,
+                                    crops_on_device=self.crops_on_device)
             while True:
                 try:
                     rng, clip = next(stream)
@@ -395,6 +398,19 @@ def death_reason(exitcode: int | None) -> str:
     return f"the decode worker process died ({how}) while decoding it"
 
 
+def check_pipeline(config: ExtractConfig, workers: int, devices: Sequence[str] = ()) -> None:
+    """Refuse (:class:`ConfigError`, before any work) what the process pipeline cannot do:
+    torchcodec decoding on a CUDA device (NVDEC runs in the model's process; worker
+    processes never touch CUDA), or snippets that do not fit in shared memory
+    (:func:`check_shared_memory`)."""
+    if config.decoder == "torchcodec" and any(
+            resolve_device(d).type == "cuda" for d in (config.device, *devices)):
+        raise ConfigError("--decoder torchcodec on a CUDA device decodes with NVDEC in the model's "
+                          "process; --pipeline processes decodes on the CPU in worker processes "
+                          "(which never touch CUDA): use --pipeline threads with it")
+    check_shared_memory(config, workers)
+
+
 def check_shared_memory(config: ExtractConfig, workers: int, *, where: str | None = None) -> None:
     """Refuse (:class:`ConfigError`, before any work) a run whose snippets cannot fit in
     shared memory: torch hands tensors over through ``/dev/shm``, which containers keep
@@ -465,7 +481,9 @@ class _Feeder:
         self.loaders = 0
         # Raw frames for a CUDA device are pinned here (workers never touch CUDA), so
         # that FeatureExtractor.prepare uploads them asynchronously.
-        self.pin = ext.device.type == "cuda" and ext.preprocess == "device"
+        # (5/10 crops on CUDA: the scaled frames, whose crops are cut on the device).
+        self.crops_on_device = bool(getattr(ext, "crops_on_device", False))
+        self.pin = ext.device.type == "cuda" and (ext.preprocess == "device" or self.crops_on_device)
         self.received: dict[int, int] = {}  # snippets received per open video
 
     def run(self) -> None:
@@ -506,8 +524,11 @@ class _Feeder:
     def _one_loader(self) -> tuple[int, bool]:
         """Run one loader to its end: ``(items delivered, whether a worker died)``."""
         retire = self.mp.Event()
-        dataset = _Decode(self.ext.config, self.work, finished=self.finished, halt=self.halt,
-                          retire=retire, made=self.made, crash=self.crash)
+        # Workers decode on the CPU whatever the run's device (check_pipeline refuses
+        # torchcodec's NVDEC here); the device is the model's business, not theirs.
+        config = dataclasses.replace(self.ext.config, device="cpu")
+        dataset = _Decode(config, self.work, finished=self.finished, halt=self.halt, retire=retire,
+                          made=self.made, crash=self.crash, crops_on_device=self.crops_on_device)
         # No pin_memory thread: a snippet whose worker died cannot be fetched, and that
         # must surface here (where the death is handled), not end the pin thread.
         loader = DataLoader(dataset, batch_size=None, num_workers=self.workers,
@@ -674,5 +695,6 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
             work.cancel_join_thread()  # claimed videos nobody will take: do not wait on them
 
 
-__all__ = ["CRASH_ENV", "PREFETCH", "SHM_DIR", "START_METHOD", "check_shared_memory", "death_reason",
+__all__ = ["CRASH_ENV", "PREFETCH", "SHM_DIR", "START_METHOD", "check_pipeline", "check_shared_memory",
+           "death_reason",
            "in_flight_bound", "run_pipeline"]
