@@ -313,6 +313,20 @@ def test_too_little_shared_memory_is_refused_before_any_work(tmp_path: Path, thr
     assert not (tmp_path / "out").exists()
 
 
+def test_a_death_seen_twice_is_handled_once() -> None:
+    """A worker dies right after sending a snippet: fetching that snippet fails first (its
+    descriptor went with the worker: a ConnectionResetError), then the loader reports the
+    same worker as exited.  The first finds the death (pid 7, SIGSEGV), the second is
+    known and not raised again (it once ended the feeder and hung the run)."""
+    it = types.SimpleNamespace(_workers=[types.SimpleNamespace(pid=7, exitcode=-11, is_alive=lambda: False),
+                                         types.SimpleNamespace(pid=8, exitcode=None, is_alive=lambda: True)])
+    first = processes._dead_workers(it, ConnectionResetError(104, "Connection reset by peer"), set())
+    assert first == {7: -11}
+    again = RuntimeError("DataLoader worker (pid(s) 7) exited unexpectedly")
+    assert processes._dead_workers(it, again, {7}) == {}
+    assert processes._reported_pids(again) == {7} and processes._reported_pids(ValueError("x")) == set()
+
+
 def test_death_reasons() -> None:
     assert processes.death_reason(3) == "the decode worker process died (exit code 3) while decoding it"
     assert processes.death_reason(-11) == ("the decode worker process died (killed by SIGSEGV) "

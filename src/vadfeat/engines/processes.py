@@ -372,11 +372,14 @@ class _Dispatcher:
         with self.cond:
             return not self.todo and not self.open and self.claiming is None
 
-    def abort(self) -> list[int]:
-        """Claim nothing more; return the videos never claimed."""
+    def abort(self, *, keep: bool = False) -> list[int]:
+        """Claim nothing more; return the videos never claimed (``keep``: leave them for a
+        later :meth:`abort` to return)."""
         with self.cond:
             self.aborted = True
-            left, self.todo = list(self.todo), deque()
+            left = list(self.todo)
+            if not keep:
+                self.todo = deque()
             self.cond.notify_all()
         return left
 
@@ -438,6 +441,13 @@ def check_shared_memory(config: ExtractConfig, workers: int, *, where: str | Non
             "docker run --shm-size=8g), use fewer --workers, or --pipeline threads")
 
 
+def _reported_pids(exc: Exception) -> set[int]:
+    """The worker pids the loader's "exited unexpectedly" error names (else none)."""
+    if "exited unexpectedly" not in str(exc):
+        return set()
+    return {int(p) for p in re.findall(r"\d+", str(exc).split("pid", 1)[-1])}
+
+
 def _dead_workers(it: Any, exc: Exception, known: set[int]) -> dict[int, int | None]:
     """``pid -> exit code`` of the loader's workers that died and are not in ``known``.
 
@@ -447,6 +457,9 @@ def _dead_workers(it: Any, exc: Exception, known: set[int]) -> dict[int, int | N
     The exit codes are on the loader's worker process objects (``_workers``, not public
     API: without them the reason says the exit code is unknown).
     """
+    reported = _reported_pids(exc)
+    if reported and reported <= known:  # the loader's own report of a death handled already
+        return {}
     deadline = time.monotonic() + _DEATH_WAIT_S
     while True:
         dead = {w.pid: w.exitcode for w in getattr(it, "_workers", ())
@@ -454,9 +467,8 @@ def _dead_workers(it: Any, exc: Exception, known: set[int]) -> dict[int, int | N
         if dead or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    if not dead and "exited unexpectedly" in str(exc):
-        pids = {int(p) for p in re.findall(r"\d+", str(exc).split("pid", 1)[-1])}
-        dead = {p: None for p in pids - known}
+    if not dead:
+        dead = {p: None for p in reported - known}
     return dead
 
 
@@ -492,6 +504,9 @@ class _Feeder:
         except Exception:  # a bug in vadfeat, not a bad video: say so loudly, then end
             log.exception("the process pipeline's feeder crashed")
         finally:
+            # Nothing is decoded after this: claim no more (a no-op once all is done), so
+            # that the dispatcher ends too; the model side names what was left.
+            self.dispatcher.abort(keep=True)
             if not self.stop.is_set():
                 self.events.put(WorkerExited())
 
@@ -513,7 +528,7 @@ class _Feeder:
             if barren >= _MAX_BARREN_LOADERS:
                 log.error("the decode worker processes die before delivering anything; "
                           "the videos left are not done")
-                self.dispatcher.abort()
+                self.dispatcher.abort(keep=True)  # the model side names them
                 return
             if not self.dispatcher.complete():
                 log.warning("starting fresh decode worker processes for the videos left")
@@ -552,6 +567,8 @@ class _Feeder:
                 except Exception as exc:  # a worker died (or a snippet it sent died with it)
                     dead = _dead_workers(it, exc, known)
                     if not dead:
+                        if _reported_pids(exc) and _reported_pids(exc) <= known:
+                            continue  # a death seen first as a lost snippet, now reported
                         raise
                     known.update(dead)
                     died = True
