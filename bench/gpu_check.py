@@ -9,8 +9,9 @@ Prints, in this order:
    batch 8, 32 and 64 (FLOPs per clip from the formula below);
 3. end-to-end frames/s of ``vadfeat.engines.local.extract`` (the engine ``vadfeat
    extract`` runs, called in-process on a loaded, warmed-up model so that CUDA start-up
-   is not counted) at 360p, 720p and 1080p with ``preprocess="worker"`` and
-   ``"device"``, ViT-B bf16, and the ratio end-to-end / model-only;
+   is not counted) at 360p, 720p and 1080p with the thread pipeline, the process
+   pipeline (``pipeline="processes"``) and ``preprocess="device"``, ViT-B bf16, and the
+   ratio end-to-end / model-only;
 4. the torchcodec decoder (``--decoder torchcodec``): the real-torchcodec tests of
    ``tests/test_torchcodec.py`` (frames against PyAV's, counts, rotation, NVDEC against
    the CPU), then decode frames/s of PyAV, torchcodec on the CPU and torchcodec on CUDA
@@ -190,10 +191,11 @@ def end_to_end(device: str, model: str, dtype_name: str, batch: int, workers: in
                bare_cps: float, work: Path, random_ckpt: Path) -> None:
     from vadfeat.engines.local import FeatureExtractor, extract
 
-    print(f"## 3. End to end: extract(), {model} {dtype_name}, batch {batch}, {workers} decode threads\n")
-    rows = [["video", "preprocess", "frames", "wall s", "frames/s", "model-only frames/s",
+    print(f"## 3. End to end: extract(), {model} {dtype_name}, batch {batch}, "
+          f"{workers} decode threads or processes\n")
+    rows = [["video", "pipeline", "preprocess", "frames", "wall s", "frames/s", "model-only frames/s",
              "end-to-end / model-only"]]
-    for preprocess in ("worker", "device"):
+    for pipeline, preprocess in (("threads", "worker"), ("processes", "worker"), ("threads", "device")):
         ext = FeatureExtractor(random_ckpt, preset="videomae-v2", device=device, dtype=dtype_name,
                                batch_size=batch, preprocess=preprocess)
         for label, video in clips.items():
@@ -202,13 +204,14 @@ def end_to_end(device: str, model: str, dtype_name: str, batch: int, workers: in
             for _attempt in range(2):  # the first run warms up kernels for this input size
                 shutil.rmtree(out, ignore_errors=True)
                 t0 = time.perf_counter()
-                summary = extract([video], out, extractor=ext, workers=workers, progress=False)
+                summary = extract([video], out, extractor=ext, workers=workers, progress=False,
+                                  pipeline=pipeline)
                 dt = time.perf_counter() - t0
                 if summary.ok != 1:
                     raise SystemExit(f"extract failed on {video}: {summary.describe()}")
             shutil.rmtree(out, ignore_errors=True)
             fps, bare = frames / dt, bare_cps * ext.preset.clip_len
-            rows.append([label, preprocess, frames, f"{dt:.2f}", f"{fps:,.0f}", f"{bare:,.0f}",
+            rows.append([label, pipeline, preprocess, frames, f"{dt:.2f}", f"{fps:,.0f}", f"{bare:,.0f}",
                          f"{fps / bare:.3f}"])
         del ext
     print(C.table(rows))

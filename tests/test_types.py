@@ -31,6 +31,7 @@ EXPECTED = {
     ("extract", "dtype"): T.DTypeOrAuto,
     ("extract", "quantize"): T.Quantize,
     ("extract", "preprocess"): T.Preprocess,
+    ("extract", "pipeline"): T.Pipeline,
     ("extract", "on_corrupt"): T.OnCorrupt,
     ("extract", "decoder"): T.Decoder,
     ("extract", "engine"): T.Engine,

@@ -57,6 +57,9 @@ Quantize = Literal["int8"]
 
 # -- runs (engines/) and outputs (store/)
 Engine = Literal["local", "ray"]
+#: Where the local engine decodes and transforms: threads of the model's process, or
+#: worker processes that hand snippets over through shared memory.
+Pipeline = Literal["threads", "processes"]
 Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LayoutOrAuto = Literal["auto", Layout]
 
@@ -97,6 +100,7 @@ __all__ = [
     "Naming",
     "NumCrops",
     "OnCorrupt",
+    "Pipeline",
     "Pooling",
     "Preprocess",
     "Quantize",

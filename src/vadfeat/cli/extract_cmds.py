@@ -19,6 +19,7 @@ from vadfeat._types import (
     Layout,
     NumCrops,
     OnCorrupt,
+    Pipeline,
     Preprocess,
     Quantize,
     Scale,
@@ -125,7 +126,12 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                         "snippet is transformed on the model's device; pays off on a GPU with "
                         "high-resolution input; not with the legacy resize of fed-wsvad)")
     r.add_argument("--workers", "-j", type=int, default=1,
-                   help="decode/preprocess threads running ahead of the model (1)")
+                   help="decode/preprocess threads (or processes, see --pipeline) running ahead "
+                        "of the model (1)")
+    r.add_argument("--pipeline", choices=get_args(Pipeline), default="threads",
+                   help="where videos are decoded and transformed: threads of the model's process "
+                        "(default), or --workers processes that hand snippets over through shared "
+                        "memory (scales past the GIL to feed a GPU; the same outputs)")
     r.add_argument("--on-corrupt", choices=get_args(OnCorrupt), default="fail",
                    help="corrupt data in a video: fail that video, or skip the bad packets and "
                         "record how many frames were lost")
@@ -165,6 +171,7 @@ def _extract(args: argparse.Namespace) -> int:
     tune_malloc()  # this process is ours: flat memory over long runs, no page-fault storm
     try:
         summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
+                          pipeline=args.pipeline,
                           overwrite=args.overwrite, progress=not args.quiet, root=args.root,
                           devices=args.devices, wait=args.wait, **settings_from_args(args))
     except OSError as exc:  # e.g. the disk filled up so far that the manifest cannot grow
@@ -198,6 +205,9 @@ def _extract_ray(args: argparse.Namespace) -> int:
     if getattr(args, "devices", None):
         raise ConfigError("--devices is for --engine local; with --engine ray each actor gets its "
                           "own GPU from Ray (size the pool with --ray-actors)")
+    if args.pipeline != "threads":
+        log.warning("--pipeline has no effect with --engine ray: each actor decodes in its own "
+                    "threads")
     if args.workers != 1:
         log.warning("--workers has no effect with --engine ray: each actor decodes its own "
                     "videos; size the pool with --ray-actors / --ray-cpus-per-actor")

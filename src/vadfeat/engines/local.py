@@ -37,12 +37,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
 from vadfeat._malloc import tune_malloc
+from vadfeat._types import Pipeline
 from vadfeat.engines._signals import handle_stop_signals, signum_of
 from vadfeat.engines.context import (
     EXIT_ELSEWHERE,
@@ -532,8 +533,15 @@ def _join(threads: Sequence[threading.Thread]) -> None:
 
 
 def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], fingerprint: dict[str, Any],
-                  *, layout: str, workers: int, wait: bool, progress_on: bool) -> None:
-    """Decode threads -> bounded event queue -> :class:`_Collector`, for the videos ``todo``."""
+                  *, layout: str, workers: int, wait: bool, progress_on: bool,
+                  pipeline: str = "threads") -> None:
+    """Decode threads -> bounded event queue -> :class:`_Collector`, for the videos ``todo``
+    (``pipeline="processes"``: :func:`vadfeat.engines.processes.run_pipeline`)."""
+    if pipeline == "processes":
+        from vadfeat.engines.processes import run_pipeline
+
+        return run_pipeline(ext, ctx, todo, fingerprint, layout=layout, workers=workers, wait=wait,
+                            progress_on=progress_on)
     work: queue.Queue = queue.Queue()
     for vid in todo:
         work.put((vid, ctx.items[vid]))
@@ -586,6 +594,7 @@ def extract(
     devices: Sequence[str] | None = None,
     run_token: str | None = None,
     wait: bool = False,
+    pipeline: str = "threads",
     **settings: Any,
 ) -> RunSummary:
     """Extract features for every video in ``inputs`` into ``out``.
@@ -609,15 +618,19 @@ def extract(
     (``run_token`` ties those processes together, so a video one of them failed is
     not retried by another).  A video another live process is extracting is
     reported as in progress elsewhere (:attr:`RunSummary.elsewhere`, exit code 3)
-    unless ``wait``, which waits for that process to let go of it.  Returns a
-    :class:`RunSummary`.
+    unless ``wait``, which waits for that process to let go of it.  ``pipeline``:
+    ``"threads"`` (default) decodes and transforms in ``workers`` threads of this
+    process; ``"processes"`` in ``workers`` worker processes that hand snippets over
+    through shared memory (:mod:`vadfeat.engines.processes`; the same outputs, byte for
+    byte).  Returns a :class:`RunSummary`.
 
     Memory: decode threads run at most ``2 * clips_per_batch`` snippets ahead of
-    the model.  With ``preprocess="device"`` a snippet is raw frames (a 1080p
-    16-frame snippet is ~100 MB), so the snippets waiting for the model are also
-    bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of frames; a single snippet
-    larger than that still passes when nothing else waits.  This function leaves
-    the process's allocator alone; ``vadfeat extract`` tunes its own
+    the model (worker processes ``2 * workers`` more, see
+    :func:`vadfeat.engines.processes.in_flight_bound`).  With ``preprocess="device"``
+    a snippet is raw frames (a 1080p 16-frame snippet is ~100 MB), so the snippets
+    waiting for the model are also bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of
+    frames; a single snippet larger than that still passes when nothing else waits.
+    This function leaves the process's allocator alone; ``vadfeat extract`` tunes its own
     (:func:`vadfeat._malloc.tune_malloc`: one glibc arena keeps peak memory flat over
     long videos, and big blocks kept on the heap spare a page fault per 4 KiB of every
     snippet; set ``MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=1073741824
@@ -626,11 +639,17 @@ def extract(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
+    if pipeline not in get_args(Pipeline):
+        raise ConfigError(f"pipeline must be one of {', '.join(get_args(Pipeline))}, got {pipeline!r}")
+    if pipeline == "processes" and isinstance(workers, int) and workers >= 1:
+        from vadfeat.engines.processes import check_pipeline
+
+        check_pipeline(cfg, workers, devices or ())
     if devices and extractor is not None:
         raise ConfigError("devices= builds one extractor per device; pass settings, not one")
     if devices is not None and len(devices) > 1:
         return _extract_on_devices(list(devices), list(inputs), out, cfg, workers=workers,
-                                   overwrite=overwrite, root=root, wait=wait)
+                                   overwrite=overwrite, root=root, wait=wait, pipeline=pipeline)
     if devices:
         cfg = cfg.replace(device=devices[0])
     if not isinstance(workers, int) or workers < 1:
@@ -649,7 +668,8 @@ def extract(
     except BaseException:
         ctx.close()
         raise
-    _run_pipeline(ext, ctx, todo, fp, layout=layout, workers=workers, wait=wait, progress_on=progress)
+    _run_pipeline(ext, ctx, todo, fp, layout=layout, workers=workers, wait=wait, progress_on=progress,
+                  pipeline=pipeline)
     ctx.summary.seconds = time.perf_counter() - t_start
     return ctx.summary
 
@@ -714,11 +734,11 @@ def _device_main(results: Any, index: int, device: str, inputs: list, out: str |
 
 def _extract_on_devices(devices: list[str], inputs: list, out: str | Path, cfg: ExtractConfig, *,
                         workers: int, overwrite: bool, root: str | Path | None,
-                        wait: bool) -> RunSummary:
+                        wait: bool, pipeline: str = "threads") -> RunSummary:
     import multiprocessing as mp
 
     kwargs = {"workers": workers, "overwrite": overwrite, "root": root, "wait": wait,
-              "run_token": uuid.uuid4().hex}
+              "run_token": uuid.uuid4().hex, "pipeline": pipeline}
     for d in devices:  # fail at the boundary, before any process starts
         resolve_device(d)
     # Changed settings and a foreign manifest stop the run here, before any process starts.

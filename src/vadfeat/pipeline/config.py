@@ -62,7 +62,7 @@ CONTENT_SETTINGS = frozenset({
 #: (``auto`` = bf16 on CUDA, fp32 on the CPU), which is.
 RUN_SETTINGS = frozenset({
     "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
-    "root", "extractor", "config", "run_token", "wait",
+    "root", "extractor", "config", "run_token", "wait", "pipeline",
     # Decides only whether a video is refused; an accepted video's features do not depend on it.
     "max_pixels",
 })

@@ -1,0 +1,497 @@
+"""The process pipeline (issue 15): decode + transform in worker processes, every guarantee
+of the thread pipeline kept.
+
+Expected values are worked out by hand: the default preset takes non-overlapping 16-frame
+snippets and drops the tail, so 32 / 48 / 64 frames -> 2 / 3 / 4 snippets with source
+frames [16k, 16k + 15]; the tiny model (2-frame tubelets, 16-pixel patches) is 64 wide.
+Runs use ``batch_size=1`` where outputs are compared byte for byte, so both pipelines run
+the same forward passes (batch composition changes float32 summation order only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vadfeat
+from stress.fault_corpus import build_corpus, check_run, partial_outputs, restore_permissions
+from vadfeat.errors import ConfigError
+from vadfeat.pipeline.stream import SnippetBatcher
+from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
+from vadfeat.testing import synth
+
+local = importlib.import_module("vadfeat.engines.local")
+processes = importlib.import_module("vadfeat.engines.processes")
+
+TINY = {"random_weights": True, "model": "vit_tiny_patch16_224", "device": "cpu"}
+SMALL = {"size": 32, "short_side": 32}
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    for k in range(3):  # 32, 48, 64 frames -> 2, 3, 4 snippets
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(32 + 16 * k, width=64, height=48,
+                                                                 seed=k), fps=25)
+    return src
+
+
+def locks_free(out: Path) -> bool:
+    """No lock file of ``out`` is held by any process (this one's descriptors count)."""
+    for lock in (out / LOCK_DIR).glob("*.lock"):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+    return True
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc's children lists)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for k in map(int, kids):
+                if k not in found:
+                    found.add(k)
+                    todo.append(k)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def sidecar(path: Path) -> dict:
+    md = json.loads(path.read_text())
+    md.pop("created")
+    return md
+
+
+# --------------------------------------------------------------------------- same outputs
+
+
+@pytest.mark.parametrize("settings", [
+    {},                                                  # one crop, frames transformed in the workers
+    {"crops": 10, "size": 32, "short_side": 40},         # ten crops of one frame
+    {"preprocess": "device"},                            # raw frames; transformed on the "device" (CPU)
+], ids=["1-crop", "10-crop", "device"])
+def test_same_bytes_as_the_thread_pipeline(tmp_path: Path, three: Path, settings: dict) -> None:
+    """Worker processes run torch on one intra-op thread (torch.utils.data sets it).  The
+    multi-crop resize (to 256, then cut) is ``F.interpolate`` over more than torch's grain
+    size, whose last bit depends on how many threads split it (found here: up to 6e-7), so
+    the thread pipeline is run on one torch thread too: then every byte is equal."""
+    import torch
+
+    saved = torch.get_num_threads()
+    kw = {**TINY, **SMALL, "batch_size": 1, **settings}
+    try:
+        torch.set_num_threads(1)
+        t = vadfeat.extract([three], tmp_path / "threads", workers=2, progress=False, **kw)
+    finally:
+        torch.set_num_threads(saved)
+    p = vadfeat.extract([three], tmp_path / "procs", workers=2, pipeline="processes", progress=False, **kw)
+    assert (t.ok, p.ok, p.exit_code) == (3, 3, 0)
+    crops = settings.get("crops", 1)
+    for k in range(3):
+        a, b = np.load(tmp_path / "threads" / f"v{k}.npy"), np.load(tmp_path / "procs" / f"v{k}.npy")
+        assert a.shape == ((2 + k, crops, 64) if crops > 1 else (2 + k, 64))
+        assert np.array_equal(a, b)
+        assert sidecar(tmp_path / "threads" / f"v{k}.json") == sidecar(tmp_path / "procs" / f"v{k}.json")
+
+
+def test_crops_cut_on_the_device_as_a_cuda_run_does(tmp_path: Path, three: Path) -> None:
+    """A CUDA run with 10 crops hands the scaled frames over and cuts the crops on the
+    device (crops_on_device, set by hand on the CPU as tests/test_engine.py does): worker
+    processes then send scaled frames, and the features are the same bytes."""
+    import torch
+
+    kw = {**TINY, "crops": 10, "size": 32, "short_side": 40, "batch_size": 1}
+    plain = vadfeat.FeatureExtractor(**kw)
+    moved = vadfeat.FeatureExtractor(**kw)
+    moved.crops_on_device = True
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as in the worker processes (see above)
+        t = vadfeat.extract([three], tmp_path / "threads", extractor=plain, progress=False)
+    finally:
+        torch.set_num_threads(saved)
+    p = vadfeat.extract([three], tmp_path / "procs", extractor=moved, workers=2, pipeline="processes",
+                        progress=False)
+    assert (t.ok, p.ok) == (3, 3)
+    for k in range(3):
+        a, b = np.load(tmp_path / "threads" / f"v{k}.npy"), np.load(tmp_path / "procs" / f"v{k}.npy")
+        assert a.shape == (2 + k, 10, 64) and np.array_equal(a, b)
+
+
+def test_torchcodec_on_cuda_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVDEC decodes in the model's process; worker processes never touch CUDA."""
+    import torch
+
+    monkeypatch.setattr(processes, "resolve_device", lambda d: torch.device("cuda" if "cuda" in d else "cpu"))
+    cfg = types.SimpleNamespace(decoder="torchcodec", device="auto", preprocess="worker")
+    with pytest.raises(ConfigError, match="use --pipeline threads"):
+        processes.check_pipeline(cfg, 2, ["cuda:0", "cuda:1"])  # type: ignore[arg-type]
+    monkeypatch.setattr(processes, "check_shared_memory", lambda *a, **k: None)
+    processes.check_pipeline(cfg, 2)  # type: ignore[arg-type]  # auto -> the CPU here: decoded there too
+
+
+def test_temporal_order_and_interleaved_videos(tmp_path: Path, three: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers, batches of 4 snippets across videos: each video's snippets reach the
+    model side in temporal order under their (vid, index) keys, whatever the interleaving,
+    and each video's features equal its own single-video extraction."""
+    seen: list[tuple[int, int, tuple[int, int]]] = []
+    keys: list[tuple[int, int]] = []
+    handle, add = local._Collector.handle, SnippetBatcher.add
+
+    def spy_handle(self, event):
+        if isinstance(event, local.SnippetReady):
+            seen.append((event.vid, event.index, event.frames))
+        return handle(self, event)
+
+    def spy_add(self, key, clip):
+        keys.append(key)
+        return add(self, key, clip)
+
+    monkeypatch.setattr(local._Collector, "handle", spy_handle)
+    monkeypatch.setattr(SnippetBatcher, "add", spy_add)
+    s = vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
+                        batch_size=4, **TINY, **SMALL)
+    assert s.ok == 3 and s.snippets == 2 + 3 + 4
+    for vid in range(3):
+        mine = [(i, f) for v, i, f in seen if v == vid]
+        assert mine == [(i, (16 * i, 16 * i + 15)) for i in range(2 + vid)]
+    assert sorted(keys) == sorted((v, i) for v, i, _ in seen) and len(keys) == 9
+    monkeypatch.undo()
+    fx = vadfeat.FeatureExtractor(**TINY, **SMALL, batch_size=4)
+    for vid in range(3):
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"v{vid}.npy"),
+                                   fx.extract_video(three / f"v{vid}.mp4").features, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+def test_snippets_in_flight_are_bounded(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A slow model lets the workers run ahead: the count of finished snippets not yet
+    taken by the model side (workers count what they finish in shared memory, the model
+    side what it takes) never exceeds PREFETCH * workers + queue depth + 1 = 2 * 2 + 2 + 1
+    = 7 (batch_size 1: depth max(2, 2 * 1) = 2), over 2 + 3 + 4 + 5 = 14 snippets."""
+    synth.write_video(three / "v3.mp4", synth.scene_frames(80, width=64, height=48, seed=3), fps=25)
+    fx = vadfeat.FeatureExtractor(**TINY, **SMALL, batch_size=1)
+    assert processes.in_flight_bound(2, fx) == 7
+    real = fx.run_model
+
+    def slow(clips):
+        time.sleep(0.05)
+        return real(clips)
+
+    fx.run_model = slow  # type: ignore[method-assign]
+    caplog.set_level("DEBUG", logger="vadfeat.engines.processes")
+    s = vadfeat.extract([three], tmp_path / "out", extractor=fx, workers=2, pipeline="processes",
+                        progress=False)
+    assert s.ok == 4 and s.snippets == 14
+    m = re.search(r"(\d+) snippets in .* at most (\d+) finished snippets waited for the model "
+                  r"\(bound (\d+)\)", caplog.text)
+    assert m is not None, caplog.text
+    taken, peak, bound = map(int, m.groups())
+    assert taken == 14 and bound == 7 and 1 <= peak <= 7
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_bad_videos_and_a_dying_worker(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v1's worker process exits (os._exit(3), as a crash inside FFmpeg would end it) after
+    sending v1's first snippet; corrupt, truncated and empty files fail as they do with
+    threads.  Each bad video is named with its reason, the others are written (equal to
+    the thread pipeline's), exit 1, nothing partial, every claim released."""
+    synth.write_video(three / "truncated.mp4", synth.scene_frames(64, seed=4), fps=25)
+    synth.truncate(three / "truncated.mp4", 0.5)
+    synth.random_bytes(three / "random.mp4", 20000)
+    synth.empty(three / "empty.mp4")
+    kw = {**TINY, **SMALL, "batch_size": 1}
+    ref = vadfeat.extract([three], tmp_path / "threads", workers=2, progress=False, **kw)
+    monkeypatch.setenv(processes.CRASH_ENV, "v1.mp4")
+    s = vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False, **kw)
+    reasons = dict(s.failed)
+    assert set(reasons) == {"v1.mp4", "truncated.mp4", "random.mp4", "empty.mp4"}
+    assert reasons["v1.mp4"] == "the decode worker process died (exit code 3) while decoding it"
+    for name in ("truncated.mp4", "random.mp4", "empty.mp4"):
+        assert reasons[name] == dict(ref.failed)[name]
+    assert s.ok == 2 and s.exit_code == 1
+    entry = next(e for e in read_manifest(tmp_path / "out") if e["video"] == "v1.mp4")
+    assert entry["status"] == "failed" and "exit code 3" in entry["error"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.npy")) == ["v0.npy", "v2.npy"]
+    for name in ("v0.npy", "v2.npy"):
+        assert np.array_equal(np.load(tmp_path / "threads" / name), np.load(tmp_path / "out" / name))
+    assert not partial_outputs(tmp_path / "out") and locks_free(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_fault_corpus_with_processes(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """tests/test_faults.py::test_fault_corpus_in_process with worker processes: every
+    broken input fails with its reason, every awkward-but-valid one is extracted."""
+    cases = build_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    try:
+        fx = vadfeat.FeatureExtractor(tiny_checkpoint, batch_size=8)
+        s = vadfeat.extract([tmp_path / "in"], out, extractor=fx, workers=2, pipeline="processes",
+                            progress=False)
+        root = os.geteuid() == 0
+        problems = check_run(out, cases, read_manifest(out), privileged=root) + partial_outputs(out)
+        assert not problems, "\n".join(problems)
+        failed = {c.name for c in cases if c.expected(root) == "failed"}
+        assert {v for v, _ in s.failed} == failed and s.exit_code == 1 and locks_free(out)
+    finally:
+        restore_permissions(tmp_path)
+
+
+def test_the_only_worker_segfaults(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch,
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    """One worker, killed by SIGSEGV in v0: v0 fails naming the signal, a second loader
+    (fresh worker processes) does v1 and v2."""
+    monkeypatch.setenv(processes.CRASH_ENV, "v0.mp4:SIGSEGV")
+    caplog.set_level("DEBUG", logger="vadfeat.engines.processes")
+    s = vadfeat.extract([three], tmp_path / "out", workers=1, pipeline="processes", progress=False,
+                        **TINY, **SMALL)
+    assert s.failed == [("v0.mp4", "the decode worker process died (killed by SIGSEGV) while decoding it")]
+    assert s.ok == 2 and [np.load(tmp_path / "out" / f"v{k}.npy").shape for k in (1, 2)] == [(3, 64), (4, 64)]
+    assert "process pipeline: 2 loader(s)" in caplog.text
+
+
+def test_too_little_shared_memory_is_refused_before_any_work(tmp_path: Path, three: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's 64 MiB /dev/shm: 2 workers, 10 crops of 224 px, batch 20 (2 snippets)
+    may hold 2 * 2 + max(2, 4) + 1 + 2 + 2 = 13 snippets of 10 * 3 * 16 * 224 * 224 * 4 bytes
+    = 96,337,920 bytes = 91.875 MiB: 13 * 91.875 = 1,194.4 MiB.  Refused before any work,
+    naming both sizes."""
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    real = os.statvfs
+
+    def small(path):
+        st = real(path)
+        if str(path) != str(shm):
+            return st
+        return type("St", (), {"f_bavail": 64 * 2**20 // st.f_frsize, "f_frsize": st.f_frsize})()
+
+    monkeypatch.setattr(processes, "SHM_DIR", str(shm))
+    monkeypatch.setattr(os, "statvfs", small)
+    with pytest.raises(ConfigError, match=r"up to 1,194 MiB .*13 snippets of 91.9 MiB.*has 64 MiB free"):
+        vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
+                        crops=10, batch_size=20, **TINY)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_death_seen_twice_is_handled_once() -> None:
+    """A worker dies right after sending a snippet: fetching that snippet fails first (its
+    descriptor went with the worker: a ConnectionResetError), then the loader reports the
+    same worker as exited.  The first finds the death (pid 7, SIGSEGV), the second is
+    known and not raised again (it once ended the feeder and hung the run)."""
+    it = types.SimpleNamespace(_workers=[types.SimpleNamespace(pid=7, exitcode=-11, is_alive=lambda: False),
+                                         types.SimpleNamespace(pid=8, exitcode=None, is_alive=lambda: True)])
+    first = processes._dead_workers(it, ConnectionResetError(104, "Connection reset by peer"), set())
+    assert first == {7: -11}
+    again = RuntimeError("DataLoader worker (pid(s) 7) exited unexpectedly")
+    assert processes._dead_workers(it, again, {7}) == {}
+    assert processes._reported_pids(again) == {7} and processes._reported_pids(ValueError("x")) == set()
+
+
+def test_death_reasons() -> None:
+    assert processes.death_reason(3) == "the decode worker process died (exit code 3) while decoding it"
+    assert processes.death_reason(-11) == ("the decode worker process died (killed by SIGSEGV) "
+                                           "while decoding it")
+    assert "unknown exit code" in processes.death_reason(None)
+    assert "killed by SIGBUS; is /dev/shm full?" in processes.death_reason(-signal.SIGBUS)
+
+
+# --------------------------------------------------------------------------- claims, CUDA
+
+
+def test_workers_hold_no_claim(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the model side holds claims, no process below this one (forkserver, workers)
+    has a descriptor of a lock file: a claim released here is released."""
+    checks: list[tuple[int, int, int]] = []  # (lock fds here, processes below, lock fds there)
+    handle = local._Collector.handle
+
+    def lock_fds(pid: int | str) -> int:
+        n = 0
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            with contextlib.suppress(OSError):
+                n += LOCK_DIR in os.readlink(fd)
+        return n
+
+    def probe(self, event):
+        if isinstance(event, local.SnippetReady) and not checks:
+            kids = descendants(os.getpid())
+            checks.append((lock_fds("self"), len(kids), sum(lock_fds(k) for k in kids)))
+        return handle(self, event)
+
+    monkeypatch.setattr(local._Collector, "handle", probe)
+    s = vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
+                        **TINY, **SMALL)
+    assert s.ok == 3
+    (here, below, there), = checks
+    assert here >= 1 and below >= 2 and there == 0
+
+
+def test_worker_init_hides_cuda_and_leaves_ctrl_c_to_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(processes, "tune_malloc", lambda: None)
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        processes._worker_init(0)
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+# --------------------------------------------------------------------------- resume, settings, --wait
+
+
+def test_resume_changed_settings_and_bad_pipeline(tmp_path: Path, three: Path) -> None:
+    out = tmp_path / "out"
+    kw = {**TINY, **SMALL, "pipeline": "processes", "progress": False}
+    (three / "v2.mp4").rename(tmp_path / "later.mp4")
+    first = vadfeat.extract([three], out, **kw)
+    (tmp_path / "later.mp4").rename(three / "v2.mp4")
+    again = vadfeat.extract([three], out, workers=2, **kw)  # v0, v1 done: only v2 is extracted
+    assert (first.ok, again.ok, again.skipped, again.exit_code) == (2, 1, 2, 0)
+    assert np.load(out / "v2.npy").shape == (4, 64)
+    with pytest.raises(ConfigError, match="crops"):  # other settings stop before any work
+        vadfeat.extract([three], out, crops=3, **kw)
+    with pytest.raises(ConfigError, match="pipeline must be one of threads, processes"):
+        vadfeat.extract([three], out, **{**kw, "pipeline": "fibers"})
+
+
+def test_a_video_held_elsewhere_and_wait(tmp_path: Path, three: Path) -> None:
+    """As tests/test_integrity.py::test_a_video_held_elsewhere_is_not_done, with processes."""
+    out = tmp_path / "out"
+    kw = {**TINY, **SMALL, "pipeline": "processes", "progress": False, "workers": 2}
+    other = Claims(out)  # this process plays a concurrent run extracting v1
+    assert other.acquire("v1.json") is None
+    try:
+        s = vadfeat.extract([three], out, **kw)
+    finally:
+        other.release_all()
+    assert (s.ok, s.skipped, [v for v, _ in s.elsewhere], s.exit_code) == (2, 0, ["v1.mp4"], 3)
+    assert other.acquire("v1.json") is None
+    threading.Timer(1.0, other.release_all).start()
+    s = vadfeat.extract([three], out, wait=True, **kw)
+    assert (s.ok, s.skipped, s.exit_code) == (1, 2, 0)
+    assert np.load(out / "v1.npy").shape == (3, 64)
+
+
+@pytest.mark.slow
+def test_devices_with_processes(tmp_path: Path, three: Path, tiny_checkpoint: Path) -> None:
+    """--devices siblings, each with its own worker processes: every video once."""
+    synth.random_bytes(three / "broken.mp4", 3000)
+    s = vadfeat.extract([three], tmp_path / "out", checkpoint=tiny_checkpoint, progress=False, **SMALL,
+                        devices=["cpu", "cpu"], pipeline="processes", workers=2)
+    assert s.ok == 3 and [v for v, _ in s.failed] == ["broken.mp4"] and s.exit_code == 1
+    oks = [e["video"] for e in read_manifest(tmp_path / "out") if e["status"] == "ok"]
+    assert sorted(oks) == ["v0.mp4", "v1.mp4", "v2.mp4"]
+
+
+# --------------------------------------------------------------------------- interrupts
+
+
+def test_sigint_stops_the_workers_and_a_rerun_resumes(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    src = tmp_path / "in"
+    for k in range(6):
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(96 + 16 * k, seed=k), fps=25)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vadfeat", "extract", str(src), "-o", str(out), "--checkpoint",
+           str(tiny_checkpoint), "-q", "-b", "1", "--pipeline", "processes", "-j", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    below: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        below |= descendants(proc.pid)
+        if (out / "manifest.jsonl").exists() and '"ok"' in (out / "manifest.jsonl").read_text():
+            break
+        time.sleep(0.01)
+    below |= descendants(proc.pid)
+    assert proc.poll() is None, "the run ended before the signal; make it longer"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    stopped_in = time.monotonic() - t0
+    text = err.decode()
+    assert proc.returncode == 130, text[-2000:]
+    assert stopped_in < 15, stopped_in
+    assert "STOPPED by SIGINT" in text and "Traceback" not in text
+    assert len(below) >= 3  # the forkserver and two workers (at least)
+    t1 = time.monotonic()
+    while any(alive(p) for p in below) and time.monotonic() - t1 < 5:
+        time.sleep(0.05)
+    assert not [p for p in below if alive(p)], "a worker process outlived the run"
+    lines = read_manifest(out)
+    assert any(e["status"] == "ok" for e in lines)
+    assert any(e["status"] == "interrupted" and "SIGINT" in e["error"] for e in lines)
+    assert locks_free(out) and not partial_outputs(out)
+    again = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert len(list(out.glob("*.npy"))) == 6
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_no_worker_behind(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The model's process killed outright (no cleanup runs): the forkserver sees its end,
+    and each worker sees its parent gone within a snippet or an idle poll, and exits; a
+    rerun then finishes every video."""
+    src = tmp_path / "in"
+    for k in range(4):
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(96 + 16 * k, seed=k), fps=25)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vadfeat", "extract", str(src), "-o", str(out), "--checkpoint",
+           str(tiny_checkpoint), "-q", "-b", "1", "--pipeline", "processes", "-j", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    below: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(below) < 3:
+        below |= descendants(proc.pid)
+        time.sleep(0.01)
+    time.sleep(0.5)
+    below |= descendants(proc.pid)
+    assert proc.poll() is None and len(below) >= 3
+    proc.kill()
+    proc.wait()
+    t0 = time.monotonic()
+    while any(alive(p) for p in below) and time.monotonic() - t0 < 20:
+        time.sleep(0.1)
+    assert not [p for p in below if alive(p)], "a worker process outlived a killed run"
+    again = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert len(list(out.glob("*.npy"))) == 4
