@@ -442,7 +442,7 @@ def test_model_error_stops_run_cleanly(tmp_path: Path, extractor: FeatureExtract
 
     def run_model(clips):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:  # how many batches a run makes depends on timing; at least 2
             raise RuntimeError("simulated: out of memory")
         return real(clips)
 
