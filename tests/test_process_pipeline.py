@@ -11,7 +11,6 @@ the same forward passes (batch composition changes float32 summation order only)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib
 import json
 import os
@@ -28,7 +27,7 @@ import numpy as np
 import pytest
 
 import vadfeat
-from stress.fault_corpus import build_corpus, check_run, partial_outputs, restore_permissions
+from stress.fault_corpus import build_corpus, check_run, locks_free, partial_outputs, restore_permissions
 from vadfeat.errors import ConfigError
 from vadfeat.pipeline.stream import SnippetBatcher
 from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
@@ -39,28 +38,6 @@ processes = importlib.import_module("vadfeat.engines.processes")
 
 TINY = {"random_weights": True, "model": "vit_tiny_patch16_224", "device": "cpu"}
 SMALL = {"size": 32, "short_side": 32}
-
-
-@pytest.fixture
-def three(tmp_path: Path) -> Path:
-    src = tmp_path / "in"
-    for k in range(3):  # 32, 48, 64 frames -> 2, 3, 4 snippets
-        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(32 + 16 * k, width=64, height=48,
-                                                                 seed=k), fps=25)
-    return src
-
-
-def locks_free(out: Path) -> bool:
-    """No lock file of ``out`` is held by any process (this one's descriptors count)."""
-    for lock in (out / LOCK_DIR).glob("*.lock"):
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
-    return True
 
 
 def descendants(pid: int) -> set[int]:

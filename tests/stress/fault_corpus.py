@@ -29,6 +29,7 @@ read-only phases mount a tmpfs and are skipped (and say so) without the right to
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from vadfeat.io.inputs import output_stem
+from vadfeat.store.writers import LOCK_DIR
 from vadfeat.testing import synth
 
 TMP_TAG = "vadfeat-tmp"
@@ -333,6 +335,19 @@ def read_lines(out: Path, *, torn: list[str] | None = None) -> list[dict[str, An
                 raise
             torn.append(line)
     return lines
+
+
+def locks_free(out: Path) -> bool:
+    """True when no lock file of ``out`` is held (this process's fds count as holders)."""
+    for lock in (out / LOCK_DIR).glob("*.lock"):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+    return True
 
 
 def temporaries(out: Path) -> list[Path]:
