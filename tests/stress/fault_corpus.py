@@ -1143,8 +1143,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="processes per memory measurement")
     ap.add_argument("--skip", default="", help="comma-separated phases to skip: kills, "
                     "concurrent, devices, disk, readonly, foreign, settings, damaged, sources, "
-                    "twosettings, sigterm, memory")
+                    "twosettings, sigterm, commands, memory")
     args = ap.parse_args(argv)
+    from stress.commands_corpus import phase_commands  # it imports this module
+
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     work = args.out.resolve()
     if work.exists():
@@ -1185,6 +1187,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sources", lambda: [phase_changed_sources(runner, work, work / "in" / "plain")]),
         ("twosettings", lambda: [phase_concurrent_settings(runner, work, work / "in" / "plain")]),
         ("sigterm", lambda: [phase_sigterm(runner, clean, work / "sigterm", cases)]),
+        ("commands", lambda: phase_commands(clean, work / "commands", ckpt, work / "in")),
         ("memory", lambda: phase_memory(work, ckpt, long_minutes=args.long_minutes,
                                         default_minutes=args.default_minutes,
                                         bound_mib=args.rss_bound, repeats=args.repeats)),
