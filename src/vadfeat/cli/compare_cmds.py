@@ -10,9 +10,9 @@ compared), 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-from typing import get_args
+from typing import Literal, get_args
 
-from vadfeat.dataset.compare import compare
+from vadfeat.dataset.compare import DEFAULT_PLOTS, compare
 from vadfeat.store.reader import LayoutOrAuto
 
 EXIT_OK = 0
@@ -30,6 +30,10 @@ def _window(text: str) -> int:
     return value
 
 
+def _plots(text: str) -> int | Literal["all"]:
+    return "all" if text == "all" else _window(text)
+
+
 def _names(names: tuple[str, ...]) -> str:
     shown = ", ".join(names[:_SHOW_NAMES])
     return shown + (f" ... (+{len(names) - _SHOW_NAMES})" if len(names) > _SHOW_NAMES else "")
@@ -37,7 +41,7 @@ def _names(names: tuple[str, ...]) -> str:
 
 def _compare(args: argparse.Namespace) -> int:
     result = compare(args.mine, args.theirs, args.out, layout=args.layout, theirs_layout=args.theirs_layout,
-                     window=args.window, clip_len=args.clip_len, plots=not args.no_plots)
+                     window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots)
     for v in result.videos:
         print(v.line())
     if result.only_mine:
@@ -72,7 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "temporal\nalignment (offsets within --window), crop order (which crop of mine "
                     "is which of theirs),\nfeature dims and crop counts, and how the values relate "
                     "(identical, a linear rescale,\ndifferent input pixel preprocessing, unrelated). "
-                    "With -o: OUT/index.html, one PNG per\nvideo and OUT/compare.json.\n\n"
+                    "With -o: OUT/index.html, OUT/compare.json and one PNG\nfor each of the "
+                    f"--plots worst videos (default {DEFAULT_PLOTS}). OUT must not be, hold or lie "
+                    "inside MINE or THEIRS.\n\n"
                     "Exit 0 when the comparison ran (differences are findings), 1 when a file could "
                     "not be\nread (named; the others are compared), 2 for usage errors.")
     p.add_argument("mine", metavar="MINE", help="your features: folder or .npy file")
@@ -86,5 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest temporal offset tried, in snippets (default 4)")
     p.add_argument("--clip-len", type=_window, default=16,
                    help="frames per snippet assumed for files without a sidecar (default 16)")
-    p.add_argument("--no-plots", action="store_true", help="with -o: only index.html and compare.json")
+    p.add_argument("--plots", type=_plots, default=DEFAULT_PLOTS, metavar="N|all",
+                   help=f"with -o: draw the N worst videos (by verdict, then relative L2; default "
+                        f"{DEFAULT_PLOTS}), or all; index.html says which were drawn")
+    p.add_argument("--no-plots", action="store_true",
+                   help="with -o: only index.html and compare.json (--plots 0)")
     p.set_defaults(func=_compare)

@@ -22,6 +22,7 @@ from vadfeat.dataset.lists import ListFormat, Naming, write_lists
 from vadfeat.dataset.report import inspect
 from vadfeat.dataset.resample import ResampleMethod, resample_features
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.reader import LayoutOrAuto, read_features
 
 EXIT_OK = 0
@@ -38,9 +39,11 @@ def _report(issues: Sequence[object]) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
+    # Every command checks its output against its inputs before reading anything.
+    refuse_overlap(args.out, [args.ground_truth, args.features], command="labels")
     features = read_features(args.features, layout=args.layout) if args.features else None
     result = read_labels(args.ground_truth, format=args.format, features=features)
-    index = write_labels(result, args.out)
+    index = write_labels(result, args.out, inputs=[args.features])
     abnormal = sum(v.video_label for v in result.videos.values())
     print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
           f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
@@ -59,6 +62,7 @@ def _report_labels(issues: Sequence[object]) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features, args.labels, args.test_list], command="align")
     features = read_features(args.features, layout=args.layout)
     result = align(features, args.labels, args.out, rule=args.rule, mode=args.mode,
                    frames_per_snippet=args.frames_per_snippet, name=args.name,
@@ -76,6 +80,9 @@ def _align(args: argparse.Namespace) -> int:
 def _lists(args: argparse.Namespace) -> int:
     if args.out is None and args.codebase_root is None:
         raise ConfigError("give -o OUT or --codebase-root REPO")
+    if args.out is not None and args.codebase_root is None:
+        refuse_overlap(args.out, [args.features, args.labels, args.train_split, args.test_split],
+                       command="lists")
     features = read_features(args.features, layout=args.layout)
     result = write_lists(features, args.out, format=args.format, labels=args.labels,
                          labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
@@ -95,6 +102,7 @@ def _lists(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features], command="export")
     features = read_features(args.features, layout=args.layout)
     crops = None
     if args.crops is not None:
@@ -110,6 +118,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _resample(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features], command="resample")
     features = read_features(args.features, layout=args.layout)
     result = resample_features(features, args.out, segments=args.segments, method=args.method)
     print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
@@ -118,6 +127,7 @@ def _resample(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features, args.labels], command="inspect")
     features = read_features(args.features, layout=args.layout)
     result = inspect(features, args.out, labels=args.labels, labels_format=args.labels_format,
                      videos=args.videos, frames_per_snippet=args.frames_per_snippet,
@@ -280,7 +290,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  vadclip  mean when T > segments, else zero padding (VadCLIP)\n"
                     "Writes the same layout and names to OUT, sidecars updated.")
     _add_features(p)
-    p.add_argument("-o", "--out", required=True, help="output folder (not FEATURES)")
+    p.add_argument("-o", "--out", required=True, help="output folder (not FEATURES, not inside it, "
+                   "not holding it)")
     p.add_argument("--segments", type=_positive, default=32, help="rows per video (default 32)")
     p.add_argument("--method", choices=get_args(ResampleMethod), default="mean",
                    help="mean (default), uniform or vadclip")
