@@ -104,7 +104,8 @@ def test_never_replaces_a_file_it_did_not_write(tmp_path: Path) -> None:
     first = (mine / "one.png").stat().st_mtime_ns
     inspect(feats, mine, width_px=300, height_px=200)
     assert (mine / "one.png").stat().st_mtime_ns >= first and (mine / "index.html").exists()
-    assert json.loads((mine / ".vadfeat-owned.json").read_text())["files"] == {"inspect": ["index.html", "one.png"]}
+    record = json.loads((mine / ".vadfeat-owned.json").read_text())
+    assert record["files"] == {"inspect": ["index.html", "one.png"]}
 
 
 def test_a_report_folder_of_the_previous_release_is_still_its_own(tmp_path: Path) -> None:
@@ -117,4 +118,5 @@ def test_a_report_folder_of_the_previous_release_is_still_its_own(tmp_path: Path
     (out / ".vadfeat-report.json").write_text('{"files": ["index.html"]}')
     inspect(feats, out, width_px=300, height_px=200)
     assert (out / "index.html").read_text() != "old report"
-    assert json.loads((out / ".vadfeat-owned.json").read_text())["files"]["inspect"] == ["index.html", "one.png"]
+    record = json.loads((out / ".vadfeat-owned.json").read_text())
+    assert record["files"]["inspect"] == ["index.html", "one.png"]

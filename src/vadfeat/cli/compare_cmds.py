@@ -13,10 +13,16 @@ import argparse
 from typing import Literal, get_args
 
 from vadfeat.dataset.compare import DEFAULT_PLOTS, compare
+from vadfeat.dataset.report import valid_utf8
 from vadfeat.store.reader import LayoutOrAuto
 
 EXIT_OK = 0
 EXIT_REPORTED = 1
+
+
+def _print(text: str) -> None:
+    # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
+    print(valid_utf8(text))
 _SHOW_NAMES = 10
 
 
@@ -43,22 +49,22 @@ def _compare(args: argparse.Namespace) -> int:
     result = compare(args.mine, args.theirs, args.out, layout=args.layout, theirs_layout=args.theirs_layout,
                      window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots)
     for v in result.videos:
-        print(v.line())
+        _print(v.line())
     if result.only_mine:
-        print(f"only in mine ({len(result.only_mine)}): {_names(result.only_mine)}")
+        _print(f"only in mine ({len(result.only_mine)}): {_names(result.only_mine)}")
     if result.only_theirs:
-        print(f"only in theirs ({len(result.only_theirs)}): {_names(result.only_theirs)}")
+        _print(f"only in theirs ({len(result.only_theirs)}): {_names(result.only_theirs)}")
     for d in result.overall:
-        print(f"overall  {d.message}")
+        _print(f"overall  {d.message}")
     for c in result.cannot_diagnose:
-        print(f"cannot diagnose  {c}")
-    print(f"verdict: {result.verdict}")
+        _print(f"cannot diagnose  {c}")
+    _print(f"verdict: {result.verdict}")
     if result.index is not None:
-        print(f"report: open {result.index} ({result.report.name if result.report else ''})")
+        _print(f"report: open {result.index} ({result.report.name if result.report else ''})")
     for issue in result.issues:
-        print(f"issue  {issue}")
+        _print(f"issue  {issue}")
     if result.issues:
-        print(f"{len(result.issues)} file(s) could not be read")
+        _print(f"{len(result.issues)} file(s) could not be read")
         return EXIT_REPORTED
     return EXIT_OK
 

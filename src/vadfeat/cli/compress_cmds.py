@@ -24,10 +24,10 @@ def _fraction(text: str) -> float:
 def _compress(args: argparse.Namespace) -> int:
     from vadfeat.backbones.videomae.compress import compress_checkpoint
 
-    if args.output.endswith(".safetensors") is False:
-        raise ConfigError(f"the output is a safetensors file: name it *.safetensors, not {args.output}")
     # Lossy (pruned, int8): never over the original, never over a file vadfeat did not write.
     claim_file(args.output, [args.checkpoint], command="compress", written_by_vadfeat=written_by_vadfeat)
+    if args.output.endswith(".safetensors") is False:
+        raise ConfigError(f"the output is a safetensors file: name it *.safetensors, not {args.output}")
     result = compress_checkpoint(args.checkpoint, args.output, prune=args.prune,
                                  quantize=args.quantize, dtype=args.dtype, num_heads=args.num_heads)
     print(result.describe())

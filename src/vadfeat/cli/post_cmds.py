@@ -19,7 +19,7 @@ from vadfeat.dataset.export import Dataset, ExportFormat, export
 from vadfeat.dataset.labels import LabelFormat, read_labels, write_labels
 from vadfeat.dataset.lists import Dataset as ListDataset
 from vadfeat.dataset.lists import ListFormat, Naming, write_lists
-from vadfeat.dataset.report import inspect
+from vadfeat.dataset.report import inspect, valid_utf8
 from vadfeat.dataset.resample import ResampleMethod, resample_features
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import refuse_overlap
@@ -29,11 +29,16 @@ EXIT_OK = 0
 EXIT_REPORTED = 1
 
 
+def _print(text: str) -> None:
+    # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
+    print(valid_utf8(text))
+
+
 def _report(issues: Sequence[object]) -> int:
     for issue in issues:
-        print(f"issue  {issue}")
+        _print(f"issue  {issue}")
     if issues:
-        print(f"{len(issues)} issue(s) reported")
+        _print(f"{len(issues)} issue(s) reported")
         return EXIT_REPORTED
     return EXIT_OK
 
@@ -45,7 +50,7 @@ def _labels(args: argparse.Namespace) -> int:
     result = read_labels(args.ground_truth, format=args.format, features=features)
     index = write_labels(result, args.out, inputs=[args.features])
     abnormal = sum(v.video_label for v in result.videos.values())
-    print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
+    _print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
           f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
     return _report_labels(result.issues)
 
@@ -54,7 +59,7 @@ def _report_labels(issues: Sequence[object]) -> int:
     # Training videos have no frame labels in every WSVAD dataset: expected, one line.
     expected = [i for i in issues if getattr(i, "kind", None) == "no-labels"]
     if expected:
-        print(f"{len(expected)} feature video(s) without frame labels in this ground truth "
+        _print(f"{len(expected)} feature video(s) without frame labels in this ground truth "
               "(expected for training videos); list them with -v")
         for i in expected:
             logging.getLogger("vadfeat").debug("%s", i)
@@ -69,10 +74,10 @@ def _align(args: argparse.Namespace) -> int:
                    test_list=args.test_list, labels_format=args.labels_format)
     for v in result.videos:
         rows = f"{v.rows_in}" if v.rows_in == v.rows_out else f"{v.rows_in}->{v.rows_out}"
-        print(f"{v.name}: rows {rows}, GT {v.gt_frames} frames -> {v.target_frames} "
+        _print(f"{v.name}: rows {rows}, GT {v.gt_frames} frames -> {v.target_frames} "
               f"(cut {v.frames_cut}, padded {v.frames_padded})")
     total = sum(result.video(n).target_frames for n in result.test_order)
-    print(f"aligned {len(result.videos)} videos ({result.mode}, rule {result.rule}); "
+    _print(f"aligned {len(result.videos)} videos ({result.mode}, rule {result.rule}); "
           f"{result.gt_path.name}: {len(result.test_order)} videos, {total} frames")
     return _report(result.issues)
 
@@ -91,13 +96,13 @@ def _lists(args: argparse.Namespace) -> int:
     for split in get_args(Split):
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
-        print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
+        _print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
               f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
-    print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
+    _print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
           "(RTFM's and UR-DMU's loaders hard-code this number)")
     if result.gt_frames is not None:
-        print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
-    print("wrote " + ", ".join(str(p) for p in result.files))
+        _print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
+    _print("wrote " + ", ".join(str(p) for p in result.files))
     return _report(result.issues)
 
 
@@ -111,7 +116,7 @@ def _export(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"--crops takes comma-separated crop indices, got {args.crops!r}") from exc
     result = export(features, args.out, format=args.format, dataset=args.dataset, crops=crops)
-    print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
+    _print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
           f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
           f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
     return _report(result.issues)
@@ -121,7 +126,7 @@ def _resample(args: argparse.Namespace) -> int:
     refuse_overlap(args.out, [args.features], command="resample")
     features = read_features(args.features, layout=args.layout)
     result = resample_features(features, args.out, segments=args.segments, method=args.method)
-    print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
+    _print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
           f"in {result.out}")
     return _report(result.issues)
 
@@ -132,7 +137,7 @@ def _inspect(args: argparse.Namespace) -> int:
     result = inspect(features, args.out, labels=args.labels, labels_format=args.labels_format,
                      videos=args.videos, frames_per_snippet=args.frames_per_snippet,
                      width_px=args.width, height_px=args.height, dpi=args.dpi)
-    print(f"drew {len(result.videos)} videos; open {result.index}")
+    _print(f"drew {len(result.videos)} videos; open {result.index}")
     return _report(result.issues)
 
 

@@ -919,7 +919,8 @@ def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
             axes[1].plot(mt.theirs, mt.mine, "rx", ms=8)
         fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops (x: match)")
     where = "rows paired by time" if v.time_map == "fps" else f"offset {v.offset:+d}"
-    fig.suptitle(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, {where}", fontsize="small")
+    fig.suptitle(valid_utf8(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, {where}"),
+                 fontsize="small")  # matplotlib cannot draw the lone surrogates of non-UTF-8 names
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(png) as tmp:

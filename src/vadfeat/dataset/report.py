@@ -153,15 +153,19 @@ def _plot(record: FeatureRecord, feat: np.ndarray, gt: VideoLabels | None, png: 
         title += f", {record.num_frames} frames"
     if gt is not None:
         title += f", GT {gt.num_frames} frames, video label {gt.video_label}"
-    fig.suptitle(title, fontsize="small")
+    fig.suptitle(valid_utf8(title), fontsize="small")  # matplotlib cannot draw lone surrogates
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")  # no bbox_inches: the pixel size stays as asked
 
 
 def valid_utf8(text: str) -> str:
-    """``text`` with the bytes of names that are not UTF-8 shown as U+FFFD (for HTML pages)."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """``text`` as valid UTF-8: bytes of names that are not UTF-8 shown as ``\\xe9``.
+
+    For pages, plots and the terminal (``os.fsdecode`` gives such bytes as lone
+    surrogates, which no UTF-8 writer accepts).
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _cell(value: Any) -> str:
