@@ -271,3 +271,27 @@ def test_claim_file_replaces_only_what_vadfeat_wrote(tmp_path: Path) -> None:
     assert claim_file(f, [tmp_path / "in.pth"], command="compress", written_by_vadfeat=lambda p: True) == f
     with pytest.raises(ConfigError, match="is the input"):
         claim_file(f, [f], command="compress", written_by_vadfeat=lambda p: True)
+
+
+def test_lists_codebase_root_keeps_the_repositorys_own_files(inputs: dict[str, Path], tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    # RTFM ships list/ucf-i3d-test.list; used as the test split it is an input, and in any case
+    # a file vadfeat did not write: both refused, nothing written.
+    repo = tmp_path / "RTFM"
+    shipped = repo / "list" / "ucf-i3d-test.list"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_text("Abuse001_x264\n")
+    before = snapshot(repo)
+    base = ["lists", str(inputs["feat"]), "--format", "rtfm", "--labels", str(inputs["gt"]),
+            "--dataset", "ucf", "--codebase-root", str(repo)]
+    assert main([*base, "--test-split", str(shipped)]) == 2
+    assert f"{shipped} is the input {shipped}" in caplog.text
+    assert main(base) == 2
+    assert f"{shipped} exists and was not written by `vadfeat lists`" in caplog.text
+    assert snapshot(repo) == before
+    # A checkout that holds the features is fine: only the files written must not be inputs.
+    feat_in_repo = write_features(repo / "features")
+    shipped.unlink()
+    assert main(["lists", str(feat_in_repo), "--format", "rtfm", "--labels", str(inputs["gt"]),
+                 "--dataset", "ucf", "--codebase-root", str(repo)]) == 0
+    assert shipped.is_file()
