@@ -314,3 +314,12 @@ def test_compare_plots_n_all_and_none(tmp_path: Path) -> None:
     assert usage.value.code == 2
     with pytest.raises(ConfigError, match="plots must be"):
         compare(mine, theirs, tmp_path / "y", plots=-1)
+
+
+def test_a_report_beside_two_compared_files_is_allowed_but_not_over_them(tmp_path: Path) -> None:
+    a = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", a)
+    assert compare(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "report").verdict == "identical"
+    with pytest.raises(ConfigError, match=r"b\.npy/x lies inside the input .*b\.npy"):
+        compare(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "b.npy" / "x")

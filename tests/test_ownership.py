@@ -295,3 +295,13 @@ def test_lists_codebase_root_keeps_the_repositorys_own_files(inputs: dict[str, P
     assert main(["lists", str(feat_in_repo), "--format", "rtfm", "--labels", str(inputs["gt"]),
                  "--dataset", "ucf", "--codebase-root", str(repo)]) == 0
     assert shipped.is_file()
+
+
+def test_a_file_where_a_folder_goes_is_named(tmp_path: Path) -> None:
+    (tmp_path / "GT").write_text("a user's notes")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "snippet_labels").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=r"/GT exists and was not written"):
+        claim_outputs(tmp_path, ["GT/frame_label.pickle"], command="align")
+    with pytest.raises(ConfigError, match=r"/snippet_labels exists and was not written"):
+        claim_outputs(tmp_path, ["snippet_labels/v.npy"], command="align")

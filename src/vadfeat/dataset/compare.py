@@ -1057,7 +1057,9 @@ def compare(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         given = [p for p in (mine, theirs) if not isinstance(p, FeatureSet)]
-        refuse_overlap(out_dir, [*given, ms.root, ts.root], command="compare")
+        # Two .npy files: their folder is not an input (a report beside them is fine).
+        roots = [] if all(files) else [ms.root, ts.root]
+        refuse_overlap(out_dir, [*given, *roots], command="compare")
         # Any video may be among the worst: a foreign file at any PNG name is refused now,
         # before the work; only the PNGs drawn enter the record (below).
         pngs = [f"{name}.png" for name, _, _ in pairs] if limit != 0 else []

@@ -156,6 +156,10 @@ def claim_outputs(out: PathLike, names: Iterable[str], *, command: str,
     owned = read_record(out_dir)
     mine = owned.get(command, set())
     foreign = [n for n in checked if n not in mine and os.path.lexists(out_dir / n)]
+    # A file (or a link) where one of the names needs a folder is not the command's either.
+    foreign += sorted({p.as_posix() for n in checked for p in PurePosixPath(n).parents
+                       if p.parts and os.path.lexists(out_dir / p) and
+                       (os.path.islink(out_dir / p) or not (out_dir / p).is_dir())})
     if foreign:
         others = [c for c, files in owned.items() if foreign[0] in files]
         who = f" (`vadfeat {others[0]}` wrote it)" if others else ""
