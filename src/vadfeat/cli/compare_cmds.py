@@ -23,6 +23,8 @@ EXIT_REPORTED = 1
 def _print(text: str) -> None:
     # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
     print(valid_utf8(text))
+
+
 _SHOW_NAMES = 10
 
 

@@ -51,7 +51,7 @@ def _labels(args: argparse.Namespace) -> int:
     index = write_labels(result, args.out, inputs=[args.features])
     abnormal = sum(v.video_label for v in result.videos.values())
     _print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
-          f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
+           f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
     return _report_labels(result.issues)
 
 
@@ -60,7 +60,7 @@ def _report_labels(issues: Sequence[object]) -> int:
     expected = [i for i in issues if getattr(i, "kind", None) == "no-labels"]
     if expected:
         _print(f"{len(expected)} feature video(s) without frame labels in this ground truth "
-              "(expected for training videos); list them with -v")
+               "(expected for training videos); list them with -v")
         for i in expected:
             logging.getLogger("vadfeat").debug("%s", i)
     return _report([i for i in issues if getattr(i, "kind", None) != "no-labels"])
@@ -75,10 +75,10 @@ def _align(args: argparse.Namespace) -> int:
     for v in result.videos:
         rows = f"{v.rows_in}" if v.rows_in == v.rows_out else f"{v.rows_in}->{v.rows_out}"
         _print(f"{v.name}: rows {rows}, GT {v.gt_frames} frames -> {v.target_frames} "
-              f"(cut {v.frames_cut}, padded {v.frames_padded})")
+               f"(cut {v.frames_cut}, padded {v.frames_padded})")
     total = sum(result.video(n).target_frames for n in result.test_order)
     _print(f"aligned {len(result.videos)} videos ({result.mode}, rule {result.rule}); "
-          f"{result.gt_path.name}: {len(result.test_order)} videos, {total} frames")
+           f"{result.gt_path.name}: {len(result.test_order)} videos, {total} frames")
     return _report(result.issues)
 
 
@@ -97,9 +97,9 @@ def _lists(args: argparse.Namespace) -> int:
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
         _print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
-              f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
+               f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
     _print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
-          "(RTFM's and UR-DMU's loaders hard-code this number)")
+           "(RTFM's and UR-DMU's loaders hard-code this number)")
     if result.gt_frames is not None:
         _print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
     _print("wrote " + ", ".join(str(p) for p in result.files))
@@ -117,8 +117,8 @@ def _export(args: argparse.Namespace) -> int:
             raise ConfigError(f"--crops takes comma-separated crop indices, got {args.crops!r}") from exc
     result = export(features, args.out, format=args.format, dataset=args.dataset, crops=crops)
     _print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
-          f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
-          f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
+           f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
+           f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
     return _report(result.issues)
 
 
@@ -127,7 +127,7 @@ def _resample(args: argparse.Namespace) -> int:
     features = read_features(args.features, layout=args.layout)
     result = resample_features(features, args.out, segments=args.segments, method=args.method)
     _print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
-          f"in {result.out}")
+           f"in {result.out}")
     return _report(result.issues)
 
 
