@@ -26,7 +26,6 @@ its names still count as ``inspect``'s and ``compare``'s.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
@@ -34,8 +33,6 @@ from typing import Any
 
 from vadfeat.errors import ConfigError
 from vadfeat.store.writers import atomic_path
-
-log = logging.getLogger(__name__)
 
 #: The ownership record of an output folder: ``{"format": ..., "files": {command: [names]}}``.
 RECORD = ".vadfeat-owned.json"
