@@ -262,3 +262,64 @@ def test_rows_paired_by_time_at_another_frame_rate(runs: dict[str, Path]) -> Non
     # .27 .8 1.33 1.87 2.4 -> nearest mine 0 1 2 2 3, all within half a snippet (.32 s).
     mine_rows, theirs_rows = _time_pairs(rec, 4, 5, 30.0, 16)
     assert mine_rows.tolist() == [0, 1, 2, 2, 3] and theirs_rows.tolist() == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------- how many plots (issue 20)
+
+
+def noisy_pair(tmp_path: Path, n: int) -> tuple[Path, Path, list[str]]:
+    """``n`` videos; theirs = mine + noise whose scale grows with the video's index.
+
+    Returns the folders and the names from the largest noise (worst match) to the smallest.
+    """
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    theirs.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"v{k:02d}" for k in range(n)]
+    for k, name in enumerate(names):
+        a = rng.standard_normal((6, 8))
+        noise = rng.standard_normal((6, 8))
+        # Each noise row as long as its feature row: relative L2 is exactly 0.05 * (k + 1) per row.
+        noise *= np.linalg.norm(a, axis=1, keepdims=True) / np.linalg.norm(noise, axis=1, keepdims=True)
+        np.save(mine / f"{name}.npy", a.astype(np.float32))
+        np.save(theirs / f"{name}.npy", (a + 0.05 * (k + 1) * noise).astype(np.float32))
+    return mine, theirs, names[::-1]
+
+
+def test_compare_draws_the_20_worst_by_default(tmp_path: Path, capsys) -> None:
+    mine, theirs, worst_first = noisy_pair(tmp_path, 22)
+    out = tmp_path / "r"
+    assert main(["compare", str(mine), str(theirs), "-o", str(out)]) == 0
+    assert sorted(p.stem for p in out.glob("*.png")) == sorted(worst_first[:20])
+    page = (out / "index.html").read_text()
+    assert "20 of 22 videos drawn (the 20 worst: by verdict" in page
+    assert "--plots N or --plots all" in page
+
+
+def test_compare_plots_n_all_and_none(tmp_path: Path) -> None:
+    mine, theirs, worst_first = noisy_pair(tmp_path, 5)
+    r = compare(mine, theirs, tmp_path / "two", plots=2)
+    # float32 storage: relative L2 within 1e-5 of the 0.05 * (k + 1) built in
+    assert r.video("v04").rel_l2 == pytest.approx(0.25, rel=1e-5)
+    assert sorted(p.stem for p in (tmp_path / "two").glob("*.png")) == sorted(worst_first[:2])
+    assert [v.name for v in r.videos if v.png is not None] == sorted(worst_first[:2])
+    assert main(["compare", str(mine), str(theirs), "--plots", "all", "-o", str(tmp_path / "all")]) == 0
+    assert len(list((tmp_path / "all").glob("*.png"))) == 5
+    assert "5 of 5 videos drawn (every video)" in (tmp_path / "all" / "index.html").read_text()
+    assert main(["compare", str(mine), str(theirs), "--plots", "0", "-o", str(tmp_path / "none")]) == 0
+    assert not list((tmp_path / "none").glob("*.png"))
+    with pytest.raises(SystemExit) as usage:
+        main(["compare", str(mine), str(theirs), "--plots", "many", "-o", str(tmp_path / "x")])
+    assert usage.value.code == 2
+    with pytest.raises(ConfigError, match="plots must be"):
+        compare(mine, theirs, tmp_path / "y", plots=-1)
+
+
+def test_a_report_beside_two_compared_files_is_allowed_but_not_over_them(tmp_path: Path) -> None:
+    a = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", a)
+    assert compare(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "report").verdict == "identical"
+    with pytest.raises(ConfigError, match=r"b\.npy/x lies inside the input .*b\.npy"):
+        compare(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "b.npy" / "x")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -168,3 +169,64 @@ def test_lists_codebase_root_writes_where_the_repo_reads(tmp_path: Path, feats: 
     assert np.load(repo / "list" / "gt-ucf.npy").shape == (112,)
     assert "frame ground truth: 112 frames" in out
     assert "the first 0 lines are abnormal" in out
+
+
+# ------------------------------------------------- names that are not UTF-8 (issue 20)
+
+CAFE = os.fsdecode(b"caf\xe9")  # what os.listdir gives for a Latin-1 file name; extract accepts it
+
+
+@pytest.fixture
+def latin1(tmp_path: Path) -> dict[str, Path]:
+    """Features and masks of two videos, one named with the byte 0xE9 (not UTF-8)."""
+    names = {CAFE: (4, 64), "plain": (3, 48)}
+    feats, gt = tmp_path / "feat", tmp_path / "gt"
+    feats.mkdir()
+    gt.mkdir()
+    for name, (rows, frames) in names.items():
+        arr = np.random.default_rng(rows).standard_normal((rows, 2, 6)).astype(np.float32)
+        np.save(feats / f"{name}.npy", arr)
+        (feats / f"{name}.json").write_text(json.dumps({
+            "video": f"{name}.mp4", "num_frames": frames, "shape": [rows, 2, 6],
+            "snippets": [[16 * i, 16 * i + 15] for i in range(rows)]}, ensure_ascii=True))
+        mask = np.zeros(frames, dtype=np.uint8)
+        mask[10:30] = name == CAFE
+        np.save(gt / f"{name}.npy", mask)
+    return {"feat": feats, "gt": gt}
+
+
+@pytest.mark.parametrize("command", ["labels", "align", "inspect", "compare", "resample", "lists"])
+def test_a_name_that_is_not_utf8_is_written_not_a_traceback(command: str, latin1: dict[str, Path],
+                                                            tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    feat, gt, out = latin1["feat"], latin1["gt"], tmp_path / "out"
+    argv = {
+        "labels": ["labels", str(gt), "--format", "npy-dir", "--features", str(feat), "-o", str(out)],
+        "align": ["align", str(feat), "--labels", str(gt), "-o", str(out)],
+        "inspect": ["inspect", str(feat), "--width", "200", "--height", "100", "-o", str(out)],
+        "compare": ["compare", str(feat), str(feat), "-o", str(out)],
+        "resample": ["resample", str(feat), "--segments", "2", "-o", str(out)],
+        "lists": ["lists", str(feat), "--format", "rtfm", "--labels", str(gt), "-o", str(out)],
+    }[command]
+    # lists leaves such a video out by design (list readers open lines as UTF-8) and says so.
+    assert main(argv) == (1 if command == "lists" else 0)
+    written = {
+        "labels": out / f"{CAFE}.npy", "align": out / "frame_labels" / f"{CAFE}.npy",
+        "inspect": out / f"{CAFE}.png", "compare": out / f"{CAFE}.png", "resample": out / f"{CAFE}.npy",
+        "lists": out / "dataset-test.list",
+    }[command]
+    assert written.is_file()
+    if command == "labels":  # the index names the video as the file system does
+        from vadfeat.dataset.labels import read_labels
+
+        assert set(read_labels(out, format="canonical").videos) == {CAFE, "plain"}
+    if command == "align":
+        assert set(json.loads((out / "align.json").read_text())["videos"]) == {CAFE, "plain"}
+    if command == "lists":
+        assert "issue  caf\\xe9: [bad-name]" in capsys.readouterr().out  # printed, not a traceback
+        assert (out / "dataset-test.list").read_text().splitlines() == [str(feat / "plain.npy")]
+    if command in ("inspect", "compare"):  # a valid UTF-8 page linking the file's bytes
+        page = (out / "index.html").read_bytes().decode("utf-8")
+        assert "caf%E9.png" in page
+    if command == "resample":
+        assert json.loads((out / f"{CAFE}.json").read_text())["shape"] == [2, 2, 6]

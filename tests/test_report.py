@@ -95,7 +95,7 @@ def test_never_replaces_a_file_it_did_not_write(tmp_path: Path) -> None:
     out = tmp_path / "r"
     out.mkdir()
     (out / "index.html").write_text("my notes")
-    with pytest.raises(ConfigError, match=r"index\.html exists and was not written by a vadfeat report"):
+    with pytest.raises(ConfigError, match=r"index\.html exists and was not written by `vadfeat inspect`"):
         inspect(feats, out, width_px=300, height_px=200)
     assert (out / "index.html").read_text() == "my notes" and not (out / "one.png").exists()
     # Its own files are replaced on a second run.
@@ -104,4 +104,19 @@ def test_never_replaces_a_file_it_did_not_write(tmp_path: Path) -> None:
     first = (mine / "one.png").stat().st_mtime_ns
     inspect(feats, mine, width_px=300, height_px=200)
     assert (mine / "one.png").stat().st_mtime_ns >= first and (mine / "index.html").exists()
-    assert json.loads((mine / ".vadfeat-report.json").read_text())["files"] == ["index.html", "one.png"]
+    record = json.loads((mine / ".vadfeat-owned.json").read_text())
+    assert record["files"] == {"inspect": ["index.html", "one.png"]}
+
+
+def test_a_report_folder_of_the_previous_release_is_still_its_own(tmp_path: Path) -> None:
+    # 0.x report folders carry .vadfeat-report.json; the files it lists stay inspect's to replace.
+    feats = tmp_path / "feat"
+    write_features(feats, "one", 3, num_frames=48, seed=2)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "index.html").write_text("old report")
+    (out / ".vadfeat-report.json").write_text('{"files": ["index.html"]}')
+    inspect(feats, out, width_px=300, height_px=200)
+    assert (out / "index.html").read_text() != "old report"
+    record = json.loads((out / ".vadfeat-owned.json").read_text())
+    assert record["files"]["inspect"] == ["index.html", "one.png"]

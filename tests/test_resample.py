@@ -120,3 +120,32 @@ def test_vadclip_rule_means_when_longer_pads_when_shorter() -> None:
     assert out.ravel().tolist() == [10.0, 20.0, 0.0, 0.0] and valid == 2
     assert uniform_sample(column(0, 1, 2, 3, 4), 2)[0].ravel().tolist() == [0.0, 4.0]
     assert resample(column(0, 1, 2, 3, 4), 2, method="vadclip")[0].ravel().tolist() == [0.5, 3.0]
+
+
+def test_a_failed_write_leaves_no_feature_file_without_its_sidecar(tmp_path: Path, monkeypatch) -> None:
+    # Before: the .npy was written, the sidecar failed (a full disk, a name json could not
+    # encode) and the .npy stayed alone; `lists` of the output then took it for a legacy file.
+    from vadfeat.store import reader
+
+    write_features(tmp_path / "f", "bad", 5, per_crop=True)
+    write_features(tmp_path / "f", "good", 5, per_crop=True)
+    real = reader.write_json
+
+    def full_disk(path, data):
+        if Path(path).name == "bad.json":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(reader, "write_json", full_disk)
+    res = resample_features(tmp_path / "f", tmp_path / "o", segments=2)
+    assert [i.video for i in res.issues] == ["bad"] and "No space left" in res.issues[0].message
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == \
+        ["good.json", "good__0.npy", "good__1.npy"]
+
+
+def test_output_inside_holding_or_being_the_features_is_refused(tmp_path: Path) -> None:
+    write_features(tmp_path / "f", "v", 5, per_crop=False)
+    for out in (tmp_path / "f", tmp_path / "f" / "sub", tmp_path):
+        with pytest.raises(ConfigError, match=r"the input .*/f: `vadfeat resample` never writes"):
+            resample_features(tmp_path / "f", out, segments=2)
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["v.json", "v.npy"]

@@ -10,13 +10,21 @@ compared), 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-from typing import get_args
+from typing import Literal, get_args
 
-from vadfeat.dataset.compare import compare
+from vadfeat.dataset.compare import DEFAULT_PLOTS, compare
+from vadfeat.dataset.report import valid_utf8
 from vadfeat.store.reader import LayoutOrAuto
 
 EXIT_OK = 0
 EXIT_REPORTED = 1
+
+
+def _print(text: str) -> None:
+    # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
+    print(valid_utf8(text))
+
+
 _SHOW_NAMES = 10
 
 
@@ -30,6 +38,10 @@ def _window(text: str) -> int:
     return value
 
 
+def _plots(text: str) -> int | Literal["all"]:
+    return "all" if text == "all" else _window(text)
+
+
 def _names(names: tuple[str, ...]) -> str:
     shown = ", ".join(names[:_SHOW_NAMES])
     return shown + (f" ... (+{len(names) - _SHOW_NAMES})" if len(names) > _SHOW_NAMES else "")
@@ -37,24 +49,24 @@ def _names(names: tuple[str, ...]) -> str:
 
 def _compare(args: argparse.Namespace) -> int:
     result = compare(args.mine, args.theirs, args.out, layout=args.layout, theirs_layout=args.theirs_layout,
-                     window=args.window, clip_len=args.clip_len, plots=not args.no_plots)
+                     window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots)
     for v in result.videos:
-        print(v.line())
+        _print(v.line())
     if result.only_mine:
-        print(f"only in mine ({len(result.only_mine)}): {_names(result.only_mine)}")
+        _print(f"only in mine ({len(result.only_mine)}): {_names(result.only_mine)}")
     if result.only_theirs:
-        print(f"only in theirs ({len(result.only_theirs)}): {_names(result.only_theirs)}")
+        _print(f"only in theirs ({len(result.only_theirs)}): {_names(result.only_theirs)}")
     for d in result.overall:
-        print(f"overall  {d.message}")
+        _print(f"overall  {d.message}")
     for c in result.cannot_diagnose:
-        print(f"cannot diagnose  {c}")
-    print(f"verdict: {result.verdict}")
+        _print(f"cannot diagnose  {c}")
+    _print(f"verdict: {result.verdict}")
     if result.index is not None:
-        print(f"report: open {result.index} ({result.report.name if result.report else ''})")
+        _print(f"report: open {result.index} ({result.report.name if result.report else ''})")
     for issue in result.issues:
-        print(f"issue  {issue}")
+        _print(f"issue  {issue}")
     if result.issues:
-        print(f"{len(result.issues)} file(s) could not be read")
+        _print(f"{len(result.issues)} file(s) could not be read")
         return EXIT_REPORTED
     return EXIT_OK
 
@@ -72,7 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "temporal\nalignment (offsets within --window), crop order (which crop of mine "
                     "is which of theirs),\nfeature dims and crop counts, and how the values relate "
                     "(identical, a linear rescale,\ndifferent input pixel preprocessing, unrelated). "
-                    "With -o: OUT/index.html, one PNG per\nvideo and OUT/compare.json.\n\n"
+                    "With -o: OUT/index.html, OUT/compare.json and one PNG\nfor each of the "
+                    f"--plots worst videos (default {DEFAULT_PLOTS}). OUT must not be, hold or lie "
+                    "inside MINE or THEIRS.\n\n"
                     "Exit 0 when the comparison ran (differences are findings), 1 when a file could "
                     "not be\nread (named; the others are compared), 2 for usage errors.")
     p.add_argument("mine", metavar="MINE", help="your features: folder or .npy file")
@@ -86,5 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest temporal offset tried, in snippets (default 4)")
     p.add_argument("--clip-len", type=_window, default=16,
                    help="frames per snippet assumed for files without a sidecar (default 16)")
-    p.add_argument("--no-plots", action="store_true", help="with -o: only index.html and compare.json")
+    p.add_argument("--plots", type=_plots, default=DEFAULT_PLOTS, metavar="N|all",
+                   help=f"with -o: draw the N worst videos (by verdict, then relative L2; default "
+                        f"{DEFAULT_PLOTS}), or all; index.html says which were drawn")
+    p.add_argument("--no-plots", action="store_true",
+                   help="with -o: only index.html and compare.json (--plots 0)")
     p.set_defaults(func=_compare)

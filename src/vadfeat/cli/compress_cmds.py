@@ -6,7 +6,9 @@ import argparse
 from typing import get_args
 
 from vadfeat._types import DTypeName, Quantize
+from vadfeat.cli.model_cmds import written_by_vadfeat
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import claim_file
 
 
 def _fraction(text: str) -> float:
@@ -22,6 +24,8 @@ def _fraction(text: str) -> float:
 def _compress(args: argparse.Namespace) -> int:
     from vadfeat.backbones.videomae.compress import compress_checkpoint
 
+    # Lossy (pruned, int8): never over the original, never over a file vadfeat did not write.
+    claim_file(args.output, [args.checkpoint], command="compress", written_by_vadfeat=written_by_vadfeat)
     if args.output.endswith(".safetensors") is False:
         raise ConfigError(f"the output is a safetensors file: name it *.safetensors, not {args.output}")
     result = compress_checkpoint(args.checkpoint, args.output, prune=args.prune,
@@ -46,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="any checkpoint `vadfeat checkpoint inspect` reads")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output .safetensors file")
+                   help="output .safetensors file (not CHECKPOINT; an existing file is replaced "
+                        "only if vadfeat wrote it)")
     p.add_argument("--prune", type=_fraction, default=0.0, metavar="RATE",
                    help="fraction of each Conv3d/Linear weight to zero, e.g. 0.1 or 10%% (default 0)")
     p.add_argument("--quantize", choices=get_args(Quantize),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, get_args
 
 from vadfeat._types import DTypeName
+from vadfeat.backbones._files import safetensors_metadata
 from vadfeat.backbones._registry import detect_backbone, list_backbones
 from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
-from vadfeat.errors import ConfigError
+from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.store.ownership import claim_file
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -99,7 +102,18 @@ def _inspect_other(backbone: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def written_by_vadfeat(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file vadfeat wrote (``checkpoint convert``, ``compress``)."""
+    try:
+        return safetensors_metadata(path).get("format") == "vadfeat-canonical"
+    except CheckpointError:
+        return False
+
+
 def _convert(args: argparse.Namespace) -> int:
+    # A converted copy is lossy (fp16, keys left out): never over the original, never
+    # over a file vadfeat did not write.
+    claim_file(args.out, [args.path], command="checkpoint convert", written_by_vadfeat=written_by_vadfeat)
     backbone = detect_backbone(args.path)
     if backbone.name != "videomae_v2":
         if args.unsafe_allow_pickle:
@@ -151,7 +165,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "names as .safetensors (safe to load: no pickle). For CLIP: "
                                       "the image encoder's tensors under OpenAI's names.")
     pc.add_argument("path", help="checkpoint file, folder or hf://owner/repo[@revision]")
-    pc.add_argument("out", help="output .safetensors path")
+    pc.add_argument("out", help="output .safetensors path (not the input; an existing file is "
+                    "replaced only if vadfeat wrote it)")
     pc.add_argument("--dtype", choices=get_args(DTypeName), default="fp16",
                     help="tensor dtype in the output (default fp16, as the model zoo)")
     pc.add_argument("--num-heads", type=int, help="attention heads, for widths no registered size has")

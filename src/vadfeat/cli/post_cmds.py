@@ -19,31 +19,39 @@ from vadfeat.dataset.export import Dataset, ExportFormat, export
 from vadfeat.dataset.labels import LabelFormat, read_labels, write_labels
 from vadfeat.dataset.lists import Dataset as ListDataset
 from vadfeat.dataset.lists import ListFormat, Naming, write_lists
-from vadfeat.dataset.report import inspect
+from vadfeat.dataset.report import inspect, valid_utf8
 from vadfeat.dataset.resample import ResampleMethod, resample_features
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.reader import LayoutOrAuto, read_features
 
 EXIT_OK = 0
 EXIT_REPORTED = 1
 
 
+def _print(text: str) -> None:
+    # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
+    print(valid_utf8(text))
+
+
 def _report(issues: Sequence[object]) -> int:
     for issue in issues:
-        print(f"issue  {issue}")
+        _print(f"issue  {issue}")
     if issues:
-        print(f"{len(issues)} issue(s) reported")
+        _print(f"{len(issues)} issue(s) reported")
         return EXIT_REPORTED
     return EXIT_OK
 
 
 def _labels(args: argparse.Namespace) -> int:
+    # Every command checks its output against its inputs before reading anything.
+    refuse_overlap(args.out, [args.ground_truth, args.features], command="labels")
     features = read_features(args.features, layout=args.layout) if args.features else None
     result = read_labels(args.ground_truth, format=args.format, features=features)
-    index = write_labels(result, args.out)
+    index = write_labels(result, args.out, inputs=[args.features])
     abnormal = sum(v.video_label for v in result.videos.values())
-    print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
-          f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
+    _print(f"wrote {len(result)} videos ({abnormal} abnormal) to {index.parent} "
+           f"(index {index.name}) from {args.format} ground truth {args.ground_truth}")
     return _report_labels(result.issues)
 
 
@@ -51,31 +59,35 @@ def _report_labels(issues: Sequence[object]) -> int:
     # Training videos have no frame labels in every WSVAD dataset: expected, one line.
     expected = [i for i in issues if getattr(i, "kind", None) == "no-labels"]
     if expected:
-        print(f"{len(expected)} feature video(s) without frame labels in this ground truth "
-              "(expected for training videos); list them with -v")
+        _print(f"{len(expected)} feature video(s) without frame labels in this ground truth "
+               "(expected for training videos); list them with -v")
         for i in expected:
             logging.getLogger("vadfeat").debug("%s", i)
     return _report([i for i in issues if getattr(i, "kind", None) != "no-labels"])
 
 
 def _align(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features, args.labels, args.test_list], command="align")
     features = read_features(args.features, layout=args.layout)
     result = align(features, args.labels, args.out, rule=args.rule, mode=args.mode,
                    frames_per_snippet=args.frames_per_snippet, name=args.name,
                    test_list=args.test_list, labels_format=args.labels_format)
     for v in result.videos:
         rows = f"{v.rows_in}" if v.rows_in == v.rows_out else f"{v.rows_in}->{v.rows_out}"
-        print(f"{v.name}: rows {rows}, GT {v.gt_frames} frames -> {v.target_frames} "
-              f"(cut {v.frames_cut}, padded {v.frames_padded})")
+        _print(f"{v.name}: rows {rows}, GT {v.gt_frames} frames -> {v.target_frames} "
+               f"(cut {v.frames_cut}, padded {v.frames_padded})")
     total = sum(result.video(n).target_frames for n in result.test_order)
-    print(f"aligned {len(result.videos)} videos ({result.mode}, rule {result.rule}); "
-          f"{result.gt_path.name}: {len(result.test_order)} videos, {total} frames")
+    _print(f"aligned {len(result.videos)} videos ({result.mode}, rule {result.rule}); "
+           f"{result.gt_path.name}: {len(result.test_order)} videos, {total} frames")
     return _report(result.issues)
 
 
 def _lists(args: argparse.Namespace) -> int:
     if args.out is None and args.codebase_root is None:
         raise ConfigError("give -o OUT or --codebase-root REPO")
+    if args.out is not None and args.codebase_root is None:
+        refuse_overlap(args.out, [args.features, args.labels, args.train_split, args.test_split],
+                       command="lists")
     features = read_features(args.features, layout=args.layout)
     result = write_lists(features, args.out, format=args.format, labels=args.labels,
                          labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
@@ -84,17 +96,18 @@ def _lists(args: argparse.Namespace) -> int:
     for split in get_args(Split):
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
-        print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
-              f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
-    print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
-          "(RTFM's and UR-DMU's loaders hard-code this number)")
+        _print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
+               f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
+    _print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
+           "(RTFM's and UR-DMU's loaders hard-code this number)")
     if result.gt_frames is not None:
-        print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
-    print("wrote " + ", ".join(str(p) for p in result.files))
+        _print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
+    _print("wrote " + ", ".join(str(p) for p in result.files))
     return _report(result.issues)
 
 
 def _export(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features], command="export")
     features = read_features(args.features, layout=args.layout)
     crops = None
     if args.crops is not None:
@@ -103,26 +116,28 @@ def _export(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"--crops takes comma-separated crop indices, got {args.crops!r}") from exc
     result = export(features, args.out, format=args.format, dataset=args.dataset, crops=crops)
-    print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
-          f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
-          f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
+    _print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
+           f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
+           f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
     return _report(result.issues)
 
 
 def _resample(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features], command="resample")
     features = read_features(args.features, layout=args.layout)
     result = resample_features(features, args.out, segments=args.segments, method=args.method)
-    print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
-          f"in {result.out}")
+    _print(f"resampled {len(result.videos)} videos to {result.segments} rows ({result.method}) "
+           f"in {result.out}")
     return _report(result.issues)
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    refuse_overlap(args.out, [args.features, args.labels], command="inspect")
     features = read_features(args.features, layout=args.layout)
     result = inspect(features, args.out, labels=args.labels, labels_format=args.labels_format,
                      videos=args.videos, frames_per_snippet=args.frames_per_snippet,
                      width_px=args.width, height_px=args.height, dpi=args.dpi)
-    print(f"drew {len(result.videos)} videos; open {result.index}")
+    _print(f"drew {len(result.videos)} videos; open {result.index}")
     return _report(result.issues)
 
 
@@ -280,7 +295,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  vadclip  mean when T > segments, else zero padding (VadCLIP)\n"
                     "Writes the same layout and names to OUT, sidecars updated.")
     _add_features(p)
-    p.add_argument("-o", "--out", required=True, help="output folder (not FEATURES)")
+    p.add_argument("-o", "--out", required=True, help="output folder (not FEATURES, not inside it, "
+                   "not holding it)")
     p.add_argument("--segments", type=_positive, default=32, help="rows per video (default 32)")
     p.add_argument("--method", choices=get_args(ResampleMethod), default="mean",
                    help="mean (default), uniform or vadclip")

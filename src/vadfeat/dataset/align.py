@@ -72,10 +72,12 @@ from vadfeat._types import AlignMode, SnippetRule
 from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, VideoLabels, as_label_set
 from vadfeat.dataset.lists import abnormal_first, read_video_list
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureRecord,
     FeatureSet,
     as_feature_set,
+    derived_names,
     derived_sidecar,
     save_npy,
     write_derived,
@@ -302,16 +304,32 @@ def align(
     order :mod:`vadfeat.dataset.lists` writes).  Reported in :attr:`AlignResult.issues`:
     ground truth without features, test-list entries without features, and videos
     without ground truth (with a test list, only those in it: training videos have
-    no frame labels in WSVAD).
+    no frame labels in WSVAD).  Raises :class:`ConfigError` before writing anything
+    when ``out`` is, holds or lies inside an input (features, labels, test list), or
+    when a file at one of its names was not written by ``vadfeat align``.
     """
     _check(mode, get_args(AlignMode), "alignment mode")
     _check(rule, get_args(SnippetRule), "snippet rule")
     _check_fps(frames_per_snippet)
     if not name or "/" in name or "\\" in name:
         raise ConfigError(f"gt name must be a plain file-name part, got {name!r}")
+    out_dir = Path(out)
+    given = [p for p in (features, labels) if not isinstance(p, (FeatureSet, LabelSet))]
+    if test_list is not None and not isinstance(test_list, (list, tuple)):
+        given.append(test_list)  # type: ignore[arg-type]
+    refuse_overlap(out_dir, given, command="align")
     fs = as_feature_set(features)
     gt = as_label_set(labels, format=labels_format, features=fs)
-    out_dir = Path(out)
+    refuse_overlap(out_dir, [fs.root, gt.source or None], command="align")
+    # Every name this run may write, claimed before the first is written.
+    claimed = [f"gt-{name}.npy", f"gt-{name}.videos.txt", "GT/frame_label.pickle",
+               "GT/video_label.pickle", "align.json"]
+    for record in fs:
+        if gt.get(record.name) is not None:
+            claimed += [f"snippet_labels/{record.name}.npy", f"frame_labels/{record.name}.npy"]
+            if mode == "legacy":
+                claimed += [f"features/{n}" for n in derived_names(record)]
+    claim_outputs(out_dir, claimed, command="align")
     # `no-labels` is decided below (it depends on the test list), not taken from the reader.
     issues: list[LabelIssue] = [i for i in gt.issues if i.kind != "no-labels"]
     seen = {(i.video, i.kind) for i in issues}

@@ -81,18 +81,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from vadfeat._types import LayoutOrAuto
+from vadfeat.dataset.report import valid_utf8
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureIssue,
     FeatureRecord,
     FeatureSet,
     _make_record,
-    claim_report_files,
     read_features,
     video_key,
     write_json,
@@ -918,7 +919,8 @@ def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
             axes[1].plot(mt.theirs, mt.mine, "rx", ms=8)
         fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops (x: match)")
     where = "rows paired by time" if v.time_map == "fps" else f"offset {v.offset:+d}"
-    fig.suptitle(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, {where}", fontsize="small")
+    fig.suptitle(valid_utf8(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, {where}"),
+                 fontsize="small")  # matplotlib cannot draw the lone surrogates of non-UTF-8 names
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(png) as tmp:
@@ -931,7 +933,7 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return html.escape(format(value, spec) if isinstance(value, float) else str(value))
 
 
-def _index_html(result: CompareResult, out: Path) -> str:
+def _index_html(result: CompareResult, out: Path, plots_note: str | None = None) -> str:
     head = ("<tr><th>video</th><th>verdict</th><th>T mine/theirs</th><th>T rule</th><th>offset</th>"
             "<th>crops</th><th>dim</th><th>cosine</th><th>min cosine</th><th>rel L2</th>"
             "<th>max |diff|</th><th>median r</th><th>diagnoses</th></tr>")
@@ -947,7 +949,7 @@ def _index_html(result: CompareResult, out: Path) -> str:
             "<td style=\"text-align:left\">"
             f"{'<br>'.join(html.escape(d.message) for d in v.diagnoses)}</td></tr>")
         if v.png is not None:
-            src = urllib.parse.quote(v.png.relative_to(out).as_posix())
+            src = urllib.parse.quote(os.fsencode(v.png.relative_to(out).as_posix()))
             sections.append(f'<section id="{anchor}"><h2>{html.escape(v.name)}</h2>'
                             f'<img src="{src}" alt="{html.escape(v.name)}" loading="lazy"></section>')
     lists = "".join(f"<p>only in {who}: {html.escape(', '.join(names))}</p>"
@@ -956,7 +958,10 @@ def _index_html(result: CompareResult, out: Path) -> str:
     cannot = "".join(f"<li>{html.escape(c)}</li>" for c in result.cannot_diagnose)
     issues = "".join(f"<li>{html.escape(str(i))}</li>" for i in result.issues)
     title = f"vadfeat compare: {result.mine} vs {result.theirs}"
-    return (
+    if plots_note is None:
+        drawn = sum(v.png is not None for v in result.videos)
+        plots_note = f"{drawn} of {len(result.videos)} videos drawn."
+    return valid_utf8(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
@@ -965,6 +970,7 @@ def _index_html(result: CompareResult, out: Path) -> str:
         f"<h1>{html.escape(title)}</h1><p><b>{html.escape(result.verdict)}</b></p><ul>{overall}</ul>"
         + (f"<p>cannot be diagnosed:</p><ul>{cannot}</ul>" if cannot else "")
         + (f"<p>unreadable:</p><ul>{issues}</ul>" if issues else "")
+        + f"<p>Plots: {html.escape(plots_note)}</p>"
         + "<p>offset: theirs row t is mine row t + offset. Cosine and relative L2 "
         "(|theirs - mine| / |mine|) on the aligned rows and matched crops; median r: median over "
         "feature dimensions of the correlation across rows.</p>"
@@ -1010,7 +1016,7 @@ def compare(
     theirs_layout: LayoutOrAuto = "auto",
     window: int = 4,
     clip_len: int = 16,
-    plots: bool = True,
+    plots: int | bool | Literal["all"] = True,
     dpi: int = 100,
 ) -> CompareResult:
     """Compare two feature sets of the same videos (see the module docstring).
@@ -1019,14 +1025,20 @@ def compare(
     :func:`read_features`), :class:`FeatureSet` s, or two ``.npy`` files (compared
     whatever their names).  ``window``: largest temporal offset tried, in snippets.
     ``clip_len``: frames per snippet assumed for files without a sidecar.  With
-    ``out``: ``out/compare.json``, ``out/index.html`` and (``plots``) one PNG per
-    video.  Differences are findings, not errors; a video whose files cannot be
-    read is named in :attr:`CompareResult.issues` and the others go on.  Raises
+    ``out``: ``out/compare.json``, ``out/index.html`` and one PNG for each of the
+    ``plots`` worst videos (:func:`worst_first`; ``True``: :data:`DEFAULT_PLOTS`,
+    ``"all"``: every video, ``0`` or ``False``: none); index.html says how many were
+    drawn and how they were chosen.  ``out`` must not be, hold or lie inside ``mine``
+    or ``theirs``, and a file there that compare did not write is never replaced
+    (both :class:`ConfigError`, before any work).  Differences are findings, not
+    errors; a video whose files cannot be read is named in
+    :attr:`CompareResult.issues` and the others go on.  Raises
     :class:`ConfigError` for a missing path, a file that is not ``.npy``, a file
     against a folder, or a bad ``window``.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"window must be a non-negative number of snippets, got {window!r}")
+    limit = _plot_limit(plots)
     files = [not isinstance(p, FeatureSet) and Path(p).is_file() for p in (mine, theirs)]
     if files[0] != files[1]:
         raise ConfigError("compare two folders or two .npy files, not a file against a folder")
@@ -1044,8 +1056,14 @@ def compare(
         pairs, only_mine, only_theirs = _pair(ms, ts)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
-        pngs = [f"{name}.png" for name, _, _ in pairs] if plots else []
-        claim_report_files(out_dir, [*pngs, "compare.json", "index.html"], command="compare")
+        given = [p for p in (mine, theirs) if not isinstance(p, FeatureSet)]
+        # Two .npy files: their folder is not an input (a report beside them is fine).
+        roots = [] if all(files) else [ms.root, ts.root]
+        refuse_overlap(out_dir, [*given, *roots], command="compare")
+        # Any video may be among the worst: a foreign file at any PNG name is refused now,
+        # before the work; only the PNGs drawn enter the record (below).
+        pngs = [f"{name}.png" for name, _, _ in pairs] if limit != 0 else []
+        claim_outputs(out_dir, ["compare.json", "index.html"], command="compare", check=pngs)
     videos: list[VideoComparison] = []
     for name, mr, tr in pairs:
         loaded = []
@@ -1061,12 +1079,22 @@ def compare(
         except ValueError as exc:
             issues.append(FeatureIssue(name, f"cannot compare: {exc}"))
             continue
-        if out_dir is not None and plots:
-            png = out_dir / f"{name}.png"
-            _plot(v, png, dpi=dpi)
-            v = _replace_png(v, png)
         videos.append(v)
         log.debug("%s", v.line())
+    plots_note = "none drawn (--plots 0)."
+    if out_dir is not None and limit != 0:
+        chosen = worst_first(videos)[:None if limit == "all" else limit]
+        claim_outputs(out_dir, [f"{v.name}.png" for v in chosen], command="compare")
+        drawn: dict[str, Path] = {}
+        for v in chosen:
+            drawn[v.name] = out_dir / f"{v.name}.png"
+            _plot(v, drawn[v.name], dpi=dpi)
+        videos = [_replace_png(v, drawn[v.name]) if v.name in drawn else v for v in videos]
+        how = ("every video" if len(chosen) == len(videos) else
+               f"the {len(chosen)} worst: by verdict (different values first, identical last), "
+               "then by relative L2, largest first; --plots N or --plots all to draw more")
+        plots_note = f"{len(chosen)} of {len(videos)} videos drawn ({how})."
+
     overall, verdict, cannot, matches = _overall(videos, ms, ts, only_mine, only_theirs)
     result = CompareResult(mine=ms.root, theirs=ts.root, videos=tuple(videos), only_mine=tuple(only_mine),
                            only_theirs=tuple(only_theirs), issues=tuple(issues), overall=tuple(overall),
@@ -1075,8 +1103,42 @@ def compare(
         return result
     report = write_json(out_dir / "compare.json", report_dict(result))
     done = CompareResult(**{**result.__dict__, "out": out_dir, "report": report})
-    index = write_text(out_dir / "index.html", _index_html(done, out_dir))
+    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note))
     return CompareResult(**{**done.__dict__, "index": index})
+
+
+#: PNGs ``compare -o`` draws unless asked (``--plots N`` / ``--plots all``): a plot took
+#: 0.19 s on a 2-core machine, so one per video would take over half an hour for 10,000.
+DEFAULT_PLOTS = 20
+
+_VERDICT_ORDER = {"identical": 3, "equal within tolerance": 2,
+                  "same values on the matched rows and crops": 1}
+
+
+def _plot_limit(plots: int | bool | str) -> int | Literal["all"]:
+    if plots is True:
+        return DEFAULT_PLOTS
+    if plots is False:
+        return 0
+    if plots == "all":
+        return "all"
+    if not isinstance(plots, int) or plots < 0:
+        raise ConfigError(f"plots must be a number of plots (0 or more) or 'all', got {plots!r}")
+    return plots
+
+
+def worst_first(videos: Sequence[VideoComparison]) -> list[VideoComparison]:
+    """``videos`` from the worst match to the best.
+
+    By verdict (``different values`` and undiagnosable ones first, ``identical``
+    last), then by mean relative L2, largest first (none at all counts as largest),
+    then by name.
+    """
+    def key(v: VideoComparison) -> tuple[int, float, str]:
+        l2 = math.inf if v.rel_l2 is None or math.isnan(v.rel_l2) else v.rel_l2
+        return (_VERDICT_ORDER.get(v.verdict, 0), -l2, v.name)
+
+    return sorted(videos, key=key)
 
 
 def _replace_png(v: VideoComparison, png: Path) -> VideoComparison:
@@ -1085,4 +1147,5 @@ def _replace_png(v: VideoComparison, png: Path) -> VideoComparison:
     return replace(v, png=png)
 
 
-__all__ = ["CompareResult", "CropMatch", "Diagnosis", "VideoComparison", "compare"]
+__all__ = ["DEFAULT_PLOTS", "CompareResult", "CropMatch", "Diagnosis", "VideoComparison", "compare",
+           "worst_first"]

@@ -69,6 +69,7 @@ import numpy as np
 
 from vadfeat._types import LabelFormat
 from vadfeat.errors import ConfigError, LabelError  # LabelError: re-exported (its old home)
+from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureSet,
     as_feature_set,
@@ -713,20 +714,29 @@ def as_label_set(
     return read_labels(labels, format=fmt, features=features)
 
 
-def write_labels(labels: LabelSet, out: str | os.PathLike[str]) -> Path:
+def write_labels(labels: LabelSet, out: str | os.PathLike[str], *,
+                 inputs: Iterable[str | os.PathLike[str] | None] = ()) -> Path:
     """Write the canonical form: ``out/<video>.npy`` (uint8) and ``out/labels.json``.
 
     Returns the path of ``labels.json``.  Videos are written in sorted name order;
-    every file is written atomically.
+    every file is written atomically.  Raises :class:`~vadfeat.errors.ConfigError`
+    before writing anything when ``out`` is, holds or lies inside the ground truth
+    it was read from or one of ``inputs`` (the features folder), or when a file at
+    one of its names was not written by ``vadfeat labels``
+    (:mod:`vadfeat.store.ownership`).
     """
     root = Path(out)
-    index: dict[str, dict[str, Any]] = {}
-    for name in sorted(labels.videos):
-        v = labels.videos[name]
+    refuse_overlap(root, [labels.source or None, *inputs], command="labels")
+    names = sorted(labels.videos)
+    for name in names:
         rel = Path(f"{name}.npy")
         if rel.is_absolute() or ".." in rel.parts:  # names come from untrusted files
             raise LabelError(f"refusing to write labels of video {name!r} outside {root}")
-        save_npy(root / rel, v.frames)
+    claim_outputs(root, [f"{n}.npy" for n in names] + [INDEX_NAME], command="labels")
+    index: dict[str, dict[str, Any]] = {}
+    for name in names:
+        v = labels.videos[name]
+        save_npy(root / f"{name}.npy", v.frames)
         index[name] = {"num_frames": v.num_frames, "video_label": v.video_label,
                        "source": v.source, "decoded_frames": v.decoded_frames}
     return write_json(root / INDEX_NAME, index)

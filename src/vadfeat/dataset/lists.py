@@ -85,6 +85,7 @@ import numpy as np
 from vadfeat._types import Dataset, ListFormat, Naming, Split
 from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureRecord,
     FeatureSet,
@@ -477,8 +478,17 @@ def write_lists(
         raise ConfigError(f"list name must be a plain file-name part, got {name!r}")
     if out is None and codebase_root is None:
         raise ConfigError("give an output folder or a codebase root")
+    given = [p for p in (features, labels, train_split, test_split)
+             if p is not None and not isinstance(p, (FeatureSet, LabelSet, list, tuple))]
+    if codebase_root is None:
+        refuse_overlap(out, given, command="lists")  # type: ignore[arg-type]
     fs = as_feature_set(features)
     gt = as_label_set(labels, format=labels_format, features=fs) if labels is not None else None
+    # What is read: the features' layout root (for fed-wsvad the combine folder, whose
+    # dataset folder is where Fed_WSVAD keeps its lists), the labels, the split files.
+    inputs: list[str | os.PathLike[str] | None] = [
+        fs.root, gt.source if gt is not None and gt.source else None,
+        *(p for p in (train_split, test_split) if p is not None and not isinstance(p, (list, tuple)))]
     is_xd = "xd" in (naming, dataset) or (gt is not None and gt.format == "xd")
     if is_xd and test_split is None and train_split is None:
         raise ConfigError("XD-Violence needs its official split (--test-split or --train-split): "
@@ -584,6 +594,20 @@ def write_lists(
             kept.append(e)
         by_split[split_name] = kept
 
+    test_entries = by_split["test"]
+    names = [file_names["train"], file_names["test"]]
+    if test_entries and gt is not None:
+        names += [file_names["gt"]] + ([file_names["gt_segment"], file_names["gt_label"]]
+                                       if format == "vadclip" else [])
+    if format == "fed-wsvad":
+        names.append(file_names["video_label"])
+    # A code base's checkout may hold the features (Fed_WSVAD reads its lists from the
+    # folder above features_video/); there only the files themselves must not be or lie
+    # inside an input.  An -o folder must not overlap an input at all.
+    for target in ([out_dir / n for n in names] if codebase_root is not None else [out_dir]):
+        refuse_overlap(target, inputs, command="lists")
+    claim_outputs(out_dir, names, command="lists")
+
     files: list[Path] = []
     entries: list[ListEntry] = []
     for split_name, split_entries in by_split.items():
@@ -596,7 +620,6 @@ def write_lists(
     if format == "rtfm" or format == "fed-wsvad":
         train_abnormal = sum(1 for e in by_split["train"] if e.label == 1)
     gt_frames: int | None = None
-    test_entries = by_split["test"]
     if test_entries and gt is not None:
         gt_arr, segments, seg_labels = _gt_arrays(test_entries, records, frames_of, naming)
         gt_frames = int(gt_arr.size)

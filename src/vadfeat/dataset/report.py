@@ -31,12 +31,12 @@ import numpy as np
 from vadfeat.dataset.align import fit_frame_labels
 from vadfeat.dataset.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureIssue,
     FeatureRecord,
     FeatureSet,
     as_feature_set,
-    claim_report_files,
     write_text,
 )
 from vadfeat.store.writers import atomic_path
@@ -153,10 +153,19 @@ def _plot(record: FeatureRecord, feat: np.ndarray, gt: VideoLabels | None, png: 
         title += f", {record.num_frames} frames"
     if gt is not None:
         title += f", GT {gt.num_frames} frames, video label {gt.video_label}"
-    fig.suptitle(title, fontsize="small")
+    fig.suptitle(valid_utf8(title), fontsize="small")  # matplotlib cannot draw lone surrogates
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")  # no bbox_inches: the pixel size stays as asked
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of names that are not UTF-8 shown as ``\\xe9``.
+
+    For pages, plots and the terminal (``os.fsdecode`` gives such bytes as lone
+    surrogates, which no UTF-8 writer accepts).
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _cell(value: Any) -> str:
@@ -170,7 +179,7 @@ def _index_html(videos: Sequence[VideoReport], out: Path, title: str) -> str:
     rows = []
     sections = []
     for i, v in enumerate(videos):
-        src = urllib.parse.quote(v.png.relative_to(out).as_posix())
+        src = urllib.parse.quote(os.fsencode(v.png.relative_to(out).as_posix()))
         anchor = f"v{i}"
         rows.append(
             f'<tr><td><a href="#{anchor}">{html.escape(v.name)}</a></td>'
@@ -180,7 +189,7 @@ def _index_html(videos: Sequence[VideoReport], out: Path, title: str) -> str:
             f"<td>{_cell(v.abnormal_frames)}</td></tr>")
         sections.append(f'<section id="{anchor}"><h2>{html.escape(v.name)}</h2>'
                         f'<img src="{src}" alt="{html.escape(v.name)}" loading="lazy"></section>')
-    return (
+    return valid_utf8(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
@@ -209,13 +218,20 @@ def inspect(
     ``labels`` (a :class:`~vadfeat.dataset.labels.LabelSet` or a path read with
     ``labels_format``) adds the shaded anomaly spans and the cut/padded numbers.
     A video that cannot be drawn is reported in :attr:`InspectResult.issues`.
+    Raises :class:`ConfigError` before drawing anything when ``out`` is, holds or lies
+    inside the features or the labels, or when a file at one of its names was not
+    written by ``vadfeat inspect`` (:mod:`vadfeat.store.ownership`).
     """
     for value, what in ((width_px, "width_px"), (height_px, "height_px"), (dpi, "dpi")):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    out_dir = Path(out)
+    refuse_overlap(out_dir, [p for p in (features, labels) if not isinstance(p, (FeatureSet, LabelSet))],
+                   command="inspect")
     fs = as_feature_set(features)
     gt = as_label_set(labels, format=labels_format, features=fs) if labels is not None else None
-    out_dir = Path(out)
+    refuse_overlap(out_dir, [fs.root, gt.source if gt is not None and gt.source else None],
+                   command="inspect")
     records = list(fs)
     issues = list(fs.issues)
     if videos:
@@ -228,7 +244,7 @@ def inspect(
                 issues.append(FeatureIssue(v, "not found among the features" if not hits
                                            else f"ambiguous: {', '.join(r.name for r in hits)}"))
         records = sorted(set(chosen), key=lambda r: r.name)
-    claim_report_files(out_dir, [f"{r.name}.png" for r in records] + ["index.html"], command="inspect")
+    claim_outputs(out_dir, [f"{r.name}.png" for r in records] + ["index.html"], command="inspect")
     reports: list[VideoReport] = []
     for record in records:
         video_gt = gt.get(record.name) if gt is not None else None

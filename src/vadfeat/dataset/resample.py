@@ -25,6 +25,7 @@ with ``is_random=False``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -37,10 +38,12 @@ import numpy as np
 
 from vadfeat._types import ResampleMethod
 from vadfeat.errors import ConfigError
+from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureIssue,
     FeatureSet,
     as_feature_set,
+    derived_names,
     derived_sidecar,
     write_derived,
 )
@@ -173,15 +176,21 @@ def resample_features(
     Each sidecar is carried over with the new shape, a frame range per new row
     (the union of the rows averaged, or ``null`` for padding rows) and a
     ``derived`` entry recording the method, ``segments`` and the real row count.
+    Raises :class:`ConfigError` before writing anything when ``out`` is, holds or
+    lies inside the features folder, or when a file at one of its names was not
+    written by ``vadfeat resample`` (:mod:`vadfeat.store.ownership`).  A video that
+    fails leaves none of its files in ``out``.
     """
     _check_length(segments, "segments")
     if method not in get_args(ResampleMethod):
         raise ConfigError(f"unknown resample method {method!r}; allowed: "
                           f"{', '.join(get_args(ResampleMethod))}")
-    fs = as_feature_set(features)
     out_dir = Path(out)
-    if out_dir.resolve() == Path(fs.root).resolve():
-        raise ConfigError("the output folder must differ from the features folder")
+    if not isinstance(features, FeatureSet):
+        refuse_overlap(out_dir, [features], command="resample")
+    fs = as_feature_set(features)
+    refuse_overlap(out_dir, [fs.root], command="resample")
+    claim_outputs(out_dir, [n for record in fs for n in derived_names(record)], command="resample")
     videos: list[ResampledVideo] = []
     issues = list(fs.issues)
     for record in fs:
@@ -196,9 +205,18 @@ def resample_features(
                 step="resample",
                 details={"method": method, "segments": segments, "rows_in": int(arr.shape[0]),
                          "valid_rows": valid})
-            paths = write_derived(record, out_dir, new, sidecar)
         except (ValueError, OSError, EOFError) as exc:
             issues.append(FeatureIssue(record.name, f"cannot resample: {exc}"))
+            continue
+        try:
+            paths = write_derived(record, out_dir, new, sidecar)
+        except (ValueError, OSError) as exc:
+            # No feature file may stay without its sidecar (a later read would take it for a
+            # legacy file); these names are in resample's record, so they are ours to remove.
+            for rel in derived_names(record):
+                with contextlib.suppress(FileNotFoundError):
+                    (out_dir / rel).unlink()
+            issues.append(FeatureIssue(record.name, f"cannot write the resampled features: {exc}"))
             continue
         videos.append(ResampledVideo(name=record.name, rows_in=int(arr.shape[0]),
                                      rows_out=segments, valid_rows=valid, paths=paths))

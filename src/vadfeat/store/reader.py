@@ -44,10 +44,10 @@ import logging
 import os
 import pickle
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, get_args
 
@@ -56,6 +56,7 @@ import numpy as np
 from vadfeat._types import Layout, LayoutOrAuto
 from vadfeat.errors import ConfigError, FeatureReadError  # FeatureReadError: re-exported (its old home)
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
+from vadfeat.store.ownership import dump_json
 from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 log = logging.getLogger(__name__)
@@ -445,47 +446,21 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    return _atomic(Path(path), lambda f: f.write(text.encode("utf-8")), "wb")
+    """Write UTF-8 text atomically.
+
+    A file name that is not valid UTF-8 (``os.fsdecode`` of its bytes has lone
+    surrogates) is written back as its original bytes, so a list line still opens it.
+    """
+    return _atomic(Path(path), lambda f: f.write(text.encode("utf-8", "surrogateescape")), "wb")
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write JSON atomically, keys in insertion order."""
-    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """Write JSON atomically, keys in insertion order.
 
-
-#: The record, in a report folder (``inspect -o``, ``compare -o``), of the files vadfeat wrote there.
-REPORT_RECORD = ".vadfeat-report.json"
-
-
-def claim_report_files(out: str | os.PathLike[str], names: Iterable[str], *, command: str) -> Path:
-    """Make ``out`` ready for a report's files ``names`` (relative), before writing any.
-
-    A file already at one of those paths is replaced only if ``out/.vadfeat-report.json``
-    lists it (a vadfeat report wrote it); otherwise :class:`~vadfeat.errors.ConfigError`
-    names it (exit 2, nothing written), as does an unreadable record.  The record then
-    lists ``names`` too (written before the files, so an interrupted report is still
-    vadfeat's to redo).  Returns ``out``.
+    Non-ASCII text is kept readable; a name that is not valid UTF-8 is written as
+    ``\\udcXX`` escapes (valid JSON that ``json.loads`` turns back into the same name).
     """
-    out_dir = Path(out)
-    record = out_dir / REPORT_RECORD
-    owned: set[str] = set()
-    if record.exists():
-        try:
-            data = json.loads(record.read_text(encoding="utf-8"))
-            owned = {str(n) for n in data["files"]}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{record} is not a vadfeat report record ({exc}); choose another output "
-                              "folder (-o)") from exc
-    wanted = sorted(set(names))
-    foreign = [n for n in wanted if n not in owned and os.path.lexists(out_dir / n)]
-    if foreign:
-        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
-        raise ConfigError(f"{out_dir / foreign[0]}{more} exists and was not written by a vadfeat report; "
-                          f"`vadfeat {command}` never replaces it: choose another output folder (-o)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(record, {"files": sorted(owned | set(wanted))})
-    return out_dir
+    return write_text(path, dump_json(data))
 
 
 def write_pickle(path: str | os.PathLike[str], data: Any) -> Path:
@@ -510,6 +485,13 @@ def derived_sidecar(record: FeatureRecord, *, shape: Sequence[int],
     history.append({"step": step, "from": [str(p) for p in record.paths], **details})
     meta["derived"] = history
     return meta
+
+
+def derived_names(record: FeatureRecord) -> list[str]:
+    """The names (relative POSIX) :func:`write_derived` writes for ``record`` below its ``out_root``."""
+    base = PurePosixPath(_FED_SUBDIR.as_posix()) if record.layout == "fed-wsvad" else PurePosixPath()
+    return [(base / PurePosixPath(p.as_posix())).as_posix()
+            for p in (*record.relative_paths(), record.relative_sidecar())]
 
 
 def write_derived(record: FeatureRecord, out_root: str | os.PathLike[str], array: np.ndarray,
