@@ -88,6 +88,7 @@ def avi_with_empty_chunks(path: Path, frames: int, empty: int) -> Path:
 
 def mkv_with_thumbnail(path: Path, frames: int) -> Path:
     """Track 0: one 32x24 MJPEG still flagged default; track 1: ``frames`` 64x48 H.264 frames."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", options={"default_mode": "passthrough"}) as out:
         thumb = out.add_stream("mjpeg", rate=25)
         thumb.width, thumb.height, thumb.pix_fmt = 32, 24, "yuvj420p"

@@ -745,3 +745,47 @@ def test_stream_that_is_not_video_or_missing_fails_naming_the_file(tmp_path, med
     for bad in (-1, 1.5, True, "1"):
         with pytest.raises(ConfigError, match="stream"):
             open_video(path, stream=bad)
+
+
+def test_extract_reads_the_real_track_and_records_it(tmp_path, tiny_checkpoint):
+    import json
+
+    from vadfeat.cli import main
+    from vadfeat.engines.local import extract
+
+    src = tmp_path / "in"
+    mkv_with_thumbnail(src / "two.mkv", 48)
+    synth.write_video(src / "one.mp4", synth.scene_frames(40, width=64, height=48))
+    out = tmp_path / "out"
+    s = extract([src], out, checkpoint=tiny_checkpoint, progress=False)
+    assert (s.ok, s.exit_code) == (2, 0)
+    two = json.loads((out / "two.json").read_text())
+    assert two["stream"] == 1 and two["num_frames"] == 48
+    assert any("2 video streams" in w for w in two["warnings"])
+    one = json.loads((out / "one.json").read_text())
+    assert one["stream"] == 0 and one["warnings"] == []
+    # --stream is in the fingerprint only when given: outputs made without it still resume.
+    assert "stream" not in two["fingerprint"]
+    assert main(["extract", str(src), "-o", str(out), "-c", str(tiny_checkpoint), "-q"]) == 0
+    assert all(e["status"] == "skipped" for e in _last_run(out))
+    # A stream that one file lacks fails that file alone, naming it and its streams.
+    other = tmp_path / "out1"
+    code = main(["extract", str(src), "-o", str(other), "-c", str(tiny_checkpoint), "-q",
+                 "--stream", "1"])
+    assert code == 1
+    entries = {e["video"]: e for e in _last_run(other)}
+    assert entries["two.mkv"]["status"] == "ok"
+    assert entries["one.mp4"]["status"] == "failed"
+    assert "one.mp4: no stream 1 (streams: 0 video)" in entries["one.mp4"]["error"]
+    assert json.loads((other / "two.json").read_text())["fingerprint"]["stream"] == 1
+    # A negative index is a usage error before any work.
+    assert main(["extract", str(src), "-o", str(tmp_path / "o2"), "-c", str(tiny_checkpoint), "-q",
+                 "--stream", "-1"]) == 2
+    assert not (tmp_path / "o2").exists()
+
+
+def _last_run(out):
+    from vadfeat.store.writers import read_manifest
+
+    lines = read_manifest(out)
+    return [e for e in lines if e["run"] == lines[-1]["run"]]

@@ -66,6 +66,7 @@ __all__ = [
     "frame_files",
     "is_frame_folder",
     "list_frame_files",
+    "not_regular",
     "open_video",
     "probe",
 ]
@@ -298,6 +299,30 @@ def is_frame_folder(path: str | os.PathLike[str]) -> bool:
     return has_image
 
 
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "named pipe (FIFO)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a path of this ``st_mode`` is no video source (``None`` for files and folders).
+
+    A named pipe, a socket or a device is never opened: opening a pipe for reading
+    blocks until a writer comes (a run would hang for ever), and reading a device has
+    no end.
+    """
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, what in _SPECIAL_FILES:
+        if test(mode):
+            return (f"not a regular file: {what}; vadfeat reads video files and frame folders "
+                    "and does not open it")
+    return "not a regular file; vadfeat reads video files and frame folders and does not open it"
+
+
 def _check_path(path: Path) -> bool:
     """Raise VideoOpenError for a path that cannot be a readable source; True for a folder.
 
@@ -324,6 +349,9 @@ def _check_path(path: Path) -> bool:
             raise VideoOpenError(f"{str(path)[:80]}...: file name too long "
                                  f"({len(os.fsencode(path))} bytes)") from None
         raise VideoOpenError(f"{path}: cannot be examined: {exc.strerror or exc}") from None
+    special = not_regular(st.st_mode)
+    if special is not None:
+        raise VideoOpenError(f"{path}: {special}")
     if not os.access(path, os.R_OK):
         raise VideoOpenError(f"{path}: permission denied")
     is_dir = stat.S_ISDIR(st.st_mode)
@@ -1234,9 +1262,10 @@ def open_video(
 
     Raises:
         VideoOpenError: missing path, permission denied, a name no file can have (NUL
-            byte, too long), empty file, not a video, no video stream (e.g. audio only), a
-            folder with no images or two image series, no decodable frame, frames over
-            ``max_pixels``, ``stream`` missing from the file or not a video stream.
+            byte, too long), a named pipe, socket or device (never opened), empty file,
+            not a video, no video stream (e.g. audio only), a folder with no images or
+            two image series, no decodable frame, frames over ``max_pixels``, ``stream``
+            missing from the file or not a video stream.
         DecodeError: under ``"fail"``, the first frame is corrupt.
         ConfigError: a bad option value; torchcodec asked for and not loadable, or with
             ``on_corrupt="skip"``.
