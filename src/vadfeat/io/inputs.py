@@ -12,12 +12,17 @@ An input is one of
   ``frames/vid01``).  A folder that is itself a frame folder is one item named by its
   own name.  Hidden files and folders (``.name``, e.g. macOS ``._001.mp4``) are
   skipped;
-* a **list file** (``.txt``): one path or name per line; blank lines and ``#``
-  comments are ignored.  Relative entries are resolved against ``root`` (default:
-  the list file's folder) and named by their path relative to ``root``.  An entry
+* a **list file** (``.txt``): one path or name per line (lines end at ``\\r\\n``,
+  ``\\r`` or ``\\n``); blank lines and ``#`` comments are ignored.  Relative entries
+  are resolved against ``root`` (default: the list file's folder) and named by their
+  path relative to ``root``.  An entry
   without an extension that does not exist as written is looked up with each video
   extension (so split files of bare names such as ``01_0014`` work).  An entry that
-  is a folder is handled as a folder input, its items named relative to ``root``.
+  is a folder is handled as a folder input, its items named relative to ``root``,
+  except the file-system root, the home folder or a folder holding it: a list is
+  data, and such an entry (``$DIR/`` with ``DIR`` unset) would search every disk or
+  every file a user has, so it is a usage error naming the line.  A folder typed
+  on the command line is searched whatever it is.
 
 **Missing inputs are usage errors** (:class:`~vadfeat.errors.ConfigError`, exit 2),
 raised here before anything loads: a path given as an input that does not exist, and
@@ -32,7 +37,9 @@ beside videos or sub-folders (not a frame folder), videos whose extension is not
 pattern (see :func:`vadfeat.io.video.frame_files`), and folders that hold nothing to
 process.
 
-**Items that fail alone**: an entry that cannot be a path (a list line holding a NUL
+**Items that fail alone**: a named pipe, socket or device (as an input, a list entry
+or, named like a video, in a searched folder: never opened, since opening a pipe
+blocks until a writer comes), an entry that cannot be a path (a list line holding a NUL
 byte, a name longer than the file system allows), a file or link under a searched
 folder that cannot be examined (a link to ``/proc/1/cwd``: permission denied), a
 sub-folder that cannot be listed, and an item whose output name would be too long

@@ -26,10 +26,19 @@ Damage policy (``on_corrupt``):
 * ``"skip"``: the bad packet or image is dropped, counted in ``corrupt_packets`` and
   summarised in ``warnings``; decoding goes on.
 
-In both modes a file that ends early *without* an error (a truncated container whose
-index survived, an mkv whose demuxer gives up at a damaged cluster) only produces a
-warning: the decoded count is compared with the count the container declares, or,
-when it declares none (mkv, webm), the decoded time span with the declared duration.
+A file that ends early *without* an error (a truncated container whose index
+survived, an mkv whose demuxer gives up at a damaged cluster) is a warning under
+``"skip"`` and a :class:`~vadfeat.errors.DecodeError` under ``"fail"`` when clearly
+short: the decoded count is compared with what the demuxer shows (the declared
+count less the samples flagged discard before an mp4 edit list's start: lossless
+cuts, B-frame delays), or, when the container declares no count (mkv, webm), the
+decoded time span with the declared duration.  A count shortfall whose frames still
+span the declared duration is samples without a picture (dropped-frame AVI chunks):
+a warning, never a truncation.
+
+Stream choice: FFmpeg's (``av_find_best_stream``), unless it is a still image (cover
+art, a one-frame thumbnail track), then the longest video stream; ``stream=`` names
+one.  ``VideoInfo.stream`` records which, and several video streams give a warning.
 """
 
 from __future__ import annotations
