@@ -768,6 +768,9 @@ def test_extract_reads_the_real_track_and_records_it(tmp_path, tiny_checkpoint):
     assert "stream" not in two["fingerprint"]
     assert main(["extract", str(src), "-o", str(out), "-c", str(tiny_checkpoint), "-q"]) == 0
     assert all(e["status"] == "skipped" for e in _last_run(out))
+    # ... and asking for a stream on that folder is another setting: refused before any work.
+    with pytest.raises(ConfigError, match=r"stream: null -> 1"):
+        extract([src], out, checkpoint=tiny_checkpoint, progress=False, stream=1)
     # A stream that one file lacks fails that file alone, naming it and its streams.
     other = tmp_path / "out1"
     code = main(["extract", str(src), "-o", str(other), "-c", str(tiny_checkpoint), "-q",
