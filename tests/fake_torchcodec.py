@@ -118,9 +118,12 @@ def _rotation_ccw(frame: Any) -> float | None:
     return float(90 * round(angle / 90))
 
 
-def _decode(path: str) -> tuple[list[np.ndarray], list[float], list[float], dict[str, Any]]:
+def _decode(path: str, stream_index: int | None = None
+            ) -> tuple[list[np.ndarray], list[float], list[float], dict[str, Any]]:
     with av.open(path) as container:
-        stream = container.streams.video[0]
+        # torchcodec: stream_index None is FFmpeg's best video stream.
+        stream = (container.streams.best("video") if stream_index is None
+                  else container.streams[stream_index])
         tb = stream.time_base
         reformatter = VideoReformatter()
         frames, pts, durations = [], [], []
@@ -153,7 +156,7 @@ def make_modules(config: FakeConfig) -> dict[str, types.ModuleType]:
                      custom_frame_mappings: Any = None) -> None:
             config.calls.append(("open", source, {
                 "dimension_order": dimension_order, "num_ffmpeg_threads": num_ffmpeg_threads,
-                "device": str(device), "seek_mode": seek_mode}))
+                "device": str(device), "seek_mode": seek_mode, "stream_index": stream_index}))
             if seek_mode not in ("exact", "approximate"):
                 raise ValueError(f"Invalid seek mode ({seek_mode}).")
             if dimension_order not in ("NCHW", "NHWC"):
@@ -161,7 +164,7 @@ def make_modules(config: FakeConfig) -> dict[str, types.ModuleType]:
             if config.fail_open is not None:
                 raise RuntimeError(config.fail_open)
             try:
-                frames, pts, durations, header = _decode(str(source))
+                frames, pts, durations, header = _decode(str(source), stream_index)
             except av.error.FFmpegError as exc:
                 raise RuntimeError(f"Could not open input file: {source} {exc}") from None
             rotation = header["rotation"] if config.rotates else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path, PurePosixPath
 
@@ -375,3 +376,99 @@ def test_one_list_of_video_extensions():
 
     assert features.VIDEO_EXTENSIONS is video.VIDEO_EXTENSIONS
     assert {".h264", ".vob", ".y4m", ".mp4"} <= video.VIDEO_EXTENSIONS
+
+
+# --------------------------------------------------------------------------- issue 20: hangs and walks
+
+
+@pytest.mark.parametrize("where", ["folder", "list", "argument"])
+def test_fifo_named_like_a_video_fails_alone_unopened(tmp_path, where):
+    # Opening a FIFO for reading blocks until a writer comes: the run would hang for ever.
+    # Discovery looks at the file type only (stat), so this test cannot block.
+    ds = tmp_path / "ds"
+    _touch(ds / "a.mp4")
+    os.mkfifo(ds / "pipe.mp4")
+    if where == "folder":
+        inputs = [ds]
+    elif where == "list":
+        (tmp_path / "l.txt").write_text("a.mp4\npipe.mp4\n")
+        inputs = [tmp_path / "l.txt"]
+        items = discover(inputs, root=ds)
+    else:
+        inputs = [ds / "a.mp4", ds / "pipe.mp4"]
+    if where != "list":
+        items = discover(inputs)
+    by_name = {str(i.name): i for i in items}
+    assert by_name["a.mp4"].error is None
+    assert by_name["pipe.mp4"].error is not None
+    assert "not a regular file: named pipe (FIFO)" in by_name["pipe.mp4"].error
+
+
+def test_socket_and_character_device_fail_alone(tmp_path):
+    import socket
+
+    ds = tmp_path / "ds"
+    _touch(ds / "a.mp4")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(ds / "s.mp4"))
+        items = discover([ds, "/dev/null"])
+    finally:
+        sock.close()
+    by_name = {str(i.name): i for i in items}
+    assert "not a regular file: socket" in by_name["s.mp4"].error
+    assert "not a regular file: character device" in by_name["null"].error
+    assert by_name["a.mp4"].error is None
+
+
+def test_open_video_refuses_a_fifo_without_opening_it(tmp_path):
+    from stress.fault_corpus import call_with_limit
+    from vadfeat.errors import VideoOpenError
+    from vadfeat.io.video import open_video, probe
+
+    fifo = tmp_path / "p.mp4"
+    os.mkfifo(fifo)
+    for call in (open_video, probe):
+        # The limit only turns a hang (opening the pipe) into a failure; a correct reader
+        # refuses at once, from stat alone.
+        try:
+            with pytest.raises(VideoOpenError, match=r"p\.mp4: not a regular file: named pipe"):
+                call_with_limit(60, call, fifo)
+        finally:  # a reader stuck in open() is released by a writer coming and going
+            with contextlib.suppress(OSError):  # ENXIO: no reader waiting, nothing to release
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize("text", ["a.mp4\n/\n", "a.mp4\r/\r", "# all\r\n/\r\n", "a.mp4\n  /  \n",
+                                  "a.mp4\n/..\n"])
+def test_a_list_line_naming_the_root_folder_is_refused(tmp_path, text):
+    ds = tmp_path / "ds"
+    _touch(ds / "a.mp4")
+    lst = ds / "l.txt"
+    lst.write_bytes(text.encode())
+    with pytest.raises(ConfigError, match=r"l\.txt line 2: '/(\.\.)?' is the file-system root"):
+        discover([lst])
+
+
+def test_a_list_line_naming_home_or_above_is_refused(tmp_path, monkeypatch):
+    home = tmp_path / "home" / "me"
+    _touch(home / "data" / "a.mp4")
+    monkeypatch.setenv("HOME", str(home))
+    lst = home / "data" / "l.txt"
+    for entry in (str(home), str(home.parent), "../.."):
+        lst.write_text(f"a.mp4\n{entry}\n")
+        with pytest.raises(ConfigError, match=r"l\.txt line 2: .* (home folder|holds the home)"):
+            discover([lst])
+    # A folder below home is a dataset folder: searched.
+    lst.write_text(f"{home / 'data'}\n")
+    assert _names(discover([lst])) == ["data/a.mp4"]
+
+
+def test_carriage_return_lists_are_split_into_lines(tmp_path):
+    ds = tmp_path / "ds"
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        _touch(ds / name)
+    for sep in ("\r", "\r\n", "\n"):
+        (ds / "l.txt").write_text(sep.join(["a.mp4", "# skipped", "b.mp4", "", "c.mp4"]) + sep,
+                                  newline="")
+        assert _names(discover([ds / "l.txt"])) == ["a.mp4", "b.mp4", "c.mp4"], repr(sep)

@@ -227,7 +227,7 @@ _ALTERNATIVES: dict[str, tuple] = {
     "fps": (None, 10.0), "frames_colour": ("normal", "legacy-swapped"), "folder_fps": (30.0, 15.0),
     "on_corrupt": ("fail", "skip"), "dtype": ("fp32", "bf16"), "quantize": (None, "int8"),
     "preprocess": ("worker", "device"), "num_heads": (None, 4), "layout": ("flat", "per-crop"),
-    "frame_reduce": (None, "middle"),
+    "frame_reduce": (None, "middle"), "stream": (None, 1),
 }
 
 

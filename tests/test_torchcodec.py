@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import fake_torchcodec
+from edited_media import bframe_mp4, cut_mp4, mkv_with_thumbnail, opencv_count
 from vadfeat.cli import main
 from vadfeat.errors import ConfigError, DecodeError, VideoError, VideoOpenError
 from vadfeat.io.torchcodec_video import load_torchcodec
@@ -80,7 +81,8 @@ def test_frames_equal_the_pyav_reader_in_chunks(media, fake_tc, ext):
     assert (reader_tc.decoded_frames, reader_tc.yielded_frames, reader_tc.warnings) == (20, 20, [])
     opened = [c for c in fake_tc.calls if c[0] == "open"]
     assert opened == [("open", str(media[ext]), {"dimension_order": "NHWC", "num_ffmpeg_threads": 0,
-                                                 "device": "cpu", "seek_mode": "exact"})]
+                                                 "device": "cpu", "seek_mode": "exact",
+                                                 "stream_index": 0})]
     # 20 frames in chunks of 8 (CHUNK_FRAMES): [0, 8), [8, 16), [16, 20).
     assert _ranges(fake_tc) == [(0, 8), (8, 16), (16, 20)]
 
@@ -114,6 +116,36 @@ def test_scan_shorter_than_the_header_is_truncation(media, fake_tc):
     with pytest.raises(DecodeError, match=r"clip\.mp4: truncated: container declares 20 frames, "
                                           r"decoded 12; 8 frames missing"):
         _read(media["mp4"], decoder="torchcodec")
+
+
+def test_lossless_cut_reads_as_with_pyav(tmp_path, fake_tc):
+    # The stand-in's scan, as torchcodec's, leaves out the 10 samples flagged discard: 52 of
+    # the 62 declared.  The count rule asks PyAV's demuxer for them: no failure, no warning.
+    src = bframe_mp4(tmp_path / "src.mp4", 74)
+    cut = cut_mp4(src, tmp_path / "cut.mp4", keyframe=1, skip=10)
+    reader_av, av_items = _read(cut)
+    reader_tc, tc_items = _read(cut, decoder="torchcodec")
+    assert len(av_items) == len(tc_items) == 52 == opencv_count(cut)
+    assert reader_tc.warnings == reader_av.warnings == []
+
+
+def test_truncated_cut_still_fails_as_with_pyav(tmp_path, fake_tc):
+    src = bframe_mp4(tmp_path / "src.mp4", 74)
+    cut = cut_mp4(src, tmp_path / "cut.mp4", keyframe=1, skip=10)
+    fake_tc.num_frames_from_content = 20  # the scan of a file cut after 30 samples
+    with pytest.raises(DecodeError, match=r"cut\.mp4: truncated: container declares 62 frames "
+                                          r"\(10 before its edit list's start, dropped by design\), "
+                                          r"decoded 20; 32 frames missing"):
+        _read(cut, decoder="torchcodec")
+
+
+def test_thumbnail_track_is_skipped_as_with_pyav(tmp_path, fake_tc):
+    path = mkv_with_thumbnail(tmp_path / "two.mkv", 48)
+    reader_av, av_items = _read(path)
+    reader_tc, tc_items = _read(path, decoder="torchcodec")
+    assert _same(av_items, tc_items) and len(tc_items) == 48
+    assert reader_tc.info.stream == 1 and reader_tc.warnings == reader_av.warnings
+    assert [c[2]["stream_index"] for c in fake_tc.calls if c[0] == "open"] == [1]
 
 
 def test_scan_longer_than_what_decodes_is_a_decode_error(media, fake_tc):

@@ -635,3 +635,160 @@ def test_frame_names_with_several_numbers_are_one_series(tmp_path):
                                  pattern=f"f_{n}_cam1.png")
     _, items = _read_all(folder)
     assert [int(f[0, 0, 0]) for _, f in items] == [1, 2, 10]
+
+
+# --------------------------------------------------------------------------- issue 20: what the demuxer shows
+
+from edited_media import (  # noqa: E402
+    avi_with_empty_chunks,
+    bframe_mp4,
+    cut_mp4,
+    edit_list_start,
+    mkv_with_thumbnail,
+    mp4_with_audio,
+    opencv_count,
+    pyav_count,
+)
+
+
+@pytest.fixture
+def cut(tmp_path):
+    """``ffmpeg -ss 0.4 -c copy`` made with PyAV: 74-frame B-frame source, GOP 12, cut from
+    its second keyframe (frame 12) plus 10 frames: 62 samples listed, 10 before the edit."""
+    src = bframe_mp4(tmp_path / "src.mp4", 74)
+    return cut_mp4(src, tmp_path / "cut.mp4", keyframe=1, skip=10)
+
+
+def test_lossless_cut_mp4_is_not_truncated(cut):
+    # The file really is what the issue describes: an edit list starting after the keyframe,
+    # 62 samples listed, 52 frames shown by PyAV's and OpenCV's own loops.
+    assert edit_list_start(cut) > 0
+    with av.open(str(cut)) as c:
+        assert c.streams.video[0].frames == 62
+        packets = list(c.demux(c.streams.video[0]))
+        assert sum(p.is_discard for p in packets) == 10
+    assert pyav_count(cut) == 52 and opencv_count(cut) == 52
+    for on_corrupt in ("fail", "skip"):
+        with open_video(cut, on_corrupt=on_corrupt) as r:
+            assert sum(1 for _ in r) == 52
+            assert r.decoded_frames == 52 and r.warnings == []  # no false "10 missing"
+
+
+def test_bframe_phone_mp4_has_an_edit_list_and_reads_whole(tmp_path):
+    path = bframe_mp4(tmp_path / "phone.mp4", 50)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.has_b_frames
+    assert edit_list_start(path) > 0  # the B-frame delay, shifted away by the edit list
+    assert pyav_count(path) == opencv_count(path) == 50
+    with open_video(path) as r:
+        assert sum(1 for _ in r) == 50 and r.warnings == []
+
+
+def test_truncated_cut_mp4_is_still_truncated(tmp_path, cut):
+    # The edit list's discarded samples are not counted as missing, nor do they hide a real cut.
+    moved = tmp_path / "fast.mp4"
+    with av.open(str(cut)) as c, av.open(str(moved), "w", options={"movflags": "+faststart"}) as o:
+        s = o.add_stream_from_template(c.streams.video[0])
+        for p in c.demux(c.streams.video[0]):
+            if p.size:
+                p.stream = s
+                o.mux(p)
+    synth.truncate(moved, 0.5)
+    with (pytest.raises(DecodeError, match=r"fast\.mp4: truncated: container declares 62 frames"),
+          open_video(moved) as r):
+        for _ in r:
+            pass
+
+
+def test_samples_without_pictures_warn_not_fail(tmp_path):
+    # 48 pictures, 131 zero-byte chunks among them: the AVI lists 179 frames over 7.16 s, and
+    # the 48 decoded frames' timestamps cover all of it: nothing was cut off.
+    path = avi_with_empty_chunks(tmp_path / "drops.avi", 48, 131)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 179
+    assert pyav_count(path) == opencv_count(path) == 48
+    for on_corrupt in ("fail", "skip"):
+        with open_video(path, on_corrupt=on_corrupt) as r:
+            assert sum(1 for _ in r) == 48
+            assert len(r.warnings) == 1 and "131 of them held no picture" in r.warnings[0]
+
+
+def test_default_thumbnail_track_is_not_the_video(tmp_path):
+    path = mkv_with_thumbnail(tmp_path / "two.mkv", 48)
+    with av.open(str(path)) as c:
+        assert [s.type for s in c.streams] == ["video", "video"]
+        assert c.streams.best("video").index == 0  # FFmpeg's own pick is the still
+    assert pyav_count(path, 1) == 48 and pyav_count(path, 0) == 1
+    with open_video(path) as r:
+        assert r.info.stream == 1 and (r.info.width, r.info.height) == (64, 48)
+        assert sum(1 for _ in r) == 48
+        assert any("2 video streams" in w and "stream 1" in w for w in r.warnings)
+    assert probe(path).stream == 1
+    with open_video(path, stream=0) as r:  # asked for: the still is read, and it is whole
+        assert r.info.stream == 0 and sum(1 for _ in r) == 1
+
+
+def test_a_single_video_stream_gives_no_stream_warning(media):
+    with open_video(media["mp4"]) as r:
+        assert r.info.stream == 0
+        list(r)
+        assert r.warnings == []
+
+
+def test_stream_that_is_not_video_or_missing_fails_naming_the_file(tmp_path, media):
+    path = mkv_with_thumbnail(tmp_path / "two.mkv", 8)
+    with pytest.raises(VideoOpenError, match=r"two\.mkv: no stream 5 \(streams: 0 video, 1 video\)"):
+        open_video(path, stream=5)
+    audio = mp4_with_audio(tmp_path / "a.mp4", 4)
+    with pytest.raises(VideoOpenError, match=r"a\.mp4: stream 1 is audio, not video"):
+        open_video(audio, stream=1)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ConfigError, match="stream"):
+            open_video(path, stream=bad)
+
+
+def test_extract_reads_the_real_track_and_records_it(tmp_path, tiny_checkpoint):
+    import json
+
+    from vadfeat.cli import main
+    from vadfeat.engines.local import extract
+
+    src = tmp_path / "in"
+    mkv_with_thumbnail(src / "two.mkv", 48)
+    synth.write_video(src / "one.mp4", synth.scene_frames(40, width=64, height=48))
+    out = tmp_path / "out"
+    s = extract([src], out, checkpoint=tiny_checkpoint, progress=False)
+    assert (s.ok, s.exit_code) == (2, 0)
+    two = json.loads((out / "two.json").read_text())
+    assert two["stream"] == 1 and two["num_frames"] == 48
+    assert any("2 video streams" in w for w in two["warnings"])
+    one = json.loads((out / "one.json").read_text())
+    assert one["stream"] == 0 and one["warnings"] == []
+    # --stream is in the fingerprint only when given: outputs made without it still resume.
+    assert "stream" not in two["fingerprint"]
+    assert main(["extract", str(src), "-o", str(out), "-c", str(tiny_checkpoint), "-q"]) == 0
+    assert all(e["status"] == "skipped" for e in _last_run(out))
+    # ... and asking for a stream on that folder is another setting: refused before any work.
+    with pytest.raises(ConfigError, match=r"stream: null -> 1"):
+        extract([src], out, checkpoint=tiny_checkpoint, progress=False, stream=1)
+    # A stream that one file lacks fails that file alone, naming it and its streams.
+    other = tmp_path / "out1"
+    code = main(["extract", str(src), "-o", str(other), "-c", str(tiny_checkpoint), "-q",
+                 "--stream", "1"])
+    assert code == 1
+    entries = {e["video"]: e for e in _last_run(other)}
+    assert entries["two.mkv"]["status"] == "ok"
+    assert entries["one.mp4"]["status"] == "failed"
+    assert "one.mp4: no stream 1 (streams: 0 video)" in entries["one.mp4"]["error"]
+    assert json.loads((other / "two.json").read_text())["fingerprint"]["stream"] == 1
+    # A negative index is a usage error before any work.
+    assert main(["extract", str(src), "-o", str(tmp_path / "o2"), "-c", str(tiny_checkpoint), "-q",
+                 "--stream", "-1"]) == 2
+    assert not (tmp_path / "o2").exists()
+
+
+def _last_run(out):
+    from vadfeat.store.writers import read_manifest
+
+    lines = read_manifest(out)
+    return [e for e in lines if e["run"] == lines[-1]["run"]]

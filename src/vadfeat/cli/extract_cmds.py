@@ -141,6 +141,13 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                         "and torchcodec is a CUDA build; --on-corrupt fail only). Its frames may "
                         "differ from PyAV's in colour conversion, so the decoder is part of the "
                         "settings a resume must match. Frame folders are read with OpenCV either way")
+    r.add_argument("--stream", type=int, default=None, metavar="N",
+                   help="index of the container stream to read in every video file (ffprobe's "
+                        "numbering: 0, 1, ...). Default: FFmpeg's choice, or the longest video "
+                        "stream when that is a still image (cover art, a thumbnail track); files "
+                        "with several video streams get a warning naming the one read. A video "
+                        "whose stream N is missing or not video fails alone, naming its streams. "
+                        "Part of the settings a resume must match")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -154,6 +161,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "quantize": getattr(args, "quantize", None), "preprocess": args.preprocess,
         "max_pixels": getattr(args, "max_pixels", DEFAULT_MAX_PIXELS),
         "decoder": getattr(args, "decoder", "pyav"),
+        "stream": getattr(args, "stream", None),
     }
     for name in PRESET_FLAGS:
         value = getattr(args, name, None)

@@ -12,12 +12,17 @@ An input is one of
   ``frames/vid01``).  A folder that is itself a frame folder is one item named by its
   own name.  Hidden files and folders (``.name``, e.g. macOS ``._001.mp4``) are
   skipped;
-* a **list file** (``.txt``): one path or name per line; blank lines and ``#``
-  comments are ignored.  Relative entries are resolved against ``root`` (default:
-  the list file's folder) and named by their path relative to ``root``.  An entry
+* a **list file** (``.txt``): one path or name per line (lines end at ``\\r\\n``,
+  ``\\r`` or ``\\n``); blank lines and ``#`` comments are ignored.  Relative entries
+  are resolved against ``root`` (default: the list file's folder) and named by their
+  path relative to ``root``.  An entry
   without an extension that does not exist as written is looked up with each video
   extension (so split files of bare names such as ``01_0014`` work).  An entry that
-  is a folder is handled as a folder input, its items named relative to ``root``.
+  is a folder is handled as a folder input, its items named relative to ``root``,
+  except the file-system root, the home folder or a folder holding it: a list is
+  data, and such an entry (``$DIR/`` with ``DIR`` unset) would search every disk or
+  every file a user has, so it is a usage error naming the line.  A folder typed
+  on the command line is searched whatever it is.
 
 **Missing inputs are usage errors** (:class:`~vadfeat.errors.ConfigError`, exit 2),
 raised here before anything loads: a path given as an input that does not exist, and
@@ -32,7 +37,9 @@ beside videos or sub-folders (not a frame folder), videos whose extension is not
 pattern (see :func:`vadfeat.io.video.frame_files`), and folders that hold nothing to
 process.
 
-**Items that fail alone**: an entry that cannot be a path (a list line holding a NUL
+**Items that fail alone**: a named pipe, socket or device (as an input, a list entry
+or, named like a video, in a searched folder: never opened, since opening a pipe
+blocks until a writer comes), an entry that cannot be a path (a list line holding a NUL
 byte, a name longer than the file system allows), a file or link under a searched
 folder that cannot be examined (a link to ``/proc/1/cwd``: permission denied), a
 sub-folder that cannot be listed, and an item whose output name would be too long
@@ -75,6 +82,7 @@ import errno
 import logging
 import os
 import posixpath
+import re
 import stat
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -82,7 +90,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vadfeat.errors import ConfigError, VideoError
-from vadfeat.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, frame_files, is_frame_folder
+from vadfeat.io.video import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    frame_files,
+    is_frame_folder,
+    not_regular,
+)
 
 __all__ = ["NAME_MAX", "NAME_RESERVE", "Discovery", "PassedOver", "VideoItem", "discover",
            "output_stem", "scan"]
@@ -90,6 +104,8 @@ __all__ = ["NAME_MAX", "NAME_RESERVE", "Discovery", "PassedOver", "VideoItem", "
 logger = logging.getLogger(__name__)
 
 _LIST_SUFFIXES = frozenset({".txt"})
+# List lines end at any of these (Windows, old Mac, Unix).
+_LINE_END = re.compile(r"\r\n|\r|\n")
 # Renaming passes before giving up; each pass lengthens a prefix or adds a counter,
 # so real inputs settle in a few passes.
 _MAX_RENAME_PASSES = 64
@@ -238,7 +254,9 @@ def _why_unusable(exc: BaseException) -> str:
 
 
 def _kind(path: Path) -> tuple[str, str | None]:
-    """``("dir"|"file"|"missing"|"error", reason)`` without raising (stat follows links)."""
+    """``("dir"|"file"|"special"|"missing"|"error", reason)`` without raising (stat follows
+    links).  ``"special"``: a named pipe, socket or device, which is never opened (opening a
+    pipe blocks until a writer comes)."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -249,6 +267,9 @@ def _kind(path: Path) -> tuple[str, str | None]:
         return "error", _why_unusable(exc)
     except RuntimeError:  # a symlink loop before Python 3.13
         return "file", None
+    special = not_regular(st.st_mode)
+    if special is not None:
+        return "special", special
     return ("dir" if stat.S_ISDIR(st.st_mode) else "file"), None
 
 
@@ -296,6 +317,12 @@ class _Walker:
                 # A link whose target cannot be examined (-> /proc/1/cwd): it may be a
                 # video or a folder; it fails alone, with the reason.
                 found.append((child, reason))
+            elif kind == "special":
+                # Named like a video: an item that fails alone, by name, never opened.
+                if child.suffix.lower() in self.extensions:
+                    found.append((child, reason))
+                else:
+                    others.append(child)
             elif kind == "dir":
                 subfolders += 1
                 if is_frame_folder(child):
@@ -348,9 +375,9 @@ def _from_folder(folder: Path, name_base: Path, prefix: PurePosixPath | None,
 def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Candidate]:
     base = root if root is not None else list_file.parent
     try:
-        # Lines end at "\n" only (a CR before it is stripped with the spaces): a name may
-        # hold "\r", "\f" or U+2028, which str.splitlines would cut it at.
-        lines = list_file.read_text(encoding="utf-8-sig").split("\n")
+        # Lines end at "\r\n", "\r" (old Mac, some Windows tools) or "\n", and nowhere else:
+        # a name may hold "\f" or U+2028, which str.splitlines would cut it at.
+        lines = _LINE_END.split(list_file.read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read list file {list_file}: {exc}") from exc
     items: list[_Candidate] = []
@@ -377,6 +404,8 @@ def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Can
             raw = path.name
             name_base = path.parent
         name = _normalise_name(raw, path.name)
+        if kind == "dir":
+            _refuse_wide_folder(list_file, number, entry, path)
         if kind == "dir" and not is_frame_folder(path):
             items.extend(_from_folder(path, name_base, name, walker))
         else:
@@ -385,6 +414,30 @@ def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Can
     if missing:
         _missing_entries(list_file, base, root, missing, entries)
     return items
+
+
+def _refuse_wide_folder(list_file: Path, number: int, entry: str, path: Path) -> None:
+    """Refuse a list entry naming the file-system root, the home folder or a folder above it.
+
+    A list entry naming a folder is searched for videos like a folder input.  A list is
+    data, often generated (``$DIR/`` with ``DIR`` unset gives ``/``), so an entry that
+    would search every disk, or everything a user owns, is a mistake, not a dataset:
+    a :class:`ConfigError` naming the line, before any work.
+    """
+    real = _resolve(path)
+    where = f"{list_file} line {number}: {entry!r}"
+    advice = ("a list entry naming a folder is searched for videos, and this one would search "
+              "{what}; list the dataset's folder or its videos instead")
+    if real == Path(real.anchor):
+        raise ConfigError(f"{where} is the file-system root; "
+                          + advice.format(what="every disk"))
+    home = _resolve(Path(os.path.expanduser("~")))
+    if real == home:
+        raise ConfigError(f"{where} is the home folder ({home}); "
+                          + advice.format(what="all of it"))
+    if real in home.parents:
+        raise ConfigError(f"{where} ({real}) holds the home folder {home}; "
+                          + advice.format(what="every user's files"))
 
 
 def _missing_entries(list_file: Path, base: Path, root: Path | None, missing: list[str],
@@ -433,6 +486,8 @@ def _candidates(item: str | os.PathLike[str], root: Path | None,
     path = Path(item)
     kind, error = _kind(path)
     if path.suffix.lower() in _LIST_SUFFIXES and kind != "dir":
+        if kind == "special":
+            raise ConfigError(f"list file {path}: {error}")
         if kind != "file" or not os.path.isfile(path):
             raise ConfigError(f"list file {path} does not exist")
         return _from_list(path, root, walker)

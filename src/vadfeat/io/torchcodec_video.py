@@ -18,7 +18,11 @@ every guarantee of that reader or refuses clearly:
   decoded in order, in chunks of
   :data:`CHUNK_FRAMES` (``get_frames_in_range``: never the whole video), and the count
   decoded is checked against the container's declared count (or duration) by the PyAV
-  reader's own rule: a clear shortfall is a truncated video (:class:`DecodeError`).
+  reader's own rule: a clear shortfall is a truncated video (:class:`DecodeError`), unless
+  it is the samples before an edit list's start (counted with PyAV's demuxer when the
+  counts disagree) or the decoded frames span the declared duration.
+* **Stream.**  The stream the PyAV reader chose (``stream=``, or the longest video when
+  FFmpeg's choice is a still image) is passed to torchcodec as ``stream_index``.
 * **Errors.**  Any torchcodec exception becomes a :class:`VideoOpenError` (opening) or
   :class:`DecodeError` (decoding) naming the file, the frames and the first line of the
   cause; the torchcodec exception is chained, never raised as it is.
@@ -69,6 +73,7 @@ from vadfeat.io.video import (
     _UPRIGHT,
     DEFAULT_MAX_PIXELS,
     _ContainerReader,
+    _open_container,
     _Orientation,
 )
 
@@ -160,11 +165,13 @@ class TorchcodecReader(_ContainerReader):
     """
 
     def __init__(self, path: Path, *, fps: float | None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 autorotate: bool = True, device: str = "cpu", chunk: int = CHUNK_FRAMES) -> None:
+                 autorotate: bool = True, device: str = "cpu", chunk: int = CHUNK_FRAMES,
+                 stream: int | None = None) -> None:
         decoders = load_torchcodec()
         # PyAV reads the header and the first frame: metadata, orientation, open errors and
         # the size limit exactly as the PyAV reader; then it lets go of the file.
-        super().__init__(path, on_corrupt="fail", fps=fps, max_pixels=max_pixels, autorotate=autorotate)
+        super().__init__(path, on_corrupt="fail", fps=fps, max_pixels=max_pixels, autorotate=autorotate,
+                         stream=stream)
         self._first = None
         self._frames = iter(())
         self._container.close()
@@ -185,7 +192,10 @@ class TorchcodecReader(_ContainerReader):
                        else (self.info.height, self.info.width, 3))
 
     def _open(self, decoders: ModuleType, path: Path) -> Any:
-        kwargs: dict[str, Any] = {"dimension_order": "NHWC", "device": self.device, "seek_mode": "exact"}
+        # The stream the PyAV reader chose (torchcodec's own default is FFmpeg's choice,
+        # which may be a thumbnail track).
+        kwargs: dict[str, Any] = {"dimension_order": "NHWC", "device": self.device, "seek_mode": "exact",
+                                  "stream_index": self.info.stream}
         # 0 = FFmpeg picks its threads (PyAV reader: thread_type AUTO); torchcodec advises
         # one CPU thread with NVDEC, which does the work itself.
         try:
@@ -273,6 +283,29 @@ class TorchcodecReader(_ContainerReader):
                 index += 1
         if first_t is not None and t is not None:
             self._times = (first_t, t)
+
+    def _discarded_samples(self) -> int:
+        """The samples flagged discard (before an edit list's start), counted by PyAV's demuxer.
+
+        torchcodec's scan leaves them out of its count and says nothing of them; the count
+        check needs them to tell a lossless cut from a truncation.  Only asked when the
+        counts disagree: one read of the packets, no decoding.
+        """
+        import av
+
+        try:
+            container = _open_container(self._path)
+        except VideoOpenError:
+            return 0
+        found = 0
+        try:
+            for packet in container.demux(container.streams[self.info.stream or 0]):
+                found += bool(packet.is_discard)
+        except av.error.FFmpegError:
+            pass  # a damaged tail: the samples before it are counted, the check goes on
+        finally:
+            container.close()
+        return found
 
     def _convert(self, frame: Any, index: int) -> np.ndarray:
         # A view into its chunk (C-contiguous): no copy unless a turn is applied here.

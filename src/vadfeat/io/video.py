@@ -26,10 +26,19 @@ Damage policy (``on_corrupt``):
 * ``"skip"``: the bad packet or image is dropped, counted in ``corrupt_packets`` and
   summarised in ``warnings``; decoding goes on.
 
-In both modes a file that ends early *without* an error (a truncated container whose
-index survived, an mkv whose demuxer gives up at a damaged cluster) only produces a
-warning: the decoded count is compared with the count the container declares, or,
-when it declares none (mkv, webm), the decoded time span with the declared duration.
+A file that ends early *without* an error (a truncated container whose index
+survived, an mkv whose demuxer gives up at a damaged cluster) is a warning under
+``"skip"`` and a :class:`~vadfeat.errors.DecodeError` under ``"fail"`` when clearly
+short: the decoded count is compared with what the demuxer shows (the declared
+count less the samples flagged discard before an mp4 edit list's start: lossless
+cuts, B-frame delays), or, when the container declares no count (mkv, webm), the
+decoded time span with the declared duration.  A count shortfall whose frames still
+span the declared duration is samples without a picture (dropped-frame AVI chunks):
+a warning, never a truncation.
+
+Stream choice: FFmpeg's (``av_find_best_stream``), unless it is a still image (cover
+art, a one-frame thumbnail track), then the longest video stream; ``stream=`` names
+one.  ``VideoInfo.stream`` records which, and several video streams give a warning.
 """
 
 from __future__ import annotations
@@ -62,9 +71,11 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "check_max_pixels",
+    "check_stream",
     "frame_files",
     "is_frame_folder",
     "list_frame_files",
+    "not_regular",
     "open_video",
     "probe",
 ]
@@ -136,7 +147,8 @@ class VideoInfo:
     whose display matrix turns its frames (phone video) is decoded upright, as
     FFmpeg's command line does (autorotate), and ``rotation`` says by how many degrees
     clockwise (0, 90, 180 or 270) the stored frames were turned; ``mirrored`` that
-    they were also flipped.
+    they were also flipped.  ``stream`` is the index of the container stream read (see
+    :func:`open_video`'s ``stream``), ``None`` for frame folders.
     """
 
     path: str
@@ -149,6 +161,7 @@ class VideoInfo:
     duration: float | None
     rotation: int = 0
     mirrored: bool = False
+    stream: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("container", "frames"):
@@ -295,6 +308,30 @@ def is_frame_folder(path: str | os.PathLike[str]) -> bool:
     return has_image
 
 
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "named pipe (FIFO)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a path of this ``st_mode`` is no video source (``None`` for files and folders).
+
+    A named pipe, a socket or a device is never opened: opening a pipe for reading
+    blocks until a writer comes (a run would hang for ever), and reading a device has
+    no end.
+    """
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, what in _SPECIAL_FILES:
+        if test(mode):
+            return (f"not a regular file: {what}; vadfeat reads video files and frame folders "
+                    "and does not open it")
+    return "not a regular file; vadfeat reads video files and frame folders and does not open it"
+
+
 def _check_path(path: Path) -> bool:
     """Raise VideoOpenError for a path that cannot be a readable source; True for a folder.
 
@@ -321,6 +358,9 @@ def _check_path(path: Path) -> bool:
             raise VideoOpenError(f"{str(path)[:80]}...: file name too long "
                                  f"({len(os.fsencode(path))} bytes)") from None
         raise VideoOpenError(f"{path}: cannot be examined: {exc.strerror or exc}") from None
+    special = not_regular(st.st_mode)
+    if special is not None:
+        raise VideoOpenError(f"{path}: {special}")
     if not os.access(path, os.R_OK):
         raise VideoOpenError(f"{path}: permission denied")
     is_dir = stat.S_ISDIR(st.st_mode)
@@ -521,9 +561,15 @@ class VideoReader:
         return f"{type(self).__name__}({self._label!r})"
 
 
+def _clearly_short(missing: int, total: int) -> bool:
+    """More frames missing than honest containers ever disagree by (see _TRUNCATED_FRAMES)."""
+    return missing > _TRUNCATED_FRAMES and missing > _TRUNCATED_FRACTION * total
+
+
 class _ContainerReader(VideoReader):
     def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, autorotate: bool = True) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, autorotate: bool = True,
+                 stream: int | None = None) -> None:
         import av
         from av.video.reformatter import VideoReformatter
 
@@ -534,14 +580,18 @@ class _ContainerReader(VideoReader):
         self._times: tuple[Fraction, Fraction] | None = None
         self._last_frame_duration: Fraction | None = None
         self._size_warned = False
+        # Samples the demuxer delivered flagged "discard" (before an edit list's start):
+        # decoders drop their frames by design, so they are not missing frames.
+        self._discarded = 0
         self._container = _open_container(path, max_pixels)
         try:
-            stream = _video_stream(self._container, path)
-            stream.thread_type = "AUTO"  # FFmpeg picks frame/slice threads per codec
-            _limit_pixels(stream, path, max_pixels)
-            self._stream = stream
-            self._time_base = Fraction(stream.time_base) if stream.time_base else None
-            native_fps = _stream_fps(stream)
+            chosen = _choose_stream(self._container, path, stream)
+            video = chosen.stream
+            video.thread_type = "AUTO"  # FFmpeg picks frame/slice threads per codec
+            _limit_pixels(video, path, max_pixels)
+            self._stream = video
+            self._time_base = Fraction(video.time_base) if video.time_base else None
+            native_fps = _stream_fps(video)
             self._frame_step = 1 / _fraction(native_fps or _FALLBACK_FPS)
             self._reformatter = VideoReformatter()
             self._frames = self._decode()
@@ -566,15 +616,18 @@ class _ContainerReader(VideoReader):
                 width=shown_w,
                 height=shown_h,
                 fps=native_fps or _FALLBACK_FPS,
-                declared_frames=int(stream.frames) if stream.frames else None,
-                codec=stream.codec_context.name,
-                duration=_duration(self._container, stream),
+                declared_frames=int(video.frames) if video.frames else None,
+                codec=video.codec_context.name,
+                duration=_duration(self._container, video),
                 rotation=self._orient.rotation,
                 mirrored=self._orient.mirrored,
+                stream=video.index,
             )
         except BaseException:
             self._container.close()
             raise
+        if chosen.note:
+            self._warn(chosen.note)
         if native_fps is None:
             self._warn(f"container declares no frame rate; assuming {_FALLBACK_FPS:g} fps")
 
@@ -615,6 +668,8 @@ class _ContainerReader(VideoReader):
                 continue
             retries = 0
             packet_no += 1
+            if packet.is_discard:
+                self._discarded += 1
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as exc:
@@ -674,27 +729,65 @@ class _ContainerReader(VideoReader):
     def _last_duration(self) -> Fraction:
         return self._last_frame_duration or self._frame_step
 
+    def _discarded_samples(self) -> int:
+        """Samples the demuxer flagged discard: listed before an edit list's start (a
+        lossless cut, a B-frame delay), decoded and dropped by design.  Counted while
+        decoding here; asked only when the counts disagree."""
+        return self._discarded
+
+    def _uncovered_frames(self) -> int | None:
+        """Frames' worth of the declared duration that the decoded frames' timestamps do
+        not reach (0 when they reach it all); ``None`` when either is unknown."""
+        if self.info.duration is None or self._times is None:
+            return None
+        first_t, last_t = self._times
+        covered = float(last_t - first_t + self._last_duration())
+        return max(0, round((self.info.duration - covered) * self.info.fps))
+
     def _finish_checks(self) -> None:
+        """Warn about (or, under "fail", refuse) a video that decoded less than it declares.
+
+        The count compared is what the demuxer shows: the declared samples less those
+        flagged discard.  A shortfall is a truncation only when the decoded frames also end
+        before the declared duration; frames that span it all mean some samples held no
+        picture (zero-byte dropped-frame chunks of capture AVIs): a warning.
+        """
         info = self.info
         declared = info.declared_frames
         n = self.decoded_frames
+        discarded = (self._discarded_samples()
+                     if declared is not None and declared - n > _COUNT_TOLERANCE else 0)
+        shown = declared - discarded if declared is not None else None
         if self.corrupt_packets:
             where = (
                 f" (first after decoded frame {self._first_corrupt_at})"
                 if self._first_corrupt_at is not None else ""
             )
             lost = (
-                f"; {declared - n} of {declared} declared frames lost"
-                if declared is not None and declared > n else ""
+                f"; {shown - n} of {shown} declared frames lost"
+                if shown is not None and shown > n else ""
             )
             self._warn(f"skipped {self.corrupt_packets} corrupt packet(s){where}{lost}")
-        if declared is not None:
-            self._check_truncated(declared, declared - n,
-                                  f"container declares {declared} frames, decoded {n}")
-            if abs(declared - n) > _COUNT_TOLERANCE and not (self.corrupt_packets
-                                                             and n < declared):
-                missing = f" ({declared - n} missing)" if n < declared else ""
-                self._warn(f"container declares {declared} frames, decoded {n}{missing}")
+        if declared is not None and shown is not None:
+            missing = shown - n
+            counts = f"container declares {declared} frames"
+            if discarded:
+                counts += f" ({discarded} before its edit list's start, dropped by design)"
+            counts += f", decoded {n}"
+            if missing <= _COUNT_TOLERANCE:
+                if -missing > _COUNT_TOLERANCE:
+                    self._warn(counts)
+                return
+            uncovered = self._uncovered_frames()
+            if uncovered is not None and not _clearly_short(uncovered, shown):
+                assert info.duration is not None
+                self._warn(f"{counts}; the decoded frames span the declared {info.duration:.2f} s, "
+                           f"so {missing} of them held no picture (empty or dropped-frame "
+                           "samples), none is missing")
+                return
+            self._check_truncated(shown, missing, counts)
+            if not self.corrupt_packets:
+                self._warn(f"{counts} ({missing} missing)")
         elif info.duration is not None and self._times is not None:
             first_t, last_t = self._times
             covered = float(last_t - first_t + self._last_duration())
@@ -711,8 +804,7 @@ class _ContainerReader(VideoReader):
 
     def _check_truncated(self, declared: int, missing: int, counts: str) -> None:
         """Under ``on_corrupt="fail"``, clearly fewer frames than declared is a failure."""
-        if (self.on_corrupt == "fail" and missing > _TRUNCATED_FRAMES
-                and missing > _TRUNCATED_FRACTION * declared):
+        if self.on_corrupt == "fail" and _clearly_short(missing, declared):
             raise DecodeError(f"{self._label}: truncated: {counts}; {missing} frames missing "
                               "(on_corrupt 'skip' keeps what decodes)")
 
@@ -755,10 +847,102 @@ def _open_container(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         raise VideoOpenError(f"{path}: cannot open: {exc}") from exc
 
 
-def _video_stream(container: Any, path: Path) -> Any:
-    stream = container.streams.best("video")
-    if stream is None:
-        others = sorted({s.type for s in container.streams})
+@dataclass(frozen=True)
+class _Chosen:
+    """The video stream to read and, when the file holds several, a warning saying which."""
+
+    stream: Any
+    note: str | None = None
+
+
+# Dispositions of a video stream that is a picture, not a video (cover art, a poster).
+_STILL_DISPOSITIONS = ("attached_pic", "still_image", "timed_thumbnails")
+
+
+def _matroska_seconds(tag: object) -> float | None:
+    """A Matroska per-track statistics tag ``DURATION`` (``HH:MM:SS.nnnnnnnnn``) in seconds."""
+    if not isinstance(tag, str):
+        return None
+    parts = tag.strip().split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values):
+        return None
+    return values[0] * 3600 + values[1] * 60 + values[2]
+
+
+def _stream_seconds(stream: Any) -> float | None:
+    """How long a video stream runs by its header: declared frames / rate, else its duration,
+    else Matroska's per-track ``DURATION`` tag; ``None`` when nothing says."""
+    if stream.frames:
+        return int(stream.frames) / (_stream_fps(stream) or _FALLBACK_FPS)
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    metadata = stream.metadata or {}
+    return _matroska_seconds(metadata.get("DURATION") or metadata.get("duration"))
+
+
+def _is_still(stream: Any) -> bool:
+    """A video stream that holds one picture: flagged so (cover art), or one frame long."""
+    import av
+
+    disposition = stream.disposition
+    for name in _STILL_DISPOSITIONS:
+        flag = getattr(av.stream.Disposition, name, None)
+        if flag is not None and disposition & flag:
+            return True
+    if stream.frames == 1:
+        return True
+    seconds = _stream_seconds(stream)
+    return seconds is not None and seconds * (_stream_fps(stream) or _FALLBACK_FPS) < 1.5
+
+
+def _describe(stream: Any) -> str:
+    cc = stream.codec_context
+    name = cc.name if cc is not None else "no decoder"
+    size = f" {cc.width}x{cc.height}" if cc is not None and cc.width else ""
+    seconds = _stream_seconds(stream)
+    length = (f", {int(stream.frames)} frames" if stream.frames
+              else f", {seconds:.2f} s" if seconds is not None else ", length unknown")
+    flags = ", still image" if _is_still(stream) else ""
+    import av
+
+    if stream.disposition & av.stream.Disposition.default:
+        flags += ", default"
+    return f"{stream.index}: {name}{size}{length}{flags}"
+
+
+def _choose_stream(container: Any, path: Path, wanted: int | None = None) -> _Chosen:
+    """The video stream a user means.
+
+    ``wanted`` (``--stream``) names it: it must exist and be a video stream with a
+    decoder.  Otherwise FFmpeg's own choice (``av_find_best_stream``: the default
+    stream, else the largest), unless that choice is a still image (cover art, a
+    one-frame thumbnail track, or a stream of unknown length beside ones of known
+    length): then the longest real video stream.  With several video streams, a
+    warning names them and the one read.
+
+    Raises:
+        VideoOpenError: no video stream, ``wanted`` missing or not video, no decoder.
+    """
+    streams = list(container.streams)
+    if wanted is not None:
+        if wanted >= len(streams):
+            listed = ", ".join(f"{s.index} {s.type}" for s in streams) or "none"
+            raise VideoOpenError(f"{path}: no stream {wanted} (streams: {listed})")
+        stream = streams[wanted]
+        if stream.type != "video":
+            indices = ", ".join(str(s.index) for s in streams if s.type == "video") or "none"
+            raise VideoOpenError(f"{path}: stream {wanted} is {stream.type}, not video "
+                                 f"(video streams: {indices})")
+        if stream.codec_context is None:
+            raise VideoOpenError(f"{path}: no decoder for video stream {wanted}")
+        return _Chosen(stream)
+    best = container.streams.best("video")
+    if best is None:
+        others = sorted({s.type for s in streams})
         if "audio" in others:
             raise VideoOpenError(f"{path}: no video stream (audio-only file)")
         if not others:
@@ -770,9 +954,23 @@ def _video_stream(container: Any, path: Path) -> Any:
             f"{path}: no video stream (streams: {', '.join(others)}); the file may be "
             "truncated or damaged"
         )
-    if stream.codec_context is None:
+    videos = [s for s in streams if s.type == "video"]
+    chosen, why = best, "FFmpeg's choice"
+    real = [s for s in videos if s.codec_context is not None and not _is_still(s)]
+    known = [s for s in real if _stream_seconds(s) is not None]
+    best_unknown = _stream_seconds(best) is None and bool(known)
+    if (_is_still(best) or best_unknown) and real:
+        pool = known or real
+        chosen = max(pool, key=lambda v: (_stream_seconds(v) or 0.0, -int(v.index)))
+        why = (f"the longest video; stream {best.index}, FFmpeg's choice, is "
+               + ("a still image" if _is_still(best) else "of unknown length"))
+    if chosen.codec_context is None:
         raise VideoOpenError(f"{path}: no decoder for the video stream")
-    return stream
+    note = None
+    if len(videos) > 1:
+        note = (f"{len(videos)} video streams ({'; '.join(_describe(s) for s in videos)}): "
+                f"read stream {chosen.index} ({why}); choose another with --stream N")
+    return _Chosen(chosen, note)
 
 
 _MIN_FPS = 1e-3  # one frame in ~17 minutes: anything slower is a damaged header
@@ -791,9 +989,15 @@ def _stream_fps(stream: Any) -> float | None:
 
 
 def _duration(container: Any, stream: Any) -> float | None:
+    """The stream's own duration (header, else Matroska's per-track tag); the container's
+    only when it holds no other video stream (it is then the longest track's)."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    if container.duration:
+    metadata = stream.metadata or {}
+    tagged = _matroska_seconds(metadata.get("DURATION") or metadata.get("duration"))
+    if tagged is not None:
+        return tagged
+    if container.duration and len(container.streams.video) == 1:
         return container.duration / 1_000_000  # AV_TIME_BASE units
     return None
 
@@ -1022,6 +1226,7 @@ def open_video(
     autorotate: bool = True,
     decoder: Decoder = "pyav",
     device: str = "cpu",
+    stream: int | None = None,
 ) -> VideoReader:
     """Open a video container or a frame folder for streaming.
 
@@ -1052,6 +1257,11 @@ def open_video(
             OpenCV whatever the decoder.
         device: where torchcodec decodes: ``"cpu"`` or ``"cuda[:N]"`` (NVDEC).  Ignored by
             PyAV.
+        stream: index of the container stream to read (``--stream``; ffprobe's numbering).
+            ``None`` (default): FFmpeg's own choice, unless that is a still image (cover
+            art, a one-frame thumbnail track): then the longest video stream.  A file with
+            several video streams gets a warning naming them; ``info.stream`` records the
+            one read.  Ignored for frame folders.
 
     Under ``fps``, at most :data:`MAX_RESAMPLE_RATIO` frames per decoded frame plus one
     minute of output are made; more raises :class:`DecodeError` while iterating.
@@ -1061,9 +1271,10 @@ def open_video(
 
     Raises:
         VideoOpenError: missing path, permission denied, a name no file can have (NUL
-            byte, too long), empty file, not a video, no video stream (e.g. audio only), a
-            folder with no images or two image series, no decodable frame, frames over
-            ``max_pixels``.
+            byte, too long), a named pipe, socket or device (never opened), empty file,
+            not a video, no video stream (e.g. audio only), a folder with no images or
+            two image series, no decodable frame, frames over ``max_pixels``, ``stream``
+            missing from the file or not a video stream.
         DecodeError: under ``"fail"``, the first frame is corrupt.
         ConfigError: a bad option value; torchcodec asked for and not loadable, or with
             ``on_corrupt="skip"``.
@@ -1075,6 +1286,7 @@ def open_video(
     native_folder_fps = _check_fps("folder_fps", folder_fps)
     assert native_folder_fps is not None
     limit = check_max_pixels(max_pixels)
+    wanted = check_stream(stream)
     p = Path(path)
     if _check_path(p):
         if not is_frame_folder(p):
@@ -1091,9 +1303,18 @@ def open_video(
 
         check_decoder(decoder, on_corrupt=on_corrupt)
         return TorchcodecReader(p, fps=out_fps, max_pixels=limit, autorotate=bool(autorotate),
-                                device=device)
+                                device=device, stream=wanted)
     return _ContainerReader(p, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
-                            autorotate=bool(autorotate))
+                            autorotate=bool(autorotate), stream=wanted)
+
+
+def check_stream(value: object) -> int | None:
+    """Validate a ``stream`` setting: ``None`` or a stream index >= 0 (ConfigError otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"stream (--stream) must be a stream index (0, 1, ...), got {value!r}")
+    return int(value)
 
 
 def check_max_pixels(value: object) -> int:
@@ -1106,11 +1327,12 @@ def check_max_pixels(value: object) -> int:
 
 
 def probe(path: str | os.PathLike[str], *, folder_fps: float = DEFAULT_FOLDER_FPS,
-          max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+          max_pixels: int = DEFAULT_MAX_PIXELS, stream: int | None = None) -> VideoInfo:
     """Read a source's metadata without decoding it all (at most its first frame).
 
-    Raises the same :class:`VideoOpenError` cases as :func:`open_video`.
+    ``stream`` as in :func:`open_video` (``info.stream`` says which was chosen).  Raises
+    the same :class:`VideoOpenError` cases as :func:`open_video`.
     """
     with open_video(path, on_corrupt="skip", folder_fps=folder_fps,
-                    max_pixels=max_pixels) as reader:
+                    max_pixels=max_pixels, stream=stream) as reader:
         return reader.info

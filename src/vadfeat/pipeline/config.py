@@ -28,7 +28,7 @@ from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
 from vadfeat.io.torchcodec_video import check_decoder
-from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels
+from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, check_stream
 from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 from vadfeat.pipeline.validate import (
     check_batch_size,
@@ -51,9 +51,11 @@ _PREPROCESS = get_args(Preprocess)
 #: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``;
 #: ``decoder``: torchcodec's colour conversion (swscale or a filter graph on the CPU, CUDA
 #: kernels with NVDEC) need not give PyAV's pixels, so a resume never mixes decoders.
+#: ``stream``: which video stream of a file is read.
 CONTENT_SETTINGS = frozenset({
     "checkpoint", "model", "backbone", "random_weights", "num_heads", "preset", "dtype", "fps",
     "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout", "decoder",
+    "stream",
     *Preset.field_names(),
 })
 #: Settings that do not change the numbers (where the work runs, how fast, what is
@@ -130,10 +132,12 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
                          frames_colour: str, on_corrupt: str, layout: str,
                          quantize: str | None = None, preprocess: str = "worker",
                          folder_fps: float = DEFAULT_FOLDER_FPS,
-                         num_heads: int | None = None, decoder: str = "pyav") -> dict[str, Any]:
+                         num_heads: int | None = None, decoder: str = "pyav",
+                         stream: int | None = None) -> dict[str, Any]:
     """The settings that decide an output's content; resume skips only on a match.
 
-    ``quantize``, ``preprocess``, ``folder_fps``, ``num_heads`` and ``decoder`` appear only
+    ``quantize``, ``preprocess``, ``folder_fps``, ``num_heads``, ``decoder`` and ``stream``
+    appear only
     when not the default, so outputs made before those keys existed still resume
     (:data:`vadfeat.store.writers.FINGERPRINT_DEFAULTS`).  Which settings are here and
     which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
@@ -153,6 +157,7 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
         **({"folder_fps": float(folder_fps)} if float(folder_fps) != DEFAULT_FOLDER_FPS else {}),
         **({"num_heads": num_heads} if num_heads is not None else {}),
         **({"decoder": decoder} if decoder != "pyav" else {}),
+        **({"stream": stream} if stream is not None else {}),
     }
 
 
@@ -240,6 +245,9 @@ class ExtractConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     layout: str = "flat"
     decoder: str = "pyav"
+    #: the container stream to read (``--stream``); ``None``: the one a user means
+    #: (:func:`vadfeat.io.video.open_video`)
+    stream: int | None = None
 
     @classmethod
     def own_settings(cls) -> frozenset[str]:
@@ -316,6 +324,7 @@ class ExtractConfig:
             quantize=s.get("quantize"), preprocess=preprocess,
             max_pixels=check_max_pixels(s.get("max_pixels", DEFAULT_MAX_PIXELS)),
             layout=check_layout(s.get("layout", "flat")), decoder=decoder,
+            stream=check_stream(s.get("stream")),
         )
 
     # ------------------------------------------------------------------ derived values
@@ -374,7 +383,7 @@ class ExtractConfig:
             frames_colour=self.frames_colour, on_corrupt=self.on_corrupt,
             layout=layout if layout is not None else self.layout, quantize=identity.quantize,
             preprocess=self.preprocess, folder_fps=self.folder_fps, num_heads=self.num_heads,
-            decoder=self.decoder,
+            decoder=self.decoder, stream=self.stream,
         )
 
 

@@ -63,7 +63,8 @@ def snippet_stream(
     with open_video(source, on_corrupt=config.on_corrupt, fps=config.fps,  # type: ignore[arg-type]
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]
                     folder_fps=config.folder_fps, max_pixels=config.max_pixels,
-                    decoder=config.decoder, device=decode_on) as reader:  # type: ignore[arg-type]
+                    decoder=config.decoder, device=decode_on,  # type: ignore[arg-type]
+                    stream=config.stream) as reader:
         assembler: SnippetAssembler[Any] = SnippetAssembler(
             clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
         )
@@ -83,6 +84,7 @@ def snippet_stream(
             "rotation": info.rotation,
             **({"mirrored": True} if info.mirrored else {}),
             "codec": info.codec,
+            "stream": info.stream,
             "decoder": config.decoder if info.kind == "container" else None,
             **({"decode_device": decode_on} if config.decoder == "torchcodec" and info.kind == "container"
                else {}),
