@@ -213,10 +213,18 @@ def _locked_folder(root: Path, i: int) -> list[Case]:
             Case(f"locked_{i}/inside.mp4", "video in that folder", "unlisted", as_root="ok")]
 
 
+def _fifo(root: Path, i: int) -> list[Case]:
+    p = root / "broken" / f"pipe_{i}.mp4"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(p)  # opening it would block the run forever (issue 20)
+    return [Case(p.relative_to(root).as_posix(), "named pipe (FIFO) named like a video", "failed",
+                 "named pipe", broken=True)]
+
+
 BROKEN = (_truncated_mp4, _truncated_avi, _truncated_mkv, _corrupt_middle, _zero_bytes,
           _random_bytes, _text_as_video, _unreadable, _symlink_loop, _dangling_symlink,
           _audio_only, _too_short, _broken_jpeg, _mixed_sizes, _dir_named_like_video,
-          _locked_folder)
+          _locked_folder, _fifo)
 
 
 def _good_specials(root: Path) -> list[Case]:
@@ -271,7 +279,29 @@ def _good_specials(root: Path) -> list[Case]:
     synth.write_frame_folder(root / "odd" / "legacy_frames", synth.scene_frames(40, seed=49))
     ok("odd/legacy_frames", "JPEG frame folder (legacy img_00001.jpg)")
     os.symlink(".", root / "odd" / "self")  # a folder loop discover must not follow forever
+    # Container shapes users make (issue 20): none of them is truncated.
+    em = _edited_media()
+    src = em.bframe_mp4(root / "real" / "phone_bframes.mp4", 74)
+    ok("real/phone_bframes.mp4", "B-frames and an edit list (as phones write)")
+    em.cut_mp4(src, root / "real" / "cut_lossless.mp4", keyframe=1, skip=10)
+    ok("real/cut_lossless.mp4", "cut losslessly (edit list starting after the keyframe)")
+    em.avi_with_empty_chunks(root / "real" / "dropped_frames.avi", 48, 131)
+    cases.append(Case("real/dropped_frames.avi", "131 samples without a picture (dropped frames)",
+                      "warn", "held no picture"))
+    em.mkv_with_thumbnail(root / "real" / "thumbnail_first.mkv", 48)
+    cases.append(Case("real/thumbnail_first.mkv", "a default one-frame thumbnail track first",
+                      "warn", "2 video streams"))
     return cases
+
+
+def _edited_media() -> Any:
+    """``tests/edited_media.py`` (the script may run with only ``tests/stress`` on the path)."""
+    tests = str(Path(__file__).resolve().parents[1])
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import edited_media
+
+    return edited_media
 
 
 def build_corpus(root: Path, videos: int | None = None, *, seed: int = 0) -> list[Case]:
@@ -1145,6 +1175,7 @@ def main(argv: list[str] | None = None) -> int:
                     "concurrent, devices, disk, readonly, foreign, settings, damaged, sources, "
                     "twosettings, sigterm, commands, memory")
     args = ap.parse_args(argv)
+    _edited_media()  # puts tests/ on the path, for the next import too
     from stress.commands_corpus import phase_commands  # it imports this module
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
