@@ -23,6 +23,7 @@ import pytest
 from vadfeat.cli import main
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import RECORD, claim_file, claim_outputs, read_record, refuse_overlap
+from vadfeat.testing import synth
 
 VIDEOS = {"Abuse001_x264": (4, 70), "Normal_Videos_001_x264": (3, 50)}  # rows, decoded frames
 
@@ -85,6 +86,12 @@ COMMANDS = [
             "ckpt", "model.safetensors", file_output=True),
     Command("compress", lambda i, o: ["compress", str(i["ckpt"]), "--prune", "0.1", "-o", str(o)],
             "ckpt", "model.safetensors", file_output=True),
+    # extract's and frames' per-video rules are their own (test_integrity.py, test_frames.py).
+    Command("extract", lambda i, o: ["extract", str(i["vid"]), "--checkpoint", str(i["ckpt"]), "-q",
+                                     "-o", str(o)], "vid", None),
+    Command("extract-checkpoint", lambda i, o: ["extract", str(i["vid"]), "--checkpoint", str(i["ckpt"]),
+                                                "-q", "-o", str(o)], "ckpt", None),
+    Command("frames", lambda i, o: ["frames", str(i["vid"]), "-o", str(o)], "vid", None),
 ]
 
 
@@ -95,8 +102,9 @@ def inputs(tmp_path: Path, tiny_checkpoint: Path) -> dict[str, Path]:
     ckpt = data / "c" / "ck" / "vit_t.pth"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(tiny_checkpoint.read_bytes())
+    vid = synth.write_video(data / "v" / "vid" / "clip.mp4", synth.scene_frames(16, width=32, height=32))
     return {"feat": write_features(data / "f" / "feat"), "other": write_features(data / "o" / "other"),
-            "gt": write_masks(data / "g" / "gt"), "ckpt": ckpt}
+            "gt": write_masks(data / "g" / "gt"), "ckpt": ckpt, "vid": vid.parent}
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -129,7 +137,7 @@ def _output_for(case: str, cmd: Command, inp: dict[str, Path], tmp_path: Path) -
 def test_every_command_refuses_before_any_work(cmd: Command, case: str, inputs: dict[str, Path],
                                                tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     if case == "user-file" and cmd.writes is None:
-        pytest.skip("export's per-video overwrite rule is tested in test_export.py")
+        pytest.skip("this command's per-video overwrite rule is tested with the command")
     out, named = _output_for(case, cmd, inputs, tmp_path)
     before = snapshot(tmp_path)
     assert main(cmd.argv(inputs, out)) == 2

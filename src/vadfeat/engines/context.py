@@ -29,6 +29,7 @@ from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
+from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.writers import (
     LAYOUTS,
     LOCK_DIR,
@@ -139,6 +140,12 @@ def progress(total: int, *, enabled: bool) -> Any:
     return progress_bar(total, enabled=enabled, desc="extract", unit="video")
 
 
+def local_checkpoint(cfg: ExtractConfig) -> str | None:
+    """The checkpoint file or folder a run reads, when it is a local path (an input too)."""
+    ckpt = cfg.checkpoint
+    return None if ckpt is None or "://" in str(ckpt) else str(ckpt)
+
+
 class RunContext:
     """One run over one output folder: what was found, what is planned, what was done.
 
@@ -172,9 +179,11 @@ class RunContext:
 
         ``fingerprint`` is called only when some output exists; ``found``: ``inputs``
         already discovered (:func:`~vadfeat.io.inputs.scan`).  Raises
-        :class:`ConfigError` (foreign run files, changed settings, bad inputs).
+        :class:`ConfigError` (an output that is, holds or lies inside an input; foreign
+        run files, changed settings, bad inputs).
         """
         out = Path(out)
+        refuse_overlap(out, [*inputs, root], command="extract")
         check_output_folder(out)
         if found is None:
             found = scan(list(inputs), root=Path(root) if root is not None else None)

@@ -52,6 +52,7 @@ from vadfeat.engines.context import (
     EXIT_USAGE,
     RunContext,
     RunSummary,
+    local_checkpoint,
     planned_fingerprint,
     progress,
     rate,
@@ -61,6 +62,7 @@ from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
 from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig, resolve_device
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
+from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.writers import HELD, OutputPaths, check_layout, fingerprint_changes, write_outputs
 
 log = logging.getLogger(__name__)
@@ -639,6 +641,7 @@ def extract(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
+    refuse_overlap(out, [*inputs, root, local_checkpoint(cfg)], command="extract")
     if pipeline not in get_args(Pipeline):
         raise ConfigError(f"pipeline must be one of {', '.join(get_args(Pipeline))}, got {pipeline!r}")
     if pipeline == "processes" and isinstance(workers, int) and workers >= 1:

@@ -78,6 +78,7 @@ from vadfeat.engines.context import (
     RunContext,
     RunSummary,
     check_output_folder,
+    local_checkpoint,
     plan_outputs,
     planned_fingerprint,
     progress,
@@ -87,6 +88,7 @@ from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.io.inputs import VideoItem, scan
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
+from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.writers import (
     HELD,
     Claims,
@@ -345,6 +347,7 @@ def extract_ray(
     cfg = _ray_config(settings, config)
     identity = cfg.identify()  # an unreadable checkpoint stops the run before Ray starts
     out = Path(out)
+    refuse_overlap(out, [*inputs, root, local_checkpoint(cfg)], command="extract")
     check_output_folder(out)
     found = scan(list(inputs), root=Path(root) if root is not None else None)
     ray = _import_ray()

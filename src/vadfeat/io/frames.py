@@ -42,6 +42,7 @@ from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem, discover, output_stem
 from vadfeat.io.video import open_video
+from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.writers import (
     Manifest,
     clean_stale_temporaries,
@@ -257,6 +258,8 @@ def dump_frames(
     if workers < 1:
         raise ConfigError(f"workers must be positive, got {workers}")
     out = Path(out)
+    # Frame folders inside the videos' folder would be found as videos by the next run.
+    refuse_overlap(out, [*inputs, root], command="frames")
     items = discover(list(inputs), root=Path(root) if root is not None else None)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out)
