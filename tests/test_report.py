@@ -177,8 +177,11 @@ def test_norm_panel_has_no_offset_and_says_crops_spread_and_dropped_tail(tmp_pat
     norm_ax, pc_ax = fig.axes[0], fig.axes[1]
     assert norm_ax.yaxis.get_offset_text().get_text() == ""  # no "+2.53e1" above the axis
     assert norm_ax.yaxis.get_major_formatter().get_useOffset() is False
-    label = norm_ax.get_ylabel() + norm_ax.get_title()
+    label = norm_ax.get_ylabel() + norm_ax.get_title(loc="left")
     assert "mean of 3 crops" in label and f"{100 * spread:.2g} %" in label
+    # A flat norm looks flat: the panel shows at least 1 % of the mean (tolerance 1e-9).
+    low, high = norm_ax.get_ylim()
+    assert high - low >= 0.01 * norms.mean() - 1e-9 and low <= norms.min() and high >= norms.max()
     # Legends sit above the axes, not over the last snippet.
     for ax in (norm_ax, pc_ax):
         legend = ax.get_legend() or fig.legends[0]
