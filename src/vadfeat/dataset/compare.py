@@ -421,6 +421,38 @@ def _fps_of(record: FeatureRecord) -> tuple[float | None, float | None]:
     return native or record.fps, record.fps
 
 
+def _recorded_rate(record: FeatureRecord) -> float | None:
+    """The rate a sidecar records the snippets were sampled at, when its snippets give
+    every row a frame range (``None`` without a sidecar, or for resampled files)."""
+    if record.sidecar is None or not record.fps or not record.snippets:
+        return None
+    if len(record.snippets) < record.shape[0] or any(a < 0 for a, _ in record.snippets):
+        return None
+    return float(record.fps)
+
+
+def _recorded_time_pairs(mine: FeatureRecord, theirs: FeatureRecord, t_mine: int, t_theirs: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(my rows, theirs rows) whose recorded snippet centres are closest in time.
+
+    Both sidecars' ``snippets`` (decoded source frames) over their source rates: the
+    times are recorded, not guessed.  Pairs further apart than half my snippet are
+    dropped (a tolerance of 1e-9 s keeps exact halves).
+    """
+    (src_m, _), (src_t, _) = _fps_of(mine), _fps_of(theirs)
+    empty = np.zeros(0, dtype=np.int64)
+    if not src_m or not src_t:
+        return empty, empty
+    sm = np.asarray(mine.snippets[:t_mine], dtype=np.float64)
+    st = np.asarray(theirs.snippets[:t_theirs], dtype=np.float64)
+    mine_t = (sm[:, 0] + sm[:, 1] + 1) / 2 / src_m
+    theirs_t = (st[:, 0] + st[:, 1] + 1) / 2 / src_t
+    half = (sm[:, 1] - sm[:, 0] + 1) / src_m / 2
+    j = np.abs(theirs_t[:, None] - mine_t[None, :]).argmin(axis=1)
+    keep = np.abs(mine_t[j] - theirs_t) <= half[j] + 1e-9
+    return j[keep], np.arange(t_theirs)[keep]
+
+
 def _fps_candidates(record: FeatureRecord, t_theirs: int, clip_len: int) -> list[float]:
     """Common rates at which my video would give theirs' T (needs my frame count and fps).
 
@@ -487,15 +519,26 @@ def _centred_score(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: int,
-                   score: float | None, fps_used: Sequence[float] = ()) -> tuple[str, str, list[Diagnosis]]:
+                   score: float | None, fps_used: Sequence[float] = (), *,
+                   recorded: tuple[float, float] | None = None) -> tuple[str, str, list[Diagnosis]]:
     """(rule, note, diagnoses) for the difference between my T and theirs.
 
     Rules: ``same``, ``offset`` (the shift accounts for it), ``tail``, ``fps``,
     ``stride``, ``unexplained``.  ``fps_used``: the rates at which theirs' rows
-    were found to line up with mine in time (:func:`compare_video`).  See the
-    module docstring for the tests.
+    were found to line up with mine in time (:func:`compare_video`).
+    ``recorded``: (my rate, theirs) as both sidecars record them; recorded rates
+    beat guesses: when they differ that is the diagnosis (even for the same T), and
+    when they agree no other frame rate is guessed.  See the module docstring for
+    the tests.
     """
     dt = t_theirs - t_mine
+    if recorded is not None and abs(recorded[0] - recorded[1]) > 1e-6:
+        src = _fps_of(record)[0]
+        msg = (f"frame rate: the sidecars record mine at {recorded[0]:g} fps, theirs at "
+               f"{recorded[1]:g} fps ({record.num_frames} frames at {src:g} fps): {t_mine} against "
+               f"{t_theirs} snippets, rows paired by their recorded snippet times"
+               + (f" (score {score:.3f})" if score is not None else ""))
+        return ("fps" if dt else "same"), msg, [Diagnosis("fps", msg)]
     if dt == 0:
         return "same", "same number of snippets", []
     if fps_used:
@@ -515,8 +558,9 @@ def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: in
         n = int(n * rate / src)  # frames sampled at the run's rate
     tail_ok = abs(dt) == 1 and offset == 0 and (n is None or n % clip != 0)
     rows_match = score is not None and score >= _TAIL_MATCH
-    fps = _fps_candidates(record, t_theirs, clip)
-    ratio_fps = [] if fps or record.num_frames else _ratio_fps(t_mine, t_theirs)
+    # Both sidecars record the same rate: a frame rate is not guessed.
+    fps = [] if recorded is not None else _fps_candidates(record, t_theirs, clip)
+    ratio_fps = [] if fps or record.num_frames or recorded is not None else _ratio_fps(t_mine, t_theirs)
     stride = _stride_ratio(t_mine, t_theirs)
     if tail_ok and (rows_match or not (fps or ratio_fps)):
         rule = ("ceil (a padded or partial last snippet)" if dt > 0
@@ -570,7 +614,9 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     if dm != dt:
         diagnoses.append(Diagnosis("dim-mismatch", f"feature dims differ: mine {dm}, theirs {dt} "
                                    "(another backbone, layer or pooling); values not compared"))
-        rule, note, t_diag = explain_length(mine_rec, tm, tt, 0, None)
+        rates = (_recorded_rate(mine_rec), _recorded_rate(theirs_rec))
+        rule, note, t_diag = explain_length(mine_rec, tm, tt, 0, None, recorded=(
+            (rates[0], rates[1]) if rates[0] is not None and rates[1] is not None else None))
         diagnoses.extend(t_diag)
         return _video(name, mine_rec, theirs_rec, mine_arr, theirs_arr, m, t, rule, note, offset, overlap,
                       diagnoses, "not comparable", stats)
@@ -596,7 +642,17 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     # Another frame rate stretches time instead of shifting it: where my sidecar predicts
     # theirs' T at another common rate, rows paired by time compete with the offset.
     fps_used: list[float] = []
-    if tt != tm:
+    rate_m, rate_t = _recorded_rate(mine_rec), _recorded_rate(theirs_rec)
+    recorded = (rate_m, rate_t) if rate_m is not None and rate_t is not None else None
+    if recorded is not None and abs(recorded[0] - recorded[1]) > 1e-6:
+        # Both sidecars record when each row was sampled: pair them by that, never by a guess.
+        pm, pt = _recorded_time_pairs(mine_rec, theirs_rec, tm, tt)
+        if len(pm):
+            sc = _centred_score(m_sel[pm], t_sel[pt])
+            score = None if math.isnan(sc) else sc
+            fps_used, mi, ti, offset = [recorded[1]], pm, pt, 0
+            overlap = len(mi)
+    elif tt != tm and recorded is None:
         clip = int(mine_rec.settings.get("clip_len") or 16)
         min_rows = max(2, -(-min(tm, tt) // 2))
         for f in _fps_candidates(mine_rec, tt, clip):
@@ -615,7 +671,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
         diagnoses.append(Diagnosis("offset", f"temporal offset: theirs row t is mine row t{offset:+d} "
                                    f"(theirs starts {abs(offset)} snippet(s) {later}; "
                                    f"alignment score {score:.3f})"))
-    rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score, fps_used)
+    rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score, fps_used, recorded=recorded)
     diagnoses.extend(t_diag)
     stats["rows_mine"], stats["rows_theirs"] = tuple(mi.tolist()), tuple(ti.tolist())
     stats["time_map"] = "fps" if fps_used else "offset"
@@ -817,23 +873,64 @@ def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, Feature
 # --------------------------------------------------------------------------- overall
 
 
-def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet) -> str:
-    """``key: mine -> theirs`` for the recorded settings (and model) of the first matched pair."""
-    if not videos:
-        return ""
-    a = mine.by_name().get(videos[0].mine_name)
-    b = theirs.by_name().get(videos[0].theirs_name)
-    if a is None or b is None or a.sidecar is None or b.sidecar is None:
-        return ""
-    left, right = dict(a.settings), dict(b.settings)
-    left.setdefault("fps", a.fps)
-    right.setdefault("fps", b.fps)
-    model_a, model_b = a.metadata.get("model"), b.metadata.get("model")
-    if isinstance(model_a, Mapping) and isinstance(model_b, Mapping):
-        left["model"], right["model"] = model_a.get("name"), model_b.get("name")
-    keys = [k for k in dict.fromkeys([*left, *right]) if left.get(k) != right.get(k)]
-    return "; ".join(f"{k}: {left.get(k)!r} -> {right.get(k)!r}" for k in keys)
+def recorded_settings(record: FeatureRecord) -> dict[str, Any]:
+    """The settings a vadfeat sidecar records, as one flat ``{name: value}``.
 
+    The fingerprint's fields (what decides whether outputs resume; the preset's fields
+    flattened in, its name as ``preset``), the fingerprint's requested rate as
+    ``--fps`` (``None``: the video's own), and the rate the snippets were really
+    sampled at as ``fps``.  Sidecars without a fingerprint give their ``settings``
+    and the model's name.
+    """
+    out: dict[str, Any] = {}
+    fp = record.metadata.get("fingerprint")
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                put(f"{key}.{k}", v)
+        else:
+            out[key] = value
+
+    if isinstance(fp, Mapping):
+        for key, value in fp.items():
+            if key == "preset" and isinstance(value, Mapping):
+                for k, v in value.items():
+                    put("preset" if k == "name" else k, v)
+            else:
+                put("--fps" if key == "fps" else key, value)
+    else:
+        for k, v in record.settings.items():
+            put("preset" if k == "name" else k, v)
+        model = record.metadata.get("model")
+        if isinstance(model, Mapping):
+            out["model"] = model.get("name")
+    out["fps"] = record.fps
+    return out
+
+
+def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet) -> str:
+    """``key: mine -> theirs`` for every recorded setting that differs in any matched pair with
+    sidecars on both sides; a difference found in only some pairs says in how many."""
+    mine_by, theirs_by = mine.by_name(), theirs.by_name()
+    found: dict[str, Counter[tuple[str, str]]] = {}
+    pairs = 0
+    for v in videos:
+        a, b = mine_by.get(v.mine_name), theirs_by.get(v.theirs_name)
+        if a is None or b is None or a.sidecar is None or b.sidecar is None:
+            continue
+        pairs += 1
+        left, right = recorded_settings(a), recorded_settings(b)
+        for k in dict.fromkeys([*left, *right]):
+            if left.get(k) != right.get(k):
+                found.setdefault(k, Counter())[(repr(left.get(k)), repr(right.get(k)))] += 1
+    parts = []
+    for k, counts in found.items():
+        shown = [f"{a} -> {b}" + (f" (in {n} of {pairs} videos)" if n < pairs else "")
+                 for (a, b), n in counts.most_common(3)]
+        more = f", and {len(counts) - 3} other pairs of values" if len(counts) > 3 else ""
+        parts.append(f"{k}: {', '.join(shown)}{more}")
+    return "; ".join(parts)
 
 
 def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet,
