@@ -81,12 +81,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vadfeat._types import LayoutOrAuto
-from vadfeat.dataset.report import valid_utf8
+from vadfeat.dataset.report import PAGE_STYLE, ExtractionInfo, describe_extraction, info_html, valid_utf8
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
@@ -100,6 +100,9 @@ from vadfeat.store.reader import (
     write_text,
 )
 from vadfeat.store.writers import NPY_ERRORS, atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +192,17 @@ class VideoComparison:
     time_map: str = "offset"
     png: Path | None = None
     crop_similarity: np.ndarray | None = field(default=None, repr=False, compare=False)
+    crop_names_mine: tuple[str, ...] | None = None  # from each side's sidecar crop_order
+    crop_names_theirs: tuple[str, ...] | None = None
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(d.kind for d in self.diagnoses)
+
+    @property
+    def crop_margin(self) -> CropMatch | None:
+        """The crop match closest to its runner-up (smallest :attr:`CropMatch.margin`)."""
+        finite = [m for m in self.crop_matches if math.isfinite(m.margin)]
+        return min(finite, key=lambda m: m.margin) if finite else None
 
     def line(self) -> str:
         """One line for the command's output."""
@@ -217,6 +228,8 @@ class CompareResult:
     verdict: str
     cannot_diagnose: tuple[str, ...]
     crop_matches: tuple[CropMatch, ...]
+    #: mine's crop for each of theirs when a permutation pooled over videos was claimed, else ()
+    crop_permutation: tuple[int, ...] = ()
     out: Path | None = None
     index: Path | None = None
     report: Path | None = None
@@ -621,6 +634,10 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
         return _video(name, mine_rec, theirs_rec, mine_arr, theirs_arr, m, t, rule, note, offset, overlap,
                       diagnoses, "not comparable", stats)
     names = mine_rec.crop_order if mine_rec.crop_order and len(mine_rec.crop_order) == cm else None
+    theirs_order = theirs_rec.crop_order
+    theirs_names = theirs_order if theirs_order and len(theirs_order) == ct else None
+    stats.update(crop_names_mine=tuple(names) if names else None,
+                 crop_names_theirs=tuple(theirs_names) if theirs_names else None)
     pairs = [(0, 0)]
     if cm > 1 or ct > 1:
         sim = crop_similarity(m, t)
@@ -935,7 +952,7 @@ def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: 
 
 def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet,
              only_mine: Sequence[str], only_theirs: Sequence[str]
-             ) -> tuple[list[Diagnosis], str, list[str], tuple[CropMatch, ...]]:
+             ) -> tuple[list[Diagnosis], str, list[str], tuple[CropMatch, ...], tuple[int, ...]]:
     out: list[Diagnosis] = []
     cannot: list[str] = []
     if not any(r.sidecar for r in mine):
@@ -953,12 +970,10 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
                              f"{len(only_theirs)} only in theirs"))
     n = len(videos)
     if not n:
-        return out, "no video in both", cannot, ()
+        return out, "no video in both", cannot, (), ()
     counts = Counter(k for v in videos for k in dict.fromkeys(v.kinds()))
-    for kind, count in counts.most_common():
-        example = next(d for v in videos for d in v.diagnoses if d.kind == kind)
-        out.append(Diagnosis(kind, f"{kind} in {count}/{n} videos, e.g. {example.message}"))
     matches: tuple[CropMatch, ...] = ()
+    pooled_order = ""
     sims = [v.crop_similarity for v in videos if v.crop_similarity is not None]
     shapes = {s.shape for s in sims}
     if sims and len(shapes) == 1:
@@ -969,8 +984,17 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
             (r.crop_order for r in mine if r.crop_order), None)
         matches = _crop_matches(pooled, names or None)
         if pooled.shape[0] == pooled.shape[1] and _is_permutation(matches, pooled):
-            out.append(Diagnosis("crop-permutation", "pooled over videos, crop order differs: " + _crop_text(
-                [m for m in matches if m.mine != m.theirs])))
+            pooled_order = "pooled over videos, crop order differs: " + _crop_text(
+                [m for m in matches if m.mine != m.theirs])
+    for kind, count in counts.most_common():
+        if kind == "crop-permutation" and pooled_order:
+            # The permutation once, pooled; the videos' own are the same or listed per video.
+            out.append(Diagnosis(kind, f"{kind} in {count}/{n} videos; {pooled_order}"))
+            continue
+        example = next(d for v in videos for d in v.diagnoses if d.kind == kind)
+        out.append(Diagnosis(kind, f"{kind} in {count}/{n} videos, e.g. {example.message}"))
+    if pooled_order and "crop-permutation" not in counts:
+        out.append(Diagnosis("crop-permutation", pooled_order))
     main = [k for k, _ in counts.most_common() if k not in ("identical", "equal")]
     shared = " on the shared videos" if only_mine or only_theirs else ""
     if all(v.verdict == "identical" for v in videos):
@@ -985,18 +1009,22 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
         verdict = (f"values differ in {bad}/{n} videos"
                    + (f" (mean cosine {np.mean(cos):.4f})" if cos else "")
                    + (f": {', '.join(main)}" if main else ""))
-    return out, verdict, cannot, matches
+    permutation = tuple(m.mine for m in matches) if pooled_order else ()
+    return out, verdict, cannot, matches, permutation
 
 
 # --------------------------------------------------------------------------- report
 
 
-def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
+def comparison_figure(v: VideoComparison, *, dpi: int = 100) -> Figure:
+    """One video's picture, not yet saved: per-snippet cosine and relative L2 and, with
+    more than one crop, the crop similarity matrix labelled with the crops' names (from
+    each side's sidecar ``crop_order``; by index without one), matches marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     heat = v.crop_similarity is not None and v.crop_similarity.size > 1
-    fig = Figure(figsize=(12 if heat else 9, 4), dpi=dpi)
+    fig = Figure(figsize=(12 if heat else 9, 4.4), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if heat else 1, squeeze=False)[0]
     ax = axes[0]
@@ -1007,18 +1035,32 @@ def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
     ax.set_xlabel(f"my snippet (theirs row + {v.offset})" if v.offset else "my snippet")
     ax.set_ylabel("theirs vs mine")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="x-small")
-    if heat:
-        im = axes[1].imshow(v.crop_similarity, cmap="viridis", aspect="auto")
-        axes[1].set_xlabel("theirs crop")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize="x-small", frameon=False)
+    if heat and v.crop_similarity is not None:
+        sim = v.crop_similarity
+        im = axes[1].imshow(sim, cmap="viridis", aspect="auto")
+        mine_names = v.crop_names_mine or tuple(str(k) for k in range(sim.shape[0]))
+        theirs_names = v.crop_names_theirs or tuple(str(k) for k in range(sim.shape[1]))
+        axes[1].set_yticks(range(sim.shape[0]), labels=list(mine_names), fontsize="x-small")
+        axes[1].set_xticks(range(sim.shape[1]), labels=list(theirs_names), fontsize="x-small",
+                           rotation=45, ha="right", rotation_mode="anchor")
+        axes[1].set_xlabel("theirs crop" + ("" if v.crop_names_theirs else " (index: no sidecar)"))
         axes[1].set_ylabel("my crop")
         for mt in v.crop_matches:
             axes[1].plot(mt.theirs, mt.mine, "rx", ms=8)
-        fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops (x: match)")
+        close = v.crop_margin
+        if close is not None:
+            axes[1].set_title(f"x: match; runner-up margin {close.margin:.3f} (theirs "
+                              f"{theirs_names[close.theirs]})", fontsize="small")
+        fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops")
     where = "rows paired by time" if v.time_map == "fps" else f"offset {v.offset:+d}"
     fig.suptitle(valid_utf8(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, {where}"),
                  fontsize="small")  # matplotlib cannot draw the lone surrogates of non-UTF-8 names
-    fig.tight_layout()
+    return fig
+
+
+def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
+    fig = comparison_figure(v, dpi=dpi)
     png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
@@ -1030,21 +1072,34 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return html.escape(format(value, spec) if isinstance(value, float) else str(value))
 
 
-def _index_html(result: CompareResult, out: Path, plots_note: str | None = None) -> str:
+def _diagnoses_cell(v: VideoComparison, permutation: Sequence[int]) -> str:
+    """The video's findings; a crop permutation equal to the pooled one (shown above the
+    table) is not written out again."""
+    same = bool(permutation) and [m.mine for m in v.crop_matches] == list(permutation)
+    lines = ["crop order differs: same crop order as above" if same and d.kind == "crop-permutation"
+             else d.message for d in v.diagnoses]
+    return "<br>".join(html.escape(line) for line in lines)
+
+
+def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
+                sides: tuple[ExtractionInfo, ExtractionInfo] | None = None) -> str:
     head = ("<tr><th>video</th><th>verdict</th><th>T mine/theirs</th><th>T rule</th><th>offset</th>"
-            "<th>crops</th><th>dim</th><th>cosine</th><th>min cosine</th><th>rel L2</th>"
+            "<th>crops mine/theirs</th><th>dim</th><th>cosine</th><th>min cosine</th><th>rel L2</th>"
             "<th>max |diff|</th><th>median r</th><th>diagnoses</th></tr>")
     rows, sections = [], []
     for i, v in enumerate(result.videos):
         anchor = f"v{i}"
+        close = v.crop_margin
+        crops = f"{v.crops_mine}/{v.crops_theirs}"
+        if close is not None:
+            crops += f"<br><small>runner-up margin {close.margin:.3f}</small>"
         rows.append(
             f'<tr><td><a href="#{anchor}">{html.escape(v.name)}</a></td><td>{html.escape(v.verdict)}</td>'
             f"<td>{v.t_mine}/{v.t_theirs}</td><td>{html.escape(v.t_rule)}</td><td>{v.offset:+d}</td>"
-            f"<td>{v.crops_mine}/{v.crops_theirs}</td><td>{v.dim_mine}/{v.dim_theirs}</td>"
+            f"<td>{crops}</td><td>{v.dim_mine}/{v.dim_theirs}</td>"
             f"<td>{_fmt(v.cosine)}</td><td>{_fmt(v.cosine_min)}</td><td>{_fmt(v.rel_l2)}</td>"
             f"<td>{_fmt(v.max_abs_diff, '.3g')}</td><td>{_fmt(v.dim_correlation, '.3f')}</td>"
-            "<td style=\"text-align:left\">"
-            f"{'<br>'.join(html.escape(d.message) for d in v.diagnoses)}</td></tr>")
+            f"<td style=\"text-align:left\">{_diagnoses_cell(v, result.crop_permutation)}</td></tr>")
         if v.png is not None:
             src = urllib.parse.quote(os.fsencode(v.png.relative_to(out).as_posix()))
             sections.append(f'<section id="{anchor}"><h2>{html.escape(v.name)}</h2>'
@@ -1054,24 +1109,35 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None)
     overall = "".join(f"<li>{html.escape(d.message)}</li>" for d in result.overall)
     cannot = "".join(f"<li>{html.escape(c)}</li>" for c in result.cannot_diagnose)
     issues = "".join(f"<li>{html.escape(str(i))}</li>" for i in result.issues)
-    title = f"vadfeat compare: {result.mine} vs {result.theirs}"
+    title = "vadfeat compare"
     if plots_note is None:
         drawn = sum(v.png is not None for v in result.videos)
         plots_note = f"{drawn} of {len(result.videos)} videos drawn."
+    compared = ""
+    for who, root, info in (("mine", result.mine, sides[0] if sides else None),
+                            ("theirs", result.theirs, sides[1] if sides else None)):
+        compared += f"<h3>{who}: <code>{html.escape(str(root))}</code></h3>"
+        if info is not None:
+            compared += info_html(info, label=f"{who}: ")
+    n = len(result.videos)
     return valid_utf8(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}"
-        "td:first-child{text-align:left}img{max-width:100%}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p><b>{html.escape(result.verdict)}</b></p><ul>{overall}</ul>"
+        f"<title>{html.escape(title)}: {html.escape(str(result.mine))} vs "
+        f"{html.escape(str(result.theirs))}</title><style>{PAGE_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><h2>What was compared</h2>{compared}"
+        f"<p>{n} videos in both, {len(result.only_mine)} only in mine, {len(result.only_theirs)} "
+        "only in theirs.</p>"
+        f'<h2>Verdict</h2><p class="verdict"><b>{html.escape(result.verdict)}</b></p><ul>{overall}</ul>'
         + (f"<p>cannot be diagnosed:</p><ul>{cannot}</ul>" if cannot else "")
         + (f"<p>unreadable:</p><ul>{issues}</ul>" if issues else "")
-        + f"<p>Plots: {html.escape(plots_note)}</p>"
-        + "<p>offset: theirs row t is mine row t + offset. Cosine and relative L2 "
+        + f"{lists}<h2>Per video</h2><table>{head}{''.join(rows)}</table>"
+        + '<p class="note">offset: theirs row t is mine row t + offset. Cosine and relative L2 '
         "(|theirs - mine| / |mine|) on the aligned rows and matched crops; median r: median over "
-        "feature dimensions of the correlation across rows.</p>"
-        f"{lists}<table>{head}{''.join(rows)}</table>{''.join(sections)}</body></html>\n")
+        "feature dimensions of the correlation across rows. Runner-up margin: for each crop of "
+        "theirs, the cosine of its match minus that of the next-best crop of mine; the smallest is "
+        f"shown (a moved crop is claimed only above {_PERM_MARGIN}).</p>"
+        f"<p>Plots: {html.escape(plots_note)}</p>"
+        f"{''.join(sections)}</body></html>\n")
 
 
 def _jsonable(value: Any) -> Any:
@@ -1192,15 +1258,17 @@ def compare(
                "then by relative L2, largest first; --plots N or --plots all to draw more")
         plots_note = f"{len(chosen)} of {len(videos)} videos drawn ({how})."
 
-    overall, verdict, cannot, matches = _overall(videos, ms, ts, only_mine, only_theirs)
+    overall, verdict, cannot, matches, permutation = _overall(videos, ms, ts, only_mine, only_theirs)
     result = CompareResult(mine=ms.root, theirs=ts.root, videos=tuple(videos), only_mine=tuple(only_mine),
                            only_theirs=tuple(only_theirs), issues=tuple(issues), overall=tuple(overall),
-                           verdict=verdict, cannot_diagnose=tuple(cannot), crop_matches=matches)
+                           verdict=verdict, cannot_diagnose=tuple(cannot), crop_matches=matches,
+                           crop_permutation=permutation)
     if out_dir is None:
         return result
     report = write_json(out_dir / "compare.json", report_dict(result))
     done = CompareResult(**{**result.__dict__, "out": out_dir, "report": report})
-    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note))
+    sides = (describe_extraction([r for _, r, _ in pairs]), describe_extraction([r for _, _, r in pairs]))
+    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note, sides))
     return CompareResult(**{**done.__dict__, "index": index})
 
 
