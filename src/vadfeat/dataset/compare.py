@@ -86,7 +86,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from vadfeat._types import LayoutOrAuto
-from vadfeat.dataset.report import PAGE_STYLE, ExtractionInfo, describe_extraction, info_html, valid_utf8
+from vadfeat.dataset.report import (
+    PAGE_STYLE,
+    ExtractionInfo,
+    describe_extraction,
+    info_html,
+    valid_utf8,
+    warning_html,
+)
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
@@ -1113,21 +1120,24 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
     if plots_note is None:
         drawn = sum(v.png is not None for v in result.videos)
         plots_note = f"{drawn} of {len(result.videos)} videos drawn."
-    compared = ""
+    compared: list[str] = []
+    warned, made = "", ""
     for who, root, info in (("mine", result.mine, sides[0] if sides else None),
                             ("theirs", result.theirs, sides[1] if sides else None)):
-        compared += f"<h3>{who}: <code>{html.escape(str(root))}</code></h3>"
+        what = f" ({html.escape(info.short())})" if info is not None else ""
+        compared.append(f"{who} <code>{html.escape(str(root))}</code>{what}")
         if info is not None:
-            compared += info_html(info, label=f"{who}: ")
+            warned += warning_html(info, label=f"{who}: ")
+            made += f"<h3>{who}</h3>{info_html(info)}"
     n = len(result.videos)
     return valid_utf8(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}: {html.escape(str(result.mine))} vs "
         f"{html.escape(str(result.theirs))}</title><style>{PAGE_STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><h2>What was compared</h2>{compared}"
-        f"<p>{n} videos in both, {len(result.only_mine)} only in mine, {len(result.only_theirs)} "
-        "only in theirs.</p>"
-        f'<h2>Verdict</h2><p class="verdict"><b>{html.escape(result.verdict)}</b></p><ul>{overall}</ul>'
+        f"<h1>{html.escape(title)}</h1><p><b>Compared:</b> {'<br>against '.join(compared)}<br>"
+        f"{n} videos in both, {len(result.only_mine)} only in mine, {len(result.only_theirs)} "
+        f"only in theirs.</p>{warned}"
+        f'<p class="verdict"><b>Verdict: {html.escape(result.verdict)}</b></p><ul>{overall}</ul>'
         + (f"<p>cannot be diagnosed:</p><ul>{cannot}</ul>" if cannot else "")
         + (f"<p>unreadable:</p><ul>{issues}</ul>" if issues else "")
         + f"{lists}<h2>Per video</h2><table>{head}{''.join(rows)}</table>"
@@ -1135,8 +1145,9 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
         "(|theirs - mine| / |mine|) on the aligned rows and matched crops; median r: median over "
         "feature dimensions of the correlation across rows. Runner-up margin: for each crop of "
         "theirs, the cosine of its match minus that of the next-best crop of mine; the smallest is "
-        f"shown (a moved crop is claimed only above {_PERM_MARGIN}).</p>"
-        f"<p>Plots: {html.escape(plots_note)}</p>"
+        f"shown (a moved crop is claimed only above {_PERM_MARGIN}, or as an exact copy).</p>"
+        + (f"<h2>How each side was made</h2>{made}" if made else "")
+        + f"<p>Plots: {html.escape(plots_note)}</p>"
         f"{''.join(sections)}</body></html>\n")
 
 

@@ -266,10 +266,19 @@ class ExtractionInfo:
     videos: int
 
     def short(self) -> str:
-        """Model and weights in a few words (plot titles)."""
+        """Model, crops, frame rate and weights in a few words (page heads, plot titles)."""
+        if not self.with_sidecar:
+            return "no sidecars: model and settings not recorded"
         found = dict(self.rows)
-        model = found.get("model", "model not recorded").split(" (")[0]
-        return model + (" (RANDOM WEIGHTS)" if self.random_weights else "")
+        parts = [found.get("model", "model not recorded").split(" (")[0]]
+        crops = found.get("crops", "")
+        if crops and crops[0].isdigit():
+            parts.append(crops.split(" (")[0] + " crops")
+        if "frame rate" in found:
+            parts.append(found["frame rate"].split(" (")[0])
+        if self.random_weights:
+            parts.append("RANDOM WEIGHTS")
+        return ", ".join(parts)
 
 
 def _counted(values: Sequence[str]) -> str:
@@ -335,21 +344,21 @@ def _rate(r: FeatureRecord) -> str:
     return text
 
 
-def info_html(info: ExtractionInfo, *, label: str = "") -> str:
-    """``<dl>`` of :func:`describe_extraction`'s rows, led by a warning for random weights."""
-    parts = []
-    if info.random_weights:
-        parts.append(
-            f'<p class="warn">&#9888; {html.escape(label)}RANDOM WEIGHTS: {info.random_weights} of '
+def warning_html(info: ExtractionInfo, *, label: str = "") -> str:
+    """A warning box when some videos were extracted with random weights, else ``""``."""
+    if not info.random_weights:
+        return ""
+    return (f'<p class="warn">&#9888; {html.escape(label)}RANDOM WEIGHTS: {info.random_weights} of '
             f"{info.videos} videos were extracted with an untrained model (--random-weights). "
             "Their features test the pipeline; they carry nothing learned about the videos.</p>")
+
+
+def info_html(info: ExtractionInfo) -> str:
+    """``<dl>`` of :func:`describe_extraction`'s rows (what each sidecar records)."""
     if not info.with_sidecar:
-        parts.append(f"<p>{html.escape(label)}no sidecars: model, weights and settings are not "
-                     "recorded.</p>")
-        return "".join(parts)
+        return "<p>no sidecars: model, weights and settings are not recorded.</p>"
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in info.rows)
-    parts.append(f'<dl class="info">{items}</dl>')
-    return "".join(parts)
+    return f'<dl class="info">{items}</dl>'
 
 
 PAGE_STYLE = ("body{font-family:sans-serif;margin:1em;max-width:1300px}table{border-collapse:collapse}"
@@ -400,8 +409,10 @@ def _index_html(videos: Sequence[VideoReport], out: Path, title: str, info: Extr
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        "<h2>What is shown</h2>" + info_html(info)
+        f"<p><b>Shown:</b> {html.escape(info.short())}</p>" + warning_html(info)
         + f'<p class="verdict">{html.escape(summary)}.</p>'
+        "<h2>How the features were made</h2>" + info_html(info)
+        + "<h2>Per video</h2>"
         "<p class=\"note\">Frames: decoded frames (sidecar). Norm spread: (max - min) / mean of the "
         "norm panel. Frames cut/padded: what aligning the ground "
         "truth to 16 frames per snippet changes (<code>vadfeat align</code>, exact mode).</p>"
