@@ -1102,7 +1102,8 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
             crops += f"<br><small>runner-up margin {close.margin:.3f}</small>"
         rows.append(
             f'<tr><td><a href="#{anchor}">{html.escape(v.name)}</a></td><td>{html.escape(v.verdict)}</td>'
-            f"<td>{v.t_mine}/{v.t_theirs}</td><td>{html.escape(v.t_rule)}</td><td>{v.offset:+d}</td>"
+            f"<td>{v.t_mine}/{v.t_theirs}</td><td>{html.escape(v.t_rule)}</td>"
+            f"<td>{'by time' if v.time_map == 'fps' else format(v.offset, '+d')}</td>"
             f"<td>{crops}</td><td>{v.dim_mine}/{v.dim_theirs}</td>"
             f"<td>{_fmt(v.cosine)}</td><td>{_fmt(v.cosine_min)}</td><td>{_fmt(v.rel_l2)}</td>"
             f"<td>{_fmt(v.max_abs_diff, '.3g')}</td><td>{_fmt(v.dim_correlation, '.3f')}</td>"
@@ -1127,8 +1128,9 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
         what = f" ({html.escape(info.short())})" if info is not None else ""
         compared.append(f"{who} <code>{html.escape(str(root))}</code>{what}")
         if info is not None:
-            warned += warning_html(info, label=f"{who}: ")
             made += f"<h3>{who}</h3>{info_html(info)}"
+    if sides is not None:
+        warned = warning_html(list(zip(("mine", "theirs"), sides, strict=True)))
     n = len(result.videos)
     return valid_utf8(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"

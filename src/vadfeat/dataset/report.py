@@ -344,13 +344,17 @@ def _rate(r: FeatureRecord) -> str:
     return text
 
 
-def warning_html(info: ExtractionInfo, *, label: str = "") -> str:
-    """A warning box when some videos were extracted with random weights, else ``""``."""
-    if not info.random_weights:
+def warning_html(sides: Sequence[tuple[str, ExtractionInfo]]) -> str:
+    """One warning box when some videos of any side (``(name, info)``; a name of ``""``
+    for a single set) were extracted with random weights, else ``""``."""
+    hit = [(who, info) for who, info in sides if info.random_weights]
+    if not hit:
         return ""
-    return (f'<p class="warn">&#9888; {html.escape(label)}RANDOM WEIGHTS: {info.random_weights} of '
-            f"{info.videos} videos were extracted with an untrained model (--random-weights). "
-            "Their features test the pipeline; they carry nothing learned about the videos.</p>")
+    counts = "; ".join((f"{who}: " if who else "") + f"{info.random_weights} of {info.videos} videos"
+                       for who, info in hit)
+    return (f'<p class="warn">&#9888; RANDOM WEIGHTS ({html.escape(counts)}): extracted with an '
+            "untrained model (--random-weights). These features test the pipeline; they carry "
+            "nothing learned about the videos.</p>")
 
 
 def info_html(info: ExtractionInfo) -> str:
@@ -409,7 +413,7 @@ def _index_html(videos: Sequence[VideoReport], out: Path, title: str, info: Extr
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        f"<p><b>Shown:</b> {html.escape(info.short())}</p>" + warning_html(info)
+        f"<p><b>Shown:</b> {html.escape(info.short())}</p>" + warning_html([("", info)])
         + f'<p class="verdict">{html.escape(summary)}.</p>'
         "<h2>How the features were made</h2>" + info_html(info)
         + "<h2>Per video</h2>"
