@@ -369,7 +369,7 @@ def test_every_recorded_setting_that_differs_is_listed(runs: dict[str, Path]) ->
 
 
 def test_compare_page_names_crops_shows_the_order_once_and_the_runner_up(
-        runs: dict[str, Path], tmp_path: Path) -> None:
+        runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vadfeat.dataset.compare import comparison_figure
 
     perm = [4, 0, 1, 2, 3, 9, 5, 6, 7, 8]
@@ -392,6 +392,10 @@ def test_compare_page_names_crops_shows_the_order_once_and_the_runner_up(
     heat = fig.axes[1]
     assert [t.get_text() for t in heat.get_yticklabels()] == list(NAMES)
     assert [t.get_text() for t in heat.get_xticklabels()] == [str(k) for k in range(CROPS)]
+    # The command's output says the permutation once too.
+    assert main(["compare", str(runs["base"]), str(tmp_path / "perm")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("theirs[1] = mine[0] (tl)") == 1 and out.count("the pooled crop order") == len(FRAMES)
     # Both sides with sidecars: both named.
     both = compare(runs["base"], runs["unit"]).video("a")
     heat = comparison_figure(both).axes[1]

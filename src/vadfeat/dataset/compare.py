@@ -211,13 +211,17 @@ class VideoComparison:
         finite = [m for m in self.crop_matches if math.isfinite(m.margin)]
         return min(finite, key=lambda m: m.margin) if finite else None
 
-    def line(self) -> str:
-        """One line for the command's output."""
+    def line(self, permutation: Sequence[int] = ()) -> str:
+        """One line for the command's output.  ``permutation``: the crop order already said
+        for all videos (:attr:`CompareResult.crop_permutation`), not written out again."""
         parts = [f"{self.name}: {self.verdict}", f"T {self.t_mine}/{self.t_theirs} ({self.t_rule})"]
         if self.cosine is not None:
             where = "rows paired by time" if self.time_map == "fps" else f"at offset {self.offset:+d}"
             parts.append(f"cos {self.cosine:.4f}, rel L2 {self.rel_l2:.4f} {where}")
-        notes = [d.message for d in self.diagnoses if d.kind not in ("identical", "equal")]
+        same = bool(permutation) and [m.mine for m in self.crop_matches] == list(permutation)
+        said = "crop order differs: the pooled crop order (overall)"
+        notes = [said if same and d.kind == "crop-permutation" else d.message
+                 for d in self.diagnoses if d.kind not in ("identical", "equal")]
         return "; ".join(parts + notes)
 
 
