@@ -24,9 +24,11 @@ reports per video and overall:
   mean over the overlap).  Raw rows are useless for this: consecutive snippets of
   one video have cosine 0.98-0.999 (measured on vadfeat's tiny models), so every
   offset would look equally good; the deviations are what changes with time.
-  Where my sidecar predicts theirs' T at another common frame rate, rows paired
-  by snippet-centre time at that rate compete with the offsets (a rate change
-  stretches time rather than shifting it);
+  Where both sidecars record different sampling rates, rows are paired by their
+  recorded snippet-centre times instead (recorded settings beat guesses); where
+  only my sidecar is there and it predicts theirs' T at another common frame
+  rate, rows paired by snippet-centre time at that rate compete with the offsets
+  (a rate change stretches time rather than shifting it);
 - **T difference** and what explains it: the offset itself, a tail rule (floor vs
   ceil of ``frames / clip_len``), a frame rate (theirs' ``T`` is what another
   common rate predicts from my frame count, or from ``T`` alone for long videos),
@@ -44,7 +46,8 @@ difference 0), ``equal`` (within float tolerance), ``offset``, ``tail``,
 with R^2 > 0.999: a rescale of the features themselves), ``per-dim-affine``
 (the same per dimension, ``a`` and ``b`` varying: standardised features),
 ``preprocessing``, ``unrelated`` and ``different``; overall also ``names`` and
-``settings`` (both sides have vadfeat sidecars recording different settings).
+``settings`` (both sides have vadfeat sidecars recording different settings: every
+field of :func:`recorded_settings` that differs in any matched pair).
 
 Why ``preprocessing`` is not an affine fit: a change of input pixel scaling
 (``[0, 1]`` vs ImageNet mean/std, or ``[-1, 1]``) is affine in *pixel* space, but
