@@ -400,3 +400,21 @@ def test_compare_page_names_crops_shows_the_order_once_and_the_runner_up(
     both = compare(runs["base"], runs["unit"]).video("a")
     heat = comparison_figure(both).axes[1]
     assert [t.get_text() for t in heat.get_xticklabels()] == list(NAMES)
+
+
+def test_near_identity_fit_is_not_called_a_rescale(runs: dict[str, Path], tmp_path: Path) -> None:
+    # theirs = mine + noise of 1 % of each row's norm: the least-squares fit is a ~ 1, b ~ 0 with
+    # R^2 ~ 1 - 1e-4 (> 0.999), yet nothing was rescaled -- e.g. 24 against 25 fps sampling.
+    rng = np.random.default_rng(3)
+
+    def noisy(a: np.ndarray) -> np.ndarray:
+        noise = rng.standard_normal(a.shape)
+        noise *= np.linalg.norm(a, axis=-1, keepdims=True) / np.linalg.norm(noise, axis=-1, keepdims=True)
+        return (a + 0.01 * noise).astype(np.float32)
+
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "noisy", noisy))
+    for v in res.videos:
+        a, _, r2 = v.affine
+        assert r2 > 0.999 and a == pytest.approx(1.0, abs=1e-3)  # what used to be called a rescale
+        assert "linear-rescale" not in v.kinds() and "values differ slightly" in " ".join(
+            d.message for d in v.diagnoses)

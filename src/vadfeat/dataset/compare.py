@@ -131,6 +131,7 @@ _FLOAT64_LIMIT = 1 << 24
 _EQUAL_REL_L2 = 1e-3
 _EQUAL_COS = 1 - 1e-5
 _LINEAR_R2 = 0.999
+_IDENTITY_TOL = 1e-3  # |a - 1| and |b| / rms(mine) below which a fit is no rescale
 _PREPROC_CORR = 0.6
 _PREPROC_COS = 0.99
 _UNRELATED_CORR = 0.3
@@ -721,7 +722,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
                  max_abs_diff=max_abs, snippet_cosine=tuple(float(c) for c in rows_cos),
                  snippet_rel_l2=tuple(float(r) for r in rel), dim_correlation=corr, affine=fit)
     diagnoses.extend(_value_diagnoses(stats, same_shape=m.shape == t.shape and offset == 0,
-                                      rows=overlap * len(pairs)))
+                                      rows=overlap * len(pairs), rms=float(np.sqrt(np.mean(am * am)))))
     kinds = {d.kind for d in diagnoses}
     if kinds == {"identical"}:
         verdict = "identical"
@@ -735,7 +736,8 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
                   diagnoses, verdict, stats)
 
 
-def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int) -> list[Diagnosis]:
+def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int, rms: float = 1.0
+                     ) -> list[Diagnosis]:
     cos, rel, max_abs = s["cosine"], s["rel_l2"], s["max_abs_diff"]
     corr, fit = s["dim_correlation"], s["affine"]
     if max_abs == 0:
@@ -744,7 +746,9 @@ def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int) -> li
     if rel < _EQUAL_REL_L2 and cos > _EQUAL_COS:
         return [Diagnosis("equal", f"equal within float tolerance (rel L2 {rel:.1e}, largest "
                           f"difference {max_abs:.2e})")]
-    if fit is not None and fit[2] > _LINEAR_R2:
+    # a ~ 1 and b ~ 0 is no rescale: near-equal values (another frame rate, decoder) fit it too.
+    identity = fit is not None and abs(fit[0] - 1) <= _IDENTITY_TOL and abs(fit[1]) <= _IDENTITY_TOL * rms
+    if fit is not None and fit[2] > _LINEAR_R2 and not identity:
         return [Diagnosis("linear-rescale", f"theirs = {fit[0]:.4g} * mine + {fit[1]:.4g} "
                           f"(R^2 {fit[2]:.5f}): the features themselves were rescaled")]
     if corr is None:
@@ -1180,6 +1184,7 @@ def report_dict(result: CompareResult) -> dict[str, Any]:
         "mine": result.mine, "theirs": result.theirs, "verdict": result.verdict,
         "overall": [asdict(d) for d in result.overall], "cannot_diagnose": list(result.cannot_diagnose),
         "crop_matches": [asdict(m) for m in result.crop_matches],
+        "crop_permutation": list(result.crop_permutation),
         "only_mine": list(result.only_mine), "only_theirs": list(result.only_theirs),
         "issues": [asdict(i) for i in result.issues],
         "videos": [{k: v for k, v in asdict(video).items() if k != "crop_similarity"}
@@ -1333,4 +1338,4 @@ def _replace_png(v: VideoComparison, png: Path) -> VideoComparison:
 
 
 __all__ = ["DEFAULT_PLOTS", "CompareResult", "CropMatch", "Diagnosis", "VideoComparison", "compare",
-           "worst_first"]
+           "comparison_figure", "recorded_settings", "worst_first"]
