@@ -15,7 +15,7 @@ needed) with two panels sharing a time axis in **decoded frames**:
 each drawn as a step over the snippet's ``[first, last]`` frame range, with
 ground-truth anomaly spans shaded, the decoded frames after the last snippet
 (dropped by the tail rule) shaded grey, snippet starts marked as ticks along the
-bottom of each panel and the legends above the panels.  ``index.html`` says
+bottom of each panel and one legend below the panels.  ``index.html`` says
 first what was shown (model, weights, preset, crops, frame rate, from the
 sidecars; a warning when the weights were random) and a one-line summary, then
 every video with its numbers (frames, snippets, feature shape, norm spread,
@@ -28,6 +28,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import textwrap
 import urllib.parse
 import warnings
 from collections import Counter
@@ -201,7 +202,7 @@ def video_figure(record: FeatureRecord, feat: np.ndarray, gt: VideoLabels | None
         if record.num_frames:
             ax.axvline(record.num_frames, color="k", ls="--", lw=0.8, label="last decoded frame")
         ax.set_ylabel(label, fontsize="small")
-        ax.set_title(title, fontsize="small", loc="left", pad=22)
+        ax.set_title(title, fontsize="small", loc="left")
         # The numbers themselves, never "+2.53e1" above the axis: a flat norm must look flat.
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.set_xlim(0, end + max(1.0, 0.01 * end))  # keep the end-of-video line visible
@@ -213,9 +214,13 @@ def video_figure(record: FeatureRecord, feat: np.ndarray, gt: VideoLabels | None
                 ax.set_ylim(float(values.min() + values.max()) / 2 - half,
                             float(values.min() + values.max()) / 2 + half)
         ax.grid(alpha=0.3)
-        # Above the axes, in one row: never over the last snippet.
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=5, fontsize="x-small",
-                  frameon=False, borderaxespad=0.2)
+    # One legend for both panels, below them (the title is above): never over the last snippet.
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncol=max(1, min(len(handles), width_px // 200)), fontsize="x-small", frameon=False)
     axes[1].set_xlabel("frame (decoded index)")
     title = f"{record.name}: {len(snippets)} snippets, features {list(record.shape)}"
     if record.num_frames is not None:
@@ -224,7 +229,9 @@ def video_figure(record: FeatureRecord, feat: np.ndarray, gt: VideoLabels | None
         title += f", GT {gt.num_frames} frames, video label {gt.video_label}"
     if what:
         title += f" | {what}"
-    fig.suptitle(valid_utf8(title), fontsize="small")  # matplotlib cannot draw lone surrogates
+    # Wrapped to the picture's width (about 7 px per character at this size).
+    fig.suptitle(textwrap.fill(valid_utf8(title), width=max(40, width_px * 100 // dpi // 7)),
+                 fontsize="small")  # valid_utf8: matplotlib cannot draw lone surrogates
     return fig
 
 
