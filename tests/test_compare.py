@@ -418,3 +418,30 @@ def test_near_identity_fit_is_not_called_a_rescale(runs: dict[str, Path], tmp_pa
         assert r2 > 0.999 and a == pytest.approx(1.0, abs=1e-3)  # what used to be called a rescale
         assert "linear-rescale" not in v.kinds() and "values differ slightly" in " ".join(
             d.message for d in v.diagnoses)
+
+
+def test_a_setting_recorded_differently_in_some_videos_only_is_listed(tmp_path: Path) -> None:
+    # Hand-written sidecars: video "p" is 30 fps, "q" 25 fps. Mine sampled each at its own rate,
+    # theirs asked for --fps 25. The first pair alone ("p") shows fps 30 -> 25; "q" shows only
+    # the recorded --fps. Both are listed, with how many videos each concerns.
+    rng = np.random.default_rng(0)
+    for side, asked in (("mine", None), ("theirs", 25)):
+        for name, native in (("p", 30.0), ("q", 25.0)):
+            rate = asked or native
+            rows = int(96 * rate / native) // 16
+            root = tmp_path / side
+            root.mkdir(exist_ok=True)
+            np.save(root / f"{name}.npy", rng.standard_normal((rows, 8)).astype(np.float32))
+            step = 16 * native / rate
+            side_json = {"video": f"{name}.mp4", "num_frames": 96, "fps": rate, "native_fps": native,
+                         "shape": [rows, 8], "crop_order": None,
+                         "snippets": [[round(i * step), round((i + 1) * step) - 1] for i in range(rows)],
+                         "fingerprint": {"model": "m", "fps": asked, "preset": {"name": "p", "tail": "drop"}}}
+            (root / f"{name}.json").write_text(json.dumps(side_json))
+    res = compare(tmp_path / "mine", tmp_path / "theirs")
+    settings = settings_message(res)
+    assert "--fps: None -> 25" in settings
+    assert "fps: 30.0 -> 25.0 (in 1 of 2 videos)" in settings
+    p = res.video("p")
+    assert "fps" in p.kinds() and "theirs at 25 fps" in p.t_note and "mine at 30 fps" in p.t_note
+    assert "fps" not in res.video("q").kinds()
