@@ -32,7 +32,7 @@ NAMES = ("tl", "tr", "bl", "br", "c", "tl_flip", "tr_flip", "bl_flip", "br_flip"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Four extractions of the same two 25 fps videos, one setting changed in each.
+    """Five extractions of the same two 25 fps videos, one setting changed in each.
 
     112 px instead of 224 keeps the four runs at about 2 s each on 2 cores; the
     comparison does not depend on the size.
@@ -45,7 +45,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                   progress=False, batch_size=10)
     out = {}
     for run, settings in {"base": {}, "unit": {"scale": "unit"}, "pad": {"tail": "pad"},
-                          "fps30": {"fps": 30}}.items():
+                          "fps30": {"fps": 30}, "fps25": {"fps": 25}}.items():
         s = extract([src], root / run, **common, **settings)
         assert s.ok == len(FRAMES)
         out[run] = root / run
@@ -323,3 +323,125 @@ def test_a_report_beside_two_compared_files_is_allowed_but_not_over_them(tmp_pat
     assert compare(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "report").verdict == "identical"
     with pytest.raises(ConfigError, match=r"b\.npy/x lies inside the input .*b\.npy"):
         compare(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "b.npy" / "x")
+
+
+# ------------------------------------------------------------- recorded settings, pages (issue 21)
+
+
+def settings_message(res) -> str:
+    return next(d.message for d in res.overall if d.kind == "settings")
+
+
+def test_recorded_frame_rates_beat_guesses(runs: dict[str, Path]) -> None:
+    # Both sides are vadfeat extractions: mine sampled the 25 fps videos at 30 fps, theirs at
+    # 25. Every common rate from 23.976 to 25 gives theirs' T from my frame count; the
+    # sidecar of theirs records 25, and that is what must be said.
+    res = compare(runs["fps30"], runs["base"])
+    settings = settings_message(res)
+    assert "fps: 30.0 -> 25.0" in settings and "--fps: 30 -> None" in settings
+    for v in res.videos:
+        assert v.t_rule == "fps" and "fps" in v.kinds() and v.time_map == "fps"
+        note = v.t_note.split("(score")[0]  # the score's digits are not a frame rate
+        assert "theirs at 25 fps" in note and "mine at 30 fps" in note
+        assert "24" not in note and "23.976" not in note
+    # Rows paired by the recorded snippet times, in source frames (both videos 25 fps):
+    # mine (30 fps) snippets of "a" [0,12] [13,25] [26,39] [40,52] [53,65] -> centres 6.5 19.5 33
+    # 46.5 59.5; theirs [16i, 16i+15] -> centres 8 24 40 56 -> nearest mine 0 1 3 4, each
+    # within half of my 13-frame snippet (6.5 frames; 40 -> 46.5 is exactly 6.5).
+    a = res.video("a")
+    assert a.rows_mine == (0, 1, 3, 4) and a.rows_theirs == (0, 1, 2, 3)
+    # The same T on both sides does not hide a recorded rate difference.
+    same = compare(runs["fps30"], runs["fps30"])
+    assert "settings" not in {d.kind for d in same.overall}
+
+
+def test_every_recorded_setting_that_differs_is_listed(runs: dict[str, Path]) -> None:
+    # --fps 25 on 25 fps videos: the same sampled rate, a different recorded setting.
+    res = compare(runs["base"], runs["fps25"])
+    settings = settings_message(res)
+    assert "--fps: None -> 25" in settings and "fps: 25.0" not in settings
+    assert all(v.t_rule == "same" and "fps" not in v.kinds() for v in res.videos)
+    # Two settings at once, each named once.
+    res = compare(runs["pad"], runs["fps30"])
+    settings = settings_message(res)
+    assert "tail: 'pad' -> 'drop'" in settings and "fps: 25.0 -> 30.0" in settings
+    assert settings.count("tail:") == 1
+
+
+def test_compare_page_names_crops_shows_the_order_once_and_the_runner_up(
+        runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vadfeat.dataset.compare import comparison_figure
+
+    perm = [4, 0, 1, 2, 3, 9, 5, 6, 7, 8]
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "perm", lambda a: a[:, perm]),
+                  tmp_path / "rep")
+    page = res.index.read_text()
+    # The 10-crop permutation is written once on the page, not in every row of the table.
+    assert page.count("theirs[1] = mine[0] (tl)") == 1
+    assert page.count("same crop order as above") == len(FRAMES)
+    # What was compared comes before the verdict, the verdict before the table.
+    assert page.index("vit_tiny_patch16_224") < page.index(res.verdict) < page.index("<table")
+    # The runner-up margin: best minus second-best cosine per crop of theirs, the smallest.
+    v = res.video("a")
+    sim = v.crop_similarity
+    top2 = np.sort(sim, axis=0)[-2:]
+    margin = float((top2[1] - top2[0]).min())
+    assert f"runner-up margin {margin:.3f}" in page
+    # The matrix is labelled with crop names: mine from my sidecar, theirs by index (no sidecar).
+    fig = comparison_figure(v)
+    heat = fig.axes[1]
+    assert [t.get_text() for t in heat.get_yticklabels()] == list(NAMES)
+    assert [t.get_text() for t in heat.get_xticklabels()] == [str(k) for k in range(CROPS)]
+    # The command's output says the permutation once too.
+    assert main(["compare", str(runs["base"]), str(tmp_path / "perm")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("theirs[1] = mine[0] (tl)") == 1 and out.count("the pooled crop order") == len(FRAMES)
+    # Both sides with sidecars: both named.
+    both = compare(runs["base"], runs["unit"]).video("a")
+    heat = comparison_figure(both).axes[1]
+    assert [t.get_text() for t in heat.get_xticklabels()] == list(NAMES)
+
+
+def test_near_identity_fit_is_not_called_a_rescale(runs: dict[str, Path], tmp_path: Path) -> None:
+    # theirs = mine + noise of 1 % of each row's norm: the least-squares fit is a ~ 1, b ~ 0 with
+    # R^2 ~ 1 - 1e-4 (> 0.999), yet nothing was rescaled -- e.g. 24 against 25 fps sampling.
+    rng = np.random.default_rng(3)
+
+    def noisy(a: np.ndarray) -> np.ndarray:
+        noise = rng.standard_normal(a.shape)
+        noise *= np.linalg.norm(a, axis=-1, keepdims=True) / np.linalg.norm(noise, axis=-1, keepdims=True)
+        return (a + 0.01 * noise).astype(np.float32)
+
+    res = compare(runs["base"], publish(runs["base"], tmp_path / "noisy", noisy))
+    for v in res.videos:
+        a, _, r2 = v.affine
+        assert r2 > 0.999 and a == pytest.approx(1.0, abs=1e-3)  # what used to be called a rescale
+        assert "linear-rescale" not in v.kinds() and "values differ slightly" in " ".join(
+            d.message for d in v.diagnoses)
+
+
+def test_a_setting_recorded_differently_in_some_videos_only_is_listed(tmp_path: Path) -> None:
+    # Hand-written sidecars: video "p" is 30 fps, "q" 25 fps. Mine sampled each at its own rate,
+    # theirs asked for --fps 25. The first pair alone ("p") shows fps 30 -> 25; "q" shows only
+    # the recorded --fps. Both are listed, with how many videos each concerns.
+    rng = np.random.default_rng(0)
+    for side, asked in (("mine", None), ("theirs", 25)):
+        for name, native in (("p", 30.0), ("q", 25.0)):
+            rate = asked or native
+            rows = int(96 * rate / native) // 16
+            root = tmp_path / side
+            root.mkdir(exist_ok=True)
+            np.save(root / f"{name}.npy", rng.standard_normal((rows, 8)).astype(np.float32))
+            step = 16 * native / rate
+            side_json = {"video": f"{name}.mp4", "num_frames": 96, "fps": rate, "native_fps": native,
+                         "shape": [rows, 8], "crop_order": None,
+                         "snippets": [[round(i * step), round((i + 1) * step) - 1] for i in range(rows)],
+                         "fingerprint": {"model": "m", "fps": asked, "preset": {"name": "p", "tail": "drop"}}}
+            (root / f"{name}.json").write_text(json.dumps(side_json))
+    res = compare(tmp_path / "mine", tmp_path / "theirs")
+    settings = settings_message(res)
+    assert "--fps: None -> 25" in settings
+    assert "fps: 30.0 -> 25.0 (in 1 of 2 videos)" in settings
+    p = res.video("p")
+    assert "fps" in p.kinds() and "theirs at 25 fps" in p.t_note and "mine at 30 fps" in p.t_note
+    assert "fps" not in res.video("q").kinds()

@@ -15,15 +15,20 @@ from vadfeat.dataset.report import feature_norms, first_component, inspect
 from vadfeat.errors import ConfigError
 
 
-def write_features(root: Path, name: str, rows: int, *, num_frames: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    arr = rng.standard_normal((rows, 3, 8)).astype(np.float32)
-    arr[rows // 2:] += 2.0  # a visible change half-way
+def write_features(root: Path, name: str, rows: int, *, num_frames: int, seed: int,
+                   model: dict | None = None, arr: np.ndarray | None = None) -> None:
+    if arr is None:
+        rng = np.random.default_rng(seed)
+        arr = rng.standard_normal((rows, 3, 8)).astype(np.float32)
+        arr[rows // 2:] += 2.0  # a visible change half-way
     path = root / f"{name}.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, arr)
-    side = {"video": f"{name}.mp4", "num_frames": num_frames, "fps": 25.0, "shape": [rows, 3, 8],
+    side = {"video": f"{name}.mp4", "num_frames": num_frames, "fps": 25.0, "shape": list(arr.shape),
             "snippets": [[16 * i, 16 * i + 15] for i in range(rows)], "crop_order": None}
+    if model is not None:  # what `vadfeat extract` records
+        side |= {"model": model, "preset": "videomae-v2", "crop_order": ["tl", "tr", "c"],
+                 "settings": {"name": "videomae-v2", "crops": 3, "pooling": "fc_norm"}, "dtype": "fp32"}
     path.with_suffix(".json").write_text(json.dumps(side))
 
 
@@ -35,7 +40,9 @@ def test_first_component_recovers_a_known_direction() -> None:
     pc = first_component(rows)
     # Sign fixed by the largest loading (+3 at index 2): the projection grows with t.
     assert np.corrcoef(pc, t)[0, 1] > 0.999
-    assert np.allclose(feature_norms(np.ones((2, 3, 4))), [np.sqrt(12)] * 2)
+    # The norm of each crop's vector (last axis), averaged over the crops: ones of length 4 -> 2.
+    assert np.allclose(feature_norms(np.ones((2, 3, 4))), [2.0] * 2)
+    assert np.allclose(feature_norms(np.stack([np.ones((2, 4)), 2 * np.ones((2, 4))], axis=1)), [3.0] * 2)
     assert first_component(np.ones((4, 3))).tolist() == [0.0] * 4
 
 
@@ -120,3 +127,68 @@ def test_a_report_folder_of_the_previous_release_is_still_its_own(tmp_path: Path
     assert (out / "index.html").read_text() != "old report"
     record = json.loads((out / ".vadfeat-owned.json").read_text())
     assert record["files"]["inspect"] == ["index.html", "one.png"]
+
+
+# ------------------------------------------------------------- what the page says (issue 21)
+
+RANDOM = {"name": "vit_tiny_patch16_224", "backbone": "videomae_v2", "checkpoint": None,
+          "checkpoint_sha256": None, "random_weights": True}
+TRAINED = {"name": "vit_giant_patch14_224", "backbone": "videomae_v2", "checkpoint": "/ckpt/vit_g_ft.pth",
+           "checkpoint_sha256": "ab" * 32, "random_weights": False}
+
+
+def test_page_names_model_preset_checkpoint_crops_and_warns_about_random_weights(tmp_path: Path) -> None:
+    feats = tmp_path / "feat"
+    write_features(feats, "one", 4, num_frames=70, seed=2, model=RANDOM)
+    page = inspect(feats, tmp_path / "r", width_px=300, height_px=200).index.read_text()
+    top = page[:page.index("<table")]  # said before the numbers
+    assert "vit_tiny_patch16_224" in top and "videomae-v2" in top and "tl, tr, c" in top
+    assert "RANDOM WEIGHTS" in top
+    assert "1 of 1 videos drawn" in top
+    trained = tmp_path / "feat2"
+    write_features(trained, "two", 4, num_frames=70, seed=3, model=TRAINED)
+    page = inspect(trained, tmp_path / "r2", width_px=300, height_px=200).index.read_text()
+    assert "RANDOM WEIGHTS" not in page
+    assert "vit_g_ft.pth" in page and "abababababab" in page
+    # Sidecars without the model (written by hand): said, not left blank.
+    plain = tmp_path / "feat3"
+    write_features(plain, "three", 4, num_frames=70, seed=4)
+    page = inspect(plain, tmp_path / "r3", width_px=300, height_px=200).index.read_text()
+    assert "not recorded" in page
+
+
+def test_norm_panel_has_no_offset_and_says_crops_spread_and_dropped_tail(tmp_path: Path) -> None:
+    from vadfeat.dataset.report import relative_spread, video_figure
+    from vadfeat.store.reader import read_features
+
+    # LayerNorm'd features: every crop vector has norm ~ 25.3, varying by 0.03 %.
+    rows = 4
+    base = np.ones((rows, 3, 8)) * (25.3 / np.sqrt(8))
+    base[:, :, 0] *= 1 + 0.0003 * np.arange(rows)[:, None] / (rows - 1) * 8
+    feats = tmp_path / "feat"
+    write_features(feats, "one", rows, num_frames=70, seed=0, model=RANDOM, arr=base.astype(np.float32))
+    rec = read_features(feats).by_name()["one"]
+    norms = feature_norms(rec.load())
+    spread = relative_spread(norms)
+    assert spread == pytest.approx((norms.max() - norms.min()) / norms.mean())
+    assert 0 < spread < 1e-3
+    fig = video_figure(rec, rec.load(), None, width_px=600, height_px=400, dpi=80)
+    fig.canvas.draw()
+    norm_ax, pc_ax = fig.axes[0], fig.axes[1]
+    assert norm_ax.yaxis.get_offset_text().get_text() == ""  # no "+2.53e1" above the axis
+    assert norm_ax.yaxis.get_major_formatter().get_useOffset() is False
+    label = norm_ax.get_ylabel() + norm_ax.get_title(loc="left")
+    assert "mean of 3 crops" in label and f"{100 * spread:.2g} %" in label
+    # A flat norm looks flat: the panel shows at least 1 % of the mean (tolerance 1e-9).
+    low, high = norm_ax.get_ylim()
+    assert high - low >= 0.01 * norms.mean() - 1e-9 and low <= norms.min() and high >= norms.max()
+    # One legend for both panels, outside them (below the x axis), not over the last snippet.
+    assert norm_ax.get_legend() is None and pc_ax.get_legend() is None and len(fig.legends) == 1
+    box = fig.legends[0].get_window_extent()
+    for ax in (norm_ax, pc_ax):
+        assert not box.overlaps(ax.get_window_extent())
+    # Frames 64..69 follow the last snippet [48, 63]: shaded and labelled.
+    tail = [p for p in norm_ax.patches if "after the last snippet" in (p.get_label() or "")]
+    assert len(tail) == 1
+    x0, x1 = tail[0].get_x(), tail[0].get_x() + tail[0].get_width()
+    assert (x0, x1) == (64, 70)

@@ -51,7 +51,7 @@ def _compare(args: argparse.Namespace) -> int:
     result = compare(args.mine, args.theirs, args.out, layout=args.layout, theirs_layout=args.theirs_layout,
                      window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots)
     for v in result.videos:
-        _print(v.line())
+        _print(v.line(result.crop_permutation))
     if result.only_mine:
         _print(f"only in mine ({len(result.only_mine)}): {_names(result.only_mine)}")
     if result.only_theirs:

@@ -24,9 +24,11 @@ reports per video and overall:
   mean over the overlap).  Raw rows are useless for this: consecutive snippets of
   one video have cosine 0.98-0.999 (measured on vadfeat's tiny models), so every
   offset would look equally good; the deviations are what changes with time.
-  Where my sidecar predicts theirs' T at another common frame rate, rows paired
-  by snippet-centre time at that rate compete with the offsets (a rate change
-  stretches time rather than shifting it);
+  Where both sidecars record different sampling rates, rows are paired by their
+  recorded snippet-centre times instead (recorded settings beat guesses); where
+  only my sidecar is there and it predicts theirs' T at another common frame
+  rate, rows paired by snippet-centre time at that rate compete with the offsets
+  (a rate change stretches time rather than shifting it);
 - **T difference** and what explains it: the offset itself, a tail rule (floor vs
   ceil of ``frames / clip_len``), a frame rate (theirs' ``T`` is what another
   common rate predicts from my frame count, or from ``T`` alone for long videos),
@@ -44,7 +46,8 @@ difference 0), ``equal`` (within float tolerance), ``offset``, ``tail``,
 with R^2 > 0.999: a rescale of the features themselves), ``per-dim-affine``
 (the same per dimension, ``a`` and ``b`` varying: standardised features),
 ``preprocessing``, ``unrelated`` and ``different``; overall also ``names`` and
-``settings`` (both sides have vadfeat sidecars recording different settings).
+``settings`` (both sides have vadfeat sidecars recording different settings: every
+field of :func:`recorded_settings` that differs in any matched pair).
 
 Why ``preprocessing`` is not an affine fit: a change of input pixel scaling
 (``[0, 1]`` vs ImageNet mean/std, or ``[-1, 1]``) is affine in *pixel* space, but
@@ -81,12 +84,19 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vadfeat._types import LayoutOrAuto
-from vadfeat.dataset.report import valid_utf8
+from vadfeat.dataset.report import (
+    PAGE_STYLE,
+    ExtractionInfo,
+    describe_extraction,
+    info_html,
+    valid_utf8,
+    warning_html,
+)
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
@@ -100,6 +110,9 @@ from vadfeat.store.reader import (
     write_text,
 )
 from vadfeat.store.writers import NPY_ERRORS, atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +131,7 @@ _FLOAT64_LIMIT = 1 << 24
 _EQUAL_REL_L2 = 1e-3
 _EQUAL_COS = 1 - 1e-5
 _LINEAR_R2 = 0.999
+_IDENTITY_TOL = 1e-3  # |a - 1| and |b| / rms(mine) below which a fit is no rescale
 _PREPROC_CORR = 0.6
 _PREPROC_COS = 0.99
 _UNRELATED_CORR = 0.3
@@ -189,17 +203,29 @@ class VideoComparison:
     time_map: str = "offset"
     png: Path | None = None
     crop_similarity: np.ndarray | None = field(default=None, repr=False, compare=False)
+    crop_names_mine: tuple[str, ...] | None = None  # from each side's sidecar crop_order
+    crop_names_theirs: tuple[str, ...] | None = None
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(d.kind for d in self.diagnoses)
 
-    def line(self) -> str:
-        """One line for the command's output."""
+    @property
+    def crop_margin(self) -> CropMatch | None:
+        """The crop match closest to its runner-up (smallest :attr:`CropMatch.margin`)."""
+        finite = [m for m in self.crop_matches if math.isfinite(m.margin)]
+        return min(finite, key=lambda m: m.margin) if finite else None
+
+    def line(self, permutation: Sequence[int] = ()) -> str:
+        """One line for the command's output.  ``permutation``: the crop order already said
+        for all videos (:attr:`CompareResult.crop_permutation`), not written out again."""
         parts = [f"{self.name}: {self.verdict}", f"T {self.t_mine}/{self.t_theirs} ({self.t_rule})"]
         if self.cosine is not None:
             where = "rows paired by time" if self.time_map == "fps" else f"at offset {self.offset:+d}"
             parts.append(f"cos {self.cosine:.4f}, rel L2 {self.rel_l2:.4f} {where}")
-        notes = [d.message for d in self.diagnoses if d.kind not in ("identical", "equal")]
+        same = bool(permutation) and [m.mine for m in self.crop_matches] == list(permutation)
+        said = "crop order differs: the pooled crop order (overall)"
+        notes = [said if same and d.kind == "crop-permutation" else d.message
+                 for d in self.diagnoses if d.kind not in ("identical", "equal")]
         return "; ".join(parts + notes)
 
 
@@ -217,6 +243,8 @@ class CompareResult:
     verdict: str
     cannot_diagnose: tuple[str, ...]
     crop_matches: tuple[CropMatch, ...]
+    #: mine's crop for each of theirs when a permutation pooled over videos was claimed, else ()
+    crop_permutation: tuple[int, ...] = ()
     out: Path | None = None
     index: Path | None = None
     report: Path | None = None
@@ -421,6 +449,38 @@ def _fps_of(record: FeatureRecord) -> tuple[float | None, float | None]:
     return native or record.fps, record.fps
 
 
+def _recorded_rate(record: FeatureRecord) -> float | None:
+    """The rate a sidecar records the snippets were sampled at, when its snippets give
+    every row a frame range (``None`` without a sidecar, or for resampled files)."""
+    if record.sidecar is None or not record.fps or not record.snippets:
+        return None
+    if len(record.snippets) < record.shape[0] or any(a < 0 for a, _ in record.snippets):
+        return None
+    return float(record.fps)
+
+
+def _recorded_time_pairs(mine: FeatureRecord, theirs: FeatureRecord, t_mine: int, t_theirs: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(my rows, theirs rows) whose recorded snippet centres are closest in time.
+
+    Both sidecars' ``snippets`` (decoded source frames) over their source rates: the
+    times are recorded, not guessed.  Pairs further apart than half my snippet are
+    dropped (a tolerance of 1e-9 s keeps exact halves).
+    """
+    (src_m, _), (src_t, _) = _fps_of(mine), _fps_of(theirs)
+    empty = np.zeros(0, dtype=np.int64)
+    if not src_m or not src_t:
+        return empty, empty
+    sm = np.asarray(mine.snippets[:t_mine], dtype=np.float64)
+    st = np.asarray(theirs.snippets[:t_theirs], dtype=np.float64)
+    mine_t = (sm[:, 0] + sm[:, 1] + 1) / 2 / src_m
+    theirs_t = (st[:, 0] + st[:, 1] + 1) / 2 / src_t
+    half = (sm[:, 1] - sm[:, 0] + 1) / src_m / 2
+    j = np.abs(theirs_t[:, None] - mine_t[None, :]).argmin(axis=1)
+    keep = np.abs(mine_t[j] - theirs_t) <= half[j] + 1e-9
+    return j[keep], np.arange(t_theirs)[keep]
+
+
 def _fps_candidates(record: FeatureRecord, t_theirs: int, clip_len: int) -> list[float]:
     """Common rates at which my video would give theirs' T (needs my frame count and fps).
 
@@ -487,15 +547,26 @@ def _centred_score(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: int,
-                   score: float | None, fps_used: Sequence[float] = ()) -> tuple[str, str, list[Diagnosis]]:
+                   score: float | None, fps_used: Sequence[float] = (), *,
+                   recorded: tuple[float, float] | None = None) -> tuple[str, str, list[Diagnosis]]:
     """(rule, note, diagnoses) for the difference between my T and theirs.
 
     Rules: ``same``, ``offset`` (the shift accounts for it), ``tail``, ``fps``,
     ``stride``, ``unexplained``.  ``fps_used``: the rates at which theirs' rows
-    were found to line up with mine in time (:func:`compare_video`).  See the
-    module docstring for the tests.
+    were found to line up with mine in time (:func:`compare_video`).
+    ``recorded``: (my rate, theirs) as both sidecars record them; recorded rates
+    beat guesses: when they differ that is the diagnosis (even for the same T), and
+    when they agree no other frame rate is guessed.  See the module docstring for
+    the tests.
     """
     dt = t_theirs - t_mine
+    if recorded is not None and abs(recorded[0] - recorded[1]) > 1e-6:
+        src = _fps_of(record)[0]
+        msg = (f"frame rate: the sidecars record mine at {recorded[0]:g} fps, theirs at "
+               f"{recorded[1]:g} fps ({record.num_frames} frames at {src:g} fps): {t_mine} against "
+               f"{t_theirs} snippets, rows paired by their recorded snippet times"
+               + (f" (score {score:.3f})" if score is not None else ""))
+        return ("fps" if dt else "same"), msg, [Diagnosis("fps", msg)]
     if dt == 0:
         return "same", "same number of snippets", []
     if fps_used:
@@ -515,8 +586,9 @@ def explain_length(record: FeatureRecord, t_mine: int, t_theirs: int, offset: in
         n = int(n * rate / src)  # frames sampled at the run's rate
     tail_ok = abs(dt) == 1 and offset == 0 and (n is None or n % clip != 0)
     rows_match = score is not None and score >= _TAIL_MATCH
-    fps = _fps_candidates(record, t_theirs, clip)
-    ratio_fps = [] if fps or record.num_frames else _ratio_fps(t_mine, t_theirs)
+    # Both sidecars record the same rate: a frame rate is not guessed.
+    fps = [] if recorded is not None else _fps_candidates(record, t_theirs, clip)
+    ratio_fps = [] if fps or record.num_frames or recorded is not None else _ratio_fps(t_mine, t_theirs)
     stride = _stride_ratio(t_mine, t_theirs)
     if tail_ok and (rows_match or not (fps or ratio_fps)):
         rule = ("ceil (a padded or partial last snippet)" if dt > 0
@@ -570,11 +642,17 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     if dm != dt:
         diagnoses.append(Diagnosis("dim-mismatch", f"feature dims differ: mine {dm}, theirs {dt} "
                                    "(another backbone, layer or pooling); values not compared"))
-        rule, note, t_diag = explain_length(mine_rec, tm, tt, 0, None)
+        rates = (_recorded_rate(mine_rec), _recorded_rate(theirs_rec))
+        rule, note, t_diag = explain_length(mine_rec, tm, tt, 0, None, recorded=(
+            (rates[0], rates[1]) if rates[0] is not None and rates[1] is not None else None))
         diagnoses.extend(t_diag)
         return _video(name, mine_rec, theirs_rec, mine_arr, theirs_arr, m, t, rule, note, offset, overlap,
                       diagnoses, "not comparable", stats)
     names = mine_rec.crop_order if mine_rec.crop_order and len(mine_rec.crop_order) == cm else None
+    theirs_order = theirs_rec.crop_order
+    theirs_names = theirs_order if theirs_order and len(theirs_order) == ct else None
+    stats.update(crop_names_mine=tuple(names) if names else None,
+                 crop_names_theirs=tuple(theirs_names) if theirs_names else None)
     pairs = [(0, 0)]
     if cm > 1 or ct > 1:
         sim = crop_similarity(m, t)
@@ -596,7 +674,17 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
     # Another frame rate stretches time instead of shifting it: where my sidecar predicts
     # theirs' T at another common rate, rows paired by time compete with the offset.
     fps_used: list[float] = []
-    if tt != tm:
+    rate_m, rate_t = _recorded_rate(mine_rec), _recorded_rate(theirs_rec)
+    recorded = (rate_m, rate_t) if rate_m is not None and rate_t is not None else None
+    if recorded is not None and abs(recorded[0] - recorded[1]) > 1e-6:
+        # Both sidecars record when each row was sampled: pair them by that, never by a guess.
+        pm, pt = _recorded_time_pairs(mine_rec, theirs_rec, tm, tt)
+        if len(pm):
+            sc = _centred_score(m_sel[pm], t_sel[pt])
+            score = None if math.isnan(sc) else sc
+            fps_used, mi, ti, offset = [recorded[1]], pm, pt, 0
+            overlap = len(mi)
+    elif tt != tm and recorded is None:
         clip = int(mine_rec.settings.get("clip_len") or 16)
         min_rows = max(2, -(-min(tm, tt) // 2))
         for f in _fps_candidates(mine_rec, tt, clip):
@@ -615,7 +703,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
         diagnoses.append(Diagnosis("offset", f"temporal offset: theirs row t is mine row t{offset:+d} "
                                    f"(theirs starts {abs(offset)} snippet(s) {later}; "
                                    f"alignment score {score:.3f})"))
-    rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score, fps_used)
+    rule, note, t_diag = explain_length(mine_rec, tm, tt, offset, score, fps_used, recorded=recorded)
     diagnoses.extend(t_diag)
     stats["rows_mine"], stats["rows_theirs"] = tuple(mi.tolist()), tuple(ti.tolist())
     stats["time_map"] = "fps" if fps_used else "offset"
@@ -634,7 +722,7 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
                  max_abs_diff=max_abs, snippet_cosine=tuple(float(c) for c in rows_cos),
                  snippet_rel_l2=tuple(float(r) for r in rel), dim_correlation=corr, affine=fit)
     diagnoses.extend(_value_diagnoses(stats, same_shape=m.shape == t.shape and offset == 0,
-                                      rows=overlap * len(pairs)))
+                                      rows=overlap * len(pairs), rms=float(np.sqrt(np.mean(am * am)))))
     kinds = {d.kind for d in diagnoses}
     if kinds == {"identical"}:
         verdict = "identical"
@@ -648,7 +736,8 @@ def compare_video(name: str, mine_rec: FeatureRecord, theirs_rec: FeatureRecord,
                   diagnoses, verdict, stats)
 
 
-def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int) -> list[Diagnosis]:
+def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int, rms: float = 1.0
+                     ) -> list[Diagnosis]:
     cos, rel, max_abs = s["cosine"], s["rel_l2"], s["max_abs_diff"]
     corr, fit = s["dim_correlation"], s["affine"]
     if max_abs == 0:
@@ -657,7 +746,9 @@ def _value_diagnoses(s: Mapping[str, Any], *, same_shape: bool, rows: int) -> li
     if rel < _EQUAL_REL_L2 and cos > _EQUAL_COS:
         return [Diagnosis("equal", f"equal within float tolerance (rel L2 {rel:.1e}, largest "
                           f"difference {max_abs:.2e})")]
-    if fit is not None and fit[2] > _LINEAR_R2:
+    # a ~ 1 and b ~ 0 is no rescale: near-equal values (another frame rate, decoder) fit it too.
+    identity = fit is not None and abs(fit[0] - 1) <= _IDENTITY_TOL and abs(fit[1]) <= _IDENTITY_TOL * rms
+    if fit is not None and fit[2] > _LINEAR_R2 and not identity:
         return [Diagnosis("linear-rescale", f"theirs = {fit[0]:.4g} * mine + {fit[1]:.4g} "
                           f"(R^2 {fit[2]:.5f}): the features themselves were rescaled")]
     if corr is None:
@@ -817,28 +908,69 @@ def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, Feature
 # --------------------------------------------------------------------------- overall
 
 
-def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet) -> str:
-    """``key: mine -> theirs`` for the recorded settings (and model) of the first matched pair."""
-    if not videos:
-        return ""
-    a = mine.by_name().get(videos[0].mine_name)
-    b = theirs.by_name().get(videos[0].theirs_name)
-    if a is None or b is None or a.sidecar is None or b.sidecar is None:
-        return ""
-    left, right = dict(a.settings), dict(b.settings)
-    left.setdefault("fps", a.fps)
-    right.setdefault("fps", b.fps)
-    model_a, model_b = a.metadata.get("model"), b.metadata.get("model")
-    if isinstance(model_a, Mapping) and isinstance(model_b, Mapping):
-        left["model"], right["model"] = model_a.get("name"), model_b.get("name")
-    keys = [k for k in dict.fromkeys([*left, *right]) if left.get(k) != right.get(k)]
-    return "; ".join(f"{k}: {left.get(k)!r} -> {right.get(k)!r}" for k in keys)
+def recorded_settings(record: FeatureRecord) -> dict[str, Any]:
+    """The settings a vadfeat sidecar records, as one flat ``{name: value}``.
 
+    The fingerprint's fields (what decides whether outputs resume; the preset's fields
+    flattened in, its name as ``preset``), the fingerprint's requested rate as
+    ``--fps`` (``None``: the video's own), and the rate the snippets were really
+    sampled at as ``fps``.  Sidecars without a fingerprint give their ``settings``
+    and the model's name.
+    """
+    out: dict[str, Any] = {}
+    fp = record.metadata.get("fingerprint")
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                put(f"{key}.{k}", v)
+        else:
+            out[key] = value
+
+    if isinstance(fp, Mapping):
+        for key, value in fp.items():
+            if key == "preset" and isinstance(value, Mapping):
+                for k, v in value.items():
+                    put("preset" if k == "name" else k, v)
+            else:
+                put("--fps" if key == "fps" else key, value)
+    else:
+        for k, v in record.settings.items():
+            put("preset" if k == "name" else k, v)
+        model = record.metadata.get("model")
+        if isinstance(model, Mapping):
+            out["model"] = model.get("name")
+    out["fps"] = record.fps
+    return out
+
+
+def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet) -> str:
+    """``key: mine -> theirs`` for every recorded setting that differs in any matched pair with
+    sidecars on both sides; a difference found in only some pairs says in how many."""
+    mine_by, theirs_by = mine.by_name(), theirs.by_name()
+    found: dict[str, Counter[tuple[str, str]]] = {}
+    pairs = 0
+    for v in videos:
+        a, b = mine_by.get(v.mine_name), theirs_by.get(v.theirs_name)
+        if a is None or b is None or a.sidecar is None or b.sidecar is None:
+            continue
+        pairs += 1
+        left, right = recorded_settings(a), recorded_settings(b)
+        for k in dict.fromkeys([*left, *right]):
+            if left.get(k) != right.get(k):
+                found.setdefault(k, Counter())[(repr(left.get(k)), repr(right.get(k)))] += 1
+    parts = []
+    for k, counts in found.items():
+        shown = [f"{a} -> {b}" + (f" (in {n} of {pairs} videos)" if n < pairs else "")
+                 for (a, b), n in counts.most_common(3)]
+        more = f", and {len(counts) - 3} other pairs of values" if len(counts) > 3 else ""
+        parts.append(f"{k}: {', '.join(shown)}{more}")
+    return "; ".join(parts)
 
 
 def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet,
              only_mine: Sequence[str], only_theirs: Sequence[str]
-             ) -> tuple[list[Diagnosis], str, list[str], tuple[CropMatch, ...]]:
+             ) -> tuple[list[Diagnosis], str, list[str], tuple[CropMatch, ...], tuple[int, ...]]:
     out: list[Diagnosis] = []
     cannot: list[str] = []
     if not any(r.sidecar for r in mine):
@@ -856,12 +988,10 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
                              f"{len(only_theirs)} only in theirs"))
     n = len(videos)
     if not n:
-        return out, "no video in both", cannot, ()
+        return out, "no video in both", cannot, (), ()
     counts = Counter(k for v in videos for k in dict.fromkeys(v.kinds()))
-    for kind, count in counts.most_common():
-        example = next(d for v in videos for d in v.diagnoses if d.kind == kind)
-        out.append(Diagnosis(kind, f"{kind} in {count}/{n} videos, e.g. {example.message}"))
     matches: tuple[CropMatch, ...] = ()
+    pooled_order = ""
     sims = [v.crop_similarity for v in videos if v.crop_similarity is not None]
     shapes = {s.shape for s in sims}
     if sims and len(shapes) == 1:
@@ -872,8 +1002,17 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
             (r.crop_order for r in mine if r.crop_order), None)
         matches = _crop_matches(pooled, names or None)
         if pooled.shape[0] == pooled.shape[1] and _is_permutation(matches, pooled):
-            out.append(Diagnosis("crop-permutation", "pooled over videos, crop order differs: " + _crop_text(
-                [m for m in matches if m.mine != m.theirs])))
+            pooled_order = "pooled over videos, crop order differs: " + _crop_text(
+                [m for m in matches if m.mine != m.theirs])
+    for kind, count in counts.most_common():
+        if kind == "crop-permutation" and pooled_order:
+            # The permutation once, pooled; the videos' own are the same or listed per video.
+            out.append(Diagnosis(kind, f"{kind} in {count}/{n} videos; {pooled_order}"))
+            continue
+        example = next(d for v in videos for d in v.diagnoses if d.kind == kind)
+        out.append(Diagnosis(kind, f"{kind} in {count}/{n} videos, e.g. {example.message}"))
+    if pooled_order and "crop-permutation" not in counts:
+        out.append(Diagnosis("crop-permutation", pooled_order))
     main = [k for k, _ in counts.most_common() if k not in ("identical", "equal")]
     shared = " on the shared videos" if only_mine or only_theirs else ""
     if all(v.verdict == "identical" for v in videos):
@@ -888,18 +1027,22 @@ def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: Featur
         verdict = (f"values differ in {bad}/{n} videos"
                    + (f" (mean cosine {np.mean(cos):.4f})" if cos else "")
                    + (f": {', '.join(main)}" if main else ""))
-    return out, verdict, cannot, matches
+    permutation = tuple(m.mine for m in matches) if pooled_order else ()
+    return out, verdict, cannot, matches, permutation
 
 
 # --------------------------------------------------------------------------- report
 
 
-def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
+def comparison_figure(v: VideoComparison, *, dpi: int = 100) -> Figure:
+    """One video's picture, not yet saved: per-snippet cosine and relative L2 and, with
+    more than one crop, the crop similarity matrix labelled with the crops' names (from
+    each side's sidecar ``crop_order``; by index without one), matches marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     heat = v.crop_similarity is not None and v.crop_similarity.size > 1
-    fig = Figure(figsize=(12 if heat else 9, 4), dpi=dpi)
+    fig = Figure(figsize=(12 if heat else 9, 4.4), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if heat else 1, squeeze=False)[0]
     ax = axes[0]
@@ -910,18 +1053,32 @@ def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
     ax.set_xlabel(f"my snippet (theirs row + {v.offset})" if v.offset else "my snippet")
     ax.set_ylabel("theirs vs mine")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="x-small")
-    if heat:
-        im = axes[1].imshow(v.crop_similarity, cmap="viridis", aspect="auto")
-        axes[1].set_xlabel("theirs crop")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize="x-small", frameon=False)
+    if heat and v.crop_similarity is not None:
+        sim = v.crop_similarity
+        im = axes[1].imshow(sim, cmap="viridis", aspect="auto")
+        mine_names = v.crop_names_mine or tuple(str(k) for k in range(sim.shape[0]))
+        theirs_names = v.crop_names_theirs or tuple(str(k) for k in range(sim.shape[1]))
+        axes[1].set_yticks(range(sim.shape[0]), labels=list(mine_names), fontsize="x-small")
+        axes[1].set_xticks(range(sim.shape[1]), labels=list(theirs_names), fontsize="x-small",
+                           rotation=45, ha="right", rotation_mode="anchor")
+        axes[1].set_xlabel("theirs crop" + ("" if v.crop_names_theirs else " (index: no sidecar)"))
         axes[1].set_ylabel("my crop")
         for mt in v.crop_matches:
             axes[1].plot(mt.theirs, mt.mine, "rx", ms=8)
-        fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops (x: match)")
+        close = v.crop_margin
+        if close is not None:
+            axes[1].set_title(f"x: match; runner-up margin {close.margin:.3f} (theirs "
+                              f"{theirs_names[close.theirs]})", fontsize="small")
+        fig.colorbar(im, ax=axes[1], label="cosine of time-averaged crops")
     where = "rows paired by time" if v.time_map == "fps" else f"offset {v.offset:+d}"
     fig.suptitle(valid_utf8(f"{v.name}: {v.verdict}; T {v.t_mine}/{v.t_theirs}, {where}"),
                  fontsize="small")  # matplotlib cannot draw the lone surrogates of non-UTF-8 names
-    fig.tight_layout()
+    return fig
+
+
+def _plot(v: VideoComparison, png: Path, *, dpi: int = 100) -> None:
+    fig = comparison_figure(v, dpi=dpi)
     png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
@@ -933,21 +1090,35 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return html.escape(format(value, spec) if isinstance(value, float) else str(value))
 
 
-def _index_html(result: CompareResult, out: Path, plots_note: str | None = None) -> str:
+def _diagnoses_cell(v: VideoComparison, permutation: Sequence[int]) -> str:
+    """The video's findings; a crop permutation equal to the pooled one (shown above the
+    table) is not written out again."""
+    same = bool(permutation) and [m.mine for m in v.crop_matches] == list(permutation)
+    lines = ["crop order differs: same crop order as above" if same and d.kind == "crop-permutation"
+             else d.message for d in v.diagnoses]
+    return "<br>".join(html.escape(line) for line in lines)
+
+
+def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
+                sides: tuple[ExtractionInfo, ExtractionInfo] | None = None) -> str:
     head = ("<tr><th>video</th><th>verdict</th><th>T mine/theirs</th><th>T rule</th><th>offset</th>"
-            "<th>crops</th><th>dim</th><th>cosine</th><th>min cosine</th><th>rel L2</th>"
+            "<th>crops mine/theirs</th><th>dim</th><th>cosine</th><th>min cosine</th><th>rel L2</th>"
             "<th>max |diff|</th><th>median r</th><th>diagnoses</th></tr>")
     rows, sections = [], []
     for i, v in enumerate(result.videos):
         anchor = f"v{i}"
+        close = v.crop_margin
+        crops = f"{v.crops_mine}/{v.crops_theirs}"
+        if close is not None:
+            crops += f"<br><small>runner-up margin {close.margin:.3f}</small>"
         rows.append(
             f'<tr><td><a href="#{anchor}">{html.escape(v.name)}</a></td><td>{html.escape(v.verdict)}</td>'
-            f"<td>{v.t_mine}/{v.t_theirs}</td><td>{html.escape(v.t_rule)}</td><td>{v.offset:+d}</td>"
-            f"<td>{v.crops_mine}/{v.crops_theirs}</td><td>{v.dim_mine}/{v.dim_theirs}</td>"
+            f"<td>{v.t_mine}/{v.t_theirs}</td><td>{html.escape(v.t_rule)}</td>"
+            f"<td>{'by time' if v.time_map == 'fps' else format(v.offset, '+d')}</td>"
+            f"<td>{crops}</td><td>{v.dim_mine}/{v.dim_theirs}</td>"
             f"<td>{_fmt(v.cosine)}</td><td>{_fmt(v.cosine_min)}</td><td>{_fmt(v.rel_l2)}</td>"
             f"<td>{_fmt(v.max_abs_diff, '.3g')}</td><td>{_fmt(v.dim_correlation, '.3f')}</td>"
-            "<td style=\"text-align:left\">"
-            f"{'<br>'.join(html.escape(d.message) for d in v.diagnoses)}</td></tr>")
+            f"<td style=\"text-align:left\">{_diagnoses_cell(v, result.crop_permutation)}</td></tr>")
         if v.png is not None:
             src = urllib.parse.quote(os.fsencode(v.png.relative_to(out).as_posix()))
             sections.append(f'<section id="{anchor}"><h2>{html.escape(v.name)}</h2>'
@@ -957,24 +1128,40 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None)
     overall = "".join(f"<li>{html.escape(d.message)}</li>" for d in result.overall)
     cannot = "".join(f"<li>{html.escape(c)}</li>" for c in result.cannot_diagnose)
     issues = "".join(f"<li>{html.escape(str(i))}</li>" for i in result.issues)
-    title = f"vadfeat compare: {result.mine} vs {result.theirs}"
+    title = "vadfeat compare"
     if plots_note is None:
         drawn = sum(v.png is not None for v in result.videos)
         plots_note = f"{drawn} of {len(result.videos)} videos drawn."
+    compared: list[str] = []
+    warned, made = "", ""
+    for who, root, info in (("mine", result.mine, sides[0] if sides else None),
+                            ("theirs", result.theirs, sides[1] if sides else None)):
+        what = f" ({html.escape(info.short())})" if info is not None else ""
+        compared.append(f"{who} <code>{html.escape(str(root))}</code>{what}")
+        if info is not None:
+            made += f"<h3>{who}</h3>{info_html(info)}"
+    if sides is not None:
+        warned = warning_html(list(zip(("mine", "theirs"), sides, strict=True)))
+    n = len(result.videos)
     return valid_utf8(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}"
-        "td:first-child{text-align:left}img{max-width:100%}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p><b>{html.escape(result.verdict)}</b></p><ul>{overall}</ul>"
+        f"<title>{html.escape(title)}: {html.escape(str(result.mine))} vs "
+        f"{html.escape(str(result.theirs))}</title><style>{PAGE_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p><b>Compared:</b> {'<br>against '.join(compared)}<br>"
+        f"{n} videos in both, {len(result.only_mine)} only in mine, {len(result.only_theirs)} "
+        f"only in theirs.</p>{warned}"
+        f'<p class="verdict"><b>Verdict: {html.escape(result.verdict)}</b></p><ul>{overall}</ul>'
         + (f"<p>cannot be diagnosed:</p><ul>{cannot}</ul>" if cannot else "")
         + (f"<p>unreadable:</p><ul>{issues}</ul>" if issues else "")
-        + f"<p>Plots: {html.escape(plots_note)}</p>"
-        + "<p>offset: theirs row t is mine row t + offset. Cosine and relative L2 "
+        + f"{lists}<h2>Per video</h2><table>{head}{''.join(rows)}</table>"
+        + '<p class="note">offset: theirs row t is mine row t + offset. Cosine and relative L2 '
         "(|theirs - mine| / |mine|) on the aligned rows and matched crops; median r: median over "
-        "feature dimensions of the correlation across rows.</p>"
-        f"{lists}<table>{head}{''.join(rows)}</table>{''.join(sections)}</body></html>\n")
+        "feature dimensions of the correlation across rows. Runner-up margin: for each crop of "
+        "theirs, the cosine of its match minus that of the next-best crop of mine; the smallest is "
+        f"shown (a moved crop is claimed only above {_PERM_MARGIN}, or as an exact copy).</p>"
+        + (f"<h2>How each side was made</h2>{made}" if made else "")
+        + f"<p>Plots: {html.escape(plots_note)}</p>"
+        f"{''.join(sections)}</body></html>\n")
 
 
 def _jsonable(value: Any) -> Any:
@@ -997,6 +1184,7 @@ def report_dict(result: CompareResult) -> dict[str, Any]:
         "mine": result.mine, "theirs": result.theirs, "verdict": result.verdict,
         "overall": [asdict(d) for d in result.overall], "cannot_diagnose": list(result.cannot_diagnose),
         "crop_matches": [asdict(m) for m in result.crop_matches],
+        "crop_permutation": list(result.crop_permutation),
         "only_mine": list(result.only_mine), "only_theirs": list(result.only_theirs),
         "issues": [asdict(i) for i in result.issues],
         "videos": [{k: v for k, v in asdict(video).items() if k != "crop_similarity"}
@@ -1095,15 +1283,17 @@ def compare(
                "then by relative L2, largest first; --plots N or --plots all to draw more")
         plots_note = f"{len(chosen)} of {len(videos)} videos drawn ({how})."
 
-    overall, verdict, cannot, matches = _overall(videos, ms, ts, only_mine, only_theirs)
+    overall, verdict, cannot, matches, permutation = _overall(videos, ms, ts, only_mine, only_theirs)
     result = CompareResult(mine=ms.root, theirs=ts.root, videos=tuple(videos), only_mine=tuple(only_mine),
                            only_theirs=tuple(only_theirs), issues=tuple(issues), overall=tuple(overall),
-                           verdict=verdict, cannot_diagnose=tuple(cannot), crop_matches=matches)
+                           verdict=verdict, cannot_diagnose=tuple(cannot), crop_matches=matches,
+                           crop_permutation=permutation)
     if out_dir is None:
         return result
     report = write_json(out_dir / "compare.json", report_dict(result))
     done = CompareResult(**{**result.__dict__, "out": out_dir, "report": report})
-    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note))
+    sides = (describe_extraction([r for _, r, _ in pairs]), describe_extraction([r for _, _, r in pairs]))
+    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note, sides))
     return CompareResult(**{**done.__dict__, "index": index})
 
 
@@ -1148,4 +1338,4 @@ def _replace_png(v: VideoComparison, png: Path) -> VideoComparison:
 
 
 __all__ = ["DEFAULT_PLOTS", "CompareResult", "CropMatch", "Diagnosis", "VideoComparison", "compare",
-           "worst_first"]
+           "comparison_figure", "recorded_settings", "worst_first"]
