@@ -400,7 +400,7 @@ def test_decode_worker_dying_never_hangs_or_loses_a_video(tmp_path: Path,
     src = videos(tmp_path / "in", n=3)
     out = tmp_path / "out"
 
-    def dying(ext, work, events, stop, claim):
+    def dying(ext, work, events, stop, claim, skip):
         vid, item = work.get_nowait()
         assert claim(vid) == (None, "")
         rng, clip = next(ext.snippet_stream(item.source))

@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -288,6 +289,75 @@ def test_too_little_shared_memory_is_refused_before_any_work(tmp_path: Path, thr
         vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
                         crops=10, batch_size=20, **TINY)
     assert not (tmp_path / "out").exists()
+
+
+_SHM_RUN = """
+import json, os, sys
+from pathlib import Path
+import vadfeat
+from vadfeat.engines import processes
+processes.check_shared_memory = lambda *a, **k: None  # the preflight would refuse this /dev/shm
+if __name__ == "__main__":
+    s = vadfeat.extract([sys.argv[1]], sys.argv[2], random_weights=True, model="vit_tiny_patch16_224",
+                        device="cpu", size=64, short_side=64, batch_size=1, workers=2,
+                        pipeline="processes", progress=False, preprocess=sys.argv[3])
+    print(json.dumps({"failed": s.failed, "ok": s.ok, "exit": s.exit_code}))
+"""
+
+
+@pytest.mark.parametrize("preprocess", ["worker", "device"])
+@pytest.mark.parametrize("size", ["64k", "512k"])
+def test_full_shared_memory_is_named_and_leaves_no_segment(tmp_path: Path, preprocess: str,
+                                                           size: str) -> None:
+    """A real full /dev/shm: a small tmpfs mounted over it in a private mount namespace
+    (needs root and unshare; skipped otherwise).  512 KiB holds the run's semaphores but
+    no snippet (64 px model input: 3 * 16 * 64 * 64 * 4 = 786,432 bytes; raw 160x120
+    frames: 921,600); 64 KiB not even the semaphores of a loader.  Every video fails
+    naming the full shared memory (not "unexpected RuntimeError"), and no ``torch_*``
+    segment is left behind once the run has ended (torch left one per failed snippet)."""
+    if not shutil.which("unshare") or not shutil.which("mount"):
+        pytest.skip("needs unshare and mount")
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /dev/shm"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a private mount namespace: {probe.stderr.decode()!r}")
+    src = tmp_path / "in"
+    for k in range(2):
+        synth.write_video(src / f"v{k}.mp4", synth.scene_frames(32, seed=k), fps=25)  # 160x120
+    (tmp_path / "run.py").write_text(_SHM_RUN)
+    script = (f"mount -t tmpfs -o size={size} tmpfs /dev/shm && "
+              f"{sys.executable} {tmp_path / 'run.py'} {src} {tmp_path / 'out'} {preprocess}; "
+              "echo SHM: $(ls /dev/shm)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, timeout=300, env=env)
+    out, err = run.stdout.decode(), run.stderr.decode()
+    result = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert result["exit"] == 1 and result["ok"] == 0, err[-3000:]
+    assert sorted(v for v, _ in result["failed"]) == ["v0.mp4", "v1.mp4"]
+    assert all(reason.startswith("shared memory (/dev/shm) is full: ") for _, reason in result["failed"]), \
+        result["failed"]
+    left = out.split("SHM:", 1)[1].split()
+    assert not [name for name in left if name.startswith("torch_")], left
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_torch_full_shared_memory_error_and_segment_clean_up(tmp_path: Path) -> None:
+    """The error torch raises when it cannot size a segment (its text as torch 2.x words it)
+    names the segment; a worker removes it, and the run removes its ended workers'
+    segments: only ``torch_<pid>_*`` of the pids given."""
+    exc = RuntimeError("unable to allocate shared memory(shm) for file </torch_4871_764198580_0>: "
+                       "No space left on device (28)")
+    assert processes.shm_full_segment(exc) == "torch_4871_764198580_0"
+    assert processes.shm_full_segment(RuntimeError("unable to open shared memory object </torch_1_2_0>: "
+                                                   "Permission denied (13)")) is None
+    assert processes.shm_full_segment(OSError("No space left on device (28)")) is None
+    for name in ("torch_4871_764198580_0", "torch_4871_1_1", "torch_4872_5_0", "sem.mp-x", "torch_x"):
+        (tmp_path / name).write_bytes(b"")
+    assert sorted(processes.release_segments_of({4871}, where=str(tmp_path))) == [
+        "torch_4871_1_1", "torch_4871_764198580_0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sem.mp-x", "torch_4872_5_0", "torch_x"]
+    assert not processes.release_segment("../etc", where=str(tmp_path))
 
 
 def test_a_death_seen_twice_is_handled_once() -> None:

@@ -605,13 +605,15 @@ class _Collector:
         ctx.record_failed(vid, reason, seconds=time.perf_counter() - st.started if st else 0.0)
         self.bar.update(1)
 
-    def workers_gone(self, work: queue.Queue) -> None:
-        """Every worker has exited: anything still open was lost by a worker that died."""
+    def workers_gone(self, work: queue.Queue, reason: str | None = None) -> None:
+        """Every worker has exited: anything still open was lost by a worker that died
+        (``reason``: why, when known)."""
         for vid in [v for v in self.pending if v not in self.failed]:
-            self._finish_failed(vid, "internal error: the decode worker stopped before this video "
-                                     "was finished")
+            self._finish_failed(vid, reason or "internal error: the decode worker stopped before "
+                                               "this video was finished")
         while not work.empty():
-            self._finish_failed(work.get_nowait()[0], "internal error: no decode worker was left")
+            self._finish_failed(work.get_nowait()[0], reason or "internal error: no decode worker "
+                                                                "was left")
 
     def interrupted(self, signum: int) -> None:
         """The run was stopped: save the finished snippets of the videos in progress, record

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import inspect
 import logging
 import multiprocessing
@@ -116,6 +117,10 @@ _IN_ORDER: dict[str, Any] = (
     {"in_order": False} if "in_order" in inspect.signature(DataLoader).parameters else {})
 #: Where torch's shared-memory tensors live (Linux).
 SHM_DIR = "/dev/shm"
+#: Why a video failed when shared memory ran out (a worker or the model's process: ENOSPC).
+SHM_FULL = (f"shared memory ({SHM_DIR}) is full: the decode workers could not hand snippets to the "
+            "model's process; enlarge it (e.g. docker run --shm-size=8g), use fewer --workers, or "
+            "--pipeline threads")
 # How long a failed fetch waits for its worker to be seen dead.
 _DEATH_WAIT_S = 5.0
 
@@ -252,9 +257,8 @@ class _Decode(IterableDataset):
             full = shm_full_segment(exc)
             if full is not None:  # torch left the segment it could not fill: remove it
                 release_segment(full)
-                yield ("failed", vid, f"shared memory ({SHM_DIR}) is full: a snippet of this video "
-                       "could not be handed to the model's process; enlarge it (e.g. docker run "
-                       "--shm-size=8g), use fewer --workers, or --pipeline threads")
+                yield ("failed", vid, SHM_FULL.replace("the decode workers could not hand snippets",
+                                                       "a snippet of this video could not be handed"))
                 return
             log.debug("unexpected error on %s", source, exc_info=True)
             yield ("failed", vid, f"unexpected {type(exc).__name__}: {exc}")
@@ -566,10 +570,17 @@ class _Feeder:
         self.pin = ext.device.type == "cuda" and (ext.preprocess == "device" or self.crops_on_device)
         self.received: dict[int, int] = {}  # snippets received per open video
         self.pids: set[int] = set()  # every worker process of every loader
+        self.failure: str | None = None  # why the videos left were not done, when known
 
     def run(self) -> None:
         try:
             self._run()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                log.exception("the process pipeline's feeder crashed")
+            else:  # no room for a loader's semaphores and queues: say which room
+                self.failure = SHM_FULL
+                log.error("%s", SHM_FULL)
         except Exception:  # a bug in vadfeat, not a bad video: say so loudly, then end
             log.exception("the process pipeline's feeder crashed")
         finally:
@@ -741,8 +752,16 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
                            if ext.preprocess == "device" else queue.Queue(maxsize=depth))
     stop = threading.Event()
     n = min(workers, max(1, len(todo)))
-    work, finished, halt = mp.Queue(), mp.Event(), mp.Event()
-    made = mp.Value("q", 0)
+    try:
+        work, finished, halt = mp.Queue(), mp.Event(), mp.Event()
+        made = mp.Value("q", 0)
+    except OSError as exc:  # semaphores live in /dev/shm too
+        if exc.errno != errno.ENOSPC:
+            raise
+        for vid in todo:
+            ctx.record_failed(vid, SHM_FULL)
+        ctx.close()
+        return
     bar = progress(len(todo), enabled=progress_on)
     collector = _CountingCollector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar,
                                    made=made)
@@ -761,7 +780,7 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
         left: queue.Queue = queue.Queue()
         for vid in dispatcher.abort():  # only if the feeder gave up: no worker was left
             left.put((vid, ctx.items[vid]))
-        collector.workers_gone(left)
+        collector.workers_gone(left, feeder.failure)
         ctx.settle_elsewhere(collector.elsewhere, fingerprint)
         log.debug("process pipeline: %d loader(s), %d snippets in %.1f s; at most %d finished "
                   "snippets waited for the model (bound %d)", feeder.loaders, collector.taken,
@@ -793,6 +812,7 @@ __all__ = [
     "CRASH_ENV",
     "PREFETCH",
     "SHM_DIR",
+    "SHM_FULL",
     "START_METHOD",
     "check_pipeline",
     "check_shared_memory",
