@@ -71,7 +71,7 @@ def forwards(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def checkpoint_of(out: Path, video: str = "long.mp4") -> dict:
-    metas = [json.loads(p.read_text()) for p in (out / partial.PARTIAL_DIR).glob("*.json")]
+    metas = [json.loads(p.read_text()) for p in (out / partial.PARTIAL_DIR).glob("*.state")]
     found = [m for m in metas if m["video"] == video]
     assert len(found) == 1, metas
     return found[0]
@@ -103,7 +103,7 @@ def test_stopped_then_resumed_gives_the_same_bytes(tmp_path: Path, videos: Path,
     done_before = {p.stem for p in out.glob("*.npy")}
     # every video in progress was saved: (long.mp4 and the one the other worker had)
     saved_all = {m["video"]: m["count"] for m in (json.loads(p.read_text()) for p in
-                                                  (out / partial.PARTIAL_DIR).glob("*.json"))}
+                                                  (out / partial.PARTIAL_DIR).glob("*.state"))}
     sizes = {"long.mp4": LONG, "v0.mp4": 2, "v1.mp4": 3, "v2.mp4": 4}
     # (a video claimed by the other worker may not be open yet: its size is then unknown)
     assert all(n == saved_all.get(v, 0) and size in (sizes[v], None) for v, n, size in s.in_progress)
@@ -201,7 +201,7 @@ def test_a_damaged_checkpoint_is_discarded(tmp_path: Path, videos: Path, monkeyp
                                            forwards: list[int], damage: str) -> None:
     out = _stopped(tmp_path, videos, monkeypatch)
     rows = next((out / partial.PARTIAL_DIR).glob("*.rows"))
-    meta = rows.with_suffix(".json")
+    meta = rows.with_suffix(".state")
     if damage == "rows cut":
         rows.write_bytes(rows.read_bytes()[:100])
     elif damage == "rows changed":

@@ -4,7 +4,7 @@ An hour-long video is thousands of snippets; a run stopped in its middle (Ctrl-C
 SIGTERM, SIGKILL, a crash) would otherwise lose them all.  While the model side works
 on a video it appends the features of its finished snippets, in temporal order, to
 ``OUT/.vadfeat-partial/<sha1 of the claim key>.rows`` (raw float32 rows, one per
-snippet) and then replaces, atomically, the small ``<same>.json`` beside it, which
+snippet) and then replaces, atomically, the small ``<same>.state`` (JSON) beside it, which
 says how many rows are valid and names what they were made from: the settings
 fingerprint, the source's identity (:func:`~vadfeat.store.writers.source_identity`,
 compared field by field, mtime included), the snippets' source frame ranges, the row
@@ -57,7 +57,7 @@ def partial_paths(out: Path, key: str) -> tuple[Path, Path]:
     """``(rows, meta)``: where the checkpoint of the video with claim key ``key`` lives."""
     name = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()
     folder = out / PARTIAL_DIR
-    return folder / f"{name}.rows", folder / f"{name}.json"
+    return folder / f"{name}.rows", folder / f"{name}.state"
 
 
 def _plain(data: Any) -> Any:
