@@ -408,7 +408,7 @@ def test_decode_worker_dying_never_hangs_or_loses_a_video(tmp_path: Path,
         raise RuntimeError("simulated bug in the worker")
 
     monkeypatch.setattr(engine, "_produce_videos", dying)
-    s = within(120, extract, [src], out, extractor=extractor, workers=1, progress=False)
+    s = within(300, extract, [src], out, extractor=extractor, workers=1, progress=False)
     assert s.exit_code == 1 and s.ok == 0 and len(s.failed) == 3
     reasons = dict(s.failed)
     assert "stopped before this video was finished" in reasons["v0.mp4"]
