@@ -292,3 +292,25 @@ def test_progress_counts_snippets(tmp_path: Path, videos: Path, monkeypatch: pyt
     assert posts[0].split(",")[0] == f"0/~{LONG} snippets"  # the video is open: its estimate is known
     assert [p.split(",")[0] for p in posts[1:]] == [f"{k}/~{LONG} snippets" for k in range(1, LONG + 1)]
     assert bars[0].line().startswith(f"extract: 1/1 videos, {LONG}/~{LONG} snippets, ")
+
+
+@pytest.mark.slow  # two spawned processes, each loading a model: ~26 s here
+def test_devices_resume_as_one_process_does(tmp_path: Path, videos: Path, monkeypatch: pytest.MonkeyPatch,
+                                            tiny_checkpoint: Path) -> None:
+    """``devices=``: the sibling that claims long.mp4 is stopped after 5 of its snippets (the
+    other finishes what it can); the run exits 130 naming long.mp4 in progress, and a rerun
+    resumes it: the same bytes as one uninterrupted process."""
+    kw = {"checkpoint": tiny_checkpoint, "size": 32, "short_side": 32, "batch_size": 1,
+          "progress": False}
+    vadfeat.extract([videos / "long.mp4"], tmp_path / "clean", device="cpu", **kw)
+    out = tmp_path / "out"
+    stop_after(monkeypatch, "long.mp4:5")
+    s = vadfeat.extract([videos], out, devices=["cpu", "cpu"], **kw)
+    assert s.exit_code == 130
+    saved = checkpoint_of(out)["count"]
+    assert ("long.mp4", saved, LONG) in s.in_progress and saved >= 5
+    monkeypatch.delenv(partial.STOP_ENV)
+    r = vadfeat.extract([videos], out, devices=["cpu", "cpu"], **kw)
+    assert r.exit_code == 0
+    assert (out / "long.npy").read_bytes() == (tmp_path / "clean" / "long.npy").read_bytes()
+    assert not list((out / partial.PARTIAL_DIR).iterdir())

@@ -937,6 +937,10 @@ def _merge(got: dict[int, RunSummary], devices: list[str], out: Path, stopped: i
         merged.interrupted, merged.signal = True, merged.signal or stopped
     for s in got.values():  # held by a process outside this run, and not done by it since
         merged.elsewhere += [(v, r) for v, r in s.elsewhere if v not in done]
+        merged.in_progress += s.in_progress
+    # A video no sibling started is "not started" in each; one a sibling did is not.
+    stopped_ones = [s.not_started for s in got.values() if s.interrupted]
+    merged.not_started = min(stopped_ones) if stopped_ones else 0
     merged.elsewhere = list(dict.fromkeys(merged.elsewhere))
     for i, device in enumerate(devices):
         if i not in got:
