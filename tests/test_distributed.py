@@ -145,11 +145,12 @@ def test_a_slow_local_cluster_start_is_waited_for(monkeypatch: pytest.MonkeyPatc
 
     for name in distributed.SLOW_START_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAY_worker_register_timeout_seconds", "42")
+    register = "RAY_worker_register_timeout_seconds"  # Ray's own spelling
+    monkeypatch.setenv(register, "42")
     distributed.init_ray(SlowRay(), num_cpus=2)
     assert calls == [{"num_cpus": 2}, {"shutdown": True}, {"num_cpus": 2}, {"shutdown": True},
                      {"num_cpus": 2}]
-    assert os.environ["RAY_worker_register_timeout_seconds"] == "42"  # the user's, kept
+    assert os.environ[register] == "42"  # the user's, kept
     assert os.environ["RAY_NUM_REDIS_GET_RETRIES"] == "300"
 
     class Broken:
