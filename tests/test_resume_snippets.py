@@ -34,7 +34,7 @@ from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.pipeline.stream import snippet_stream
 from vadfeat.pipeline.transforms import build_frame_transform
 from vadfeat.store.reader import read_features
-from vadfeat.store.writers import read_manifest
+from vadfeat.store.writers import Claims, read_manifest
 from vadfeat.testing import synth
 
 TINY = {"random_weights": True, "model": "vit_tiny_patch16_224", "device": "cpu", "size": 32,
@@ -314,3 +314,56 @@ def test_devices_resume_as_one_process_does(tmp_path: Path, videos: Path, monkey
     assert r.exit_code == 0
     assert (out / "long.npy").read_bytes() == (tmp_path / "clean" / "long.npy").read_bytes()
     assert not list((out / partial.PARTIAL_DIR).iterdir())
+
+
+@pytest.mark.parametrize("settings", [
+    {"crops": 10, "size": 32, "short_side": 40},   # ten crops cut at the snippet
+    {"preprocess": "device"},                      # raw frames, transformed on the model side
+], ids=["10-crop", "device"])
+def test_resume_with_other_snippet_kinds(tmp_path: Path, videos: Path, monkeypatch: pytest.MonkeyPatch,
+                                         forwards: list[int], settings: dict) -> None:
+    kw = {**TINY, "batch_size": 1, "progress": False, **settings}
+    vadfeat.extract([videos / "long.mp4"], tmp_path / "clean", **kw)
+    stop_after(monkeypatch, "long.mp4:5")
+    assert vadfeat.extract([videos / "long.mp4"], tmp_path / "out", **kw).exit_code == 130
+    saved = checkpoint_of(tmp_path / "out")["count"]
+    monkeypatch.delenv(partial.STOP_ENV)
+    forwards.clear()
+    assert vadfeat.extract([videos / "long.mp4"], tmp_path / "out", **kw).ok == 1
+    assert sum(forwards) == LONG - saved
+    assert (tmp_path / "out" / "long.npy").read_bytes() == (tmp_path / "clean" / "long.npy").read_bytes()
+
+
+def test_checkpoints_every_so_many_snippets(tmp_path: Path, videos: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a stop: a checkpoint after every 4 new snippets (batch 1, time never due),
+    the 12th included (the model takes it before the event saying the video is decoded,
+    which comes after it in the queue), and none left once the video is written."""
+    monkeypatch.setattr(partial, "CHECKPOINT_SNIPPETS", 4)
+    monkeypatch.setattr(partial, "CHECKPOINT_S", 1e9)
+    counts: list[int] = []
+    real = partial.Partial.append
+
+    def spy(self: partial.Partial, rows: list, ranges: list) -> None:
+        real(self, rows, ranges)
+        counts.append(self.count)
+    monkeypatch.setattr(partial.Partial, "append", spy)
+    s = vadfeat.extract([videos / "long.mp4"], tmp_path / "out", **TINY, batch_size=1, progress=False)
+    assert s.ok == 1 and counts == [4, 8, 12]
+    assert not list((tmp_path / "out" / partial.PARTIAL_DIR).iterdir())
+
+
+def test_a_checkpoint_is_only_touched_under_the_claim(tmp_path: Path, videos: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds long.mp4's claim: this run neither reads, resumes nor removes
+    its checkpoint (it is that process's), and reports the video in progress elsewhere."""
+    out = _stopped(tmp_path, videos, monkeypatch)
+    files = {p: p.read_bytes() for p in (out / partial.PARTIAL_DIR).iterdir()}
+    other = Claims(out)
+    assert other.acquire("long.json") is None
+    try:
+        s = vadfeat.extract([videos / "long.mp4"], out, **TINY, batch_size=1, progress=False)
+    finally:
+        other.release_all()
+    assert s.exit_code == 3 and [v for v, _ in s.elsewhere] == ["long.mp4"]
+    assert {p: p.read_bytes() for p in (out / partial.PARTIAL_DIR).iterdir()} == files
