@@ -367,3 +367,29 @@ def test_a_checkpoint_is_only_touched_under_the_claim(tmp_path: Path, videos: Pa
         other.release_all()
     assert s.exit_code == 3 and [v for v, _ in s.elsewhere] == ["long.mp4"]
     assert {p: p.read_bytes() for p in (out / partial.PARTIAL_DIR).iterdir()} == files
+
+
+def test_resume_with_a_batch_in_flight(tmp_path: Path, videos: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on CUDA (DeviceFeed): one submitted batch left unfetched while the next is
+    assembled, so rows come back a batch late; what is saved is still the run of rows
+    from the first snippet, and the resumed file the same bytes."""
+    from vadfeat.pipeline.stream import SnippetBatcher
+
+    def late(self: FeatureExtractor) -> SnippetBatcher:
+        def submit(clips: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+            rows = self.run_model(torch.stack(clips))
+            return lambda: rows
+        return SnippetBatcher(submit=submit, size=self.clips_per_batch, depth=1)
+    monkeypatch.setattr(FeatureExtractor, "batcher", late)
+    kw = {**TINY, "batch_size": 1, "progress": False, "workers": 2}
+    vadfeat.extract([videos], tmp_path / "clean", **kw)
+    stop_after(monkeypatch, "long.mp4:6")
+    assert vadfeat.extract([videos], tmp_path / "out", **kw).exit_code == 130
+    saved = checkpoint_of(tmp_path / "out")["count"]
+    assert saved >= 6
+    monkeypatch.delenv(partial.STOP_ENV)
+    assert vadfeat.extract([videos], tmp_path / "out", **kw).exit_code == 0
+    for name in ("long", "v0", "v1", "v2"):
+        assert (tmp_path / "out" / f"{name}.npy").read_bytes() == \
+            (tmp_path / "clean" / f"{name}.npy").read_bytes()
