@@ -451,7 +451,7 @@ point, count = sys.argv[1], int(sys.argv[2])
 seen = {"replace": 0}
 real_replace, real_fsync = os.replace, os.fsync
 def replace(src, dst):
-    if ".vadfeat-locks" in str(dst):  # ownership records (issue 10): not the output files
+    if ".vadfeat-locks" in str(dst) or ".vadfeat-partial" in str(dst):  # ownership records, checkpoints
         return real_replace(src, dst)
     seen["replace"] += 1
     if point == "after-replace" and seen["replace"] == count:
