@@ -41,8 +41,8 @@ def one_thread() -> Iterator[None]:
 def ray_cluster() -> Iterator[object]:
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    if not ray.is_initialized():  # generous start-up waits: a loaded machine starts Ray slowly
+        distributed.init_ray(ray, num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
@@ -126,6 +126,41 @@ def test_bad_settings_fail_before_ray_starts(tmp_path: Path, tiny_checkpoint: Pa
     with pytest.raises(ConfigError, match="legacy OpenCV"):
         extract_ray([tmp_path], tmp_path / "o", checkpoint=tiny_checkpoint, preset="fed-wsvad",
                     preprocess="device")
+
+
+def test_a_slow_local_cluster_start_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's fixed 30 s wait for its node ("timed out during startup") missed twice on a
+    loaded machine: the third start is used; the start-up waits are generous unless the
+    environment sets them; any other error, or an address, is not retried."""
+    calls: list[dict] = []
+
+    class SlowRay:
+        def init(self, **kwargs: object) -> None:
+            calls.append(kwargs)
+            if sum("num_cpus" in c for c in calls) < 3:
+                raise Exception("The current node timed out during startup. This could happen ...")
+
+        def shutdown(self) -> None:
+            calls.append({"shutdown": True})
+
+    for name in distributed.SLOW_START_ENV:
+        monkeypatch.delenv(name, raising=False)
+    register = "RAY_worker_register_timeout_seconds"  # Ray's own spelling
+    monkeypatch.setenv(register, "42")
+    distributed.init_ray(SlowRay(), num_cpus=2)
+    assert calls == [{"num_cpus": 2}, {"shutdown": True}, {"num_cpus": 2}, {"shutdown": True},
+                     {"num_cpus": 2}]
+    assert os.environ[register] == "42"  # the user's, kept
+    assert os.environ["RAY_NUM_REDIS_GET_RETRIES"] == "300"
+
+    class Broken:
+        def init(self, **kwargs: object) -> None:
+            calls.append(kwargs)
+            raise RuntimeError("no such thing")
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        distributed.init_ray(Broken())
+    assert len(calls) == 1
 
 
 # --------------------------------------------------------------------------- on a local cluster

@@ -180,10 +180,12 @@ def test_typed_events_in_order_for_two_videos(tmp_path: Path, two: Path,
     assert s.ok == 2
     kinds = [(type(e).__name__, getattr(e, "vid", None)) for e in seen]
     assert kinds == [
-        ("VideoStarted", 0), ("SnippetReady", 0), ("SnippetReady", 0), ("VideoDecoded", 0),
-        ("VideoStarted", 1), ("SnippetReady", 1), ("SnippetReady", 1), ("SnippetReady", 1),
-        ("VideoDecoded", 1), ("WorkerExited", None),
+        ("VideoStarted", 0), ("VideoSized", 0), ("SnippetReady", 0), ("SnippetReady", 0),
+        ("VideoDecoded", 0), ("VideoStarted", 1), ("VideoSized", 1), ("SnippetReady", 1),
+        ("SnippetReady", 1), ("SnippetReady", 1), ("VideoDecoded", 1), ("WorkerExited", None),
     ]
+    # the estimate for the progress bar: the container's frame count (32, 48) in 16-frame snippets
+    assert [e.snippets for e in seen if isinstance(e, local.VideoSized)] == [2, 3]
     snippets = [e for e in seen if isinstance(e, local.SnippetReady)]
     assert [(e.vid, e.index, e.frames) for e in snippets] == [
         (0, 0, (0, 15)), (0, 1, (16, 31)), (1, 0, (0, 15)), (1, 1, (16, 31)), (1, 2, (32, 47))]

@@ -491,14 +491,24 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path: Path, tiny_checkpoint: Pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vadfeat", "extract", str(src), "-o", str(out), "--checkpoint",
            str(tiny_checkpoint), "-q", "-b", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    # The run stops itself (SIGSTOP, the test hook of vadfeat.engines.partial) once 2
+    # snippets of v5 are through the model, v0..v4 written; the signal is sent while it is
+    # stopped, so it cannot finish first (no race with the signal).
+    env = {**os.environ, "VADFEAT_TEST_STOP_AFTER": "v5.mp4:2:SIGSTOP"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 300  # bounds a broken run only
     while time.monotonic() < deadline and proc.poll() is None:
-        if (out / "manifest.jsonl").exists() and '"ok"' in (out / "manifest.jsonl").read_text():
+        try:
+            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = ""
+        if state == "T":
             break
-        time.sleep(0.01)
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the test hook stopped it"
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + sig, err.decode()[-2000:]  # 143 SIGTERM, 129 SIGHUP
     text = err.decode()
     assert f"STOPPED by {sig.name}" in text and "6 video(s):" in text

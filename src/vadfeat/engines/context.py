@@ -66,7 +66,11 @@ class RunSummary:
 
     ``elsewhere``: videos another live process was extracting when this run ended
     (not counted as done).  ``signal``: the signal that stopped the run (2 for
-    SIGINT / KeyboardInterrupt).
+    SIGINT / KeyboardInterrupt).  ``snippets``: snippets of the videos extracted, plus,
+    in a stopped run, those the model made for the videos it left in progress.
+    ``in_progress`` (a stopped run): ``(video, snippets saved for a rerun to resume
+    from, snippets the video should have or None)``; ``not_started``: videos to do that
+    this run never started.
     """
 
     out: Path
@@ -81,6 +85,8 @@ class RunSummary:
     passed_over: list[str] = field(default_factory=list)  # inputs.Discovery.describe_passed_over
     elsewhere: list[tuple[str, str]] = field(default_factory=list)
     signal: int | None = None
+    in_progress: list[tuple[str, int, int | None]] = field(default_factory=list)
+    not_started: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -100,7 +106,14 @@ class RunSummary:
         ]
         if self.interrupted:
             name = signal.Signals(self.signal or signal.SIGINT).name
-            lines.append(f"  STOPPED by {name}: finished videos are kept; run again to resume")
+            saved = sum(n for _, n, _ in self.in_progress)
+            lines.append(f"  STOPPED by {name}: {len(self.in_progress)} video(s) in progress "
+                         f"({saved} snippets saved), {self.not_started} never started; finished "
+                         "videos are kept; run again to resume")
+            for video, n, size in self.in_progress:
+                of = f" of ~{size}" if size is not None else ""
+                lines.append(f"  IN PROGRESS {video}: {n}{of} snippets saved"
+                             + ("; a rerun resumes from there" if n else ""))
         lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
         lines += [f"  {line}" for line in self.passed_over]
         lines += [f"  NOT DONE {video}: {reason}" for video, reason in self.elsewhere]
@@ -290,10 +303,13 @@ class RunContext:
         self._record(vid, status="skipped", error=reason, output=str(self.plan[vid].features[0]),
                      num_frames=None, num_snippets=None, seconds=0.0)
 
-    def record_interrupted(self, vid: int, signum: int, *, seconds: float) -> None:
+    def record_interrupted(self, vid: int, signum: int, *, seconds: float, saved: int = 0) -> None:
+        """A video in progress when the run was stopped; ``saved``: its snippets checkpointed
+        (:mod:`vadfeat.engines.partial`), from which a rerun resumes."""
         self._record(vid, status="interrupted",
                      error=f"stopped by {signal.Signals(signum).name} before this video was finished",
-                     output=None, num_frames=None, num_snippets=None, seconds=round(seconds, 3))
+                     output=None, num_frames=None, num_snippets=None, seconds=round(seconds, 3),
+                     saved_snippets=saved)
 
     def settle_elsewhere(self, elsewhere: dict[int, str], fingerprint: dict[str, Any]) -> None:
         """Videos another process held: done by now with these settings, or not done."""

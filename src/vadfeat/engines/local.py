@@ -58,12 +58,20 @@ from vadfeat.engines.context import (
     rate,
     recheck,
 )
+from vadfeat.engines.partial import Partial, Resumed, stop_hook
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
 from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig, resolve_device
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.writers import HELD, OutputPaths, check_layout, fingerprint_changes, write_outputs
+from vadfeat.store.writers import (
+    HELD,
+    OutputPaths,
+    check_layout,
+    fingerprint_changes,
+    source_identity,
+    write_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +97,23 @@ class VideoStarted:
 
 
 @dataclass(frozen=True)
+class VideoSized:
+    """Video ``vid`` is open: it should make about ``snippets`` snippets (``None``: unknown)."""
+
+    vid: int
+    snippets: int | None
+
+
+@dataclass(frozen=True)
 class SnippetReady:
     """Snippet ``index`` of video ``vid``: source frames ``frames`` (first, last), and
-    ``clip`` as :meth:`FeatureExtractor.snippet_stream` gives it."""
+    ``clip`` as :meth:`FeatureExtractor.snippet_stream` gives it (``None``: a snippet
+    saved by an interrupted run, decoded only to reach the next ones)."""
 
     vid: int
     index: int
     frames: tuple[int, int]
-    clip: torch.Tensor
+    clip: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -132,7 +149,7 @@ class WorkerExited:
     """A decode thread ended (sent however it ends: the model side counts them)."""
 
 
-Event = VideoStarted | SnippetReady | VideoDecoded | VideoFailed | VideoPassed | WorkerExited
+Event = VideoStarted | VideoSized | SnippetReady | VideoDecoded | VideoFailed | VideoPassed | WorkerExited
 
 
 # --------------------------------------------------------------------------- the bounded queue
@@ -171,7 +188,7 @@ class ByteBudget:
 
 
 def _snippet_bytes(event: Event) -> int:
-    return event.clip.nbytes if isinstance(event, SnippetReady) else 0
+    return event.clip.nbytes if isinstance(event, SnippetReady) and event.clip is not None else 0
 
 
 class _EventQueue(queue.Queue):
@@ -212,17 +229,22 @@ class _EventQueue(queue.Queue):
 Claim = Callable[[int], tuple[str | None, str]]
 
 
+def _no_skip(vid: int) -> int:
+    return 0
+
+
 def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-             stop: threading.Event, claim: Claim) -> None:
+             stop: threading.Event, claim: Claim, skip: Callable[[int], int] = _no_skip) -> None:
     """Worker thread: claim, decode and preprocess whole videos; emit their events.
 
     ``claim(vid)`` returns ``(None, "")`` when this process may work on the video, else
     ``(kind, reason)``: a :class:`VideoPassed` kind (``elsewhere``, ``skipped``,
     ``sibling``), ``failed``, or ``defer`` to put it back at the end of the work.  The
     final :class:`WorkerExited` is sent however the thread ends: the consumer counts them.
+    ``skip(vid)``: the snippets of ``vid`` saved by an interrupted run (not preprocessed).
     """
     try:
-        _produce_videos(extractor, work, events, stop, claim)
+        _produce_videos(extractor, work, events, stop, claim, skip)
     except Exception:  # a bug in vadfeat, not a bad video: say so loudly, then exit
         log.exception("a decode worker crashed")
     finally:
@@ -231,7 +253,7 @@ def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue
 
 
 def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-                    stop: threading.Event, claim: Claim) -> None:
+                    stop: threading.Event, claim: Claim, skip: Callable[[int], int]) -> None:
     while not stop.is_set():
         try:
             vid, item = work.get_nowait()
@@ -254,17 +276,19 @@ def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queu
             continue
         if not _put_unless_stopped(events, VideoStarted(vid), stop):
             return
-        if not _decode(extractor, vid, item, events, stop):
+        if not _decode(extractor, vid, item, events, stop, skip=skip(vid)):
             return
 
 
 def _decode(extractor: FeatureExtractor, vid: int, item: VideoItem, events: queue.Queue,
-            stop: threading.Event) -> bool:
+            stop: threading.Event, *, skip: int = 0) -> bool:
     """Send one video's snippets, then :class:`VideoDecoded` or :class:`VideoFailed`;
-    False when the run was stopped meanwhile."""
+    False when the run was stopped meanwhile.  The first ``skip`` are sent without a clip."""
     count = 0
     try:
-        stream = extractor.snippet_stream(item.source)
+        stream = extractor.snippet_stream(
+            item.source, skip=skip,
+            on_open=lambda n: _put_unless_stopped(events, VideoSized(vid, n), stop))
         while True:
             try:
                 rng, clip = next(stream)
@@ -341,6 +365,11 @@ class _Collector:
         self.started: dict[int, float] = {}  # claimed by this run (finished ones are in `closed`)
         self.deferred: set[int] = set()
         self.t_start = time.perf_counter()
+        self.partials: dict[int, Partial] = {}  # checkpoints of the videos claimed (engines.partial)
+        self.resumed: dict[int, Resumed] = {}  # what they held when claimed
+        self.sizes: dict[int, int] = {}  # snippets per started video: estimated, then counted
+        self.computed = 0  # snippets through the model in this run
+        self.hook = stop_hook()
 
     # ------------------------------------------------------------------ decode threads' side
 
@@ -369,8 +398,34 @@ class _Collector:
             ctx.claims.release(key)
             return kind, why
         self.stale_of[vid] = stale
+        self._open_partial(vid)
         self.started[vid] = time.perf_counter()
         return None, ""
+
+    def _open_partial(self, vid: int) -> None:
+        """Under ``vid``'s claim: its checkpoint, loaded when it matches (else removed)."""
+        ctx = self.ctx
+        try:
+            identity: dict[str, Any] | None = source_identity(ctx.items[vid].source)
+        except OSError:
+            identity = None  # the decode side says why the source cannot be read
+        part = Partial(ctx.out, ctx.keys[vid], video=str(ctx.items[vid].name),
+                       fingerprint=self.fingerprint, identity=identity)
+        try:
+            if ctx.overwrite:  # asked to redo the video: nothing of an earlier run is kept
+                part.remove()
+            elif (found := part.load()) is not None:
+                self.resumed[vid] = found
+        except OSError as exc:
+            log.warning("%s: cannot read or remove its saved partial extraction: %s",
+                        ctx.items[vid].name, exc)
+            part.enabled = False
+        self.partials[vid] = part
+
+    def skip_of(self, vid: int) -> int:
+        """Snippets of ``vid`` saved by an interrupted run: decoded, not preprocessed."""
+        found = self.resumed.get(vid)
+        return found.count if found is not None else 0
 
     # ------------------------------------------------------------------ events
 
@@ -382,6 +437,10 @@ class _Collector:
             self._snippet(event)
         elif isinstance(event, VideoStarted):
             self._state(event.vid)
+        elif isinstance(event, VideoSized):
+            if event.snippets is not None:
+                self.sizes[event.vid] = event.snippets
+                self._show()
         elif isinstance(event, VideoDecoded):
             st = self._state(event.vid)
             st.expected, st.meta = event.snippets, event.meta
@@ -395,6 +454,9 @@ class _Collector:
             self._passed(event)
 
     def _snippet(self, event: SnippetReady) -> None:
+        if event.clip is None:  # saved by an interrupted run: its row, without the model
+            self._saved_snippet(event)
+            return
         try:
             clip = self.ext.prepare(event.clip)
         except Exception as exc:  # as a transform error in a decode worker is
@@ -403,6 +465,20 @@ class _Collector:
             return
         self._state(event.vid).ranges.append(event.frames)
         self._take(self.batcher.add((event.vid, event.index), clip))
+
+    def _saved_snippet(self, event: SnippetReady) -> None:
+        found = self.resumed.get(event.vid)
+        if found is None or event.index >= found.count or found.ranges[event.index] != event.frames:
+            part = self.partials.get(event.vid)
+            if part is not None:
+                with contextlib.suppress(OSError):
+                    part.remove()
+            self._finish_failed(event.vid, "internal error: the snippets saved by an interrupted "
+                                "run do not match the video's; they were removed, run again")
+            return
+        st = self._state(event.vid)
+        st.ranges.append(event.frames)
+        st.rows[event.index] = found.rows[event.index]
 
     def _passed(self, event: VideoPassed) -> None:
         if event.kind == "elsewhere":  # settled (and recorded) at the end of the run
@@ -433,13 +509,50 @@ class _Collector:
                 continue
             self._state(vid).rows[idx] = row
             touched.add(vid)
+            self.computed += 1
         for vid in touched:
             self._maybe_finish(vid)
-        # Snippets through the model: finished videos' and those of videos still open
-        # (else one long video would show 0 snippets/s until its end).
+            if vid in self.pending:
+                self._checkpoint(vid)
+        self._show()
+
+    def _show(self) -> None:
+        """Snippets done (finished videos' and those of videos still open, else one long
+        video would show 0 until its end) against the estimate for the videos started."""
         through = self.ctx.summary.snippets + sum(len(st.rows) for st in self.pending.values())
-        self.bar.set_postfix_str(rate(through, self.t_start), refresh=False)
+        text = f"{through}/~{sum(self.sizes.values())} snippets" if self.sizes else f"{through} snippets"
+        speed = rate(self.computed, self.t_start)
+        self.bar.set_postfix_str(f"{text}, {speed}" if speed else text, refresh=False)
         self.bar.update(0)  # redraws, throttled by the bar's own minimum interval
+
+    def _saved_prefix(self, vid: int) -> int:
+        """How many of ``vid``'s first snippets have their rows (the part a checkpoint can hold)."""
+        st, part = self.pending[vid], self.partials.get(vid)
+        n = part.count if part is not None else 0
+        while n in st.rows:
+            n += 1
+        return n
+
+    def _checkpoint(self, vid: int, *, force: bool = False) -> None:
+        """Save ``vid``'s finished snippets when due (every so many snippets or seconds)."""
+        part = self.partials.get(vid)
+        if part is None or not part.enabled:
+            return
+        st = self.pending[vid]
+        n = self._saved_prefix(vid)
+        hook = self.hook
+        fire = (hook is not None and hook[0] == str(st.item.name) and n >= hook[1])
+        if n > part.count and (force or fire or part.due(n - part.count)):
+            try:
+                part.append([st.rows[i] for i in range(part.count, n)], st.ranges[part.count:n])
+            except (OSError, ValueError) as exc:  # a full disk: the video goes on, unsaved
+                log.warning("%s: cannot save its finished snippets (%s); an interruption would "
+                            "lose them", st.item.name, exc)
+                part.enabled = False
+        if fire and hook is not None:
+            self.hook = None
+            log.debug("test hook: stopping with %s after %d snippets of %s", hook[2].name, n, hook[0])
+            os.kill(os.getpid(), hook[2])
 
     # ------------------------------------------------------------------ finishing videos
 
@@ -467,6 +580,14 @@ class _Collector:
                          ranges=st.ranges, shape=feats.shape, layout=self.layout)
         write_outputs(st.paths, feats, md, crops=ext.crops, out=ctx.out,
                       stale=self.stale_of.get(vid, ()))
+        part = self.partials.pop(vid, None)
+        self.resumed.pop(vid, None)
+        self.sizes[vid] = int(feats.shape[0])
+        if part is not None:
+            try:
+                part.remove()
+            except OSError as exc:  # a later run finds the output done and never reads it
+                log.warning("%s: cannot remove its partial extraction: %s", st.item.name, exc)
         ctx.claims.release(ctx.keys[vid])
         ctx.record_ok(vid, num_frames=st.meta["num_frames"], num_snippets=int(feats.shape[0]),
                       seconds=time.perf_counter() - st.started, warnings=st.meta["warnings"])
@@ -478,25 +599,46 @@ class _Collector:
         st = self.pending.pop(vid, None)
         self.failed.add(vid)
         self.closed.add(vid)
+        self.sizes.pop(vid, None)
+        self.resumed.pop(vid, None)
+        self.partials.pop(vid, None)  # kept on disk: a rerun with the same source resumes it
         ctx.claims.mark_failed(ctx.keys[vid], reason)
         ctx.claims.release(ctx.keys[vid])
         ctx.record_failed(vid, reason, seconds=time.perf_counter() - st.started if st else 0.0)
         self.bar.update(1)
 
-    def workers_gone(self, work: queue.Queue) -> None:
-        """Every worker has exited: anything still open was lost by a worker that died."""
+    def workers_gone(self, work: queue.Queue, reason: str | None = None) -> None:
+        """Every worker has exited: anything still open was lost by a worker that died
+        (``reason``: why, when known)."""
         for vid in [v for v in self.pending if v not in self.failed]:
-            self._finish_failed(vid, "internal error: the decode worker stopped before this video "
-                                     "was finished")
+            self._finish_failed(vid, reason or "internal error: the decode worker stopped before "
+                                               "this video was finished")
         while not work.empty():
-            self._finish_failed(work.get_nowait()[0], "internal error: no decode worker was left")
+            self._finish_failed(work.get_nowait()[0], reason or "internal error: no decode worker "
+                                                                "was left")
 
     def interrupted(self, signum: int) -> None:
-        """Record the videos claimed by this run and not finished (the run was stopped)."""
+        """The run was stopped: save the finished snippets of the videos in progress, record
+        those videos (``interrupted``, with their saved snippets) and what was left."""
+        summary = self.ctx.summary
+        self.hook = None  # a test hook must not stop the stopping
         for vid, t0 in sorted(self.started.items()):
-            if vid not in self.closed:
+            if vid in self.closed:
+                continue
+            saved = 0
+            if vid in self.pending:
                 with contextlib.suppress(OSError):
-                    self.ctx.record_interrupted(vid, signum, seconds=time.perf_counter() - t0)
+                    self._checkpoint(vid, force=True)
+                part = self.partials.get(vid)
+                saved = part.count if part is not None and part.enabled else 0
+                resumed = self.skip_of(vid)
+                summary.snippets += max(0, len(self.pending[vid].rows) - resumed)
+            summary.in_progress.append((str(self.ctx.items[vid].name), saved, self.sizes.get(vid)))
+            with contextlib.suppress(OSError):
+                self.ctx.record_interrupted(vid, signum, seconds=time.perf_counter() - t0,
+                                            saved=saved)
+        summary.not_started = max(0, summary.total - summary.ok - summary.skipped - len(summary.failed)
+                                  - len(self.elsewhere) - len(summary.in_progress))
 
 
 def _drain(events: queue.Queue, collector: _Collector, n_threads: int) -> None:
@@ -555,7 +697,8 @@ def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finge
     stop = threading.Event()
     bar = progress(len(todo), enabled=progress_on)
     collector = _Collector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar)
-    threads = [threading.Thread(target=_produce, args=(ext, work, events, stop, collector.claim),
+    threads = [threading.Thread(target=_produce,
+                                args=(ext, work, events, stop, collector.claim, collector.skip_of),
                                 daemon=True, name=f"vadfeat-decode-{k}")
                for k in range(min(workers, max(1, len(todo))))]
     summary = ctx.summary
@@ -798,6 +941,10 @@ def _merge(got: dict[int, RunSummary], devices: list[str], out: Path, stopped: i
         merged.interrupted, merged.signal = True, merged.signal or stopped
     for s in got.values():  # held by a process outside this run, and not done by it since
         merged.elsewhere += [(v, r) for v, r in s.elsewhere if v not in done]
+        merged.in_progress += s.in_progress
+    # A video no sibling started is "not started" in each; one a sibling did is not.
+    stopped_ones = [s.not_started for s in got.values() if s.interrupted]
+    merged.not_started = min(stopped_ones) if stopped_ones else 0
     merged.elsewhere = list(dict.fromkeys(merged.elsewhere))
     for i, device in enumerate(devices):
         if i not in got:
@@ -810,5 +957,5 @@ def _merge(got: dict[int, RunSummary], devices: list[str], out: Path, stopped: i
 
 __all__ = ["CONTENT_SETTINGS", "EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "RUN_SETTINGS",
            "FeatureExtractor", "RunSummary", "SnippetReady", "VideoDecoded", "VideoFailed",
-           "VideoFeatures", "VideoPassed", "VideoStarted", "WorkerExited", "extract",
+           "VideoFeatures", "VideoPassed", "VideoSized", "VideoStarted", "WorkerExited", "extract",
            "handle_stop_signals"]

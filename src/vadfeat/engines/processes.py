@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import inspect
 import logging
 import multiprocessing
@@ -79,6 +80,7 @@ from vadfeat.engines.local import (
     VideoDecoded,
     VideoFailed,
     VideoPassed,
+    VideoSized,
     VideoStarted,
     WorkerExited,
     _Collector,
@@ -115,6 +117,10 @@ _IN_ORDER: dict[str, Any] = (
     {"in_order": False} if "in_order" in inspect.signature(DataLoader).parameters else {})
 #: Where torch's shared-memory tensors live (Linux).
 SHM_DIR = "/dev/shm"
+#: Why a video failed when shared memory ran out (a worker or the model's process: ENOSPC).
+SHM_FULL = (f"shared memory ({SHM_DIR}) is full: the decode workers could not hand snippets to the "
+            "model's process; enlarge it (e.g. docker run --shm-size=8g), use fewer --workers, or "
+            "--pipeline threads")
 # How long a failed fetch waits for its worker to be seen dead.
 _DEATH_WAIT_S = 5.0
 
@@ -181,13 +187,15 @@ def _as_is(item: Any) -> Any:
 
 
 class _Decode(IterableDataset):
-    """One worker's stream of items: it takes ``(vid, source)`` from ``work`` and sends
+    """One worker's stream of items: it takes ``(vid, source, skip)`` from ``work`` and sends
 
-    ``("start", vid, pid)``, then ``("snippet", vid, index, (first, last), clip)`` per
-    snippet in temporal order, then ``("done", vid, snippets, meta)`` or ``("failed",
-    vid, reason)``.  It ends when ``finished`` is set and the work queue is empty, when
-    ``retire`` is set (between videos) or when ``halt`` is set (between snippets); its
-    watchdog ends it when the model's process is gone.  ``made`` counts the snippets
+    ``("start", vid, pid)``, ``("size", vid, estimated snippets)`` once the video is open,
+    then ``("snippet", vid, index, (first, last), clip)`` per snippet in temporal order
+    (``clip`` None for the first ``skip``, saved by an interrupted run), then ``("done",
+    vid, snippets, meta)`` or ``("failed", vid, reason)``.  It ends when ``finished`` is
+    set and the work queue is empty, when ``retire`` is set (between videos) or when
+    ``halt`` is set (between snippets); its watchdog ends it when the model's process is
+    gone.  ``made`` counts the snippets
     finished by all workers.
     """
 
@@ -207,25 +215,33 @@ class _Decode(IterableDataset):
         transform = _SharedTransform(self.config.preset)
         while not (self.halt.is_set() or self.retire.is_set()):
             try:
-                vid, source = self.work.get(timeout=_POLL_S)
+                vid, source, skip = self.work.get(timeout=_POLL_S)
             except queue.Empty:
                 if self.finished.is_set():
                     return
                 continue
             yield ("start", vid, os.getpid())
-            yield from self._video(vid, Path(source), transform)
+            yield from self._video(vid, Path(source), transform, skip)
 
-    def _video(self, vid: int, source: Path, transform: Any) -> Iterator[tuple[Any, ...]]:
+    def _video(self, vid: int, source: Path, transform: Any, skip: int = 0) -> Iterator[tuple[Any, ...]]:
         count = 0
+        sized: list[int | None] = []
         try:
             stream = snippet_stream(source, self.config, transform, pin_memory=False,
-                                    crops_on_device=self.crops_on_device)
+                                    crops_on_device=self.crops_on_device, skip=skip,
+                                    on_open=sized.append)
             while True:
                 try:
                     rng, clip = next(stream)
+                    if clip is not None and not clip.is_shared():
+                        # Raw frames: into shared memory here, where a full /dev/shm is
+                        # caught and named (torch's pickler would do it in its queue thread).
+                        clip.share_memory_()
                 except StopIteration as done:
                     yield ("done", vid, count, done.value)
                     return
+                if sized:
+                    yield ("size", vid, sized.pop())
                 with self.made.get_lock():
                     self.made.value += 1
                 yield ("snippet", vid, count, rng, clip)
@@ -238,8 +254,63 @@ class _Decode(IterableDataset):
         except VideoError as exc:
             yield ("failed", vid, str(exc))
         except Exception as exc:  # one video's bug must not end a day-long run
+            full = shm_full_segment(exc)
+            if full is not None:  # torch left the segment it could not fill: remove it
+                release_segment(full)
+                yield ("failed", vid, SHM_FULL.replace("the decode workers could not hand snippets",
+                                                       "a snippet of this video could not be handed"))
+                return
             log.debug("unexpected error on %s", source, exc_info=True)
             yield ("failed", vid, f"unexpected {type(exc).__name__}: {exc}")
+
+
+_SHM_FULL = re.compile(r"shared memory.*<(/?torch_[\w.-]+)>.*(No space left on device|\(28\))",
+                       re.DOTALL)
+
+
+def shm_full_segment(exc: BaseException) -> str | None:
+    """The name of the segment (``torch_<pid>_...``) when ``exc`` is torch's error for a full
+    ``/dev/shm`` ("unable to allocate shared memory(shm) for file </torch_...>: No space
+    left on device (28)"), else ``None``."""
+    if not isinstance(exc, RuntimeError):
+        return None
+    found = _SHM_FULL.search(str(exc))
+    return found.group(1).lstrip("/") if found else None
+
+
+def release_segment(name: str, *, where: str | None = None) -> bool:
+    """Remove the shared-memory segment ``name`` (a ``torch_*`` file) that torch created and
+    could not fill: it unlinks a segment only once it is mapped, so this one would stay
+    in ``/dev/shm`` (taking its space) after every process had ended."""
+    if not name.startswith("torch_") or "/" in name:
+        return False
+    try:
+        os.unlink(os.path.join(where or SHM_DIR, name))
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning("cannot remove the shared-memory segment %s: %s", name, exc)
+        return False
+    return True
+
+
+def release_segments_of(pids: set[int], *, where: str | None = None) -> list[str]:
+    """Remove the ``torch_<pid>_*`` segments of the worker processes ``pids`` (ended):
+    what a worker killed while creating one left behind."""
+    path = where or SHM_DIR
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        parts = name.split("_")
+        if (len(parts) >= 3 and parts[0] == "torch" and parts[1].isdigit()
+                and int(parts[1]) in pids and release_segment(name, where=path)):
+            removed.append(name)
+    if removed:
+        log.info("removed %d shared-memory segment(s) left by decode workers", len(removed))
+    return removed
 
 
 def _maybe_crash(spec: str, source: Path) -> None:
@@ -259,8 +330,9 @@ class _Dispatcher:
 
     def __init__(self, ctx: RunContext, todo: list[int], claim: Callable[[int], tuple[str | None, str]],
                  events: queue.Queue, stop: threading.Event, work: Any, finished: Any,
-                 limit: int) -> None:
+                 limit: int, skip: Callable[[int], int] | None = None) -> None:
         self.ctx = ctx
+        self.skip = skip or (lambda vid: 0)
         self.todo: deque[int] = deque(todo)
         self.claim = claim
         self.events = events
@@ -324,7 +396,7 @@ class _Dispatcher:
             with self.cond:
                 self.open[vid] = None
             if _put_unless_stopped(self.events, VideoStarted(vid), self.stop):
-                self.work.put((vid, str(self.ctx.items[vid].source)))
+                self.work.put((vid, str(self.ctx.items[vid].source), self.skip(vid)))
             return
         _put_unless_stopped(self.events, event, self.stop)
 
@@ -354,13 +426,13 @@ class _Dispatcher:
         the work queue, ``(vid, pid)``: a worker died without the loader saying so, or
         between taking the video and saying so (``pid`` None)."""
         with self.cond:  # no put meanwhile: what the queue holds is all there is
-            queued: list[tuple[int, str]] = []
+            queued: list[tuple[int, str, int]] = []
             with contextlib.suppress(queue.Empty):
                 while True:
                     queued.append(self.work.get(timeout=0.2))
             for entry in queued:
                 self.work.put(entry)
-            waiting = {vid for vid, _ in queued}
+            waiting = {entry[0] for entry in queued}
             gone = [(vid, pid) for vid, pid in self.open.items() if vid not in waiting]
             for vid, _ in gone:
                 del self.open[vid]
@@ -497,10 +569,18 @@ class _Feeder:
         self.crops_on_device = bool(getattr(ext, "crops_on_device", False))
         self.pin = ext.device.type == "cuda" and (ext.preprocess == "device" or self.crops_on_device)
         self.received: dict[int, int] = {}  # snippets received per open video
+        self.pids: set[int] = set()  # every worker process of every loader
+        self.failure: str | None = None  # why the videos left were not done, when known
 
     def run(self) -> None:
         try:
             self._run()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                log.exception("the process pipeline's feeder crashed")
+            else:  # no room for a loader's semaphores and queues: say which room
+                self.failure = SHM_FULL
+                log.error("%s", SHM_FULL)
         except Exception:  # a bug in vadfeat, not a bad video: say so loudly, then end
             log.exception("the process pipeline's feeder crashed")
         finally:
@@ -555,6 +635,7 @@ class _Feeder:
         known: set[int] = set()
         t0 = time.perf_counter()
         it = iter(loader)
+        self.pids.update(w.pid for w in getattr(it, "_workers", ()) if w.pid is not None)
         try:
             while True:
                 try:
@@ -601,12 +682,15 @@ class _Feeder:
         event: Event
         if kind == "start":
             self.dispatcher.started(vid, item[2])
+            self.pids.add(item[2])
             return True
-        if kind == "snippet":
+        if kind == "size":
+            event = VideoSized(vid, item[2])
+        elif kind == "snippet":
             _, _, index, rng, clip = item
             self.received[vid] = self.received.get(vid, 0) + 1
             event = SnippetReady(vid, index, (int(rng[0]), int(rng[1])),
-                                 clip.pin_memory() if self.pin else clip)
+                                 clip.pin_memory() if self.pin and clip is not None else clip)
         elif kind == "done":
             self.dispatcher.done(vid)
             if self.received.pop(vid, 0) == item[2]:
@@ -668,12 +752,21 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
                            if ext.preprocess == "device" else queue.Queue(maxsize=depth))
     stop = threading.Event()
     n = min(workers, max(1, len(todo)))
-    work, finished, halt = mp.Queue(), mp.Event(), mp.Event()
-    made = mp.Value("q", 0)
+    try:
+        work, finished, halt = mp.Queue(), mp.Event(), mp.Event()
+        made = mp.Value("q", 0)
+    except OSError as exc:  # semaphores live in /dev/shm too
+        if exc.errno != errno.ENOSPC:
+            raise
+        for vid in todo:
+            ctx.record_failed(vid, SHM_FULL)
+        ctx.close()
+        return
     bar = progress(len(todo), enabled=progress_on)
     collector = _CountingCollector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar,
                                    made=made)
-    dispatcher = _Dispatcher(ctx, todo, collector.claim, events, stop, work, finished, limit=n)
+    dispatcher = _Dispatcher(ctx, todo, collector.claim, events, stop, work, finished, limit=n,
+                             skip=collector.skip_of)
     feeder = _Feeder(ext, dispatcher, events, stop, mp, workers=n, work=work, finished=finished,
                      halt=halt, made=made)
     threads = [threading.Thread(target=dispatcher.run, daemon=True, name="vadfeat-dispatch"),
@@ -687,7 +780,7 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
         left: queue.Queue = queue.Queue()
         for vid in dispatcher.abort():  # only if the feeder gave up: no worker was left
             left.put((vid, ctx.items[vid]))
-        collector.workers_gone(left)
+        collector.workers_gone(left, feeder.failure)
         ctx.settle_elsewhere(collector.elsewhere, fingerprint)
         log.debug("process pipeline: %d loader(s), %d snippets in %.1f s; at most %d finished "
                   "snippets waited for the model (bound %d)", feeder.loaders, collector.taken,
@@ -707,11 +800,26 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
         _join(threads)
         bar.close()
         ctx.close()
+        # Segments of workers killed mid-creation (a full /dev/shm, SIGKILL): their pids
+        # are this run's and they have ended, so nothing else can own these names.
+        release_segments_of({p for p in feeder.pids if not _alive(p)})
         with contextlib.suppress(Exception):
             work.close()
             work.cancel_join_thread()  # claimed videos nobody will take: do not wait on them
 
 
-__all__ = ["CRASH_ENV", "PREFETCH", "SHM_DIR", "START_METHOD", "check_pipeline", "check_shared_memory",
-           "death_reason",
-           "in_flight_bound", "run_pipeline"]
+__all__ = [
+    "CRASH_ENV",
+    "PREFETCH",
+    "SHM_DIR",
+    "SHM_FULL",
+    "START_METHOD",
+    "check_pipeline",
+    "check_shared_memory",
+    "death_reason",
+    "in_flight_bound",
+    "release_segment",
+    "release_segments_of",
+    "run_pipeline",
+    "shm_full_segment",
+]

@@ -63,6 +63,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -236,6 +237,42 @@ def _import_ray() -> Any:
     return ray
 
 
+#: Ray's start-up waits, for the local cluster the engine starts, unless set in the
+#: environment: a loaded machine (a 2-core CI runner, a busy login node) starts worker
+#: processes (Python, torch) and the GCS slowly, and Ray's defaults (60 s for a worker
+#: to register, 20 tries to reach the GCS, 60 s per GCS request) then fail the run.
+SLOW_START_ENV = {
+    "RAY_worker_register_timeout_seconds": "600",
+    "RAY_NUM_REDIS_GET_RETRIES": "300",
+    "RAY_gcs_server_request_timeout_seconds": "300",
+}
+#: Starts of a local cluster tried: Ray waits a fixed 30 s for its node to register
+#: ("The current node timed out during startup"), which a loaded machine can miss.
+START_TRIES = 3
+
+
+def init_ray(ray: Any, *, address: str | None = None, **kwargs: Any) -> None:
+    """``ray.init``, robust to a slow start: a local cluster (``address`` None) gets
+    :data:`SLOW_START_ENV`'s waits (where the environment sets none) and up to
+    :data:`START_TRIES` starts when its node misses Ray's fixed start-up wait."""
+    if address is not None:
+        ray.init(address=address, **kwargs)
+        return
+    for name, value in SLOW_START_ENV.items():
+        os.environ.setdefault(name, value)
+    for attempt in range(1, START_TRIES + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == START_TRIES:
+                raise
+            log.warning("the local Ray cluster did not start in time (try %d of %d); trying again",
+                        attempt, START_TRIES)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+
+
 @contextlib.contextmanager
 def _cluster(ray: Any, address: str | None) -> Iterator[bool]:
     """Connect to ``address`` (or reuse an initialised Ray); yields whether we started it."""
@@ -246,7 +283,7 @@ def _cluster(ray: Any, address: str | None) -> Iterator[bool]:
         return
     t0 = time.perf_counter()
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+        init_ray(ray, address=address, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=False)
     except ConnectionError as exc:
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from exc

@@ -165,8 +165,8 @@ class FeatureExtractor:
     # ------------------------------------------------------------------ the per-video function
 
     def snippet_stream(
-        self, source: str | Path
-    ) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
+        self, source: str | Path, *, skip: int = 0, on_open: Any = None
+    ) -> Generator[tuple[tuple[int, int], torch.Tensor | None], None, dict[str, Any]]:
         """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
         ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU; with
@@ -176,10 +176,14 @@ class FeatureExtractor:
         CUDA (so :meth:`upload` is asynchronous); model-input clips are staged in
         page-locked memory per batch (:class:`~vadfeat.pipeline.feed.DeviceFeed`).
         :meth:`prepare` turns each into model input
-        (:func:`vadfeat.pipeline.stream.snippet_stream`).
+        (:func:`vadfeat.pipeline.stream.snippet_stream`).  ``skip``: the first ``skip``
+        snippets are decoded but not preprocessed, and yielded with ``None`` for a clip
+        (a resumed video); ``on_open`` is called with the estimated snippet count once the
+        video is open.
         """
         return snippet_stream(source, self.config, self.transform,
-                              pin_memory=self.device.type == "cuda", crops_on_device=self.crops_on_device)
+                              pin_memory=self.device.type == "cuda", crops_on_device=self.crops_on_device,
+                              skip=skip, on_open=on_open)
 
     def prepare(self, clip: torch.Tensor) -> torch.Tensor:
         """A clip from :meth:`snippet_stream` -> model input ``[crops, 3, T, S, S]`` float32.
@@ -317,6 +321,7 @@ class FeatureExtractor:
                 meta = stop.value
                 break
             ranges.append(rng)
+            assert clip is not None
             rows.extend(row for _, row in batcher.add(len(ranges) - 1, self.prepare(clip)))
         rows.extend(row for _, row in batcher.flush())
         features = np.stack(rows).astype(np.float32, copy=False)

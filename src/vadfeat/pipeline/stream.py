@@ -16,9 +16,10 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import torch
 
+from vadfeat.errors import VideoTooShortError
 from vadfeat.io.video import open_video
 from vadfeat.pipeline.config import ExtractConfig, resolve_device
-from vadfeat.pipeline.sampling import SnippetAssembler
+from vadfeat.pipeline.sampling import SnippetAssembler, snippet_indices
 from vadfeat.pipeline.transforms import FrameTransform
 from vadfeat.store.writers import source_identity
 
@@ -27,8 +28,9 @@ K = TypeVar("K")
 
 def snippet_stream(
     source: str | Path, config: ExtractConfig, transform: FrameTransform, *,
-    pin_memory: bool = False, crops_on_device: bool = False,
-) -> Generator[tuple[tuple[int, int], torch.Tensor], None, dict[str, Any]]:
+    pin_memory: bool = False, crops_on_device: bool = False, skip: int = 0,
+    on_open: Callable[[int | None], None] | None = None,
+) -> Generator[tuple[tuple[int, int], torch.Tensor | None], None, dict[str, Any]]:
     """Yield ``((first, last), clip)`` per snippet, in temporal order; return metadata.
 
     ``clip`` is ``[crops, 3, T, size, size]`` float32 on the CPU (``transform.prepare``
@@ -41,6 +43,15 @@ def snippet_stream(
     (:func:`~vadfeat.pipeline.transforms.cut_crops`).  Frames are decoded
     (and preprocessed) one at a time; only the frames a pending snippet still needs are
     held.  Raises :class:`~vadfeat.errors.VideoError` for a video that cannot be read.
+
+    ``skip``: the first ``skip`` snippets are done already (a resumed video,
+    :mod:`vadfeat.engines.partial`): their frames are decoded (so every later frame is
+    the one an uninterrupted run sees) but not preprocessed, and they are yielded as
+    ``((first, last), None)``.  Snippet ``j`` starts at the ``j * stride``-th frame
+    pushed, so the frames pushed before snippet ``skip``'s start belong to skipped
+    snippets only.  ``on_open`` is called once the video is open, with the number of
+    snippets its declared frame count gives (:func:`estimate_snippets`; ``None`` when
+    the container declares none): for progress only.
     """
     p = config.preset
     raw = config.preprocess == "device"
@@ -68,11 +79,18 @@ def snippet_stream(
         assembler: SnippetAssembler[Any] = SnippetAssembler(
             clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
         )
+        if on_open is not None:
+            on_open(estimate_snippets(config, reader.info.declared_frames, reader.info.fps))
+        skip_before = max(0, skip) * assembler.stride  # push positions of skipped snippets only
+        made = 0
         for index, frame in reader:
-            for snip in assembler.push(index, item(frame)):
-                yield (snip.first, snip.last), assemble(snip.items)
+            done_part = assembler.frames_pushed < skip_before
+            for snip in assembler.push(index, None if done_part else item(frame)):
+                yield (snip.first, snip.last), None if made < skip else assemble(snip.items)
+                made += 1
         for snip in assembler.finish():
-            yield (snip.first, snip.last), assemble(snip.items)
+            yield (snip.first, snip.last), None if made < skip else assemble(snip.items)
+            made += 1
         info = reader.info
         return {
             "num_frames": reader.decoded_frames,
@@ -92,6 +110,23 @@ def snippet_stream(
             "warnings": list(reader.warnings),
             "source_identity": identity,
         }
+
+
+def estimate_snippets(config: ExtractConfig, declared_frames: int | None,
+                      native_fps: float | None) -> int | None:
+    """How many snippets ``declared_frames`` frames make (resampled to ``config.fps`` when
+    set): an estimate for progress, as containers' frame counts can be off."""
+    if not declared_frames:
+        return None
+    frames = declared_frames
+    if config.fps and native_fps:
+        frames = int(declared_frames * config.fps / native_fps)
+    p = config.preset
+    try:
+        return len(snippet_indices(frames, clip_len=p.clip_len, frame_interval=p.frame_interval,
+                                   stride=p.stride, tail=p.tail))
+    except VideoTooShortError:
+        return 0
 
 
 def raw_clip(frames: Sequence[np.ndarray], *, pin_memory: bool = False) -> torch.Tensor:
@@ -194,4 +229,4 @@ class SnippetBatcher(Generic[K]):
         return done
 
 
-__all__ = ["Fetch", "SnippetBatcher", "raw_clip", "snippet_stream"]
+__all__ = ["Fetch", "SnippetBatcher", "estimate_snippets", "raw_clip", "snippet_stream"]
