@@ -63,17 +63,22 @@ def last_run(out: Path) -> dict[str, dict]:
 def test_frames_never_delete_a_users_folder(tmp_path: Path) -> None:
     ds = tmp_path / "ds"
     synth.write_video(ds / "clip.mp4", synth.scene_frames(5, width=64, height=48), fps=25)
-    (ds / "clip").mkdir()
-    (ds / "clip" / "notes.txt").write_text("mine")
-    code = main(["frames", str(ds), "-o", str(ds)])
+    out = tmp_path / "out"
+    (out / "clip").mkdir(parents=True)
+    (out / "clip" / "notes.txt").write_text("mine")
+    code = main(["frames", str(ds), "-o", str(out)])
     assert code == 1  # clip.mp4 fails: its frame folder would be the user's folder
-    assert (ds / "clip" / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in (ds / "clip").iterdir()) == ["notes.txt"]
-    (err,) = [e["error"] for e in read_manifest(ds) if e["video"] == "clip.mp4"]
-    assert f"{ds / 'clip'} exists and was not written by vadfeat" in err
+    assert (out / "clip" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (out / "clip").iterdir()) == ["notes.txt"]
+    (err,) = [e["error"] for e in read_manifest(out) if e["video"] == "clip.mp4"]
+    assert f"{out / 'clip'} exists and was not written by vadfeat" in err
     # With --overwrite too: overwrite never extends to what vadfeat did not write.
-    assert main(["frames", str(ds), "-o", str(ds), "--overwrite"]) == 1
-    assert (ds / "clip" / "notes.txt").read_text() == "mine"
+    assert main(["frames", str(ds), "-o", str(out), "--overwrite"]) == 1
+    assert (out / "clip" / "notes.txt").read_text() == "mine"
+    # Frames written into the videos' own folder would be found as videos next time:
+    # refused before any work (issue 20).
+    assert main(["frames", str(ds), "-o", str(ds)]) == 2
+    assert sorted(p.name for p in ds.iterdir()) == ["clip.mp4"]
 
 
 def test_frames_one_videos_folder_never_deletes_anothers(tmp_path: Path) -> None:
@@ -110,19 +115,26 @@ def test_frames_replace_only_their_own_folder(tmp_path: Path) -> None:
 def test_extract_never_replaces_files_it_did_not_write(tmp_path: Path, tiny_checkpoint: Path,
                                                        three: Path) -> None:
     ds = three
-    (ds / "v0.json").write_text('{"my": "annotations"}')
-    np.save(ds / "v2.npy", np.arange(5.0))
-    before = stamps(ds)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "v0.json").write_text('{"my": "annotations"}')
+    np.save(out / "v2.npy", np.arange(5.0))
+    before = stamps(out)
     for overwrite in (False, True):
-        s = run(ds, ds, tiny_checkpoint, overwrite=overwrite)
+        s = run(ds, out, tiny_checkpoint, overwrite=overwrite)
         # v1 (48 frames -> 3 snippets) is written; v0 and v2 fail naming the file in the way.
         assert s.ok == 1 and s.exit_code == 1
         reasons = dict(s.failed)
-        assert f"{ds / 'v0.json'} exists and was not written by vadfeat" in reasons["v0.mp4"]
-        assert f"{ds / 'v2.npy'} exists and was not written by vadfeat" in reasons["v2.mp4"]
+        assert f"{out / 'v0.json'} exists and was not written by vadfeat" in reasons["v0.mp4"]
+        assert f"{out / 'v2.npy'} exists and was not written by vadfeat" in reasons["v2.mp4"]
         for p, stamp in before.items():
-            assert stamps(ds)[p] == stamp, p
-    assert np.load(ds / "v1.npy").shape == (3, 64)
+            assert stamps(out)[p] == stamp, p
+    assert np.load(out / "v1.npy").shape == (3, 64)
+    # Features written among the videos themselves: refused before any work (issue 20).
+    videos = stamps(ds)
+    with pytest.raises(ConfigError, match="is the input"):
+        run(ds, ds, tiny_checkpoint)
+    assert stamps(ds) == videos
 
 
 def test_a_foreign_manifest_stops_the_run_before_any_work(tmp_path: Path, tiny_checkpoint: Path,
