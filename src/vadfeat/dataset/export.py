@@ -42,11 +42,16 @@ an ``export`` record: format, dataset, source files with their sha256 and
 ``(size, mtime_ns, inode)``, crops, and what was done to each output file.
 
 Resumable: a video whose sidecar's ``export`` record names the same format,
-dataset, crops and source hashes, and whose files all exist, is skipped.  (The
-source's stat tuple is compared first; the hash is recomputed only when it
-differs.)  Ownership: a file at a target path that vadfeat did not export there
-(no sidecar beside it with an ``export`` record) is never replaced: that video
-fails with an issue naming the file, and the run goes on.
+dataset, crops and source hashes, and whose files all still hold the sha256 the
+record keeps (``outputs``), is skipped.  (The source's stat tuple is compared first;
+its hash is recomputed only when it differs.)  Ownership: a file at a target path is
+replaced only when the sidecar's export record lists it or the video's ownership
+record (``OUT/.vadfeat-locks/<key>.owned``, written before any of its files is
+replaced) names it; any other file in the way fails that video with an issue naming
+it, and the run goes on.  Several exports into one folder at once claim each video
+(:class:`~vadfeat.store.writers.Claims`), and a run first removes the temporaries of
+killed ones.  Sidecars are sealed (``sidecar_sha256``) and written as ASCII JSON, so
+names that are not UTF-8 survive.
 """
 
 from __future__ import annotations

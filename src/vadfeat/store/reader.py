@@ -18,6 +18,12 @@ Layouts (``docs/DESIGN.md``):
     as crop ``k`` only when ``<stem>.json`` exists and ``<stem>_<k>.json`` does not,
     so a flat file whose name ends in ``_<digit>`` is never taken for a crop.
 
+One folder may hold videos in several layouts (two runs with different ``--layout``
+into one ``-o``): with ``layout="auto"`` each video is read in the layout its sidecar
+states, and only files no sidecar places fall back on :func:`detect_layout`.  A
+sidecar carrying a ``sidecar_sha256`` that no longer matches its content (edited by
+hand) is not used: its video is reported, not read.
+
 Video names.  A record's :attr:`FeatureRecord.name` is its path below the layout
 root without extension, POSIX-style (``"sub/clip"``).  Ground-truth files name
 videos in their own ways (``Abuse028_x264.mp4``, ``Abuse028_x264``,

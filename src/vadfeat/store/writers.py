@@ -12,9 +12,13 @@ vadfeat's when the video's sidecar (a JSON object with ``vadfeat_version`` and
 replaced) names it; anything else at an output path is *foreign*: that video fails
 naming the file, with or without ``overwrite``.  Folders are never deleted.
 
-Integrity: the sidecar records the sha256 of each feature file (``files``) and what
-the source was (``source_identity``: size, mtime, and a sha256 of its first and last
-MiB and size); :func:`inspect_outputs` checks both before a video counts as done.
+Integrity: the sidecar records the sha256 of each feature file (``files``), what the
+source was (``source_identity``: size, mtime, a sha256 of its first and last MiB and
+size, and a sha256 of every byte; a frame folder also every frame's name, size and
+mtime) and, last, ``sidecar_sha256``, a digest of all its other fields;
+:func:`inspect_outputs` checks all three before a video counts as done (an edited
+sidecar is redone; the whole source is hashed again only when its size, ends or
+mtimes differ from the record).
 
 Layouts (SPEC §3):
 
