@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import _common
-
 from vadfeat.io.video import open_video
 from vadfeat.store.writers import content_sha256
 
