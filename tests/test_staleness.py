@@ -193,6 +193,9 @@ def test_the_digest_covers_every_field_and_survives_a_round_trip() -> None:
                        ("snippets", [[0, 14]]), ("nested", {"b": 1, "a": [1.5]})):
         assert writers.sidecar_edited({**back, key: value}) is not None, key
     assert writers.sidecar_edited({**back, "added": 1}) is not None
+    # The creation time is left out: two runs with the same outputs write the same digest.
+    assert writers.seal_sidecar({**meta, "created": "2026-12-06T00:00:00+00:00"})[
+        writers.SIDECAR_DIGEST] == sealed[writers.SIDECAR_DIGEST]
 
 
 # --------------------------------------------------------------------------- mixed layouts
@@ -235,3 +238,24 @@ def test_legacy_folders_without_sidecars_keep_their_detection(tmp_path: Path) ->
     np.save(only_flat / "x__0.npy", np.zeros((2, 8), dtype=np.float32))
     np.save(only_flat / "x.npy", np.zeros((2, 8), dtype=np.float32))  # x.npy beside it: all flat
     assert {r.name: r.layout for r in read_features(only_flat)} == {"x": "flat", "x__0": "flat"}
+
+
+def test_frames_redoes_a_video_with_its_middle_rewritten(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vadfeat frames` keeps the same rule as extract (its resume trusted size and ends)."""
+    from vadfeat.io.frames import dump_frames
+
+    monkeypatch.setattr(writers, "IDENTITY_BYTES", 4096)
+    src = tmp_path / "in"
+    video = _rawvideo(src / "v.mkv", seed=5)
+    out = tmp_path / "frames"
+    assert dump_frames([src], out, pattern="img_{:05d}.png").ok == 1
+    mid = out / "v" / "img_00021.png"
+    before = mid.read_bytes()
+    _rewrite_middle(video)  # the middle packet is frame 21 of 40 (1-based names)
+    _later_mtime(video)
+    s = dump_frames([src], out, pattern="img_{:05d}.png")
+    assert (s.ok, s.skipped) == (1, 0)
+    assert mid.read_bytes() != before
+    _later_mtime(video)  # the same bytes again, a new mtime: still done
+    assert dump_frames([src], out, pattern="img_{:05d}.png").skipped == 1

@@ -281,11 +281,16 @@ def source_changed(recorded: Any, path: str | os.PathLike[str]) -> str | None:
 SIDECAR_DIGEST = "sidecar_sha256"
 
 
+# Left out of the digest: the digest itself, and the creation time (so that two runs
+# that write the same outputs write the same digest; nothing reads a number from it).
+_UNSEALED = (SIDECAR_DIGEST, "created")
+
+
 def sidecar_digest(meta: Mapping[str, Any]) -> str:
-    """The sha256 (hex) of ``meta`` without :data:`SIDECAR_DIGEST`, as canonical JSON
-    (sorted keys, no spaces, ASCII): what a sidecar says survives a JSON round trip
-    unchanged, so any edit of a value changes it."""
-    body = {k: v for k, v in meta.items() if k != SIDECAR_DIGEST}
+    """The sha256 (hex) of ``meta`` without :data:`SIDECAR_DIGEST` and ``created``, as
+    canonical JSON (sorted keys, no spaces, ASCII): what a sidecar says survives a JSON
+    round trip unchanged, so any edit of another value changes it."""
+    body = {k: v for k, v in meta.items() if k not in _UNSEALED}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
