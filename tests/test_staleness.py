@@ -259,24 +259,3 @@ def test_frames_redoes_a_video_with_its_middle_rewritten(tmp_path: Path,
     assert mid.read_bytes() != before
     _later_mtime(video)  # the same bytes again, a new mtime: still done
     assert dump_frames([src], out, pattern="img_{:05d}.png").skipped == 1
-
-
-def test_a_source_written_just_before_extraction_is_hashed_on_resume(
-        tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file modified within 2 s of its identity may be written again in the same mtime
-    tick: such a record is `racy`, and its mtime never vouches for it."""
-    monkeypatch.setattr(writers, "IDENTITY_BYTES", 4096)
-    src = tmp_path / "in"
-    video = _rawvideo(src / "v.mkv", seed=6)  # just written: racy
-    out = tmp_path / "out"
-    run(src, out, tiny_checkpoint)
-    recorded = json.loads((out / "v.json").read_text())["source_identity"]
-    assert recorded["racy"] is True and recorded["mtime_ns"] == video.stat().st_mtime_ns
-    _rewrite_middle(video)
-    os.utime(video, ns=(video.stat().st_atime_ns, recorded["mtime_ns"]))  # the same mtime
-    s = run(src, out, tiny_checkpoint)
-    assert (s.ok, s.skipped) == (1, 0)
-    # An old file is not racy: its mtime vouches for it.
-    st = video.stat()
-    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns - 100 * 10**9))
-    assert "racy" not in writers.source_identity(video, content=True)

@@ -41,7 +41,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 import tokenize
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -66,9 +65,6 @@ _TMP_TAG = ".vadfeat-tmp"
 # Bytes hashed at each end of a source for its identity: cheap for multi-GB files
 # (2 MiB read per video), and a cut, appended or replaced file changes size or ends.
 IDENTITY_BYTES = 1 << 20
-# A source modified less than this before its identity was taken is "racy": its mtime
-# alone never vouches for it (the checkpoint hash cache uses the same window).
-RACY_NS = 2 * 10**9
 
 
 def check_layout(layout: str) -> Layout:
@@ -232,16 +228,10 @@ def source_identity(path: str | os.PathLike[str], *, content: bool = False) -> d
         ident = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sample_sha256": h.hexdigest()}
     if content:
         ident["sha256"] = content_sha256(p)
-        if time.time_ns() - ident["mtime_ns"] < RACY_NS:
-            # Written a moment ago: a write later in the same clock tick would keep this
-            # mtime, so a resume must not trust the mtime (it hashes in full instead).
-            ident["racy"] = True
     return ident
 
 
 def _same_stat(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    if recorded.get("racy"):
-        return False
     if "stat_sha256" in current:  # a frame folder: every frame's name, size and mtime
         return recorded.get("stat_sha256") == current["stat_sha256"]
     return recorded.get("mtime_ns") == current["mtime_ns"]
