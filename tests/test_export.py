@@ -193,3 +193,135 @@ def test_one_view_stats_features_are_not_taken_for_crops(tmp_path: Path, tiny_ch
     assert sorted(p.name for p in (tmp_path / "o").glob("*.npy")) == ["c__0.npy"]
     assert (tmp_path / "o" / "c__0.npy").read_bytes() == (tmp_path / "per-crop" / "c__0.npy").read_bytes()
     assert read_features(tmp_path / "o").by_name()["c"].file_shape[1:] == (3, 64)
+
+
+# --------------------------------------------------------------------------- issue 20
+
+
+def test_an_export_replaced_by_zeros_is_redone(tmp_path: Path, extractions: dict[str, Path]) -> None:
+    out = tmp_path / "o"
+    export(extractions["flat"], out, format="per-crop")
+    good = (out / "c__3.npy").read_bytes()
+    np.save(out / "c__3.npy", np.zeros_like(np.load(out / "c__3.npy")))  # loads, same shape
+    again = export(extractions["flat"], out, format="per-crop")
+    assert {v.name: v.action for v in again.videos} == {"a/001": "skipped", "c": "sliced"}
+    assert (out / "c__3.npy").read_bytes() == good
+
+
+def test_per_crop_never_replaces_a_crop_file_its_record_does_not_list(
+        tmp_path: Path, extractions: dict[str, Path]) -> None:
+    out = tmp_path / "o"
+    assert export(extractions["flat"], out, format="per-crop", crops=[0, 1]).issues == ()
+    mine = out / "c__2.npy"  # the user's, beside a sidecar whose record lists c__0 and c__1
+    np.save(mine, np.ones((2, 64), dtype=np.float32))
+    before = mine.read_bytes()
+    res = export(extractions["flat"], out, format="per-crop")  # all 10 crops: c__2 is a target
+    assert [i.video for i in res.issues] == ["c"]
+    assert str(mine) in res.issues[0].message and "does not list it" in res.issues[0].message
+    assert mine.read_bytes() == before
+    assert [v.name for v in res.videos] == ["a/001"]
+    assert sorted(p.name for p in out.glob("c*")) == ["c.json", "c__0.npy", "c__1.npy", "c__2.npy"]
+
+
+def _export_after_barrier(barrier, queue, src: str, out: str) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    res = export(src, out, format="per-crop", workers=2)
+    queue.put(({v.name: v.action for v in res.videos}, [str(i) for i in res.issues]))
+
+
+def test_two_exports_at_once_split_the_work(tmp_path: Path, extractions: dict[str, Path]) -> None:
+    """Two processes released together by a barrier export the same folder: whatever the
+    interleaving, each video is written by exactly one of them and skipped by the other."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    out = tmp_path / "o"
+    procs = [ctx.Process(target=_export_after_barrier, args=(barrier, queue, str(extractions["flat"]),
+                                                             str(out))) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert [issues for _, issues in results] == [[], []]
+    for name in ("a/001", "c"):
+        actions = sorted(r[name] for r, _ in results)
+        assert actions == ["skipped", "sliced"], (name, actions)
+    back = read_features(out)
+    assert back.issues == () and back.names() == ("a/001", "c")
+    assert back.by_name()["c"].shape[1] == CROPS
+    assert export(extractions["flat"], out, format="per-crop").count("skipped") == 2
+
+
+def test_a_video_held_by_another_export_is_taken_up_when_it_is_let_go(
+        tmp_path: Path, extractions: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from vadfeat.dataset import export as export_mod
+    from vadfeat.store.writers import Claims
+
+    out = tmp_path / "o"
+    other = Claims(out)  # another export working on c
+    assert other.acquire("c.json") is None
+    waited: list[str] = []
+    real = Claims.acquire
+
+    def acquire(self, key, *, wait=None):  # type: ignore[no-untyped-def]
+        if wait is not None:  # the second pass: the other export finishes now
+            waited.append(key)
+            other.release(key)
+        return real(self, key, wait=wait)
+
+    monkeypatch.setattr(export_mod.Claims, "acquire", acquire)
+    res = export(extractions["flat"], out, format="per-crop")
+    assert res.issues == () and waited == ["c.json"]
+    assert {v.name: v.action for v in res.videos} == {"a/001": "sliced", "c": "sliced"}
+
+
+_KILL_AT = """
+import os, signal, sys
+real = os.replace
+def replace(src, dst, *a, **k):
+    if ".vadfeat-tmp." in os.fspath(src) and os.fspath(dst).endswith(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)  # the temporary is written, not yet renamed
+    return real(src, dst, *a, **k)
+os.replace = replace
+from vadfeat.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_killed_export_leaves_nothing_the_next_run_keeps(tmp_path: Path,
+                                                          extractions: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    assert export(extractions["flat"], out, format="per-crop", crops=[0, 1]).issues == ()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT, "c__3.npy", "export",
+                           str(extractions["flat"]), "--format", "per-crop", "-o", str(out)],
+                          env=env, capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    left = sorted(p.name for p in out.rglob("*vadfeat-tmp*"))
+    assert any(n.startswith(".c__3.npy.vadfeat-tmp.") for n in left), left
+    assert not (out / "c.json").exists()  # the old sidecar went first
+    res = export(extractions["flat"], out, format="per-crop")
+    assert res.issues == () and {v.name: v.action for v in res.videos}["c"] == "sliced"
+    assert list(out.rglob("*vadfeat-tmp*")) == []
+    assert read_features(out).by_name()["c"].shape[1] == CROPS
+    full = np.load(extractions["flat"] / "c.npy")
+    assert np.array_equal(np.load(out / "c__3.npy"), full[:, 3])
+
+
+def test_a_name_that_is_not_utf8_is_exported_with_its_sidecar(tmp_path: Path,
+                                                              tiny_checkpoint: Path) -> None:
+    src = tmp_path / "in"
+    name = os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not valid UTF-8
+    synth.write_video(src / f"{name}.mp4", synth.scene_frames(20, seed=3), fps=25)
+    assert extract([src], tmp_path / "f", checkpoint=tiny_checkpoint, progress=False).ok == 1
+    res = export(tmp_path / "f", tmp_path / "o", format="per-crop")
+    assert res.issues == ()
+    assert sorted(os.listdir(os.fsencode(tmp_path / "o"))) == [b".vadfeat-locks", b"caf\xe9.json",
+                                                               b"caf\xe9__0.npy"]
+    assert read_features(tmp_path / "o").names() == (name,)

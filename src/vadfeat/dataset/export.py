@@ -42,11 +42,16 @@ an ``export`` record: format, dataset, source files with their sha256 and
 ``(size, mtime_ns, inode)``, crops, and what was done to each output file.
 
 Resumable: a video whose sidecar's ``export`` record names the same format,
-dataset, crops and source hashes, and whose files all exist, is skipped.  (The
-source's stat tuple is compared first; the hash is recomputed only when it
-differs.)  Ownership: a file at a target path that vadfeat did not export there
-(no sidecar beside it with an ``export`` record) is never replaced: that video
-fails with an issue naming the file, and the run goes on.
+dataset, crops and source hashes, and whose files all still hold the sha256 the
+record keeps (``outputs``), is skipped.  (The source's stat tuple is compared first;
+its hash is recomputed only when it differs.)  Ownership: a file at a target path is
+replaced only when the sidecar's export record lists it or the video's ownership
+record (``OUT/.vadfeat-locks/<key>.owned``, written before any of its files is
+replaced) names it; any other file in the way fails that video with an issue naming
+it, and the run goes on.  Several exports into one folder at once claim each video
+(:class:`~vadfeat.store.writers.Claims`), and a run first removes the temporaries of
+killed ones.  Sidecars are sealed (``sidecar_sha256``) and written as ASCII JSON, so
+names that are not UTF-8 survive.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,10 +83,21 @@ from vadfeat.store.reader import (
     FeatureSet,
     Layout,
     as_feature_set,
-    save_npy,
-    write_json,
 )
-from vadfeat.store.writers import NPY_ERRORS, atomic_path
+from vadfeat.store.writers import (
+    NPY_ERRORS,
+    SIDECAR_DIGEST,
+    Claims,
+    atomic_path,
+    clean_stale_temporaries,
+    read_owned,
+    save_json,
+    save_npy,
+    seal_sidecar,
+    sha256_file,
+    sidecar_edited,
+    write_owned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -206,34 +223,51 @@ def _source_identity(record: FeatureRecord, previous: Mapping[str, Any] | None) 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def _pending(target: Target) -> Path:
-    """Marker that says an export of this video started (written before its feature files)."""
+    """The marker of an interrupted export by releases before ownership records (read only)."""
     return target.sidecar.with_name(f".{target.sidecar.name}.export-pending")
 
 
-def _export_record(target: Target) -> dict[str, Any] | None:
-    """The ``export`` record of an existing target sidecar; raises :class:`_NotOurs`.
+def _recorded_files(target: Target, record: Mapping[str, Any]) -> set[Path]:
+    names = record.get("files")
+    if not isinstance(names, list):
+        return set()
+    return {target.sidecar.with_name(n) for n in names
+            if isinstance(n, str) and "/" not in n and n.endswith(".npy")}
 
-    Files left by an interrupted export (the pending marker is there) are ours too.
+
+def _existing_export(target: Target, owned: set[Path]) -> dict[str, Any] | None:
+    """The sidecar already at ``target`` (``{}`` when only files of an interrupted export
+    are there, ``None`` when nothing is); raises :class:`_NotOurs`.
+
+    A file at a target path is this export's to replace only when the sidecar's
+    ``export`` record lists it (the sidecar itself included) or the video's ownership
+    record (``OUT/.vadfeat-locks/<key>.owned``, written before any file of the video is
+    replaced) names it.  Releases before ownership records left a pending marker
+    instead: with it, every target file counts as theirs.
     """
-    existing = [p for p in (*target.features, target.sidecar) if p.exists() or p.is_symlink()]
+    existing = [p for p in (*target.features, target.sidecar) if os.path.lexists(p)]
     if not existing:
         return None
     meta = _read_json(target.sidecar) if target.sidecar.is_file() else None
     record = meta.get("export") if meta else None
     if not isinstance(record, dict) and _pending(target).exists():
         return {}
-    if not isinstance(record, dict):
-        first = existing[0]
-        raise _NotOurs(f"{first} exists and was not written by `vadfeat export` (no sidecar with an "
-                       "export record beside it); not replacing it: move it away or choose "
-                       "another output folder")
-    return record
+    ours = set(owned)
+    if isinstance(record, dict):
+        ours |= {target.sidecar, *_recorded_files(target, record)}
+    for path in existing:
+        if path not in ours or (path.is_symlink() or not path.is_file()):
+            why = ("no sidecar with an export record beside it" if not isinstance(record, dict)
+                   else "the export record beside it does not list it")
+            raise _NotOurs(f"{path} exists and was not written by `vadfeat export` ({why}); not "
+                           "replacing it: move it away or choose another output folder")
+    return meta if isinstance(record, dict) and meta is not None else {}
 
 
 # ----------------------------------------------------------------------- writing
@@ -302,9 +336,10 @@ def _write_video(record: FeatureRecord, target: Target, *, layout: Layout,
 
 
 def _sidecar(record: FeatureRecord, *, format: ExportFormat, dataset: Dataset | None,
-             layout: Layout, crops: Sequence[int] | None, n_crops: int, target: Target,
-             sources: list[dict[str, Any]], action: Action) -> dict[str, Any]:
+             layout: Layout, crops: Sequence[int] | None, n_crops: int,
+             sources: list[dict[str, Any]], outputs: dict[str, str], action: Action) -> dict[str, Any]:
     meta = dict(record.metadata)  # unknown keys are carried over untouched
+    meta.pop(SIDECAR_DIGEST, None)  # the source sidecar's; this one is sealed anew
     shape = list(record.shape)
     if source_crops(record) > 1:
         shape[1] = n_crops
@@ -313,21 +348,29 @@ def _sidecar(record: FeatureRecord, *, format: ExportFormat, dataset: Dataset | 
     order = record.crop_order
     if order is not None and crops is not None:
         meta["crop_order"] = [order[k] for k in crops if k < len(order)]
+    meta["files"] = dict(outputs)
     meta["export"] = {
         "format": format,
         "dataset": dataset,
         "crops": list(crops) if crops is not None else None,
         "sources": sources,
         "source_layout": record.layout,
-        "files": [p.name for p in target.features],
+        "files": list(outputs),
+        "outputs": dict(outputs),
         "action": action,
         "vadfeat_version": __version__,
     }
-    return meta
+    return seal_sidecar(meta)
 
 
-def _same_export(previous: Mapping[str, Any], *, format: str, dataset: str | None,
+def _same_export(meta: Mapping[str, Any], *, format: str, dataset: str | None,
                  crops: Sequence[int] | None, sources: list[dict[str, Any]], target: Target) -> bool:
+    """The sidecar ``meta`` at ``target`` records this export, and every output file still
+    holds the bytes it recorded (sha256; exports before ``outputs`` was recorded: each
+    file loads)."""
+    previous = meta.get("export")
+    if not isinstance(previous, Mapping) or sidecar_edited(meta) is not None:
+        return False
     if previous.get("format") != format or previous.get("dataset") != dataset:
         return False
     if previous.get("crops") != (list(crops) if crops is not None else None):
@@ -336,12 +379,65 @@ def _same_export(previous: Mapping[str, Any], *, format: str, dataset: str | Non
            if isinstance(s, Mapping)]
     if old != [(s["path"], s["sha256"]) for s in sources]:
         return False
+    if _recorded_files(target, previous) != set(target.features):
+        return False
+    outputs = previous.get("outputs")
     for p in target.features:
         try:
-            np.load(p, mmap_mode="r", allow_pickle=False)
+            if isinstance(outputs, Mapping):
+                if p.is_symlink() or outputs.get(p.name) != sha256_file(p):
+                    return False
+            else:
+                np.load(p, mmap_mode="r", allow_pickle=False)
         except NPY_ERRORS:
             return False
     return True
+
+
+def _export_video(record: FeatureRecord, target: Target, *, out: Path, format: ExportFormat,
+                  dataset: Dataset | None, crops: Sequence[int] | None, n_out: int) -> Action:
+    """Export one video under its claim: skip it when done, else replace its set of files.
+
+    The ownership record first names the old set and the new one, so that whatever a kill
+    leaves is known as this export's; then the old sidecar goes, the feature files are
+    written, old crop files the new set does not have are deleted, the sidecar comes
+    last, and the record is narrowed to the new set.  When a write fails the feature
+    files just written go too (no feature file is left without its sidecar).
+    """
+    key = str(target.sidecar.relative_to(out))
+    owned = read_owned(out, key)
+    meta = _existing_export(target, owned)
+    previous = meta.get("export") if meta else None
+    sources = _source_identity(record, previous if isinstance(previous, Mapping) else None)
+    if meta and _same_export(meta, format=format, dataset=dataset, crops=crops, sources=sources,
+                             target=target):
+        return "skipped"
+    old = _recorded_files(target, previous) if isinstance(previous, Mapping) else set()
+    old |= {p for p in owned if p.suffix == ".npy" and p.parent == target.sidecar.parent}
+    write_owned(out, key, [*target.features, target.sidecar, *old, *owned])
+    with contextlib.suppress(FileNotFoundError):
+        target.sidecar.unlink()
+    try:
+        action = _write_video(record, target, layout=FORMAT_LAYOUT[format], crops=crops)
+        outputs = {p.name: sha256_file(p) for p in target.features}
+        # Crop files of an earlier export of this video with more crops are ours: remove
+        # them, or a reader would stack them with the new ones.
+        for path in sorted(old - set(target.features)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        save_json(target.sidecar, _sidecar(record, format=format, dataset=dataset,
+                                           layout=FORMAT_LAYOUT[format], crops=crops, n_crops=n_out,
+                                           sources=sources, outputs=outputs, action=action))
+    except BaseException:
+        for path in target.features:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        raise
+    with contextlib.suppress(OSError):  # the wider record is still right
+        write_owned(out, key, [*target.features, target.sidecar])
+    with contextlib.suppress(FileNotFoundError):
+        _pending(target).unlink()
+    return action
 
 
 def export(
@@ -359,10 +455,15 @@ def export(
     ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) changes only ``pel4vad`` crop
     names.  ``crops`` keeps those crop indices (0-based, in the given order).
     ``workers`` threads write videos concurrently (I/O bound: they overlap fsyncs).
-    Returns every video with its files and action; per-video problems (an unreadable
-    source, a foreign file in the way, a crop index out of range) are issues, and the
-    others go on.  Raises :class:`~vadfeat.errors.ConfigError` for an unknown format
-    or dataset, ``out`` equal to the features folder, or bad ``crops``, before any work.
+    Several exports into one folder at once share the work: each video is claimed
+    (:class:`~vadfeat.store.writers.Claims`) while it is checked and written; a video
+    another process holds is taken up again at the end, once that process lets go
+    (then it is usually done and skipped).  Temporary files of killed exports are
+    removed first.  Returns every video with its files and action; per-video problems
+    (an unreadable source, a foreign file in the way, a crop index out of range) are
+    issues, and the others go on.  Raises :class:`~vadfeat.errors.ConfigError` for an
+    unknown format or dataset, ``out`` equal to the features folder, bad ``crops`` or
+    an output folder that cannot be written, before any work.
     """
     t0 = time.perf_counter()
     _check(format, get_args(ExportFormat), "export format")
@@ -380,11 +481,17 @@ def export(
     if out_res == src_root or src_root in out_res.parents:
         raise ConfigError(f"the output folder {out_dir} must not be the features folder {fs.root} "
                           "or lie inside it (a later read of the features would find the exports)")
-    layout = FORMAT_LAYOUT[format]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(out_dir)
+        claims = Claims(out_dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out_dir}: {exc}") from exc
     suffix = crop_suffix(format, dataset)
-    videos: list[ExportedVideo] = []
     issues = list(fs.issues)
-    def one(record: FeatureRecord) -> ExportedVideo | FeatureIssue:
+
+    def one(record: FeatureRecord, *, wait: bool) -> ExportedVideo | FeatureIssue | None:
+        """``None``: another process holds the video (only when not ``wait``)."""
         try:
             n_src = source_crops(record)
             if crops is not None and max(crops) >= n_src:
@@ -394,30 +501,14 @@ def export(
                 raise ValueError(f"{n_out} crops: PEL4VAD's ShanghaiTech loader cuts a one-digit "
                                  "`_<k>.npy` suffix, so at most 10 crops can be named")
             target = target_paths(out_dir, record.name, format=format, crops=n_out, dataset=dataset)
-            previous = _export_record(target)
-            sources = _source_identity(record, previous)
-            if previous is not None and _same_export(previous, format=format, dataset=dataset,
-                                                     crops=crops, sources=sources, target=target):
-                return ExportedVideo(record.name, target.features, "skipped")
-            # The marker first, then the old sidecar goes: interrupted later, no sidecar
-            # describes new files, and the next run still knows the files are its own.
-            pending = _pending(target)
-            pending.parent.mkdir(parents=True, exist_ok=True)
-            pending.touch()
-            with contextlib.suppress(FileNotFoundError):
-                target.sidecar.unlink()
-            action = _write_video(record, target, layout=layout, crops=crops)
-            # Crop files of an earlier export of this video with more crops are ours: remove
-            # them, or a reader would stack them with the new ones.
-            new = {p.name for p in target.features}
-            for old in (previous or {}).get("files") or []:
-                if isinstance(old, str) and old not in new and "/" not in old and old.endswith(".npy"):
-                    with contextlib.suppress(FileNotFoundError):
-                        (target.sidecar.parent / old).unlink()
-            write_json(target.sidecar, _sidecar(record, format=format, dataset=dataset, layout=layout,
-                                                crops=crops, n_crops=n_out, target=target,
-                                                sources=sources, action=action))
-            pending.unlink()
+            key = str(target.sidecar.relative_to(out_dir))
+            if claims.acquire(key, wait=threading.Event() if wait else None) is not None:
+                return None
+            try:
+                action = _export_video(record, target, out=out_dir, format=format, dataset=dataset,
+                                       crops=crops, n_out=n_out)
+            finally:
+                claims.release(key)
         except _NotOurs as exc:
             return FeatureIssue(record.name, str(exc))
         except (*NPY_ERRORS, IndexError) as exc:
@@ -426,12 +517,24 @@ def export(
 
     # Threads overlap the fsync of every atomic write (the cost of slicing 19,000 small
     # files); videos never share an output file, and results keep the sorted order.
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for done in pool.map(one, fs.records):
-            if isinstance(done, FeatureIssue):
-                issues.append(done)
-            else:
-                videos.append(done)
+    done: dict[str, ExportedVideo | FeatureIssue] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for record, got in zip(fs.records, pool.map(lambda r: one(r, wait=False), fs.records),
+                                   strict=True):
+                if got is not None:
+                    done[record.name] = got
+            held = [r for r in fs.records if r.name not in done]
+            if held:
+                log.info("%d video(s) are being exported by another process; waiting for them",
+                         len(held))
+            for record, got in zip(held, pool.map(lambda r: one(r, wait=True), held), strict=True):
+                assert got is not None  # waiting always ends with the claim
+                done[record.name] = got
+    finally:
+        claims.release_all()
+    videos = [v for r in fs.records if isinstance(v := done[r.name], ExportedVideo)]
+    issues += [i for r in fs.records if isinstance(i := done[r.name], FeatureIssue)]
     result = ExportResult(out=out_dir, format=format, videos=tuple(videos), issues=tuple(issues),
                           seconds=time.perf_counter() - t0)
     log.info("exported %d videos as %s to %s in %.1f s (%d linked, %d copied, %d sliced, "

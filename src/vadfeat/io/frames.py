@@ -175,7 +175,7 @@ def write_video_frames(source: Path, folder: Path, settings: FrameSettings,
     ok = False
     try:
         try:
-            identity: dict[str, Any] | None = source_identity(source)
+            identity: dict[str, Any] | None = source_identity(source, content=True)
         except OSError:
             identity = None
         with open_video(source, on_corrupt=settings.on_corrupt) as reader:  # type: ignore[arg-type]
@@ -237,7 +237,7 @@ def _is_done(item: VideoItem, folder: Path, meta: dict[str, Any], fs: FrameSetti
     recorded = meta.get("source_identity")
     if isinstance(recorded, dict):
         with contextlib.suppress(OSError):
-            if same_source(recorded, source_identity(item.source)) is not None:
+            if same_source(recorded, source_identity(item.source), path=item.source) is not None:
                 return False
     return True
 

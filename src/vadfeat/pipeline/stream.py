@@ -57,7 +57,7 @@ def snippet_stream(
     raw = config.preprocess == "device"
     item = (lambda frame: frame) if raw else transform.prepare
     try:  # before decoding: a file replaced mid-run must not be recorded as the new one
-        identity: dict[str, Any] | None = source_identity(source)
+        identity: dict[str, Any] | None = source_identity(source, content=True)
     except OSError:
         identity = None  # open_video says why the source cannot be read
 

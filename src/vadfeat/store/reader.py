@@ -18,6 +18,12 @@ Layouts (``docs/DESIGN.md``):
     as crop ``k`` only when ``<stem>.json`` exists and ``<stem>_<k>.json`` does not,
     so a flat file whose name ends in ``_<digit>`` is never taken for a crop.
 
+One folder may hold videos in several layouts (two runs with different ``--layout``
+into one ``-o``): with ``layout="auto"`` each video is read in the layout its sidecar
+states, and only files no sidecar places fall back on :func:`detect_layout`.  A
+sidecar carrying a ``sidecar_sha256`` that no longer matches its content (edited by
+hand) is not used: its video is reported, not read.
+
 Video names.  A record's :attr:`FeatureRecord.name` is its path below the layout
 root without extension, POSIX-style (``"sub/clip"``).  Ground-truth files name
 videos in their own ways (``Abuse028_x264.mp4``, ``Abuse028_x264``,
@@ -57,7 +63,7 @@ from vadfeat._types import Layout, LayoutOrAuto
 from vadfeat.errors import ConfigError, FeatureReadError  # FeatureReadError: re-exported (its old home)
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.store.ownership import dump_json
-from vadfeat.store.writers import NPY_ERRORS, atomic_path
+from vadfeat.store.writers import NPY_ERRORS, SIDECAR_DIGEST, atomic_path, seal_sidecar, sidecar_edited
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +311,10 @@ def _frame_count(value: Any) -> int | None:
     return value
 
 
+class UntrustedSidecar(ValueError):
+    """A sidecar whose content is not what vadfeat wrote (its digest does not match)."""
+
+
 def _make_record(
     *, name: str, layout: Layout, root: Path, paths: Sequence[Path], sidecar: Path | None,
     clip_len: int, warnings: list[str], vadfeat_output: bool,
@@ -322,6 +332,9 @@ def _make_record(
     meta: dict[str, Any] = {}
     if sidecar is not None:
         meta = _read_sidecar(sidecar)
+        edited = sidecar_edited(meta)
+        if edited is not None:
+            raise UntrustedSidecar(f"sidecar {sidecar.name}: {edited}; extract this video again")
         recorded = meta.get("shape")
         if recorded is not None and tuple(recorded) not in (shape, file_shape):
             raise ValueError(f"sidecar shape {list(recorded)} does not match the file's {list(shape)}")
@@ -381,44 +394,147 @@ def _candidates(root: Path, layout: Layout) -> tuple[Path, list[tuple[str, list[
     return root, found
 
 
+def _stated_layout(sidecar: Path, cache: dict[Path, str | None]) -> str | None:
+    """The ``layout`` a sidecar states (``None``: no sidecar, unreadable, or none stated)."""
+    if sidecar not in cache:
+        layout = None
+        if sidecar.is_file():
+            try:
+                layout = _read_sidecar(sidecar).get("layout")
+            except (OSError, ValueError, RecursionError):
+                layout = None
+        cache[sidecar] = layout if isinstance(layout, str) else None
+    return cache[sidecar]
+
+
+Candidates = list[tuple[str, list[Path], Path | None]]
+
+
+def _auto_groups(base: Path) -> list[tuple[Layout, Path, Candidates]]:
+    """Every video of ``base`` in its own layout: ``[(layout, layout root, candidates)]``.
+
+    A fed-wsvad tree is read as such; every other feature file goes by its sidecar's
+    ``layout`` (a ``flat`` sidecar of its own, or a ``per-crop`` sidecar of its stem).
+    Files no sidecar places (legacy folders) follow :func:`detect_layout` among
+    themselves, as before; those not named like crops are then flat.
+    """
+    groups: list[tuple[Layout, Path, Candidates]] = []
+    fed = _fed_base(base)
+    if fed is not None:
+        groups.append(("fed-wsvad", *_candidates(base, "fed-wsvad")))
+        if fed == base:
+            return groups
+    cache: dict[Path, str | None] = {}
+    flat: list[Path] = []
+    crops: dict[Path, dict[int, Path]] = {}
+    rest: list[Path] = []
+    for p in sorted(base.rglob("*.npy")):
+        if not _visible(p, base) or (fed is not None and fed in p.parents):
+            continue
+        if _stated_layout(p.with_suffix(".json"), cache) == "flat":
+            flat.append(p)
+            continue
+        m = _crop_match(p)
+        if m and _stated_layout(p.parent / f"{m['stem']}.json", cache) == "per-crop":
+            crops.setdefault(p.parent / m["stem"], {})[int(m["k"])] = p
+            continue
+        rest.append(p)
+    rest_per_crop = any((m := _crop_match(p)) and not (p.parent / f"{m['stem']}.npy").exists()
+                        for p in rest)
+    for p in rest:
+        m = _crop_match(p) if rest_per_crop else None
+        if m:
+            crops.setdefault(p.parent / m["stem"], {})[int(m["k"])] = p
+        else:
+            flat.append(p)
+    if flat:
+        found: Candidates = []
+        for p in sorted(flat):
+            side = p.with_suffix(".json")
+            found.append((p.relative_to(base).with_suffix("").as_posix(), [p],
+                          side if side.is_file() else None))
+        groups.append(("flat", base, found))
+    if crops:
+        found = []
+        for stem_path in sorted(crops):
+            paths = [crops[stem_path][k] for k in sorted(crops[stem_path])]
+            side = stem_path.parent / f"{stem_path.name}.json"
+            found.append((stem_path.relative_to(base).as_posix(), paths,
+                          side if side.is_file() else None))
+        groups.append(("per-crop", base, found))
+    return groups
+
+
 def read_features(
     root: str | os.PathLike[str], *, layout: LayoutOrAuto = "auto", clip_len: int = 16,
 ) -> FeatureSet:
     """Find every feature file under ``root`` and read its shape and sidecar.
 
-    ``layout="auto"`` uses :func:`detect_layout`.  ``clip_len`` is only used for
-    files without a sidecar.  A video whose files or sidecar cannot be read, or
-    whose sidecar disagrees with its file, is left out and reported in
-    :attr:`FeatureSet.issues`; the folder itself missing or holding no feature
-    file raises :class:`FeatureReadError`.
+    ``layout="auto"`` reads every video in its own layout (its sidecar says which; a
+    folder may hold flat, per-crop and fed-wsvad videos side by side, e.g. two runs
+    with different ``--layout`` into one ``-o``); files without a sidecar follow
+    :func:`detect_layout`.  A given ``layout`` reads only that one.  ``clip_len`` is
+    only used for files without a sidecar.  A video whose files or sidecar cannot be
+    read, whose sidecar disagrees with its file or was edited by hand (its digest does
+    not match), or whose name two layouts share, is left out and reported in
+    :attr:`FeatureSet.issues`; the folder itself missing or holding no feature file
+    raises :class:`FeatureReadError`.  :attr:`FeatureSet.root` is the layout's root
+    (the ``combine`` folder for fed-wsvad), ``root`` itself when layouts are mixed.
     """
     _check_layout(layout)
     base = Path(root)
     if not base.is_dir():
         raise FeatureReadError(f"features folder {base} does not exist")
-    chosen: Layout = detect_layout(base) if layout == "auto" else layout
-    layout_root, candidates = _candidates(base, chosen)
-    # fed-wsvad output keeps its manifest three levels above the combine folder.
-    homes = [base, layout_root, *layout_root.parents[:3]]
+    if layout == "auto":
+        groups = _auto_groups(base) or [("flat", base, [])]
+    else:
+        groups = [(layout, *_candidates(base, layout))]
+    homes = {base}
+    for _, layout_root, _ in groups:  # fed-wsvad keeps its manifest three levels above combine
+        homes.update([layout_root, *layout_root.parents[:3]])
     vadfeat_output = any((h / _MANIFEST).is_file() for h in homes)
     records: list[FeatureRecord] = []
     issues: list[FeatureIssue] = []
     warnings: list[str] = []
-    for name, paths, sidecar in candidates:
-        try:
-            records.append(_make_record(name=name, layout=chosen, root=layout_root, paths=paths,
-                                        sidecar=sidecar, clip_len=clip_len, warnings=warnings,
-                                        vadfeat_output=vadfeat_output))
-        except (*NPY_ERRORS, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
-            # An empty placeholder or a torn file is one video's problem, not the folder's.
-            issues.append(FeatureIssue(name, f"unreadable features: {exc or type(exc).__name__}"))
+    for chosen, layout_root, candidates in groups:
+        for name, paths, sidecar in candidates:
+            try:
+                records.append(_make_record(name=name, layout=chosen, root=layout_root, paths=paths,
+                                            sidecar=sidecar, clip_len=clip_len, warnings=warnings,
+                                            vadfeat_output=vadfeat_output))
+            except UntrustedSidecar as exc:
+                issues.append(FeatureIssue(name, f"not trusted: {exc}"))
+            except (*NPY_ERRORS, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                # An empty placeholder or a torn file is one video's problem, not the folder's.
+                issues.append(FeatureIssue(name, f"unreadable features: {exc or type(exc).__name__}"))
+    layouts: dict[str, list[FeatureRecord]] = {}
+    for r in records:
+        layouts.setdefault(r.name, []).append(r)
+    twice = {n for n, rs in layouts.items() if len(rs) > 1}
+    for n in sorted(twice):
+        where = ", ".join(f"{r.layout} ({r.paths[0]})" for r in layouts[n])
+        issues.append(FeatureIssue(n, f"found in more than one layout: {where}; remove one"))
+    records = [r for r in records if r.name not in twice]
+    kinds = [g[0] for g in groups if g[2]]
+    if len(kinds) > 1:  # one sorted order across the layouts
+        records.sort(key=lambda r: r.name)
+        issues.sort(key=lambda i: i.video)
     if not records and not issues:
-        raise FeatureReadError(f"no {chosen} feature files under {base}")
+        raise FeatureReadError(f"no {kinds[0] if len(kinds) == 1 else groups[0][0]} feature files "
+                               f"under {base}")
     for w in warnings[:5]:
         log.warning("%s", w)
     if len(warnings) > 5:
         log.warning("... and %d more videos without a sidecar", len(warnings) - 5)
-    return FeatureSet(root=layout_root, layout=chosen, records=tuple(records),
+    if len(kinds) > 1:
+        counts = {k: sum(r.layout == k for r in records) for k in kinds}
+        log.info("%s holds videos in %s layouts: %s", base, len(kinds),
+                 ", ".join(f"{n} {k}" for k, n in counts.items()))
+        main: Layout = max(kinds, key=lambda k: counts[k])
+        return FeatureSet(root=base, layout=main, records=tuple(records), issues=tuple(issues),
+                          warnings=tuple(warnings))
+    chosen_layout, layout_root, _ = next((g for g in groups if g[2]), groups[0])
+    return FeatureSet(root=layout_root, layout=chosen_layout, records=tuple(records),
                       issues=tuple(issues), warnings=tuple(warnings))
 
 
@@ -477,6 +593,7 @@ def derived_sidecar(record: FeatureRecord, *, shape: Sequence[int],
     ``{"step": ..., **details}`` to a ``derived`` list so the history stays readable.
     """
     meta = dict(record.metadata)
+    meta.pop(SIDECAR_DIGEST, None)  # the source's digest does not describe this file
     meta["shape"] = [int(s) for s in shape]
     meta["snippets"] = [None if s is None else [int(s[0]), int(s[1])] for s in snippets]
     if record.num_frames is not None:
@@ -512,5 +629,5 @@ def write_derived(record: FeatureRecord, out_root: str | os.PathLike[str], array
             written.append(save_npy(out / p, np.ascontiguousarray(array[:, k])))
     else:
         written.append(save_npy(out / rel[0], array))
-    write_json(out / record.relative_sidecar(), dict(sidecar))
+    write_json(out / record.relative_sidecar(), seal_sidecar(sidecar))
     return tuple(written)

@@ -12,9 +12,13 @@ vadfeat's when the video's sidecar (a JSON object with ``vadfeat_version`` and
 replaced) names it; anything else at an output path is *foreign*: that video fails
 naming the file, with or without ``overwrite``.  Folders are never deleted.
 
-Integrity: the sidecar records the sha256 of each feature file (``files``) and what
-the source was (``source_identity``: size, mtime, and a sha256 of its first and last
-MiB and size); :func:`inspect_outputs` checks both before a video counts as done.
+Integrity: the sidecar records the sha256 of each feature file (``files``), what the
+source was (``source_identity``: size, mtime, a sha256 of its first and last MiB and
+size, and a sha256 of every byte; a frame folder also every frame's name, size and
+mtime) and, last, ``sidecar_sha256``, a digest of all its other fields;
+:func:`inspect_outputs` checks all three before a video counts as done (an edited
+sidecar is redone; the whole source is hashed again only when its size, ends or
+mtimes differ from the record).
 
 Layouts (SPEC §3):
 
@@ -160,41 +164,152 @@ def _head_tail(path: Path, size: int, h: Any) -> None:
             h.update(f.read(IDENTITY_BYTES))
 
 
-def source_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """What a source is: ``{"size", "mtime_ns", "sample_sha256"}`` (+ ``"files"`` for a folder).
+def _folder_files(folder: Path) -> list[Path]:
+    # Every visible file, a superset of the frames the folder reader uses.
+    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+
+
+def _name_bytes(path: Path) -> bytes:
+    return path.name.encode("utf-8", "surrogateescape")
+
+
+def content_sha256(path: str | os.PathLike[str], *, chunk: int = 1 << 22) -> str:
+    """The sha256 of every byte of a source (hex).
+
+    A file: its bytes.  A frame folder: for each visible file in name order, its name,
+    size and bytes, so a renamed, added, removed or rewritten frame changes it.
+    Raises OSError.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p, chunk=chunk)
+    h = hashlib.sha256()
+    for f in _folder_files(p):
+        h.update(_name_bytes(f) + b"\0" + str(f.stat().st_size).encode() + b"\n")
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
+
+
+def source_identity(path: str | os.PathLike[str], *, content: bool = False) -> dict[str, Any]:
+    """What a source is: ``{"size", "mtime_ns", "sample_sha256"}`` (+ ``"files"`` and
+    ``"stat_sha256"`` for a frame folder, + ``"sha256"`` with ``content``).
 
     ``sample_sha256`` hashes the size and the first and last :data:`IDENTITY_BYTES`
     of the file (a frame folder: every image's name and size, then the first and last
-    image's ends).  Two sources are the same when size and sample hash agree; mtime
-    is recorded but not compared (copying a dataset changes it).  Raises OSError.
+    image's ends).  ``stat_sha256`` (a folder) hashes every file's name, size and
+    mtime.  ``sha256`` (:func:`content_sha256`) covers every byte: extraction records
+    it, and :func:`same_source` recomputes it whenever the size, sample or modification
+    times differ from the record.  Raises OSError.
     """
     p = Path(path)
     st = p.stat()
     h = hashlib.sha256()
+    ident: dict[str, Any]
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = _folder_files(p)
+        stats = hashlib.sha256()
         total, mtime = 0, st.st_mtime_ns
         for f in files:
             fs = f.stat()
             total += fs.st_size
             mtime = max(mtime, fs.st_mtime_ns)
-            h.update(f.name.encode("utf-8", "surrogateescape") + b"\0" + str(fs.st_size).encode() + b"\n")
+            line = _name_bytes(f) + b"\0" + str(fs.st_size).encode()
+            h.update(line + b"\n")
+            stats.update(line + b"\0" + str(fs.st_mtime_ns).encode() + b"\n")
         for f in files[:1] + files[-1:]:
             _head_tail(f, f.stat().st_size, h)
-        return {"size": total, "mtime_ns": mtime, "files": len(files), "sample_sha256": h.hexdigest()}
-    h.update(str(st.st_size).encode() + b"\n")
-    _head_tail(p, st.st_size, h)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sample_sha256": h.hexdigest()}
+        ident = {"size": total, "mtime_ns": mtime, "files": len(files),
+                 "sample_sha256": h.hexdigest(), "stat_sha256": stats.hexdigest()}
+    else:
+        h.update(str(st.st_size).encode() + b"\n")
+        _head_tail(p, st.st_size, h)
+        ident = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sample_sha256": h.hexdigest()}
+    if content:
+        ident["sha256"] = content_sha256(p)
+    return ident
 
 
-def same_source(recorded: Any, current: Mapping[str, Any]) -> str | None:
-    """``None`` when ``current`` is the source ``recorded`` describes, else what differs."""
+def _same_stat(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    if "stat_sha256" in current:  # a frame folder: every frame's name, size and mtime
+        return recorded.get("stat_sha256") == current["stat_sha256"]
+    return recorded.get("mtime_ns") == current["mtime_ns"]
+
+
+def same_source(recorded: Any, current: Mapping[str, Any], *,
+                path: str | os.PathLike[str] | None = None) -> str | None:
+    """``None`` when ``current`` (:func:`source_identity` of ``path``) is the source
+    ``recorded`` describes, else what differs.
+
+    A record with a whole-content ``sha256`` (and ``path`` given): unchanged size,
+    sample and modification times (every frame's, for a folder) mean the same source;
+    any other change costs a full hash, so a copied dataset (new mtimes, same bytes)
+    still resumes and a rewritten middle does not.  Older records: size and sample
+    hash only.  Raises OSError when the full hash cannot be read.
+    """
     if not isinstance(recorded, Mapping):
         return "the recorded source identity is malformed"
     if recorded.get("size") != current["size"]:
         return f"source size {recorded.get('size')} -> {current['size']} bytes"
+    full = recorded.get("sha256")
+    if isinstance(full, str) and path is not None:
+        if _same_stat(recorded, current) and recorded.get("sample_sha256") == current["sample_sha256"]:
+            return None
+        if content_sha256(path) != full:
+            return "source content changed (same size, different bytes: its sha256 differs)"
+        return None
     if recorded.get("sample_sha256") != current["sample_sha256"]:
         return "source content changed (same size, different bytes)"
+    return None
+
+
+def source_changed(recorded: Any, path: str | os.PathLike[str]) -> str | None:
+    """What differs between the source at ``path`` and the identity ``recorded`` for it
+    (see :func:`same_source`), or ``None``; a source that cannot be read is ``None``
+    (the outputs are all there is).  Never raises."""
+    try:
+        return same_source(recorded, source_identity(path), path=path)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- sidecar digest
+
+
+#: The sidecar field holding the sha256 of the sidecar's other fields (canonical JSON).
+SIDECAR_DIGEST = "sidecar_sha256"
+
+
+# Left out of the digest: the digest itself, and the creation time (so that two runs
+# that write the same outputs write the same digest; nothing reads a number from it).
+_UNSEALED = (SIDECAR_DIGEST, "created")
+
+
+def sidecar_digest(meta: Mapping[str, Any]) -> str:
+    """The sha256 (hex) of ``meta`` without :data:`SIDECAR_DIGEST` and ``created``, as
+    canonical JSON (sorted keys, no spaces, ASCII): what a sidecar says survives a JSON
+    round trip unchanged, so any edit of another value changes it."""
+    body = {k: v for k, v in meta.items() if k not in _UNSEALED}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def seal_sidecar(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with a fresh :data:`SIDECAR_DIGEST` (an old one is replaced), last."""
+    body = {k: v for k, v in meta.items() if k != SIDECAR_DIGEST}
+    return {**body, SIDECAR_DIGEST: sidecar_digest(body)}
+
+
+def sidecar_edited(meta: Mapping[str, Any]) -> str | None:
+    """Why a sidecar's content is not what vadfeat wrote, or ``None``.  Sidecars without a
+    digest (written before it existed) are taken as written."""
+    value = meta.get(SIDECAR_DIGEST)
+    if value is None:
+        return None
+    if value != sidecar_digest(meta):
+        return (f"its content was changed after vadfeat wrote it ({SIDECAR_DIGEST} does not "
+                "match), so its numbers are not used")
     return None
 
 
@@ -389,7 +504,7 @@ def write_outputs(paths: OutputPaths, features: np.ndarray, sidecar: Mapping[str
         hashes = {}
         for path, array in zip(paths.features, arrays, strict=True):
             hashes[path.name] = save_npy(path, np.asarray(array, dtype=np.float32))
-        save_json(paths.sidecar, {**sidecar, "files": hashes})
+        save_json(paths.sidecar, seal_sidecar({**sidecar, "files": hashes}))
     except BaseException:
         for path in paths.features:
             with contextlib.suppress(FileNotFoundError):
@@ -517,16 +632,14 @@ def inspect_outputs(paths: OutputPaths, fingerprint: Mapping[str, Any] | None, *
             return OutputState("redo", "outputs of an interrupted write (no sidecar)", stale=stale)
         return OutputState("absent")
     fp = meta["fingerprint"]
+    edited = sidecar_edited(meta)
+    if edited is not None:
+        return OutputState("redo", f"its sidecar {side.name}: {edited}", previous=fp, stale=stale)
     if fingerprint is None or not same_fingerprint(fp, fingerprint):
         return OutputState("changed", previous=fp, stale=stale)
     problem = _verify(paths, meta, verify=verify)
     if problem is None and source is not None and isinstance(meta.get("source_identity"), dict):
-        try:
-            current = source_identity(source)
-        except OSError:
-            current = None  # the source is gone: the outputs are all there is
-        if current is not None:
-            problem = same_source(meta["source_identity"], current)
+        problem = source_changed(meta["source_identity"], source)
     if problem is not None:
         return OutputState("redo", problem, previous=fp, stale=stale)
     return OutputState("done", previous=fp)
