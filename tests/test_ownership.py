@@ -313,3 +313,35 @@ def test_a_file_where_a_folder_goes_is_named(tmp_path: Path) -> None:
         claim_outputs(tmp_path, ["GT/frame_label.pickle"], command="align")
     with pytest.raises(ConfigError, match=r"/snippet_labels exists and was not written"):
         claim_outputs(tmp_path, ["snippet_labels/v.npy"], command="align")
+
+
+@pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.writes is not None and not c.file_output],
+                         ids=lambda c: c.name)
+def test_a_killed_runs_temporaries_are_removed_by_the_next(cmd: Command, inputs: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    # What a SIGKILL between writing a temporary and renaming it leaves: the temporary,
+    # named with the dead writer's host and pid (issue 20: no later run removed them).
+    import socket
+    import subprocess
+    import sys
+
+    from vadfeat.store.writers import tmp_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    out = tmp_path / "out"
+    assert main(cmd.argv(inputs, out)) == 0
+    mine = tmp_name(out / cmd.writes)  # type: ignore[operator]
+    stale = mine.with_name(mine.name.replace(f"{socket.gethostname()}.{os.getpid()}",
+                                             f"{socket.gethostname()}.{pid}"))
+    assert stale != mine
+    stale.write_bytes(b"half a file")
+    # a live process's (a concurrent run's) temporary is left alone: our parent is alive
+    live = mine.with_name(mine.name.replace(f"{socket.gethostname()}.{os.getpid()}",
+                                            f"{socket.gethostname()}.{os.getppid()}"))
+    live.write_bytes(b"in flight")
+    assert main(cmd.argv(inputs, out)) == 0
+    assert not stale.exists()
+    assert live.read_bytes() == b"in flight"
+    live.unlink()

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vadfeat.errors import ConfigError
-from vadfeat.store.writers import atomic_path
+from vadfeat.store.writers import atomic_path, clean_stale_temporaries
 
 #: The ownership record of an output folder: ``{"format": ..., "files": {command: [names]}}``.
 RECORD = ".vadfeat-owned.json"
@@ -165,6 +165,7 @@ def claim_outputs(out: PathLike, names: Iterable[str], *, command: str,
                           f"`vadfeat {command}`{who}; it never replaces a file it did not write: "
                           "choose another output folder or move the file away")
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(out_dir)  # a killed earlier run's, never a live one's
     # A legacy report record's names are carried into this record (for inspect and compare).
     files = {c: sorted(n) for c, n in owned.items()}
     files[command] = sorted(mine | set(wanted))
