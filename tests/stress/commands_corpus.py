@@ -52,7 +52,9 @@ def _vadfeat(argv: list[str], timeout: float = 600) -> tuple[int, str, float]:
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "vadfeat", *argv], capture_output=True,
                        timeout=timeout, env=_env())
-    return r.returncode, r.stderr.decode("utf-8", "replace"), time.monotonic() - t0
+    # what the user sees: reports go to standard output, errors and the log to standard error
+    said = (r.stdout + r.stderr).decode("utf-8", "replace")
+    return r.returncode, said, time.monotonic() - t0
 
 
 def _snapshot(paths: tuple[Path, ...]) -> dict[str, bytes]:
@@ -204,8 +206,8 @@ def _check_command(c: Command, work: Path) -> Row:
 
     # 3. a user's file at a name the command writes: kept, byte for byte
     if written:
-        rel = written[0].relative_to(out) if not c.out_is_file else Path(out.name)
         fresh = base / ("user.safetensors" if c.out_is_file else "user")
+        rel = written[0].relative_to(out) if not c.out_is_file else Path(fresh.name)
         user_file = fresh if c.out_is_file else fresh / rel
         user_file.parent.mkdir(parents=True, exist_ok=True)
         user_file.write_bytes(b"the user's own file\n")
