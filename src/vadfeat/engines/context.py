@@ -196,7 +196,7 @@ class RunContext:
         run files, changed settings, bad inputs).
         """
         out = Path(out)
-        refuse_overlap(out, [*inputs, root], command="extract")
+        refuse_overlap(out, inputs, command="extract")
         check_output_folder(out)
         if found is None:
             found = scan(list(inputs), root=Path(root) if root is not None else None)

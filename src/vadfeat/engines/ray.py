@@ -384,7 +384,7 @@ def extract_ray(
     cfg = _ray_config(settings, config)
     identity = cfg.identify()  # an unreadable checkpoint stops the run before Ray starts
     out = Path(out)
-    refuse_overlap(out, [*inputs, root, local_checkpoint(cfg)], command="extract")
+    refuse_overlap(out, [*inputs, local_checkpoint(cfg)], command="extract")
     check_output_folder(out)
     found = scan(list(inputs), root=Path(root) if root is not None else None)
     ray = _import_ray()

@@ -259,7 +259,7 @@ def dump_frames(
         raise ConfigError(f"workers must be positive, got {workers}")
     out = Path(out)
     # Frame folders inside the videos' folder would be found as videos by the next run.
-    refuse_overlap(out, [*inputs, root], command="frames")
+    refuse_overlap(out, inputs, command="frames")
     items = discover(list(inputs), root=Path(root) if root is not None else None)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out)
