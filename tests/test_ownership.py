@@ -297,12 +297,14 @@ def test_lists_codebase_root_keeps_the_repositorys_own_files(inputs: dict[str, P
     assert main(base) == 2
     assert f"{shipped} exists and was not written by `vadfeat lists`" in caplog.text
     assert snapshot(repo) == before
-    # A checkout that holds the features is fine: only the files written must not be inputs.
+    # The README's advice: move the shipped file aside once. A checkout that holds the
+    # features is fine too: only the files written must not be inputs.
     feat_in_repo = write_features(repo / "features")
-    shipped.unlink()
+    shipped.rename(shipped.with_name(shipped.name + ".orig"))
     assert main(["lists", str(feat_in_repo), "--format", "rtfm", "--labels", str(inputs["gt"]),
                  "--dataset", "ucf", "--codebase-root", str(repo)]) == 0
     assert shipped.is_file()
+    assert (repo / "list" / "ucf-i3d-test.list.orig").read_text() == "Abuse001_x264\n"
 
 
 def test_a_file_where_a_folder_goes_is_named(tmp_path: Path) -> None:
