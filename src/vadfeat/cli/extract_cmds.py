@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, get_args
 
+from vadfeat._defaults import DEFAULT_MAX_PIXELS
 from vadfeat._types import (
     ChannelOrder,
     CropOrder,
@@ -28,7 +29,6 @@ from vadfeat._types import (
 from vadfeat.backbones._registry import list_backbones
 from vadfeat.cli import EXIT_CODES
 from vadfeat.errors import ConfigError
-from vadfeat.io.video import DEFAULT_MAX_PIXELS
 from vadfeat.pipeline.presets import DEFAULT_PRESET, list_presets
 
 log = logging.getLogger("vadfeat")
