@@ -186,3 +186,5 @@ def test_public_api_names_all_resolve() -> None:
     assert set(vadfeat.__all__) <= set(dir(vadfeat))
     with pytest.raises(AttributeError, match="no_such_name"):
         vadfeat.no_such_name  # noqa: B018
+    # A sub-package read as an attribute after a bare `import vadfeat`, as before.
+    assert vadfeat.errors.ConfigError is vadfeat.ConfigError

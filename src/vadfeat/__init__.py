@@ -95,7 +95,14 @@ _HOMES: dict[str, str] = {
 }
 
 
+# Sub-packages that `import vadfeat` used to import as a side effect: `vadfeat.errors.X`
+# after a bare `import vadfeat` still works (it imports the sub-package then).
+_SUBPACKAGES = frozenset({"backbones", "dataset", "engines", "errors", "io", "pipeline", "store"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"vadfeat.{name}")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'vadfeat' has no attribute {name!r}")
