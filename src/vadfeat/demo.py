@@ -1,7 +1,8 @@
 """`vadfeat demo`: the whole pipeline on generated videos, in well under a minute on a CPU.
 
-Two videos are generated (a moving scene; the same with an abrupt event from a
-known frame on), with ShanghaiTech-style per-frame ground-truth masks; then
+Four videos are generated (:data:`DEMO_VIDEOS`: two training and two test videos of a
+moving scene, one of each with an abrupt event from a known frame on), with
+ShanghaiTech-style per-frame ground-truth masks; then
 features are extracted (tiny model with random weights unless a checkpoint is
 given), ground truth is read and aligned, RTFM-style lists are written, the
 same features are exported to UR-DMU's one-file-per-crop layout (no recomputing)

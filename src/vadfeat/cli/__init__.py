@@ -53,13 +53,41 @@ EXIT_CODES = """exit codes:
        finished videos are kept, the rest is redone by running again"""
 
 
+def _says_default(text: str, default: Any) -> bool:
+    """Whether an option's help already states its default: it says "default", or it ends a
+    phrase with the value in parentheses ("(30)" for 30.0, "(mean)")."""
+    if re.search(r"\bdefault\b", text, re.IGNORECASE):
+        return True
+    for shown in re.findall(r"\(([^()]*)\)", text):
+        if shown.strip() == str(default):
+            return True
+        try:
+            if isinstance(default, (int, float)) and float(shown) == float(default):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default only when it has one: no "(default: None)", no "(default: False)"."""
+    """Shows an option's default once, and only when it has one.
+
+    No "(default: None)", no "(default: False)", nothing added where the help text
+    states the default itself ("(1)", "default 8", "(default: 8K UHD, 7680x4320)");
+    the exit-code table of an epilog (:data:`EXIT_CODES`) is kept as written.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
             return action.help
+        if action.help and _says_default(action.help, action.default):
+            return action.help
         return super()._get_help_string(action)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit codes:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
@@ -96,8 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     for p in _parsers(parser):  # one rule for every command's help
         fmt = p.formatter_class
-        if isinstance(fmt, type) and issubclass(fmt, argparse.ArgumentDefaultsHelpFormatter):
-            p.formatter_class = DefaultsHelpFormatter
+        if (isinstance(fmt, type) and issubclass(fmt, argparse.ArgumentDefaultsHelpFormatter)
+                and not issubclass(fmt, DefaultsHelpFormatter)):
+            # In front of the command's own formatter, which keeps what it adds.
+            mixed: Any = (DefaultsHelpFormatter if fmt is argparse.ArgumentDefaultsHelpFormatter
+                          else type(f"Defaults{fmt.__name__}", (DefaultsHelpFormatter, fmt), {}))
+            p.formatter_class = mixed
     return parser
 
 

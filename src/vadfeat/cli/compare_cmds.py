@@ -12,15 +12,16 @@ from __future__ import annotations
 import argparse
 from typing import Literal, get_args
 
-from vadfeat.dataset.compare import DEFAULT_PLOTS, compare
-from vadfeat.dataset.report import valid_utf8
-from vadfeat.store.reader import LayoutOrAuto
+from vadfeat._defaults import DEFAULT_PLOTS
+from vadfeat._types import LayoutOrAuto
 
 EXIT_OK = 0
 EXIT_REPORTED = 1
 
 
 def _print(text: str) -> None:
+    from vadfeat.dataset.report import valid_utf8
+
     # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
     print(valid_utf8(text))
 
@@ -48,6 +49,8 @@ def _names(names: tuple[str, ...]) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.compare import compare
+
     result = compare(args.mine, args.theirs, args.out, layout=args.layout, theirs_layout=args.theirs_layout,
                      window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots)
     for v in result.videos:

@@ -6,9 +6,7 @@ import argparse
 from typing import get_args
 
 from vadfeat._types import DTypeName, Quantize
-from vadfeat.cli.model_cmds import written_by_vadfeat
 from vadfeat.errors import ConfigError
-from vadfeat.store.ownership import claim_file
 
 
 def _fraction(text: str) -> float:
@@ -23,6 +21,8 @@ def _fraction(text: str) -> float:
 
 def _compress(args: argparse.Namespace) -> int:
     from vadfeat.backbones.videomae.compress import compress_checkpoint
+    from vadfeat.cli.model_cmds import written_by_vadfeat
+    from vadfeat.store.ownership import claim_file
 
     # Lossy (pruned, int8): never over the original, never over a file vadfeat did not write.
     claim_file(args.output, [args.checkpoint], command="compress", written_by_vadfeat=written_by_vadfeat)

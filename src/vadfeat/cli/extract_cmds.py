@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, get_args
 
+from vadfeat._defaults import DEFAULT_MAX_PIXELS
 from vadfeat._types import (
     ChannelOrder,
     CropOrder,
@@ -27,9 +28,9 @@ from vadfeat._types import (
 )
 from vadfeat.backbones._registry import list_backbones
 from vadfeat.cli import EXIT_CODES
+from vadfeat.cli._help import model_help, pooling_choices, pooling_help, preset_help
 from vadfeat.errors import ConfigError
-from vadfeat.io.video import DEFAULT_MAX_PIXELS
-from vadfeat.pipeline.presets import DEFAULT_PRESET, list_presets
+from vadfeat.pipeline.presets import list_presets
 
 log = logging.getLogger("vadfeat")
 
@@ -51,10 +52,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--checkpoint", "-c", metavar="PATH",
                    help="checkpoint: .pth, .safetensors, a hub-layout folder or hf://owner/repo[@rev]")
-    g.add_argument("--model", "-m", metavar="NAME",
-                   help="model, as backbone/size (videomae_v2/vit_g_14, clip/vit_b_16) or a name only one "
-                        "backbone has (vit_giant_patch14_224); see `vadfeat models`; checked against "
-                        "the checkpoint")
+    g.add_argument("--model", "-m", metavar="NAME", help=model_help())
     g.add_argument("--backbone", choices=[b.name for b in list_backbones()],
                    help="model family, when neither the checkpoint nor --model says it (default: "
                         "detected from the checkpoint's contents)")
@@ -66,14 +64,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_extract_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     g = p.add_argument_group("preprocessing (a preset sets all of these; any flag overrides one)")
-    g.add_argument("--preset", choices=list_presets(),
-                   help="videomae-v2: official fine-tune pipeline (short side 224, centre crop, "
-                        "ImageNet norm, fc_norm); videomae-tad: official TAD script (squash 224, "
-                        "[0,1]); fed-wsvad: the legacy Fed_WSVAD pipeline ([T,3,1408] stats); "
-                        "clip-vadclip: CLIP frame embeddings averaged per 16-frame snippet, 10 crops "
-                        "(VadCLIP's features); clip-frames: one CLIP embedding per frame. "
-                        f"Default: the backbone's own ({DEFAULT_PRESET} for VideoMAE V2, clip-vadclip "
-                        "for CLIP)")
+    g.add_argument("--preset", choices=list_presets(), help=preset_help())
     g.add_argument("--clip-len", type=int, help="frames per snippet (16)")
     g.add_argument("--frame-interval", type=int, help="take every k-th frame inside a snippet (1)")
     g.add_argument("--stride", type=int,
@@ -86,9 +77,7 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop-resize", type=int, help="short side before 5/10 crops (256)")
     g.add_argument("--crop-order", choices=get_args(CropOrder),
                    help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br")
-    g.add_argument("--pooling", choices=sorted({f for b in list_backbones() for f in b.feature_names()}),
-                   help="feature head of the backbone: VideoMAE V2 fc_norm [D], mean [D], stats [3, D]; "
-                        "CLIP embedding [512] (768 for L/14), token [width]")
+    g.add_argument("--pooling", choices=pooling_choices(), help=pooling_help())
     g.add_argument("--frame-reduce", choices=get_args(FrameReduce),
                    help="frame-level backbones (CLIP): a snippet's feature is the mean of its frames' "
                         "features, or the middle frame's (mean)")
@@ -296,11 +285,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_extract, config_parser=p)
 
     d = sub.add_parser(
-        "demo", help="generate a sample video and run the whole pipeline on it",
-        description="Generate a short video with a moving scene and an abrupt event, extract "
+        "demo", help="generate four sample videos and run the whole pipeline on them",
+        description="Generate four short videos of a moving scene (two training, two test; one "
+                    "of each with an abrupt event) with per-frame ground truth, extract "
                     "features (tiny model with RANDOM weights unless --checkpoint), align them "
-                    "with the event's ground truth, write list files and a plot, and print "
-                    "where everything went.",
+                    "with the ground truth, write list files, export them to UR-DMU's layout, "
+                    "draw a report, and print where everything went.",
     )
     d.add_argument("-o", "--output", default="vadfeat-demo", help="output folder (vadfeat-demo)")
     d.add_argument("--checkpoint", "-c", help="use real weights from this checkpoint")

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any, get_args
 
 from vadfeat._types import DTypeName
-from vadfeat.backbones._files import safetensors_metadata
 from vadfeat.backbones._registry import detect_backbone, list_backbones
-from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
 from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.store.ownership import claim_file
+
+# Checkpoint readers (and torch) are imported in the handlers that read a checkpoint:
+# `vadfeat models` lists the registered sizes without them.
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -53,6 +53,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from vadfeat.backbones.videomae.checkpoints import load_checkpoint
+
     backbone = detect_backbone(args.path)
     if backbone.name != "videomae_v2":
         return _inspect_other(backbone, args)
@@ -104,6 +106,8 @@ def _inspect_other(backbone: Any, args: argparse.Namespace) -> int:
 
 def written_by_vadfeat(path: Path) -> bool:
     """Whether ``path`` is a safetensors file vadfeat wrote (``checkpoint convert``, ``compress``)."""
+    from vadfeat.backbones._files import safetensors_metadata
+
     try:
         return safetensors_metadata(path).get("format") == "vadfeat-canonical"
     except CheckpointError:
@@ -111,6 +115,9 @@ def written_by_vadfeat(path: Path) -> bool:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
+    from vadfeat.store.ownership import claim_file
+
     # A converted copy is lossy (fp16, keys left out): never over the original, never
     # over a file vadfeat did not write.
     claim_file(args.out, [args.path], command="checkpoint convert", written_by_vadfeat=written_by_vadfeat)

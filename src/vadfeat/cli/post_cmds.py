@@ -13,23 +13,31 @@ import logging
 from collections.abc import Sequence
 from typing import get_args
 
-from vadfeat._types import LabelFormatOrAuto, Split
-from vadfeat.dataset.align import AlignMode, SnippetRule, align
-from vadfeat.dataset.export import Dataset, ExportFormat, export
-from vadfeat.dataset.labels import LabelFormat, read_labels, write_labels
-from vadfeat.dataset.lists import Dataset as ListDataset
-from vadfeat.dataset.lists import ListFormat, Naming, write_lists
-from vadfeat.dataset.report import inspect, valid_utf8
-from vadfeat.dataset.resample import ResampleMethod, resample_features
+from vadfeat._types import (
+    AlignMode,
+    Dataset,
+    ExportFormat,
+    LabelFormat,
+    LabelFormatOrAuto,
+    LayoutOrAuto,
+    ListFormat,
+    Naming,
+    ResampleMethod,
+    SnippetRule,
+    Split,
+)
 from vadfeat.errors import ConfigError
-from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.reader import LayoutOrAuto, read_features
+
+# Each handler imports the library code it runs: building the parser (`--help`, and every
+# other command's start) reads only the allowed values in vadfeat._types.
 
 EXIT_OK = 0
 EXIT_REPORTED = 1
 
 
 def _print(text: str) -> None:
+    from vadfeat.dataset.report import valid_utf8
+
     # Video names that are not UTF-8 (lone surrogates) print as \xe9 instead of a traceback.
     print(valid_utf8(text))
 
@@ -44,6 +52,10 @@ def _report(issues: Sequence[object]) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.labels import read_labels, write_labels
+    from vadfeat.store.ownership import refuse_overlap
+    from vadfeat.store.reader import read_features
+
     # Every command checks its output against its inputs before reading anything.
     refuse_overlap(args.out, [args.ground_truth, args.features], command="labels")
     features = read_features(args.features, layout=args.layout) if args.features else None
@@ -67,6 +79,10 @@ def _report_labels(issues: Sequence[object]) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.align import align
+    from vadfeat.store.ownership import refuse_overlap
+    from vadfeat.store.reader import read_features
+
     refuse_overlap(args.out, [args.features, args.labels, args.test_list], command="align")
     features = read_features(args.features, layout=args.layout)
     result = align(features, args.labels, args.out, rule=args.rule, mode=args.mode,
@@ -83,6 +99,10 @@ def _align(args: argparse.Namespace) -> int:
 
 
 def _lists(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.lists import write_lists
+    from vadfeat.store.ownership import refuse_overlap
+    from vadfeat.store.reader import read_features
+
     if args.out is None and args.codebase_root is None:
         raise ConfigError("give -o OUT or --codebase-root REPO")
     if args.out is not None and args.codebase_root is None:
@@ -107,6 +127,10 @@ def _lists(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.export import export
+    from vadfeat.store.ownership import refuse_overlap
+    from vadfeat.store.reader import read_features
+
     refuse_overlap(args.out, [args.features], command="export")
     features = read_features(args.features, layout=args.layout)
     crops = None
@@ -123,6 +147,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _resample(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.resample import resample_features
+    from vadfeat.store.ownership import refuse_overlap
+    from vadfeat.store.reader import read_features
+
     refuse_overlap(args.out, [args.features], command="resample")
     features = read_features(args.features, layout=args.layout)
     result = resample_features(features, args.out, segments=args.segments, method=args.method)
@@ -132,6 +160,10 @@ def _resample(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from vadfeat.dataset.report import inspect
+    from vadfeat.store.ownership import refuse_overlap
+    from vadfeat.store.reader import read_features
+
     refuse_overlap(args.out, [args.features, args.labels], command="inspect")
     features = read_features(args.features, layout=args.layout)
     result = inspect(features, args.out, labels=args.labels, labels_format=args.labels_format,
@@ -268,7 +300,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", help="output folder")
     p.add_argument("--codebase-root", metavar="REPO",
                    help="the code base's checkout: write files where it reads them (needs --dataset)")
-    p.add_argument("--dataset", choices=get_args(ListDataset),
+    p.add_argument("--dataset", choices=get_args(Dataset),
                    help="ucf, xd or shanghaitech: upstream file names, and the naming rule "
                         "when --naming is not given")
     _add_labels_option(p, required=False)

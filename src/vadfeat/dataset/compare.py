@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from vadfeat._defaults import DEFAULT_PLOTS  # defined there for --help; re-exported
 from vadfeat._types import LayoutOrAuto
 from vadfeat.dataset.report import (
     PAGE_STYLE,
@@ -967,7 +968,6 @@ def _settings_diff(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: 
         parts.append(f"{k}: {', '.join(shown)}{more}")
     return "; ".join(parts)
 
-
 def _overall(videos: Sequence[VideoComparison], mine: FeatureSet, theirs: FeatureSet,
              only_mine: Sequence[str], only_theirs: Sequence[str]
              ) -> tuple[list[Diagnosis], str, list[str], tuple[CropMatch, ...], tuple[int, ...]]:
@@ -1296,10 +1296,6 @@ def compare(
     index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note, sides))
     return CompareResult(**{**done.__dict__, "index": index})
 
-
-#: PNGs ``compare -o`` draws unless asked (``--plots N`` / ``--plots all``): a plot took
-#: 0.19 s on a 2-core machine, so one per video would take over half an hour for 10,000.
-DEFAULT_PLOTS = 20
 
 _VERDICT_ORDER = {"identical": 3, "equal within tolerance": 2,
                   "same values on the matched rows and crops": 1}

@@ -57,6 +57,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._defaults import DEFAULT_MAX_PIXELS  # defined there for --help; re-exported
 from vadfeat._types import Decoder, FramesColour, OnCorrupt
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
@@ -102,11 +103,6 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 
-#: Largest frame (width x height) decoded by default: 8K UHD (7680 x 4320).  Beyond
-#: it a video fails alone, before its frames are decoded when the header tells the
-#: size (a 752 KB H.264 file at 16000 x 16000 took 6.6 GB and 4.5 minutes).  Raise it
-#: with ``max_pixels=`` (``--max-pixels``).
-DEFAULT_MAX_PIXELS = 7680 * 4320
 
 #: Frame rate assumed for frame folders, which carry no timing.  It only labels the
 #: metadata and sets the timeline for ``fps`` resampling; pass ``folder_fps`` with

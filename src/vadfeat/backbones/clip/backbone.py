@@ -16,15 +16,17 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, register_backbone
-from vadfeat.backbones.clip.checkpoints import CLIP_FORMATS, detect_clip, load_clip_checkpoint
-from vadfeat.backbones.clip.model import CLIP_ARCHS, ClipVisionSpec, ClipVisual
-from vadfeat.backbones.frames import SnippetOfFrames, check_frame_reduce
+from vadfeat.backbones.clip.spec import CLIP_ARCHS, CLIP_FORMATS, ClipVisionSpec
 from vadfeat.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# The network, its checkpoint reader and torch are imported in the methods that run or read
+# a model: registering the backbone (`vadfeat --help`, `vadfeat models`) needs only the sizes.
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ def _params(spec: ClipVisionSpec) -> int:
 
 def init_random(model: torch.nn.Module, *, seed: int = 0) -> None:
     """Deterministic random weights: normal(0, 0.02) matrices and embeddings, unit LayerNorms."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -127,6 +131,8 @@ class ClipBackbone(Backbone):
         if isinstance(config, Mapping) and config.get("model_type") in ("clip", "clip_vision_model"):
             return True
         if keys is not None:
+            from vadfeat.backbones.clip.checkpoints import detect_clip
+
             return detect_clip(keys)
         if path.is_file():
             import zipfile
@@ -138,6 +144,8 @@ class ClipBackbone(Backbone):
         return False
 
     def _read(self, source: str | Path) -> tuple[dict[str, torch.Tensor], ClipCheckpointInfo]:
+        from vadfeat.backbones.clip.checkpoints import load_clip_checkpoint
+
         ck = load_clip_checkpoint(source)
         spec = next((a for a in ARCHS.values() if _dims(a) == _dims(ck.spec) and a.heads == ck.spec.heads),
                     ck.spec)  # a registered size gets its name (the test size too)
@@ -158,6 +166,9 @@ class ClipBackbone(Backbone):
     def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
                    device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
                    quantize: str | None = None, frame_reduce: str = "mean") -> Any:
+        from vadfeat.backbones.clip.model import ClipVisual
+        from vadfeat.backbones.frames import SnippetOfFrames, check_frame_reduce
+
         check_frame_reduce(frame_reduce)
         info: ClipCheckpointInfo | None = None
         if checkpoint is None:

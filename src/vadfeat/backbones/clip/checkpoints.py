@@ -53,6 +53,7 @@ import torch
 
 from vadfeat.backbones._files import checkpoint_sha256, load_safetensors
 from vadfeat.backbones.clip.model import ClipVisionSpec, ClipVisual, infer_spec
+from vadfeat.backbones.clip.spec import CLIP_FORMATS  # re-exported: the names live there
 from vadfeat.errors import CheckpointError
 
 __all__ = [
@@ -65,15 +66,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CLIP_FORMATS: tuple[str, ...] = (
-    "openai-torchscript",
-    "openai-state-dict",
-    "openai-safetensors",
-    "open_clip",
-    "transformers",
-    "transformers-state-dict",
-)
 
 _SHOW = 8  # keys named in an error message
 

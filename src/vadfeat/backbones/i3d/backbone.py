@@ -20,10 +20,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from vadfeat.backbones._registry import (
     Backbone,
@@ -32,17 +29,15 @@ from vadfeat.backbones._registry import (
     peek_checkpoint,
     register_backbone,
 )
-from vadfeat.backbones.i3d.checkpoints import (
-    I3D_ARCHS,
-    I3D_FORMATS,
-    build_i3d,
-    detect_i3d,
-    i3d_layout,
-    load_i3d_checkpoint,
-    load_into,
-)
-from vadfeat.backbones.i3d.spec import I3DSpec
+from vadfeat.backbones.i3d.spec import I3D_ARCHS, I3D_FORMATS, NUM_PARAMS, I3DSpec
 from vadfeat.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# The networks, their checkpoint reader and torch are imported in the methods that run or
+# read a model: registering the backbone (`vadfeat --help`, `vadfeat models`) needs only the sizes.
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +74,9 @@ def init_random(model: nn.Module, *, seed: int = 0) -> None:
     """Deterministic random weights: He-normal (fan_out) convs as the originals initialise them,
     zero biases, BatchNorm scale 1, shift 0, running mean 0, variance 1.  Sets every parameter
     and buffer (the module may come from ``build_i3d(spec, empty=True)``)."""
+    import torch
+    from torch import nn
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -90,19 +88,6 @@ def init_random(model: nn.Module, *, seed: int = 0) -> None:
                     module.bias.zero_()
             elif isinstance(module, nn.BatchNorm3d):
                 module.reset_parameters()
-
-
-class I3DModel(nn.Module):
-    """The pipeline's view of an I3D network: ``[N, 3, T, H, W]`` -> ``[N, feature_dim]``."""
-
-    def __init__(self, net: nn.Module, **attrs: Any) -> None:
-        super().__init__()
-        self.net = net
-        for k, v in attrs.items():
-            setattr(self, k, v)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 class I3DBackbone(Backbone):
@@ -128,6 +113,8 @@ class I3DBackbone(Backbone):
         """The preset that goes with ``arch``'s released weights (``i3d-rtfm`` / ``i3d-xd``); with
         no ``arch``, the checkpoint's layout decides (key names only: InceptionV1 -> ``i3d-xd``)."""
         if arch is None and checkpoint is not None:
+            from vadfeat.backbones.i3d.checkpoints import i3d_layout
+
             keys, _ = peek_checkpoint(Path(checkpoint).expanduser())
             arch = "inception_v1" if keys is not None and i3d_layout(keys) == "inception" else None
         return _PRESET_FOR.get(arch or "", self.default_preset)
@@ -145,8 +132,14 @@ class I3DBackbone(Backbone):
         )
 
     def describe(self, spec: Any) -> dict[str, Any]:
-        with torch.device("meta"):
-            params = sum(p.numel() for p in build_i3d(spec).parameters())
+        params = NUM_PARAMS.get(spec.name) if I3D_ARCHS.get(spec.name) == spec else None
+        if params is None:  # not a registered size: count on the meta device (no memory)
+            import torch
+
+            from vadfeat.backbones.i3d.checkpoints import build_i3d
+
+            with torch.device("meta"):
+                params = sum(p.numel() for p in build_i3d(spec).parameters())
         # The columns `vadfeat models` / `checkpoint inspect` print for every backbone: depth is
         # the network's (ResNet-50; InceptionV1 = GoogLeNet's 22 layers); a conv net has no
         # attention heads ("-"), the non-local variant says so in its own key.
@@ -155,9 +148,13 @@ class I3DBackbone(Backbone):
                 "params": params, "family": spec.family, "non_local_blocks": 5 if spec.non_local else 0}
 
     def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
+        from vadfeat.backbones.i3d.checkpoints import detect_i3d
+
         return keys is not None and detect_i3d(keys)
 
     def _read(self, source: str | Path) -> tuple[dict[str, torch.Tensor], I3DCheckpointInfo]:
+        from vadfeat.backbones.i3d.checkpoints import load_i3d_checkpoint
+
         ck = load_i3d_checkpoint(source)
         info = I3DCheckpointInfo(path=str(ck.path), format=ck.format, sha256=ck.sha256, spec=ck.spec,
                                  num_params=sum(t.numel() for t in ck.state_dict.values()),
@@ -176,6 +173,8 @@ class I3DBackbone(Backbone):
     def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
                    device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
                    quantize: str | None = None, frame_reduce: str = "mean") -> Any:
+        from vadfeat.backbones.i3d.checkpoints import I3DModel, build_i3d, load_into
+
         self.check_feature(feature)
         if quantize is not None:
             raise ConfigError(f"quantize={quantize!r} is not available for the i3d backbone")

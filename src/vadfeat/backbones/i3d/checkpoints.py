@@ -40,6 +40,7 @@ import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,13 +48,14 @@ from torch import nn
 from vadfeat.backbones._files import checkpoint_sha256, load_safetensors, torch_load
 from vadfeat.backbones.i3d.inception import InceptionI3d
 from vadfeat.backbones.i3d.resnet import I3DResNet50
-from vadfeat.backbones.i3d.spec import I3DSpec
+from vadfeat.backbones.i3d.spec import I3D_ARCHS, I3D_FORMATS, I3DSpec  # re-exported
 from vadfeat.errors import CheckpointError
 
 __all__ = [
     "I3D_ARCHS",
     "I3D_FORMATS",
     "I3DCheckpoint",
+    "I3DModel",
     "build_i3d",
     "detect_i3d",
     "i3d_layout",
@@ -61,19 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-I3D_ARCHS: dict[str, I3DSpec] = {
-    "r50": I3DSpec("r50", "resnet", 2048, min_frames=7),
-    "r50_nl": I3DSpec("r50_nl", "resnet", 2048, non_local=True, min_frames=7),
-    "inception_v1": I3DSpec("inception_v1", "inception", 1024, fixed_size=True, min_frames=9),
-}
-
-I3D_FORMATS: tuple[str, ...] = (
-    "pytorch-resnet3d",
-    "pytorch-resnet3d-safetensors",
-    "pytorch-i3d",
-    "pytorch-i3d-safetensors",
-)
 
 _SHOW = 8
 _RESNET_MARKERS = ("conv1.weight", "layer1.0.conv1.weight", "layer1.0.downsample.0.weight",
@@ -93,6 +82,20 @@ def build_i3d(spec: I3DSpec, *, empty: bool = False) -> nn.Module:
     with torch.device("meta"):
         model = cls(spec)
     return model.to_empty(device="cpu")
+
+
+class I3DModel(nn.Module):
+    """The pipeline's view of an I3D network: ``[N, 3, T, H, W]`` -> ``[N, feature_dim]``."""
+
+    def __init__(self, net: nn.Module, **attrs: Any) -> None:
+        super().__init__()
+        self.net = net
+        for k, v in attrs.items():
+            setattr(self, k, v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
 
 
 def _strip(key: str) -> str:

@@ -1,13 +1,19 @@
-"""The size description shared by the I3D architectures (what the pipeline asks of a spec)."""
+"""The size description shared by the I3D architectures (what the pipeline asks of a spec),
+the registered architectures and the checkpoint formats read.
+
+No torch at import: the backbone registry, ``vadfeat models`` and ``--help`` read these
+without importing the networks.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vadfeat.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 FAMILIES: tuple[str, ...] = ("resnet", "inception")
 
@@ -59,3 +65,26 @@ def check_clip(spec: I3DSpec, x: torch.Tensor, *, why: str) -> None:
     if x.shape[2] < spec.min_frames:
         raise ConfigError(f"i3d/{spec.name} needs clips of at least {spec.min_frames} frames ({why}), "
                           f"got {x.shape[2]} (clip_len)")
+
+
+I3D_ARCHS: dict[str, I3DSpec] = {
+    "r50": I3DSpec("r50", "resnet", 2048, min_frames=7),
+    "r50_nl": I3DSpec("r50_nl", "resnet", 2048, non_local=True, min_frames=7),
+    "inception_v1": I3DSpec("inception_v1", "inception", 1024, fixed_size=True, min_frames=9),
+}
+
+I3D_FORMATS: tuple[str, ...] = (
+    "pytorch-resnet3d",
+    "pytorch-resnet3d-safetensors",
+    "pytorch-i3d",
+    "pytorch-i3d-safetensors",
+)
+
+# Parameters of each registered network as ``build_i3d`` makes it, so that `vadfeat models`
+# lists them without building one (and importing torch); tests/test_startup.py checks each
+# against the built module.
+NUM_PARAMS: dict[str, int] = {
+    "r50": 27_223_872,
+    "r50_nl": 34_582_336,
+    "inception_v1": 12_287_264,
+}

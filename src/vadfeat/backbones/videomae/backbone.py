@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, register_backbone
-from vadfeat.backbones.videomae.model import ModelSpec, list_models
+from vadfeat.backbones.videomae.spec import ModelSpec, list_models
 
 _MODEL_ZOO = "https://github.com/OpenGVLab/VideoMAEv2/blob/master/docs/MODEL_ZOO.md"
 
