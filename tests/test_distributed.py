@@ -87,7 +87,8 @@ def test_missing_ray_is_a_config_error_naming_the_extra(tmp_path: Path, tiny_che
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(ConfigError, match=r"pip install 'vadfeat\[ray\]'"):
-        extract_ray([tmp_path], tmp_path / "out", checkpoint=tiny_checkpoint, progress=False)
+        (tmp_path / "in").mkdir()
+        extract_ray([tmp_path / "in"], tmp_path / "out", checkpoint=tiny_checkpoint, progress=False)
 
 
 @pytest.mark.parametrize("settings", [

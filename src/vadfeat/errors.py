@@ -86,6 +86,16 @@ class ForeignFileError(VadfeatError):
     """
 
 
+class UntrustedSidecar(VadfeatError, ValueError):
+    """A sidecar whose content was changed after vadfeat wrote it (its ``sidecar_sha256``
+    does not match), so its numbers (frame count, snippet ranges) are not used.
+
+    Raised by :func:`vadfeat.store.reader.read_features` for one video, which it reports
+    by name and leaves out (the command's exit code is then 1); ``extract`` redoes such a
+    video.  Reaching the CLI on its own: exit code 1.
+    """
+
+
 class VideoError(VadfeatError):
     """A single input video cannot be turned into features; the run goes on.
 

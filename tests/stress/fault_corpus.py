@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from vadfeat.io.inputs import output_stem
-from vadfeat.store.writers import LOCK_DIR
+from vadfeat.store.writers import LOCK_DIR, SIDECAR_DIGEST, sidecar_edited
 from vadfeat.testing import synth
 
 TMP_TAG = "vadfeat-tmp"
@@ -459,7 +459,7 @@ def check_run(out: Path, cases: list[Case], run_lines: list[dict[str, Any]], *,
 
 def compare_outputs(clean: Path, other: Path, *, ignore: tuple[str, ...] = ()) -> list[str]:
     """Same feature files, bit for bit, and the same sidecars up to their creation time
-    (and the ``ignore`` keys)."""
+    (and the ``ignore`` keys); every sidecar sealed by a digest that matches it."""
     problems: list[str] = []
     a = sorted(p.relative_to(clean) for p in clean.rglob("*.npy") if TMP_TAG not in p.name)
     b = sorted(p.relative_to(other) for p in other.rglob("*.npy") if TMP_TAG not in p.name)
@@ -471,8 +471,11 @@ def compare_outputs(clean: Path, other: Path, *, ignore: tuple[str, ...] = ()) -
             problems.append(f"{rel}: feature file differs")
         ma = json.loads((clean / rel).with_suffix(".json").read_text(encoding="utf-8"))
         mb = json.loads((other / rel).with_suffix(".json").read_text(encoding="utf-8"))
-        for m in (ma, mb):
-            for key in ("created", *ignore):
+        for m, side in ((ma, "clean"), (mb, "other")):
+            if m.get(SIDECAR_DIGEST) is None or sidecar_edited(m):
+                problems.append(f"{rel}: the {side} sidecar's digest is missing or does not match")
+            # the digest covers every other field: compared through them, not itself
+            for key in ("created", SIDECAR_DIGEST, *ignore):
                 m.pop(key, None)
         if ma != mb:
             keys = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k))

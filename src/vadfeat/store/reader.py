@@ -60,7 +60,11 @@ from typing import Any, get_args
 import numpy as np
 
 from vadfeat._types import Layout, LayoutOrAuto
-from vadfeat.errors import ConfigError, FeatureReadError  # FeatureReadError: re-exported (its old home)
+from vadfeat.errors import (  # FeatureReadError: re-exported (its old home)
+    ConfigError,
+    FeatureReadError,
+    UntrustedSidecar,
+)
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.store.ownership import dump_json
 from vadfeat.store.writers import NPY_ERRORS, SIDECAR_DIGEST, atomic_path, seal_sidecar, sidecar_edited
@@ -309,10 +313,6 @@ def _frame_count(value: Any) -> int | None:
         raise ValueError(f"sidecar num_frames must be a frame count (0 to {MAX_FRAMES}), "
                          f"got {value!r}")
     return value
-
-
-class UntrustedSidecar(ValueError):
-    """A sidecar whose content is not what vadfeat wrote (its digest does not match)."""
 
 
 def _make_record(
