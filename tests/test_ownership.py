@@ -317,8 +317,7 @@ def test_a_file_where_a_folder_goes_is_named(tmp_path: Path) -> None:
         claim_outputs(tmp_path, ["snippet_labels/v.npy"], command="align")
 
 
-@pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.writes is not None and not c.file_output],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.writes is not None], ids=lambda c: c.name)
 def test_a_killed_runs_temporaries_are_removed_by_the_next(cmd: Command, inputs: dict[str, Path],
                                                            tmp_path: Path) -> None:
     # What a SIGKILL between writing a temporary and renaming it leaves: the temporary,
@@ -333,7 +332,8 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next(cmd: Command, inputs:
                           capture_output=True, text=True, check=True)
     pid = int(dead.stdout)
     out = tmp_path / "out"
-    assert main(cmd.argv(inputs, out)) == 0
+    target = out / cmd.writes if cmd.file_output else out  # type: ignore[operator]
+    assert main(cmd.argv(inputs, target)) == 0
     mine = tmp_name(out / cmd.writes)  # type: ignore[operator]
     stale = mine.with_name(mine.name.replace(f"{socket.gethostname()}.{os.getpid()}",
                                              f"{socket.gethostname()}.{pid}"))
@@ -343,7 +343,7 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next(cmd: Command, inputs:
     live = mine.with_name(mine.name.replace(f"{socket.gethostname()}.{os.getpid()}",
                                             f"{socket.gethostname()}.{os.getppid()}"))
     live.write_bytes(b"in flight")
-    assert main(cmd.argv(inputs, out)) == 0
+    assert main(cmd.argv(inputs, target)) == 0
     assert not stale.exists()
     assert live.read_bytes() == b"in flight"
     live.unlink()

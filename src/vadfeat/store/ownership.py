@@ -180,10 +180,12 @@ def claim_file(out: PathLike, inputs: Iterable[PathLike | None], *, command: str
 
     An existing file at ``out`` is replaced only when ``written_by_vadfeat(out)`` is
     true (for checkpoints: its safetensors header says vadfeat wrote it); otherwise
-    :class:`ConfigError` names it.  Returns ``out`` as a :class:`Path`.
+    :class:`ConfigError` names it.  The temporaries of ``out`` that a killed earlier run
+    left beside it are removed.  Returns ``out`` as a :class:`Path`.
     """
     path = Path(out)
     refuse_overlap(path, inputs, command=command)
+    clean_stale_temporaries(path.parent, of=path.name)  # a killed earlier run's, never a live one's
     if os.path.lexists(path):
         if path.is_dir():
             raise ConfigError(f"the output {path} is a folder; `vadfeat {command}` writes a file")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -318,17 +319,20 @@ def save_json(path: Path, data: Mapping[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def clean_stale_temporaries(out: Path) -> list[Path]:
+def clean_stale_temporaries(out: Path, *, of: str | None = None) -> list[Path]:
     """Remove temporary files left by killed vadfeat processes on this host.
 
     Temporaries of processes still alive (a concurrent run on the same folder) are
     left alone; so are other hosts' (their owner cannot be checked from here).
+    ``of``: only the temporaries of the file of that name directly in ``out`` (a
+    single-file output, whose folder may hold anything), not every one below ``out``.
     """
     removed: list[Path] = []
     if not out.is_dir():
         return removed
     host = socket.gethostname()
-    for tmp in sorted(out.rglob(f"*{_TMP_TAG}.*")):
+    found = out.glob(f".{glob.escape(of)}{_TMP_TAG}.*") if of is not None else out.rglob(f"*{_TMP_TAG}.*")
+    for tmp in sorted(found):
         owner_host, _, pid = tmp.name.rsplit(_TMP_TAG + ".", 1)[-1].rpartition(".")
         if owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
