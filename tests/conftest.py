@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ import torch
 
 from vadfeat.backbones.videomae.model import VideoMAEv2, get_spec, init_random
 from vadfeat.testing import synth
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell without job control starts background commands (`cmd &` in a script, a CI
+    # runner's job) with SIGINT ignored, and an ignored disposition is inherited by every
+    # child process: the Ctrl-C tests' SIGINT would then do nothing and the runs would
+    # finish with exit 0.  The tests send Ctrl-C on purpose: restore its default here, so
+    # this process and the vadfeat processes it starts get KeyboardInterrupt as a user's
+    # terminal gives it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
