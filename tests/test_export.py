@@ -325,3 +325,16 @@ def test_a_name_that_is_not_utf8_is_exported_with_its_sidecar(tmp_path: Path,
     assert sorted(os.listdir(os.fsencode(tmp_path / "o"))) == [b".vadfeat-locks", b"caf\xe9.json",
                                                                b"caf\xe9__0.npy"]
     assert read_features(tmp_path / "o").names() == (name,)
+
+
+def test_the_summary_is_said_once(extractions: dict[str, Path], tmp_path: Path) -> None:
+    # Issue 21: the command printed its summary and the library logged it again (INFO).
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "vadfeat", "export", str(extractions["flat"]),
+                        "--format", "ur-dmu", "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    said = r.stdout + r.stderr
+    assert said.count("exported 2 videos as ur-dmu") == 1, said

@@ -227,3 +227,31 @@ def test_normal_flag_in_a_folder_name_is_refused_for_whole_line_loaders(tmp_path
     assert res.entries == () and all("contains 'Normal'" in i.message for i in res.issues)
     ok = write_lists(feats, tmp_path / "o2", format="ur-dmu", naming="ucf")   # UR-DMU: file name only
     assert len(ok.entries) == len(VIDEOS)
+
+
+def test_rtfm_advice_for_other_layouts_works(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Issue 21: the advice looped (a 1-crop extraction was sent to `export --format rtfm`,
+    which cannot make crops that were never taken).  Each piece of advice is followed here."""
+    from vadfeat.cli import main
+    from vadfeat.testing import synth
+
+    # per-crop files of a multi-crop extraction: export stacks them, then the lists work
+    percrop = write_features(tmp_path / "p", layout="per-crop")
+    with pytest.raises(ConfigError, match=r"vadfeat export FEATURES --format rtfm -o DIR") as exc:
+        write_lists(percrop, tmp_path / "o1", format="rtfm", naming="ucf")
+    assert "--crops 10" not in str(exc.value)
+    assert main(["export", str(percrop), "--format", "rtfm", "-o", str(tmp_path / "stacked")]) == 0
+    res = write_lists(tmp_path / "stacked", tmp_path / "o1", format="rtfm", naming="ucf")
+    assert len(lines(res.files[0])) + len(lines(res.files[1])) == len(VIDEOS)
+
+    # a real 1-crop extraction: `export --format rtfm` is not offered; `--crops 10` is, and works
+    synth.write_video(tmp_path / "v" / "Abuse001_x264.mp4", synth.scene_frames(32, width=64, height=48))
+    base = ["extract", str(tmp_path / "v"), "--checkpoint", str(tiny_checkpoint), "-q"]
+    assert main([*base, "-o", str(tmp_path / "one")]) == 0
+    with pytest.raises(ConfigError, match=r"extract again with --crops 10") as exc:
+        write_lists(tmp_path / "one", tmp_path / "o2", format="rtfm", naming="ucf")
+    assert "export" not in str(exc.value)
+    assert main([*base, "--crops", "10", "-o", str(tmp_path / "ten")]) == 0
+    res = write_lists(tmp_path / "ten", tmp_path / "o2", format="rtfm", naming="ucf")
+    (line,) = lines(res.files[0]) + lines(res.files[1])
+    assert np.load(line).shape[1] == 10

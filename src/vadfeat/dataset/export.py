@@ -537,7 +537,7 @@ def export(
     issues += [i for r in fs.records if isinstance(i := done[r.name], FeatureIssue)]
     result = ExportResult(out=out_dir, format=format, videos=tuple(videos), issues=tuple(issues),
                           seconds=time.perf_counter() - t0)
-    log.info("exported %d videos as %s to %s in %.1f s (%d linked, %d copied, %d sliced, "
+    log.debug("exported %d videos as %s to %s in %.1f s (%d linked, %d copied, %d sliced, "
              "%d skipped)", len(videos), format, out_dir, result.seconds, result.count("linked"),
              result.count("copied"), result.count("sliced"), result.count("skipped"))
     return result

@@ -267,10 +267,17 @@ def _files_for(record: FeatureRecord, fmt: ListFormat, dataset: Dataset | None) 
                               "(vadfeat export --format fed-wsvad)")
         return record.paths
     if fmt == "rtfm":
-        if record.layout == "per-crop" or len(record.file_shape) != 3:
+        if record.layout == "per-crop":  # the crops exist: export stacks them into one file
             raise ConfigError(f"rtfm lists need one [T, crops, D] file per video; {record.name} "
-                              f"is stored as {record.layout} files of shape "
-                              f"{list(record.file_shape)} (vadfeat export --format rtfm)")
+                              f"is stored as per-crop files of shape {list(record.file_shape)}: "
+                              "write them as one file per video first (vadfeat export FEATURES "
+                              "--format rtfm -o DIR), then list DIR")
+        if len(record.file_shape) != 3:  # one view: no export can make crops that were not taken
+            raise ConfigError(f"rtfm lists need one [T, crops, D] file per video; {record.name} "
+                              f"is a single-view file of shape {list(record.file_shape)} (extracted "
+                              "with 1 crop). RTFM's features are 10-crop: extract again with "
+                              "--crops 10 (or list these files for a per-crop code base, e.g. "
+                              "--format ur-dmu)")
         return record.paths
     if not (record.layout == "per-crop" or (record.layout == "flat" and len(record.file_shape) == 2)):
         raise ConfigError(f"{fmt} lists need per-crop [T, D] files; {record.name} is a "
