@@ -23,6 +23,7 @@ import av
 import numpy as np
 import pytest
 
+from stress.fault_corpus import wait_until_stopped
 from vadfeat.cli import main
 from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError
@@ -508,16 +509,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(tmp_path: Path, tiny_checkpoint: Pa
     # stopped, so it cannot finish first (no race with the signal).
     env = {**os.environ, "VADFEAT_TEST_STOP_AFTER": "v5.mp4:2:SIGSTOP"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 300  # bounds a broken run only
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            state = ""
-        if state == "T":
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before the test hook stopped it"
+    wait_until_stopped(proc)  # raises if the run ended before the test hook stopped it
     proc.send_signal(sig)
     proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=300)

@@ -28,7 +28,15 @@ import numpy as np
 import pytest
 
 import vadfeat
-from stress.fault_corpus import build_corpus, check_run, locks_free, partial_outputs, restore_permissions
+from stress.fault_corpus import (
+    build_corpus,
+    check_run,
+    locks_free,
+    partial_outputs,
+    process_state,
+    restore_permissions,
+    wait_until_stopped,
+)
 from vadfeat.errors import ConfigError
 from vadfeat.pipeline.stream import SnippetBatcher
 from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
@@ -60,11 +68,7 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return process_state(pid) not in ("", "Z")
 
 
 def sidecar(path: Path) -> dict:
@@ -475,21 +479,10 @@ def test_devices_with_processes(tmp_path: Path, three: Path, tiny_checkpoint: Pa
 
 
 def stopped_at_the_hook(proc: subprocess.Popen, timeout: float = 300) -> set[int]:
-    """Wait until the run stops itself (SIGSTOP, sent by the partial-resume test hook at a
-    known point of its work, so it cannot finish first); return its live descendants.
-    ``timeout`` only bounds a broken run (a busy machine slows the run, not the outcome)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            state = ""
-        if state == "T":
-            return {p for p in descendants(proc.pid) if alive(p)}
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"the run did not reach the test hook (exit {proc.poll()}): "
-                         f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    """Wait until the run stops itself at the test hook (:func:`wait_until_stopped`);
+    return its live descendants."""
+    wait_until_stopped(proc, timeout)
+    return {p for p in descendants(proc.pid) if alive(p)}
 
 
 def test_sigint_stops_the_workers_and_a_rerun_resumes(tmp_path: Path, tiny_checkpoint: Path) -> None:

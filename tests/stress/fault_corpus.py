@@ -380,6 +380,29 @@ def locks_free(out: Path) -> bool:
     return True
 
 
+def process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` in ``/proc`` (``T`` stopped, ``Z`` zombie), "" when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def wait_until_stopped(proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until ``proc`` stops itself (SIGSTOP, sent by the partial-resume test hook of
+    ``vadfeat.engines.partial`` at a known point of its work, so it cannot finish first).
+    ``timeout`` only bounds a broken run (a busy machine slows the run, not the outcome):
+    then it is killed and AssertionError says how it ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if process_state(proc.pid) == "T":
+            return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"the run did not reach the test hook (exit {proc.poll()}): "
+                         f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+
+
 def temporaries(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if TMP_TAG in p.name]
 
