@@ -29,7 +29,6 @@ from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
-from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.writers import (
     LAYOUTS,
     LOCK_DIR,
@@ -192,11 +191,11 @@ class RunContext:
 
         ``fingerprint`` is called only when some output exists; ``found``: ``inputs``
         already discovered (:func:`~vadfeat.io.inputs.scan`).  Raises
-        :class:`ConfigError` (an output that is, holds or lies inside an input; foreign
-        run files, changed settings, bad inputs).
+        :class:`ConfigError` (foreign run files, changed settings, bad inputs).  An output
+        that is, holds or lies inside an input is refused before, by the engines' entry
+        points (with the checkpoint among the inputs: :func:`local_checkpoint`).
         """
         out = Path(out)
-        refuse_overlap(out, inputs, command="extract")
         check_output_folder(out)
         if found is None:
             found = scan(list(inputs), root=Path(root) if root is not None else None)
