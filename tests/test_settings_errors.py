@@ -311,3 +311,56 @@ def test_ray_engine_checks_the_same_settings_before_ray(tmp_path: Path, videos: 
     with pytest.raises(ConfigError, match="fps must be a positive number"):
         distributed.extract_ray([videos], tmp_path / "o", random_weights=True,
                                 model="vit_tiny_patch16_224", fps=0.0)
+
+
+def test_mean_and_std_flags_scale_pixels_as_asked(tmp_path: Path, videos: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # RTFM's author describes mean 114.75 and std 57.375 on 0..255 pixels (issue 22): on the
+    # 0..1 scale that is 0.45 / 0.225.  The transform's output must equal that arithmetic,
+    # done here in numpy on the x / 255 values of the same preset (float32: 1e-5).
+    import numpy as np
+
+    from vadfeat.pipeline.presets import get_preset
+    from vadfeat.pipeline.transforms import transform_frames
+
+    frame = torch.from_numpy(next(iter(synth.scene_frames(1, width=64, height=48)))).permute(2, 0, 1)
+    base = get_preset("videomae-v2").replace(size=32, short_side=32, crops=10, crop_resize=36)
+    unit = transform_frames(frame, base.replace(scale="unit")).numpy().astype(np.float64)
+    ours = transform_frames(frame, base.replace(scale="imagenet", mean=(0.45,) * 3,
+                                                std=(0.225,) * 3)).numpy()
+    np.testing.assert_allclose(ours, (unit * 255 - 114.75) / 57.375, atol=1e-5, rtol=0)
+
+    # From the command line: recorded in the sidecar, and different from the default's.
+    out = tmp_path / "o"
+    code, text = run(["extract", str(videos), "-o", str(out), *TINY, "--size", "32",
+                      "--short-side", "32", "--mean", "0.45", "--std", "0.225", "-q"], caplog)
+    assert code == 0, text
+    side = json.loads((out / "a.json").read_text())
+    assert side["settings"]["mean"] == [0.45] * 3 and side["settings"]["std"] == [0.225] * 3
+    assert side["overrides"]["mean"] == [0.45] * 3
+    # A config file gives them as JSON lists of numbers, typed as the flags.
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]}))
+    code, text = run(["extract", str(videos), "-o", str(out), *TINY, "--size", "32",
+                      "--short-side", "32", "--config", str(cfg), "-q"], caplog)
+    assert code == 0 and "1 already done" in text, text  # the same settings: nothing redone
+
+
+def test_mean_and_std_errors_give_advice_that_works(tmp_path: Path, videos: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    base = ["extract", str(videos), "-o", str(tmp_path / "o"), *TINY, "--size", "32",
+            "--short-side", "32", "-q"]
+    # Pixel values on 0..255 are refused with their 0..1 equivalent, in the flag's words.
+    code, text = run([*base, "--mean", "114.75", "--std", "0.225"], caplog)
+    assert code == 2 and "that is --mean 0.45,0.45,0.45" in text, text
+    code, text = run([*base, "--mean", "0.45,0.45,0.45", "--std", "0.225"], caplog)
+    assert code == 0, text
+    base[3] = str(tmp_path / "o2")
+    # mean/std with a scale that does not use them: the advice is to say --scale imagenet.
+    code, text = run([*base, "--scale", "unit", "--mean", "0.45"], caplog)
+    assert code == 2 and "add --scale imagenet" in text, text
+    code, text = run([*base, "--scale", "imagenet", "--mean", "0.45"], caplog)
+    assert code == 0, text
+    # Two values are neither one nor three.
+    with pytest.raises(SystemExit):
+        main([*base, "--mean", "0.4,0.5"])

@@ -295,8 +295,9 @@ def _config_value(action: argparse.Action, value: Any, path: str) -> Any:
             raise bad("a list of strings")
         return [_one_value(action, v, bad) for v in value]
     if isinstance(value, list) and action.type not in (None, int, float) and all(
-            isinstance(v, str) for v in value):
-        value = ",".join(value)  # a comma-separated flag (--devices) given as a JSON list
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        # a comma-separated flag (--devices, --mean) given as a JSON list
+        value = ",".join(map(str, value))
     return _one_value(action, value, bad)
 
 

@@ -36,7 +36,8 @@ log = logging.getLogger("vadfeat")
 
 # Flags that override a preset field (flag dest == Preset field name).
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
-                "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale")
+                "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale",
+                "mean", "std")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -46,6 +47,19 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
         if text.startswith("exit codes:"):
             return argparse.RawDescriptionHelpFormatter._fill_text(self, text, width, indent)
         return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+def _rgb_values(text: str) -> tuple[float, float, float]:
+    """``"0.45"`` or ``"0.485,0.456,0.406"`` as an (R, G, B) triple (one value: all three)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: one number or three, comma-separated") from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: one number or three (R,G,B), got {len(values)}")
+    return (values[0], values[1], values[2])
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -84,7 +98,15 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", type=int, help="model input side (224)")
     g.add_argument("--short-side", type=int, help="short side for the short_side resize (224)")
     g.add_argument("--channel-order", choices=get_args(ChannelOrder), help="channel order given to the model")
-    g.add_argument("--scale", choices=get_args(Scale), help="value scaling")
+    g.add_argument("--scale", choices=get_args(Scale),
+                   help="value scaling: imagenet is (x / 255 - mean) / std; unit x / 255; "
+                        "minus_one_one x / 255 * 2 - 1")
+    g.add_argument("--mean", type=_rgb_values, metavar="M[,G,B]",
+                   help="per-channel mean of --scale imagenet, on the 0..1 scale of x / 255, "
+                        "one value or R,G,B (e.g. 114.75 on 0..255 pixels is 0.45)")
+    g.add_argument("--std", type=_rgb_values, metavar="S[,G,B]",
+                   help="per-channel std of --scale imagenet, on the 0..1 scale (57.375 on 0..255 "
+                        "pixels is 0.225)")
     g.add_argument("--fps", type=float,
                    help="resample to this frame rate by timestamps before sampling (VFR-safe)")
     g.add_argument("--frames-colour", choices=get_args(FramesColour), default="normal",

@@ -296,6 +296,11 @@ class ExtractConfig:
         if backbone is not None and not isinstance(backbone, str):
             raise ConfigError(f"backbone must be a backbone name, got {backbone!r}")
         preset = _check_preset_fits(s, overrides)
+        given = [k for k in ("mean", "std") if k in overrides]
+        if given and preset.scale != "imagenet":
+            raise ConfigError(f"{' and '.join(given)} apply to scale 'imagenet' ((x / 255 - mean) / "
+                              f"std); preset {preset.name} scales {preset.scale!r}: add "
+                              "scale='imagenet' to use them")
         if random_weights and model is None and backbone is None:
             raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
         on_corrupt = s.get("on_corrupt", "fail")

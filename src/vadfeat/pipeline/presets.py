@@ -390,6 +390,11 @@ def _rgb_triple(field: str, value: Any, *, positive: bool) -> tuple[float, float
     if not all(math.isfinite(v) for v in triple) or (positive and min(triple) <= 0):
         kind = "positive finite" if positive else "finite"
         raise ConfigError(f"{field} must be three {kind} numbers, got {value!r}")
+    if max(abs(v) for v in triple) > 1.0:
+        # Scripts often state them on 0..255 pixels (114.75 / 57.375); ours are on x / 255.
+        on_unit = ",".join(f"{v / 255.0:.6g}" for v in triple)
+        raise ConfigError(f"{field} is on the 0..1 scale of x / 255 (torchvision's convention); "
+                          f"{list(triple)} looks like 0..255 pixel values: that is {field}={on_unit}")
     return triple
 
 
