@@ -346,6 +346,15 @@ def test_relative_to_writes_paths_below_the_root(tmp_path: Path) -> None:
     train = lines(res.files[0])
     assert train[0] == "feats/ucf/Abuse001_x264__0.npy"      # abnormal first, crop 0 first
     assert len(train) == CROPS * len(VIDEOS) and not any(os.path.isabs(x) for x in train)
+    # A features folder linked into the root counts as below it (the link's name is written).
+    (tmp_path / "scratch").mkdir()
+    (root / "feats" / "ucf").rename(tmp_path / "scratch" / "ucf")
+    (root / "linked").symlink_to(tmp_path / "scratch" / "ucf")
+    linked = write_lists(root / "linked", tmp_path / "o2", format="ur-dmu", naming="ucf",
+                         relative_to=root)
+    assert lines(linked.files[0]) == [x.replace("feats/ucf/", "linked/") for x in train]
+    (root / "linked").unlink()
+    (tmp_path / "scratch" / "ucf").rename(root / "feats" / "ucf")
     moved = tmp_path / "elsewhere"
     root.rename(moved)   # the features move: the lines still open from the new root
     for line in train:

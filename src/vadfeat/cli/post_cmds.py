@@ -285,7 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "lists", help="train/test list files for RTFM, UR-DMU, PEL4VAD, VadCLIP, Fed_WSVAD",
         formatter_class=fmt,
         description="Write train and test lists in one method's convention (abnormal videos "
-                    "first, absolute paths unless --relative-to):\n"
+                    "first,\nabsolute paths unless --relative-to):\n"
                     "  fed-wsvad  train_split.txt, test_split.txt, GT/video_label.pickle\n"
                     "  rtfm       NAME-train.list, NAME-test.list (one [T, crops, D] file per "
                     "line)\n"
