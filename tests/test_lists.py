@@ -382,3 +382,23 @@ def test_relative_to_refuses_files_outside_the_root(tmp_path: Path,
     assert main(["lists", str(feats), "--format", "ur-dmu", "--naming", "ucf", "--relative-to",
                  str(tmp_path), "-o", str(tmp_path / "o")]) == 0
     assert lines(tmp_path / "o" / "dataset_Train.list")[0] == "f/Abuse001_x264__0.npy"
+
+
+def test_pel4vad_lists_a_real_extraction_of_ucf_crimes_tree(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Issue 21: extract mirrors UCF-Crime's folders; PEL4VAD's lists refused its normal videos
+    (`Normal` in Training_Normal_Videos_Anomaly/), which the loader reads right."""
+    from vadfeat.cli import main
+    from vadfeat.testing import synth
+
+    for rel in ("Abuse/Abuse001_x264.mp4", "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4"):
+        synth.write_video(tmp_path / "UCF_Crime" / rel, synth.scene_frames(32, width=64, height=48))
+    assert main(["extract", str(tmp_path / "UCF_Crime"), "-o", str(tmp_path / "f"), "--checkpoint",
+                 str(tiny_checkpoint), "-q"]) == 0
+    res = write_lists(tmp_path / "f", tmp_path / "o", format="pel4vad", dataset="ucf")
+    assert res.issues == ()
+    train = lines(tmp_path / "o" / "train.list")
+    assert [x.split("/f/", 1)[1] for x in train] == [
+        "Abuse/Abuse001_x264.npy", "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.npy"]
+    # PEL4VAD's UCFDataset: normal when 'Normal' is in the line; class from the file name.
+    assert [0.0 if "Normal" in x else 1.0 for x in train] == [1.0, 0.0]
+    assert [x.split("/")[-1].split("_")[0] for x in train] == ["Abuse001", "Normal"]
