@@ -62,11 +62,17 @@ EXPECTED = {
 }
 
 
-def make_extraction(root: Path, videos: dict[str, tuple[int, int]]) -> Path:
-    """A canonical flat 10-crop extraction: [T, 10, D] float32 + sidecars + manifest."""
+def make_extraction(root: Path, videos: dict[str, tuple[int, int]],
+                    folders: dict[str, str] | None = None) -> Path:
+    """A canonical flat 10-crop extraction: [T, 10, D] float32 + sidecars + manifest.
+
+    ``folders``: a video's subfolder, as extract mirrors the videos' tree (``Abuse/Abuse001_x264``).
+    """
     root.mkdir(parents=True)
-    for i, (name, (rows, frames)) in enumerate(videos.items()):
+    for i, (video, (rows, frames)) in enumerate(videos.items()):
         arr = np.random.default_rng(i).standard_normal((rows, CROPS, DIM)).astype(np.float32)
+        name = f"{(folders or {}).get(video, '.')}/{video}"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         np.save(root / f"{name}.npy", arr)
         (root / f"{name}.json").write_text(json.dumps({
             "video": f"{name}.mp4", "num_frames": frames, "shape": [rows, CROPS, DIM],
@@ -76,16 +82,26 @@ def make_extraction(root: Path, videos: dict[str, tuple[int, int]]) -> Path:
     return root
 
 
-def dataset_inputs(tmp: Path, dataset: str) -> dict:
-    """Features, ground truth and splits of one dataset, in its own file formats."""
+# UCF-Crime's own folders: one per class, normal videos in Training_/Testing_Normal_Videos_Anomaly.
+UCF_TREE = {"Abuse001_x264": "Abuse", "Arson002_x264": "Arson", "Burglary005_x264": "Burglary",
+            "Normal_Videos_001_x264": "Training_Normal_Videos_Anomaly",
+            "Normal_Videos_003_x264": "Testing_Normal_Videos_Anomaly"}
+
+
+def dataset_inputs(tmp: Path, dataset: str, *, tree: bool = False) -> dict:
+    """Features, ground truth and splits of one dataset, in its own file formats.
+
+    ``tree``: UCF-Crime features in subfolders mirroring its video tree (:data:`UCF_TREE`).
+    """
     if dataset == "ucf":
-        feats = make_extraction(tmp / "feat", UCF)
+        feats = make_extraction(tmp / "feat", UCF, UCF_TREE if tree else None)
         ann = tmp / "Temporal_Anomaly_Annotation.txt"
         ann.write_text("Burglary005_x264.mp4  Burglary  20  40  -1  -1\n"
                        "Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1\n")
         test = tmp / "Anomaly_Test.txt"
         test.write_text("Burglary/Burglary005_x264.mp4\nTesting_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4\n")
-        return {"feats": feats, "labels": read_labels(ann, format="ucf", features=feats), "test_split": test}
+        return {"feats": feats, "labels": read_labels(ann, format="ucf", features=feats), "test_split": test,
+                "gt": (ann, "ucf")}
     if dataset == "xd":
         feats = make_extraction(tmp / "feat", XD)
         ann = tmp / "annotations.txt"
@@ -93,7 +109,8 @@ def dataset_inputs(tmp: Path, dataset: str) -> dict:
         test = tmp / "test_list.txt"
         test.write_text("Movie.C.2003__#00-02-00_00-03-00_label_G-B6-0.mp4\n"
                         "Movie.D.2004__#00-03-00_00-04-00_label_A.mp4\n")
-        return {"feats": feats, "labels": read_labels(ann, format="xd", features=feats), "test_split": test}
+        return {"feats": feats, "labels": read_labels(ann, format="xd", features=feats), "test_split": test,
+                "gt": (ann, "xd")}
     feats = make_extraction(tmp / "feat", SH)
     masks = tmp / "test_frame_mask"
     masks.mkdir()
@@ -106,21 +123,23 @@ def dataset_inputs(tmp: Path, dataset: str) -> dict:
     test = tmp / "SH_Test.txt"
     test.write_text("01_0015 1\n01_004 0\n")
     return {"feats": feats, "labels": read_labels(masks, format="npy-dir", features=feats),
-            "test_split": test, "train_split": train}
+            "test_split": test, "train_split": train, "gt": (masks, "npy-dir")}
 
 
 def build(tmp: Path, codebase: str, dataset: str, *, crops: list[int] | None = None,
-          name: str = "dataset") -> tuple[Path, dict, object]:
-    """Export + lists into a fake checkout ``tmp/repo``; returns (repo, inputs, ListsResult)."""
-    inp = dataset_inputs(tmp, dataset)
+          name: str = "dataset", tree: bool = False, out: Path | None = None,
+          relative_to: Path | None = None) -> tuple[Path, dict, object]:
+    """Export (to ``out``, default ``tmp/exported``) + lists into a fake checkout ``tmp/repo``;
+    returns (repo, inputs, ListsResult)."""
+    inp = dataset_inputs(tmp, dataset, tree=tree)
     repo = tmp / "repo"
     fmt = codebase
-    out = repo / name if fmt == "fed-wsvad" else tmp / "exported"
+    out = repo / name if fmt == "fed-wsvad" else out or tmp / "exported"
     res = export(inp["feats"], out, format=fmt, dataset=dataset, crops=crops)  # type: ignore[arg-type]
     assert res.issues == ()
     lists = write_lists(out, None, format=fmt, labels=inp["labels"], dataset=dataset,  # type: ignore[arg-type]
                         test_split=inp["test_split"], train_split=inp.get("train_split"),
-                        codebase_root=repo, name=name)
+                        codebase_root=repo, name=name, relative_to=relative_to)
     assert lists.issues == ()
     return repo, inp, lists
 
@@ -248,12 +267,28 @@ PEL_XD_CLASSES = {"A": 0, "B5": 1, "B6": 2, "G": 3, "B1": 4, "B4": 5, "B2": 6}
 def test_pel4vad(tmp_path: Path, dataset: str) -> None:
     test_bs = 5 if dataset == "xd" else 10       # configs.py: cfg.test_bs = 10 (ucf, sh), 5 (xd)
     repo, _, _ = build(tmp_path, "pel4vad", dataset, crops=list(range(test_bs)))
+    read_like_pel4vad(repo, dataset, test_bs)
+
+
+def test_pel4vad_reads_ucf_crimes_own_folder_tree(tmp_path: Path) -> None:
+    """Issue 21: with UCF-Crime's folders mirrored (extract and export keep subfolders), the
+    normal videos' paths contain `Normal` (Training_Normal_Videos_Anomaly/), which the loader
+    needs to label them normal; `lists` refused them as if they were abnormal videos."""
+    repo, _, _ = build(tmp_path, "pel4vad", "ucf", tree=True)   # build: no issues reported
+    lines = opened(repo / "list" / "ucf" / "train.list")
+    assert lines[-CROPS].endswith("/Training_Normal_Videos_Anomaly/Normal_Videos_001_x264__0.npy\n")
+    assert lines[0].endswith("/Abuse/Abuse001_x264__0.npy\n")
+    read_like_pel4vad(repo, "ucf", CROPS)
+
+
+def read_like_pel4vad(repo: Path, dataset: str, test_bs: int,
+                      prefix: str = "/data/pyj/feat/whatever") -> None:
+    """PEL4VAD's loaders and test loop on the files in ``repo`` (``prefix``: its cfg.feat_prefix)."""
     train_exp, test_exp, gt_exp = EXPECTED[dataset]
     short = {"ucf": "ucf", "xd": "xd", "shanghaitech": "sh"}[dataset]
     os.chdir(repo)
     # configs.py (yujiangpu20/PEL4VAD@6741de1, lines 7-10, 36-39, 64-68): list/<d>/train.list,
     # test.list, <d>-gt.npy; feat_prefix is joined with os.path.join (absolute paths win).
-    prefix = "/data/pyj/feat/whatever"
     train = opened(f"list/{short}/train.list")
     if dataset == "shanghaitech":
         # SHDataset (dataset.py lines 105-146): relabel.list names the abnormal training videos;
@@ -283,7 +318,10 @@ def test_pel4vad(tmp_path: Path, dataset: str) -> None:
             idx = PEL_XD_CLASSES[tokens[0]]
             label = 0.0 if "_label_A" in line else 1.0
             assert (label == 0.0) == (idx == 0)
+        assert label == float(EXPECTED_LABEL[dataset](stem_of(line.strip("\n"))))  # the video's own
         assert v_feat.shape[1] == DIM
+    if dataset != "shanghaitech":
+        assert [stem_of(x.strip("\n")).rsplit("__", 1)[0] for x in train[::test_bs]] == train_exp
     # test.py test_func (lines 19-38): batches of test_bs items = one video's crops; seq_len from
     # non-zero rows; gt consumed seq_len * 16 per batch.
     test = opened(f"list/{short}/test.list")
@@ -387,6 +425,112 @@ def test_fed_wsvad(tmp_path: Path, dataset: str) -> None:
         assert len(frame_labels) == len(v.repeat(16))            # exactly, nothing cut or missing
         all_label = np.concatenate([all_label, frame_labels[:len(v.repeat(16))]])
     assert all_label.tolist() == gt_exp
+
+
+# ------------------------------------------------------------------------ -o names, relative paths
+
+# Each repository's own names for its files (those cited at each test above), without
+# their folders: what `lists --dataset D -o DIR` writes into DIR.
+OWN_NAMES = {
+    ("rtfm", "ucf"): ["ucf-i3d.list", "ucf-i3d-test.list", "gt-ucf.npy"],
+    ("rtfm", "xd"): ["xd-i3d.list", "xd-i3d-test.list", "gt-xd.npy"],
+    ("rtfm", "shanghaitech"): ["shanghai-i3d-train-10crop.list", "shanghai-i3d-test-10crop.list",
+                               "gt-sh.npy"],
+    ("ur-dmu", "ucf"): ["UCF_Train.list", "UCF_Test.list", "gt-ucf.npy"],
+    ("ur-dmu", "xd"): ["XD_Train.list", "XD_Test.list", "xd_gt.npy"],
+    ("ur-dmu", "shanghaitech"): ["SH_Train.list", "SH_Test.list", "gt-sh.npy"],
+    ("pel4vad", "ucf"): ["train.list", "test.list", "ucf-gt.npy"],
+    ("pel4vad", "xd"): ["train.list", "test.list", "xd-gt.npy"],
+    ("pel4vad", "shanghaitech"): ["train.list", "test.list", "sh-gt.npy"],
+    ("vadclip", "ucf"): ["ucf_CLIP_rgb.csv", "ucf_CLIP_rgbtest.csv", "gt_ucf.npy",
+                         "gt_segment_ucf.npy", "gt_label_ucf.npy"],
+    ("vadclip", "xd"): ["xd_CLIP_rgb.csv", "xd_CLIP_rgbtest.csv", "gt.npy", "gt_segment.npy",
+                        "gt_label.npy"],
+    ("vadclip", "shanghaitech"): ["sh_CLIP_rgb.csv", "sh_CLIP_rgbtest.csv", "gt_sh.npy",
+                                  "gt_segment_sh.npy", "gt_label_sh.npy"],
+    **{("fed-wsvad", d): ["train_split.txt", "test_split.txt", "GT/frame_label.pickle",
+                          "GT/video_label.pickle"] for d in DATASETS},
+}
+
+
+@pytest.mark.parametrize(("codebase", "dataset"), list(OWN_NAMES))
+def test_lists_out_folder_uses_the_code_bases_own_names(tmp_path: Path, codebase: str,
+                                                        dataset: str) -> None:
+    """Issue 21: `lists --dataset shanghaitech -o DIR` wrote dataset_Train.list, not SH_Train.list."""
+    from vadfeat.cli import main
+
+    inp = dataset_inputs(tmp_path, dataset)
+    feats = tmp_path / "exported"
+    assert export(inp["feats"], feats, format=codebase, dataset=dataset).issues == ()  # type: ignore[arg-type]
+    out = tmp_path / "lists"
+    gt, gt_format = inp["gt"]
+    splits = ["--test-split", str(inp["test_split"])]
+    if "train_split" in inp:
+        splits += ["--train-split", str(inp["train_split"])]
+    assert main(["lists", str(feats), "--format", codebase, "--dataset", dataset, "--labels", str(gt),
+                 "--labels-format", gt_format, *splits, "-o", str(out)]) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                     if p.is_file() and not p.name.startswith("."))
+    assert written == sorted(OWN_NAMES[codebase, dataset])
+    if codebase != "fed-wsvad":  # a name given still names the files (fed-wsvad's are fixed)
+        named = write_lists(feats, tmp_path / "named", format=codebase, labels=inp["labels"],  # type: ignore[arg-type]
+                            dataset=dataset, test_split=inp["test_split"],  # type: ignore[arg-type]
+                            train_split=inp.get("train_split"), name="mine")
+        assert all("mine" in p.name for p in named.files if p.suffix != ".list" or codebase != "pel4vad")
+
+
+def load_like(codebase: str, repo: Path, prefix: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """Every file the code base's loaders open from its lists, as they open it (cited above):
+    RTFM ``np.load(line.strip('\\n'))`` and UR-DMU's UCF loader ``np.load(line.split()[0])`` from
+    the folder they run in (the checkout), VadCLIP ``np.load(row['path'])`` from the checkout
+    (``python src/ucf_train.py``), PEL4VAD ``os.path.join(cfg.feat_prefix, line)``."""
+    os.chdir(repo)
+    if codebase == "vadclip":
+        lines = [r["path"] for name in ("ucf_CLIP_rgb.csv", "ucf_CLIP_rgbtest.csv")
+                 for r in read_csv(f"list/{name}")]
+    else:
+        files = {"rtfm": ("list/ucf-i3d.list", "list/ucf-i3d-test.list"),
+                 "ur-dmu": ("list/UCF_Train.list", "list/UCF_Test.list"),
+                 "pel4vad": ("list/ucf/train.list", "list/ucf/test.list")}[codebase]
+        lines = [x.split()[0] if codebase == "ur-dmu" else x.strip("\n")
+                 for f in files for x in opened(f)]
+    assert lines and not any(os.path.isabs(x) for x in lines)
+    opened_as = (lambda x: os.path.join(prefix, x)) if codebase == "pel4vad" else (lambda x: x)
+    return [(x, np.load(opened_as(x)).shape) for x in lines]
+
+
+@pytest.mark.parametrize("codebase", ["rtfm", "ur-dmu", "pel4vad", "vadclip"])
+def test_relative_lines_open_from_the_root_each_code_base_reads_them_from(tmp_path: Path,
+                                                                          codebase: str) -> None:
+    """Issue 21: lists held absolute paths only, so they broke when the features moved.
+
+    The root to give (README): the checkout for RTFM, UR-DMU (UCF) and VadCLIP, which open
+    the line as it is from there; PEL4VAD's cfg.feat_prefix, which it joins the line onto."""
+    here = tmp_path / "laptop"
+    repo = here / "repo"
+    out = here / "feat_prefix" if codebase == "pel4vad" else repo / "features" / "ucf"
+    build(here, codebase, "ucf", out=out, relative_to=out if codebase == "pel4vad" else repo)
+    cluster = tmp_path / "cluster"
+    here.rename(cluster)                           # checkout and features move together
+    got = load_like(codebase, cluster / "repo", cluster / "feat_prefix")
+    per_video = 1 if codebase == "rtfm" else CROPS
+    # Hand-derived: 3 training and 2 test videos (EXPECTED["ucf"]); VadCLIP's test CSV: crop 0 only.
+    assert len(got) == (5 if codebase == "rtfm" else 3 * CROPS + 2 * (1 if codebase == "vadclip" else CROPS))
+    for line, shape in got:
+        video = stem_of(line)[:-4].rsplit("__", 1)[0]
+        assert shape == ((UCF[video][0], CROPS, DIM) if per_video == 1 else (UCF[video][0], DIM))
+
+
+def test_relative_lines_are_refused_where_the_loader_cannot_resolve_them(tmp_path: Path) -> None:
+    # UR-DMU's XDVideo opens os.path.join(self.feature_path[0], line) with feature_path the string
+    # <root_dir>/rgb: its first character.  A relative line cannot be found from any root.
+    inp = dataset_inputs(tmp_path, "xd")
+    feats = tmp_path / "exported"
+    export(inp["feats"], feats, format="ur-dmu", dataset="xd")
+    with pytest.raises(ConfigError, match="first character"):
+        write_lists(feats, tmp_path / "o", format="ur-dmu", labels=inp["labels"], dataset="xd",
+                    test_split=inp["test_split"], relative_to=tmp_path)
+    assert not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------------------------ splits

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -221,12 +222,30 @@ def test_whitespace_paths_refused_where_the_loader_splits_on_whitespace(tmp_path
 
 
 def test_normal_flag_in_a_folder_name_is_refused_for_whole_line_loaders(tmp_path: Path) -> None:
-    # PEL4VAD's UCFDataset labels a line normal when 'Normal' occurs anywhere in it.
+    # PEL4VAD's UCFDataset labels a line normal when 'Normal' occurs anywhere in it: the
+    # abnormal videos of this folder would train as normal; the normal ones are read right.
     feats = write_features(tmp_path / "Normal_stuff", layout="per-crop")
     res = write_lists(feats, tmp_path / "o", format="pel4vad", naming="ucf")
-    assert res.entries == () and all("contains 'Normal'" in i.message for i in res.issues)
+    assert [e.name for e in res.entries] == ["Normal_Videos_001_x264", "Normal_Videos_002_x264"]
+    assert {i.video for i in res.issues} == {"Abuse001_x264", "Arson002_x264"}
+    assert all(i.kind == "bad-name" and "contains it, but the video is abnormal" in i.message
+               for i in res.issues)
     ok = write_lists(feats, tmp_path / "o2", format="ur-dmu", naming="ucf")   # UR-DMU: file name only
     assert len(ok.entries) == len(VIDEOS)
+    # Lines relative to the features folder do not hold the folder's name: all four listed.
+    rel = write_lists(feats, tmp_path / "o3", format="pel4vad", naming="ucf", relative_to=feats)
+    assert len(rel.entries) == len(VIDEOS) and rel.issues == ()
+
+
+def test_normal_video_whose_line_lacks_the_flag_is_refused(tmp_path: Path) -> None:
+    # Ground truth says Arson002 is normal: PEL4VAD would read its line as abnormal.
+    feats = write_features(tmp_path / "f", layout="per-crop")
+    gt = LabelSet({"Arson002_x264": VideoLabels(name="Arson002_x264", frames=np.zeros(40),
+                                                video_label=0, source="t")})
+    res = write_lists(feats, tmp_path / "o", format="pel4vad", labels=gt, naming="ucf",
+                      test_split=["Arson002_x264"])
+    bad = [i for i in res.issues if i.kind == "bad-name"]
+    assert [i.video for i in bad] == ["Arson002_x264"] and "lacks it" in bad[0].message
 
 
 def test_rtfm_advice_for_other_layouts_works(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -255,3 +274,131 @@ def test_rtfm_advice_for_other_layouts_works(tmp_path: Path, tiny_checkpoint: Pa
     res = write_lists(tmp_path / "ten", tmp_path / "o2", format="rtfm", naming="ucf")
     (line,) = lines(res.files[0]) + lines(res.files[1])
     assert np.load(line).shape[1] == 10
+
+
+# --------------------------------------------------------------------------- issue 21
+
+LAYOUT_OF = {"fed-wsvad": "fed-wsvad", "rtfm": "flat", "ur-dmu": "per-crop", "pel4vad": "per-crop",
+             "vadclip": "per-crop"}
+# Hand-derived from VIDEOS (CROPS = 3) and the split below: 2 test and 2 training videos.
+# rtfm and fed-wsvad write one line per video; ur-dmu and pel4vad one line per crop file;
+# vadclip's training CSV one row per crop file, its test CSV one row per video (crop 0).
+EXPECTED_LINES = {"fed-wsvad": (2, 2), "rtfm": (2, 2), "ur-dmu": (6, 6), "pel4vad": (6, 6),
+                  "vadclip": (6, 2)}
+
+
+def data_lines(path: Path) -> int:
+    """What a reader gets from a list file: CSV rows after the header, or non-empty lines."""
+    if path.suffix == ".csv":
+        with open(path, newline="") as f:
+            return len(list(csv.DictReader(f)))
+    return len([line for line in lines(path) if line.strip()])
+
+
+@pytest.mark.parametrize("fmt", list(EXPECTED_LINES))
+def test_summary_counts_the_lines_each_list_holds(tmp_path: Path, fmt: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21: `--format vadclip` said "test: 4 videos ..., 40 files" for a 4-row CSV."""
+    from vadfeat.cli import main
+
+    feats = write_features(tmp_path / "f", layout=LAYOUT_OF[fmt])
+    split = tmp_path / "test_split.txt"
+    split.write_text("Abuse001_x264\nNormal_Videos_002_x264\n")
+    out = tmp_path / "o"
+    assert main(["lists", str(feats), "--format", fmt, "--naming", "ucf", "--test-split", str(split),
+                 "-o", str(out)]) == 0
+    shown = capsys.readouterr().out
+    for split_name, expected in zip(("train", "test"), EXPECTED_LINES[fmt], strict=True):
+        found = re.search(rf"^{split_name}: 2 videos \(1 abnormal, 1 normal\), (\d+) (rows|lines) "
+                          r"in (\S+)$", shown, re.M)
+        assert found, shown
+        assert int(found[1]) == expected == data_lines(out / found[3])
+        assert found[2] == ("rows" if fmt == "vadclip" else "lines")
+
+
+def test_rerun_names_the_files_it_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21: a rerun with --codebase-root replaced the checkout's files without a word."""
+    from vadfeat.cli import main
+
+    feats = write_features(tmp_path / "f", layout="flat")
+    repo = tmp_path / "RTFM"
+    argv = ["lists", str(feats), "--format", "rtfm", "--naming", "ucf", "--dataset", "ucf",
+            "--codebase-root", str(repo)]
+    assert main(argv) == 0
+    assert "replaced" not in capsys.readouterr().out          # nothing was there
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    # RTFM's UCF names; no labels, so no ground truth: the two lists only.
+    replaced = [repo / "list" / "ucf-i3d.list", repo / "list" / "ucf-i3d-test.list"]
+    line = next(x for x in shown.splitlines() if x.startswith("replaced"))
+    assert all(str(p) in line for p in replaced) and "vadfeat lists" in line
+    res = write_lists(feats, None, format="rtfm", naming="ucf", dataset="ucf", codebase_root=repo)
+    assert sorted(res.replaced) == sorted(replaced)
+    fresh = write_lists(feats, tmp_path / "new", format="rtfm", naming="ucf")
+    assert fresh.replaced == ()
+
+
+def test_relative_to_writes_paths_below_the_root(tmp_path: Path) -> None:
+    """Issue 21: lists held absolute paths only; moved features broke them."""
+    root = tmp_path / "cluster"
+    feats = write_features(root / "feats" / "ucf", layout="per-crop")
+    res = write_lists(feats, tmp_path / "o", format="ur-dmu", naming="ucf", relative_to=root)
+    train = lines(res.files[0])
+    assert train[0] == "feats/ucf/Abuse001_x264__0.npy"      # abnormal first, crop 0 first
+    assert len(train) == CROPS * len(VIDEOS) and not any(os.path.isabs(x) for x in train)
+    # A features folder linked into the root counts as below it (the link's name is written).
+    (tmp_path / "scratch").mkdir()
+    (root / "feats" / "ucf").rename(tmp_path / "scratch" / "ucf")
+    (root / "linked").symlink_to(tmp_path / "scratch" / "ucf")
+    linked = write_lists(root / "linked", tmp_path / "o2", format="ur-dmu", naming="ucf",
+                         relative_to=root)
+    assert lines(linked.files[0]) == [x.replace("feats/ucf/", "linked/") for x in train]
+    (root / "linked").unlink()
+    (tmp_path / "scratch" / "ucf").rename(root / "feats" / "ucf")
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)   # the features move: the lines still open from the new root
+    for line in train:
+        stem = Path(line).stem.rsplit("__", 1)[0]
+        assert np.load(moved / line).shape == (VIDEOS[stem][0], DIM)
+
+
+def test_relative_to_refuses_files_outside_the_root(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from vadfeat.cli import main
+
+    feats = write_features(tmp_path / "f", layout="per-crop")
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ConfigError, match=r"Abuse001_x264__0\.npy is not below the root .*other"):
+        write_lists(feats, tmp_path / "o", format="vadclip", naming="ucf", relative_to=other)
+    assert not (tmp_path / "o").exists()            # found before anything was written
+    assert main(["lists", str(feats), "--format", "ur-dmu", "--naming", "ucf", "--relative-to",
+                 str(other), "-o", str(tmp_path / "o")]) == 2
+    assert "is not below the root" in caplog.text and not (tmp_path / "o").exists()
+    # Fed_WSVAD's lists hold video names, not paths: the option does not apply.
+    fed = write_features(tmp_path / "fed", layout="fed-wsvad")
+    with pytest.raises(ConfigError, match="video names"):
+        write_lists(fed, tmp_path / "o", format="fed-wsvad", naming="ucf", relative_to=tmp_path)
+    assert main(["lists", str(feats), "--format", "ur-dmu", "--naming", "ucf", "--relative-to",
+                 str(tmp_path), "-o", str(tmp_path / "o")]) == 0
+    assert lines(tmp_path / "o" / "dataset_Train.list")[0] == "f/Abuse001_x264__0.npy"
+
+
+def test_pel4vad_lists_a_real_extraction_of_ucf_crimes_tree(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Issue 21: extract mirrors UCF-Crime's folders; PEL4VAD's lists refused its normal videos
+    (`Normal` in Training_Normal_Videos_Anomaly/), which the loader reads right."""
+    from vadfeat.cli import main
+    from vadfeat.testing import synth
+
+    for rel in ("Abuse/Abuse001_x264.mp4", "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4"):
+        synth.write_video(tmp_path / "UCF_Crime" / rel, synth.scene_frames(32, width=64, height=48))
+    assert main(["extract", str(tmp_path / "UCF_Crime"), "-o", str(tmp_path / "f"), "--checkpoint",
+                 str(tiny_checkpoint), "-q"]) == 0
+    res = write_lists(tmp_path / "f", tmp_path / "o", format="pel4vad", dataset="ucf")
+    assert res.issues == ()
+    train = lines(tmp_path / "o" / "train.list")
+    assert [x.split("/f/", 1)[1] for x in train] == [
+        "Abuse/Abuse001_x264.npy", "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.npy"]
+    # PEL4VAD's UCFDataset: normal when 'Normal' is in the line; class from the file name.
+    assert [0.0 if "Normal" in x else 1.0 for x in train] == [1.0, 0.0]
+    assert [x.split("/")[-1].split("_")[0] for x in train] == ["Abuse001", "Normal"]

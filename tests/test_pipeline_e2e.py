@@ -136,10 +136,23 @@ def test_resample_and_inspect(dataset) -> None:
     assert all(f"{name}.png" in html for name in VIDEOS)
 
 
-def test_demo_runs(tmp_path: Path) -> None:
-    from vadfeat.demo import run_demo
-
-    r = run_demo(tmp_path / "demo", progress=False)
-    assert r.summary.exit_code == 0 and r.random_weights
-    assert r.report.exists() and r.aligned.exists()
-    assert all(p.exists() and p.read_text().strip() for p in r.lists)
+def test_demo_runs_and_says_where_everything_went(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21: the demo wrote export-ur-dmu/ without naming it, and printed the
+    extraction summary after its "finished" block.  Its printed text is followed here."""
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "-q"]) == 0
+    shown = capsys.readouterr().out.strip().splitlines()
+    finished = next(i for i, line in enumerate(shown) if line.startswith("vadfeat demo finished"))
+    assert "RANDOM WEIGHTS" in shown[finished]
+    # The extraction's summary comes before the block, which ends the output.
+    assert any(line.startswith("extract: 4 video(s): 4 extracted") for line in shown[:finished])
+    block = shown[finished + 1:]
+    assert block and all(line.startswith("  ") for line in block)
+    named = [w.rstrip(",:") for line in block for w in line.split() if w.startswith(str(out))]
+    assert named and all(Path(w).exists() for w in named)          # every path printed exists
+    for entry in sorted(out.iterdir()):                            # every output is named
+        assert any(w == str(entry) or w.startswith(f"{entry}/") for w in named), entry.name
+    lists = [Path(w) for w in named if w.endswith(".list")]
+    assert len(lists) == 4 and all(p.read_text().strip() for p in lists)
+    assert (out / "export-ur-dmu" / "test_event__0.npy").is_file()

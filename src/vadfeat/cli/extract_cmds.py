@@ -246,18 +246,7 @@ def _demo(args: argparse.Namespace) -> int:
     tune_malloc()
     r = run_demo(Path(args.output), checkpoint=args.checkpoint, model=args.model,
                  progress=not args.quiet)
-    weights = ("RANDOM WEIGHTS (tiny test model): the pipeline is real, the numbers mean nothing; "
-               "pass --checkpoint for real features" if r.random_weights else "real weights")
-    print(f"""
-vadfeat demo finished ({weights})
-  videos          {r.videos}/  (moving scenes, two with an abrupt event)
-  features        {r.features}/  (.npy per video + .json sidecar with every setting)
-  manifest        {r.features / 'manifest.jsonl'}
-  ground truth    {r.labels}/  (canonical per-frame labels)
-  aligned GT      {r.aligned}  (16 x T frames per video, test-list order)
-  lists           {', '.join(str(p) for p in r.lists)}
-  report          {r.report}  (open in a browser: one plot per video)
-{r.summary.describe()}""")
+    print(r.describe())
     return r.summary.exit_code
 
 

@@ -112,17 +112,22 @@ def _lists(args: argparse.Namespace) -> int:
     result = write_lists(features, args.out, format=args.format, labels=args.labels,
                          labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
                          test_split=args.test_split, name=args.name, dataset=args.dataset,
-                         codebase_root=args.codebase_root)
+                         codebase_root=args.codebase_root, relative_to=args.relative_to)
     for split in get_args(Split):
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
-        _print(f"{split}: {len(entries)} videos ({abnormal} abnormal, "
-               f"{len(entries) - abnormal} normal), {sum(len(e.paths) for e in entries)} files")
+        # What the file holds: VadCLIP's test CSV has one row per video, not one per crop file.
+        unit = "rows" if result.format == "vadclip" else "lines"
+        _print(f"{split}: {len(entries)} videos ({abnormal} abnormal, {len(entries) - abnormal} "
+               f"normal), {result.lines[split]} {unit} in {result.lists[split].name}")
     _print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
            "(RTFM's and UR-DMU's loaders hard-code this number)")
     if result.gt_frames is not None:
         _print(f"frame ground truth: {result.gt_frames} frames (16 per feature row of the test videos)")
     _print("wrote " + ", ".join(str(p) for p in result.files))
+    if result.replaced:
+        _print("replaced (written by an earlier vadfeat lists run): "
+               + ", ".join(str(p) for p in result.replaced))
     return _report(result.issues)
 
 
@@ -280,7 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "lists", help="train/test list files for RTFM, UR-DMU, PEL4VAD, VadCLIP, Fed_WSVAD",
         formatter_class=fmt,
         description="Write train and test lists in one method's convention (abnormal videos "
-                    "first, absolute paths):\n"
+                    "first,\nabsolute paths unless --relative-to):\n"
                     "  fed-wsvad  train_split.txt, test_split.txt, GT/video_label.pickle\n"
                     "  rtfm       NAME-train.list, NAME-test.list (one [T, crops, D] file per "
                     "line)\n"
@@ -289,8 +294,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  vadclip    NAME_CLIP_rgb.csv (every crop), NAME_CLIP_rgbtest.csv (crop 0),\n"
                     "             gt_segment/gt_label mAP files\n"
                     "plus the test videos' frame ground truth (16*T per video, list order).\n"
-                    "--codebase-root REPO --dataset D writes them where that repository opens "
-                    "them.\n\n"
+                    "With --dataset D they carry that repository's own names (UR-DMU SH_Train.list, "
+                    "RTFM\nucf-i3d.list, ...) unless --name is given; --codebase-root REPO --dataset D "
+                    "writes them\nwhere that repository opens them, and names the files of an earlier "
+                    "run it replaced.\n\n"
                     "Video labels come from --labels, label columns of the split files and "
                     "--naming. Splits come from\n--train-split/--test-split; without them, "
                     "videos with frame-level ground truth are the test\nsplit (XD-Violence "
@@ -312,9 +319,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "video labels (ShanghaiTech weak split)")
     p.add_argument("--test-split", metavar="FILE",
                    help="names (or list lines) of test videos, optionally with a label column")
-    p.add_argument("--name", default="dataset",
-                   help="list file name part, e.g. UCF for UR-DMU's UCF_Train.list "
-                        "(default dataset)")
+    p.add_argument("--name",
+                   help="list file name part, e.g. UCF for UR-DMU's UCF_Train.list (default: the "
+                        "code base's own names with --dataset, else dataset)")
+    p.add_argument("--relative-to", metavar="DIR",
+                   help="write paths relative to DIR, the folder the code base resolves list lines "
+                        "from: its checkout for RTFM, UR-DMU (UCF) and VadCLIP, cfg.feat_prefix for "
+                        "PEL4VAD (default: absolute paths; every listed file must lie below DIR)")
     p.set_defaults(func=_lists)
 
     p = sub.add_parser(

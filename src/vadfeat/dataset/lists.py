@@ -2,8 +2,10 @@
 
 Each format writes what that code base's own loader and test loop read, unmodified
 (the loader lines each rule mirrors are cited in ``tests/test_downstream.py``).
-Below ``out`` (``<name>`` is the ``name`` option), or, with ``codebase_root``, at the
-paths the repository itself opens (see :func:`codebase_files`):
+Below ``out``, or, with ``codebase_root``, at the paths the repository itself opens
+(see :func:`codebase_files`).  Below ``out`` the files carry the repository's own names
+when ``dataset`` is given (UR-DMU ``SH_Train.list``, RTFM ``ucf-i3d.list``, ...), else
+the names below, ``<name>`` being the ``name`` option (default ``dataset``):
 
 ``fed-wsvad``
     ``train_split.txt`` and ``test_split.txt`` (one video name per line: the folder
@@ -43,8 +45,17 @@ abnormal one without frame labels is reported and left out of the test list.
 Order: abnormal videos first, then normal, each group sorted by name.  RTFM and
 UR-DMU split training lists by index (``list[:n_abnormal]``, hard-coded 810/63 and
 8100/9525 in their code: :attr:`ListsResult.train_abnormal_lines` gives the value
-to set).  Paths are absolute: every loader above joins them onto its own prefix
-with ``os.path.join``, which keeps an absolute path as it is.
+to set).
+
+Paths are absolute (symlinks resolved): every loader above opens them as they are or
+joins them onto its own prefix with ``os.path.join``, which keeps an absolute path.
+With ``relative_to`` they are relative to that folder (POSIX, no ``..``), for features
+that move to another machine; the folder is the one each loader resolves a relative
+line from: the checkout RTFM, UR-DMU (UCF-Crime) and VadCLIP run in (they open the
+line as it is), PEL4VAD's ``cfg.feat_prefix`` (it joins the line onto it).  A listed
+file outside that folder is a usage error.  Not for UR-DMU on XD-Violence (it joins
+the line onto the first character of ``<root_dir>/rgb``, a string it indexes as a
+list) nor Fed_WSVAD (its lists hold video names).
 
 Video-level labels, first source that has one: frame-level ground truth
 (``labels``: abnormal if any frame is), a label column in a split file
@@ -65,7 +76,11 @@ videos (``_label_A``) cannot be told apart by name.
 Names containing a newline, a carriage return or bytes that are not UTF-8 cannot be
 written as one list line and are reported (``bad-name``) and left out; so are paths
 with whitespace for the loaders that split lines on whitespace (UR-DMU, PEL4VAD
-ShanghaiTech).
+ShanghaiTech), and lines that a loader deciding the label by a word in the line
+(PEL4VAD UCF-Crime ``Normal``, PEL4VAD and UR-DMU XD-Violence ``_label_A``) would
+label wrongly: an abnormal video whose path holds the word, a normal one whose path
+lacks it.  UCF-Crime's own tree is fine: its normal videos' folders
+(``Training_Normal_Videos_Anomaly/``) hold the word their names hold anyway.
 """
 
 from __future__ import annotations
@@ -76,8 +91,8 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
 
 import numpy as np
@@ -127,7 +142,9 @@ class ListsResult:
 
     ``train_abnormal_lines`` is the number of training-list lines before the first
     normal video (RTFM's and UR-DMU's loaders hard-code it); ``gt_frames`` the length
-    of the frame ground truth written (``None`` when none was written).
+    of the frame ground truth written (``None`` when none was written).  ``lists``:
+    each split's list file; ``lines``: the items it holds (lines; CSV rows after the
+    header).  ``replaced``: files an earlier ``lists`` run had written there, replaced.
     """
 
     format: ListFormat
@@ -136,6 +153,9 @@ class ListsResult:
     issues: tuple[LabelIssue, ...]
     train_abnormal_lines: int = 0
     gt_frames: int | None = None
+    lists: Mapping[Split, Path] = field(default_factory=dict)
+    lines: Mapping[Split, int] = field(default_factory=dict)
+    replaced: tuple[Path, ...] = ()
 
     def split(self, split: Split) -> tuple[ListEntry, ...]:
         return tuple(e for e in self.entries if e.split == split)
@@ -300,20 +320,26 @@ def _files_for(record: FeatureRecord, fmt: ListFormat, dataset: Dataset | None) 
 # ----------------------------------------------------------------------- file names
 
 
-def codebase_files(fmt: ListFormat, dataset: Dataset | None, name: str,
+def codebase_files(fmt: ListFormat, dataset: Dataset | None, name: str | None,
                    *, upstream: bool) -> dict[str, str]:
     """Relative paths of every file a format writes.
 
     ``upstream=True``: where the code base opens them, relative to its repository
     root (RTFM ``list/ucf-i3d.list``, UR-DMU ``frame_label/xd_gt.npy``, ...; for
-    Fed_WSVAD relative to ``<dataset_path>/<name>``).  Keys: ``train``, ``test``,
-    ``gt`` and, per format, ``gt_segment``, ``gt_label`` (VadCLIP),
-    ``video_label`` (Fed_WSVAD).
+    Fed_WSVAD relative to ``<dataset_path>/<name>``).  ``upstream=False``: the names
+    for an output folder: ``name``'s (``None``: ``dataset``) or, with ``name=None``
+    and a ``dataset``, the repository's own file names without their folders.  Keys:
+    ``train``, ``test``, ``gt`` and, per format, ``gt_segment``, ``gt_label``
+    (VadCLIP), ``video_label`` (Fed_WSVAD).
     """
     if fmt == "fed-wsvad":
         return {"train": "train_split.txt", "test": "test_split.txt",
                 "gt": "GT/frame_label.pickle", "video_label": "GT/video_label.pickle"}
+    if not upstream and name is None and dataset is not None:
+        own = codebase_files(fmt, dataset, None, upstream=True)
+        return {key: PurePosixPath(path).name for key, path in own.items()}
     if not upstream:
+        name = name or "dataset"
         return {
             "rtfm": {"train": f"{name}-train.list", "test": f"{name}-test.list", "gt": f"gt-{name}.npy"},
             "ur-dmu": {"train": f"{name}_Train.list", "test": f"{name}_Test.list",
@@ -359,28 +385,74 @@ def codebase_files(fmt: ListFormat, dataset: Dataset | None, name: str,
 # ----------------------------------------------------------------------- rendering
 
 
-def _render(fmt: ListFormat, split: Split, entries: Sequence[ListEntry], dataset: Dataset | None) -> str:
+def _line_root(fmt: ListFormat, dataset: Dataset | None, naming: Naming | None,
+               relative_to: str | os.PathLike[str] | None) -> Path | None:
+    """The folder list lines are relative to (``None``: absolute lines); usage errors first."""
+    if relative_to is None:
+        return None
     if fmt == "fed-wsvad":
-        return "".join(f"{e.name}\n" for e in entries)
+        raise ConfigError("fed-wsvad lists hold video names, not paths: relative paths do not "
+                          "apply (Fed_WSVAD finds the features from its --dataset_path)")
+    if fmt == "ur-dmu" and "xd" in (dataset, naming):
+        raise ConfigError("UR-DMU's XD-Violence loader opens os.path.join(feature_path[0], line), "
+                          "feature_path being the string <root_dir>/rgb: a relative line is joined "
+                          "onto its first character and cannot be found; keep absolute paths "
+                          "(leave the relative root out)")
+    root = Path(relative_to)
+    if not root.is_dir():
+        raise ConfigError(f"the root for relative list paths {root} is not a folder")
+    return root
+
+
+def _path_text(root: Path | None) -> Callable[[Path], str]:
+    """How a file is written in a list line: absolute with symlinks resolved, or relative to
+    ``root`` (POSIX).  A file not below ``root`` raises :class:`ConfigError`."""
+    if root is None:
+        return lambda p: str(p.resolve())
+
+    def relative(p: Path) -> str:
+        # As written first (a features folder linked into the root stays inside it), then
+        # with symlinks resolved (a root given through a link).
+        for base, path in ((Path(os.path.abspath(root)), Path(os.path.abspath(p))),
+                           (root.resolve(), p.resolve())):
+            if path.is_relative_to(base):
+                return path.relative_to(base).as_posix()
+        raise ConfigError(f"{p} is not below the root {root} that list paths are written relative "
+                          "to: give a folder that holds every listed file (for each code base the "
+                          "folder it resolves list lines from, see README) or leave it out for "
+                          "absolute paths")
+    return relative
+
+
+def _rows(fmt: ListFormat, split: Split, entries: Sequence[ListEntry], dataset: Dataset | None,
+          path_text: Callable[[Path], str]) -> list[tuple[str, ...]]:
+    """The items of one list file: one tuple per line (per CSV row for VadCLIP)."""
+    if fmt == "fed-wsvad":
+        return [(e.name,) for e in entries]
     if fmt == "vadclip":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["path", "label"])
-        for e in entries:
-            # Training: every crop file; test: crop 0 only (one score sequence per video).
-            for p in (e.paths if split == "train" else e.paths[:1]):
-                writer.writerow([str(p.resolve()), e.class_name])
-        return buf.getvalue()
+        # Training: every crop file; test: crop 0 only (one score sequence per video).
+        return [(path_text(p), e.class_name) for e in entries
+                for p in (e.paths if split == "train" else e.paths[:1])]
     if fmt == "pel4vad" and dataset == "shanghaitech" and split == "train":
-        return "".join(f"{p.resolve()} {float(e.label)}\n" for e in entries for p in e.paths)
-    return "".join(f"{p.resolve()}\n" for e in entries for p in e.paths)
+        return [(f"{path_text(p)} {float(e.label)}",) for e in entries for p in e.paths]
+    return [(path_text(p),) for e in entries for p in e.paths]
 
 
-def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None,
-              naming: Naming | None = None) -> str | None:
+def _text(fmt: ListFormat, rows: Sequence[tuple[str, ...]]) -> str:
+    if fmt != "vadclip":
+        return "".join(f"{row[0]}\n" for row in rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "label"])
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None, naming: Naming | None,
+              path_text: Callable[[Path], str]) -> str | None:
     """Why ``entry`` cannot be written as list lines (``None``: it can)."""
-    texts = [entry.name, *(str(p.resolve()) for p in entry.paths)]
-    for t in texts:
+    lines = [path_text(p) for p in entry.paths]
+    for t in [entry.name, *lines]:
         if "\n" in t or "\r" in t:
             return f"{t!r} contains a line break: it cannot be one line of a list file"
         try:
@@ -388,18 +460,27 @@ def _bad_name(entry: ListEntry, fmt: ListFormat, dataset: Dataset | None,
         except UnicodeEncodeError:
             return f"{t!r} holds bytes that are not UTF-8: list readers cannot open it"
     if fmt == "ur-dmu" or (fmt == "pel4vad" and dataset == "shanghaitech"):
-        for p in entry.paths:
-            if any(c.isspace() for c in str(p.resolve())):
-                return (f"{p.resolve()} contains whitespace, and {fmt}'s loader splits list lines "
+        for line in lines:
+            if any(c.isspace() for c in line):
+                return (f"{line} contains whitespace, and {fmt}'s loader splits list lines "
                         "on whitespace: rename it or export to a folder without spaces")
-    # PEL4VAD (UCF, XD) and UR-DMU (XD) decide the normal class by searching the whole
-    # line: a folder named e.g. `Normal_Videos` would make every video in it normal.
+    return _wrong_loader_label(entry, fmt, naming, lines)
+
+
+def _wrong_loader_label(entry: ListEntry, fmt: ListFormat, naming: Naming | None,
+                        lines: Sequence[str]) -> str | None:
+    # PEL4VAD (UCF, XD) and UR-DMU (XD) call a line normal when a word occurs anywhere in
+    # it: refused only where that gives the video the wrong label.
     flag = {"ucf": "Normal", "xd": "_label_A"}.get(naming or "")
-    if flag and (fmt == "pel4vad" or (fmt == "ur-dmu" and naming == "xd")):
-        for p in entry.paths:
-            if flag in str(p.resolve().parent):
-                return (f"the folder of {p.resolve()} contains {flag!r}, and {fmt}'s loader labels "
-                        f"any line containing it as normal: export to a folder without it")
+    if not flag or not (fmt == "pel4vad" or (fmt == "ur-dmu" and naming == "xd")):
+        return None
+    for line in lines:
+        if (flag in line) != (entry.label == 0):
+            fix = ("export to a folder whose path does not contain it" if entry.label
+                   else "name the video or its folder with it")
+            return (f"{fmt}'s loader labels a line normal when it contains {flag!r}: {line} "
+                    f"{'contains' if entry.label else 'lacks'} it, but the video is "
+                    f"{'abnormal' if entry.label else 'normal'}; {fix}")
     return None
 
 
@@ -447,80 +528,19 @@ def _save_object_npy(path: Path, items: Sequence[object]) -> Path:
     return path
 
 
-def write_lists(
-    features: FeatureSet | str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
-    *,
-    format: ListFormat,
-    labels: LabelSet | str | os.PathLike[str] | None = None,
-    labels_format: LabelFormat | Literal["auto"] = "auto",
-    naming: Naming | None = None,
-    train_split: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
-    test_split: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
-    name: str = "dataset",
-    dataset: Dataset | None = None,
-    codebase_root: str | os.PathLike[str] | None = None,
-) -> ListsResult:
-    """Write train and test lists and frame ground truth for one code base (module docstring).
+_SplitArg = str | os.PathLike[str] | list[str] | tuple[str, ...] | None
 
-    ``labels`` is a :class:`~vadfeat.dataset.labels.LabelSet` or a path read with
-    ``labels_format`` (``auto``: canonical or npy-dir); split arguments are list
-    files (optionally with a ``<0|1>`` label column) or sequences of names.
-    ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) is the naming rule when ``naming``
-    is not given and picks the upstream file names for ``codebase_root`` (files then
-    go where that repository opens them, ``out`` unused; for fed-wsvad into
-    ``codebase_root/<name>``).  Returns the files written, the listed entries and
-    every reported video.  Raises :class:`~vadfeat.errors.ConfigError` before writing
-    anything for a bad option, XD-Violence without a split, or features in a layout
-    the format cannot read.
-    """
-    _check(format, get_args(ListFormat), "list format")
-    if dataset is not None:
-        _check(dataset, get_args(Dataset), "dataset")
-    if naming is None and dataset is not None:
-        naming = dataset
-    if naming is not None:
-        _check(naming, get_args(Naming), "naming rule")
-    if not name or "/" in name or "\\" in name:
-        raise ConfigError(f"list name must be a plain file-name part, got {name!r}")
-    if out is None and codebase_root is None:
-        raise ConfigError("give an output folder or a codebase root")
-    given = [p for p in (features, labels, train_split, test_split)
-             if p is not None and not isinstance(p, (FeatureSet, LabelSet, list, tuple))]
-    if codebase_root is None:
-        refuse_overlap(out, given, command="lists")  # type: ignore[arg-type]
-    fs = as_feature_set(features)
-    gt = as_label_set(labels, format=labels_format, features=fs) if labels is not None else None
-    # What is read: the features' layout root (for fed-wsvad the combine folder, whose
-    # dataset folder is where Fed_WSVAD keeps its lists), the labels, the split files.
-    inputs: list[str | os.PathLike[str] | None] = [
-        fs.root, gt.source if gt is not None and gt.source else None,
-        *(p for p in (train_split, test_split) if p is not None and not isinstance(p, (list, tuple)))]
-    is_xd = "xd" in (naming, dataset) or (gt is not None and gt.format == "xd")
-    if is_xd and test_split is None and train_split is None:
-        raise ConfigError("XD-Violence needs its official split (--test-split or --train-split): "
-                          "annotations.txt lists only violent test videos, and training and test "
-                          "normal videos (_label_A) cannot be told apart by name, so every unlisted "
-                          "normal video would land in the test list and training would get none")
-    file_names = codebase_files(format, dataset, name, upstream=codebase_root is not None)
-    if codebase_root is not None:
-        out_dir = Path(codebase_root) / name if format == "fed-wsvad" else Path(codebase_root)
-    else:
-        out_dir = Path(out)  # type: ignore[arg-type]
 
-    issues: list[LabelIssue] = [LabelIssue(i.video, "bad-features", i.message) for i in fs.issues]
-    # Videos without frame labels are decided below (a split file or naming rule may label them).
-    issues += [i for i in (gt.issues if gt is not None else ()) if i.kind != "no-labels"]
-
+def _video_labels(fs: FeatureSet, gt: LabelSet | None, naming: Naming | None,
+                  split_args: Sequence[_SplitArg], issues: list[LabelIssue]) -> dict[str, int]:
+    """Each video's label: ground truth, then a split file's label column, then the naming rule."""
     split_labels: dict[str, int] = {}
-    for split_arg in (train_split, test_split):
+    for split_arg in split_args:
         if split_arg is not None and not isinstance(split_arg, (list, tuple)):
             for n, lab in read_split_labels(split_arg).items():
                 hits = fs.find(n)
                 if len(hits) == 1:
                     split_labels[hits[0].name] = lab
-
-    # video-level labels: ground truth, then a split file's label column, then the naming rule
     video_label: dict[str, int] = {}
     for r in fs:
         from_gt = gt.get(r.name) if gt is not None else None
@@ -540,12 +560,16 @@ def write_lists(
             if v != value:
                 issues.append(LabelIssue(r.name, "inconsistent",
                                          f"{src} says {value}, the {other} says {v}; {src} used"))
+    return video_label
 
+
+def _splits(fs: FeatureSet, gt: LabelSet | None, labelled: set[str], train_split: _SplitArg,
+            test_split: _SplitArg, issues: list[LabelIssue]) -> tuple[set[str], set[str]]:
+    """The training and test videos (module docstring, "Splits")."""
     def names_of(split: str | os.PathLike[str] | list[str] | tuple[str, ...], what: str) -> set[str]:
         wanted = list(split) if isinstance(split, (list, tuple)) else read_video_list(split)
         return _match_names(wanted, fs, what, issues)
 
-    labelled = set(video_label)
     if test_split is not None or train_split is not None:
         test = names_of(test_split, "test split") if test_split is not None else None
         train = names_of(train_split, "train split") if train_split is not None else None
@@ -560,47 +584,146 @@ def write_lists(
         left_out = labelled - train - test
         if left_out:
             log.info("%d videos are in neither split and are not listed", len(left_out))
-    elif gt is not None:
+        return train, test
+    if gt is not None:
         test = {n for n in labelled if gt.get(n) is not None}
-        train = labelled - test
         log.info("no split files: %d videos with frame-level ground truth form the test split, "
-                 "%d others the training split", len(test), len(train))
-    else:
-        test, train = set(), set(labelled)
-        log.info("no split files and no ground truth: all %d videos go to the training list",
-                 len(train))
+                 "%d others the training split", len(test), len(labelled - test))
+        return labelled - test, test
+    log.info("no split files and no ground truth: all %d videos go to the training list", len(labelled))
+    return set(labelled), set()
 
+
+def _entries(split: Split, members: set[str], video_label: Mapping[str, int],
+             records: Mapping[str, FeatureRecord], gt: LabelSet | None, *, fmt: ListFormat,
+             dataset: Dataset | None, naming: Naming | None, path_text: Callable[[Path], str],
+             issues: list[LabelIssue]) -> list[ListEntry]:
+    """The listed videos of one split, abnormal first; those that cannot be listed reported."""
+    kept: list[ListEntry] = []
+    for n in abnormal_first([n for n in members if n in video_label], video_label.__getitem__):
+        e = ListEntry(name=n, split=split, label=video_label[n],
+                      class_name=class_name(n, video_label[n], naming),
+                      paths=_files_for(records[n], fmt, dataset))
+        why = _bad_name(e, fmt, dataset, naming, path_text)
+        if why is not None:
+            issues.append(LabelIssue(n, "bad-name", f"{why}; left out of the lists"))
+            continue
+        if split == "test" and gt is not None and e.label == 1 and gt.get(n) is None:
+            issues.append(LabelIssue(n, "no-labels", "abnormal test video without frame labels: "
+                                     "its ground truth cannot be built; left out of the test list"))
+            continue
+        if split == "test" and any(s[0] < 0 for s in records[n].snippets):
+            issues.append(LabelIssue(n, "bad-features", "resampled features (padding rows) "
+                                     "cannot be evaluated; left out of the test list"))
+            continue
+        kept.append(e)
+    return kept
+
+
+def _write_gt(out_dir: Path, file_names: Mapping[str, str], fmt: ListFormat,
+              test_entries: Sequence[ListEntry], records: Mapping[str, FeatureRecord],
+              gt: LabelSet, naming: Naming | None) -> tuple[list[Path], int]:
+    """The test videos' frame ground truth (and VadCLIP's mAP files); returns files and length."""
     def frames_of(n: str) -> np.ndarray | None:
-        v = gt.get(n) if gt is not None else None
+        v = gt.get(n)
         return None if v is None else v.frames
 
-    # Every entry (and its files) is resolved before anything is written, so that a
-    # layout error cannot leave a train list without its test list.
-    records = fs.by_name()
-    by_split: dict[Split, list[ListEntry]] = {}
-    splits: tuple[tuple[Split, set[str]], ...] = (("train", train), ("test", test))
-    for split_name, members in splits:
-        listed = [n for n in members if n in video_label]
-        kept: list[ListEntry] = []
-        for n in abnormal_first(listed, video_label.__getitem__):
-            e = ListEntry(name=n, split=split_name, label=video_label[n],
-                          class_name=class_name(n, video_label[n], naming),
-                          paths=_files_for(records[n], format, dataset))
-            why = _bad_name(e, format, dataset, naming)
-            if why is not None:
-                issues.append(LabelIssue(n, "bad-name", f"{why}; left out of the lists"))
-                continue
-            if split_name == "test" and gt is not None and e.label == 1 and frames_of(n) is None:
-                issues.append(LabelIssue(n, "no-labels", "abnormal test video without frame labels: "
-                                         "its ground truth cannot be built; left out of the test list"))
-                continue
-            if split_name == "test" and any(s[0] < 0 for s in records[n].snippets):
-                issues.append(LabelIssue(n, "bad-features", "resampled features (padding rows) "
-                                         "cannot be evaluated; left out of the test list"))
-                continue
-            kept.append(e)
-        by_split[split_name] = kept
+    gt_arr, segments, seg_labels = _gt_arrays(test_entries, records, frames_of, naming)
+    if fmt == "fed-wsvad":
+        per_video: dict[str, np.ndarray] = {}
+        start = 0
+        for e in test_entries:
+            count = FRAMES_PER_SNIPPET * records[e.name].num_snippets
+            per_video[e.name] = gt_arr[start:start + count].astype(np.float32)
+            start += count
+        files = [write_pickle(out_dir / file_names["gt"], per_video)]
+    else:
+        files = [save_npy(out_dir / file_names["gt"], gt_arr)]
+    if fmt == "vadclip":
+        files.append(_save_object_npy(out_dir / file_names["gt_segment"], segments))
+        files.append(_save_object_npy(out_dir / file_names["gt_label"], seg_labels))
+    return files, int(gt_arr.size)
 
+
+def write_lists(
+    features: FeatureSet | str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    format: ListFormat,
+    labels: LabelSet | str | os.PathLike[str] | None = None,
+    labels_format: LabelFormat | Literal["auto"] = "auto",
+    naming: Naming | None = None,
+    train_split: _SplitArg = None,
+    test_split: _SplitArg = None,
+    name: str | None = None,
+    dataset: Dataset | None = None,
+    codebase_root: str | os.PathLike[str] | None = None,
+    relative_to: str | os.PathLike[str] | None = None,
+) -> ListsResult:
+    """Write train and test lists and frame ground truth for one code base (module docstring).
+
+    ``labels`` is a :class:`~vadfeat.dataset.labels.LabelSet` or a path read with
+    ``labels_format`` (``auto``: canonical or npy-dir); split arguments are list
+    files (optionally with a ``<0|1>`` label column) or sequences of names.
+    ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) is the naming rule when ``naming``
+    is not given and picks the upstream file names (:func:`codebase_files`): for
+    ``codebase_root`` where that repository opens them (``out`` unused; for fed-wsvad
+    into ``codebase_root/<name>``), in ``out`` their file names unless ``name`` is
+    given.  ``relative_to``: write paths relative to this folder (module docstring).
+    Returns the files written, the listed entries and every reported video.  Raises
+    :class:`~vadfeat.errors.ConfigError` before writing anything for a bad option,
+    XD-Violence without a split, features in a layout the format cannot read, or a
+    listed file outside ``relative_to``.
+    """
+    _check(format, get_args(ListFormat), "list format")
+    if dataset is not None:
+        _check(dataset, get_args(Dataset), "dataset")
+    if naming is None and dataset is not None:
+        naming = dataset
+    if naming is not None:
+        _check(naming, get_args(Naming), "naming rule")
+    if name is not None and (not name or "/" in name or "\\" in name):
+        raise ConfigError(f"list name must be a plain file-name part, got {name!r}")
+    if out is None and codebase_root is None:
+        raise ConfigError("give an output folder or a codebase root")
+    path_text = _path_text(_line_root(format, dataset, naming, relative_to))
+    given = [p for p in (features, labels, train_split, test_split)
+             if p is not None and not isinstance(p, (FeatureSet, LabelSet, list, tuple))]
+    if codebase_root is None:
+        refuse_overlap(out, given, command="lists")  # type: ignore[arg-type]
+    fs = as_feature_set(features)
+    gt = as_label_set(labels, format=labels_format, features=fs) if labels is not None else None
+    # What is read: the features' layout root (for fed-wsvad the combine folder, whose
+    # dataset folder is where Fed_WSVAD keeps its lists), the labels, the split files.
+    inputs: list[str | os.PathLike[str] | None] = [
+        fs.root, gt.source if gt is not None and gt.source else None,
+        *(p for p in (train_split, test_split) if p is not None and not isinstance(p, (list, tuple)))]
+    is_xd = "xd" in (naming, dataset) or (gt is not None and gt.format == "xd")
+    if is_xd and test_split is None and train_split is None:
+        raise ConfigError("XD-Violence needs its official split (--test-split or --train-split): "
+                          "annotations.txt lists only violent test videos, and training and test "
+                          "normal videos (_label_A) cannot be told apart by name, so every unlisted "
+                          "normal video would land in the test list and training would get none")
+    file_names = codebase_files(format, dataset, name, upstream=codebase_root is not None)
+    if codebase_root is not None:
+        out_dir = Path(codebase_root) / (name or "dataset") if format == "fed-wsvad" else Path(codebase_root)
+    else:
+        out_dir = Path(out)  # type: ignore[arg-type]
+
+    issues: list[LabelIssue] = [LabelIssue(i.video, "bad-features", i.message) for i in fs.issues]
+    # Videos without frame labels are decided below (a split file or naming rule may label them).
+    issues += [i for i in (gt.issues if gt is not None else ()) if i.kind != "no-labels"]
+    video_label = _video_labels(fs, gt, naming, (train_split, test_split), issues)
+    train, test = _splits(fs, gt, set(video_label), train_split, test_split, issues)
+
+    # Every entry and every line is made before anything is written, so that a layout
+    # error cannot leave a train list without its test list.
+    records = fs.by_name()
+    splits: tuple[tuple[Split, set[str]], ...] = (("train", train), ("test", test))
+    by_split = {split: _entries(split, members, video_label, records, gt, fmt=format, dataset=dataset,
+                                naming=naming, path_text=path_text, issues=issues)
+                for split, members in splits}
+    rows = {split: _rows(format, split, entries, dataset, path_text) for split, entries in by_split.items()}
     test_entries = by_split["test"]
     names = [file_names["train"], file_names["test"]]
     if test_entries and gt is not None:
@@ -613,40 +736,32 @@ def write_lists(
     # inside an input.  An -o folder must not overlap an input at all.
     for target in ([out_dir / n for n in names] if codebase_root is not None else [out_dir]):
         refuse_overlap(target, inputs, command="lists")
+    # claim_outputs refuses every file it did not write: what exists now is an earlier run's.
+    replaced = tuple(out_dir / n for n in names if os.path.lexists(out_dir / n))
     claim_outputs(out_dir, names, command="lists")
+    if replaced:
+        log.info("replacing %d file(s) an earlier `vadfeat lists` wrote: %s", len(replaced),
+                 ", ".join(map(str, replaced)))
 
-    files: list[Path] = []
-    entries: list[ListEntry] = []
+    lists: dict[Split, Path] = {}
     for split_name, split_entries in by_split.items():
         if not split_entries:
             log.warning("the %s list is empty", split_name)
-        files.append(write_text(out_dir / file_names[split_name],
-                                _render(format, split_name, split_entries, dataset)))
-        entries.extend(split_entries)
+        lists[split_name] = write_text(out_dir / file_names[split_name], _text(format, rows[split_name]))
+    files = list(lists.values())
+    entries = [e for split_entries in by_split.values() for e in split_entries]
     train_abnormal = sum(len(e.paths) for e in by_split["train"] if e.label == 1)
     if format == "rtfm" or format == "fed-wsvad":
         train_abnormal = sum(1 for e in by_split["train"] if e.label == 1)
     gt_frames: int | None = None
     if test_entries and gt is not None:
-        gt_arr, segments, seg_labels = _gt_arrays(test_entries, records, frames_of, naming)
-        gt_frames = int(gt_arr.size)
-        if format == "fed-wsvad":
-            per_video: dict[str, np.ndarray] = {}
-            start = 0
-            for e in test_entries:
-                count = FRAMES_PER_SNIPPET * records[e.name].num_snippets
-                per_video[e.name] = gt_arr[start:start + count].astype(np.float32)
-                start += count
-            files.append(write_pickle(out_dir / file_names["gt"], per_video))
-        else:
-            files.append(save_npy(out_dir / file_names["gt"], gt_arr))
-        if format == "vadclip":
-            files.append(_save_object_npy(out_dir / file_names["gt_segment"], segments))
-            files.append(_save_object_npy(out_dir / file_names["gt_label"], seg_labels))
+        gt_files, gt_frames = _write_gt(out_dir, file_names, format, test_entries, records, gt, naming)
+        files += gt_files
     elif test_entries:
         log.warning("no frame-level ground truth given: no %s written", file_names["gt"])
     if format == "fed-wsvad":
         files.append(write_pickle(out_dir / file_names["video_label"],
                                   {e.name: [float(e.label)] for e in entries}))
-    return ListsResult(format=format, files=tuple(files), entries=tuple(entries),
-                       issues=tuple(issues), train_abnormal_lines=train_abnormal, gt_frames=gt_frames)
+    return ListsResult(format=format, files=tuple(files), entries=tuple(entries), issues=tuple(issues),
+                       train_abnormal_lines=train_abnormal, gt_frames=gt_frames, lists=lists,
+                       lines={split: len(r) for split, r in rows.items()}, replaced=replaced)
