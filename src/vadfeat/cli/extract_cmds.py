@@ -90,7 +90,8 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                    help="1; 3 along the long side; 5 = 4 corners + centre; 10 = 5 + flips")
     g.add_argument("--crop-resize", type=int, help="short side before 5/10 crops (256)")
     g.add_argument("--crop-order", choices=get_args(CropOrder),
-                   help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br")
+                   help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br; "
+                        "reading: tl, tr, c, bl, br")
     g.add_argument("--pooling", choices=pooling_choices(), help=pooling_help())
     g.add_argument("--frame-reduce", choices=get_args(FrameReduce),
                    help="frame-level backbones (CLIP): a snippet's feature is the mean of its frames' "
