@@ -143,7 +143,7 @@ def test_pillow_and_opencv_decode_the_dump_alike(dump: Path) -> None:
 def test_lanczos_is_cpu_only_and_fixed_needs_a_frame_size() -> None:
     from vadfeat.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="Lanczos"):
+    with pytest.raises(ConfigError, match="Pillow"):
         ExtractConfig.from_settings(model="i3d/r50", random_weights=True, preset="i3d-gowtham",
                                     preprocess="device")
     with pytest.raises(ConfigError, match="frame_size"):
@@ -152,3 +152,65 @@ def test_lanczos_is_cpu_only_and_fixed_needs_a_frame_size() -> None:
         get_preset("i3d-gowtham").replace(frame_size=(200, 340))
     # Presets without a frame size record none: their fingerprints are what they were.
     assert "frame_size" not in get_preset("i3d-rtfm").to_dict()
+
+
+def rtfm_author_inputs(frames_dir: Path) -> np.ndarray:
+    """RTFM's author's transform (RTFM #21, #53; pytorch-resnet3d's gtransforms), written
+    here: ``[snippets, 10, 3, 16, 224, 224]`` float32."""
+    files = sorted((p.name for p in frames_dir.iterdir()), key=_natural)
+
+    def load(name: str) -> list[np.ndarray]:
+        image = Image.open(frames_dir / name).convert("RGB")
+        w, h = image.size
+        size = (int(256 * w / h), 256) if w >= h else (256, int(256 * h / w))  # Resize(256)
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        x = np.asarray(image, dtype=np.float32) / np.float32(255) * np.float32(255)  # ToTensor * 255
+        height, width = x.shape[:2]
+        ct, cl = round((height - 224) / 2.0), round((width - 224) / 2.0)  # torchvision CenterCrop
+        corners = [(0, 0), (0, width - 224), (height - 224, 0), (height - 224, width - 224), (ct, cl)]
+        views = []
+        for src in (x, x[:, ::-1]):  # TenCrop: five crops, then five of the mirrored image
+            views += [src[t:t + 224, left:left + 224] for t, left in corners]
+        return [((v - np.float32(114.75)) / np.float32(57.375)).transpose(2, 0, 1) for v in views]
+
+    frames = [load(n) for n in files]
+    snippets = []
+    for start in range(0, len(frames), 16):
+        clip = frames[start:start + 16]
+        clip += [clip[-1]] * (16 - len(clip))  # the last partial snippet: its last frame repeated
+        snippets.append(np.stack([np.stack([f[k] for f in clip], axis=1) for k in range(10)]))
+    return np.stack(snippets).astype(np.float32)
+
+
+def test_rtfm_author_preset_gives_the_described_network_input(dump: Path) -> None:
+    config = ExtractConfig.from_settings(model="i3d/r50", random_weights=True,
+                                         preset="i3d-rtfm-author")
+    transform = build_frame_transform(config.preset)
+    ours = list(snippet_stream(dump, config, transform))
+    ref = rtfm_author_inputs(dump)
+    assert [span for span, _ in ours] == [(0, 15), (16, 31), (32, 39)]  # 40 frames: 3, padded
+    for (_, clip), want in zip(ours, ref, strict=True):
+        assert clip is not None
+        # (x - 114.75) / 57.375 in two float32 steps vs one fused a * x + b: a few ulps of ~2
+        np.testing.assert_allclose(clip.numpy(), want, rtol=0, atol=2e-6)
+
+
+def test_fixed_squash_from_the_command_line(dump: Path) -> None:
+    # ShanghaiTech per RTFM #53: GroupResize((256, 256)), a squash, then the ten crops.
+    from vadfeat.cli import build_parser
+    from vadfeat.cli.extract_cmds import settings_from_args
+
+    args = build_parser().parse_args(
+        ["extract", str(dump), "-o", "unused", "--model", "i3d/r50", "--random-weights",
+         "--preset", "i3d-rtfm-author", "--resize", "fixed", "--frame-size", "256,256"])
+    preset = ExtractConfig.from_settings(settings_from_args(args)).preset
+    assert (preset.resize, preset.frame_size, preset.interpolation) == ("fixed", (256, 256),
+                                                                        "pil-bilinear")
+    frame = np.array(Image.open(dump / "5.jpg"))
+    ours = build_frame_transform(preset)(frame).numpy()  # [10, 3, 224, 224]
+    squashed = np.asarray(Image.fromarray(frame).resize((256, 256), Image.Resampling.BILINEAR),
+                          dtype=np.float32)
+    tl = (squashed[:224, :224] - np.float32(114.75)) / np.float32(57.375)
+    c = (squashed[16:240, 16:240] - np.float32(114.75)) / np.float32(57.375)
+    np.testing.assert_allclose(ours[0], tl.transpose(2, 0, 1), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(ours[4], c.transpose(2, 0, 1), rtol=0, atol=2e-6)

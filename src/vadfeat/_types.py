@@ -27,7 +27,7 @@ Decoder = Literal["pyav", "torchcodec"]
 #: A video's last, incomplete snippet: dropped, or padded by repeating the last frame.
 Tail = Literal["drop", "pad"]
 ResizeMode = Literal["short_side", "squash", "fixed", "legacy"]
-Interpolation = Literal["bilinear", "bicubic", "lanczos"]
+Interpolation = Literal["bilinear", "bicubic", "pil-bilinear", "pil-bicubic", "pil-lanczos"]
 NumCrops = Literal[1, 3, 5, 10]
 CropOrder = Literal["torchvision", "centre-first", "reading"]
 Scale = Literal["imagenet", "unit", "minus_one_one"]

@@ -75,7 +75,7 @@ Registered presets (``vadfeat`` documents where each one comes from):
       decoder) gave identical pixels for every JPEG tested (both libjpeg-turbo; tests);
     - resize: ``resize((340, 256), Image.ANTIALIAS)`` (line 13), Lanczos on the 8-bit image
       whatever its aspect ratio: ``resize="fixed"``, ``frame_size=(256, 340)``,
-      ``interpolation="lanczos"`` (Pillow's own kernel, run by vadfeat on each frame);
+      ``interpolation="pil-lanczos"`` (Pillow's own kernel, run by vadfeat on each frame);
     - values: ``np.array`` (uint8), ``astype(float)``, ``x * 2 / 255 - 1`` in float64 (lines
       14-16), cast to float32 at the model (line 58): here ``x * (2 / 255) - 1`` in float32,
       within one float32 rounding (``scale="minus_one_one"``);
@@ -95,6 +95,31 @@ Registered presets (``vadfeat`` documents where each one comes from):
     conversion to full-range ``yuvj420p``): the difference that makes is measured in
     ``bench/jpeg_roundtrip.py`` (BENCHMARKS.md).  The sidecar records the crop order, so
     ``export`` and ``compare`` name the crops right.
+``i3d-rtfm-author``
+    What RTFM's author says he ran (tianyu0207/RTFM issue #21, 2021-06-06, for UCF-Crime;
+    issue #53, 2021-10-12, for ShanghaiTech), with pytorch-resnet3d's group transforms
+    (Tushar-N/pytorch-resnet3d ``utils/gtransforms.py`` at 67c2096) and its ResNet-50 I3D:
+
+    - ``GroupResize(256)``: torchvision ``Resize(256)`` of each PIL frame, bilinear
+      (gtransforms.py:11-12): the short side to 256, the long side ``int(256 * long /
+      short)``, Pillow's bilinear on 8-bit images: ``crop_resize=256``,
+      ``interpolation="pil-bilinear"``;
+    - ``GroupTenCrop(224)``: torchvision ``TenCrop`` (tl, tr, bl, br, c, then the same on the
+      mirrored frame): ``crops=10``, ``crop_order="torchvision"``;
+    - ``ToTensor`` times 255 (gtransforms.py:84-86), ``GroupNormalize`` with mean 114.75 and
+      std 57.375 on 0..255 (gtransforms.py:53-62): ``scale="imagenet"``, mean 0.45 and std
+      0.225 on the 0..1 scale, within float32 rounding;
+    - 16-frame snippets, non-overlapping ("non-overlapping sliding windows (16 frames each)",
+      RTFM #2); the last partial snippet completed by repeating the last frame (the
+      author's answer in #53, case 1): ``tail="pad"``.
+
+    Uncertain: the transform code pasted in #21 ends with ``LoopPad(max_len)``, which
+    repeats a short clip from its *first* frame (gtransforms.py:64-80), not its last;
+    the frame dump (tool, JPEG quality, frame rate) is not stated, and in #53 the author
+    suspects his own dump's frame rate gave ShanghaiTech videos one snippet too many;
+    for ShanghaiTech #53 says ``GroupResize((256, 256))``, a squash:
+    ``--resize fixed --frame-size 256,256``.  The features RTFM released are the ones
+    users compare against: ``compare`` says how close a folder made with this preset is.
 ``i3d-xd``
     I3D InceptionV1 (``i3d/inception_v1``) 5-crop features ``[T, 5, 1024]`` as XD-Violence's
     released RGB features (Wu et al., ECCV 2020).  Known: the short side is resized to 256
@@ -187,9 +212,10 @@ class Preset:
     ``legacy_min_side`` are first enlarged on 8-bit values,
     then scaled, then squashed).  ``interpolation`` and ``antialias`` apply to the
     torch paths; ``legacy`` is always OpenCV bilinear without antialias;
-    ``interpolation="lanczos"`` is Pillow's ``Image.LANCZOS`` (the old ``ANTIALIAS``) on
-    the 8-bit frame, rounded to 8 bits as Pillow returns it (Pillow always antialiases,
-    ``antialias`` is ignored), on the CPU only.
+    ``interpolation="pil-bilinear"``, ``"pil-bicubic"`` and ``"pil-lanczos"`` run Pillow's
+    ``resize`` (``Image.LANCZOS`` is the old ``ANTIALIAS``) on the 8-bit frame, rounded to
+    8 bits as Pillow returns it (what scripts resizing PIL images, torchvision's ``Resize``
+    included, compute; Pillow always antialiases, ``antialias`` is ignored), CPU only.
 
     Crops: with ``crops`` 3, 5 or 10 the crop geometry replaces ``resize`` (except
     ``"fixed"``, whose ``frame_size`` frame the crops are cut from): the
@@ -527,8 +553,19 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "i3d-gowtham": Preset.compose(
             "i3d-gowtham",
             SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(resize="fixed", size=224, frame_size=(256, 340), interpolation="lanczos",
+            PixelRecipe(resize="fixed", size=224, frame_size=(256, 340),
+                        interpolation="pil-lanczos",
                         antialias=True, crops=10, crop_order="reading", scale="minus_one_one",
+                        channel_order="RGB"),
+            pooling="pool",
+        ),
+        # What RTFM's author describes: the module docstring.
+        "i3d-rtfm-author": Preset.compose(
+            "i3d-rtfm-author",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="pad"),
+            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
+                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
+                        scale="imagenet", mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225),
                         channel_order="RGB"),
             pooling="pool",
         ),

@@ -135,8 +135,8 @@ def resize(
     7 levels on video frames), which PIL-based pipelines such as CLIP's never see
     (``bench/clip_resize.py``; bilinear cannot overshoot).
     """
-    if interpolation == "lanczos":
-        return _pil_lanczos(x, height, width)
+    if interpolation.startswith("pil-"):
+        return _pil_resize(x, height, width, interpolation)
     if not x.is_floating_point():
         x = x.to(torch.float32)
     if x.shape[-2:] == (height, width):
@@ -155,18 +155,22 @@ def resize(
     return out.reshape(*lead, *out.shape[-3:])
 
 
-def _pil_lanczos(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pillow's ``resize((width, height), Image.LANCZOS)`` of each uint8 RGB frame of
+def _pil_resize(x: torch.Tensor, height: int, width: int, interpolation: str) -> torch.Tensor:
+    """Pillow's ``image.resize((width, height), filter)`` of each uint8 RGB frame of
     ``[..., 3, H, W]`` (CPU) -> float32 ``[..., 3, height, width]`` with the 8-bit values
-    Pillow returns (what ``np.array(image.resize(...))`` gives a script).
+    Pillow returns (what ``np.array(image.resize(...))`` gives a script, and what
+    torchvision's ``Resize`` does to a PIL image).  ``interpolation``: ``pil-bilinear``,
+    ``pil-bicubic`` or ``pil-lanczos`` (the old ``Image.ANTIALIAS``).
 
     Raises ``ValueError`` for float or non-RGB input, or a tensor on another device:
-    the kernel is Pillow's, on 8-bit images.
+    the kernels are Pillow's, on 8-bit images.
     """
     from PIL import Image
 
+    kernel = {"pil-bilinear": Image.Resampling.BILINEAR, "pil-bicubic": Image.Resampling.BICUBIC,
+              "pil-lanczos": Image.Resampling.LANCZOS}[interpolation]
     if x.dtype != torch.uint8 or x.shape[-3] != 3 or x.device.type != "cpu":
-        raise ValueError(f"the Lanczos resize runs Pillow on uint8 RGB frames on the CPU, got "
+        raise ValueError(f"{interpolation} runs Pillow on uint8 RGB frames on the CPU, got "
                          f"{x.dtype} {tuple(x.shape)} on {x.device}")
     lead = x.shape[:-3]
     flat = x.reshape(-1, *x.shape[-3:])
@@ -174,7 +178,7 @@ def _pil_lanczos(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     dst = out.numpy()
     for i, frame in enumerate(flat):
         image = Image.fromarray(np.ascontiguousarray(frame.permute(1, 2, 0).numpy()), "RGB")
-        dst[i] = np.asarray(image.resize((width, height), Image.Resampling.LANCZOS))
+        dst[i] = np.asarray(image.resize((width, height), kernel))
     return out.permute(0, 3, 1, 2).to(torch.float32).reshape(*lead, 3, height, width)
 
 
