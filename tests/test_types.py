@@ -27,6 +27,8 @@ EXPECTED = {
     ("extract", "frame_reduce"): T.FrameReduce,
     ("extract", "channel_order"): T.ChannelOrder,
     ("extract", "scale"): T.Scale,
+    ("extract", "resize"): T.ResizeMode,
+    ("extract", "interpolation"): T.Interpolation,
     ("extract", "frames_colour"): T.FramesColour,
     ("extract", "dtype"): T.DTypeOrAuto,
     ("extract", "quantize"): T.Quantize,

@@ -26,10 +26,10 @@ Decoder = Literal["pyav", "torchcodec"]
 # -- sampling and pixels (pipeline/)
 #: A video's last, incomplete snippet: dropped, or padded by repeating the last frame.
 Tail = Literal["drop", "pad"]
-ResizeMode = Literal["short_side", "squash", "legacy"]
-Interpolation = Literal["bilinear", "bicubic"]
+ResizeMode = Literal["short_side", "squash", "fixed", "legacy"]
+Interpolation = Literal["bilinear", "bicubic", "pil-bilinear", "pil-bicubic", "pil-lanczos"]
 NumCrops = Literal[1, 3, 5, 10]
-CropOrder = Literal["torchvision", "centre-first"]
+CropOrder = Literal["torchvision", "centre-first", "reading"]
 Scale = Literal["imagenet", "unit", "minus_one_one"]
 ChannelOrder = Literal["RGB", "BGR"]
 #: Where frames are resized/cropped/normalised: in the decode workers, or on the model's device.

@@ -17,12 +17,14 @@ from vadfeat._types import (
     Engine,
     FrameReduce,
     FramesColour,
+    Interpolation,
     Layout,
     NumCrops,
     OnCorrupt,
     Pipeline,
     Preprocess,
     Quantize,
+    ResizeMode,
     Scale,
     Tail,
 )
@@ -37,7 +39,7 @@ log = logging.getLogger("vadfeat")
 # Flags that override a preset field (flag dest == Preset field name).
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
                 "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale",
-                "mean", "std")
+                "mean", "std", "resize", "frame_size", "interpolation")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -47,6 +49,18 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
         if text.startswith("exit codes:"):
             return argparse.RawDescriptionHelpFormatter._fill_text(self, text, width, indent)
         return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+def _height_width(text: str) -> tuple[int, int]:
+    """``"256,340"`` (or ``256x340``) as ``(height, width)``."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = tuple(int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: height,width in pixels") from None
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: height,width in pixels")
+    return (values[0], values[1])
 
 
 def _rgb_values(text: str) -> tuple[float, float, float]:
@@ -90,13 +104,24 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                    help="1; 3 along the long side; 5 = 4 corners + centre; 10 = 5 + flips")
     g.add_argument("--crop-resize", type=int, help="short side before 5/10 crops (256)")
     g.add_argument("--crop-order", choices=get_args(CropOrder),
-                   help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br")
+                   help="torchvision: tl, tr, bl, br, c (then flips); centre-first: c, tl, tr, bl, br; "
+                        "reading: tl, tr, c, bl, br")
     g.add_argument("--pooling", choices=pooling_choices(), help=pooling_help())
     g.add_argument("--frame-reduce", choices=get_args(FrameReduce),
                    help="frame-level backbones (CLIP): a snippet's feature is the mean of its frames' "
                         "features, or the middle frame's (mean)")
     g.add_argument("--size", type=int, help="model input side (224)")
     g.add_argument("--short-side", type=int, help="short side for the short_side resize (224)")
+    g.add_argument("--resize", choices=get_args(ResizeMode),
+                   help="short_side: short side to --short-side (or --crop-resize with 3/5/10 "
+                        "crops), aspect kept; squash: to --size x --size; fixed: to --frame-size "
+                        "whatever the aspect, then the crops; legacy: fed-wsvad's OpenCV path")
+    g.add_argument("--frame-size", type=_height_width, metavar="H,W",
+                   help="frame size of --resize fixed, height,width (e.g. 256,340)")
+    g.add_argument("--interpolation", choices=get_args(Interpolation),
+                   help="resize kernel: bilinear/bicubic in torch (float), pil-* Pillow's on "
+                        "8-bit frames as PIL-based scripts (and torchvision's Resize of a PIL "
+                        "image) compute them")
     g.add_argument("--channel-order", choices=get_args(ChannelOrder), help="channel order given to the model")
     g.add_argument("--scale", choices=get_args(Scale),
                    help="value scaling: imagenet is (x / 255 - mean) / std; unit x / 255; "

@@ -108,6 +108,11 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
             f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "
             "the device; use preprocess='worker' (the default)"
         )
+    if preprocess == "device" and preset.interpolation.startswith("pil-"):
+        raise ConfigError(
+            f"preset {preset.name!r} resizes with Pillow ({preset.interpolation}), on 8-bit frames "
+            "on the CPU; use preprocess='worker' (the default)"
+        )
     return preprocess
 
 

@@ -58,10 +58,68 @@ Registered presets (``vadfeat`` documents where each one comes from):
     ``tl, tr, bl, br, c``, which is also what RTFM's author says he used ("the Pytorch
     official 10-crop function", tianyu0207/RTFM issue #33) -- crops 2, 3, 4 (and 7, 8, 9)
     are in a different order from the wrapper's files; (4) the wrapper reads frames that
-    ffmpeg wrote as JPEG (main.py:34), a lossy round trip vadfeat does not make.  Uncertain:
+    ffmpeg wrote as JPEG (main.py:34), a lossy round trip vadfeat does not make.  Preset
+    ``i3d-gowtham`` reproduces the wrapper itself (1-3); this one is kept as it was, so that
+    its outputs resume.  Uncertain:
     whether RTFM's released UCF-Crime/ShanghaiTech features were made with this wrapper
     (the RTFM authors point to Tushar-N/pytorch-resnet3d, issue #33), and their frame rate
     (native assumed: ffmpeg keeps every frame).
+``i3d-gowtham``
+    The wrapper above, reproduced: GowthamGottimukkala/I3D_Feature_Extraction_resnet,
+    ``extract_features.py`` at 096dccb and ``main.py`` at 03a392e, step by step:
+
+    - frames: ``main.py:34`` dumps every frame with ffmpeg to ``<n>.jpg`` (``start_number=0``),
+      ``extract_features.py:62`` sorts them naturally; vadfeat's frame folders sort the same
+      way, so ``vadfeat extract FRAMES_DIR --preset i3d-gowtham`` reads the script's own dump;
+    - decode: ``Image.open`` (line 12), RGB.  Pillow and OpenCV (vadfeat's frame-folder
+      decoder) gave identical pixels for every JPEG tested (both libjpeg-turbo; tests);
+    - resize: ``resize((340, 256), Image.ANTIALIAS)`` (line 13), Lanczos on the 8-bit image
+      whatever its aspect ratio: ``resize="fixed"``, ``frame_size=(256, 340)``,
+      ``interpolation="pil-lanczos"`` (Pillow's own kernel, run by vadfeat on each frame);
+    - values: ``np.array`` (uint8), ``astype(float)``, ``x * 2 / 255 - 1`` in float64 (lines
+      14-16), cast to float32 at the model (line 58): here ``x * (2 / 255) - 1`` in float32,
+      within one float32 rounding (``scale="minus_one_one"``);
+    - crops: ``oversample_data`` (lines 30-46): ``[:224, :224]``, ``[:224, -224:]``,
+      ``[16:240, 58:282]``, ``[-224:, :224]``, ``[-224:, -224:]``, then the same on the frame
+      mirrored left-right: ``crops=10``, ``crop_order="reading"`` (tl, tr, c, bl, br; the
+      centre offsets are torchvision's, 16 and 58 on 256x340);
+    - snippets: 16 frames (line 52) starting every ``--frequency`` 16 (main.py:55); the start of
+      the last one is ``(frame_cnt - 16) // 16 * 16`` (lines 66-70): for more than 16 frames
+      that is ``floor(frame_cnt / 16)`` snippets, the tail dropped (``tail="drop"``).  A video
+      of exactly 16 frames fails the script's ``assert(frame_cnt > chunk_size)`` (line 65); here
+      it gives one snippet;
+    - feature: the ResNet-50 I3D's pooled 2048-d feature (``i3d/r50``, ``pooling="pool"``),
+      stacked ``[T, 10, 2048]`` in the crop order above (lines 99-103).
+
+    From a video instead of the JPEG dump, the frames skip ffmpeg's JPEG round trip (and its
+    conversion to full-range ``yuvj420p``): the difference that makes is measured in
+    ``bench/jpeg_roundtrip.py`` (BENCHMARKS.md).  The sidecar records the crop order, so
+    ``export`` and ``compare`` name the crops right.
+``i3d-rtfm-author``
+    What RTFM's author says he ran (tianyu0207/RTFM issue #21, 2021-06-06, for UCF-Crime;
+    issue #53, 2021-10-12, for ShanghaiTech), with pytorch-resnet3d's group transforms
+    (Tushar-N/pytorch-resnet3d ``utils/gtransforms.py`` at 67c2096) and its ResNet-50 I3D:
+
+    - ``GroupResize(256)``: torchvision ``Resize(256)`` of each PIL frame, bilinear
+      (gtransforms.py:11-12): the short side to 256, the long side ``int(256 * long /
+      short)``, Pillow's bilinear on 8-bit images: ``crop_resize=256``,
+      ``interpolation="pil-bilinear"``;
+    - ``GroupTenCrop(224)``: torchvision ``TenCrop`` (tl, tr, bl, br, c, then the same on the
+      mirrored frame): ``crops=10``, ``crop_order="torchvision"``;
+    - ``ToTensor`` times 255 (gtransforms.py:84-86), ``GroupNormalize`` with mean 114.75 and
+      std 57.375 on 0..255 (gtransforms.py:53-62): ``scale="imagenet"``, mean 0.45 and std
+      0.225 on the 0..1 scale, within float32 rounding;
+    - 16-frame snippets, non-overlapping ("non-overlapping sliding windows (16 frames each)",
+      RTFM #2); the last partial snippet completed by repeating the last frame (the
+      author's answer in #53, case 1): ``tail="pad"``.
+
+    Uncertain: the transform code pasted in #21 ends with ``LoopPad(max_len)``, which
+    repeats a short clip from its *first* frame (gtransforms.py:64-80), not its last;
+    the frame dump (tool, JPEG quality, frame rate) is not stated, and in #53 the author
+    suspects his own dump's frame rate gave ShanghaiTech videos one snippet too many;
+    for ShanghaiTech #53 says ``GroupResize((256, 256))``, a squash:
+    ``--resize fixed --frame-size 256,256``.  The features RTFM released are the ones
+    users compare against: ``compare`` says how close a folder made with this preset is.
 ``i3d-xd``
     I3D InceptionV1 (``i3d/inception_v1``) 5-crop features ``[T, 5, 1024]`` as XD-Violence's
     released RGB features (Wu et al., ECCV 2020).  Known: the short side is resized to 256
@@ -114,8 +172,12 @@ from vadfeat._types import (
 from vadfeat.errors import ConfigError
 
 SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail")
-PIXEL_FIELDS = ("resize", "size", "short_side", "interpolation", "antialias", "legacy_min_side",
-                "crops", "crop_resize", "crop_order", "scale", "mean", "std", "channel_order")
+PIXEL_FIELDS = ("resize", "size", "short_side", "frame_size", "interpolation", "antialias",
+                "legacy_min_side", "crops", "crop_resize", "crop_order", "scale", "mean", "std",
+                "channel_order")
+# Fields added after outputs existed: left out of to_dict() at these defaults, so that the
+# fingerprints of outputs made before them stay the same (they resume).
+_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({"frame_size": None})
 HEAD_FIELDS = ("pooling", "frame_reduce")
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -144,17 +206,26 @@ class Preset:
     Geometry (one crop): ``resize="short_side"`` scales the shorter side to
     ``short_side`` (long side ``floor(short_side * long / short)``) and takes a
     centre crop of ``size``; ``"squash"`` resizes straight to ``size x size``;
-    ``"legacy"`` is the OpenCV path of the ``fed-wsvad`` preset (frames whose
-    shorter side is below ``legacy_min_side`` are first enlarged on 8-bit values,
+    ``"fixed"`` resizes every frame to ``frame_size`` (height, width) whatever its aspect
+    ratio, then cuts a centre crop of ``size`` (or the 5/10 crops); ``"legacy"`` is the
+    OpenCV path of the ``fed-wsvad`` preset (frames whose shorter side is below
+    ``legacy_min_side`` are first enlarged on 8-bit values,
     then scaled, then squashed).  ``interpolation`` and ``antialias`` apply to the
-    torch paths; ``legacy`` is always OpenCV bilinear without antialias.
+    torch paths; ``legacy`` is always OpenCV bilinear without antialias;
+    ``interpolation="pil-bilinear"``, ``"pil-bicubic"`` and ``"pil-lanczos"`` run Pillow's
+    ``resize`` (``Image.LANCZOS`` is the old ``ANTIALIAS``) on the 8-bit frame, rounded to
+    8 bits as Pillow returns it (what scripts resizing PIL images, torchvision's ``Resize``
+    included, compute; Pillow always antialiases, ``antialias`` is ignored), CPU only.
 
-    Crops: with ``crops`` 3, 5 or 10 the crop geometry replaces ``resize``: the
+    Crops: with ``crops`` 3, 5 or 10 the crop geometry replaces ``resize`` (except
+    ``"fixed"``, whose ``frame_size`` frame the crops are cut from): the
     short side goes to ``crop_resize`` (``None``: ``size`` for 3 crops, 256 for
     5/10) and ``size x size`` crops are cut (3: start/centre/end of the long side;
     5: four corners and centre in ``crop_order``; 10: those five, then the same
     five positions on the horizontally mirrored frame, as torchvision's
-    ``ten_crop``).  Value scaling and channel order still follow the preset.
+    ``ten_crop``).  ``crop_order``: ``torchvision`` tl, tr, bl, br, c; ``centre-first``
+    c, tl, tr, bl, br; ``reading`` tl, tr, c, bl, br.  Value scaling and channel order
+    still follow the preset.
 
     Values: ``scale="imagenet"`` maps ``x`` to ``(x / 255 - mean) / std``
     (``mean``/``std`` listed in RGB order, applied before any channel
@@ -180,6 +251,7 @@ class Preset:
     resize: ResizeMode = "short_side"
     size: int = 224
     short_side: int = 224
+    frame_size: tuple[int, int] | None = None
     interpolation: Interpolation = "bilinear"
     antialias: bool = False
     legacy_min_side: int = 226
@@ -206,6 +278,8 @@ class Preset:
         _check_choice("resize", self.resize, ResizeMode)
         _check_int("size", self.size, minimum=1)
         _check_int("short_side", self.short_side, minimum=1)
+        if self.frame_size is not None:
+            object.__setattr__(self, "frame_size", _frame_size(self.frame_size))
         _check_choice("interpolation", self.interpolation, Interpolation)
         if not isinstance(self.antialias, bool):
             raise ConfigError(f"antialias must be true or false, got {self.antialias!r}")
@@ -232,6 +306,12 @@ class Preset:
             raise ConfigError(
                 f"crop_resize ({self.crop_resize}) must be at least size ({self.size})"
             )
+        if (self.resize == "fixed") != (self.frame_size is not None):
+            raise ConfigError("resize='fixed' and frame_size go together: frame_size=(height, width) "
+                              "is the size every frame is resized to")
+        if self.frame_size is not None and min(self.frame_size) < self.size:
+            raise ConfigError(f"frame_size {list(self.frame_size)} must be at least size "
+                              f"({self.size}) on both sides")
         if self.resize == "legacy" and (self.interpolation != "bilinear" or self.antialias):
             raise ConfigError(
                 "resize='legacy' is OpenCV bilinear without antialias: it needs "
@@ -297,6 +377,8 @@ class Preset:
         out: dict[str, Any] = {}
         for name in self.field_names():
             value = getattr(self, name)
+            if name in _LATER_FIELDS and value == _LATER_FIELDS[name]:
+                continue
             out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -328,6 +410,7 @@ class PixelRecipe:
     resize: ResizeMode = "short_side"
     size: int = 224
     short_side: int = 224
+    frame_size: tuple[int, int] | None = None
     interpolation: Interpolation = "bilinear"
     antialias: bool = False
     legacy_min_side: int = 226
@@ -376,6 +459,15 @@ def _check_choice(field: str, value: Any, literal: Any) -> None:
         raise ConfigError(
             f"{field} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
         )
+
+
+def _frame_size(value: Any) -> tuple[int, int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(f"frame_size must be (height, width), got {value!r}")
+    items = tuple(value)
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ConfigError(f"frame_size must be two positive integers (height, width), got {value!r}")
+    return (items[0], items[1])
 
 
 def _rgb_triple(field: str, value: Any, *, positive: bool) -> tuple[float, float, float]:
@@ -455,6 +547,26 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="bicubic",
                         antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
                         scale="minus_one_one", channel_order="RGB"),
+            pooling="pool",
+        ),
+        # The wrapper, step by step: the module docstring.
+        "i3d-gowtham": Preset.compose(
+            "i3d-gowtham",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
+            PixelRecipe(resize="fixed", size=224, frame_size=(256, 340),
+                        interpolation="pil-lanczos",
+                        antialias=True, crops=10, crop_order="reading", scale="minus_one_one",
+                        channel_order="RGB"),
+            pooling="pool",
+        ),
+        # What RTFM's author describes: the module docstring.
+        "i3d-rtfm-author": Preset.compose(
+            "i3d-rtfm-author",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="pad"),
+            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
+                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
+                        scale="imagenet", mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225),
+                        channel_order="RGB"),
             pooling="pool",
         ),
         "i3d-xd": Preset.compose(

@@ -83,6 +83,7 @@ __all__ = [
 _FIVE_NAMES: dict[str, tuple[str, ...]] = {
     "torchvision": ("tl", "tr", "bl", "br", "c"),
     "centre-first": ("c", "tl", "tr", "bl", "br"),
+    "reading": ("tl", "tr", "c", "bl", "br"),
 }
 _THREE_NAMES = ("start", "c", "end")
 
@@ -134,6 +135,8 @@ def resize(
     7 levels on video frames), which PIL-based pipelines such as CLIP's never see
     (``bench/clip_resize.py``; bilinear cannot overshoot).
     """
+    if interpolation.startswith("pil-"):
+        return _pil_resize(x, height, width, interpolation)
     if not x.is_floating_point():
         x = x.to(torch.float32)
     if x.shape[-2:] == (height, width):
@@ -150,6 +153,33 @@ def resize(
     if interpolation == "bicubic":
         out = out.clamp_(0.0, 255.0)
     return out.reshape(*lead, *out.shape[-3:])
+
+
+def _pil_resize(x: torch.Tensor, height: int, width: int, interpolation: str) -> torch.Tensor:
+    """Pillow's ``image.resize((width, height), filter)`` of each uint8 RGB frame of
+    ``[..., 3, H, W]`` (CPU) -> float32 ``[..., 3, height, width]`` with the 8-bit values
+    Pillow returns (what ``np.array(image.resize(...))`` gives a script, and what
+    torchvision's ``Resize`` does to a PIL image).  ``interpolation``: ``pil-bilinear``,
+    ``pil-bicubic`` or ``pil-lanczos`` (the old ``Image.ANTIALIAS``).
+
+    Raises ``ValueError`` for float or non-RGB input, or a tensor on another device:
+    the kernels are Pillow's, on 8-bit images.
+    """
+    from PIL import Image
+
+    kernel = {"pil-bilinear": Image.Resampling.BILINEAR, "pil-bicubic": Image.Resampling.BICUBIC,
+              "pil-lanczos": Image.Resampling.LANCZOS}[interpolation]
+    if x.dtype != torch.uint8 or x.shape[-3] != 3 or x.device.type != "cpu":
+        raise ValueError(f"{interpolation} runs Pillow on uint8 RGB frames on the CPU, got "
+                         f"{x.dtype} {tuple(x.shape)} on {x.device}")
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    out = torch.empty((flat.shape[0], height, width, 3), dtype=torch.uint8)
+    dst = out.numpy()
+    for i, frame in enumerate(flat):
+        image = Image.fromarray(np.ascontiguousarray(frame.permute(1, 2, 0).numpy()), "RGB")
+        dst[i] = np.asarray(image.resize((width, height), kernel))
+    return out.permute(0, 3, 1, 2).to(torch.float32).reshape(*lead, 3, height, width)
 
 
 def resize_short_side(
@@ -369,6 +399,15 @@ def _legacy_to_tensor(frame: np.ndarray, preset: Preset) -> torch.Tensor:
 # -- whole preset ---------------------------------------------------------------------
 
 
+def _crop_source(x: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """The resized frame 3, 5 or 10 crops are cut from (float, 0..255): ``frame_size``
+    for ``resize="fixed"``, else the short side at ``effective_crop_resize``."""
+    interp, aa = preset.interpolation, preset.antialias
+    if preset.resize == "fixed" and preset.frame_size is not None:
+        return resize(x, *preset.frame_size, interpolation=interp, antialias=aa)
+    return resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
+
+
 def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """``[..., 3, H, W]`` -> ``[..., crops, 3, size, size]`` float, 0..255 values."""
     interp, aa = preset.interpolation, preset.antialias
@@ -376,10 +415,12 @@ def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
         if preset.resize == "short_side":
             view = centre_crop(resize_short_side(x, preset.short_side, interpolation=interp, antialias=aa),
                                preset.size)
+        elif preset.resize == "fixed":
+            view = centre_crop(_crop_source(x, preset), preset.size)
         else:
             view = squash(x, preset.size, interpolation=interp, antialias=aa)
         return view.unsqueeze(-4)
-    frame = resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
+    frame = _crop_source(x, preset)
     if preset.crops == 3:
         return three_crop(frame, preset.size)
     if preset.crops == 5:
@@ -390,8 +431,7 @@ def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
 def _scaled_frame(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """The frame every 5 or 10 crops are cut from: ``[..., 3, H, W]`` -> ``[..., 3, H', W']``
     float32, resized to the preset's ``crop_resize`` short side, scaled and in its channel order."""
-    interp, aa = preset.interpolation, preset.antialias
-    frame = resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
+    frame = _crop_source(x, preset)
     _check_fits(frame, preset.size)
     # Contiguous rows (a no-op for the CPU resize's output): the crops copy out of plain rows.
     frame = normalize(frame.contiguous(), scale=preset.scale, mean=preset.mean, std=preset.std)

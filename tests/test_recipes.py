@@ -1,0 +1,216 @@
+"""Recipes reproduced from the scripts that made the field's feature files (issue 22).
+
+Each test re-implements, in numpy and Pillow written here, what one public script does
+to a video's frames (not vadfeat's code), and compares vadfeat's preset with it, from
+the script's own frame folder, at float32 rounding.
+
+``i3d-gowtham``: GowthamGottimukkala/I3D_Feature_Extraction_resnet (``extract_features.py``
+at 096dccb, ``main.py`` at 03a392e): an ffmpeg JPEG dump ``<n>.jpg`` from 0, sorted
+naturally; each frame ``Image.open``, ``resize((340, 256), ANTIALIAS)``, ``x * 2 / 255 - 1``
+in float64; chunks of 16 frames every 16, the last starting at
+``(frame_cnt - 16) // 16 * 16``; crops ``[:224, :224]``, ``[:224, -224:]``,
+``[16:240, 58:282]``, ``[-224:, :224]``, ``[-224:, -224:]``, then the same on the frame
+mirrored left-right; features ``[T, 10, D]``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vadfeat.pipeline.config import ExtractConfig
+from vadfeat.pipeline.presets import get_preset
+from vadfeat.pipeline.stream import snippet_stream
+from vadfeat.pipeline.transforms import build_frame_transform, crop_names
+from vadfeat.testing import synth
+
+
+def ffmpeg_jpeg_dump(frames: list[np.ndarray], folder: Path, fps: int = 25) -> Path:
+    """``ffmpeg -i video <folder>/%d.jpg -start_number 0`` as main.py:34 runs it, through
+    the same libavcodec MJPEG encoder and image2 muxer (PyAV): yuvj420p, the encoder's
+    default quality."""
+    folder.mkdir(parents=True)
+    with av.open(str(folder / "%d.jpg"), "w", format="image2", options={"start_number": "0"}) as out:
+        stream = out.add_stream("mjpeg", rate=fps)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuvj420p"
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return folder
+
+
+def _natural(name: str) -> list[object]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def gowtham_inputs(frames_dir: Path) -> np.ndarray:
+    """What the script feeds its network: ``[chunks, 10, 3, 16, 224, 224]`` float32, the
+    crops in the script's order (written from its description, not from vadfeat)."""
+    files = sorted((p.name for p in frames_dir.iterdir()), key=_natural)
+    count = len(files)
+    assert count > 16  # the script asserts it
+    last_start = (count - 16) // 16 * 16
+    starts = range(0, last_start + 1, 16)
+
+    def load(name: str) -> np.ndarray:
+        image = Image.open(frames_dir / name).resize((340, 256), Image.Resampling.LANCZOS)
+        return np.array(image).astype(float) * 2 / 255 - 1  # [256, 340, 3] float64
+
+    chunks = []
+    for s in starts:
+        clip = np.stack([load(files[s + j]) for j in range(16)])  # [16, 256, 340, 3]
+        mirrored = clip[:, :, ::-1, :]
+        views = []
+        for src in (clip, mirrored):
+            views += [src[:, :224, :224], src[:, :224, -224:], src[:, 16:240, 58:282],
+                      src[:, -224:, :224], src[:, -224:, -224:]]
+        # each view [16, 224, 224, 3] -> [3, 16, 224, 224], float32 as `.float()` does
+        chunks.append(np.stack([v.transpose(3, 0, 1, 2) for v in views]).astype(np.float32))
+    return np.stack(chunks)
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 16:9 frames (the squash to 340x256 matters) and 40 of them: 2 chunks, names 0..39
+    # (natural order differs from the names' string order past 9).
+    frames = list(synth.scene_frames(40, width=320, height=180, seed=3))
+    return ffmpeg_jpeg_dump(frames, tmp_path_factory.mktemp("gowtham") / "Abuse001_x264")
+
+
+def test_dump_is_what_the_script_reads(dump: Path) -> None:
+    names = sorted((p.name for p in dump.iterdir()), key=_natural)
+    assert names[:3] == ["0.jpg", "1.jpg", "2.jpg"] and names[-1] == "39.jpg"
+    assert Image.open(dump / "0.jpg").mode == "RGB"
+
+
+def test_gowtham_preset_gives_the_scripts_network_input(dump: Path) -> None:
+    config = ExtractConfig.from_settings(model="i3d/r50", random_weights=True, preset="i3d-gowtham")
+    transform = build_frame_transform(config.preset)
+    ours = [(span, clip) for span, clip in snippet_stream(dump, config, transform)]
+    ref = gowtham_inputs(dump)
+    assert [span for span, _ in ours] == [(0, 15), (16, 31)]  # 40 frames: 2 chunks, tail dropped
+    assert len(ours) == ref.shape[0]
+    for (_, clip), want in zip(ours, ref, strict=True):
+        assert clip is not None and tuple(clip.shape) == (10, 3, 16, 224, 224)
+        # float32 of x * 2 / 255 - 1 computed in float64 vs in float32: one rounding apart
+        np.testing.assert_allclose(clip.numpy(), want, rtol=0, atol=2e-7)
+    assert crop_names(10, "reading") == ("tl", "tr", "c", "bl", "br", "tl_flip", "tr_flip",
+                                         "c_flip", "bl_flip", "br_flip")
+
+
+def test_crop_orders_against_hand_cut_crops() -> None:
+    # A 256x340 frame whose pixel values encode their own position: each crop of each order
+    # must start at the position cut by hand here.
+    from vadfeat.pipeline.transforms import ten_crop
+
+    h, w = 256, 340
+    frame = torch.zeros(3, h, w)
+    frame[0] = torch.arange(h).view(h, 1).float()  # row
+    frame[1] = torch.arange(w).view(1, w).float()  # column
+    at = {"tl": (0, 0), "tr": (0, w - 224), "c": (16, 58), "bl": (h - 224, 0),
+          "br": (h - 224, w - 224)}
+    for order, names in {"torchvision": ("tl", "tr", "bl", "br", "c"),
+                         "centre-first": ("c", "tl", "tr", "bl", "br"),
+                         "reading": ("tl", "tr", "c", "bl", "br")}.items():
+        crops = ten_crop(frame, 224, order=order)  # type: ignore[arg-type]
+        for k, name in enumerate(names):
+            top, left = at[name]
+            assert crops[k, 0, 0, 0] == top and crops[k, 1, 0, 0] == left, (order, name)
+            # the mirrored frame's crop at the same position: its first column is the
+            # original's column w - 1 - left
+            assert crops[5 + k, 0, 0, 0] == top and crops[5 + k, 1, 0, 0] == w - 1 - left, (order, name)
+
+
+def test_pillow_and_opencv_decode_the_dump_alike(dump: Path) -> None:
+    # vadfeat reads frame folders with OpenCV; the script with Pillow.
+    import cv2
+
+    for name in ("0.jpg", "17.jpg", "39.jpg"):
+        pil = np.array(Image.open(dump / name))
+        ocv = cv2.cvtColor(cv2.imread(str(dump / name)), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(pil, ocv), name
+
+
+def test_lanczos_is_cpu_only_and_fixed_needs_a_frame_size() -> None:
+    from vadfeat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Pillow"):
+        ExtractConfig.from_settings(model="i3d/r50", random_weights=True, preset="i3d-gowtham",
+                                    preprocess="device")
+    with pytest.raises(ConfigError, match="frame_size"):
+        get_preset("i3d-rtfm").replace(resize="fixed")
+    with pytest.raises(ConfigError, match="at least size"):
+        get_preset("i3d-gowtham").replace(frame_size=(200, 340))
+    # Presets without a frame size record none: their fingerprints are what they were.
+    assert "frame_size" not in get_preset("i3d-rtfm").to_dict()
+
+
+def rtfm_author_inputs(frames_dir: Path) -> np.ndarray:
+    """RTFM's author's transform (RTFM #21, #53; pytorch-resnet3d's gtransforms), written
+    here: ``[snippets, 10, 3, 16, 224, 224]`` float32."""
+    files = sorted((p.name for p in frames_dir.iterdir()), key=_natural)
+
+    def load(name: str) -> list[np.ndarray]:
+        image = Image.open(frames_dir / name).convert("RGB")
+        w, h = image.size
+        size = (int(256 * w / h), 256) if w >= h else (256, int(256 * h / w))  # Resize(256)
+        image = image.resize(size, Image.Resampling.BILINEAR)
+        x = np.asarray(image, dtype=np.float32) / np.float32(255) * np.float32(255)  # ToTensor * 255
+        height, width = x.shape[:2]
+        ct, cl = round((height - 224) / 2.0), round((width - 224) / 2.0)  # torchvision CenterCrop
+        corners = [(0, 0), (0, width - 224), (height - 224, 0), (height - 224, width - 224), (ct, cl)]
+        views = []
+        for src in (x, x[:, ::-1]):  # TenCrop: five crops, then five of the mirrored image
+            views += [src[t:t + 224, left:left + 224] for t, left in corners]
+        return [((v - np.float32(114.75)) / np.float32(57.375)).transpose(2, 0, 1) for v in views]
+
+    frames = [load(n) for n in files]
+    snippets = []
+    for start in range(0, len(frames), 16):
+        clip = frames[start:start + 16]
+        clip += [clip[-1]] * (16 - len(clip))  # the last partial snippet: its last frame repeated
+        snippets.append(np.stack([np.stack([f[k] for f in clip], axis=1) for k in range(10)]))
+    return np.stack(snippets).astype(np.float32)
+
+
+def test_rtfm_author_preset_gives_the_described_network_input(dump: Path) -> None:
+    config = ExtractConfig.from_settings(model="i3d/r50", random_weights=True,
+                                         preset="i3d-rtfm-author")
+    transform = build_frame_transform(config.preset)
+    ours = list(snippet_stream(dump, config, transform))
+    ref = rtfm_author_inputs(dump)
+    assert [span for span, _ in ours] == [(0, 15), (16, 31), (32, 39)]  # 40 frames: 3, padded
+    for (_, clip), want in zip(ours, ref, strict=True):
+        assert clip is not None
+        # (x - 114.75) / 57.375 in two float32 steps vs one fused a * x + b: a few ulps of ~2
+        np.testing.assert_allclose(clip.numpy(), want, rtol=0, atol=2e-6)
+
+
+def test_fixed_squash_from_the_command_line(dump: Path) -> None:
+    # ShanghaiTech per RTFM #53: GroupResize((256, 256)), a squash, then the ten crops.
+    from vadfeat.cli import build_parser
+    from vadfeat.cli.extract_cmds import settings_from_args
+
+    args = build_parser().parse_args(
+        ["extract", str(dump), "-o", "unused", "--model", "i3d/r50", "--random-weights",
+         "--preset", "i3d-rtfm-author", "--resize", "fixed", "--frame-size", "256,256"])
+    preset = ExtractConfig.from_settings(settings_from_args(args)).preset
+    assert (preset.resize, preset.frame_size, preset.interpolation) == ("fixed", (256, 256),
+                                                                        "pil-bilinear")
+    frame = np.array(Image.open(dump / "5.jpg"))
+    ours = build_frame_transform(preset)(frame).numpy()  # [10, 3, 224, 224]
+    squashed = np.asarray(Image.fromarray(frame).resize((256, 256), Image.Resampling.BILINEAR),
+                          dtype=np.float32)
+    tl = (squashed[:224, :224] - np.float32(114.75)) / np.float32(57.375)
+    c = (squashed[16:240, 16:240] - np.float32(114.75)) / np.float32(57.375)
+    np.testing.assert_allclose(ours[0], tl.transpose(2, 0, 1), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(ours[4], c.transpose(2, 0, 1), rtol=0, atol=2e-6)
