@@ -91,10 +91,13 @@ Registered presets (``vadfeat`` documents where each one comes from):
     - feature: the ResNet-50 I3D's pooled 2048-d feature (``i3d/r50``, ``pooling="pool"``),
       stacked ``[T, 10, 2048]`` in the crop order above (lines 99-103).
 
-    From a video instead of the JPEG dump, the frames skip ffmpeg's JPEG round trip (and its
-    conversion to full-range ``yuvj420p``): the difference that makes is measured in
-    ``bench/jpeg_roundtrip.py`` (BENCHMARKS.md).  The sidecar records the crop order, so
-    ``export`` and ``compare`` name the crops right.
+    From a video, ``jpeg_roundtrip`` makes the dump's frames in memory (``main.py:34`` runs
+    ffmpeg at its defaults: full-range ``yuvj420p``, MJPEG at 200 kb/s, so the JPEG quality
+    drops as frames grow): against FFmpeg 9.0's command line, identical pixels in all 132
+    frames of a 1280x720 H.264 clip; without the round trip those frames differ from the
+    dump by 5.1 levels on average (max 139; relative L2 of the pixels 5.6 %), which is why
+    the round trip is part of this preset (``tests/test_recipes.py``).  The sidecar records
+    the crop order, so ``export`` and ``compare`` name the crops right.
 ``i3d-rtfm-author``
     What RTFM's author says he ran (tianyu0207/RTFM issue #21, 2021-06-06, for UCF-Crime;
     issue #53, 2021-10-12, for ShanghaiTech), with pytorch-resnet3d's group transforms
@@ -172,12 +175,12 @@ from vadfeat._types import (
 from vadfeat.errors import ConfigError
 
 SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail")
-PIXEL_FIELDS = ("resize", "size", "short_side", "frame_size", "interpolation", "antialias",
-                "legacy_min_side", "crops", "crop_resize", "crop_order", "scale", "mean", "std",
-                "channel_order")
+PIXEL_FIELDS = ("jpeg_roundtrip", "resize", "size", "short_side", "frame_size", "interpolation",
+                "antialias", "legacy_min_side", "crops", "crop_resize", "crop_order", "scale", "mean",
+                "std", "channel_order")
 # Fields added after outputs existed: left out of to_dict() at these defaults, so that the
 # fingerprints of outputs made before them stay the same (they resume).
-_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({"frame_size": None})
+_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({"frame_size": None, "jpeg_roundtrip": False})
 HEAD_FIELDS = ("pooling", "frame_reduce")
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -202,6 +205,11 @@ class Preset:
     frames; snippets start every ``stride`` frames (``None``: ``clip_len *
     frame_interval``, i.e. non-overlapping); ``tail`` says whether a trailing
     partial snippet is dropped or padded with its last frame.
+
+    Frames: ``jpeg_roundtrip`` gives a video's frames as ``ffmpeg -i VIDEO %d.jpg`` writes
+    them and a JPEG decoder reads them back (FFmpeg's MJPEG encoder at its defaults, in
+    memory; :func:`vadfeat.io.video.open_video`), for scripts that read such a dump; frame
+    folders are read as they are.
 
     Geometry (one crop): ``resize="short_side"`` scales the shorter side to
     ``short_side`` (long side ``floor(short_side * long / short)``) and takes a
@@ -247,6 +255,8 @@ class Preset:
     frame_interval: int = 1
     stride: int | None = None
     tail: Tail = "drop"
+    # frames: a video's frames as an ffmpeg JPEG dump would hold them
+    jpeg_roundtrip: bool = False
     # geometry
     resize: ResizeMode = "short_side"
     size: int = 224
@@ -281,6 +291,8 @@ class Preset:
         if self.frame_size is not None:
             object.__setattr__(self, "frame_size", _frame_size(self.frame_size))
         _check_choice("interpolation", self.interpolation, Interpolation)
+        if not isinstance(self.jpeg_roundtrip, bool):
+            raise ConfigError(f"jpeg_roundtrip must be true or false, got {self.jpeg_roundtrip!r}")
         if not isinstance(self.antialias, bool):
             raise ConfigError(f"antialias must be true or false, got {self.antialias!r}")
         _check_int("legacy_min_side", self.legacy_min_side, minimum=1)
@@ -407,6 +419,7 @@ class SamplingRecipe:
 class PixelRecipe:
     """Pixel fields of a :class:`Preset` (see there); validated when composed into one."""
 
+    jpeg_roundtrip: bool = False
     resize: ResizeMode = "short_side"
     size: int = 224
     short_side: int = 224
@@ -553,7 +566,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "i3d-gowtham": Preset.compose(
             "i3d-gowtham",
             SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(resize="fixed", size=224, frame_size=(256, 340),
+            PixelRecipe(jpeg_roundtrip=True, resize="fixed", size=224, frame_size=(256, 340),
                         interpolation="pil-lanczos",
                         antialias=True, crops=10, crop_order="reading", scale="minus_one_one",
                         channel_order="RGB"),

@@ -75,7 +75,7 @@ def snippet_stream(
                     frames_colour=config.frames_colour,  # type: ignore[arg-type]
                     folder_fps=config.folder_fps, max_pixels=config.max_pixels,
                     decoder=config.decoder, device=decode_on,  # type: ignore[arg-type]
-                    stream=config.stream) as reader:
+                    stream=config.stream, jpeg_roundtrip=p.jpeg_roundtrip) as reader:
         assembler: SnippetAssembler[Any] = SnippetAssembler(
             clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
         )
