@@ -584,16 +584,20 @@ class _JpegRoundTrip:
     def __call__(self, frame: Any, width: int, height: int) -> np.ndarray:
         import av
         import cv2
+        from av.video.reformatter import ColorRange
 
         if self._encoder is None:
             encoder = av.CodecContext.create("mjpeg", "w")
             encoder.width, encoder.height = width, height
-            encoder.pix_fmt = "yuvj420p"
+            # yuvj420p, said the modern way (libavutil deprecates the j formats)
+            encoder.pix_fmt = "yuv420p"
+            encoder.color_range = ColorRange.JPEG
             encoder.time_base = 1 / self._rate
             encoder.framerate = self._rate
             encoder.thread_count = 1  # the command line's encoder runs one thread
             self._encoder = encoder
-        full_range = frame.reformat(width=width, height=height, format="yuvj420p")
+        full_range = frame.reformat(width=width, height=height, format="yuv420p",
+                                    dst_color_range=ColorRange.JPEG)
         full_range.pts = self._pts
         full_range.time_base = 1 / self._rate
         self._pts += 1
