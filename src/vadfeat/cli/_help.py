@@ -29,7 +29,9 @@ def _pixels(p: Preset) -> str:
         side = p.crop_resize if p.crop_resize is not None else (p.size if p.crops == 3 else 256)
         return f"short side {side}, {p.crops} crops of {p.size} ({p.crop_order})"
     if p.resize == "short_side":
-        return f"short side {p.short_side}, centre {p.size}"
+        pil = p.interpolation.startswith("pil-")
+        kernel = f" ({p.interpolation.replace('pil-', 'Pillow ')})" if pil else ""
+        return f"short side {p.short_side}{kernel}, centre {p.size}"
     if p.resize == "squash":
         return f"squashed to {p.size}x{p.size}"
     return f"the legacy OpenCV resize to {p.size}x{p.size}"
@@ -56,6 +58,8 @@ def describe_preset(p: Preset, backbones: list[Backbone] | None = None) -> str:
         frames += f" (every {p.frame_interval}th frame)"
     if p.stride is not None and p.stride != span:
         frames += f" every {p.stride} frames"
+    if p.clip_len > 1 and p.frame_reduce == "middle":
+        frames += " (their middle frame)"
     text = f"{p.name}: {frames}, {_pixels(p)}, {_values(p)}, feature {p.pooling}"
     default_for = _goes_with(p.name, backbones if backbones is not None else list_backbones())
     if default_for:
