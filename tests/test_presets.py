@@ -20,7 +20,8 @@ from vadfeat.pipeline.presets import (
 
 
 def test_registry_lists_the_presets() -> None:
-    assert list_presets() == ["clip-frames", "clip-vadclip", "fed-wsvad", "i3d-gowtham", "i3d-rtfm",
+    assert list_presets() == ["clip-anomalyclip", "clip-frames", "clip-tsa", "clip-vadclip", "fed-wsvad",
+                              "i3d-gowtham", "i3d-rtfm",
                               "i3d-rtfm-author",
                               "i3d-xd",
                               "videomae-tad", "videomae-v2"]

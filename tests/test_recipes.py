@@ -265,3 +265,185 @@ def test_gowtham_preset_from_the_video_equals_the_script_on_its_dump(bigbuckbunn
         assert clip is not None
         np.testing.assert_allclose(clip.numpy(), want, rtol=0, atol=2e-7, err_msg=str(span))
     stream.close()
+
+# =====================================================================================
+# CLIP recipes (issue 22): ``clip-anomalyclip`` and ``clip-tsa``
+# =====================================================================================
+#
+# The scripts' logic written here with OpenCV, Pillow and numpy, not vadfeat's code:
+#
+# - AnomalyCLIP (lucazanella/AnomalyCLIP at 6e58b6e; the frame dump of its issue #8): every
+#   frame read by ``cv2.VideoCapture`` and written by ``cv2.imwrite`` as ``<n:06d>.jpg`` from
+#   0; each frame ``Image.open(...).convert("RGB")``, torchvision ``Resize(224, BICUBIC)`` of
+#   the PIL image, ``CenterCrop(224)``, ``ToTensor``, ``Normalize`` with CLIP's mean/std
+#   (``src/utils/augmentations.py``); one feature per frame from ``clip_model.visual``.
+# - CLIP-TSA (joos2010kj/CLIP-TSA issues #4, #5, #13; no extraction code released): CLIP's
+#   ``preprocess`` of one frame per 16-frame snippet, "frame 8, 24, 40, ...", one crop.
+#
+# The network is checked end to end with ``transformers``' CLIPVisionModelWithProjection
+# holding the same random weights (mapped by tests/reference.py, not vadfeat).
+
+CLIP_MEAN_REF = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+CLIP_STD_REF = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+def opencv_frame_dump(video: Path, folder: Path) -> Path:
+    """AnomalyCLIP #8's ``extract_frames``: every frame ``cap.read()`` gives, written with
+    ``cv2.imwrite(f"{n:06d}.jpg", frame)`` from 0, OpenCV's JPEG defaults."""
+    import cv2
+
+    folder.mkdir(parents=True)
+    cap = cv2.VideoCapture(str(video))
+    count = 0
+    while cap.isOpened():
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert cv2.imwrite(str(folder / f"{count:06d}.jpg"), frame)
+        count += 1
+    cap.release()
+    return folder
+
+
+def clip_preprocess(path: Path) -> np.ndarray:
+    """openai/CLIP's ``_transform`` of ``Image.open(path)``: torchvision ``Resize(224, BICUBIC)``
+    (short side 224, long side ``int(224 * long / short)``, Pillow's bicubic on the 8-bit
+    image), ``CenterCrop(224)`` (offsets ``int(round((L - 224) / 2))``), ``ToTensor`` and
+    ``Normalize`` in float32: ``[3, 224, 224]``."""
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    size = (224, int(224 * h / w)) if w <= h else (int(224 * w / h), 224)
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    x = np.asarray(image, dtype=np.float32) / np.float32(255)
+    top, left = round((x.shape[0] - 224) / 2.0), round((x.shape[1] - 224) / 2.0)  # int(round(...))
+    x = x[top:top + 224, left:left + 224]
+    return ((x - CLIP_MEAN_REF) / CLIP_STD_REF).transpose(2, 0, 1)
+
+
+def anomalyclip_inputs(frames_dir: Path) -> np.ndarray:
+    """What AnomalyCLIP's loader feeds ``image_encoder``: one row per frame ``[N, 3, 224, 224]``,
+    frames by their ``{:06d}.jpg`` number."""
+    names = sorted(p.name for p in frames_dir.iterdir())
+    assert names == [f"{n:06d}.jpg" for n in range(len(names))]
+    return np.stack([clip_preprocess(frames_dir / n) for n in names])
+
+
+def clip_tsa_inputs(frames_dir: Path) -> np.ndarray:
+    """CLIP-TSA as its author states it: frame ``16 k + 8`` of each whole 16-frame snippet
+    through CLIP's preprocess, ``[T, 3, 224, 224]``."""
+    names = sorted((p.name for p in frames_dir.iterdir()), key=_natural)
+    return np.stack([clip_preprocess(frames_dir / names[16 * k + 8]) for k in range(len(names) // 16)])
+
+
+@pytest.fixture(scope="module")
+def opencv_dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two videos (H.264) and their OpenCV frame dumps: 402x240 landscape, 12 frames (the centre
+    crop's offset is 75.5 px, rounded) and 240x300 portrait, 40 frames (2 snippets and a tail)."""
+    root = tmp_path_factory.mktemp("opencv")
+    out = {}
+    for name, (count, w, h, seed) in {"land": (12, 402, 240, 5), "port": (40, 240, 300, 6)}.items():
+        video = synth.write_video(root / f"{name}.mp4", synth.scene_frames(count, width=w, height=h,
+                                                                           seed=seed), fps=25)
+        out[name] = opencv_frame_dump(video, root / "frames" / name)
+        out[f"{name}_video"] = video
+    return out
+
+
+def test_opencv_dump_is_what_anomalyclip_reads(opencv_dumps: dict[str, Path]) -> None:
+    import cv2
+
+    names = sorted(p.name for p in opencv_dumps["port"].iterdir())
+    assert names[0] == "000000.jpg" and names[-1] == "000039.jpg" and len(names) == 40
+    # vadfeat reads frame folders with OpenCV, the script with Pillow: the same pixels.
+    for folder in (opencv_dumps["land"], opencv_dumps["port"]):
+        for name in ("000000.jpg", "000009.jpg"):
+            pil = np.array(Image.open(folder / name).convert("RGB"))
+            ocv = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+            assert np.array_equal(pil, ocv), (folder.name, name)
+
+
+def test_anomalyclip_preset_gives_the_scripts_network_input(opencv_dumps: dict[str, Path]) -> None:
+    config = ExtractConfig.from_settings(model="clip/vit_b_16", random_weights=True,
+                                         preset="clip-anomalyclip")
+    transform = build_frame_transform(config.preset)
+    for key, count in (("land", 12), ("port", 40)):
+        ours = list(snippet_stream(opencv_dumps[key], config, transform))
+        ref = anomalyclip_inputs(opencv_dumps[key])
+        assert [span for span, _ in ours] == [(i, i) for i in range(count)]  # every frame, one row each
+        for (_, clip), want in zip(ours, ref, strict=True):
+            assert clip is not None and tuple(clip.shape) == (1, 3, 1, 224, 224)
+            # the same 8-bit Pillow pixels; a * x + b in one float32 step against
+            # (x / 255 - mean) / std in two: a few float32 roundings of values up to ~2.2
+            np.testing.assert_allclose(clip[0, :, 0].numpy(), want, rtol=0, atol=1e-6)
+
+
+def test_clip_tsa_preset_gives_the_middle_frame_of_each_snippet(opencv_dumps: dict[str, Path]) -> None:
+    config = ExtractConfig.from_settings(model="clip/vit_b_16", random_weights=True, preset="clip-tsa")
+    assert (config.preset.clip_len, config.preset.stride, config.preset.frame_reduce) == (16, 16, "middle")
+    transform = build_frame_transform(config.preset)
+    ours = list(snippet_stream(opencv_dumps["port"], config, transform))
+    ref = clip_tsa_inputs(opencv_dumps["port"])
+    assert [span for span, _ in ours] == [(0, 15), (16, 31)]  # 40 frames: 2 snippets, tail dropped
+    for (_, clip), want in zip(ours, ref, strict=True):
+        assert clip is not None and tuple(clip.shape) == (1, 3, 16, 224, 224)
+        # the backbone's "middle" frame of a 16-frame snippet is its index 16 // 2 = 8
+        np.testing.assert_allclose(clip[0, :, 16 // 2].numpy(), want, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A CLIP-shaped checkpoint (``clip/vit_tiny_16``, random weights, OpenAI's key layout) and
+    ``transformers``' CLIPVisionModelWithProjection holding the same weights."""
+    transformers = pytest.importorskip("transformers")
+    from reference import clip_to_transformers
+    from vadfeat.backbones.clip.backbone import ARCHS, init_random
+    from vadfeat.backbones.clip.model import ClipVisual
+
+    arch = ARCHS["vit_tiny_16"]
+    visual = ClipVisual(arch)
+    init_random(visual, seed=11)
+    weights = visual.state_dict()
+    path = tmp_path_factory.mktemp("tiny_clip") / "ViT-tiny-16.pt"
+    torch.save({f"visual.{k}": v for k, v in weights.items()} | {"logit_scale": torch.ones([])}, path)
+    config = transformers.CLIPVisionConfig(
+        hidden_size=arch.width, intermediate_size=4 * arch.width, num_hidden_layers=arch.layers,
+        num_attention_heads=arch.heads, image_size=arch.image_size, patch_size=arch.patch_size,
+        projection_dim=arch.output_dim, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    hf = transformers.CLIPVisionModelWithProjection(config)
+    hf.load_state_dict(clip_to_transformers(weights), strict=True)
+    return path, hf.eval()
+
+
+@pytest.mark.parametrize(("preset", "key", "reference"), [
+    ("clip-anomalyclip", "land", anomalyclip_inputs),
+    ("clip-tsa", "port", clip_tsa_inputs),
+])
+def test_clip_recipe_features_from_the_frame_folder(preset: str, key: str, reference: object,
+                                                    opencv_dumps: dict[str, Path],
+                                                    tiny_clip: tuple[Path, object]) -> None:
+    # The whole chain, frame folder to saved rows: vadfeat's features against transformers'
+    # image embeddings of the script's own network input.
+    from vadfeat import FeatureExtractor
+
+    checkpoint, hf = tiny_clip
+    result = FeatureExtractor(checkpoint, preset=preset, device="cpu").extract_video(opencv_dumps[key])
+    inputs = torch.from_numpy(reference(opencv_dumps[key]))  # type: ignore[operator]
+    with torch.no_grad():
+        want = hf(pixel_values=inputs).image_embeds.numpy()  # type: ignore[operator]
+    assert result.features.shape == want.shape  # [frames, 32] / [snippets, 32]: one crop, no crop axis
+    np.testing.assert_allclose(result.features, want, rtol=0, atol=1e-5)  # fp32 parity bound
+
+
+def test_pil_bicubic_is_clips_resize_and_the_torch_path_is_not() -> None:
+    # The existing CLIP presets (torch bicubic with antialias, float) approximate CLIP's
+    # Pillow resize; `pil-bicubic` is it.  Both measured on one frame with edges.
+    frame = next(synth.scene_frames(1, width=402, height=240, seed=9))
+    image = Image.fromarray(frame).resize((375, 224), Image.Resampling.BICUBIC)
+    pil = np.asarray(image, dtype=np.float32)[:, 76:300]  # CLIP's resize + centre crop, 0..255
+    pixels = {}
+    for name in ("clip-frames", "clip-anomalyclip"):
+        preset = get_preset(name).replace(scale="unit")  # x / 255: compare pixels
+        pixels[name] = build_frame_transform(preset)(frame)[0].numpy().transpose(1, 2, 0) * 255
+    np.testing.assert_allclose(pixels["clip-anomalyclip"], pil, rtol=0, atol=1e-4)
+    torch_gap = np.abs(pixels["clip-frames"] - pil)
+    assert 0.05 < torch_gap.mean() < 1.0 and torch_gap.max() <= 3.0  # levels of 255 (BENCHMARKS.md 5)

@@ -127,7 +127,8 @@ def test_rates_and_counts_refused_before_work(tmp_path: Path, videos: Path, no_m
 
 @pytest.mark.parametrize("config, says", [
     ({"preset": 3},
-     "--preset must be one of clip-frames, clip-vadclip, fed-wsvad, i3d-gowtham, i3d-rtfm, "
+     "--preset must be one of clip-anomalyclip, clip-frames, clip-tsa, clip-vadclip, fed-wsvad, "
+     "i3d-gowtham, i3d-rtfm, "
      "i3d-rtfm-author, i3d-xd, videomae-tad, videomae-v2, got 3"),
     ({"root": 1}, "--root must be a string, got 1"),
     ({"device": {}}, "--device must be a string, got {}"),

@@ -25,13 +25,21 @@ def _values(p: Preset) -> str:
 
 
 def _pixels(p: Preset) -> str:
+    pil = p.interpolation.startswith("pil-")
+    kernel = f" ({p.interpolation.replace('pil-', 'Pillow ')})" if pil else ""
+    dump = "frames as ffmpeg's JPEG dump, " if p.jpeg_roundtrip else ""
+    if p.resize == "fixed" and p.frame_size is not None:
+        height, width = p.frame_size
+        cut = (f"{p.crops} crops of {p.size} ({p.crop_order})" if p.crops > 1
+               else f"centre {p.size}")
+        return f"{dump}squashed to {width}x{height}{kernel}, {cut}"
     if p.crops > 1:
         side = p.crop_resize if p.crop_resize is not None else (p.size if p.crops == 3 else 256)
-        return f"short side {side}, {p.crops} crops of {p.size} ({p.crop_order})"
+        return f"{dump}short side {side}{kernel}, {p.crops} crops of {p.size} ({p.crop_order})"
     if p.resize == "short_side":
-        return f"short side {p.short_side}, centre {p.size}"
+        return f"{dump}short side {p.short_side}{kernel}, centre {p.size}"
     if p.resize == "squash":
-        return f"squashed to {p.size}x{p.size}"
+        return f"{dump}squashed to {p.size}x{p.size}{kernel}"
     return f"the legacy OpenCV resize to {p.size}x{p.size}"
 
 
@@ -56,6 +64,8 @@ def describe_preset(p: Preset, backbones: list[Backbone] | None = None) -> str:
         frames += f" (every {p.frame_interval}th frame)"
     if p.stride is not None and p.stride != span:
         frames += f" every {p.stride} frames"
+    if p.clip_len > 1 and p.frame_reduce == "middle":
+        frames += " (their middle frame)"
     text = f"{p.name}: {frames}, {_pixels(p)}, {_values(p)}, feature {p.pooling}"
     default_for = _goes_with(p.name, backbones if backbones is not None else list_backbones())
     if default_for:

