@@ -240,7 +240,7 @@ def test_jpeg_roundtrip_gives_the_pixels_of_ffmpegs_own_dump(bigbuckbunny: Path,
     dump = ffmpeg_cli_dump(bigbuckbunny, tmp_path / "dump")
     same = plain_diff = 0.0
     count = 0
-    with open_video(bigbuckbunny, jpeg_roundtrip=True) as jpeg, open_video(bigbuckbunny) as plain:
+    with open_video(bigbuckbunny, jpeg_roundtrip="ffmpeg") as jpeg, open_video(bigbuckbunny) as plain:
         for (i, ours), (_, raw) in zip(jpeg, plain, strict=True):
             theirs = np.array(Image.open(dump / f"{i}.jpg"))  # the script reads with Pillow
             same += np.array_equal(ours, theirs)
@@ -375,6 +375,30 @@ def test_anomalyclip_preset_gives_the_scripts_network_input(opencv_dumps: dict[s
             # the same 8-bit Pillow pixels; a * x + b in one float32 step against
             # (x / 255 - mean) / std in two: a few float32 roundings of values up to ~2.2
             np.testing.assert_allclose(clip[0, :, 0].numpy(), want, rtol=0, atol=1e-6)
+
+
+def test_anomalyclip_preset_from_the_video_makes_the_opencv_dump_itself(
+        opencv_dumps: dict[str, Path]) -> None:
+    # jpeg_roundtrip="opencv": the video's frames as cv2.imwrite stored them and Pillow read
+    # them back, so the network input from the video equals the script's on its own dump.
+    config = ExtractConfig.from_settings(model="clip/vit_b_16", random_weights=True,
+                                         preset="clip-anomalyclip")
+    assert config.preset.jpeg_roundtrip == "opencv"
+    transform = build_frame_transform(config.preset)
+    for key in ("land", "port"):
+        ours = list(snippet_stream(opencv_dumps[f"{key}_video"], config, transform))
+        ref = anomalyclip_inputs(opencv_dumps[key])
+        assert len(ours) == len(ref)
+        for (_, clip), want in zip(ours, ref, strict=True):
+            assert clip is not None
+            np.testing.assert_allclose(clip[0, :, 0].numpy(), want, rtol=0, atol=1e-6)
+    # and without the round trip the same frames are measurably not the dump's
+    plain = ExtractConfig.from_settings(model="clip/vit_b_16", random_weights=True,
+                                        preset="clip-anomalyclip", jpeg_roundtrip="none")
+    (_, first), = list(snippet_stream(opencv_dumps["land_video"], plain,
+                                      build_frame_transform(plain.preset)))[:1]
+    assert first is not None
+    assert np.abs(first[0, :, 0].numpy() - anomalyclip_inputs(opencv_dumps["land"])[0]).max() > 1e-3
 
 
 def test_clip_tsa_preset_gives_the_middle_frame_of_each_snippet(opencv_dumps: dict[str, Path]) -> None:

@@ -29,6 +29,7 @@ EXPECTED = {
     ("extract", "scale"): T.Scale,
     ("extract", "resize"): T.ResizeMode,
     ("extract", "interpolation"): T.Interpolation,
+    ("extract", "jpeg_roundtrip"): T.JpegRoundTrip,
     ("extract", "frames_colour"): T.FramesColour,
     ("extract", "dtype"): T.DTypeOrAuto,
     ("extract", "quantize"): T.Quantize,

@@ -29,6 +29,7 @@ Tail = Literal["drop", "pad"]
 ResizeMode = Literal["short_side", "squash", "fixed", "legacy"]
 Interpolation = Literal["bilinear", "bicubic", "pil-bilinear", "pil-bicubic", "pil-lanczos"]
 NumCrops = Literal[1, 3, 5, 10]
+JpegRoundTrip = Literal["none", "ffmpeg", "opencv"]
 CropOrder = Literal["torchvision", "centre-first", "reading"]
 Scale = Literal["imagenet", "unit", "minus_one_one"]
 ChannelOrder = Literal["RGB", "BGR"]
@@ -92,6 +93,7 @@ __all__ = [
     "I3DFeature",
     "InputKind",
     "Interpolation",
+    "JpegRoundTrip",
     "LabelFormat",
     "LabelFormatOrAuto",
     "Layout",

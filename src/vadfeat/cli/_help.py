@@ -27,7 +27,7 @@ def _values(p: Preset) -> str:
 def _pixels(p: Preset) -> str:
     pil = p.interpolation.startswith("pil-")
     kernel = f" ({p.interpolation.replace('pil-', 'Pillow ')})" if pil else ""
-    dump = "frames as ffmpeg's JPEG dump, " if p.jpeg_roundtrip else ""
+    dump = f"frames as {p.jpeg_roundtrip}'s JPEG dump, " if p.jpeg_roundtrip != "none" else ""
     if p.resize == "fixed" and p.frame_size is not None:
         height, width = p.frame_size
         cut = (f"{p.crops} crops of {p.size} ({p.crop_order})" if p.crops > 1

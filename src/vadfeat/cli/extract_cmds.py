@@ -18,6 +18,7 @@ from vadfeat._types import (
     FrameReduce,
     FramesColour,
     Interpolation,
+    JpegRoundTrip,
     Layout,
     NumCrops,
     OnCorrupt,
@@ -39,7 +40,7 @@ log = logging.getLogger("vadfeat")
 # Flags that override a preset field (flag dest == Preset field name).
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
                 "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale",
-                "mean", "std", "resize", "frame_size", "interpolation")
+                "mean", "std", "resize", "frame_size", "interpolation", "jpeg_roundtrip")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -112,6 +113,10 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                         "features, or the middle frame's (mean)")
     g.add_argument("--size", type=int, help="model input side (224)")
     g.add_argument("--short-side", type=int, help="short side for the short_side resize (224)")
+    g.add_argument("--jpeg-roundtrip", choices=get_args(JpegRoundTrip),
+                   help="give a video's frames as a script's JPEG dump holds them, made in memory: "
+                        "ffmpeg (`ffmpeg -i VIDEO %%d.jpg` at its defaults) or opencv (cv2.imwrite, "
+                        "quality 95); none: as decoded. Frame folders are read as they are")
     g.add_argument("--resize", choices=get_args(ResizeMode),
                    help="short_side: short side to --short-side (or --crop-resize with 3/5/10 "
                         "crops), aspect kept; squash: to --size x --size; fixed: to --frame-size "

@@ -58,7 +58,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat._defaults import DEFAULT_MAX_PIXELS  # defined there for --help; re-exported
-from vadfeat._types import Decoder, FramesColour, OnCorrupt
+from vadfeat._types import Decoder, FramesColour, JpegRoundTrip, OnCorrupt
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
 __all__ = [
@@ -608,10 +608,23 @@ class _JpegRoundTrip:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _opencv_jpeg_roundtrip(rgb: np.ndarray) -> np.ndarray:
+    """An ``[H, W, 3]`` RGB frame as ``cv2.imwrite("n.jpg", bgr_frame)`` stores it (OpenCV's
+    JPEG defaults: quality 95, 4:2:0) and a JPEG decoder reads it back (OpenCV and Pillow
+    give the same pixels)."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+    if image is None:
+        raise DecodeError("OpenCV's JPEG round trip of a frame gave no image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 class _ContainerReader(VideoReader):
     def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, autorotate: bool = True,
-                 stream: int | None = None, jpeg_roundtrip: bool = False) -> None:
+                 stream: int | None = None, jpeg_roundtrip: str = "none") -> None:
         import av
         from av.video.reformatter import VideoReformatter
 
@@ -637,7 +650,8 @@ class _ContainerReader(VideoReader):
             self._frame_step = 1 / _fraction(native_fps or _FALLBACK_FPS)
             self._reformatter = VideoReformatter()
             self._jpeg = (_JpegRoundTrip(_fraction(native_fps or _FALLBACK_FPS))
-                          if jpeg_roundtrip else None)
+                          if jpeg_roundtrip == "ffmpeg" else None)
+            self._opencv_jpeg = jpeg_roundtrip == "opencv"
             self._frames = self._decode()
             # Decode the first frame now: a file with no decodable frame fails at open
             # time, and a codec that reports 0x0 until it decodes gets a real size.
@@ -737,7 +751,10 @@ class _ContainerReader(VideoReader):
             frame, width=self._width, height=self._height, format="rgb24"
         )
         # FFmpeg pads rows to SIMD alignment; to_ndarray strips the padding with a view.
-        return np.ascontiguousarray(self._orient.apply(rgb.to_ndarray()))
+        array = rgb.to_ndarray()
+        if self._opencv_jpeg:
+            array = _opencv_jpeg_roundtrip(array)
+        return np.ascontiguousarray(self._orient.apply(array))
 
     def _time_of(self, frame: Any, previous: Fraction | None) -> Fraction:
         if frame.pts is not None and self._time_base is not None:
@@ -1274,7 +1291,7 @@ def open_video(
     decoder: Decoder = "pyav",
     device: str = "cpu",
     stream: int | None = None,
-    jpeg_roundtrip: bool = False,
+    jpeg_roundtrip: str = "none",
 ) -> VideoReader:
     """Open a video container or a frame folder for streaming.
 
@@ -1310,13 +1327,14 @@ def open_video(
             art, a one-frame thumbnail track): then the longest video stream.  A file with
             several video streams gets a warning naming them; ``info.stream`` records the
             one read.  Ignored for frame folders.
-        jpeg_roundtrip: give each frame of a container as ``ffmpeg -i VIDEO %d.jpg``
-            would have written it and a JPEG decoder read it back (FFmpeg's MJPEG encoder at
-            its defaults, in memory: :class:`_JpegRoundTrip`), for recipes whose scripts
-            read such a dump.  PyAV only; frame folders are read as they are.  Applied to
-            the frames read, after ``fps`` resampling, and before a display matrix turns
-            them upright (the command line turns them first: not the same for rotated
-            phone video).
+        jpeg_roundtrip: give each frame of a container as a script's JPEG dump holds it,
+            for recipes whose scripts read such a dump: ``"ffmpeg"`` as ``ffmpeg -i VIDEO
+            %d.jpg`` writes it (FFmpeg's MJPEG encoder at its defaults, in memory:
+            :class:`_JpegRoundTrip`), ``"opencv"`` as ``cv2.imwrite`` does (quality 95);
+            ``"none"`` (default): as decoded.  PyAV only; frame folders are read as they
+            are.  Applied to the frames read, after ``fps`` resampling, and before a
+            display matrix turns them upright (the command line turns them first: not the
+            same for rotated phone video).
 
     Under ``fps``, at most :data:`MAX_RESAMPLE_RATIO` frames per decoded frame plus one
     minute of output are made; more raises :class:`DecodeError` while iterating.
@@ -1337,6 +1355,7 @@ def open_video(
     _check_literal("on_corrupt", on_corrupt, OnCorrupt)
     _check_literal("decoder", decoder, Decoder)
     _check_literal("frames_colour", frames_colour, FramesColour)
+    _check_literal("jpeg_roundtrip", jpeg_roundtrip, JpegRoundTrip)
     out_fps = _check_fps("fps", fps)
     native_folder_fps = _check_fps("folder_fps", folder_fps)
     assert native_folder_fps is not None
@@ -1357,14 +1376,14 @@ def open_video(
         from vadfeat.io.torchcodec_video import TorchcodecReader, check_decoder
 
         check_decoder(decoder, on_corrupt=on_corrupt)
-        if jpeg_roundtrip:
+        if jpeg_roundtrip != "none":
             raise ConfigError("the JPEG round trip runs FFmpeg's MJPEG encoder through PyAV: "
                               "use decoder='pyav'")
         return TorchcodecReader(p, fps=out_fps, max_pixels=limit, autorotate=bool(autorotate),
                                 device=device, stream=wanted)
     return _ContainerReader(p, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
                             autorotate=bool(autorotate), stream=wanted,
-                            jpeg_roundtrip=bool(jpeg_roundtrip))
+                            jpeg_roundtrip=jpeg_roundtrip)
 
 
 def check_stream(value: object) -> int | None:

@@ -301,9 +301,9 @@ class ExtractConfig:
         if backbone is not None and not isinstance(backbone, str):
             raise ConfigError(f"backbone must be a backbone name, got {backbone!r}")
         preset = _check_preset_fits(s, overrides)
-        if preset.jpeg_roundtrip and s.get("decoder", "pyav") == "torchcodec":
-            raise ConfigError(f"preset {preset.name} makes each frame go through FFmpeg's JPEG "
-                              "encoder (jpeg_roundtrip), which runs in PyAV: use decoder='pyav'")
+        if preset.jpeg_roundtrip != "none" and s.get("decoder", "pyav") == "torchcodec":
+            raise ConfigError(f"preset {preset.name} makes each frame go through a JPEG round trip "
+                              "(jpeg_roundtrip), which the PyAV reader runs: use decoder='pyav'")
         given = [k for k in ("mean", "std") if k in overrides]
         if given and preset.scale != "imagenet":
             raise ConfigError(f"{' and '.join(given)} apply to scale 'imagenet' ((x / 255 - mean) / "

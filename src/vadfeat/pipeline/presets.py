@@ -88,11 +88,12 @@ Registered presets (``vadfeat`` documents where each one comes from):
       loads ``<video>.npy`` ``[frames, 512]`` and labels row ``i`` as frame ``i``
       (``src/data/components/feature_dataset.py:326-347``).
 
-    What a user must know: from a video instead of the JPEG dump, the frames skip OpenCV's
-    JPEG round trip, which moves the network input by 1.5-3.0 % (relative L2, real 720p
-    frames; OpenCV's and PyAV's decoding of those videos were identical;
-    ``bench/clip_recipes.py``): dump the frames as issue #8 does to reproduce the released
-    files.  Uncertain: the released files' row
+    What a user must know: from a video, the preset makes the dump's JPEG round trip in
+    memory (``jpeg_roundtrip="opencv"``: ``cv2.imencode`` at OpenCV's defaults, decoded back),
+    without which the network input moves by 1.5-3.0 % (relative L2, real 720p frames;
+    OpenCV's and PyAV's decoding of those videos were identical; ``bench/clip_recipes.py``);
+    from the video it then equals the script's on its dump (``tests/test_recipes.py``).
+    Uncertain: the released files' row
     count.  Saving the features "after line 121" (issue #12) means running the test loader,
     which reads frames up to the next multiple of 512 (``num_segments * seg_length``),
     wrapping around to the video's start (``video_dataset.py:237-245, 337``): such a file
@@ -249,6 +250,7 @@ from vadfeat._types import (
     CropOrder,
     FrameReduce,
     Interpolation,
+    JpegRoundTrip,
     NumCrops,
     Pooling,
     ResizeMode,
@@ -263,7 +265,7 @@ PIXEL_FIELDS = ("jpeg_roundtrip", "resize", "size", "short_side", "frame_size", 
                 "std", "channel_order")
 # Fields added after outputs existed: left out of to_dict() at these defaults, so that the
 # fingerprints of outputs made before them stay the same (they resume).
-_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({"frame_size": None, "jpeg_roundtrip": False})
+_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({"frame_size": None, "jpeg_roundtrip": "none"})
 HEAD_FIELDS = ("pooling", "frame_reduce")
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -289,10 +291,11 @@ class Preset:
     frame_interval``, i.e. non-overlapping); ``tail`` says whether a trailing
     partial snippet is dropped or padded with its last frame.
 
-    Frames: ``jpeg_roundtrip`` gives a video's frames as ``ffmpeg -i VIDEO %d.jpg`` writes
-    them and a JPEG decoder reads them back (FFmpeg's MJPEG encoder at its defaults, in
-    memory; :func:`vadfeat.io.video.open_video`), for scripts that read such a dump; frame
-    folders are read as they are.
+    Frames: ``jpeg_roundtrip`` gives a video's frames as a script's JPEG dump holds them,
+    made in memory (:func:`vadfeat.io.video.open_video`): ``"ffmpeg"`` as ``ffmpeg -i VIDEO
+    %d.jpg`` writes them (FFmpeg's MJPEG encoder at its defaults), ``"opencv"`` as
+    ``cv2.imwrite(name, frame)`` does (OpenCV's JPEG defaults, quality 95), each read back
+    by a JPEG decoder; ``"none"``: the decoded frames.  Frame folders are read as they are.
 
     Geometry (one crop): ``resize="short_side"`` scales the shorter side to
     ``short_side`` (long side ``floor(short_side * long / short)``) and takes a
@@ -339,7 +342,7 @@ class Preset:
     stride: int | None = None
     tail: Tail = "drop"
     # frames: a video's frames as an ffmpeg JPEG dump would hold them
-    jpeg_roundtrip: bool = False
+    jpeg_roundtrip: JpegRoundTrip = "none"
     # geometry
     resize: ResizeMode = "short_side"
     size: int = 224
@@ -374,8 +377,7 @@ class Preset:
         if self.frame_size is not None:
             object.__setattr__(self, "frame_size", _frame_size(self.frame_size))
         _check_choice("interpolation", self.interpolation, Interpolation)
-        if not isinstance(self.jpeg_roundtrip, bool):
-            raise ConfigError(f"jpeg_roundtrip must be true or false, got {self.jpeg_roundtrip!r}")
+        _check_choice("jpeg_roundtrip", self.jpeg_roundtrip, JpegRoundTrip)
         if not isinstance(self.antialias, bool):
             raise ConfigError(f"antialias must be true or false, got {self.antialias!r}")
         _check_int("legacy_min_side", self.legacy_min_side, minimum=1)
@@ -502,7 +504,7 @@ class SamplingRecipe:
 class PixelRecipe:
     """Pixel fields of a :class:`Preset` (see there); validated when composed into one."""
 
-    jpeg_roundtrip: bool = False
+    jpeg_roundtrip: JpegRoundTrip = "none"
     resize: ResizeMode = "short_side"
     size: int = 224
     short_side: int = 224
@@ -640,9 +642,9 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "clip-anomalyclip": Preset.compose(
             "clip-anomalyclip",
             SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="pil-bicubic",
-                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
-                        channel_order="RGB"),
+            PixelRecipe(jpeg_roundtrip="opencv", resize="short_side", size=224, short_side=224,
+                        interpolation="pil-bicubic", antialias=True, crops=1, scale="imagenet",
+                        mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB"),
             pooling="embedding", frame_reduce="mean",
         ),
         "clip-tsa": Preset.compose(
@@ -666,7 +668,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "i3d-gowtham": Preset.compose(
             "i3d-gowtham",
             SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(jpeg_roundtrip=True, resize="fixed", size=224, frame_size=(256, 340),
+            PixelRecipe(jpeg_roundtrip="ffmpeg", resize="fixed", size=224, frame_size=(256, 340),
                         interpolation="pil-lanczos",
                         antialias=True, crops=10, crop_order="reading", scale="minus_one_one",
                         channel_order="RGB"),
