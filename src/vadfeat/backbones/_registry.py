@@ -471,9 +471,9 @@ def detect_backbone(checkpoint: str | Path) -> Backbone:
     :class:`~vadfeat.errors.UnrecognizedCheckpointError` (a :class:`ConfigError` and a
     :class:`CheckpointError`, exit 2) naming the file, every registered backbone and why
     each declined, for a file whose key names no backbone claims.  A file whose key names
-    cannot be read without running code (a legacy pickle, a damaged or empty file) goes to
-    VideoMAE V2's loader, whose error says why it cannot be read (and whose
-    ``--unsafe-allow-pickle`` converts a trusted legacy file).
+    cannot be read without running code (a legacy pickle, a damaged or empty file), or that
+    has none (a bare tensor), goes to VideoMAE V2's loader, whose error says what it holds
+    (and whose ``--unsafe-allow-pickle`` converts a trusted legacy file).
     """
     if str(checkpoint).startswith("hf://"):
         # Hub repositories are read by the VideoMAE V2 loader (OpenGVLab/VideoMAEv2-*); other
@@ -488,8 +488,9 @@ def detect_backbone(checkpoint: str | Path) -> Backbone:
     if len(claims) == 1:
         return claims[0]
     if not claims:
-        if keys is None:
-            # Unreadable without unpickling: the original loader's own, detailed error says why.
+        if not keys:
+            # Unreadable without unpickling, or no named entries (a bare tensor, an empty dict):
+            # the original loader's own, detailed error says what the file holds.
             return get_backbone("videomae_v2")
         shown = sorted(keys)
         found = ", ".join(shown[:_SHOW_KEYS])
