@@ -16,7 +16,7 @@ per snippet and the ratio to the tiny size of the same family.  Real content
 snippets of 16 frames, i.e. 90 clips of 16 x 224 x 224 per size at 10 crops.
 
     python bench/i3d_tiny.py                       # 6 s video; all four sizes, 10 crops
-    python bench/i3d_tiny.py --seconds 19.2 --sizes r50_tiny inception_v1_tiny   # 30 snippets
+    python bench/i3d_tiny.py --seconds 19.2 --sizes r50_tiny inception_v1_tiny --reference  # 30 snippets
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ SIZES = ("r50_tiny", "r50", "inception_v1_tiny", "inception_v1")
 TINY_OF = {"r50": "r50_tiny", "inception_v1": "inception_v1_tiny"}
 
 
-def run(video_dir: Path, out: Path, size: str, crops: int) -> tuple[float, float, list[int]]:
+def run(video_dir: Path, out: Path, model: str, crops: int) -> tuple[float, float, list[int]]:
     """(wall s, child CPU s, feature shape) of one ``vadfeat extract`` in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "vadfeat", "extract", str(video_dir), "-o", str(out),
-                    "--model", f"i3d/{size}", "--random-weights", "--crops", str(crops), "--overwrite",
+                    "--model", model, "--random-weights", "--crops", str(crops), "--overwrite",
                     "-q"], check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -57,6 +57,8 @@ def main() -> int:
                     help="video length at 25 fps (default 6: 9 snippets)")
     ap.add_argument("--crops", type=int, default=10)
     ap.add_argument("--sizes", nargs="+", choices=SIZES, default=list(SIZES))
+    ap.add_argument("--reference", action="store_true",
+                    help="also time clip/vit_tiny_16, the CLIP dry-run size, on the same video")
     ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
     args = ap.parse_args()
     header("I3D dry run: tiny sizes against the real sizes (random weights, CPU)")
@@ -66,16 +68,19 @@ def main() -> int:
     link = video_dir / video.name
     if not link.exists():
         link.symlink_to(video)
+    models = [f"i3d/{size}" for size in args.sizes] + (["clip/vit_tiny_16"] if args.reference else [])
     results: dict[str, tuple[float, float, list[int]]] = {}
-    for size in args.sizes:
-        results[size] = run(video_dir, args.work / f"i3d_tiny_out_{size}", size, args.crops)
-        print(f"{size}: {results[size][0]:.1f} s wall, {results[size][1]:.1f} s CPU", flush=True)
+    for model in models:
+        out = args.work / f"i3d_tiny_out_{model.replace('/', '_')}"
+        results[model] = run(video_dir, out, model, args.crops)
+        print(f"{model}: {results[model][0]:.1f} s wall, {results[model][1]:.1f} s CPU", flush=True)
     rows: list[list[object]] = [["model", "output shape", "wall s", "CPU s", "CPU s / snippet",
                                  "CPU ratio to the tiny size"]]
-    for size, (wall, cpu, shape) in results.items():
-        tiny = TINY_OF.get(size, size)
-        ratio = f"{cpu / results[tiny][1]:.1f}" if tiny in results else "-"
-        rows.append([f"i3d/{size}", str(shape), f"{wall:.1f}", f"{cpu:.1f}", f"{cpu / shape[0]:.2f}", ratio])
+    for model, (wall, cpu, shape) in results.items():
+        size = model.removeprefix("i3d/")
+        tiny = f"i3d/{TINY_OF.get(size, size)}"
+        ratio = f"{cpu / results[tiny][1]:.1f}" if model.startswith("i3d/") and tiny in results else "-"
+        rows.append([model, str(shape), f"{wall:.1f}", f"{cpu:.1f}", f"{cpu / shape[0]:.2f}", ratio])
     print()
     print(f"{args.crops} crops, {args.seconds:g} s of 640x360 video at 25 fps, one process per model "
           "(model build included):")
