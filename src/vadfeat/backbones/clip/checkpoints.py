@@ -127,8 +127,8 @@ def why_not_clip(keys: Iterable[str]) -> str:
     """Why key names are not a CLIP image encoder (:func:`detect_clip` false), in words."""
     names = {_strip(k) for k in keys}
     lacking = [m for m in _BARE_MARKERS if m not in names]
-    return (f"none of {', '.join(_OPENAI_MARKERS[:1] + _HF_MARKERS[:1])}, and a visual-only state dict "
-            f"lacks {', '.join(lacking)}")
+    return (f"no {_OPENAI_MARKERS[0]} (OpenAI, open_clip) or {_HF_MARKERS[0]} (transformers) key, and "
+            f"not a visual-only state dict (lacks {', '.join(lacking)})")
 
 
 _HF_LAYER = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.(.+)$")
