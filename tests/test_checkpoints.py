@@ -354,3 +354,108 @@ def test_convert_follows_the_umask(tmp_path: Path, weights) -> None:
     # 0o666 & ~0o027 = 0o640 (safetensors alone writes 0o600)
     assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "b.safetensors").stat().st_mode & 0o777 == 0o640
+
+
+# --------------------------------------------------------------------------- vadfeat's own modules (issue 21)
+
+# Each backbone's module as vadfeat builds it (its state_dict() keys carry the wrapper's prefix:
+# encoder., frame_model., net.), I3D by both routes, with a clip it accepts: (model, clip shape).
+OWN_MODULES = {
+    "videomae_v2/vit_tiny_patch16_224": (1, 3, 16, 224, 224),
+    "clip/vit_tiny_16": (2, 3, 4, 224, 224),
+    "i3d/r50_tiny": (2, 3, 8, 64, 64),
+    "i3d/r50_nl": (1, 3, 8, 32, 32),  # released width, the non-local keys
+    "i3d/inception_v1_tiny": (1, 3, 9, 224, 224),  # its [2, 7, 7] pool needs 193 px or more
+}
+
+
+@pytest.mark.parametrize("container", ["pt", "safetensors"])
+@pytest.mark.parametrize("name", sorted(OWN_MODULES))
+def test_a_saved_state_dict_of_vadfeats_own_model_loads_back(tmp_path: Path, name: str,
+                                                               container: str) -> None:
+    """``torch.save(model.state_dict())`` (and safetensors of it) of any model ``load_model``
+    builds is detected and gives the same features.  Exact (``torch.equal``): the same float32
+    weights run through the same code on the same CPU, so not even float rounding differs."""
+    built = load_model(model=name, seed=7)
+    path = tmp_path / f"own.{container}"
+    state = built.state_dict()
+    if container == "pt":
+        torch.save(state, path)
+    else:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    loaded = load_model(path)
+    assert loaded.backbone == built.backbone and loaded.spec == built.spec
+    assert loaded.random_weights is False and built.random_weights is True
+    x = torch.rand(OWN_MODULES[name], generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), built(x)), name
+
+
+def test_extract_with_a_saved_clip_model_gives_the_random_runs_features(tmp_path: Path) -> None:
+    """The issue's case, through the command line: ``frame_model.*`` keys were refused as
+    "not a VideoMAE V2 state dict".  Same features as the random-weight run they were saved
+    from, exactly (``np.array_equal``: same weights, same code, same CPU)."""
+    import numpy as np
+
+    from vadfeat.testing import synth
+
+    synth.write_video(tmp_path / "v" / "cam.mp4", synth.scene_frames(32, width=64, height=48))
+    saved = tmp_path / "clip_own.pt"
+    torch.save(load_model(model="clip/vit_tiny_16").state_dict(), saved)  # seed 0, as the CLI's
+    common = ["extract", str(tmp_path / "v"), "--crops", "1", "-q"]  # clip-vadclip: 2 snippets of 16
+    assert main([*common, "-o", str(tmp_path / "rand"), "--model", "clip/vit_tiny_16",
+                 "--random-weights"]) == 0
+    assert main([*common, "-o", str(tmp_path / "back"), "--checkpoint", str(saved)]) == 0
+    side = json.loads((tmp_path / "back" / "cam.json").read_text())
+    assert side["model"]["name"] == "clip/vit_tiny_16" and side["model"]["random_weights"] is False
+    a, b = np.load(tmp_path / "rand" / "cam.npy"), np.load(tmp_path / "back" / "cam.npy")
+    assert a.shape == (2, 32) and np.array_equal(a, b)
+
+
+def test_a_file_no_backbone_claims_names_each_backbone_and_why(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from vadfeat.backbones._registry import detect_backbone, list_backbones
+    from vadfeat.errors import ConfigError
+
+    path = tmp_path / "mystery.pt"
+    torch.save({"stem.weight": torch.zeros(4, 3), "head.bias": torch.zeros(4)}, path)
+    with pytest.raises(ConfigError) as err:
+        detect_backbone(path)
+    text = str(err.value)
+    assert isinstance(err.value, CheckpointError)  # what callers of the checkpoint readers catch
+    assert text.startswith(f"{path}: ") and "stem.weight" in text
+    for bb in list_backbones():  # every registered family, each with its reason
+        assert f"not {bb.name}: " in text, bb.name
+    assert "not videomae_v2: no patch_embed.proj.weight" in text
+    assert "not clip: no visual.conv1.weight" in text and "lacks conv1.weight" in text
+    assert "not i3d: no pytorch-resnet3d keys (lacks conv1.weight" in text
+    from vadfeat.testing import synth
+
+    synth.write_video(tmp_path / "v" / "cam.mp4", synth.scene_frames(8, width=64, height=48))
+    with caplog.at_level(logging.INFO):
+        assert main(["extract", str(tmp_path / "v"), "-o", str(tmp_path / "out"),
+                     "--checkpoint", str(path)]) == 2
+    assert any(str(path) in r.getMessage() and "not i3d: " in r.getMessage()
+               for r in caplog.records if r.levelno >= logging.ERROR)
+    with pytest.raises(ConfigError, match="not i3d: "):
+        load_model(path)
+
+
+def test_a_plugin_sniff_without_a_reason_is_still_listed(tmp_path: Path, monkeypatch) -> None:
+    """A plug-in written before sniff gave reasons (it returns a bare bool) is named too."""
+    from vadfeat.backbones import _registry
+    from vadfeat.errors import ConfigError
+
+    class Old(_registry.Backbone):
+        name = "old_plugin"
+
+        def sniff(self, path, keys, config) -> bool:  # type: ignore[override]
+            return False
+
+    _registry.list_backbones()  # the built-ins registered first
+    monkeypatch.setitem(_registry._BACKBONES, "old_plugin", Old())
+    path = tmp_path / "mystery.safetensors"
+    save_file({"stem.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(ConfigError, match=r"not old_plugin: its sniff\(\) gives no reason"):
+        _registry.detect_backbone(path)

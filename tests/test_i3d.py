@@ -131,7 +131,7 @@ def test_batchnorm_eps_and_momentum() -> None:
     for arch, net in nets.items():
         bns = {(m.eps, m.momentum) for m in net.modules() if isinstance(m, nn.BatchNorm3d)}
         # pytorch_i3d.py Unit3D: BatchNorm3d(eps=0.001, momentum=0.01); resnet.py: BatchNorm3d() defaults.
-        assert bns == ({(0.001, 0.01)} if arch == "inception_v1" else {(1e-5, 0.1)}), arch
+        assert bns == ({(0.001, 0.01)} if ARCHS[arch].family == "inception" else {(1e-5, 0.1)}), arch
     # In eval, y = (x - mean) / sqrt(var + eps): with var 0 and x 1, 1 / sqrt(0.001) = 31.6227766.
     unit = inception.Unit3D(1, 1).eval()
     with torch.no_grad():
@@ -506,3 +506,53 @@ def test_extract_xd_five_crops_exports_and_lists(released: dict, tmp_path: Path)
                  "--train-split", str(split), "-o", str(tmp_path / "lists")]) == 0
     train = (tmp_path / "lists" / "XD_Train.list").read_text().split()
     assert len(train) == 10 and "label_B1" in train[0]  # abnormal first, one line per crop
+
+
+# --------------------------------------------------------------------------- dry-run sizes (issue 21)
+
+
+def test_tiny_sizes_keep_the_real_geometry_one_sixteenth_as_wide() -> None:
+    """``i3d/r50_tiny`` and ``i3d/inception_v1_tiny``: the same layers, kernels, strides and pools
+    (so the same input sizes, frame minimum and snippet grid), every layer 1/16 as wide:
+    features 2048 / 16 = 128 and 1024 / 16 = 64.  Shapes on the meta device, 16 x 224 x 224."""
+    x = torch.empty(2, 3, 16, 224, 224, device="meta")
+    for tiny, full, width in (("r50_tiny", "r50", 128), ("inception_v1_tiny", "inception_v1", 64)):
+        t, f = ARCHS[tiny], ARCHS[full]
+        assert resolve_model_name(f"i3d/{tiny}") == (BB, tiny)
+        assert (t.family, t.img_size, t.fixed_size, t.min_frames) == (f.family, f.img_size, f.fixed_size,
+                                                                      f.min_frames)
+        assert BB.feature_shape(t, "pool") == (width,)
+        assert BB.default_preset_for(tiny) == BB.default_preset_for(full)
+        with torch.device("meta"):
+            small, big = build_i3d(t), build_i3d(f)
+        assert small.forward_maps(x).shape == (2, width, 2, 7, 7)  # [N, C, 2, 7, 7]: the real map's grid
+        assert big.forward_maps(x).shape == (2, width * 16, 2, 7, 7)
+        assert small(x).shape == (2, width)
+        # One sixteenth of the widths: under 1/100 of the parameters.
+        assert sum(p.numel() for p in small.parameters()) * 100 < sum(p.numel() for p in big.parameters())
+
+
+def test_tiny_sizes_are_listed_in_models_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    shown = capsys.readouterr().out
+    assert "i3d/r50_tiny" in shown and "i3d/inception_v1_tiny" in shown
+    assert "Dry-run sizes" in shown and "--random-weights" in shown
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    assert "i3d/r50_tiny, i3d/inception_v1_tiny" in helptext.replace("- ", "-").replace("_ ", "_")
+
+
+def test_tiny_i3d_ten_crops_end_to_end(tmp_path: Path) -> None:
+    """``--model i3d/r50_tiny --random-weights --crops 10`` at the preset's own 224 px: the layout
+    and snippet grid of i3d/r50 (``[T, 10, D]``, T = floor(32 / 16) = 2), D = 128 not 2048."""
+    vids = tmp_path / "v"
+    synth.write_video(vids / "cam.mp4", synth.scene_frames(32, width=64, height=48), fps=25)
+    for tiny, width, preset in (("r50_tiny", 128, "i3d-rtfm"), ("inception_v1_tiny", 64, "i3d-xd")):
+        out = tmp_path / tiny
+        assert main(["extract", str(vids), "-o", str(out), "--model", f"i3d/{tiny}", "--random-weights",
+                     "--crops", "10", "-q"]) == 0
+        side = json.loads((out / "cam.json").read_text())
+        assert side["shape"] == [2, 10, width] and np.load(out / "cam.npy").shape == (2, 10, width)
+        assert side["preset"] == preset and side["model"]["random_weights"] is True
+        assert side["model"]["name"] == f"i3d/{tiny}" and side["model"]["spec"]["channel_div"] == 16

@@ -25,7 +25,7 @@ def dry_run_lines() -> list[str]:
 
 def test_the_readme_dry_run_works_as_written(tmp_path: Path, monkeypatch) -> None:
     lines = dry_run_lines()
-    assert len(lines) == 2 and all("--random-weights" in ln for ln in lines)
+    assert len(lines) == 3 and all("--random-weights" in ln for ln in lines)
     synth.write_video(tmp_path / "videos" / "cam1.mp4", synth.scene_frames(40, width=96, height=64))
     monkeypatch.chdir(tmp_path)
     for line in lines:
@@ -37,3 +37,5 @@ def test_the_readme_dry_run_works_as_written(tmp_path: Path, monkeypatch) -> Non
         assert meta["shape"] == list(features.shape) and features.shape[0] == 2  # 40 frames: 2 snippets
         assert '"random_weights": true' in json.dumps(meta)  # the sidecar says so
     assert np.load(tmp_path / "dry-clip" / "cam1.npy").shape[1] == 10
+    # I3D's dry-run size: 10 crops at the preset's 224 px, the ResNet-50 layers 1/16 as wide.
+    assert np.load(tmp_path / "dry-i3d" / "cam1.npy").shape == (2, 10, 2048 // 16)

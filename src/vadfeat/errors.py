@@ -77,6 +77,12 @@ class CheckpointError(VadfeatError):
     exit_code: ClassVar[int] = 2
 
 
+class UnrecognizedCheckpointError(CheckpointError, ConfigError):
+    """No registered backbone claims a checkpoint: the message names the file, every backbone
+    tried and why each declined.  A :class:`CheckpointError` (what checkpoint readers raise)
+    and a :class:`ConfigError` (the file given is a usage error).  CLI exit code 2."""
+
+
 class ForeignFileError(VadfeatError):
     """A file at an export target path that ``vadfeat export`` did not write there.
 

@@ -17,7 +17,8 @@ A *backbone* is a model family (VideoMAE V2, CLIP, ...).  It registers one
   snippet (the wrapper reduces the ``T`` frame features: see
   :class:`~vadfeat.backbones.frames.SnippetOfFrames`);
 - checkpoint **detection** (:meth:`Backbone.sniff`, from key names, a folder's
-  ``config.json`` or the container) and **loading** (:meth:`Backbone.load_model`).
+  ``config.json`` or the container; a :class:`Sniffed` verdict that says why, either way)
+  and **loading** (:meth:`Backbone.load_model`).
 
 Names are namespaced, ``<backbone>/<architecture>`` (``videomae_v2/vit_g_14``,
 ``clip/vit_b_16``); a bare architecture name or alias is accepted when exactly one
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from vadfeat._types import InputKind
-from vadfeat.errors import CheckpointError, ConfigError, UnknownModelError
+from vadfeat.errors import CheckpointError, ConfigError, UnknownModelError, UnrecognizedCheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,27 @@ class FeatureHead:
     name: str
     description: str
     shape: Callable[[Any], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    """A backbone's answer to "is this checkpoint yours?" (:meth:`Backbone.sniff`).
+
+    ``ours``: it claims the file; ``why``: in words, what it recognised, or what it looked for
+    and did not find (``"no patch_embed.proj.weight key"``).  When no backbone claims a file,
+    the error lists every backbone's ``why``.
+    """
+
+    ours: bool
+    why: str
+
+    @classmethod
+    def yes(cls, why: str) -> Sniffed:
+        return cls(True, why)
+
+    @classmethod
+    def no(cls, why: str) -> Sniffed:
+        return cls(False, why)
 
 
 @runtime_checkable
@@ -147,9 +169,15 @@ class Backbone:
         return spec.to_dict()
 
     # ----------------------------------------------------------------- files
-    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
-        """Is this checkpoint one of ours?  ``keys``: state-dict key names when readable
-        without running code (else ``None``); ``config``: a folder's ``config.json``."""
+    def sniff(self, path: Path, keys: Collection[str] | None,
+              config: Mapping[str, Any] | None) -> Sniffed | bool:
+        """Is this checkpoint one of ours, and why (or why not)?  ``keys``: state-dict key names
+        when readable without running code (else ``None``); ``config``: a folder's
+        ``config.json``.  Return :class:`Sniffed` (``Sniffed.no("no conv1.weight key")``): a
+        file no backbone claims is refused with every backbone's reason.  A plain ``bool``
+        (plug-ins written before :class:`Sniffed`) is accepted; its refusal says no reason.
+        The keys of the ``state_dict()`` of the model :meth:`load_model` returns, whatever
+        wrapper prefix it puts on them, must be claimed (vadfeat's own modules load back)."""
         raise NotImplementedError
 
     def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
@@ -210,6 +238,11 @@ class Backbone:
     def default_arch(self) -> str | None:
         """The size random weights get when no model is named (``None``: a name is required)."""
         return None
+
+    def dry_run_sizes(self) -> tuple[str, ...]:
+        """Registered sizes without released weights, small enough for a dry run with random
+        weights on a CPU (``vadfeat models`` and ``--model``'s help name them)."""
+        return ()
 
     def qualified(self, arch: str) -> str:
         return f"{self.name}/{arch}"
@@ -408,6 +441,9 @@ def peek_checkpoint(path: Path) -> tuple[Collection[str] | None, dict[str, Any] 
     return _flat_keys(obj), config
 
 
+_SHOW_KEYS = 6  # key names quoted in the error for a file no backbone claims
+
+
 def _flat_keys(obj: object, prefix: str = "", depth: int = 0) -> set[str]:
     keys: set[str] = set()
     if isinstance(obj, Mapping) and depth < 3:
@@ -420,11 +456,24 @@ def _flat_keys(obj: object, prefix: str = "", depth: int = 0) -> set[str]:
     return keys
 
 
+def _sniff(bb: Backbone, path: Path, keys: Collection[str] | None,
+           config: Mapping[str, Any] | None) -> Sniffed:
+    verdict = bb.sniff(path, keys, config)
+    if isinstance(verdict, Sniffed):
+        return verdict
+    return Sniffed(bool(verdict), "its sniff() gives no reason")
+
+
 def detect_backbone(checkpoint: str | Path) -> Backbone:
     """The backbone whose checkpoint this is.
 
-    :class:`CheckpointError` for a missing path or a file two backbones claim; a file no
-    backbone claims goes to VideoMAE V2's loader, whose error names what it found.
+    :class:`CheckpointError` for a missing path or a file two backbones claim;
+    :class:`~vadfeat.errors.UnrecognizedCheckpointError` (a :class:`ConfigError` and a
+    :class:`CheckpointError`, exit 2) naming the file, every registered backbone and why
+    each declined, for a file whose key names no backbone claims.  A file whose key names
+    cannot be read without running code (a legacy pickle, a damaged or empty file), or that
+    has none (a bare tensor), goes to VideoMAE V2's loader, whose error says what it holds
+    (and whose ``--unsafe-allow-pickle`` converts a trusted legacy file).
     """
     if str(checkpoint).startswith("hf://"):
         # Hub repositories are read by the VideoMAE V2 loader (OpenGVLab/VideoMAEv2-*); other
@@ -434,12 +483,23 @@ def detect_backbone(checkpoint: str | Path) -> Backbone:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     keys, config = peek_checkpoint(path)
-    claims = [b for b in list_backbones() if b.sniff(path, keys, config)]
+    verdicts = [(b, _sniff(b, path, keys, config)) for b in list_backbones()]
+    claims = [b for b, v in verdicts if v.ours]
     if len(claims) == 1:
         return claims[0]
     if not claims:
-        # Fall back on the original loader's own, detailed error (it names what it found).
-        return get_backbone("videomae_v2")
+        if not keys:
+            # Unreadable without unpickling, or no named entries (a bare tensor, an empty dict):
+            # the original loader's own, detailed error says what the file holds.
+            return get_backbone("videomae_v2")
+        shown = sorted(keys)
+        found = ", ".join(shown[:_SHOW_KEYS])
+        if len(shown) > _SHOW_KEYS:
+            found += f" ... {len(shown)} in all"
+        declined = "; ".join(f"not {b.name}: {v.why}" for b, v in verdicts)
+        raise UnrecognizedCheckpointError(
+            f"{path}: no backbone recognises this checkpoint (keys: {found or 'none'}): {declined}"
+        )
     raise CheckpointError(
         f"{path}: looks like a checkpoint of several backbones ({', '.join(b.name for b in claims)}); "
         "say which with --backbone"
@@ -481,6 +541,7 @@ __all__ = [
     "InputKind",
     "PretrainedCfg",
     "ResolvedModel",
+    "Sniffed",
     "canonical_model_name",
     "detect_backbone",
     "get_backbone",

@@ -95,6 +95,9 @@ def model_help() -> str:
     text = f"model, as backbone/size ({', '.join(examples)})"
     if bare:
         text += f" or a name only one backbone has ({bare[0]})"
+    tiny = [b.qualified(a) for b in list_backbones() for a in b.dry_run_sizes()]
+    if tiny:
+        text += f"; dry-run sizes for --random-weights: {', '.join(tiny)}"
     return text + "; see `vadfeat models` for every size; checked against the checkpoint"
 
 

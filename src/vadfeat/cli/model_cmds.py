@@ -48,7 +48,10 @@ def _models(args: argparse.Namespace) -> int:
             sha = f", sha256 {p.sha256[:12]}..." if p.sha256 else ""
             print(f"  released: {p.file} ({b.qualified(p.arch)}, preset {p.preset}{sha}): {p.source}")
         print()
-    print("vit_tiny_patch16_224 and clip/vit_tiny_16 are test/demo sizes with no released weights.")
+    tiny = [b.qualified(a) for b in backbones for a in b.dry_run_sizes()]
+    print(f"Dry-run sizes, no released weights ({', '.join(tiny)}): small enough to run the whole "
+          "pipeline on a CPU with random weights: vadfeat extract VIDEOS -o DRY --model NAME "
+          "--random-weights (README, \"A dry run first\").")
     return 0
 
 

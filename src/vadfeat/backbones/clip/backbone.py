@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, register_backbone
+from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, Sniffed, register_backbone
 from vadfeat.backbones.clip.spec import CLIP_ARCHS, CLIP_FORMATS, ClipVisionSpec
 from vadfeat.errors import CheckpointError
 
@@ -110,6 +110,9 @@ class ClipBackbone(Backbone):
     def architectures(self) -> Mapping[str, ClipVisionSpec]:
         return dict(ARCHS)
 
+    def dry_run_sizes(self) -> tuple[str, ...]:
+        return ("vit_tiny_16",)
+
     def aliases(self) -> Mapping[str, str]:
         # OpenAI's own names (clip.available_models()) and open_clip's.
         return {"ViT-B/32": "vit_b_32", "ViT-B/16": "vit_b_16", "ViT-L/14": "vit_l_14",
@@ -127,21 +130,23 @@ class ClipBackbone(Backbone):
         return {"width": spec.width, "depth": spec.layers, "heads": spec.heads,
                 "patch": spec.patch_size, "input": f"1x{spec.image_size}", "params": _params(spec)}
 
-    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
+    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> Sniffed:
         if isinstance(config, Mapping) and config.get("model_type") in ("clip", "clip_vision_model"):
-            return True
+            return Sniffed.yes(f"config.json model_type {config['model_type']!r}")
         if keys is not None:
-            from vadfeat.backbones.clip.checkpoints import detect_clip
+            from vadfeat.backbones.clip.checkpoints import detect_clip, why_not_clip
 
-            return detect_clip(keys)
+            return Sniffed.yes("CLIP image-encoder key names") if detect_clip(keys) else Sniffed.no(
+                why_not_clip(keys))
         if path.is_file():
             import zipfile
 
             if zipfile.is_zipfile(path):
                 with zipfile.ZipFile(path) as zf:
                     names = zf.namelist()
-                return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
-        return False
+                if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+                    return Sniffed.yes("a TorchScript archive (OpenAI's release format)")
+        return Sniffed.no("key names unreadable and not a TorchScript archive")
 
     def _read(self, source: str | Path) -> tuple[dict[str, torch.Tensor], ClipCheckpointInfo]:
         from vadfeat.backbones.clip.checkpoints import load_clip_checkpoint

@@ -63,6 +63,7 @@ __all__ = [
     "load_clip_checkpoint",
     "read_torchscript_state_dict",
     "transformers_to_openai",
+    "why_not_clip",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,12 @@ _HF_MARKERS = ("vision_model.embeddings.patch_embedding.weight", "vision_model.e
 _BARE_MARKERS = ("conv1.weight", "class_embedding", "positional_embedding")
 
 
+# frame_model.: the state_dict() of the model vadfeat builds (SnippetOfFrames around ClipVisual).
+_WRAPPERS = ("state_dict.", "module.", "frame_model.")
+
+
 def _strip(key: str) -> str:
-    for prefix in ("state_dict.", "module."):
+    for prefix in _WRAPPERS:
         if key.startswith(prefix):
             key = key[len(prefix) :]
     return key
@@ -116,6 +121,14 @@ def detect_clip(keys: Iterable[str]) -> bool:
     if any(m in names for m in _OPENAI_MARKERS + _HF_MARKERS):
         return True
     return all(m in names for m in _BARE_MARKERS)
+
+
+def why_not_clip(keys: Iterable[str]) -> str:
+    """Why key names are not a CLIP image encoder (:func:`detect_clip` false), in words."""
+    names = {_strip(k) for k in keys}
+    lacking = [m for m in _BARE_MARKERS if m not in names]
+    return (f"no {_OPENAI_MARKERS[0]} (OpenAI, open_clip) or {_HF_MARKERS[0]} (transformers) key, and "
+            f"not a visual-only state dict (lacks {', '.join(lacking)})")
 
 
 _HF_LAYER = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.(.+)$")
@@ -516,6 +529,9 @@ def _split_visual(raw: dict[str, object], where: Path, notes: list[str]) -> tupl
     if keys and all(k.startswith("module.") for k in keys):
         raw, layout = {k[len("module.") :]: v for k, v in raw.items()}, "open_clip"
         notes.append("'module.' prefix stripped (DDP-wrapped open_clip state dict)")
+    if raw and all(k.startswith("frame_model.") for k in raw):
+        raw = {k[len("frame_model.") :]: v for k, v in raw.items()}
+        notes.append("'frame_model.' prefix stripped (state_dict() of the model vadfeat builds)")
     if any(k.startswith("vision_model.") for k in raw):
         tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
         visual = dict(transformers_to_openai(tensors))

@@ -26,10 +26,11 @@ from vadfeat.backbones._registry import (
     Backbone,
     FeatureHead,
     PretrainedCfg,
+    Sniffed,
     peek_checkpoint,
     register_backbone,
 )
-from vadfeat.backbones.i3d.spec import I3D_ARCHS, I3D_FORMATS, NUM_PARAMS, I3DSpec
+from vadfeat.backbones.i3d.spec import I3D_ARCHS, I3D_FORMATS, NUM_PARAMS, TEST_SIZES, I3DSpec
 from vadfeat.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 ARCHS: dict[str, I3DSpec] = dict(I3D_ARCHS)
 
-_PRESET_FOR = {"r50": "i3d-rtfm", "r50_nl": "i3d-rtfm", "inception_v1": "i3d-xd"}
+_PRESET_FOR = {"r50": "i3d-rtfm", "r50_nl": "i3d-rtfm", "inception_v1": "i3d-xd", "r50_tiny": "i3d-rtfm",
+               "inception_v1_tiny": "i3d-xd"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class I3DBackbone(Backbone):
     def architectures(self) -> Mapping[str, I3DSpec]:
         return dict(ARCHS)
 
+    def dry_run_sizes(self) -> tuple[str, ...]:
+        return TEST_SIZES
+
     def aliases(self) -> Mapping[str, str]:
         # The original constructors' names.
         return {"i3_res50": "r50", "i3_res50_nl": "r50_nl", "InceptionI3d": "inception_v1"}
@@ -147,10 +152,15 @@ class I3DBackbone(Backbone):
                 "heads": "-", "patch": "conv", "input": f"16x{spec.img_size}",
                 "params": params, "family": spec.family, "non_local_blocks": 5 if spec.non_local else 0}
 
-    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
-        from vadfeat.backbones.i3d.checkpoints import detect_i3d
+    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> Sniffed:
+        from vadfeat.backbones.i3d.checkpoints import i3d_layout, why_not_i3d
 
-        return keys is not None and detect_i3d(keys)
+        if keys is None:
+            return Sniffed.no("key names unreadable without unpickling")
+        layout = i3d_layout(keys)
+        if layout is None:
+            return Sniffed.no(why_not_i3d(keys))
+        return Sniffed.yes(f"{layout} I3D key names")
 
     def _read(self, source: str | Path) -> tuple[dict[str, torch.Tensor], I3DCheckpointInfo]:
         from vadfeat.backbones.i3d.checkpoints import load_i3d_checkpoint

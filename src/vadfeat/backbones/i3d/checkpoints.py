@@ -24,8 +24,13 @@ names (which are the original's), float32, without the classifier and without
 - ``"<layout>-safetensors"``: the same keys in a ``.safetensors`` file (what ``vadfeat
   checkpoint convert`` writes, classifier dropped).
 
+The width tells the registered size apart: the first conv's output channels (64 released,
+``64 / channel_div`` for a narrowed test size such as ``r50_tiny``), so a ``torch.save`` of a
+tiny model vadfeat built loads back as that size.
+
 Wrappers are stripped (a ``state_dict`` / ``model`` / ``module`` entry holding the tensors, a
-``module.`` prefix on every key: DataParallel), each with a note; classifier keys
+``module.`` prefix on every key: DataParallel; a ``net.`` prefix on every key: the
+``state_dict()`` of the module vadfeat builds, :class:`I3DModel`), each with a note; classifier keys
 (``fc.*``, ``logits.*``) are ignored with a note naming the class count;
 ``num_batches_tracked`` entries are dropped (a step counter, unused in eval).  Missing,
 unexpected and misshapen keys are named in the :class:`CheckpointError`.  Only
@@ -98,8 +103,11 @@ class I3DModel(nn.Module):
 
 
 
+_WRAPPERS = ("state_dict.", "model.", "module.", "net.")  # net.: I3DModel, the module vadfeat builds
+
+
 def _strip(key: str) -> str:
-    for prefix in ("state_dict.", "model.", "module."):
+    for prefix in _WRAPPERS:
         if key.startswith(prefix):
             key = key[len(prefix):]
     return key
@@ -120,6 +128,18 @@ def i3d_layout(keys: Collection[str]) -> str | None:
 def detect_i3d(keys: Collection[str]) -> bool:
     """Whether state-dict key names look like a released I3D checkpoint (see :func:`i3d_layout`)."""
     return i3d_layout(keys) is not None
+
+
+def why_not_i3d(keys: Collection[str]) -> str:
+    """Why key names are not an I3D layout, in words (the markers each layout lacks): what
+    detection reports when no backbone claims a checkpoint."""
+    names = {_strip(k) for k in keys}
+    resnet = [m for m in _RESNET_MARKERS if m not in names]
+    inception = [m for m in _INCEPTION_MARKERS if m not in names]
+    if not resnet:  # every ResNet marker, declined for attnpool.*
+        return "ResNet key names beside attnpool.* (a CLIP ResNet image encoder)"
+    return (f"no pytorch-resnet3d keys (lacks {', '.join(resnet)}) nor pytorch-i3d keys "
+            f"(lacks {', '.join(inception)})")
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,9 @@ def _unwrap(raw: Mapping[str, object], notes: list[str]) -> dict[str, object]:
     if out and all(k.startswith("module.") for k in out):
         out = {k[len("module."):]: v for k, v in out.items()}
         notes.append("'module.' prefix stripped (DataParallel state dict)")
+    if out and all(k.startswith("net.") for k in out):
+        out = {k[len("net."):]: v for k, v in out.items()}
+        notes.append("'net.' prefix stripped (state_dict() of the model vadfeat builds)")
     return out
 
 
@@ -159,6 +182,21 @@ def _read(path: Path) -> tuple[dict[str, object], str]:
     return dict(obj), "pickle"
 
 
+def _sized(family: str, non_local: bool, first: object, where: Path) -> I3DSpec:
+    """The registered size of ``family`` whose first conv has ``first``'s output channels
+    (64 released; fewer: a narrowed test size).  The full size when the shape is unreadable
+    (:func:`check_keys` then names the misshapen key)."""
+    candidates = [s for s in I3D_ARCHS.values() if s.family == family and s.non_local == non_local]
+    if not isinstance(first, torch.Tensor) or first.ndim != 5:
+        return candidates[0]
+    for spec in candidates:
+        if first.shape[0] == 64 // spec.channel_div:
+            return spec
+    known = ", ".join(f"{64 // s.channel_div} (i3d/{s.name})" for s in candidates)
+    raise CheckpointError(f"{where}: the first conv gives {first.shape[0]} channels; the registered "
+                          f"{family} sizes give {known}")
+
+
 def _arch(sd: Mapping[str, object], family: str, where: Path) -> I3DSpec:
     if family == "inception":
         w = sd.get("Conv3d_1a_7x7.conv3d.weight")
@@ -167,14 +205,14 @@ def _arch(sd: Mapping[str, object], family: str, where: Path) -> I3DSpec:
                 f"{where}: the first conv takes {w.shape[1]} channels: a flow I3D (flow_imagenet.pt / "
                 "flow_charades.pt); only the RGB models are supported"
             )
-        return I3D_ARCHS["inception_v1"]
+        return _sized("inception", False, w, where)
     w = sd.get("conv1.weight")
     if isinstance(w, torch.Tensor) and w.ndim != 5:
         raise CheckpointError(
             f"{where}: conv1.weight has shape {list(w.shape)}: a 2-D ResNet (torchvision's names), not the "
             "inflated I3D ResNet-50 (conv1.weight [64, 3, 5, 7, 7])"
         )
-    return I3D_ARCHS["r50_nl" if any(".nl." in k for k in sd) else "r50"]
+    return _sized("resnet", any(".nl." in k for k in sd), w, where)
 
 
 def expected_shapes(spec: I3DSpec) -> dict[str, tuple[int, ...]]:

@@ -134,7 +134,8 @@ class InceptionModule(nn.Module):
 
 class InceptionI3d(nn.Module):
     """``[N, 3, T, H, W]`` float clips (values in ``[-1, 1]`` for the released weights) ->
-    ``[N, 1024]`` pooled features (see the module docstring).
+    ``[N, 1024]`` pooled features (see the module docstring; ``[N, 1024 / spec.channel_div]`` for a
+    narrowed test size, every layer's channels divided).
 
     :class:`ValueError` for inputs that are not 5-d with 3 channels; :class:`ConfigError` for
     clips shorter than ``spec.min_frames`` (9) frames.
@@ -143,19 +144,32 @@ class InceptionI3d(nn.Module):
     def __init__(self, spec: I3DSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.Conv3d_1a_7x7 = Unit3D(3, 64, 7, 2)
+        div = spec.channel_div  # 1: the released widths; the tiny test size divides every one
+
+        cin = 192 // div
+
+        def mixed(name: str) -> InceptionModule:
+            # A narrowed size keeps at least one channel per branch; each block takes what the
+            # one before gives (b0 + b1b + b2b + b3b), which is MIXED's in-channels at full width.
+            nonlocal cin
+            out = tuple(max(1, c // div) for c in MIXED[name][1])
+            module = InceptionModule(cin, out)  # type: ignore[arg-type]
+            cin = out[0] + out[2] + out[4] + out[5]
+            return module
+
+        self.Conv3d_1a_7x7 = Unit3D(3, 64 // div, 7, 2)
         self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
-        self.Conv3d_2b_1x1 = Unit3D(64, 64)
-        self.Conv3d_2c_3x3 = Unit3D(64, 192, 3)
+        self.Conv3d_2b_1x1 = Unit3D(64 // div, 64 // div)
+        self.Conv3d_2c_3x3 = Unit3D(64 // div, 192 // div, 3)
         self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         for name in ("Mixed_3b", "Mixed_3c"):
-            self.add_module(name, InceptionModule(*MIXED[name]))
+            self.add_module(name, mixed(name))
         self.MaxPool3d_4a_3x3 = MaxPool3dSame((3, 3, 3), (2, 2, 2))
         for name in ("Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f"):
-            self.add_module(name, InceptionModule(*MIXED[name]))
+            self.add_module(name, mixed(name))
         self.MaxPool3d_5a_2x2 = MaxPool3dSame((2, 2, 2), (2, 2, 2))
         for name in ("Mixed_5b", "Mixed_5c"):
-            self.add_module(name, InceptionModule(*MIXED[name]))
+            self.add_module(name, mixed(name))
         self.avg_pool = nn.AvgPool3d(kernel_size=AVG_POOL, stride=(1, 1, 1))
 
     def forward_maps(self, x: torch.Tensor) -> torch.Tensor:

@@ -119,7 +119,8 @@ class Bottleneck(nn.Module):
 
 
 class I3DResNet50(nn.Module):
-    """``[N, 3, T, H, W]`` float clips -> ``[N, 2048]`` pooled features (see the module docstring).
+    """``[N, 3, T, H, W]`` float clips -> ``[N, 2048]`` pooled features (see the module docstring;
+    ``[N, 2048 / spec.channel_div]`` for a narrowed test size, every layer's channels divided).
 
     ``T`` must be at least 7 (the two temporal max-pools need two frames each):
     :class:`ConfigError` otherwise; :class:`ValueError` for inputs that are not 5-d with 3 channels.
@@ -128,12 +129,15 @@ class I3DResNet50(nn.Module):
     def __init__(self, spec: I3DSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.conv1 = nn.Conv3d(3, 64, kernel_size=(5, 7, 7), stride=(2, 2, 2), padding=(2, 3, 3), bias=False)
-        self.bn1 = _bn(64)
+        div = spec.channel_div  # 1: the released widths; the tiny test size divides every one
+        inplanes = 64 // div
+        self.conv1 = nn.Conv3d(3, inplanes, kernel_size=(5, 7, 7), stride=(2, 2, 2), padding=(2, 3, 3),
+                               bias=False)
+        self.bn1 = _bn(inplanes)
         self.maxpool1 = nn.MaxPool3d(kernel_size=(2, 3, 3), stride=(2, 2, 2))
         self.maxpool2 = nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))
-        inplanes = 64
-        for i, (blocks, planes, flags) in enumerate(zip(LAYERS, (64, 128, 256, 512), TEMP_CONV, strict=True)):
+        widths = tuple(w // div for w in (64, 128, 256, 512))
+        for i, (blocks, planes, flags) in enumerate(zip(LAYERS, widths, TEMP_CONV, strict=True)):
             stride = 1 if i == 0 else 2
             nl_here = spec.non_local and i in (1, 2)
             layer = []

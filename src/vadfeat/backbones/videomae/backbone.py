@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, register_backbone
+from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, Sniffed, register_backbone
 from vadfeat.backbones.videomae.spec import ModelSpec, list_models
 
 _MODEL_ZOO = "https://github.com/OpenGVLab/VideoMAEv2/blob/master/docs/MODEL_ZOO.md"
@@ -54,6 +54,9 @@ class VideoMAEV2Backbone(Backbone):
     def architectures(self) -> Mapping[str, ModelSpec]:
         return {s.name: s for s in list_models()}
 
+    def dry_run_sizes(self) -> tuple[str, ...]:
+        return ("vit_tiny_patch16_224",)
+
     def aliases(self) -> Mapping[str, str]:
         return dict(_SHORT)
 
@@ -76,13 +79,22 @@ class VideoMAEV2Backbone(Backbone):
                 "patch": spec.patch_size, "input": f"{spec.num_frames}x{spec.img_size}",
                 "params": spec.num_params}
 
-    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> bool:
+    def sniff(self, path: Path, keys: Collection[str] | None, config: Mapping[str, Any] | None) -> Sniffed:
         if isinstance(config, Mapping) and (config.get("model_type") == "videomae"
                                             or "model_config" in config):
-            return True
+            return Sniffed.yes("config.json of a VideoMAE model")
         if config is not None and not isinstance(config, Mapping):
-            return True  # a damaged config.json: the VideoMAE V2 loader names what is wrong
-        return keys is not None and any(k.endswith(_KEY_MARKERS) for k in keys)
+            # A damaged config.json: the VideoMAE V2 loader names what is wrong.
+            return Sniffed.yes("config.json that is not a JSON object")
+        if keys is None:
+            return Sniffed.no("key names unreadable without unpickling")
+        # Any wrapper prefix (FeatureModel's encoder., module., model. ...) ends in these names.
+        if any(k.endswith(_KEY_MARKERS) for k in keys):
+            return Sniffed.yes("a patch embedding key")
+        why = f"no {' or '.join(_KEY_MARKERS)} key"
+        if isinstance(config, Mapping):
+            why += f", config.json model_type {config.get('model_type')!r}, no model_config"
+        return Sniffed.no(why)
 
     def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
         from vadfeat.backbones.videomae.checkpoints import load_checkpoint
