@@ -471,3 +471,29 @@ def test_pil_bicubic_is_clips_resize_and_the_torch_path_is_not() -> None:
     np.testing.assert_allclose(pixels["clip-anomalyclip"], pil, rtol=0, atol=1e-4)
     torch_gap = np.abs(pixels["clip-frames"] - pil)
     assert 0.05 < torch_gap.mean() < 1.0 and torch_gap.max() <= 3.0  # levels of 255 (BENCHMARKS.md 5)
+
+
+# --- I3D recipes end to end: from the script's frame folder to the saved features -------
+
+
+@pytest.mark.parametrize(("preset", "reference"), [("i3d-gowtham", "gowtham"),
+                                                   ("i3d-rtfm-author", "rtfm_author")])
+def test_i3d_recipe_features_from_the_frame_folder(preset: str, reference: str, dump: Path,
+                                                   tmp_path: Path) -> None:
+    # vadfeat extract on the script's dump writes [T, 10, D] in the script's crop order; the
+    # script's layout (its lines 99-103: crops stacked on axis 1) is rebuilt here by running
+    # the same random-weight network on the re-implemented input, crop by crop.
+    from vadfeat.backbones.loading import load_model
+    from vadfeat.cli import main
+
+    out = tmp_path / "feats"
+    assert main(["extract", str(dump), "-o", str(out), "--model", "i3d/r50_tiny",
+                 "--random-weights", "--preset", preset, "-q"]) == 0
+    ours = np.load(out / f"{dump.name}.npy")
+    inputs = gowtham_inputs(dump) if reference == "gowtham" else rtfm_author_inputs(dump)
+    model = load_model(model="i3d/r50_tiny", pooling="pool")
+    with torch.no_grad():
+        theirs = np.stack([model(torch.from_numpy(snippet)).numpy() for snippet in inputs])
+    assert ours.shape == theirs.shape == (inputs.shape[0], 10, 128)
+    # the same network on inputs equal to float32 rounding: relative 1e-4
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
