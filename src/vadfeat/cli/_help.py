@@ -32,6 +32,8 @@ def _pixels(p: Preset) -> str:
         return f"short side {p.short_side}, centre {p.size}"
     if p.resize == "squash":
         return f"squashed to {p.size}x{p.size}"
+    if p.resize == "min_side":
+        return f"short side below {p.legacy_min_side} enlarged (OpenCV), centre {p.size}"
     return f"the legacy OpenCV resize to {p.size}x{p.size}"
 
 
