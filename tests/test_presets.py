@@ -20,8 +20,9 @@ from vadfeat.pipeline.presets import (
 
 
 def test_registry_lists_the_presets() -> None:
-    assert list_presets() == ["clip-frames", "clip-vadclip", "fed-wsvad", "i3d-gowtham", "i3d-rtfm",
-                              "i3d-rtfm-author",
+    assert list_presets() == ["clip-frames", "clip-vadclip", "fed-wsvad", "i3d-gowtham",
+                              "i3d-pel4vad", "i3d-piergiaj", "i3d-rtfm",
+                              "i3d-rtfm-author", "i3d-video-features",
                               "i3d-xd",
                               "videomae-tad", "videomae-v2"]
     assert DEFAULT_PRESET == "videomae-v2"

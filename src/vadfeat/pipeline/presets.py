@@ -186,8 +186,8 @@ Registered presets (``vadfeat`` documents where each one comes from):
     at d64c024 repeats each score 16 times): preset ``i3d-xd``.
 ``i3d-video-features``
     v-iashin/video_features' I3D, RGB stream (``models/i3d/extract_i3d.py`` and
-    ``models/transforms.py`` at 1b67c9f, unchanged in the I3D path since the 2022-08
-    refactoring 3748330), with PEL4VAD's stack and step (16, 16: yujiangpu20/PEL4VAD #20,
+    ``models/transforms.py`` at 1b67c9f, the same logic since the 2022-08 refactoring
+    3748330), with PEL4VAD's stack and step (16, 16: yujiangpu20/PEL4VAD #20,
     the author, 2024-10-20; the tool's own default is 64 and 64: ``--clip-len 64 --stride 64``,
     whose feature is the mean of the pool's 7 time steps, as the tool's ``.mean(2)``).  Line by
     line:
@@ -195,8 +195,9 @@ Registered presets (``vadfeat`` documents where each one comes from):
     - frames: ``cv2.VideoCapture`` on the video (``extract_i3d.py:82-105``), BGR to RGB
       (``:105``); with ``extraction_fps`` set the video is first re-encoded by ffmpeg with
       ``-filter:v fps=fps=R`` (``:79-80``, ``utils/io.py``), which re-encodes lossy (libx264
-      defaults).  vadfeat decodes with PyAV: for the test videos (H.264 and MPEG-4,
-      yuv420p) OpenCV's and PyAV's frames are identical (tests); ``--fps R`` resamples
+      defaults).  vadfeat decodes with PyAV: for yuv420p H.264 (tests) and MPEG-4 videos
+      OpenCV's and PyAV's frames were identical here (both go through FFmpeg's decoder and
+      swscale; other pixel formats or OpenCV builds may differ); ``--fps R`` resamples
       decoded frames instead of re-encoding;
     - resize: ``ToPILImage``, ``ResizeImproved(256)``, ``PILToTensor``, ``ToFloat``
       (``extract_i3d.py:43-48``): Pillow bilinear on the 8-bit image, the short side to 256,
@@ -221,8 +222,10 @@ Registered presets (``vadfeat`` documents where each one comes from):
     tool's default ``streams`` is both); and the tool's network is hassony2's port, whose
     ``BatchNorm3d`` keep PyTorch's default ``eps=1e-5`` (``i3d_net.py:92``) while the weights
     are DeepMind's, trained with TensorFlow's 1e-3: vadfeat's ``i3d/inception_v1`` is
-    pytorch-i3d's, with 1e-3, so the same input gives different features (not measured: the
-    difference depends on the released running variances).  vadfeat does not read the
+    pytorch-i3d's, with 1e-3, so the same input gives different features (not measured here:
+    it depends on the released running variances; the port's own README, hassony2/
+    kinetics_i3d_pytorch at 0e4a236, reports "a slight drift": a top logit of 46.1 against
+    TensorFlow's 41.8 on DeepMind's sample).  vadfeat does not read the
     tool's ``i3d_rgb.pt`` key layout (``conv3d_1a_7x7.conv3d.weight``, ``batch3d``,
     ``mixed_3b.branch_0``); pytorch-i3d's ``rgb_imagenet.pt`` holds the same converted
     DeepMind weights.
@@ -234,12 +237,14 @@ Registered presets (``vadfeat`` documents where each one comes from):
     cut from the mirrored frame as torchvision's ``TenCrop`` does (the mirror of ``tl`` where
     torchvision puts the mirror of ``tr``): ``crops=10``, ``mirror="crop"``.  Certain: that
     mirroring, the 256 short side and ``[-1, 1]`` of the tool, RGB only (PEL4VAD's features
-    are 1024-d: ``cfg.feat_dim = 1024``), 16 and 16.  Uncertain: the positions and order of
-    the first five (the body of ``_generate_crops`` is not in the stored thread): four corners
-    and the centre in torchvision's order (tl, tr, bl, br, c) and the centre at ``(L - 224) //
-    2`` as ``TensorCenterCrop`` are assumed; the frame rate (``extraction_fps``) and how the
-    ShanghaiTech test set, released as frames, was made a video.  PEL4VAD's list stores one
-    file per crop (``test/01_0015_0.npy`` ... ``_9``): ``export --format pel4vad``.
+    are 1024-d: ``cfg.feat_dim = 1024`` in its ``configs.py``), 16 and 16.  Uncertain: the
+    positions and order of the first five (the body of ``_generate_crops`` is not in the
+    stored thread): four corners and the centre in torchvision's order (tl, tr, bl, br, c)
+    and the centre at ``(L - 224) // 2`` as ``TensorCenterCrop`` are assumed; the frame rate
+    (``extraction_fps``) and how the ShanghaiTech test set, released as frames, was made a
+    video.  PEL4VAD's list stores one file per crop (``test/01_0015_0.npy`` ... ``_9``):
+    ``export --format pel4vad --dataset
+    shanghaitech``.
 
 A preset is three groups of fields: **sampling** (:class:`SamplingRecipe`: clip
 length, interval, stride, tail; the frame rate is the run's ``fps`` setting),
