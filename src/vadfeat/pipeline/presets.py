@@ -243,8 +243,7 @@ Registered presets (``vadfeat`` documents where each one comes from):
     and the centre at ``(L - 224) // 2`` as ``TensorCenterCrop`` are assumed; the frame rate
     (``extraction_fps``) and how the ShanghaiTech test set, released as frames, was made a
     video.  PEL4VAD's list stores one file per crop (``test/01_0015_0.npy`` ... ``_9``):
-    ``export --format pel4vad --dataset
-    shanghaitech``.
+    ``export --format pel4vad --dataset shanghaitech``.
 
 A preset is three groups of fields: **sampling** (:class:`SamplingRecipe`: clip
 length, interval, stride, tail; the frame rate is the run's ``fps`` setting),
