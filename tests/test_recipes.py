@@ -471,3 +471,30 @@ def test_new_fields_stay_out_of_old_fingerprints() -> None:
                                     preset="i3d-piergiaj", preprocess="device")
     with pytest.raises(ConfigError, match="OpenCV bilinear"):
         get_preset("i3d-piergiaj").replace(interpolation="bicubic")
+
+
+@pytest.mark.slow  # 13 InceptionV1 passes on the CPU (about a minute)
+def test_pel4vad_feature_file_holds_the_scripts_features_crop_by_crop(tmp_path: Path) -> None:
+    # From the video to the saved [T, 10, 1024] file: each crop's row is the network's feature
+    # of the script's input for that crop (same random weights), in the script's crop order.
+    from vadfeat.backbones.loading import load_model
+    from vadfeat.cli import main
+
+    video = synth.write_video(tmp_path / "v" / "01_0016.mp4",
+                              synth.scene_frames(17, width=320, height=180, seed=12), fps=24)
+    out = tmp_path / "out"
+    assert main(["extract", str(video.parent), "-o", str(out), "--model", "i3d/inception_v1",
+                 "--random-weights", "--preset", "i3d-pel4vad", "--quiet"]) == 0
+    ours = np.load(out / "01_0016.npy")
+    assert ours.shape == (1, 10, 1024)  # 17 frames: one stack of 16 (a 17th frame follows it)
+    (stack,) = video_features_stacks(video)
+    inputs = _scale_to_1_1(pel4vad_ten_crops(stack)).transpose(0, 2, 1, 3, 4)  # [10, 3, 16, 224, 224]
+    model = load_model(model="i3d/inception_v1", pooling="pool")
+    with torch.no_grad():
+        for k in (0, 5, 9):
+            want = model(torch.from_numpy(np.ascontiguousarray(inputs[k:k + 1])))[0].numpy()
+            # float32 network on inputs one rounding apart, batched vs alone
+            np.testing.assert_allclose(ours[0, k], want, rtol=1e-4, atol=1e-5, err_msg=f"crop {k}")
+    # ... a tolerance far below what tells the crops apart (a swapped order would fail)
+    for a, b in ((0, 5), (5, 6), (0, 9)):
+        assert np.abs(ours[0, a] - ours[0, b]).max() > 100 * (1e-5 + 1e-4 * np.abs(ours).max())
