@@ -451,6 +451,20 @@ def test_lookahead_sampling_streams_as_it_counts() -> None:
         got = [s.frame_indices for i in range(n) for s in assembler.push(i, i)]
         got += [s.frame_indices for s in assembler.finish()]
         assert got == [tuple(r) for r in rows.tolist()], n
+    # other grids: overlapping, strided, spaced frames; streaming equals counting, and holds
+    # no more than the span plus the lookahead
+    for clip, interval, stride, ahead in ((16, 1, 8, 1), (4, 2, 3, 2), (8, 1, 20, 3), (1, 1, 1, 1)):
+        span = (clip - 1) * interval + 1
+        for n in range(span + ahead, span + ahead + 40):
+            rows = snippet_indices(n, clip_len=clip, frame_interval=interval, stride=stride,
+                                   lookahead=ahead)
+            assert rows[-1, -1] + ahead <= n - 1 < rows[-1, 0] + stride + span - 1 + ahead
+            assembler = SnippetAssembler(clip_len=clip, frame_interval=interval, stride=stride,
+                                         lookahead=ahead)
+            got = [s.frame_indices for i in range(n) for s in assembler.push(i, i)]
+            got += [s.frame_indices for s in assembler.finish()]
+            assert got == [tuple(r) for r in rows.tolist()], (clip, interval, stride, ahead, n)
+            assert assembler.peak_buffered <= span + ahead
     with pytest.raises(Exception, match="17"):  # VideoTooShortError, naming what a snippet needs
         snippet_indices(16, clip_len=16, lookahead=1)
     with pytest.raises(ConfigError, match="tail='drop'"):
