@@ -240,8 +240,12 @@ _ALTERNATIVES: dict[str, tuple] = {
     "fps": (None, 10.0), "frames_colour": ("normal", "legacy-swapped"), "folder_fps": (30.0, 15.0),
     "on_corrupt": ("fail", "skip"), "dtype": ("fp32", "bf16"), "quantize": (None, "int8"),
     "preprocess": ("worker", "device"), "num_heads": (None, 4), "layout": ("flat", "per-crop"),
-    "frame_reduce": (None, "middle"), "stream": (None, 1),
+    "frame_reduce": (None, "middle"), "stream": (None, 1), "mean": (None, (0.5, 0.5, 0.5)),
+    "std": (None, (0.5, 0.5, 0.5)), "resize": (None, "squash"), "interpolation": (None, "bicubic"),
+    "frame_size": (None, (256, 340)), "jpeg_roundtrip": (None, "ffmpeg"),
 }
+# Settings that need another one with them to be valid.
+_WITH = {"frame_size": {"resize": "fixed"}}
 
 
 def _extract_parser() -> argparse.ArgumentParser:
@@ -274,6 +278,7 @@ def test_every_extract_option_is_classified(tiny_checkpoint: Path) -> None:
         kw = {"checkpoint": tiny_checkpoint, "dtype": "fp32"}
         if name != "layout":
             kw[name] = alt
+            kw.update(_WITH.get(name, {}))
         if name == "num_heads":
             kw["model"] = None
         a = planned_fingerprint({"checkpoint": tiny_checkpoint, "dtype": "fp32"}, "flat", "cpu")

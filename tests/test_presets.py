@@ -20,9 +20,9 @@ from vadfeat.pipeline.presets import (
 
 
 def test_registry_lists_the_presets() -> None:
-    assert list_presets() == ["clip-anomalyclip", "clip-frames", "clip-tsa", "clip-vadclip", "fed-wsvad",
-                              "i3d-gowtham", "i3d-rtfm",
-                              "i3d-rtfm-author",
+    assert list_presets() == ["clip-anomalyclip", "clip-frames", "clip-tsa", "clip-vadclip",
+                              "fed-wsvad", "i3d-gowtham", "i3d-pel4vad", "i3d-piergiaj", "i3d-rtfm",
+                              "i3d-rtfm-author", "i3d-video-features",
                               "i3d-xd",
                               "videomae-tad", "videomae-v2"]
     assert DEFAULT_PRESET == "videomae-v2"
@@ -190,11 +190,12 @@ def test_mean_std_are_normalised_to_float_tuples() -> None:
 )
 def test_to_dict_from_dict_round_trip_through_json(preset: Preset) -> None:
     data = preset.to_dict()
-    # every field, except those added later while at their defaults (fingerprints of outputs
-    # made before them are unchanged)
-    later = {"frame_size": None, "jpeg_roundtrip": "none"}
-    assert set(data) == set(Preset.field_names()) - {k for k, v in later.items()
-                                                     if getattr(preset, k) == v}
+    # every field, except the ones added later while they hold their defaults: fingerprints
+    # of outputs made before them are unchanged
+    later = {"frame_size": None, "jpeg_roundtrip": "none", "lookahead": 0,
+             "centre_rounding": "round", "mirror": "frame"}
+    at_default = {name for name, value in later.items() if getattr(preset, name) == value}
+    assert set(data) == set(Preset.field_names()) - at_default
     text = json.dumps(data, allow_nan=False)  # strictly JSON-serialisable
     again = Preset.from_dict(json.loads(text))
     assert again == preset

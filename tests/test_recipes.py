@@ -11,21 +11,28 @@ in float64; chunks of 16 frames every 16, the last starting at
 ``(frame_cnt - 16) // 16 * 16``; crops ``[:224, :224]``, ``[:224, -224:]``,
 ``[16:240, 58:282]``, ``[-224:, :224]``, ``[-224:, -224:]``, then the same on the frame
 mirrored left-right; features ``[T, 10, D]``.
+
+The I3D InceptionV1 section (``i3d-piergiaj``, ``i3d-video-features``, ``i3d-pel4vad``) is at
+the end of the file.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from vadfeat.errors import ConfigError
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.presets import get_preset
+from vadfeat.pipeline.sampling import SnippetAssembler, snippet_indices
 from vadfeat.pipeline.stream import snippet_stream
 from vadfeat.pipeline.transforms import build_frame_transform, crop_names
 from vadfeat.testing import synth
@@ -497,3 +504,294 @@ def test_i3d_recipe_features_from_the_frame_folder(preset: str, reference: str, 
     assert ours.shape == theirs.shape == (inputs.shape[0], 10, 128)
     # the same network on inputs equal to float32 rounding: relative 1e-4
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+# ======================================================================================
+# I3D InceptionV1 recipes (issue 22, "i3d" part): piergiaj/pytorch-i3d's extract_features.py
+# (preset i3d-piergiaj), v-iashin/video_features' I3D (i3d-video-features) and PEL4VAD's
+# hand-made ten crops (i3d-pel4vad).  Each reference below is written from the script, in
+# numpy / OpenCV / Pillow, not from vadfeat's code.
+# ======================================================================================
+
+
+def piergiaj_video_tensor(root: Path, vid: str) -> np.ndarray:
+    """What pytorch-i3d's extract_features.py feeds InceptionV1 (eb3580b): the whole video,
+    ``[3, T, 224, 224]`` float32.  charades_dataset_full.py: T = number of files (line 73),
+    frames ``<vid>-<i:06d>.jpg`` for i = 1..T (lines 31, 114), cv2.imread then BGR->RGB, the
+    226 rule with ``sc = 1 + d / min`` (lines 32-36), ``(img / 255.) * 2 - 1`` in float64
+    (line 37), float32 (line 39); videotransforms.CenterCrop(224) with np.round (lines 70-73);
+    video_to_tensor's transpose([3, 0, 1, 2])."""
+    count = len(list((root / vid).iterdir()))
+    frames = []
+    for i in range(1, count + 1):
+        img = cv2.imread(str(root / vid / f"{vid}-{str(i).zfill(6)}.jpg"))[:, :, [2, 1, 0]]
+        w, h, _ = img.shape  # the script's names: w is the height
+        if w < 226 or h < 226:
+            d = 226.0 - min(w, h)
+            sc = 1 + d / min(w, h)
+            img = cv2.resize(img, dsize=(0, 0), fx=sc, fy=sc)
+        frames.append((img / 255.0) * 2 - 1)
+    video = np.asarray(frames, dtype=np.float32)  # [T, H, W, 3]
+    _, h, w, _ = video.shape
+    i, j = int(np.round((h - 224) / 2.0)), int(np.round((w - 224) / 2.0))
+    return video[:, i:i + 224, j:j + 224, :].transpose(3, 0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def charades_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Charades' layout <root>/<vid>/<vid>-000001.jpg; 4:3 frames below 226 px (enlarged by
+    # 226/120 to 226x301: the centre crop's column offset 38.5 rounds half to even), 44 frames.
+    root = tmp_path_factory.mktemp("charades")
+    synth.write_frame_folder(root / "Xvid1", synth.scene_frames(44, width=160, height=120, seed=5),
+                             pattern="Xvid1-{:06d}.jpg", start=1, quality=90)
+    return root
+
+
+def test_piergiaj_preset_gives_the_scripts_network_input(charades_dump: Path) -> None:
+    config = ExtractConfig.from_settings(model="i3d/inception_v1", random_weights=True,
+                                         preset="i3d-piergiaj")
+    transform = build_frame_transform(config.preset)
+    ours = list(snippet_stream(charades_dump / "Xvid1", config, transform))
+    ref = piergiaj_video_tensor(charades_dump, "Xvid1")  # [3, 44, 224, 224]
+    # The script's output grid: ceil(44 / 8) - 1 = 5 steps, step k ~ frames 8k..8k+15.
+    assert [span for span, _ in ours] == [(0, 15), (8, 23), (16, 31), (24, 39), (32, 43)]
+    for k, (_, clip) in enumerate(ours):
+        assert clip is not None and tuple(clip.shape) == (1, 3, 16, 224, 224)
+        real = min(16, 44 - 8 * k)
+        # (img / 255.) * 2 - 1 in float64 then float32, vs float32 a * x + b: one rounding
+        np.testing.assert_allclose(clip[0, :, :real].numpy(), ref[:, 8 * k:8 * k + real],
+                                   rtol=0, atol=2e-7)
+        # past the end the script's network pads with zeros; here the last frame repeats
+        for t in range(real, 16):
+            assert torch.equal(clip[0, :, t], clip[0, :, real - 1])
+
+
+def test_piergiaj_grid_has_the_scripts_length() -> None:
+    # The whole-video output has ceil(ceil(ceil(T / 2) / 2) / 2) - 1 steps (InceptionV1's three
+    # temporal stride-2 stages with "SAME" padding, then the [2, 7, 7] pool); 16-frame
+    # snippets every 8 with the last padded give the same count for every T the network takes.
+    for frames in range(9, 400):
+        steps = math.ceil(math.ceil(math.ceil(frames / 2) / 2) / 2) - 1
+        assert len(snippet_indices(frames, clip_len=16, stride=8, tail="pad")) == steps, frames
+
+
+def test_piergiaj_min_side_rule_frame_by_frame() -> None:
+    # Frames of at least 226 px are not resized (the crop is a 224 window of the frame); for
+    # every shorter side m where the script's factor 1 + (226 - m) / m and 226 / m differ in
+    # the last bit, OpenCV's enlargement is the same.
+    transform = build_frame_transform("i3d-piergiaj")
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    want = (big[8:232, 48:272].astype(np.float64) / 255.0 * 2 - 1).astype(np.float32)
+    np.testing.assert_allclose(transform(big)[0].numpy(), want.transpose(2, 0, 1), rtol=0, atol=2e-7)
+    differing = [m for m in range(1, 226) if 1 + (226.0 - m) / m != 226 / m]
+    assert len(differing) == 25
+    for m in differing:
+        frame = rng.integers(0, 256, (m, m + 7, 3), dtype=np.uint8)
+        sc = 1 + (226.0 - m) / m
+        img = cv2.resize(frame, dsize=(0, 0), fx=sc, fy=sc)
+        h, w = img.shape[:2]
+        i, j = int(np.round((h - 224) / 2.0)), int(np.round((w - 224) / 2.0))
+        want = ((img / 255.0) * 2 - 1).astype(np.float32)[i:i + 224, j:j + 224]
+        np.testing.assert_allclose(transform(frame)[0].numpy(), want.transpose(2, 0, 1),
+                                   rtol=0, atol=2e-7, err_msg=f"shorter side {m}")
+
+
+def _resize_improved(img: Image.Image, size: int = 256) -> Image.Image:
+    """video_features' ResizeImproved(256) (models/transforms.py:191-242 at 1b67c9f)."""
+    w, h = img.size
+    if (w <= h and w == size) or (h <= w and h == size):
+        return img
+    if w < h:
+        return img.resize((size, int(size * h / w)), Image.Resampling.BILINEAR)
+    return img.resize((int(size * w / h), size), Image.Resampling.BILINEAR)
+
+
+def video_features_stacks(video: Path, stack_size: int = 16, step_size: int = 16) -> list[np.ndarray]:
+    """extract_i3d.py's loop (1b67c9f, lines 82-128, RGB stream): OpenCV frames, BGR->RGB,
+    ResizeImproved(256) on the PIL image, float; a stack runs once it holds stack_size + 1
+    frames, on its first stack_size; then drops step_size frames.  Each stack as the network
+    gets it before the crop: ``[T, 3, H, W]`` float32 (0..255)."""
+    cap = cv2.VideoCapture(str(video))
+    stack: list[np.ndarray] = []
+    out = []
+    while cap.isOpened():
+        ok, bgr = cap.read()
+        if not ok:
+            cap.release()
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        resized = np.array(_resize_improved(Image.fromarray(rgb)))  # PILToTensor
+        stack.append(resized.transpose(2, 0, 1).astype(np.float32))  # ToFloat
+        if len(stack) - 1 == stack_size:
+            out.append(np.stack(stack[:-1]))
+            stack = stack[step_size:]
+    return out
+
+
+def _centre_floor(stack: np.ndarray, size: int = 224) -> np.ndarray:
+    """TensorCenterCrop (models/transforms.py:132-143): offsets (L - size) // 2."""
+    h, w = stack.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return stack[..., top:top + size, left:left + size]
+
+
+def _scale_to_1_1(x: np.ndarray) -> np.ndarray:
+    """ScaleTo1_1 (models/transforms.py:146-149) in float32: (2 * x / 255) - 1."""
+    return (np.float32(2) * x / np.float32(255)) - np.float32(1)
+
+
+@pytest.fixture(scope="module")
+def wide_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 16:9 (320x180 -> 455x256: the centre crop starts at column 115 by floor, 116 by
+    # torchvision's rounding), 48 frames: a multiple of 16, where the tool makes 2 stacks
+    # (it needs a 17th frame), not 3.
+    path = tmp_path_factory.mktemp("video_features") / "01_0015.mp4"
+    return synth.write_video(path, synth.scene_frames(48, width=320, height=180, seed=11), fps=24)
+
+
+def test_video_features_preset_gives_the_scripts_network_input(wide_video: Path) -> None:
+    config = ExtractConfig.from_settings(model="i3d/inception_v1", random_weights=True,
+                                         preset="i3d-video-features")
+    transform = build_frame_transform(config.preset)
+    ours = list(snippet_stream(wide_video, config, transform))
+    stacks = video_features_stacks(wide_video)
+    assert len(stacks) == 2 and [span for span, _ in ours] == [(0, 15), (16, 31)]
+    for (_, clip), stack in zip(ours, stacks, strict=True):
+        want = _scale_to_1_1(_centre_floor(stack)).transpose(1, 0, 2, 3)  # PermuteAndUnsqueeze
+        assert clip is not None and tuple(clip.shape) == (1, 3, 16, 224, 224)
+        # 2 * x / 255 - 1 in three float32 steps vs one fused a * x + b: a rounding or two
+        np.testing.assert_allclose(clip[0].numpy(), want, rtol=0, atol=2.5e-7)
+
+
+def pel4vad_ten_crops(stack: np.ndarray, size: int = 224) -> np.ndarray:
+    """PEL4VAD #10's TensorTenCrop on a stack ``[T, 3, H, W]``: five crops (tl, tr, bl, br and
+    the centre at (L - size) // 2: the part of the thread that is not stored, assumed), then
+    ``crop.flip(-1)`` of each -> ``[10, T, 3, size, size]``."""
+    h, w = stack.shape[-2:]
+    at = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
+    crops = [stack[..., t:t + size, left:left + size] for t, left in at]
+    return np.stack(crops + [c[..., ::-1] for c in crops])
+
+
+def test_pel4vad_preset_gives_the_described_ten_crops(wide_video: Path) -> None:
+    config = ExtractConfig.from_settings(model="i3d/inception_v1", random_weights=True,
+                                         preset="i3d-pel4vad")
+    transform = build_frame_transform(config.preset)
+    ours = list(snippet_stream(wide_video, config, transform))
+    stacks = video_features_stacks(wide_video)
+    assert [span for span, _ in ours] == [(0, 15), (16, 31)]
+    for (_, clip), stack in zip(ours, stacks, strict=True):
+        want = _scale_to_1_1(pel4vad_ten_crops(stack)).transpose(0, 2, 1, 3, 4)  # [10, 3, T, h, w]
+        assert clip is not None and tuple(clip.shape) == (10, 3, 16, 224, 224)
+        np.testing.assert_allclose(clip.numpy(), want, rtol=0, atol=2.5e-7)
+    # crop k + 5 mirrors crop k in place: in the mirrored frame it sits at the partner position
+    assert transform.crop_names == ("tl", "tr", "bl", "br", "c",
+                                    "tr_flip", "tl_flip", "br_flip", "bl_flip", "c_flip")
+
+
+def test_mirror_and_floor_crops_against_hand_cut_crops() -> None:
+    # Pixel values encode their own position; 256x455 (odd margin 231: centre column 115 by
+    # floor, 116 by torchvision's rounding).  Every path that cuts 10 crops must agree.
+    from vadfeat.pipeline.presets import Preset
+    from vadfeat.pipeline.transforms import cut_crops, ten_crop
+
+    h, w = 256, 455
+    frame = torch.zeros(3, h, w)
+    frame[0] = torch.arange(h).view(h, 1).float()
+    frame[1] = torch.arange(w).view(1, w).float()
+    at = {"tl": (0, 0), "tr": (0, w - 224), "bl": (h - 224, 0), "br": (h - 224, w - 224)}
+    for rounding, centre in (("floor", (16, 115)), ("round", (16, 116))):
+        places = {**at, "c": centre}
+        for mirror in ("crop", "frame"):
+            crops = ten_crop(frame, 224, order="torchvision", rounding=rounding, mirror=mirror)  # type: ignore[arg-type]
+            for k, name in enumerate(("tl", "tr", "bl", "br", "c")):
+                top, left = places[name]
+                assert (crops[k, 0, 0, 0], crops[k, 1, 0, 0]) == (top, left), (rounding, name)
+                # first column of crop 5 + k: in place, the crop's own last column; from the
+                # mirrored frame, the original's column w - 1 - left
+                first = left + 223 if mirror == "crop" else w - 1 - left
+                assert (crops[5 + k, 0, 0, 0], crops[5 + k, 1, 0, 0]) == (top, first), (mirror, name)
+    # The worker paths (per frame, per snippet, on the device) cut the same crops bit for bit.
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
+    preset = get_preset("i3d-pel4vad")
+    transform = build_frame_transform(preset)
+    scaled = transform.prepare(pixels)  # [3, 256, 455]
+    by_frame = transform(pixels)
+    assert torch.equal(by_frame, ten_crop(scaled, 224, rounding="floor", mirror="crop"))
+    assert torch.equal(transform.assemble([scaled, scaled])[:, :, 1], by_frame)
+    assert torch.equal(cut_crops(scaled.unsqueeze(1), preset)[:, :, 0], by_frame)
+    assert isinstance(preset, Preset)
+
+
+def test_lookahead_sampling_streams_as_it_counts() -> None:
+    # video_features makes a stack of 16 only when a 17th frame follows: floor((N - 1) / 16).
+    for n in range(17, 120):
+        rows = snippet_indices(n, clip_len=16, stride=16, tail="drop", lookahead=1)
+        assert len(rows) == (n - 1) // 16, n
+        assembler: SnippetAssembler[int] = SnippetAssembler(clip_len=16, stride=16, lookahead=1)
+        got = [s.frame_indices for i in range(n) for s in assembler.push(i, i)]
+        got += [s.frame_indices for s in assembler.finish()]
+        assert got == [tuple(r) for r in rows.tolist()], n
+    # other grids: overlapping, strided, spaced frames; streaming equals counting, and holds
+    # no more than the span plus the lookahead
+    for clip, interval, stride, ahead in ((16, 1, 8, 1), (4, 2, 3, 2), (8, 1, 20, 3), (1, 1, 1, 1)):
+        span = (clip - 1) * interval + 1
+        for n in range(span + ahead, span + ahead + 40):
+            rows = snippet_indices(n, clip_len=clip, frame_interval=interval, stride=stride,
+                                   lookahead=ahead)
+            assert rows[-1, -1] + ahead <= n - 1 < rows[-1, 0] + stride + span - 1 + ahead
+            assembler = SnippetAssembler(clip_len=clip, frame_interval=interval, stride=stride,
+                                         lookahead=ahead)
+            got = [s.frame_indices for i in range(n) for s in assembler.push(i, i)]
+            got += [s.frame_indices for s in assembler.finish()]
+            assert got == [tuple(r) for r in rows.tolist()], (clip, interval, stride, ahead, n)
+            assert assembler.peak_buffered <= span + ahead
+    with pytest.raises(Exception, match="17"):  # VideoTooShortError, naming what a snippet needs
+        snippet_indices(16, clip_len=16, lookahead=1)
+    with pytest.raises(ConfigError, match="tail='drop'"):
+        snippet_indices(40, clip_len=16, tail="pad", lookahead=1)
+    with pytest.raises(ConfigError, match="tail='drop'"):
+        get_preset("i3d-video-features").replace(tail="pad")
+
+
+def test_new_fields_stay_out_of_old_fingerprints() -> None:
+    for name in ("videomae-v2", "fed-wsvad", "i3d-rtfm", "i3d-gowtham", "i3d-xd"):
+        data = get_preset(name).to_dict()
+        assert not {"lookahead", "centre_rounding", "mirror"} & set(data), name
+    data = get_preset("i3d-pel4vad").to_dict()
+    assert (data["lookahead"], data["centre_rounding"], data["mirror"]) == (1, "floor", "crop")
+    # OpenCV on 8-bit frames runs in the workers only
+    with pytest.raises(ConfigError, match="min_side"):
+        ExtractConfig.from_settings(model="i3d/inception_v1", random_weights=True,
+                                    preset="i3d-piergiaj", preprocess="device")
+    with pytest.raises(ConfigError, match="OpenCV bilinear"):
+        get_preset("i3d-piergiaj").replace(interpolation="bicubic")
+
+
+@pytest.mark.slow  # 13 InceptionV1 passes on the CPU (about a minute)
+def test_pel4vad_feature_file_holds_the_scripts_features_crop_by_crop(tmp_path: Path) -> None:
+    # From the video to the saved [T, 10, 1024] file: each crop's row is the network's feature
+    # of the script's input for that crop (same random weights), in the script's crop order.
+    from vadfeat.backbones.loading import load_model
+    from vadfeat.cli import main
+
+    video = synth.write_video(tmp_path / "v" / "01_0016.mp4",
+                              synth.scene_frames(17, width=320, height=180, seed=12), fps=24)
+    out = tmp_path / "out"
+    assert main(["extract", str(video.parent), "-o", str(out), "--model", "i3d/inception_v1",
+                 "--random-weights", "--preset", "i3d-pel4vad", "--quiet"]) == 0
+    ours = np.load(out / "01_0016.npy")
+    assert ours.shape == (1, 10, 1024)  # 17 frames: one stack of 16 (a 17th frame follows it)
+    (stack,) = video_features_stacks(video)
+    inputs = _scale_to_1_1(pel4vad_ten_crops(stack)).transpose(0, 2, 1, 3, 4)  # [10, 3, 16, 224, 224]
+    model = load_model(model="i3d/inception_v1", pooling="pool")
+    with torch.no_grad():
+        for k in (0, 5, 9):
+            want = model(torch.from_numpy(np.ascontiguousarray(inputs[k:k + 1])))[0].numpy()
+            # float32 network on inputs one rounding apart, batched vs alone
+            np.testing.assert_allclose(ours[0, k], want, rtol=1e-4, atol=1e-5, err_msg=f"crop {k}")
+    # ... a tolerance far below what tells the crops apart (a swapped order would fail)
+    for a, b in ((0, 5), (5, 6), (0, 9)):
+        assert np.abs(ours[0, a] - ours[0, b]).max() > 100 * (1e-5 + 1e-4 * np.abs(ours).max())

@@ -26,11 +26,19 @@ Decoder = Literal["pyav", "torchcodec"]
 # -- sampling and pixels (pipeline/)
 #: A video's last, incomplete snippet: dropped, or padded by repeating the last frame.
 Tail = Literal["drop", "pad"]
-ResizeMode = Literal["short_side", "squash", "fixed", "legacy"]
+#: ``min_side``: frames whose shorter side is below ``legacy_min_side`` enlarged (OpenCV bilinear on
+#: 8-bit values), others left as they are (pytorch-i3d's loader).
+ResizeMode = Literal["short_side", "squash", "fixed", "legacy", "min_side"]
 Interpolation = Literal["bilinear", "bicubic", "pil-bilinear", "pil-bicubic", "pil-lanczos"]
 NumCrops = Literal[1, 3, 5, 10]
 JpegRoundTrip = Literal["none", "ffmpeg", "opencv"]
 CropOrder = Literal["torchvision", "centre-first", "reading"]
+#: Where a centre crop starts: torchvision's ``round((L - size) / 2)`` (half to even), or
+#: ``(L - size) // 2`` (video_features' ``TensorCenterCrop``).
+CentreRounding = Literal["round", "floor"]
+#: The second five of 10 crops: the five positions cut from the mirrored frame (torchvision's
+#: ``ten_crop``), or each of the first five mirrored in place (``crop.flip(-1)``).
+Mirror = Literal["frame", "crop"]
 Scale = Literal["imagenet", "unit", "minus_one_one"]
 ChannelOrder = Literal["RGB", "BGR"]
 #: Where frames are resized/cropped/normalised: in the decode workers, or on the model's device.
@@ -79,6 +87,7 @@ ResampleMethod = Literal["mean", "uniform", "vadclip"]
 
 __all__ = [
     "AlignMode",
+    "CentreRounding",
     "ChannelOrder",
     "ClipFeature",
     "CropOrder",
@@ -99,6 +108,7 @@ __all__ = [
     "Layout",
     "LayoutOrAuto",
     "ListFormat",
+    "Mirror",
     "Naming",
     "NumCrops",
     "OnCorrupt",

@@ -40,6 +40,8 @@ def _pixels(p: Preset) -> str:
         return f"{dump}short side {p.short_side}{kernel}, centre {p.size}"
     if p.resize == "squash":
         return f"{dump}squashed to {p.size}x{p.size}{kernel}"
+    if p.resize == "min_side":
+        return f"short side below {p.legacy_min_side} enlarged (OpenCV), centre {p.size}"
     return f"the legacy OpenCV resize to {p.size}x{p.size}"
 
 

@@ -103,6 +103,11 @@ def check_preprocess(preprocess: str, preset: Preset) -> str:
     """
     if preprocess not in _PREPROCESS:
         raise ConfigError(f"preprocess must be one of {', '.join(_PREPROCESS)}, got {preprocess!r}")
+    if preprocess == "device" and preset.resize == "min_side":
+        raise ConfigError(
+            f"preset {preset.name!r} enlarges small frames with OpenCV on 8-bit values "
+            "(resize 'min_side'), on the CPU; use preprocess='worker' (the default)"
+        )
     if preprocess == "device" and preset.crops == 1 and preset.resize == "legacy":
         raise ConfigError(
             f"preset {preset.name!r} resizes with the legacy OpenCV path, which cannot run on "

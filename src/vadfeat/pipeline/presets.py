@@ -221,6 +221,117 @@ Registered presets (``vadfeat`` documents where each one comes from):
     whether the network was piergiaj's port or DeepMind's TensorFlow original (same
     weights, same "SAME" padding; numerically close but not bit-identical).
 
+``i3d-piergiaj``
+    piergiaj/pytorch-i3d's own feature script, ``extract_features.py`` with
+    ``charades_dataset_full.py``, ``videotransforms.py`` and ``pytorch_i3d.py``, all at eb3580b
+    (the repository's only version of them), on I3D InceptionV1 (``i3d/inception_v1``), RGB
+    stream.  Line by line:
+
+    - frames: ``charades_dataset_full.py:73`` counts the files of the video's frame folder and
+      ``:114`` loads frames ``1..count`` named ``<vid>-000001.jpg`` ... (``:31``, Charades'
+      dump); ``vadfeat extract FRAMES_DIR --preset i3d-piergiaj`` reads such a folder in the
+      same (natural) order.  Decode: ``cv2.imread`` then ``[:, :, [2, 1, 0]]`` (``:31``),
+      RGB; vadfeat reads frame folders with OpenCV too (the same pixels);
+    - resize: ``:32-36``: a frame whose shorter side is below 226 is enlarged by ``sc = 1 +
+      (226 - m) / m`` with ``cv2.resize(img, dsize=(0, 0), fx=sc, fy=sc)``, OpenCV bilinear on
+      the 8-bit image; any other frame is *not resized at all* (a 1280x720 frame keeps its
+      size and the crop below sees a 224x224 window of it): ``resize="min_side"``,
+      ``legacy_min_side=226`` (:func:`~vadfeat.pipeline.transforms.legacy_enlarge`, whose
+      factor ``226 / m`` differs from ``sc`` in the last bit for 25 values of ``m``; OpenCV
+      gives the same pixels for all of them, tests);
+    - values: ``(img / 255.) * 2 - 1`` in float64 (``:37``), then float32 (``:39``): here
+      ``x * (2 / 255) - 1`` in float32, within one float32 rounding (``scale="minus_one_one"``);
+    - crop: ``videotransforms.CenterCrop(224)`` (``extract_features.py:37``), offsets
+      ``int(np.round((h - 224) / 2.))`` (``videotransforms.py:70-73``; numpy rounds half to
+      even, as torchvision): one crop, ``centre_rounding="round"``;
+    - network input: the *whole video* at once, ``[1, 3, T, 224, 224]``
+      (``extract_features.py:82-85``), saved as ``extract_features(x).squeeze(0).permute(1, 2,
+      3, 0)``: ``[T', 1, 1, 1024]`` with ``T' = ceil(T / 8) - 1``, because ``Mixed_5c`` has
+      ``ceil(T / 8)`` time steps and ``avg_pool`` (``AvgPool3d([2, 7, 7], stride 1)``,
+      ``pytorch_i3d.py:293``, ``:334-338``) averages each adjacent pair: one feature per 8
+      frames, feature ``k`` covering about frames ``8k .. 8k + 15``.  vadfeat runs snippets:
+      here 16 frames every 8 (``stride=8``), the last padded with the last frame
+      (``tail="pad"``), which gives the same count, ``ceil(T / 8) - 1``, for every ``T >= 9``,
+      and each snippet's input is frames ``8k .. 8k + 15`` of the script's tensor (tests).
+      **Not expressible**: the values.  The script computes every step with the context of the
+      whole video (zero padding only at the video's ends); a snippet is computed alone (padding
+      at both of its ends).  With random weights that is 28-35 % relative L2 per step
+      (``bench/i3d_dense_windows.py``, 64 frames); with the released weights it is not
+      measured here (no download).  Videos of more than 1600 frames are cut into windows
+      ``[max(1, s - 48), min(T - 1, s + 1656))`` for ``s = 1, 1601, ...`` (``:73-80``): the
+      first and the last frame are skipped and the windows' features overlap (duplicated steps
+      in the saved array); vadfeat keeps one grid over the whole video;
+    - weights: the script builds ``InceptionI3d(400)``, then ``replace_logits(157)`` and loads
+      ``-load_model`` (``:53-55``): the Charades fine-tuned ``rgb_charades.pt`` as written;
+      ``rgb_imagenet.pt`` (Kinetics) only after editing line 54.  vadfeat loads either.
+
+    Certain: everything above is read from the code.  Uncertain: which frame dump (tool, fps,
+    JPEG quality) a user of the script made; OpenCV versions before 4 may round the 8-bit
+    enlargement differently.  XD-Violence's released features are *not* this script's output
+    as published: their authors say they used pytorch-i3d's code (Roc-Ng/XDVioDet #6) but
+    with 5 crops of a 256 short side (#5) and one feature per 16 frames (XDVioDet's ``test.py``
+    at d64c024 repeats each score 16 times): preset ``i3d-xd``.
+``i3d-video-features``
+    v-iashin/video_features' I3D, RGB stream (``models/i3d/extract_i3d.py`` and
+    ``models/transforms.py`` at 1b67c9f, the same logic since the 2022-08 refactoring
+    3748330), with PEL4VAD's stack and step (16, 16: yujiangpu20/PEL4VAD #20,
+    the author, 2024-10-20; the tool's own default is 64 and 64: ``--clip-len 64 --stride 64``,
+    whose feature is the mean of the pool's 7 time steps, as the tool's ``.mean(2)``).  Line by
+    line:
+
+    - frames: ``cv2.VideoCapture`` on the video (``extract_i3d.py:82-105``), BGR to RGB
+      (``:105``); with ``extraction_fps`` set the video is first re-encoded by ffmpeg with
+      ``-filter:v fps=fps=R`` (``:79-80``, ``utils/io.py``), which re-encodes lossy (libx264
+      defaults).  vadfeat decodes with PyAV: for yuv420p H.264 (tests) and MPEG-4 videos
+      OpenCV's and PyAV's frames were identical here (both go through FFmpeg's decoder and
+      swscale; other pixel formats or OpenCV builds may differ); ``--fps R`` resamples
+      decoded frames instead of re-encoding;
+    - resize: ``ToPILImage``, ``ResizeImproved(256)``, ``PILToTensor``, ``ToFloat``
+      (``extract_i3d.py:43-48``): Pillow bilinear on the 8-bit image, the short side to 256,
+      the long side ``int(256 * long / short)`` (``transforms.py:191-242``), a frame whose
+      short side is already 256 left as it is: ``short_side=256``,
+      ``interpolation="pil-bilinear"`` (the same sizes, the same Pillow call);
+    - crop: ``TensorCenterCrop(224)`` (``:51``), offsets ``(H - 224) // 2`` and
+      ``(W - 224) // 2`` (``transforms.py:132-143``), floor, where torchvision rounds (455 px
+      wide 16:9 frames: column 115, not 116): ``centre_rounding="floor"``;
+    - values: ``(2 * x / 255) - 1`` in float32 (``ScaleTo1_1``, ``transforms.py:146-149``):
+      here ``x * (2 / 255) - 1``, within one float32 rounding;
+    - stacks: frames are pushed until the stack holds ``stack_size + 1`` (``:115``: the flow
+      stream needs the pair), the RGB stream takes the first ``stack_size`` (``:159``), then
+      the stack drops its first ``step_size`` (``:122``); a partial last stack is never run
+      (``:126-128``).  So a stack is made only when one more frame follows it:
+      ``floor((N - 1) / 16)`` features for ``N`` frames, one fewer than ``floor(N / 16)``
+      when ``N`` is a multiple of 16: ``lookahead=1``, ``tail="drop"``;
+    - feature: ``avg_pool`` then ``.mean(2)`` over the remaining time steps
+      (``i3d_src/i3d_net.py:257-264``), ``[1024]`` per stack (``pooling="pool"``).
+
+    **What vadfeat cannot produce**: the flow stream (RAFT optical flow, then I3D flow; the
+    tool's default ``streams`` is both); and the tool's network is hassony2's port, whose
+    ``BatchNorm3d`` keep PyTorch's default ``eps=1e-5`` (``i3d_net.py:92``) while the weights
+    are DeepMind's, trained with TensorFlow's 1e-3: vadfeat's ``i3d/inception_v1`` is
+    pytorch-i3d's, with 1e-3, so the same input gives different features (not measured here:
+    it depends on the released running variances; the port's own README, hassony2/
+    kinetics_i3d_pytorch at 0e4a236, reports "a slight drift": a top logit of 46.1 against
+    TensorFlow's 41.8 on DeepMind's sample).  vadfeat does not read the
+    tool's ``i3d_rgb.pt`` key layout (``conv3d_1a_7x7.conv3d.weight``, ``batch3d``,
+    ``mixed_3b.branch_0``); pytorch-i3d's ``rgb_imagenet.pt`` holds the same converted
+    DeepMind weights.
+``i3d-pel4vad``
+    ``i3d-video-features`` with the ten crops PEL4VAD's author added by hand for his
+    ShanghaiTech features (yujiangpu20/PEL4VAD #10, 2024-01-19): a ``TensorTenCrop(224)`` in
+    place of the centre crop, whose visible code returns ``torch.cat(crops + [crop.flip(-1)
+    for crop in crops])``: the second five are the first five each *mirrored in place*, not
+    cut from the mirrored frame as torchvision's ``TenCrop`` does (the mirror of ``tl`` where
+    torchvision puts the mirror of ``tr``): ``crops=10``, ``mirror="crop"``.  Certain: that
+    mirroring, the 256 short side and ``[-1, 1]`` of the tool, RGB only (PEL4VAD's features
+    are 1024-d: ``cfg.feat_dim = 1024`` in its ``configs.py``), 16 and 16.  Uncertain: the
+    positions and order of the first five (the body of ``_generate_crops`` is not in the
+    stored thread): four corners and the centre in torchvision's order (tl, tr, bl, br, c)
+    and the centre at ``(L - 224) // 2`` as ``TensorCenterCrop`` are assumed; the frame rate
+    (``extraction_fps``) and how the ShanghaiTech test set, released as frames, was made a
+    video.  PEL4VAD's list stores one file per crop (``test/01_0015_0.npy`` ... ``_9``):
+    ``export --format pel4vad --dataset shanghaitech``.
+
 A preset is three groups of fields: **sampling** (:class:`SamplingRecipe`: clip
 length, interval, stride, tail; the frame rate is the run's ``fps`` setting),
 **pixels** (:class:`PixelRecipe`: resize rule and kernel, crops and their order,
@@ -233,7 +344,10 @@ The head is checked against the backbone when the model is known.
 Fields that a mode does not use are kept (and recorded) but ignored: ``mean`` and
 ``std`` only matter for ``scale="imagenet"``, ``short_side`` only for
 ``resize="short_side"`` with one crop, ``legacy_min_side`` only for
-``resize="legacy"``, ``crop_order`` only for 5 or 10 crops.
+``resize="legacy"`` and ``"min_side"``, ``crop_order`` only for 5 or 10 crops, ``mirror``
+only for 10.  Fields added after outputs existed (``frame_size``, ``lookahead``,
+``centre_rounding``, ``mirror``) are left out of :meth:`Preset.to_dict` at their defaults,
+so the fingerprints of older outputs are unchanged.
 """
 
 from __future__ import annotations
@@ -246,11 +360,13 @@ from types import MappingProxyType
 from typing import Any, get_args
 
 from vadfeat._types import (
+    CentreRounding,
     ChannelOrder,
     CropOrder,
     FrameReduce,
     Interpolation,
     JpegRoundTrip,
+    Mirror,
     NumCrops,
     Pooling,
     ResizeMode,
@@ -259,13 +375,15 @@ from vadfeat._types import (
 )
 from vadfeat.errors import ConfigError
 
-SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail")
+SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail", "lookahead")
 PIXEL_FIELDS = ("jpeg_roundtrip", "resize", "size", "short_side", "frame_size", "interpolation",
-                "antialias", "legacy_min_side", "crops", "crop_resize", "crop_order", "scale", "mean",
-                "std", "channel_order")
+                "antialias", "legacy_min_side", "crops", "crop_resize", "crop_order", "centre_rounding",
+                "mirror", "scale", "mean", "std", "channel_order")
 # Fields added after outputs existed: left out of to_dict() at these defaults, so that the
 # fingerprints of outputs made before them stay the same (they resume).
-_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({"frame_size": None, "jpeg_roundtrip": "none"})
+_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({
+    "frame_size": None, "jpeg_roundtrip": "none", "lookahead": 0, "centre_rounding": "round",
+    "mirror": "frame"})
 HEAD_FIELDS = ("pooling", "frame_reduce")
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -289,7 +407,9 @@ class Preset:
     Sampling: a snippet is ``clip_len`` frames taken every ``frame_interval``
     frames; snippets start every ``stride`` frames (``None``: ``clip_len *
     frame_interval``, i.e. non-overlapping); ``tail`` says whether a trailing
-    partial snippet is dropped or padded with its last frame.
+    partial snippet is dropped or padded with its last frame; ``lookahead`` (with
+    ``tail="drop"``) makes a snippet only when that many frames follow it
+    (:mod:`vadfeat.pipeline.sampling`).
 
     Frames: ``jpeg_roundtrip`` gives a video's frames as a script's JPEG dump holds them,
     made in memory (:func:`vadfeat.io.video.open_video`): ``"ffmpeg"`` as ``ffmpeg -i VIDEO
@@ -304,7 +424,9 @@ class Preset:
     ratio, then cuts a centre crop of ``size`` (or the 5/10 crops); ``"legacy"`` is the
     OpenCV path of the ``fed-wsvad`` preset (frames whose shorter side is below
     ``legacy_min_side`` are first enlarged on 8-bit values,
-    then scaled, then squashed).  ``interpolation`` and ``antialias`` apply to the
+    then scaled, then squashed); ``"min_side"`` is that enlargement alone (frames at
+    least ``legacy_min_side`` on both sides are not resized), then the centre crop (or the
+    crops) of ``size``.  ``interpolation`` and ``antialias`` apply to the
     torch paths; ``legacy`` is always OpenCV bilinear without antialias;
     ``interpolation="pil-bilinear"``, ``"pil-bicubic"`` and ``"pil-lanczos"`` run Pillow's
     ``resize`` (``Image.LANCZOS`` is the old ``ANTIALIAS``) on the 8-bit frame, rounded to
@@ -317,8 +439,11 @@ class Preset:
     5/10) and ``size x size`` crops are cut (3: start/centre/end of the long side;
     5: four corners and centre in ``crop_order``; 10: those five, then the same
     five positions on the horizontally mirrored frame, as torchvision's
-    ``ten_crop``).  ``crop_order``: ``torchvision`` tl, tr, bl, br, c; ``centre-first``
-    c, tl, tr, bl, br; ``reading`` tl, tr, c, bl, br.  Value scaling and channel order
+    ``ten_crop``; with ``mirror="crop"`` the first five, each mirrored in place).
+    ``crop_order``: ``torchvision`` tl, tr, bl, br, c; ``centre-first``
+    c, tl, tr, bl, br; ``reading`` tl, tr, c, bl, br.  ``centre_rounding``: a centre crop
+    starts at ``round((L - size) / 2)`` (``"round"``, torchvision's, half to even) or at
+    ``(L - size) // 2`` (``"floor"``).  Value scaling and channel order
     still follow the preset.
 
     Values: ``scale="imagenet"`` maps ``x`` to ``(x / 255 - mean) / std``
@@ -341,6 +466,7 @@ class Preset:
     frame_interval: int = 1
     stride: int | None = None
     tail: Tail = "drop"
+    lookahead: int = 0
     # frames: a video's frames as an ffmpeg JPEG dump would hold them
     jpeg_roundtrip: JpegRoundTrip = "none"
     # geometry
@@ -354,6 +480,8 @@ class Preset:
     crops: NumCrops = 1
     crop_resize: int | None = None
     crop_order: CropOrder = "torchvision"
+    centre_rounding: CentreRounding = "round"
+    mirror: Mirror = "frame"
     # values
     scale: Scale = "imagenet"
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -371,6 +499,7 @@ class Preset:
         if self.stride is not None:
             _check_int("stride", self.stride, minimum=1)
         _check_choice("tail", self.tail, Tail)
+        _check_int("lookahead", self.lookahead, minimum=0)
         _check_choice("resize", self.resize, ResizeMode)
         _check_int("size", self.size, minimum=1)
         _check_int("short_side", self.short_side, minimum=1)
@@ -386,6 +515,8 @@ class Preset:
         if self.crop_resize is not None:
             _check_int("crop_resize", self.crop_resize, minimum=1)
         _check_choice("crop_order", self.crop_order, CropOrder)
+        _check_choice("centre_rounding", self.centre_rounding, CentreRounding)
+        _check_choice("mirror", self.mirror, Mirror)
         _check_choice("scale", self.scale, Scale)
         object.__setattr__(self, "mean", _rgb_triple("mean", self.mean, positive=False))
         object.__setattr__(self, "std", _rgb_triple("std", self.std, positive=True))
@@ -409,11 +540,15 @@ class Preset:
         if self.frame_size is not None and min(self.frame_size) < self.size:
             raise ConfigError(f"frame_size {list(self.frame_size)} must be at least size "
                               f"({self.size}) on both sides")
-        if self.resize == "legacy" and (self.interpolation != "bilinear" or self.antialias):
+        if self.resize in ("legacy", "min_side") and (self.interpolation != "bilinear"
+                                                      or self.antialias):
             raise ConfigError(
-                "resize='legacy' is OpenCV bilinear without antialias: it needs "
+                f"resize={self.resize!r} is OpenCV bilinear without antialias: it needs "
                 "interpolation='bilinear' and antialias=False"
             )
+        if self.lookahead and self.tail != "drop":
+            raise ConfigError(f"lookahead ({self.lookahead}) needs tail='drop': a padded tail "
+                              "snippet has no frames after it")
 
     # -- the three groups --------------------------------------------------------------
 
@@ -498,6 +633,7 @@ class SamplingRecipe:
     frame_interval: int = 1
     stride: int | None = None
     tail: Tail = "drop"
+    lookahead: int = 0
 
 
 @dataclass(frozen=True)
@@ -515,6 +651,8 @@ class PixelRecipe:
     crops: NumCrops = 1
     crop_resize: int | None = None
     crop_order: CropOrder = "torchvision"
+    centre_rounding: CentreRounding = "round"
+    mirror: Mirror = "frame"
     scale: Scale = "imagenet"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -681,6 +819,34 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
                         antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
                         scale="imagenet", mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225),
+                        channel_order="RGB"),
+            pooling="pool",
+        ),
+        # pytorch-i3d's extract_features.py, line by line: the module docstring.
+        "i3d-piergiaj": Preset.compose(
+            "i3d-piergiaj",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=8, tail="pad"),
+            PixelRecipe(resize="min_side", size=224, legacy_min_side=226, interpolation="bilinear",
+                        antialias=False, crops=1, centre_rounding="round", scale="minus_one_one",
+                        channel_order="RGB"),
+            pooling="pool",
+        ),
+        # v-iashin/video_features' I3D (RGB), stack 16 step 16: the module docstring.
+        "i3d-video-features": Preset.compose(
+            "i3d-video-features",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop", lookahead=1),
+            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
+                        antialias=True, crops=1, centre_rounding="floor", scale="minus_one_one",
+                        channel_order="RGB"),
+            pooling="pool",
+        ),
+        # ... with PEL4VAD's hand-made ten crops (#10): the module docstring.
+        "i3d-pel4vad": Preset.compose(
+            "i3d-pel4vad",
+            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop", lookahead=1),
+            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
+                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
+                        centre_rounding="floor", mirror="crop", scale="minus_one_one",
                         channel_order="RGB"),
             pooling="pool",
         ),

@@ -12,6 +12,12 @@ window is completed by repeating the last frame).
 :class:`SnippetAssembler` does the same while frames stream in and the count is
 known only at the end, holding no more than ``span`` frames at a time.
 Indices are 0-based positions in the decoded frame sequence (docs/DESIGN.md).
+
+``lookahead`` (default 0; only with ``tail="drop"``) makes a snippet only once that many
+frames *follow* its last frame: v-iashin/video_features' I3D reads ``stack_size + 1`` frames
+per stack (its flow stream needs the pair) and feeds the first ``stack_size`` to the RGB
+stream, so a stack whose last frame ends the video is never made (``lookahead=1``:
+``floor((N - 1) / 16)`` snippets of 16 instead of ``floor(N / 16)``).
 """
 
 from __future__ import annotations
@@ -55,18 +61,33 @@ def _resolve(
     return clip, interval, step, (clip - 1) * interval + 1, _check_tail(tail)
 
 
+def _lookahead(value: object, tail: Tail) -> int:
+    """Validate ``lookahead``: a non-negative integer, and 0 unless ``tail="drop"``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"lookahead must be a non-negative integer, got {value!r}")
+    if value and tail != "drop":
+        raise ConfigError(f"lookahead ({value}) needs tail='drop': a padded tail snippet has no "
+                          "frames after it")
+    return int(value)
+
+
 def snippet_span(clip_len: int = 16, frame_interval: int = 1) -> int:
     """Number of source frames one snippet covers, first to last inclusive."""
     return _resolve(clip_len, frame_interval, None, "drop")[3]
 
 
-def _too_short(num_frames: int, clip: int, interval: int, span: int) -> VideoTooShortError:
+def _too_short(num_frames: int, clip: int, interval: int, span: int,
+               lookahead: int = 0) -> VideoTooShortError:
+    if not num_frames:
+        return VideoTooShortError("video has no frames")
+    if lookahead:
+        return VideoTooShortError(
+            f"video has {num_frames} frame(s), a snippet needs {span + lookahead} "
+            f"({clip} frames at interval {interval}, then {lookahead} more: lookahead)")
     return VideoTooShortError(
         f"video has {num_frames} frame(s), a snippet needs {span} "
         f"({clip} frames at interval {interval}); tail='pad' would keep it as one padded "
         "snippet"
-        if num_frames
-        else "video has no frames"
     )
 
 
@@ -77,12 +98,14 @@ def snippet_indices(
     frame_interval: int = 1,
     stride: int | None = None,
     tail: Tail = "drop",
+    lookahead: int = 0,
 ) -> np.ndarray:
     """Frame indices of every snippet of a ``num_frames`` video, ``[S, clip_len]`` int64.
 
     Snippet ``k`` starts at ``k * stride`` and takes every ``frame_interval``-th frame.
 
-    * ``tail="drop"``: only windows that fit entirely (``start + span <= num_frames``).
+    * ``tail="drop"``: only windows that fit entirely (``start + span <= num_frames``),
+      and with ``lookahead`` frames after them (``start + span + lookahead <= num_frames``).
     * ``tail="pad"``: starts ``< num_frames`` up to and including the first whose
       window reaches or passes the end (``start + span >= num_frames``); indices past
       the end are clamped to ``num_frames - 1`` (the last frame repeats).  With the
@@ -90,19 +113,22 @@ def snippet_indices(
 
     Raises:
         VideoTooShortError: ``num_frames == 0``, or ``"drop"`` with fewer than ``span``
-            frames.  (``"pad"`` turns a short video into one padded snippet.)
-        ConfigError: a non-positive or non-integer option, or an unknown ``tail``.
+            (plus ``lookahead``) frames.  (``"pad"`` turns a short video into one padded
+            snippet.)
+        ConfigError: a non-positive or non-integer option, an unknown ``tail``, or a
+            ``lookahead`` with ``tail="pad"``.
     """
     clip, interval, step, span, mode = _resolve(clip_len, frame_interval, stride, tail)
+    ahead = _lookahead(lookahead, mode)
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)):
         raise ConfigError(f"num_frames must be an integer, got {num_frames!r}")
     n = int(num_frames)
     if n < 0:
         raise ConfigError(f"num_frames must be >= 0, got {n}")
-    if n == 0 or (mode == "drop" and n < span):
-        raise _too_short(n, clip, interval, span)
+    if n == 0 or (mode == "drop" and n < span + ahead):
+        raise _too_short(n, clip, interval, span, ahead)
     if mode == "drop":
-        count = (n - span) // step + 1
+        count = (n - span - ahead) // step + 1
     else:
         # Smallest k with k*step + span >= n, but never a start at or past the end.
         first_reaching_end = max(0, -(-(n - span) // step))
@@ -149,8 +175,9 @@ class SnippetAssembler(Generic[T]):
 
     Memory: a frame is kept only while a not-yet-complete snippet still needs it
     (reference counted per snippet), plus the latest frame under ``"pad"`` (for
-    padding), so at most ``span`` items are held, overlapping strides included.
-    ``peak_buffered`` records the maximum.
+    padding), so at most ``span`` items are held, overlapping strides included
+    (``span + lookahead`` with a ``lookahead``: a snippet is made that many frames
+    after its last one).  ``peak_buffered`` records the maximum.
     """
 
     def __init__(
@@ -160,8 +187,10 @@ class SnippetAssembler(Generic[T]):
         frame_interval: int = 1,
         stride: int | None = None,
         tail: Tail = "drop",
+        lookahead: int = 0,
     ) -> None:
         clip, interval, step, span, mode = _resolve(clip_len, frame_interval, stride, tail)
+        self.lookahead = _lookahead(lookahead, mode)
         self.clip_len = clip
         self.frame_interval = interval
         self.stride = step
@@ -205,7 +234,7 @@ class SnippetAssembler(Generic[T]):
         self._last = (index, item) if self.tail == "pad" else None
         self.peak_buffered = max(self.peak_buffered, self.buffered)
         out: list[Snippet[T]] = []
-        if self._pending and self._pending[0] + self.span - 1 == p:
+        if self._pending and self._pending[0] + self.span - 1 + self.lookahead == p:
             start = self._pending.popleft()
             out.append(self._take(start, [start + j * self.frame_interval
                                           for j in range(self.clip_len)]))
@@ -249,7 +278,7 @@ class SnippetAssembler(Generic[T]):
         out: list[Snippet[T]] = []
         try:
             if n == 0 or (self.tail == "drop" and self._emitted == 0):
-                raise _too_short(n, self.clip_len, self.frame_interval, self.span)
+                raise _too_short(n, self.clip_len, self.frame_interval, self.span, self.lookahead)
             # Under "pad" the first incomplete window is the one that reaches past the
             # end, unless a completed window already ended exactly on the last frame.
             if self.tail == "pad" and self._pending and self._last_end != n - 1:

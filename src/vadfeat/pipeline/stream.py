@@ -77,7 +77,8 @@ def snippet_stream(
                     decoder=config.decoder, device=decode_on,  # type: ignore[arg-type]
                     stream=config.stream, jpeg_roundtrip=p.jpeg_roundtrip) as reader:
         assembler: SnippetAssembler[Any] = SnippetAssembler(
-            clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail
+            clip_len=p.clip_len, frame_interval=p.frame_interval, stride=p.stride, tail=p.tail,
+            lookahead=p.lookahead,
         )
         if on_open is not None:
             on_open(estimate_snippets(config, reader.info.declared_frames, reader.info.fps))
@@ -124,7 +125,7 @@ def estimate_snippets(config: ExtractConfig, declared_frames: int | None,
     p = config.preset
     try:
         return len(snippet_indices(frames, clip_len=p.clip_len, frame_interval=p.frame_interval,
-                                   stride=p.stride, tail=p.tail))
+                                   stride=p.stride, tail=p.tail, lookahead=p.lookahead))
     except VideoTooShortError:
         return 0
 

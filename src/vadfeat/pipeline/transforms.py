@@ -21,7 +21,10 @@ frames.  Resizing happens on float values without rounding back to 8 bits.
 The ``legacy`` path (``fed-wsvad``) reproduces the legacy loader with OpenCV calls
 on numpy arrays, because its features must match that pipeline to 1e-4 and
 OpenCV's 8-bit bilinear (fixed-point weights, rounded output) and its ``fx/fy``
-output-size rule are not what torch computes.
+output-size rule are not what torch computes.  ``min_side`` (pytorch-i3d's loader) is
+its first step alone: a frame whose shorter side is below ``legacy_min_side`` is enlarged
+by :func:`legacy_enlarge` on its 8-bit values, any other frame is left as it is, and the
+crop (or crops) are cut from that frame.
 
 Crop geometry (``Preset.crops``): 3 crops are the official VideoMAE test crops, the
 start, centre (``floor``) and end of the long side after resizing the short side;
@@ -30,7 +33,11 @@ as torchvision), in ``"torchvision"`` order ``tl, tr, bl, br, c`` or
 ``"centre-first"`` order ``c, tl, tr, bl, br``; 10 crops are those five followed
 by the same five positions cut from the horizontally mirrored frame
 (torchvision's ``ten_crop`` with ``vertical_flip=False``), so ``tl_flip`` is the
-mirror image of the ``tr`` crop.  With more than one crop the crop geometry
+mirror image of the ``tr`` crop; with ``Preset.mirror="crop"`` the second five are the
+first five each mirrored in place (``crop.flip(-1)``, video_features-style code), named
+by the position they take in the mirrored frame (the mirror of ``tl`` is ``tr_flip``).
+Centre crops start at ``round((L - size) / 2)`` (torchvision, half to even) or, with
+``Preset.centre_rounding="floor"``, at ``(L - size) // 2``.  With more than one crop the crop geometry
 replaces the preset's ``resize`` mode, while value scaling, interpolation,
 antialias and channel order still follow the preset.  5 and 10 crops cost one
 resize: the resized frame is scaled once, and the crops are views of it (and of its
@@ -52,9 +59,11 @@ from vadfeat.errors import ConfigError
 from vadfeat.pipeline.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    CentreRounding,
     ChannelOrder,
     CropOrder,
     Interpolation,
+    Mirror,
     Preset,
     Scale,
     get_preset,
@@ -66,6 +75,7 @@ __all__ = [
     "centre_crop",
     "crop_names",
     "cut_crops",
+    "enlarge_min_side",
     "five_crop",
     "legacy_enlarge",
     "legacy_squash",
@@ -86,18 +96,28 @@ _FIVE_NAMES: dict[str, tuple[str, ...]] = {
     "reading": ("tl", "tr", "c", "bl", "br"),
 }
 _THREE_NAMES = ("start", "c", "end")
+# Where a crop lands in the mirrored frame: left and right swap.
+_MIRROR_PARTNER = {"tl": "tr", "tr": "tl", "bl": "br", "br": "bl", "c": "c"}
 
 
-def crop_names(crops: int, order: CropOrder = "torchvision") -> tuple[str, ...]:
-    """Names of the crops, in output order, for ``crops`` in 1, 3, 5, 10."""
+def crop_names(crops: int, order: CropOrder = "torchvision", mirror: Mirror = "frame") -> tuple[str, ...]:
+    """Names of the crops, in output order, for ``crops`` in 1, 3, 5, 10.
+
+    ``<pos>_flip`` is the crop at ``<pos>`` of the mirrored frame; with ``mirror="crop"``
+    crop ``5 + k`` mirrors crop ``k`` in place, which is the mirrored frame's crop at the
+    partner position (``tl`` -> ``tr_flip``).
+    """
     if order not in _FIVE_NAMES:
         raise ConfigError(f"crop_order must be one of {', '.join(map(repr, _FIVE_NAMES))}")
+    if mirror not in ("frame", "crop"):
+        raise ConfigError(f"mirror must be 'frame' or 'crop', got {mirror!r}")
     five = _FIVE_NAMES[order]
+    mirrored = five if mirror == "frame" else tuple(_MIRROR_PARTNER[n] for n in five)
     table = {
         1: ("c",),
         3: _THREE_NAMES,
         5: five,
-        10: five + tuple(f"{n}_flip" for n in five),
+        10: five + tuple(f"{n}_flip" for n in mirrored),
     }
     if crops not in table:
         raise ConfigError(f"crops must be one of 1, 3, 5, 10; got {crops!r}")
@@ -212,15 +232,18 @@ def _check_fits(x: torch.Tensor, size: int) -> tuple[int, int]:
     return height, width
 
 
-def _centre_offset(length: int, size: int) -> int:
+def _centre_offset(length: int, size: int, rounding: CentreRounding = "round") -> int:
+    if rounding == "floor":  # video_features' TensorCenterCrop: (L - size) // 2
+        return (length - size) // 2
     # torchvision's center_crop rule: Python round, i.e. half to even.
     return round((length - size) / 2.0)
 
 
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre ``size x size`` crop of ``[..., C, H, W]`` (offsets as torchvision)."""
+def centre_crop(x: torch.Tensor, size: int, *, rounding: CentreRounding = "round") -> torch.Tensor:
+    """Centre ``size x size`` crop of ``[..., C, H, W]``: offsets as torchvision
+    (``round((L - size) / 2)``, half to even), or ``(L - size) // 2`` with ``rounding="floor"``."""
     height, width = _check_fits(x, size)
-    top, left = _centre_offset(height, size), _centre_offset(width, size)
+    top, left = _centre_offset(height, size, rounding), _centre_offset(width, size, rounding)
     return x[..., top : top + size, left : left + size]
 
 
@@ -243,13 +266,14 @@ def three_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack(views, dim=-4)
 
 
-def _five_offsets(height: int, width: int, size: int, order: str) -> list[tuple[int, int]]:
+def _five_offsets(height: int, width: int, size: int, order: str,
+                  rounding: CentreRounding = "round") -> list[tuple[int, int]]:
     positions = {
         "tl": (0, 0),
         "tr": (0, width - size),
         "bl": (height - size, 0),
         "br": (height - size, width - size),
-        "c": (_centre_offset(height, size), _centre_offset(width, size)),
+        "c": (_centre_offset(height, size, rounding), _centre_offset(width, size, rounding)),
     }
     try:
         names = _FIVE_NAMES[order]
@@ -260,36 +284,51 @@ def _five_offsets(height: int, width: int, size: int, order: str) -> list[tuple[
     return [positions[n] for n in names]
 
 
-def five_crop(x: torch.Tensor, size: int, *, order: CropOrder = "torchvision") -> torch.Tensor:
+def _mirror_left(left: int, width: int, size: int, mirror: Mirror) -> int:
+    """Column of the *original* frame whose ``size``-wide crop, mirrored, is crop ``5 + k``
+    (crop ``k`` at ``left``): ``width - size - left`` when the second five are cut from the
+    mirrored frame (torchvision), ``left`` when each crop is mirrored in place."""
+    if mirror == "crop":
+        return left
+    if mirror == "frame":
+        return width - size - left
+    raise ConfigError(f"mirror must be 'frame' or 'crop', got {mirror!r}")
+
+
+def five_crop(x: torch.Tensor, size: int, *, order: CropOrder = "torchvision",
+              rounding: CentreRounding = "round") -> torch.Tensor:
     """Four corners and centre: ``[..., C, H, W]`` -> ``[..., 5, C, size, size]``.
 
-    ``order="torchvision"``: tl, tr, bl, br, c; ``"centre-first"``: c, tl, tr, bl, br.
+    ``order="torchvision"``: tl, tr, bl, br, c; ``"centre-first"``: c, tl, tr, bl, br;
+    ``"reading"``: tl, tr, c, bl, br.  ``rounding``: the centre's offsets (:func:`centre_crop`).
     """
     height, width = _check_fits(x, size)
     views = [
         x[..., top : top + size, left : left + size]
-        for top, left in _five_offsets(height, width, size, order)
+        for top, left in _five_offsets(height, width, size, order, rounding)
     ]
     return torch.stack(views, dim=-4)
 
 
-def ten_crop(x: torch.Tensor, size: int, *, order: CropOrder = "torchvision") -> torch.Tensor:
+def ten_crop(x: torch.Tensor, size: int, *, order: CropOrder = "torchvision",
+             rounding: CentreRounding = "round", mirror: Mirror = "frame") -> torch.Tensor:
     """:func:`five_crop`, then the same five positions on the mirrored frame.
 
     ``[..., C, H, W]`` -> ``[..., 10, C, size, size]``, as torchvision's
     ``ten_crop`` (horizontal flip of the whole frame, then five crops): crop
     ``5 + k`` is the crop at position ``k`` of the mirrored frame, i.e. the
     mirror image of the crop at the mirrored position (``tl_flip`` mirrors ``tr``).
+    ``mirror="crop"``: crop ``5 + k`` is crop ``k`` mirrored in place.  ``rounding``:
+    the centre crop's offsets (:func:`centre_crop`).
     """
     height, width = _check_fits(x, size)
-    offsets = _five_offsets(height, width, size, order)
+    offsets = _five_offsets(height, width, size, order, rounding)
     views = [x[..., top : top + size, left : left + size] for top, left in offsets]
     # A crop at `left` in the mirrored frame is the mirror of the crop at
     # `width - size - left` in the original: no need to flip the whole frame.
-    views += [
-        x[..., top : top + size, width - size - left : width - left].flip(-1)
-        for top, left in offsets
-    ]
+    for top, left in offsets:
+        m = _mirror_left(left, width, size, mirror)
+        views.append(x[..., top : top + size, m : m + size].flip(-1))
     return torch.stack(views, dim=-4)
 
 
@@ -365,6 +404,27 @@ def legacy_enlarge(frame: np.ndarray, *, min_side: int = 226) -> np.ndarray:
     )
 
 
+def enlarge_min_side(x: torch.Tensor, min_side: int) -> torch.Tensor:
+    """pytorch-i3d's loader on uint8 RGB frames ``[..., 3, H, W]`` (CPU): frames whose shorter
+    side is below ``min_side`` are enlarged by :func:`legacy_enlarge` (OpenCV bilinear on 8-bit
+    values, rounded), others are left as they are.  Returns float32 ``[..., 3, H', W']``
+    (0..255).
+
+    Raises ``ValueError`` for float input or a tensor on another device (the kernel is
+    OpenCV's, on 8-bit images).
+    """
+    if x.dtype != torch.uint8 or x.device.type != "cpu":
+        raise ValueError(f"resize 'min_side' runs OpenCV on uint8 frames on the CPU, got "
+                         f"{x.dtype} on {x.device}")
+    if min(x.shape[-2], x.shape[-1]) >= min_side:
+        return x.to(torch.float32)
+    flat = x.reshape(-1, *x.shape[-3:])
+    frames = [legacy_enlarge(np.ascontiguousarray(f.permute(1, 2, 0).numpy()), min_side=min_side)
+              for f in flat]
+    out = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).to(torch.float32)
+    return out.reshape(*x.shape[:-3], *out.shape[-3:])
+
+
 def legacy_squash(frame: np.ndarray, size: int) -> np.ndarray:
     """OpenCV bilinear (no antialias) resize of an ``[H, W, C]`` float frame to ``size``."""
     return cv2.resize(
@@ -405,18 +465,21 @@ def _crop_source(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     interp, aa = preset.interpolation, preset.antialias
     if preset.resize == "fixed" and preset.frame_size is not None:
         return resize(x, *preset.frame_size, interpolation=interp, antialias=aa)
+    if preset.resize == "min_side":
+        return enlarge_min_side(x, preset.legacy_min_side)
     return resize_short_side(x, preset.effective_crop_resize, interpolation=interp, antialias=aa)
 
 
 def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     """``[..., 3, H, W]`` -> ``[..., crops, 3, size, size]`` float, 0..255 values."""
     interp, aa = preset.interpolation, preset.antialias
+    rounding = preset.centre_rounding
     if preset.crops == 1:
         if preset.resize == "short_side":
             view = centre_crop(resize_short_side(x, preset.short_side, interpolation=interp, antialias=aa),
-                               preset.size)
-        elif preset.resize == "fixed":
-            view = centre_crop(_crop_source(x, preset), preset.size)
+                               preset.size, rounding=rounding)
+        elif preset.resize in ("fixed", "min_side"):
+            view = centre_crop(_crop_source(x, preset), preset.size, rounding=rounding)
         else:
             view = squash(x, preset.size, interpolation=interp, antialias=aa)
         return view.unsqueeze(-4)
@@ -424,8 +487,8 @@ def _geometry(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     if preset.crops == 3:
         return three_crop(frame, preset.size)
     if preset.crops == 5:
-        return five_crop(frame, preset.size, order=preset.crop_order)
-    return ten_crop(frame, preset.size, order=preset.crop_order)
+        return five_crop(frame, preset.size, order=preset.crop_order, rounding=rounding)
+    return ten_crop(frame, preset.size, order=preset.crop_order, rounding=rounding, mirror=preset.mirror)
 
 
 def _scaled_frame(x: torch.Tensor, preset: Preset) -> torch.Tensor:
@@ -452,12 +515,26 @@ def _multi_crop(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     frame = _scaled_frame(x, preset)
     height, width = frame.shape[-2], frame.shape[-1]
     size = preset.size
-    offsets = _five_offsets(height, width, size, preset.crop_order)
-    sources = [frame] if preset.crops == 5 else [frame, frame.flip(-1)]
-    views = [src[..., top : top + size, left : left + size] for src in sources for top, left in offsets]
+    views = _crop_views(frame, preset, height, width)
     shape = (*frame.shape[:-3], preset.crops, 3, size, size)
     out = torch.empty(shape, dtype=torch.float32, device=frame.device)
     return torch.stack(views, dim=-4, out=out)
+
+
+def _crop_views(frame: torch.Tensor, preset: Preset, height: int, width: int) -> list[torch.Tensor]:
+    """The 5 or 10 crops of ``frame`` ``[..., H, W]`` as views (10: and of its one mirrored
+    copy), in output order."""
+    size = preset.size
+    offsets = _five_offsets(height, width, size, preset.crop_order, preset.centre_rounding)
+    views = [frame[..., top : top + size, left : left + size] for top, left in offsets]
+    if preset.crops == 10:
+        # Crop 5 + k mirrors the original's crop at column m; in the mirrored frame that
+        # crop starts at width - size - m.
+        flipped = frame.flip(-1)
+        for top, left in offsets:
+            m = width - size - _mirror_left(left, width, size, preset.mirror)
+            views.append(flipped[..., top : top + size, m : m + size])
+    return views
 
 
 def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset,
@@ -472,7 +549,8 @@ def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset,
     """
     size = preset.size
     height, width = frames[0].shape[-2], frames[0].shape[-1]
-    offsets = _five_offsets(height, width, size, preset.crop_order)
+    offsets = _five_offsets(height, width, size, preset.crop_order, preset.centre_rounding)
+    mirror_at = [_mirror_left(left, width, size, preset.mirror) for _, left in offsets]
     if out is None:
         out = torch.empty((preset.crops, 3, len(frames), size, size), dtype=torch.float32)
     dst = out.numpy()
@@ -484,8 +562,9 @@ def _cut_snippet(frames: Sequence[torch.Tensor], preset: Preset,
         src = frame.numpy()
         for k, (top, left) in enumerate(offsets):
             dst[k, :, t] = src[:, top : top + size, left : left + size]
-            if mirrored:  # position k of the mirrored frame = the mirror of the crop at width-size-left
-                dst[5 + k, :, t] = src[:, top : top + size, width - size - left : width - left][..., ::-1]
+            if mirrored:  # the mirror of the crop at mirror_at[k] (width-size-left: torchvision's)
+                m = mirror_at[k]
+                dst[5 + k, :, t] = src[:, top : top + size, m : m + size][..., ::-1]
     return out
 
 
@@ -501,12 +580,8 @@ def cut_crops(frames: torch.Tensor, preset: Preset) -> torch.Tensor:
     """
     if preset.crops not in (5, 10):
         raise ValueError(f"cut_crops makes 5 or 10 crops, not {preset.crops}")
-    size = preset.size
-    height, width = _check_fits(frames, size)
-    offsets = _five_offsets(height, width, size, preset.crop_order)
-    sources = [frames] if preset.crops == 5 else [frames, frames.flip(-1)]
-    views = [src[..., top : top + size, left : left + size] for src in sources for top, left in offsets]
-    return torch.stack(views)
+    height, width = _check_fits(frames, preset.size)
+    return torch.stack(_crop_views(frames, preset, height, width))
 
 
 def transform_frames(x: torch.Tensor, preset: Preset) -> torch.Tensor:
@@ -548,7 +623,7 @@ class FrameTransform:
 
     @property
     def crop_names(self) -> tuple[str, ...]:
-        return crop_names(self.preset.crops, self.preset.crop_order)
+        return crop_names(self.preset.crops, self.preset.crop_order, self.preset.mirror)
 
     @property
     def num_crops(self) -> int:
