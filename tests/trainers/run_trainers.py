@@ -303,7 +303,7 @@ def apply(edit: Edit, root: Path, width: int, abnormal: int, extra: dict[str, st
     old, new = edit.render(width, abnormal)
     for key, value in extra.items():
         new = new.replace("{" + key + "}", value)
-    line = lines[edit.line - 1]
+    line = lines[edit.line - 1] if edit.line <= len(lines) else "(the file is shorter)"
     if old not in line:
         raise RuntimeError(f"{edit.file}:{edit.line}: expected {old!r}, found {line.strip()!r} "
                            f"(not the commit the docs name?)")
