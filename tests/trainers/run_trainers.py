@@ -313,8 +313,8 @@ def apply(edit: Edit, root: Path, width: int, abnormal: int, extra: dict[str, st
 
 def abnormal_lines(lists_output: str) -> int:
     """The abnormal training-list line count ``vadfeat lists`` prints."""
-    m = re.search(r"(\d+) (?:of \d+ )?(?:training[- ]list )?lines? (?:are )?abnormal", lists_output) or \
-        re.search(r"abnormal[^\d\n]*(\d+)", lists_output)
+    # "training list: the first 30 lines are abnormal (...)"
+    m = re.search(r"first (\d+) lines? (?:are|is) abnormal", lists_output)
     if not m:
         raise RuntimeError(f"no abnormal line count in the lists output:\n{lists_output}")
     return int(m.group(1))
