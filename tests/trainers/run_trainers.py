@@ -364,16 +364,16 @@ def random_clip(path: Path, python: str, clip_src: Path) -> None:
         return
     # clip.load reads the file with torch.jit.load first (OpenAI's files are TorchScript) and
     # takes its state_dict: a traced holder of CLIP's parameters, under CLIP's own names.
-    code = ("import sys, torch; sys.path.insert(0, sys.argv[1]); from clip.model import CLIP\n"
+    code = ("import sys, torch; from clip.model import CLIP\n"
             "class Holder(torch.nn.Module):\n"
             "    def forward(self, x):\n"
             "        return x\n"
             "torch.manual_seed(0); m = CLIP(512, 32, 1, 64, 16, 77, 49408, 512, 8, 1); h = Holder()\n"
             "for k, v in m.named_children(): h.add_module(k, v)\n"
             "for k, v in m.named_parameters(recurse=False): h.register_parameter(k, v)\n"
-            "torch.jit.save(torch.jit.trace(h, torch.ones(1)), sys.argv[2])\n")
-    subprocess.run([python, "-c", code, str(clip_src), str(path)], check=True, timeout=600,
-                   env=dict(os.environ, PYTHONPATH=str(SHIMS_DIR)))
+            "torch.jit.save(torch.jit.trace(h, torch.ones(1)), sys.argv[1])\n")
+    subprocess.run([python, "-c", code, str(path)], check=True, timeout=600,
+                   env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(SHIMS_DIR), str(clip_src)])))
 
 
 # RTFM "auc : 0.5", PEL4VAD "AUC:0.5", VadCLIP "AUC1:  0.5", Fed_WSVAD "AUC_score_all_video is 0.5",
