@@ -1,0 +1,1 @@
+"""A torchvision stand-in: only ``transforms`` names, for VadCLIP's ``clip.py`` imports."""
