@@ -66,6 +66,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from vadfeat._defaults import DEFAULT_SAMPLE_SNIPPETS, DEFAULT_SAMPLE_VIDEOS  # defined there for --help
 from vadfeat._types import CropOrder, LayoutOrAuto
 from vadfeat.dataset.compare import (
     CompareResult,
@@ -94,9 +95,6 @@ EXACT_REL_L2 = 1e-3
 CLOSE_REL_L2 = 0.05
 #: How many times farther the runner-up must be for a ``sure`` verdict.
 SURE_RATIO = 2.0
-#: Default sample: videos, and snippets per video.
-DEFAULT_SAMPLE_VIDEOS = 3
-DEFAULT_SAMPLE_SNIPPETS = 8
 _MULTI_ORDER_CROPS = (5, 10)
 _CROP_COUNTS = (1, 3, 5, 10)
 _SAMPLES = "samples"
@@ -167,8 +165,8 @@ class RecipeScore:
 
     def line(self, rank: int, videos: int) -> str:
         if self.distance is None:
-            return f"{rank:>3}. {self.label:<44} not comparable: {self.note}"
-        return (f"{rank:>3}. {self.label:<44} rel L2 {self.distance:.4f}  cos {self.cosine:.4f}  "
+            return f"{rank:>3}. {self.label:<50} not comparable: {self.note}"
+        return (f"{rank:>3}. {self.label:<50} rel L2 {self.distance:.4f}  cos {self.cosine:.4f}  "
                 f"closest in {self.wins}/{videos}  T as theirs in {self.t_match}/{videos}")
 
 
@@ -236,7 +234,8 @@ def candidate_presets(*, checkpoint: str | os.PathLike[str] | None = None, model
     from vadfeat.pipeline.config import check_fit
     from vadfeat.pipeline.presets import get_preset, list_presets
 
-    found = resolve_model(checkpoint, model=model, backbone=backbone)
+    found = resolve_model(None if checkpoint is None else os.fspath(checkpoint), model=model,
+                          backbone=backbone)
     bb = found.backbone
 
     def fits(name: str) -> str | None:
@@ -431,12 +430,12 @@ def compare_recipes(
             issues.append(FeatureIssue(f"theirs/{tname}", f"cannot read {trec.paths[0]}: {exc}"))
             continue
         try:
-            n, fps, native = probe(item.source)
+            frames, fps, native = probe(item.source)
         except VideoError as exc:
             issues.append(FeatureIssue(f"videos/{name}", str(exc)))
             continue
         theirs_arrays[name] = arr
-        sample.append(SampledVideo(name=name, source=item.source, theirs_name=tname, num_frames=n,
+        sample.append(SampledVideo(name=name, source=item.source, theirs_name=tname, num_frames=frames,
                                    t_theirs=arr.shape[0], rows=min(snippets, arr.shape[0]), fps=fps,
                                    native_fps=native))
     if not sample:
@@ -460,7 +459,8 @@ def compare_recipes(
                           best=best, runner_up=runner, margin=margin, confidence=conf, summary=summary,
                           issues=tuple(issues), unmatched_videos=tuple(unmatched), snippets=snippets,
                           work=work_dir if tmp is None else None)
-        residual, lengths = None, ()
+        residual: CompareResult | None = None
+        lengths: tuple[Diagnosis, ...] = ()
         if best is not None:
             residual, lengths = _residual(best, extracted[_slug(best.recipe)], work_dir, ts, sample,
                                           theirs_arrays, out_dir, limit, dpi, window, ranking_wo)
@@ -553,11 +553,11 @@ def _score_all(names: Sequence[str], sample: Sequence[SampledVideo], theirs_arra
                             {k: _as_tcd(a[:, perm]) for k, a in arrays.items()}, ""))
     # Per-video distances, then who is closest in each video.
     table: list[tuple[Recipe, list[float | None], list[float | None], str]] = []
-    for recipe, arrays, why in raw:
+    for recipe, got, why in raw:
         dists: list[float | None] = []
         coss: list[float | None] = []
         for v in sample:
-            mine = None if arrays is None else arrays.get(v.name)
+            mine = None if got is None else got.get(v.name)
             theirs = theirs_arrays[v.name]
             if mine is None or mine.shape[1:] != theirs.shape[1:]:
                 dists.append(None)
@@ -574,7 +574,7 @@ def _score_all(names: Sequence[str], sample: Sequence[SampledVideo], theirs_arra
         ok = [d for d in dists if d is not None]
         wins = 0
         for i, d in enumerate(dists):
-            others = [t[1][i] for t in table if t[0] != recipe and t[1][i] is not None]
+            others = [o for t in table if t[0] != recipe and (o := t[1][i]) is not None]
             if d is not None and all(d <= o for o in others):
                 wins += 1
         # Crop overrides leave the sampling alone: the preset's own gives the row count.
