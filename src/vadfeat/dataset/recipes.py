@@ -656,11 +656,21 @@ def _residual(best: RecipeScore, arrays: dict[str, np.ndarray], work_dir: Path, 
               sample: Sequence[SampledVideo], theirs_arrays: dict[str, np.ndarray], out_dir: Path | None,
               limit: int | Literal["all"], dpi: int, window: int, ranking: dict[str, Any]
               ) -> tuple[CompareResult, tuple[Diagnosis, ...]]:
-    """compare's diagnoses of the best recipe's sample (as extracted: a crop order that
-    differs shows as a crop permutation) against THEIRS' first rows, and what the row
-    counts say; with ``out_dir`` the report."""
+    """compare's diagnoses of the best recipe's sample (its crops in the recipe's order)
+    against THEIRS' first rows, and what the row counts say; with ``out_dir`` the report."""
+    from vadfeat.pipeline.presets import get_preset
+    from vadfeat.pipeline.transforms import crop_names
+
     folder = work_dir / _slug(best.recipe)
     mine_records = {r.name: _without_sample_key(r) for r in _read_quiet(folder)}
+    preset, wanted = get_preset(best.recipe.preset), dict(best.recipe.overrides)
+    crops, have = int(wanted.get("crops", preset.crops)), preset.crop_order
+    order = wanted.get("crop_order", have)
+    if crops in _MULTI_ORDER_CROPS and order != have:  # the sample as the recipe orders it
+        perm = crop_permutation(crops, have, order)
+        arrays = {k: a[:, perm] for k, a in arrays.items()}
+        mine_records = {k: dataclasses.replace(r, crop_order=crop_names(crops, order))
+                        for k, r in mine_records.items()}
     theirs_by = ts.by_name()
     videos: list[VideoComparison] = []
     pairs = []
