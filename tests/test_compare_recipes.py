@@ -265,3 +265,17 @@ def test_finds_each_i3d_preset(tmp_path: Path, preset: str) -> None:
     assert r.best.distance is not None and r.best.distance <= EXACT_REL_L2
     assert r.runner_up is not None and r.runner_up.distance is not None
     assert r.runner_up.distance > 10 * EXACT_REL_L2
+
+
+def test_a_file_compare_did_not_write_is_never_replaced(videos: Path, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    theirs = theirs_made_with(videos, tmp_path / "theirs", "videomae-tad")
+    for name in ("index.html", "samples/videomae-tad/v1.npy"):
+        out = tmp_path / f"out-{name.count('/')}"
+        (out / name).parent.mkdir(parents=True)
+        (out / name).write_text("mine")
+        code = main(["compare", str(theirs), "--videos", str(videos), "--recipes", "--model", TINY,
+                     "--random-weights", "-o", str(out)])
+        assert code == 2 and name in caplog.text
+        assert (out / name).read_text() == "mine" and not (out / "compare.json").exists()
+        assert not (out / "samples" / "videomae-v2").exists()  # refused before any extraction

@@ -85,6 +85,9 @@ def _compare_recipes(args: argparse.Namespace) -> int:
         window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots, work=args.work)
     for line in ranking_lines(ranking):
         _print(line)
+    if ranking.unmatched_videos:
+        _print(f"videos without a file in THEIRS ({len(ranking.unmatched_videos)}): "
+               f"{_names(ranking.unmatched_videos)}")
     for d in ranking.lengths:
         _print(f"rows  {d.message}")
     code = EXIT_OK

@@ -15,17 +15,17 @@ own: they are permutations of the same crops, applied to one extraction.
 
 **Sample** (cheap by design): the first ``num_videos`` videos (sorted names) that match
 a file of THEIRS (:func:`~vadfeat.dataset.compare.match_names`, compare's own name
-matching), and in each the first ``snippets`` snippets.  Each sampled video is decoded
-once in full to count its frames (decoding only: no resize, no model), so that the
-number of rows each recipe would give can be checked against THEIRS' ``T``; then each
-candidate extracts through the library's per-video pipeline
-(:meth:`~vadfeat.pipeline.extractor.FeatureExtractor.snippet_stream`, the same stream
-``vadfeat extract`` runs), which stops decoding after the sampled snippets.  Cost: one
-model load per candidate preset, ``num_videos x snippets`` snippets per preset, one
-decode of each sampled video.  The samples are written as ordinary feature files with
-sidecars under ``OUT/samples/<recipe>/`` (with ``out``), else in a temporary folder
-removed at the end (``work`` names another); their sidecars' fingerprint carries
-``sample_snippets``, so ``vadfeat extract`` never resumes from these partial files.
+matching), and in each the first ``snippets`` snippets.  Each sampled video's frame count
+(as its container declares it; where it declares none, every frame is decoded and counted,
+with no resize and no model) says how many rows each recipe would give, checked against
+THEIRS' ``T``; then each candidate extracts through the library's per-video pipeline
+(:meth:`~vadfeat.pipeline.extractor.FeatureExtractor.snippet_stream`, the stream ``vadfeat
+extract`` runs, decoded in a worker thread as there), which stops decoding after the
+sampled snippets.  Cost: one model load per candidate preset and ``num_videos x snippets``
+snippets per preset (BENCHMARKS.md section 12).  The samples are written as ordinary
+feature files with sidecars under ``OUT/samples/<recipe>/`` (with ``out``), else in a
+temporary folder removed at the end (``work`` names another); their sidecars' fingerprint
+carries ``sample_snippets``, so ``vadfeat extract`` never resumes from these partial files.
 The work folder must not be, hold or lie inside THEIRS, the videos or the checkpoint.
 
 **Distance**: relative L2 ``|theirs - mine| / |mine|`` over the sampled rows and every
@@ -57,8 +57,10 @@ import html
 import logging
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -130,7 +132,7 @@ class Recipe:
 @dataclass(frozen=True)
 class SampledVideo:
     """One sampled video: its name in the videos folder, THEIRS' matching file, its frame
-    count (decoded), THEIRS' rows and how many rows were compared."""
+    count, THEIRS' rows and how many rows were compared."""
 
     name: str
     source: Path
@@ -140,6 +142,7 @@ class SampledVideo:
     rows: int
     fps: float | None = None
     native_fps: float | None = None
+    frames_counted: bool = False  # decoded and counted, else as the container declares it
 
 
 @dataclass(frozen=True)
@@ -430,19 +433,25 @@ def compare_recipes(
             issues.append(FeatureIssue(f"theirs/{tname}", f"cannot read {trec.paths[0]}: {exc}"))
             continue
         try:
-            frames, fps, native = probe(item.source)
+            frames, counted, fps, native = _probe(item.source)
         except VideoError as exc:
             issues.append(FeatureIssue(f"videos/{name}", str(exc)))
             continue
         theirs_arrays[name] = arr
         sample.append(SampledVideo(name=name, source=item.source, theirs_name=tname, num_frames=frames,
                                    t_theirs=arr.shape[0], rows=min(snippets, arr.shape[0]), fps=fps,
-                                   native_fps=native))
+                                   native_fps=native, frames_counted=counted))
     if not sample:
         raise ConfigError("no matched video could be sampled: " + "; ".join(str(i) for i in issues[-3:]))
 
     tmp: Path | None = None
     if out_dir is not None:
+        # Before any extraction: a file compare did not write at any name it may write is refused.
+        maybe = [f"{_SAMPLES}/{slug}/{v.name}{ext}" for n in names
+                 for slug in (n, *(f"{n}+crops{k}" for k in _CROP_COUNTS)) for v in sample
+                 for ext in (".npy", ".json")]
+        claim_outputs(out_dir, ["compare.json", "index.html"], command="compare",
+                      check=[*maybe, *(f"{v.name}.png" for v in sample)] if limit != 0 else maybe)
         work_dir = out_dir / _SAMPLES
     elif work is not None:
         work_dir = Path(work)
@@ -470,15 +479,20 @@ def compare_recipes(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def probe(source: str | os.PathLike[str]) -> tuple[int, float | None, float | None]:
-    """``(frames, rate the frames come at, the video's own rate)`` of a video or frame
-    folder, every frame decoded (no resize, no model).  Raises :class:`VideoError`."""
+def _probe(source: str | os.PathLike[str]) -> tuple[int, bool, float | None, float | None]:
+    """``(frames, counted, rate the frames come at, the video's own rate)`` of a video or
+    frame folder: the frame count the container declares (a frame folder's file count), or,
+    when it declares none, every frame decoded and counted (``counted``; no resize, no
+    model).  Raises :class:`VideoError`."""
     from vadfeat.io.video import open_video
 
     with open_video(source) as reader:
+        declared = reader.info.declared_frames
+        if declared:
+            return int(declared), False, reader.fps, reader.info.fps
         for _ in reader:
             pass
-        return int(reader.decoded_frames), reader.fps, reader.info.fps
+        return int(reader.decoded_frames), True, reader.fps, reader.info.fps
 
 
 def _slug(recipe: Recipe) -> str:
@@ -632,19 +646,53 @@ def _extract_sample(cfg: Any, sample: Sequence[SampledVideo], work_dir: Path, ou
 
 def _first_snippets(ext: Any, source: Path, n: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """``(features [n', crops?, ...], frame ranges)`` of the first ``n`` snippets; decoding
-    stops there (the stream is closed)."""
+    stops there (the stream is closed).
+
+    As in ``vadfeat extract`` (:mod:`vadfeat.engines.local`), a worker thread decodes and
+    preprocesses while this thread runs the model, at most two snippets ahead.  Not only for
+    the overlap: on the loaded 2-core machine, the same per-frame transforms run in the
+    calling thread took 4x the CPU time they take in a worker thread (tiny model, 750 frames
+    of 360p: 57 s against 15 s, BENCHMARKS.md section 12).
+    """
+    handoff: queue.Queue[tuple[tuple[int, int], Any] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def send(item: tuple[tuple[int, int], Any] | BaseException | None) -> bool:
+        while not stop.is_set():  # the model thread may have stopped reading
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        stream = ext.snippet_stream(source)
+        try:
+            for made, snippet in enumerate(stream, start=1):
+                if not send(snippet) or made >= n:
+                    break
+        except Exception as exc:  # noqa: BLE001  (handed to the model thread, which raises it)
+            send(exc)
+            return
+        finally:
+            stream.close()
+        send(None)
+
+    worker = threading.Thread(target=produce, name="vadfeat-sample", daemon=True)
+    worker.start()
     ranges: list[tuple[int, int]] = []
     rows: list[tuple[int, np.ndarray]] = []
     batcher = ext.batcher()
-    stream = ext.snippet_stream(source)
     try:
-        for rng, clip in stream:
-            ranges.append(rng)
-            rows.extend(batcher.add(len(ranges) - 1, ext.prepare(clip)))
-            if len(ranges) >= n:
-                break
+        while (got := handoff.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            ranges.append(got[0])
+            rows.extend(batcher.add(len(ranges) - 1, ext.prepare(got[1])))
     finally:
-        stream.close()
+        stop.set()
+        worker.join()
     rows.extend(batcher.flush())
     rows.sort(key=lambda kr: kr[0])
     if not rows:
@@ -689,7 +737,8 @@ def _residual(best: RecipeScore, arrays: dict[str, np.ndarray], work_dir: Path, 
             both = (rm, rt) if rm is not None and rt is not None else None
             _, note, diags = explain_length(mrec, t_pred, v.t_theirs, 0, comp.alignment_score, recorded=both)
             lengths.append(Diagnosis(diags[0].kind if diags else "same",
-                                     f"{v.name}: {best.label} gives {t_pred} rows for {v.num_frames} frames, "
+                                     f"{v.name}: {best.label} gives {t_pred} rows for {v.num_frames} frames"
+                                     f" ({'counted' if v.frames_counted else 'as the container declares'}), "
                                      f"theirs has {v.t_theirs}: {note}"))
     ms = FeatureSet(root=folder, layout="flat", records=tuple(p[1] for p in pairs))
     told = RecipeRanking(**ranking, residual=None, lengths=tuple(lengths))
@@ -774,7 +823,6 @@ __all__ = [
     "compare_recipes",
     "crop_permutation",
     "judge",
-    "probe",
     "ranking_html",
     "ranking_lines",
     "rel_l2",
