@@ -279,3 +279,17 @@ def test_a_file_compare_did_not_write_is_never_replaced(videos: Path, tmp_path: 
         assert code == 2 and name in caplog.text
         assert (out / name).read_text() == "mine" and not (out / "compare.json").exists()
         assert not (out / "samples" / "videomae-v2").exists()  # refused before any extraction
+
+
+def test_a_video_too_short_for_a_recipe_is_a_finding_not_an_issue(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # 12 frames: one padded snippet under tail "pad", none under the presets' "drop".
+    src = tmp_path / "videos"
+    synth.write_video(src / "short.mp4", synth.scene_frames(12, width=64, height=48, seed=5), fps=25)
+    theirs = theirs_made_with(src, tmp_path / "theirs", "videomae-tad", tail="pad")
+    code = main(["compare", str(theirs), "--videos", str(src), "--recipes", "videomae-tad,videomae-v2",
+                 "--model", TINY, "--random-weights"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "issue  " not in printed
+    assert "no candidate recipe gives features comparable with THEIRS" in printed
+    assert printed.count("too short for this recipe's sampling") == 2
