@@ -293,3 +293,15 @@ def test_a_video_too_short_for_a_recipe_is_a_finding_not_an_issue(tmp_path: Path
     assert code == 0 and "issue  " not in printed
     assert "no candidate recipe gives features comparable with THEIRS" in printed
     assert printed.count("too short for this recipe's sampling") == 2
+
+
+def test_the_residual_names_a_tail_rule(videos: Path, tmp_path: Path) -> None:
+    # THEIRS padded its last partial snippet (ceil(frames / 16) rows): the first rows are the
+    # recipe's exactly, and the row counts say which tail rule THEIRS used.
+    theirs = theirs_made_with(videos, tmp_path / "theirs", "videomae-tad", tail="pad")
+    r = rank(theirs, videos)
+    assert r.best is not None and r.best.recipe == Recipe("videomae-tad")
+    assert r.best.distance is not None and r.best.distance <= EXACT_REL_L2
+    assert r.best.t_match == 0  # drop gives floor(frames / 16): 2 and 3 rows, THEIRS 3 and 4
+    assert [d.kind for d in r.lengths] == ["tail", "tail"]
+    assert all("ceil" in d.message for d in r.lengths)
