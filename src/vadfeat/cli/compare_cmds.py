@@ -81,7 +81,8 @@ def _compare_recipes(args: argparse.Namespace) -> int:
     ranking = compare_recipes(
         args.mine, args.videos, args.out, recipes=_recipe_names(args.recipes), checkpoint=args.checkpoint,
         model=args.model, random_weights=args.random_weights, num_videos=args.sample_videos,
-        snippets=args.sample_snippets, device=args.device, dtype=args.dtype, theirs_layout=args.layout,
+        snippets=args.sample_snippets, device=args.device, dtype=args.dtype,
+        theirs_layout=args.theirs_layout if args.theirs_layout != "auto" else args.layout,
         window=args.window, clip_len=args.clip_len, plots=0 if args.no_plots else args.plots, work=args.work)
     for line in ranking_lines(ranking):
         _print(line)
