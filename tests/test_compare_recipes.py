@@ -234,6 +234,10 @@ def test_how_sure_depends_on_the_margin_and_the_videos_won() -> None:
     assert close[3] == "likely"  # closest everywhere, but the runner-up is less than 2x as far
     split = judge([_score("a", 0.01, (0.005, 0.015), 1), _score("b", 0.011, (0.012, 0.01), 1)], 2)
     assert split[3] == "unsure" and "sample more" in split[4]
+    tie = judge([_score("a", 0.0, (0.0, 0.0), 2), _score("b", 0.0, (0.0, 0.0), 2)], 2)
+    assert tie[3] == "unsure" and "cannot be told apart" in tie[4]
+    both_exact = judge([_score("a", 1e-7, (1e-7,), 1), _score("b", 4e-7, (4e-7,), 0)], 1)
+    assert both_exact[3] == "unsure"
     none = judge([RecipeScore(Recipe("a"), None, None, (None,), 0, 0, (), "shape")], 1)
     assert none[0] is None and none[3] == "none"
 
@@ -245,6 +249,52 @@ def test_candidates_are_read_from_the_registry() -> None:
     i3d = candidate_presets(model="i3d/r50")
     assert i3d == [n for n in list_presets() if get_preset(n).pooling == "pool"]
     assert "i3d-gowtham" in i3d and "i3d-rtfm-author" in i3d
+
+
+def _registered(model: str) -> bool:
+    from vadfeat.backbones._registry import resolve_model_name
+
+    try:
+        resolve_model_name(model)
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("preset, jpeg", [("i3d-rtfm", False), ("i3d-gowtham", False),
+                                          ("i3d-rtfm-author", False), ("i3d-gowtham", True)])
+def test_finds_each_i3d_preset_on_the_tiny_i3d(tmp_path: Path, preset: str, jpeg: bool) -> None:
+    # The tiny I3D (ResNet-50 layout, channels / 16) over every registered I3D preset; one THEIRS
+    # made from the ffmpeg-style JPEG dump of the video, as the wrapper behind i3d-gowtham runs.
+    # That one is 16:9: on 4:3 frames i3d-gowtham and `i3d-rtfm --crop-order reading` differ only
+    # by 340 against 341 px and the kernel (1.1 % on i3d/r50), and an 80x60 clip's JPEG round trip,
+    # magnified 4x by the resize, moved the values further (1.9-2.6 % on the tiny I3D): the ranking
+    # then said "likely" for the other one.  README states that limit.
+    if not _registered("i3d/r50_tiny"):
+        pytest.skip("no tiny I3D registered (i3d/r50_tiny): the slow test below runs i3d/r50")
+    src = tmp_path / "videos"
+    width, height = (320, 180) if jpeg else (80, 60)
+    synth.write_video(src / "v0.mp4", synth.scene_frames(40, width=width, height=height, seed=3), fps=25)
+    inp = src
+    if jpeg:
+        with av.open(str(src / "v0.mp4")) as c:
+            inp = ffmpeg_jpeg_dump([f.to_ndarray(format="rgb24") for f in c.decode(video=0)],
+                                   tmp_path / "frames" / "v0")
+    made = tmp_path / "made"
+    extract([inp], made, model="i3d/r50_tiny", random_weights=True, preset=preset, progress=False,
+            dtype="fp32")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    shutil.copy(made / "v0.npy", theirs / "v0.npy")
+    r = compare_recipes(theirs, src, model="i3d/r50_tiny", random_weights=True, snippets=2, plots=0)
+    assert r.best is not None and r.best.recipe == Recipe(preset)
+    assert r.best.distance is not None and r.runner_up is not None and r.runner_up.distance is not None
+    if jpeg:
+        assert EXACT_REL_L2 < r.best.distance < CLOSE_REL_L2
+    else:
+        assert r.best.distance <= EXACT_REL_L2
+    assert r.runner_up.distance > 2 * max(r.best.distance, EXACT_REL_L2)
+    assert r.confidence == "sure"
 
 
 @pytest.mark.slow

@@ -320,6 +320,11 @@ def judge(ranking: Sequence[RecipeScore], videos: int) -> tuple[RecipeScore | No
     tail = (f"; runner-up: {runner.label} (rel L2 {runner.distance:.4f}), margin {margin:.4f}"
             + (f", {ratio:.1f}x as far" if math.isfinite(ratio) else ""))
     exact_alone = best.distance <= EXACT_REL_L2 < runner.distance
+    if runner.distance <= max(best.distance, EXACT_REL_L2):
+        # Both reproduce THEIRS as well (two recipes may differ only where the sample does not reach).
+        return best, runner, margin, "unsure", (
+            f"{head}{tail}: unsure (the runner-up reproduces THEIRS as well on this sample: the two "
+            "cannot be told apart here; sample other videos, or they make the same features)")
     if best.wins == videos and (ratio >= SURE_RATIO or exact_alone):
         conf: Confidence = "sure"
     elif best.wins * 2 > videos:
