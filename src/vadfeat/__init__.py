@@ -42,6 +42,8 @@ _HOMES: dict[str, str] = {
     "align": "vadfeat.dataset.align",
     "CompareResult": "vadfeat.dataset.compare",
     "compare": "vadfeat.dataset.compare",
+    "RecipeRanking": "vadfeat.dataset.recipes",
+    "compare_recipes": "vadfeat.dataset.recipes",
     "ExportResult": "vadfeat.dataset.export",
     "export": "vadfeat.dataset.export",
     "LabelError": "vadfeat.dataset.labels",
@@ -144,6 +146,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         write_labels,
     )
     from vadfeat.dataset.lists import ListsResult, read_video_list, write_lists
+    from vadfeat.dataset.recipes import RecipeRanking, compare_recipes
     from vadfeat.dataset.report import InspectResult, inspect
     from vadfeat.dataset.resample import process_feat, resample_features, uniform_sample, vadclip_sample
     from vadfeat.engines.context import RunSummary
@@ -196,6 +199,7 @@ __all__ = [
     "ModelSpec",
     "Preset",
     "PretrainedCfg",
+    "RecipeRanking",
     "RunSummary",
     "Sniffed",
     "Snippet",
@@ -215,6 +219,7 @@ __all__ = [
     "align",
     "build_frame_transform",
     "compare",
+    "compare_recipes",
     "detect_backbone",
     "discover",
     "dump_frames",

@@ -16,3 +16,9 @@ DEFAULT_MAX_PIXELS = 7680 * 4320
 #: PNGs ``compare -o`` draws unless asked (``--plots N`` / ``--plots all``): a plot took
 #: 0.19 s on a 2-core machine, so one per video would take over half an hour for 10,000.
 DEFAULT_PLOTS = 20
+
+#: ``compare --recipes``'s sample: videos, and first snippets of each, extracted per candidate
+#: recipe (``--sample-videos``, ``--sample-snippets``).  Eight snippets give compare's
+#: per-dimension statistics their eight rows even with one crop.
+DEFAULT_SAMPLE_VIDEOS = 3
+DEFAULT_SAMPLE_SNIPPETS = 8

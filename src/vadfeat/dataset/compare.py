@@ -836,17 +836,10 @@ def feature_key(name: str) -> str:
     return _FEATURE_SUFFIX.sub("", key) or key
 
 
-def _unique(records: Sequence[FeatureRecord], key: Callable[[str], str]) -> dict[str, FeatureRecord]:
-    groups: dict[str, list[FeatureRecord]] = {}
-    for r in records:
-        groups.setdefault(key(r.name), []).append(r)
-    return {k: v[0] for k, v in groups.items() if len(v) == 1}
-
-
 _SHORT_CROP = re.compile(r"^(?P<stem>.+)_(?P<k>\d)$")
 
 
-def _regroup_short_crops(fs: FeatureSet, other: FeatureSet, clip_len: int) -> FeatureSet:
+def _regroup_short_crops(fs: FeatureSet, other: FeatureSet | Sequence[str], clip_len: int) -> FeatureSet:
     """``<stem>_0.npy ... <stem>_<n-1>.npy`` without sidecars as one per-crop video.
 
     The reader takes ``<stem>_<k>.npy`` for a crop only beside a ``<stem>.json``
@@ -859,7 +852,8 @@ def _regroup_short_crops(fs: FeatureSet, other: FeatureSet, clip_len: int) -> Fe
     if fs.layout != "flat":
         return fs
     names = {r.name for r in fs}
-    wanted = {k for r in other for k in (video_key(r.name), feature_key(r.name))}
+    other_names = other.names() if isinstance(other, FeatureSet) else other
+    wanted = {k for n in other_names for k in (video_key(n), feature_key(n))}
     groups: dict[str, dict[int, FeatureRecord]] = {}
     for r in fs:
         m = _SHORT_CROP.match(r.name)
@@ -883,27 +877,42 @@ def _regroup_short_crops(fs: FeatureSet, other: FeatureSet, clip_len: int) -> Fe
                       issues=tuple(issues), warnings=fs.warnings)
 
 
-def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, FeatureRecord, FeatureRecord]],
-                                                          list[str], list[str]]:
-    """Matched (name, mine, theirs) by relative name, then by a unique video key, then by a
-    unique :func:`feature_key`."""
-    theirs_names = theirs.by_name()
-    keyed = [(_unique(mine.records, k), _unique(theirs.records, k)) for k in (video_key, feature_key)]
+def match_names(mine: Sequence[str], theirs: Sequence[str]
+                ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """``([(my name, theirs name)], only mine, only theirs)``: names matched as :func:`compare`
+    matches videos: by relative name, then by a unique :func:`video_key`, then by a unique
+    :func:`feature_key` (``Abuse028_x264.mp4`` finds ``Abuse028_x264_i3d``)."""
+    theirs_set = set(theirs)
+    keyed = [(_unique_names(mine, k), _unique_names(theirs, k)) for k in (video_key, feature_key)]
     used: set[str] = set()
     pairs, only_mine = [], []
-    for rec in mine:
-        other = theirs_names.get(rec.name)
+    for name in mine:
+        other = name if name in theirs_set else None
         for key, (mine_k, theirs_k) in zip((video_key, feature_key), keyed, strict=True):
-            k = key(rec.name)
-            if other is None and mine_k.get(k) is rec and k in theirs_k and theirs_k[k].name not in used:
+            k = key(name)
+            if other is None and mine_k.get(k) == name and k in theirs_k and theirs_k[k] not in used:
                 other = theirs_k[k]
-        if other is None or other.name in used:
-            only_mine.append(rec.name)
+        if other is None or other in used:
+            only_mine.append(name)
             continue
-        used.add(other.name)
-        pairs.append((rec.name, rec, other))
-    only_theirs = [r.name for r in theirs if r.name not in used]
-    return pairs, only_mine, only_theirs
+        used.add(other)
+        pairs.append((name, other))
+    return pairs, only_mine, [n for n in theirs if n not in used]
+
+
+def _unique_names(names: Sequence[str], key: Callable[[str], str]) -> dict[str, str]:
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(key(n), []).append(n)
+    return {k: v[0] for k, v in groups.items() if len(v) == 1}
+
+
+def _pair(mine: FeatureSet, theirs: FeatureSet) -> tuple[list[tuple[str, FeatureRecord, FeatureRecord]],
+                                                          list[str], list[str]]:
+    """Matched (name, mine, theirs) records (:func:`match_names`)."""
+    mine_by, theirs_by = mine.by_name(), theirs.by_name()
+    pairs, only_mine, only_theirs = match_names(mine.names(), theirs.names())
+    return [(m, mine_by[m], theirs_by[t]) for m, t in pairs], only_mine, only_theirs
 
 
 # --------------------------------------------------------------------------- overall
@@ -1100,7 +1109,7 @@ def _diagnoses_cell(v: VideoComparison, permutation: Sequence[int]) -> str:
 
 
 def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
-                sides: tuple[ExtractionInfo, ExtractionInfo] | None = None) -> str:
+                sides: tuple[ExtractionInfo, ExtractionInfo] | None = None, preamble: str = "") -> str:
     head = ("<tr><th>video</th><th>verdict</th><th>T mine/theirs</th><th>T rule</th><th>offset</th>"
             "<th>crops mine/theirs</th><th>dim</th><th>cosine</th><th>min cosine</th><th>rel L2</th>"
             "<th>max |diff|</th><th>median r</th><th>diagnoses</th></tr>")
@@ -1150,7 +1159,7 @@ def _index_html(result: CompareResult, out: Path, plots_note: str | None = None,
         f"<h1>{html.escape(title)}</h1><p><b>Compared:</b> {'<br>against '.join(compared)}<br>"
         f"{n} videos in both, {len(result.only_mine)} only in mine, {len(result.only_theirs)} "
         f"only in theirs.</p>{warned}"
-        f'<p class="verdict"><b>Verdict: {html.escape(result.verdict)}</b></p><ul>{overall}</ul>'
+        f'{preamble}<p class="verdict"><b>Verdict: {html.escape(result.verdict)}</b></p><ul>{overall}</ul>'
         + (f"<p>cannot be diagnosed:</p><ul>{cannot}</ul>" if cannot else "")
         + (f"<p>unreadable:</p><ul>{issues}</ul>" if issues else "")
         + f"{lists}<h2>Per video</h2><table>{head}{''.join(rows)}</table>"
@@ -1269,6 +1278,20 @@ def compare(
             continue
         videos.append(v)
         log.debug("%s", v.line())
+    return finish_comparison(videos, pairs, ms, ts, only_mine, only_theirs, issues, out_dir, limit, dpi=dpi)
+
+
+def finish_comparison(videos: Sequence[VideoComparison],
+                      pairs: Sequence[tuple[str, FeatureRecord, FeatureRecord]], ms: FeatureSet,
+                      ts: FeatureSet, only_mine: Sequence[str], only_theirs: Sequence[str],
+                      issues: Sequence[FeatureIssue], out_dir: Path | None, limit: int | Literal["all"], *,
+                      dpi: int = 100, preamble: str = "", extra: Mapping[str, Any] | None = None
+                      ) -> CompareResult:
+    """The overall findings of compared ``videos`` and, with ``out_dir``, the report: the
+    ``limit`` worst videos drawn, ``compare.json`` (``extra``'s keys added) and ``index.html``
+    (``preamble``, HTML, before the verdict).  ``out_dir`` must have been checked
+    (:func:`~vadfeat.store.ownership.refuse_overlap`, ``claim_outputs``) by the caller."""
+    videos = list(videos)
     plots_note = "none drawn (--plots 0)."
     if out_dir is not None and limit != 0:
         chosen = worst_first(videos)[:None if limit == "all" else limit]
@@ -1290,10 +1313,10 @@ def compare(
                            crop_permutation=permutation)
     if out_dir is None:
         return result
-    report = write_json(out_dir / "compare.json", report_dict(result))
+    report = write_json(out_dir / "compare.json", {**report_dict(result), **_jsonable(dict(extra or {}))})
     done = CompareResult(**{**result.__dict__, "out": out_dir, "report": report})
     sides = (describe_extraction([r for _, r, _ in pairs]), describe_extraction([r for _, _, r in pairs]))
-    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note, sides))
+    index = write_text(out_dir / "index.html", _index_html(done, out_dir, plots_note, sides, preamble))
     return CompareResult(**{**done.__dict__, "index": index})
 
 
