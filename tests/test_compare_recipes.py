@@ -297,26 +297,6 @@ def test_finds_each_i3d_preset_on_the_tiny_i3d(tmp_path: Path, preset: str, jpeg
     assert r.confidence == "sure"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("preset", ["i3d-rtfm", "i3d-gowtham", "i3d-rtfm-author"])
-def test_finds_each_i3d_preset(tmp_path: Path, preset: str) -> None:
-    # The real ResNet-50 I3D with random weights (there is no tiny I3D): one short video,
-    # one snippet per candidate.  4:3 frames keep i3d-rtfm and i3d-gowtham apart only by
-    # their kernel and crop order, the hard case.
-    src = tmp_path / "videos"
-    synth.write_video(src / "v0.mp4", synth.scene_frames(20, width=80, height=60, seed=3), fps=25)
-    made = tmp_path / "made"
-    extract([src], made, model="i3d/r50", random_weights=True, preset=preset, progress=False, dtype="fp32")
-    theirs = tmp_path / "theirs"
-    theirs.mkdir()
-    shutil.copy(made / "v0.npy", theirs / "v0.npy")
-    r = compare_recipes(theirs, src, model="i3d/r50", random_weights=True, snippets=1, plots=0)
-    assert r.best is not None and r.best.recipe == Recipe(preset)
-    assert r.best.distance is not None and r.best.distance <= EXACT_REL_L2
-    assert r.runner_up is not None and r.runner_up.distance is not None
-    assert r.runner_up.distance > 10 * EXACT_REL_L2
-
-
 def test_a_file_compare_did_not_write_is_never_replaced(videos: Path, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     theirs = theirs_made_with(videos, tmp_path / "theirs", "videomae-tad")
