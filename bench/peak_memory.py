@@ -140,8 +140,8 @@ def vadfeat_route(src: Path, video: Path, backbone: str, out: Path,
     return run_measured(cmd, env)
 
 
-def plain_route(video: Path, backbone: str, images: int) -> tuple[float, float, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def plain_route(src: Path, video: Path, backbone: str, images: int) -> tuple[float, float, str]:
+    env = {**os.environ, "PYTHONPATH": str(src)}  # vadfeat's model code and random weights
     cmd = [sys.executable, __file__, "--plain-child", str(video), "--backbones", backbone,
            "--plain-images", str(images)]
     return run_measured(cmd, env)
@@ -167,6 +167,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=1.92,
                     help="video length (1.92 s = 48 frames = 3 snippets of 16 at 25 fps)")
     ap.add_argument("--clip", default="bbb_360p", choices=list(C.CLIPS))
+    ap.add_argument("--new-src", type=Path, default=ROOT / "src",
+                    help="src/ of the 'vadfeat' route (default: this tree's)")
     ap.add_argument("--old-src", type=Path,
                     help="src/ of a checkout before the change (the 'vadfeat old' route)")
     ap.add_argument("--plain-images", type=int, default=40,
@@ -183,11 +185,11 @@ def main() -> int:
     video = C.bench_videos(args.work, [args.clip], args.seconds)[0]
     print(f"video: {video.name}, {C.video_frames(video)} frames\n")
     routes: list[tuple[str, Any]] = [("vadfeat (this tree)", lambda b: vadfeat_route(
-        ROOT / "src", video, b, args.work / "out-peak-new", []))]
+        args.new_src, video, b, args.work / "out-peak-new", []))]
     if args.old_src:
         routes.append((f"vadfeat old ({args.old_src})", lambda b: vadfeat_route(
             args.old_src, video, b, args.work / "out-peak-old", [])))
-    routes.append(("plain script", lambda b: plain_route(video, b, args.plain_images)))
+    routes.append(("plain script", lambda b: plain_route(args.new_src, video, b, args.plain_images)))
     for backbone in args.backbones:
         peaks: dict[str, list[float]] = {label: [] for label, _ in routes}
         walls: dict[str, list[float]] = {label: [] for label, _ in routes}
