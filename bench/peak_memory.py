@@ -173,6 +173,8 @@ def main() -> int:
                     help="src/ of a checkout before the change (the 'vadfeat old' route)")
     ap.add_argument("--plain-images", type=int, default=40,
                     help="crops per forward pass of the plain CLIP script (40 = 4 frames x 10 crops)")
+    ap.add_argument("--routes", nargs="+", default=["new", "old", "plain"], choices=["new", "old", "plain"],
+                    help="which routes to run (old needs --old-src)")
     ap.add_argument("--rounds", type=int, default=1, help="each route this many times (medians)")
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     ap.add_argument("--plain-child", type=Path, help=argparse.SUPPRESS)
@@ -184,12 +186,15 @@ def main() -> int:
     C.header("peak memory: 10-crop CLIP and I3D, vadfeat vs the plain script (random weights)")
     video = C.bench_videos(args.work, [args.clip], args.seconds)[0]
     print(f"video: {video.name}, {C.video_frames(video)} frames\n")
-    routes: list[tuple[str, Any]] = [("vadfeat (this tree)", lambda b: vadfeat_route(
-        args.new_src, video, b, args.work / "out-peak-new", []))]
-    if args.old_src:
+    routes: list[tuple[str, Any]] = []
+    if "new" in args.routes:
+        routes.append(("vadfeat (this tree)", lambda b: vadfeat_route(
+            args.new_src, video, b, args.work / "out-peak-new", [])))
+    if args.old_src and "old" in args.routes:
         routes.append((f"vadfeat old ({args.old_src})", lambda b: vadfeat_route(
             args.old_src, video, b, args.work / "out-peak-old", [])))
-    routes.append(("plain script", lambda b: plain_route(args.new_src, video, b, args.plain_images)))
+    if "plain" in args.routes:
+        routes.append(("plain script", lambda b: plain_route(args.new_src, video, b, args.plain_images)))
     for backbone in args.backbones:
         peaks: dict[str, list[float]] = {label: [] for label, _ in routes}
         walls: dict[str, list[float]] = {label: [] for label, _ in routes}
@@ -199,7 +204,7 @@ def main() -> int:
                 peak, wall, _ = run(backbone)
                 peaks[label].append(peak)
                 walls[label].append(wall)
-        plain = C.median(peaks["plain script"])
+        plain = C.median(peaks["plain script"]) if "plain script" in peaks else float("nan")
         rows = [["route", "peak RSS MB (median)", "all rounds", "vs plain script", "wall s"]]
         for label, _ in routes:
             rows.append([label, f"{C.median(peaks[label]):.0f}",
@@ -208,7 +213,7 @@ def main() -> int:
         name, preset, _, _ = ROUTES[backbone]
         print(f"## {name}, preset {preset}, 10 crops, CPU fp32\n")
         print(C.table(rows))
-        if args.old_src:
+        if args.old_src and {"new", "old"} <= set(args.routes):
             print(f"\nfeatures, this tree vs old: {feature_diff(args.work)}")
         print()
     C.footer()

@@ -122,3 +122,27 @@ def test_worker_snippets_waiting_for_the_model_are_bounded_in_bytes(
     assert len(held) == SNIPPETS and max(held) == snippet  # one at a time
     got = np.load(tmp_path / "out" / "scene.npy")
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_a_batch_of_one_snippet_is_not_copied() -> None:
+    """A 10-crop snippet is 96 MiB: the batch of one is a view of it, a batch of two one copy."""
+    from vadfeat.pipeline.stream import stack_batch
+
+    a, b = torch.rand(10, 3, 2, 4, 4), torch.rand(10, 3, 2, 4, 4)
+    one = stack_batch([a])
+    assert one.shape == (1, *a.shape) and one.data_ptr() == a.data_ptr()
+    two = stack_batch([a, b])
+    assert torch.equal(two[1], b) and two.data_ptr() not in (a.data_ptr(), b.data_ptr())
+
+
+def test_batch_size_help_is_made_from_the_registry_and_states_the_budget() -> None:
+    from vadfeat._defaults import MEMORY_BUDGET
+    from vadfeat.backbones._registry import list_backbones
+    from vadfeat.cli.extract_cmds import batch_help
+
+    text = batch_help()
+    for b in list_backbones():
+        assert b.name in text
+    for kind in ("clip", "frame"):
+        assert f"default {DEFAULT_BATCH_SIZE[kind]}" in text
+    assert "images for frame backbones" in text and MEMORY_BUDGET in text
