@@ -175,6 +175,8 @@ def main() -> int:
                     help="crops per forward pass of the plain CLIP script (40 = 4 frames x 10 crops)")
     ap.add_argument("--routes", nargs="+", default=["new", "old", "plain"], choices=["new", "old", "plain"],
                     help="which routes to run (old needs --old-src)")
+    ap.add_argument("--vadfeat-args", default="",
+                    help="more `vadfeat extract` options for the vadfeat routes (e.g. '--batch-size 16')")
     ap.add_argument("--rounds", type=int, default=1, help="each route this many times (medians)")
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     ap.add_argument("--plain-child", type=Path, help=argparse.SUPPRESS)
@@ -189,10 +191,10 @@ def main() -> int:
     routes: list[tuple[str, Any]] = []
     if "new" in args.routes:
         routes.append(("vadfeat (this tree)", lambda b: vadfeat_route(
-            args.new_src, video, b, args.work / "out-peak-new", [])))
+            args.new_src, video, b, args.work / "out-peak-new", args.vadfeat_args.split())))
     if args.old_src and "old" in args.routes:
         routes.append((f"vadfeat old ({args.old_src})", lambda b: vadfeat_route(
-            args.old_src, video, b, args.work / "out-peak-old", [])))
+            args.old_src, video, b, args.work / "out-peak-old", args.vadfeat_args.split())))
     if "plain" in args.routes:
         routes.append(("plain script", lambda b: plain_route(args.new_src, video, b, args.plain_images)))
     for backbone in args.backbones:

@@ -2,7 +2,7 @@
 backbones clips; the queue between decode and model is bounded in bytes too.
 
 A 10-crop CLIP snippet of 16 frames is 160 images; counting clips, every forward pass
-of the image model took all of them at once (3.9 GB peak for ViT-B/16 on the CPU,
+of the image model took all of them at once (4.8 GB peak for ViT-B/16 on the CPU,
 BENCHMARKS.md).  The image model is watched with a forward pre-hook that records the
 batch of every pass (the tiny CLIP size, on generated videos); memory is not measured
 here (bench/peak_memory.py does).
