@@ -47,7 +47,7 @@ def _record(ext: FeatureExtractor) -> list[int]:
 
 
 @pytest.mark.parametrize(("settings", "most", "images"), [
-    ({"crops": 10}, DEFAULT_BATCH_SIZE["frame"], 16 * 10),          # the default: 32 images
+    ({"crops": 10}, DEFAULT_BATCH_SIZE["frame"], 16 * 10),          # the default: 16 images
     ({"crops": 10, "batch_size": 8}, 8, 16 * 10),
     ({"crops": 1, "batch_size": 24}, 24, 16),                       # 1 snippet (16) per batch
     ({"crops": 10, "frame_reduce": "middle", "batch_size": 25}, 25, 10),
@@ -80,13 +80,14 @@ def test_image_passes_keep_features_to_float_rounding(video: Path) -> None:
 
 def test_batch_size_counts_clips_for_clip_backbones_and_images_for_frame_backbones() -> None:
     tiny_mae = {"model": "videomae_v2/vit_tiny_patch16_224", "random_weights": True}
-    for crops, clip_snippets, frame_snippets in ((1, 8, 2), (10, 1, 1)):
+    for crops, clip_snippets, frame_snippets in ((1, 8, 1), (10, 1, 1)):
         mae = ExtractConfig.from_settings(tiny_mae, crops=crops)
         clip = ExtractConfig.from_settings(CLIP, crops=crops)
         assert mae.batch_size is None and mae.model_batch("clip") == DEFAULT_BATCH_SIZE["clip"] == 8
         assert mae.snippets_per_batch(mae.input_kind()) == clip_snippets  # unchanged: 8 // crops
         assert clip.input_kind() == "frame" and clip.model_batch("frame") == DEFAULT_BATCH_SIZE["frame"]
-        assert clip.snippets_per_batch("frame") == frame_snippets  # 32 // (16 * crops), at least 1
+        assert clip.snippets_per_batch("frame") == frame_snippets  # 16 // (16 * crops), at least 1
+        assert clip.replace(batch_size=64).snippets_per_batch("frame") == max(1, 64 // (16 * crops))
     frames = ExtractConfig.from_settings(CLIP, preset="clip-frames", batch_size=48)
     assert frames.snippets_per_batch("frame") == 48  # one frame per snippet
 
