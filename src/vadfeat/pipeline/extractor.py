@@ -57,6 +57,12 @@ class FeatureExtractor:
     :class:`~vadfeat.pipeline.config.ExtractConfig` (``.config``), validated before
     the model loads; :meth:`from_config` builds an extractor from one.
 
+    ``batch_size`` counts model inputs per forward pass: clips for a clip backbone
+    (a k-crop snippet is k; default 8), images for a frame backbone (a 16-frame k-crop
+    snippet is 16 * k; default 16, run that many at a time); ``None``: the default
+    (:data:`vadfeat._defaults.DEFAULT_BATCH_SIZE`).  It does not change the features
+    beyond float32 rounding and is not in the fingerprint.
+
     ``preprocess="worker"`` (default) resizes, crops and normalises frames on the
     CPU, in the thread that decodes them; ``"device"`` leaves that to
     :meth:`prepare`, which runs it on the model's device for a whole snippet of
