@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 dir=${1:-bench-results}
 mkdir -p "$dir"
-for b in pipeline_efficiency legacy_route growth variants compression crop_cost gil_scaling resume_long; do
+for b in pipeline_efficiency legacy_route growth variants compression crop_cost gil_scaling resume_long peak_memory; do
     echo "== $b" >&2
     "$py" "bench/$b.py" 2>&1 | tee "$dir/$b.txt"
 done

@@ -90,7 +90,8 @@ def test_config_without_a_model_and_frozen(no_model: None) -> None:
         cfg.batch_size = 4  # type: ignore[misc]
     with pytest.raises(ConfigError, match="batch_size"):
         cfg.replace(batch_size=0)
-    assert cfg.replace(batch_size=4).batch_size == 4 and cfg.batch_size == 8
+    assert cfg.replace(batch_size=4).batch_size == 4 and cfg.batch_size is None  # None: per kind
+    assert cfg.model_batch("clip") == 8 and cfg.replace(batch_size=4).model_batch("frame") == 4
 
 
 def test_equal_configs_and_their_fingerprints(tiny_checkpoint: Path) -> None:

@@ -137,7 +137,7 @@ def test_rates_and_counts_refused_before_work(tmp_path: Path, videos: Path, no_m
     ({"random_weights": "yes"}, "--random-weights must be true or false"),
     ({"tail": "both"}, "--tail must be one of drop, pad"),
     ({"fps": "30"}, "--fps must be a number"),
-    ({"batch-size": None}, "--batch-size must be given"),
+    ({"workers": None}, "--workers must be given"),  # batch-size: null is its default (issue 21)
     ({"inputs": "a.mp4"}, "INPUT must be a list of strings"),
 ])
 def test_config_file_typed_as_the_flags(tmp_path: Path, videos: Path, no_model: None, config: dict,

@@ -22,3 +22,16 @@ DEFAULT_PLOTS = 20
 #: per-dimension statistics their eight rows even with one crop.
 DEFAULT_SAMPLE_VIDEOS = 3
 DEFAULT_SAMPLE_SNIPPETS = 8
+
+#: ``batch_size`` (``--batch-size``) by default, by what the backbone's model takes
+#: (``Backbone.input_kind``): clips for clip backbones (VideoMAE, I3D: a k-crop snippet
+#: is k clips), images for frame backbones (CLIP: a 16-frame k-crop snippet is 16 * k
+#: images).  16 images per pass keep a 10-crop CLIP ViT-B/16 run on the CPU in fp32
+#: within :data:`MEMORY_BUDGET`, at about a plain script's peak (README.md, "Memory";
+#: BENCHMARKS.md, "Peak memory"), where counting clips made one pass of 160 images
+#: (4.8 GB peak).  On a GPU the activations are in its memory: raise it there.
+DEFAULT_BATCH_SIZE = {"clip": 8, "frame": 16}
+
+#: The peak memory a run at default settings stays under, as the docs state it.
+MEMORY_BUDGET = ("2 GB on the CPU for a 10-crop CLIP ViT-B/16 or I3D ResNet-50 run "
+                 "(fp32, one decode thread)")

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, get_args
 
-from vadfeat._defaults import DEFAULT_MAX_PIXELS
+from vadfeat._defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, MEMORY_BUDGET
 from vadfeat._types import (
     ChannelOrder,
     CropOrder,
@@ -41,6 +41,20 @@ log = logging.getLogger("vadfeat")
 PRESET_FLAGS = ("clip_len", "frame_interval", "stride", "tail", "crops", "crop_resize",
                 "crop_order", "pooling", "frame_reduce", "size", "short_side", "channel_order", "scale",
                 "mean", "std", "resize", "frame_size", "interpolation", "jpeg_roundtrip")
+
+
+def batch_help() -> str:
+    """``--batch-size``'s help, from the registry's input kinds and the defaults."""
+    kinds: dict[str, list[str]] = {}
+    for b in list_backbones():
+        kinds.setdefault(b.input_kind, []).append(b.name)
+    unit = {"clip": "clips for clip backbones ({names}: a 10-crop snippet is 10 clips)",
+            "frame": "images for frame backbones ({names}: a 16-frame 10-crop snippet is 160 "
+                     "images, split into passes)"}
+    parts = [unit[kind].format(names=", ".join(names), default=DEFAULT_BATCH_SIZE[kind])
+             + f", default {DEFAULT_BATCH_SIZE[kind]}" for kind, names in sorted(kinds.items())]
+    return (f"model inputs per forward pass: {'; '.join(parts)}. The defaults keep peak memory "
+            f"under {MEMORY_BUDGET}; more is faster on a GPU and costs memory (README: Memory)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -149,8 +163,7 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                         "before decoding when its header says so (default: 8K UHD, 7680x4320)")
 
     r = p.add_argument_group("running")
-    r.add_argument("--batch-size", "-b", type=int, default=8,
-                   help="clips per forward pass (a 10-crop snippet is 10 clips); default 8")
+    r.add_argument("--batch-size", "-b", type=int, metavar="N", help=batch_help())
     r.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     r.add_argument("--devices", type=lambda v: [d.strip() for d in v.split(",") if d.strip()],
                    metavar="D1,D2,...",

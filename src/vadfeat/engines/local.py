@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 # Device preprocessing: most bytes of raw frames that may wait for the model in the
 # engine's event queue, over all decode threads (a 1080p 16-frame snippet is ~100 MB).
 RAW_QUEUE_BYTES = 512 * 2**20
+# Worker preprocessing: most bytes of model-input snippets waiting in the event queue
+# (a 10-crop 16-frame 224 px snippet is 96 MiB as float32): a large batch_size, whose
+# queue depth is two batches, does not park gigabytes of snippets there.
+QUEUE_BYTES = 512 * 2**20
 # How often a decode thread waiting for room in the event queue checks the stop event.
 _PUT_POLL_S = 0.5
 # How long the model side waits for another snippet before it runs a part batch.
@@ -222,6 +226,14 @@ class _EventQueue(queue.Queue):
         item = super().get(block, timeout)
         self.budget.release(_snippet_bytes(item))
         return item
+
+
+def event_queue(ext: FeatureExtractor) -> _EventQueue:
+    """The bounded queue between decode and model: at most ``max(2, 2 * clips_per_batch)``
+    snippets, and at most :data:`QUEUE_BYTES` of them (:data:`RAW_QUEUE_BYTES` of raw
+    frames with ``preprocess="device"``), or one snippet when it is larger."""
+    limit = RAW_QUEUE_BYTES if ext.preprocess == "device" else QUEUE_BYTES
+    return _EventQueue(max(2, 2 * ext.clips_per_batch), ByteBudget(limit))
 
 
 # --------------------------------------------------------------------------- decode threads
@@ -689,11 +701,7 @@ def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finge
     work: queue.Queue = queue.Queue()
     for vid in todo:
         work.put((vid, ctx.items[vid]))
-    # Bounded: at most ~2 batches of preprocessed snippets wait for the model; raw
-    # frames (device preprocessing) also by their bytes.
-    depth = max(2, 2 * ext.clips_per_batch)
-    events: queue.Queue = (_EventQueue(depth, ByteBudget(RAW_QUEUE_BYTES))
-                           if ext.preprocess == "device" else queue.Queue(maxsize=depth))
+    events = event_queue(ext)
     stop = threading.Event()
     bar = progress(len(todo), enabled=progress_on)
     collector = _Collector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar)
@@ -771,10 +779,13 @@ def extract(
 
     Memory: decode threads run at most ``2 * clips_per_batch`` snippets ahead of
     the model (worker processes ``2 * workers`` more, see
-    :func:`vadfeat.engines.processes.in_flight_bound`).  With ``preprocess="device"``
-    a snippet is raw frames (a 1080p 16-frame snippet is ~100 MB), so the snippets
-    waiting for the model are also bounded to :data:`RAW_QUEUE_BYTES` (512 MiB) of
-    frames; a single snippet larger than that still passes when nothing else waits.
+    :func:`vadfeat.engines.processes.in_flight_bound`), and the snippets waiting in the
+    queue are also bounded by their bytes: :data:`QUEUE_BYTES` (512 MiB) of model
+    input, or with ``preprocess="device"`` :data:`RAW_QUEUE_BYTES` (512 MiB) of raw
+    frames (a 1080p 16-frame snippet is ~100 MB); a single snippet larger than that
+    still passes when nothing else waits.  ``batch_size`` counts clips for clip
+    backbones and images for frame backbones (CLIP), whose model runs at most that
+    many images per pass (README.md, "Memory").
     This function leaves the process's allocator alone; ``vadfeat extract`` tunes its own
     (:func:`vadfeat._malloc.tune_malloc`: one glibc arena keeps peak memory flat over
     long videos, and big blocks kept on the heap spare a page fault per 4 KiB of every

@@ -42,8 +42,8 @@ Memory: finished snippets that wait for the model are at most
 ``PREFETCH * workers`` (results of the loader's outstanding tasks) + the event
 queue's depth (``max(2, 2 * clips_per_batch)``, as in the thread pipeline) + 1 (in
 the feeder's hands); each worker also holds the frames of the snippet it is making.
-With ``preprocess="device"`` the event queue is also bounded by
-:data:`~vadfeat.engines.local.RAW_QUEUE_BYTES` of raw frames.
+The event queue is also bounded by its bytes
+(:func:`~vadfeat.engines.local.event_queue`).
 """
 
 from __future__ import annotations
@@ -73,8 +73,6 @@ from vadfeat._malloc import tune_malloc
 from vadfeat.engines._signals import signum_of
 from vadfeat.engines.context import RunContext, progress
 from vadfeat.engines.local import (
-    RAW_QUEUE_BYTES,
-    ByteBudget,
     Event,
     SnippetReady,
     VideoDecoded,
@@ -85,9 +83,9 @@ from vadfeat.engines.local import (
     WorkerExited,
     _Collector,
     _drain,
-    _EventQueue,
     _join,
     _put_unless_stopped,
+    event_queue,
 )
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.pipeline.config import ExtractConfig, resolve_device
@@ -500,7 +498,7 @@ def check_shared_memory(config: ExtractConfig, workers: int, *, where: str | Non
         return
     p = config.preset
     snippet = p.crops * 3 * p.clip_len * p.size * p.size * 4
-    per_batch = max(1, config.batch_size // p.crops)
+    per_batch = config.snippets_per_batch(config.input_kind())
     count = PREFETCH * workers + max(2, 2 * per_batch) + 1 + workers + per_batch
     st = os.statvfs(path)
     free = st.f_bavail * st.f_frsize
@@ -747,9 +745,7 @@ def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finger
     are recorded ``interrupted``; claims are released in :meth:`RunContext.close`).
     """
     mp = _context()
-    depth = _depth(ext)
-    events: queue.Queue = (_EventQueue(depth, ByteBudget(RAW_QUEUE_BYTES))
-                           if ext.preprocess == "device" else queue.Queue(maxsize=depth))
+    events = event_queue(ext)
     stop = threading.Event()
     n = min(workers, max(1, len(todo)))
     try:

@@ -24,6 +24,7 @@ from typing import Any, get_args
 
 import torch
 
+from vadfeat._defaults import DEFAULT_BATCH_SIZE
 from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
@@ -68,6 +69,20 @@ RUN_SETTINGS = frozenset({
     # Decides only whether a video is refused; an accepted video's features do not depend on it.
     "max_pixels",
 })
+
+
+# ``batch_size`` counts what one forward pass of the model takes, which depends on the
+# backbone's ``input_kind``: clips for clip backbones (VideoMAE, I3D: a k-crop snippet
+# is k clips), images for frame backbones (CLIP: a snippet of T frames and k crops is
+# T * k images, k with ``frame_reduce="middle"``).  Its default (``None``) is
+# DEFAULT_BATCH_SIZE of them (vadfeat._defaults: the memory budget it keeps).
+
+
+def inputs_per_snippet(preset: Preset, input_kind: str) -> int:
+    """Model inputs (clips or images, see :data:`DEFAULT_BATCH_SIZE`) one snippet makes."""
+    if input_kind == "frame":
+        return preset.crops * (1 if preset.frame_reduce == "middle" else preset.clip_len)
+    return preset.crops
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -244,7 +259,8 @@ class ExtractConfig:
     random_weights: bool = False
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 8
+    #: clips or images per forward pass (:data:`DEFAULT_BATCH_SIZE`); ``None``: the default
+    batch_size: int | None = None
     num_heads: int | None = None
     on_corrupt: str = "fail"
     fps: float | None = None
@@ -299,8 +315,8 @@ class ExtractConfig:
         _positive_number("fps", s.get("fps"), optional=True)
         folder_fps = s.get("folder_fps", DEFAULT_FOLDER_FPS)
         _positive_number("folder_fps", folder_fps, optional=False)
-        batch = s.get("batch_size", 8)
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        batch = s.get("batch_size")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
             raise ConfigError(f"batch_size must be a positive integer, got {batch!r}")
         backbone = s.get("backbone")
         if backbone is not None and not isinstance(backbone, str):
@@ -337,7 +353,8 @@ class ExtractConfig:
             checkpoint=checkpoint, model=model, backbone=backbone, preset=preset,
             overrides=tuple(overrides.items()),
             random_weights=bool(random_weights), device=device, dtype=dtype,
-            batch_size=check_batch_size(batch), num_heads=num_heads, on_corrupt=on_corrupt,
+            batch_size=None if batch is None else check_batch_size(batch), num_heads=num_heads,
+            on_corrupt=on_corrupt,
             fps=s.get("fps"), frames_colour=frames_colour, folder_fps=folder_fps,
             quantize=s.get("quantize"), preprocess=preprocess,
             max_pixels=check_max_pixels(s.get("max_pixels", DEFAULT_MAX_PIXELS)),
@@ -359,6 +376,30 @@ class ExtractConfig:
     @property
     def crops(self) -> int:
         return self.preset.crops
+
+    def model_batch(self, input_kind: str) -> int:
+        """Clips or images per forward pass for a backbone of ``input_kind``: ``batch_size``,
+        or :data:`DEFAULT_BATCH_SIZE`'s when it is ``None``."""
+        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH_SIZE[input_kind]
+
+    def snippets_per_batch(self, input_kind: str) -> int:
+        """Snippets the model side groups into one batch: as many as :meth:`model_batch`
+        holds, at least one (a frame backbone then splits it into passes of
+        :meth:`model_batch` images)."""
+        return max(1, self.model_batch(input_kind) // inputs_per_snippet(self.preset, input_kind))
+
+    def input_kind(self) -> str:
+        """``"clip"`` or ``"frame"``: what the model of these settings takes (from the
+        registry, the checkpoint's header at most); ``"clip"`` when the model cannot be
+        told (its loader says why, later)."""
+        from vadfeat.backbones._registry import pick_backbone
+        from vadfeat.errors import VadfeatError
+
+        try:
+            bb, _ = pick_backbone(checkpoint=self.checkpoint, model=self.model, backbone=self.backbone)
+        except VadfeatError:
+            return "clip"
+        return bb.input_kind
 
     @property
     def override_dict(self) -> dict[str, Any]:
@@ -405,5 +446,6 @@ class ExtractConfig:
         )
 
 
-__all__ = ["CONTENT_SETTINGS", "RUN_SETTINGS", "ExtractConfig", "ModelIdentity", "check_fit",
-           "check_preprocess", "resolve_device", "resolve_dtype", "settings_fingerprint"]
+__all__ = ["CONTENT_SETTINGS", "DEFAULT_BATCH_SIZE", "RUN_SETTINGS", "ExtractConfig", "ModelIdentity",
+           "check_fit", "check_preprocess", "inputs_per_snippet", "resolve_device", "resolve_dtype",
+           "settings_fingerprint"]

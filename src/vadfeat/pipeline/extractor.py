@@ -57,6 +57,12 @@ class FeatureExtractor:
     :class:`~vadfeat.pipeline.config.ExtractConfig` (``.config``), validated before
     the model loads; :meth:`from_config` builds an extractor from one.
 
+    ``batch_size`` counts model inputs per forward pass: clips for a clip backbone
+    (a k-crop snippet is k; default 8), images for a frame backbone (a 16-frame k-crop
+    snippet is 16 * k; default 16, run that many at a time); ``None``: the default
+    (:data:`vadfeat._defaults.DEFAULT_BATCH_SIZE`).  It does not change the features
+    beyond float32 rounding and is not in the fingerprint.
+
     ``preprocess="worker"`` (default) resizes, crops and normalises frames on the
     CPU, in the thread that decodes them; ``"device"`` leaves that to
     :meth:`prepare`, which runs it on the model's device for a whole snippet of
@@ -75,7 +81,7 @@ class FeatureExtractor:
         random_weights: bool = False,
         device: str = "auto",
         dtype: str = "auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,
         num_heads: int | None = None,
         on_corrupt: str = "fail",
         fps: float | None = None,
@@ -103,7 +109,6 @@ class FeatureExtractor:
         self.preprocess = config.preprocess
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
-        self.batch_size = config.batch_size
         self.on_corrupt = config.on_corrupt
         self.fps = config.fps
         self.frames_colour = config.frames_colour
@@ -119,6 +124,9 @@ class FeatureExtractor:
             quantize=config.quantize, frame_reduce=self.preset.frame_reduce,
         )
         check_fit(self.preset, self.model.spec, backbone=self.backbone)
+        self.batch_size = config.model_batch(self.backbone.input_kind)
+        if self.backbone.input_kind == "frame":  # the image model sees batch_size images a pass
+            self.model.max_images = self.batch_size
         if getattr(self.model, "quantize", None) and self.dtype != "fp32":
             raise ConfigError(f"int8 layers take fp32 activations; use dtype='fp32', not {self.dtype}")
         self.transform = build_frame_transform(self.preset)
@@ -137,8 +145,11 @@ class FeatureExtractor:
 
     @property
     def clips_per_batch(self) -> int:
-        """Snippets per forward pass: ``batch_size`` counts clips, a k-crop snippet is k."""
-        return max(1, self.batch_size // self.crops)
+        """Snippets per batch of the model side: :attr:`batch_size` counts clips (a k-crop
+        snippet is k) for clip backbones, images (a k-crop snippet of T frames is k * T)
+        for frame backbones, whose model splits a batch into passes of :attr:`batch_size`
+        images (:class:`~vadfeat.backbones.frames.SnippetOfFrames`); at least one snippet."""
+        return self.config.snippets_per_batch(self.backbone.input_kind)
 
     def model_record(self) -> dict[str, Any]:
         info = self.model.checkpoint

@@ -151,6 +151,12 @@ def raw_clip(frames: Sequence[np.ndarray], *, pin_memory: bool = False) -> torch
 Fetch = Callable[[], np.ndarray]
 
 
+def stack_batch(clips: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Snippets ``[crops, 3, T, S, S]`` -> a batch ``[N, crops, 3, T, S, S]``: one copy,
+    none for a single snippet (a view of it)."""
+    return clips[0].unsqueeze(0) if len(clips) == 1 else torch.stack(list(clips))
+
+
 class SnippetBatcher(Generic[K]):
     """Prepared snippets -> forward passes of ``size`` snippets: the one batching loop.
 
@@ -182,7 +188,8 @@ class SnippetBatcher(Generic[K]):
             assert run_model is not None
 
             def submit(clips: list[torch.Tensor]) -> Fetch:
-                rows = run_model(torch.stack(clips))
+                # One snippet (a 10-crop one is 96 MiB) is a view, not a second copy.
+                rows = run_model(stack_batch(clips))
                 return lambda: rows
 
             depth = 0
@@ -230,4 +237,4 @@ class SnippetBatcher(Generic[K]):
         return done
 
 
-__all__ = ["Fetch", "SnippetBatcher", "estimate_snippets", "raw_clip", "snippet_stream"]
+__all__ = ["Fetch", "SnippetBatcher", "estimate_snippets", "raw_clip", "snippet_stream", "stack_batch"]

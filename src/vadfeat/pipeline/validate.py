@@ -29,10 +29,11 @@ from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset
 
 log = logging.getLogger(__name__)
 
-# Most clips one forward pass takes.  The engine lets up to two batches of snippets
-# wait for the model in host memory (a 16-frame 224 px clip is 9.6 MB as float32),
-# so a batch of 512 already parks about 10 GB; a batch larger than a run's snippets
-# never fills, and every snippet then waits in memory for the end of the run.
+# Most clips (images, for a frame backbone) one forward pass takes.  The engine lets up to
+# two batches of snippets wait for the model in host memory (a 16-frame 224 px clip is
+# 9.6 MB as float32), so a batch of 512 clips already parks about 10 GB (the queue's
+# byte bound caps what waits there, not the batch being filled); a batch larger than a
+# run's snippets never fills, and every snippet then waits in memory for the end of the run.
 MAX_BATCH_SIZE = 512
 
 _PATCH_KEYS = ("patch_embed.proj.weight", "embeddings.patch_embeddings.projection.weight")
@@ -43,9 +44,9 @@ def check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if batch_size > MAX_BATCH_SIZE:
-        log.warning("batch_size=%d capped to %d clips per forward pass: up to two batches of "
-                    "snippets wait in memory for the model (about 10 GB at %d clips of "
-                    "16x224x224)", batch_size, MAX_BATCH_SIZE, MAX_BATCH_SIZE)
+        log.warning("batch_size=%d capped to %d clips (or images) per forward pass: up to two "
+                    "batches of snippets wait in memory for the model (about 10 GB at %d clips "
+                    "of 16x224x224)", batch_size, MAX_BATCH_SIZE, MAX_BATCH_SIZE)
         return MAX_BATCH_SIZE
     return batch_size
 
