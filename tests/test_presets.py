@@ -21,6 +21,7 @@ from vadfeat.pipeline.presets import (
 
 def test_registry_lists_the_presets() -> None:
     assert list_presets() == ["clip-anomalyclip", "clip-frames", "clip-tsa", "clip-vadclip",
+                              "clip-video-features",
                               "fed-wsvad", "i3d-gowtham", "i3d-pel4vad", "i3d-piergiaj", "i3d-rtfm",
                               "i3d-rtfm-author", "i3d-video-features",
                               "i3d-xd",

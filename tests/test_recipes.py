@@ -317,7 +317,11 @@ def clip_preprocess(path: Path) -> np.ndarray:
     (short side 224, long side ``int(224 * long / short)``, Pillow's bicubic on the 8-bit
     image), ``CenterCrop(224)`` (offsets ``int(round((L - 224) / 2))``), ``ToTensor`` and
     ``Normalize`` in float32: ``[3, 224, 224]``."""
-    image = Image.open(path).convert("RGB")
+    return clip_preprocess_image(Image.open(path).convert("RGB"))
+
+
+def clip_preprocess_image(image: Image.Image) -> np.ndarray:
+    """:func:`clip_preprocess` of an RGB PIL image."""
     w, h = image.size
     size = (224, int(224 * h / w)) if w <= h else (int(224 * w / h), 224)
     image = image.resize(size, Image.Resampling.BICUBIC)
@@ -795,3 +799,26 @@ def test_pel4vad_feature_file_holds_the_scripts_features_crop_by_crop(tmp_path: 
     # ... a tolerance far below what tells the crops apart (a swapped order would fail)
     for a, b in ((0, 5), (5, 6), (0, 9)):
         assert np.abs(ours[0, a] - ours[0, b]).max() > 100 * (1e-5 + 1e-4 * np.abs(ours).max())
+
+
+def test_video_features_clip_preset_gives_the_tools_network_input(opencv_dumps: dict[str, Path]) -> None:
+    # v-iashin/video_features' CLIP: cv2.VideoCapture frames, BGR -> RGB, CLIP's _transform of
+    # Image.fromarray (written here with OpenCV and Pillow), one row per frame.
+    config = ExtractConfig.from_settings(model="clip/vit_b_16", random_weights=True,
+                                         preset="clip-video-features")
+    transform = build_frame_transform(config.preset)
+    for key in ("land", "port"):
+        video = opencv_dumps[f"{key}_video"]
+        cap = cv2.VideoCapture(str(video))
+        ref = []
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            ref.append(clip_preprocess_image(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))))
+        cap.release()
+        ours = list(snippet_stream(video, config, transform))
+        assert [span for span, _ in ours] == [(i, i) for i in range(len(ref))]
+        for (_, clip), want in zip(ours, ref, strict=True):
+            assert clip is not None
+            np.testing.assert_allclose(clip[0, :, 0].numpy(), want, rtol=0, atol=1e-6)

@@ -100,6 +100,25 @@ Registered presets (``vadfeat`` documents where each one comes from):
     holds up to 511 extra rows that repeat the first frames.  vadfeat writes one row per
     frame: compare the first ``frames`` rows.  ``clip-frames`` is the same sampling with
     torch's resize.
+``clip-video-features``
+    v-iashin/video_features' CLIP (``models/clip/extract_clip.py`` at 2ab2f9a,
+    ``models/_base/base_framewise_extractor.py`` at 07755b9), per frame:
+
+    - frames: ``cv2.VideoCapture(video).read()`` every frame, ``cv2.cvtColor(BGR2RGB)``
+      (base_framewise_extractor.py:63-76); OpenCV's FFmpeg decode and PyAV's gave the same
+      pixels on the H.264 tested (``tests/test_recipes.py``);
+    - pixels: ``Image.fromarray``, torchvision ``Resize(224, BICUBIC)`` of the PIL image (Pillow's
+      bicubic on 8 bits: ``interpolation="pil-bicubic"``), ``CenterCrop(224)``, ``ToTensor``,
+      ``Normalize`` with CLIP's mean/std (extract_clip.py:73-80);
+    - one 512-d ``encode_image`` row per frame, every frame: ``[N, 512]`` (``clip_len=1``).
+
+    What a user must know: ``--extraction_fps`` makes the tool re-encode the video with ffmpeg
+    at that rate first (``utils.reencode_video_with_diff_fps``: a lossy H.264 re-encode with
+    the ``fps`` filter); vadfeat's ``--fps`` picks frames by timestamp from the original
+    decode instead, so with a rate set the frames differ by that re-encode.  The tool runs
+    CLIP through ``clip.load``, which keeps the weights in fp16 on a GPU: its GPU features
+    carry fp16 rounding (``--dtype fp16`` is the closest run here), and its arrays are
+    float64 (``np.array`` of Python floats) where vadfeat's are float32.
 ``clip-tsa``
     CLIP-TSA's one-crop snippet features (Joo et al., ICIP 2023; joos2010kj/CLIP-TSA at a58353c,
     2024-07-13).  No extraction code was released: this preset is what the author states in
@@ -783,6 +802,15 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             PixelRecipe(jpeg_roundtrip="opencv", resize="short_side", size=224, short_side=224,
                         interpolation="pil-bicubic", antialias=True, crops=1, scale="imagenet",
                         mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB"),
+            pooling="embedding", frame_reduce="mean",
+        ),
+        # v-iashin/video_features' CLIP: the module docstring.
+        "clip-video-features": Preset.compose(
+            "clip-video-features",
+            SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
+            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="pil-bicubic",
+                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
+                        channel_order="RGB"),
             pooling="embedding", frame_reduce="mean",
         ),
         "clip-tsa": Preset.compose(
