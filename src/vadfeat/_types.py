@@ -31,6 +31,8 @@ Tail = Literal["drop", "pad"]
 ResizeMode = Literal["short_side", "squash", "fixed", "legacy", "min_side"]
 Interpolation = Literal["bilinear", "bicubic", "pil-bilinear", "pil-bicubic", "pil-lanczos"]
 NumCrops = Literal[1, 3, 5, 10]
+#: How sure ``compare --recipes`` is of its best recipe (``vadfeat.dataset.recipes``).
+Confidence = Literal["sure", "likely", "unsure", "none"]
 JpegRoundTrip = Literal["none", "ffmpeg", "opencv"]
 CropOrder = Literal["torchvision", "centre-first", "reading"]
 #: Where a centre crop starts: torchvision's ``round((L - size) / 2)`` (half to even), or
@@ -90,6 +92,7 @@ __all__ = [
     "CentreRounding",
     "ChannelOrder",
     "ClipFeature",
+    "Confidence",
     "CropOrder",
     "DTypeName",
     "DTypeOrAuto",

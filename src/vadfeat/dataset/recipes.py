@@ -69,7 +69,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat._defaults import DEFAULT_SAMPLE_SNIPPETS, DEFAULT_SAMPLE_VIDEOS  # defined there for --help
-from vadfeat._types import CropOrder, LayoutOrAuto
+from vadfeat._types import Confidence, CropOrder, LayoutOrAuto
 from vadfeat.dataset.compare import (
     CompareResult,
     Diagnosis,
@@ -100,9 +100,6 @@ SURE_RATIO = 2.0
 _MULTI_ORDER_CROPS = (5, 10)
 _CROP_COUNTS = (1, 3, 5, 10)
 _SAMPLES = "samples"
-
-Confidence = Literal["sure", "likely", "unsure", "none"]
-
 
 @dataclass(frozen=True)
 class Recipe:
