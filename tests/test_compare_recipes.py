@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from test_recipes import ffmpeg_jpeg_dump
+from test_recipes import ffmpeg_cli_dump, ffmpeg_jpeg_dump
 from vadfeat.cli import main
 from vadfeat.dataset.compare import match_names
 from vadfeat.dataset.recipes import (
@@ -265,21 +265,18 @@ def _registered(model: str) -> bool:
                                           ("i3d-rtfm-author", False), ("i3d-gowtham", True)])
 def test_finds_each_i3d_preset_on_the_tiny_i3d(tmp_path: Path, preset: str, jpeg: bool) -> None:
     # The tiny I3D (ResNet-50 layout, channels / 16) over every registered I3D preset; one THEIRS
-    # made from the ffmpeg-style JPEG dump of the video, as the wrapper behind i3d-gowtham runs.
-    # That one is 16:9: on 4:3 frames i3d-gowtham and `i3d-rtfm --crop-order reading` differ only
-    # by 340 against 341 px and the kernel (1.1 % on i3d/r50), and an 80x60 clip's JPEG round trip,
-    # magnified 4x by the resize, moved the values further (1.9-2.6 % on the tiny I3D): the ranking
-    # then said "likely" for the other one.  README states that limit.
+    # made from the wrapper's own ffmpeg JPEG dump of the video (its frame folder extracted), as
+    # people ran it.  That one is 16:9: on 4:3 frames i3d-gowtham and `i3d-rtfm --crop-order
+    # reading` differ only by 340 against 341 px and the kernel (1.1 % on i3d/r50), close to what
+    # a JPEG round trip that is not the dump's own moves.  README states that limit.
     if not _registered("i3d/r50_tiny"):
         pytest.skip("no tiny I3D registered (i3d/r50_tiny): the slow test below runs i3d/r50")
     src = tmp_path / "videos"
     width, height = (320, 180) if jpeg else (80, 60)
     synth.write_video(src / "v0.mp4", synth.scene_frames(40, width=width, height=height, seed=3), fps=25)
     inp = src
-    if jpeg:
-        with av.open(str(src / "v0.mp4")) as c:
-            inp = ffmpeg_jpeg_dump([f.to_ndarray(format="rgb24") for f in c.decode(video=0)],
-                                   tmp_path / "frames" / "v0")
+    if jpeg:  # the wrapper's own dump, by a real ffmpeg command line (imageio-ffmpeg's)
+        inp = ffmpeg_cli_dump(src / "v0.mp4", tmp_path / "frames" / "v0")
     made = tmp_path / "made"
     extract([inp], made, model="i3d/r50_tiny", random_weights=True, preset=preset, progress=False,
             dtype="fp32")
@@ -290,7 +287,9 @@ def test_finds_each_i3d_preset_on_the_tiny_i3d(tmp_path: Path, preset: str, jpeg
     assert r.best is not None and r.best.recipe == Recipe(preset)
     assert r.best.distance is not None and r.runner_up is not None and r.runner_up.distance is not None
     if jpeg:
-        assert EXACT_REL_L2 < r.best.distance < CLOSE_REL_L2
+        # i3d-gowtham makes that dump in memory: measured 0.15 % here, from the 2 of 40 frames
+        # that PyAV's libavcodec (62) codes differently from the binary's (63)
+        assert r.best.distance < 5e-3
     else:
         assert r.best.distance <= EXACT_REL_L2
     assert r.runner_up.distance > 2 * max(r.best.distance, EXACT_REL_L2)
