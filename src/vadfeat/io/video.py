@@ -624,7 +624,7 @@ def _opencv_jpeg_roundtrip(rgb: np.ndarray) -> np.ndarray:
 class _ContainerReader(VideoReader):
     def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, autorotate: bool = True,
-                 stream: int | None = None, jpeg_roundtrip: str = "none") -> None:
+                 stream: int | None = None, jpeg_roundtrip: JpegRoundTrip = "none") -> None:
         import av
         from av.video.reformatter import VideoReformatter
 
@@ -1291,7 +1291,7 @@ def open_video(
     decoder: Decoder = "pyav",
     device: str = "cpu",
     stream: int | None = None,
-    jpeg_roundtrip: str = "none",
+    jpeg_roundtrip: JpegRoundTrip = "none",
 ) -> VideoReader:
     """Open a video container or a frame folder for streaming.
 
