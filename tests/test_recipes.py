@@ -774,7 +774,6 @@ def test_new_fields_stay_out_of_old_fingerprints() -> None:
         get_preset("i3d-piergiaj").replace(interpolation="bicubic")
 
 
-@pytest.mark.slow  # 13 InceptionV1 passes on the CPU (about a minute)
 def test_pel4vad_feature_file_holds_the_scripts_features_crop_by_crop(tmp_path: Path) -> None:
     # From the video to the saved [T, 10, 1024] file: each crop's row is the network's feature
     # of the script's input for that crop (same random weights), in the script's crop order.
@@ -784,13 +783,14 @@ def test_pel4vad_feature_file_holds_the_scripts_features_crop_by_crop(tmp_path: 
     video = synth.write_video(tmp_path / "v" / "01_0016.mp4",
                               synth.scene_frames(17, width=320, height=180, seed=12), fps=24)
     out = tmp_path / "out"
-    assert main(["extract", str(video.parent), "-o", str(out), "--model", "i3d/inception_v1",
+    # the tiny InceptionV1 (every layer 1/16 as wide: 64-d features) runs the same layers
+    assert main(["extract", str(video.parent), "-o", str(out), "--model", "i3d/inception_v1_tiny",
                  "--random-weights", "--preset", "i3d-pel4vad", "--quiet"]) == 0
     ours = np.load(out / "01_0016.npy")
-    assert ours.shape == (1, 10, 1024)  # 17 frames: one stack of 16 (a 17th frame follows it)
+    assert ours.shape == (1, 10, 64)  # 17 frames: one stack of 16 (a 17th frame follows it)
     (stack,) = video_features_stacks(video)
     inputs = _scale_to_1_1(pel4vad_ten_crops(stack)).transpose(0, 2, 1, 3, 4)  # [10, 3, 16, 224, 224]
-    model = load_model(model="i3d/inception_v1", pooling="pool")
+    model = load_model(model="i3d/inception_v1_tiny", pooling="pool")
     with torch.no_grad():
         for k in (0, 5, 9):
             want = model(torch.from_numpy(np.ascontiguousarray(inputs[k:k + 1])))[0].numpy()
@@ -822,3 +822,22 @@ def test_video_features_clip_preset_gives_the_tools_network_input(opencv_dumps: 
         for (_, clip), want in zip(ours, ref, strict=True):
             assert clip is not None
             np.testing.assert_allclose(clip[0, :, 0].numpy(), want, rtol=0, atol=1e-6)
+
+
+def test_video_features_feature_file_holds_the_tools_features(wide_video: Path, tmp_path: Path) -> None:
+    # From the video to the saved [T, 1024-wide layout] file: row t is the network's feature of
+    # the tool's stack t (same random weights, the tiny InceptionV1 with the real layers).
+    from vadfeat.backbones.loading import load_model
+    from vadfeat.cli import main
+
+    out = tmp_path / "out"
+    assert main(["extract", str(wide_video), "-o", str(out), "--model", "i3d/inception_v1_tiny",
+                 "--random-weights", "--preset", "i3d-video-features", "--quiet"]) == 0
+    ours = np.load(out / f"{wide_video.stem}.npy")
+    stacks = video_features_stacks(wide_video)
+    inputs = np.stack([_scale_to_1_1(_centre_floor(s)).transpose(1, 0, 2, 3) for s in stacks])
+    model = load_model(model="i3d/inception_v1_tiny", pooling="pool")
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(np.ascontiguousarray(inputs))).numpy()
+    assert ours.shape == theirs.shape == (2, 64)  # 48 frames: 2 stacks (the tool needs a 17th)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
