@@ -745,6 +745,14 @@ def _rgb_triple(field: str, value: Any, *, positive: bool) -> tuple[float, float
     return triple
 
 
+# openai/CLIP's ``_transform`` (Resize(224, BICUBIC) of a PIL image = Pillow's bicubic on 8 bits,
+# CenterCrop(224), ToTensor, Normalize with CLIP's mean/std): the CLIP recipes that use it exactly.
+_CLIP_TRANSFORM = PixelRecipe(resize="short_side", size=224, short_side=224,
+                              interpolation="pil-bicubic", antialias=True, crops=1, scale="imagenet",
+                              mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB")
+# One row per frame, every frame.
+_EVERY_FRAME = SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop")
+
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         "videomae-v2": Preset(
@@ -797,28 +805,19 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
         # AnomalyCLIP's and CLIP-TSA's recipes, line by line: the module docstring.
         "clip-anomalyclip": Preset.compose(
-            "clip-anomalyclip",
-            SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
-            PixelRecipe(jpeg_roundtrip="opencv", resize="short_side", size=224, short_side=224,
-                        interpolation="pil-bicubic", antialias=True, crops=1, scale="imagenet",
-                        mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB"),
+            "clip-anomalyclip", _EVERY_FRAME,
+            dataclasses.replace(_CLIP_TRANSFORM, jpeg_roundtrip="opencv"),
             pooling="embedding", frame_reduce="mean",
         ),
         # v-iashin/video_features' CLIP: the module docstring.
         "clip-video-features": Preset.compose(
-            "clip-video-features",
-            SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="pil-bicubic",
-                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
-                        channel_order="RGB"),
+            "clip-video-features", _EVERY_FRAME, _CLIP_TRANSFORM,
             pooling="embedding", frame_reduce="mean",
         ),
         "clip-tsa": Preset.compose(
             "clip-tsa",
             SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="pil-bicubic",
-                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
-                        channel_order="RGB"),
+            _CLIP_TRANSFORM,
             pooling="embedding", frame_reduce="middle",
         ),
         # Sources and what is uncertain: the module docstring.
