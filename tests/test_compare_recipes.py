@@ -365,3 +365,21 @@ def test_finds_each_clip_and_inception_preset(tmp_path: Path, model: str, preset
         assert r.runner_up.distance - r.best.distance <= 1e-6 and r.confidence == "unsure"
     if r.runner_up.distance < 2 * max(r.best.distance, EXACT_REL_L2):
         assert r.confidence != "sure"  # a close runner-up is never reported as certain
+
+
+def test_a_lossless_cut_is_counted_as_it_shows(tmp_path: Path) -> None:
+    # A lossless cut (`ffmpeg -ss 1 -c copy`) declares 62 samples, 10 of them flagged discard
+    # before its edit list's start: it shows 52 frames (OpenCV agrees), 3 snippets of 16, and
+    # the row count THEIRS has must be explained as the recipe's, not as "T differs".
+    from edited_media import bframe_mp4, cut_mp4, opencv_count
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    cut = cut_mp4(bframe_mp4(tmp_path / "src.mp4", 74), src / "cut.mp4", keyframe=1, skip=10)
+    assert opencv_count(cut) == 52
+    theirs = theirs_made_with(src, tmp_path / "theirs", "videomae-v2")
+    assert np.load(theirs / "cut.npy").shape[0] == 3
+    r = rank(theirs, src, recipes=["videomae-v2"])
+    assert [v.num_frames for v in r.sample] == [52]
+    (length,) = r.lengths
+    assert "52 frames" in length.message and "same number of snippets" in length.message, length.message

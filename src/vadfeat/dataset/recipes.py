@@ -139,7 +139,7 @@ class SampledVideo:
     rows: int
     fps: float | None = None
     native_fps: float | None = None
-    frames_counted: bool = False  # decoded and counted, else as the container declares it
+    frames_counted: bool = False  # decoded and counted, else counted from the container's packets
 
 
 @dataclass(frozen=True)
@@ -483,15 +483,18 @@ def compare_recipes(
 
 def _probe(source: str | os.PathLike[str]) -> tuple[int, bool, float | None, float | None]:
     """``(frames, counted, rate the frames come at, the video's own rate)`` of a video or
-    frame folder: the frame count the container declares (a frame folder's file count), or,
-    when it declares none, every frame decoded and counted (``counted``; no resize, no
-    model).  Raises :class:`VideoError`."""
-    from vadfeat.io.video import open_video
+    frame folder: the frames the container shows, counted from its packets without decoding
+    (:func:`~vadfeat.io.video.shown_samples`: a lossless cut's edit list applied) or a frame
+    folder's file count, or, when the container declares no count, every frame decoded and
+    counted (``counted``; no resize, no model).  Raises :class:`VideoError`."""
+    from vadfeat.io.video import open_video, shown_samples
 
     with open_video(source) as reader:
         declared = reader.info.declared_frames
         if declared:
-            return int(declared), False, reader.fps, reader.info.fps
+            stream = reader.info.stream
+            shown = shown_samples(source, stream) if stream is not None else int(declared)
+            return shown, False, reader.fps, reader.info.fps
         for _ in reader:
             pass
         return int(reader.decoded_frames), True, reader.fps, reader.info.fps
@@ -743,7 +746,7 @@ def _residual(best: RecipeScore, arrays: dict[str, np.ndarray], work_dir: Path, 
             _, note, diags = explain_length(mrec, t_pred, v.t_theirs, 0, comp.alignment_score, recorded=both)
             lengths.append(Diagnosis(diags[0].kind if diags else "same",
                                      f"{v.name}: {best.label} gives {t_pred} rows for {v.num_frames} frames"
-                                     f" ({'counted' if v.frames_counted else 'as the container declares'}), "
+                                     f" ({'counted' if v.frames_counted else 'as the container shows'}), "
                                      f"theirs has {v.t_theirs}: {note}"))
     ms = FeatureSet(root=folder, layout="flat", records=tuple(p[1] for p in pairs))
     told = RecipeRanking(**ranking, residual=None, lengths=tuple(lengths))

@@ -79,6 +79,7 @@ __all__ = [
     "not_regular",
     "open_video",
     "probe",
+    "shown_samples",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1384,6 +1385,25 @@ def open_video(
     return _ContainerReader(p, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
                             autorotate=bool(autorotate), stream=wanted,
                             jpeg_roundtrip=jpeg_roundtrip)
+
+
+def shown_samples(path: str | os.PathLike[str], stream: int) -> int:
+    """The pictures container stream ``stream`` of ``path`` shows, counted without decoding:
+    its packets less those flagged discard (before an mp4 edit list's start: a lossless cut)
+    and the empty ones (dropped-frame chunks of capture AVIs).  What a declared count says
+    once the edits are applied; the frames a decode gives, barring corrupt packets.
+
+    Raises:
+        VideoOpenError: the file cannot be opened or has no stream ``stream``.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams[stream]
+            return sum(1 for packet in container.demux(video) if packet.size and not packet.is_discard)
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise VideoOpenError(f"{path}: cannot count the packets of stream {stream}: {exc}") from exc
 
 
 def check_stream(value: object) -> int | None:
