@@ -134,7 +134,9 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resize", choices=get_args(ResizeMode),
                    help="short_side: short side to --short-side (or --crop-resize with 3/5/10 "
                         "crops), aspect kept; squash: to --size x --size; fixed: to --frame-size "
-                        "whatever the aspect, then the crops; legacy: fed-wsvad's OpenCV path")
+                        "whatever the aspect, then the crops; legacy: fed-wsvad's OpenCV path; "
+                        "min_side: a short side below 226 enlarged (OpenCV, 8 bits), other frames "
+                        "as they are (pytorch-i3d's rule)")
     g.add_argument("--frame-size", type=_height_width, metavar="H,W",
                    help="frame size of --resize fixed, height,width (e.g. 256,340)")
     g.add_argument("--interpolation", choices=get_args(Interpolation),
