@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -550,3 +551,38 @@ def test_stop_signal_in_the_library(monkeypatch) -> None:
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(1)
     assert exc.value.signum == signal.SIGHUP and isinstance(exc.value, KeyboardInterrupt)
+
+
+def test_a_sibling_that_has_just_locked_is_read_as_a_sibling(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two devices of one run race for a video: one has taken the lock but not yet written its
+    # owner line (the reader sees an empty file, then the line). The other must name it a
+    # sibling of this run, not another run's (which made a --devices rerun exit 3 under load).
+    from vadfeat.store import writers
+
+    out = tmp_path / "out"
+    holder = Claims(out, run_token="run1")
+    assert holder.acquire("v1.json") is None
+    real_pread = os.pread
+    reads = []
+
+    def first_read_empty(fd: int, n: int, offset: int) -> bytes:
+        reads.append(fd)
+        return b"" if len(reads) == 1 else real_pread(fd, n, offset)  # the write not seen yet
+
+    monkeypatch.setattr(writers.os, "pread", first_read_empty)
+    try:
+        reason = Claims(out, run_token="run1").acquire("v1.json")
+    finally:
+        monkeypatch.setattr(writers.os, "pread", real_pread)
+        holder.release_all()
+    assert reason is not None and reason.startswith(writers.HELD + " sibling"), reason
+    assert len(reads) >= 2
+    # A holder of another run is reported at once, under its own name.
+    other = Claims(out, run_token="run2")
+    assert other.acquire("v1.json") is None
+    try:
+        reason = Claims(out, run_token="run1").acquire("v1.json")
+    finally:
+        other.release_all()
+    assert reason == f"{writers.HELD} ({socket.gethostname()} {os.getpid()})"

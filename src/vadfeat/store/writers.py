@@ -42,6 +42,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import tokenize
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -366,6 +367,8 @@ LOCK_DIR = ".vadfeat-locks"
 #: How a claim held by another live process is reported (manifest status ``elsewhere``).
 HELD = "in progress elsewhere"
 _WAIT_POLL_S = 0.5
+#: How long a reader waits for a just-taken claim's owner line (see ``Claims._holder``).
+_HOLDER_SETTLE_S = 2.0
 
 
 class Claims:
@@ -408,7 +411,7 @@ class Claims:
             except BlockingIOError:
                 if wait is not None and not wait.wait(_WAIT_POLL_S):
                     continue
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                holder = self._holder(fd)
                 os.close(fd)
                 host_pid, _, token = holder.partition(" token=")
                 if self.run_token and token == self.run_token:
@@ -420,8 +423,9 @@ class Claims:
             os.close(fd)
             return "failed on another device of this run: " + previous.split(" ", 2)[2].strip()
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (self.owner + "\n").encode("utf-8"), 0)
+            line = (self.owner + "\n").encode("utf-8")
+            os.pwrite(fd, line, 0)  # then cut: never an empty file while the lock is held
+            os.ftruncate(fd, len(line))
         except OSError:  # disk full: a failed claim must not keep the lock (or the descriptor)
             os.close(fd)
             raise
@@ -429,12 +433,33 @@ class Claims:
             self._held[key] = fd
         return None
 
+    def _holder(self, fd: int) -> str:
+        """The owner line of a claim another process holds.
+
+        The holder writes its line just after it locks, so a reader can see the file still
+        empty or naming a previous, dead holder: it reads again (every 10 ms, at most
+        :data:`_HOLDER_SETTLE_S`) until the line names a live process of this host or one of
+        another host.  Without that, a sibling device of this run that had just locked the
+        video was reported as another run's (exit 3).
+        """
+        deadline = time.monotonic() + _HOLDER_SETTLE_S
+        host = socket.gethostname()
+        while True:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            owner_host, _, rest = holder.partition(" ")
+            pid = rest.split(" ", 1)[0]
+            settled = bool(holder) and (owner_host != host or not pid.isdigit() or _alive(int(pid)))
+            if settled or time.monotonic() >= deadline:
+                return holder
+            time.sleep(0.01)
+
     def mark_failed(self, key: str, reason: str) -> None:
         """Leave the failure in the lock file so sibling processes of this run skip it."""
         fd = self._held.get(key)
         if fd is not None and self.run_token:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"failed {self.run_token} {reason}\n".encode(), 0)
+            line = f"failed {self.run_token} {reason}\n".encode()
+            os.pwrite(fd, line, 0)  # then cut, as acquire writes its owner line
+            os.ftruncate(fd, len(line))
 
     def release(self, key: str) -> None:
         with self._mutex:
