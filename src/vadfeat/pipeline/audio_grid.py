@@ -16,8 +16,8 @@ Grids (docs/DESIGN.md, "Audio grids", for the sources and which parts are choice
 
 * :func:`plain_grid`: the examples ``vggish_input.waveform_to_examples`` makes:
   back to back, ``1 + (F - 96) // 96`` of them for ``F = 1 + (n - 400) // 160``
-  log-mel frames of ``n`` samples, none when ``F < 96`` (one second of audio
-  minus 25 ms: exactly 0.96 s of audio gives 94 frames and no example).
+  log-mel frames of ``n`` samples, none when ``F < 96`` (under 0.975 s of audio:
+  exactly 0.96 s gives 94 frames and no example).
 * :func:`snippet_grid`: one example per visual snippet, ending at the snippet's
   end time (XD-Violence's audio features, "960-ms overlapped audio segments ...
   only the end time aligned" with 16-frame snippets at 24 fps), so audio ``T``
