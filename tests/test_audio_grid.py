@@ -42,6 +42,7 @@ from vadfeat.pipeline.audio_grid import (
     sidecar_grid,
     snippet_end_times,
     snippet_grid,
+    video_seconds,
     xd_grid,
 )
 from vadfeat.testing import synth
@@ -123,6 +124,20 @@ def test_snippet_grid_end_aligns_and_pads_the_first_window() -> None:
     clamped = snippet_grid(ends, first="clamp")
     assert clamped[0] == AudioWindow(0, 96)  # no longer end-aligned
     assert clamped[1:] == windows[1:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fractions(min_value=0, max_value=600), max_size=30).map(sorted),
+       st.sampled_from(["pad", "clamp"]))
+def test_snippet_grid_ends_within_half_a_frame(ends: list[Fraction], first: str) -> None:
+    windows = snippet_grid(ends, first=first)  # type: ignore[arg-type]
+    assert len(windows) == len(ends)
+    for w, t in zip(windows, ends, strict=True):
+        assert w.frames == 96
+        if first == "pad" or t * 100 >= 96 + Fraction(1, 2):
+            assert abs(Fraction(w.stop, 100) - t) <= Fraction(1, 200)
+        else:
+            assert w.start >= 0
 
 
 def test_snippet_grid_tail_rule() -> None:
@@ -240,6 +255,7 @@ def test_sidecar_grid_of_a_native_rate_extraction(visual_runs: dict[str, Path]) 
     assert meta["snippets"] == [[0, 15], [16, 31], [32, 47]]
     ends = [Fraction(last + 1, 24) for _, last in meta["snippets"]]  # frame i lasts [i, i+1)/24
     assert list(snippet_end_times(meta)) == ends
+    assert video_seconds(meta) == 53 / 24
     windows = sidecar_grid(visual_runs["native"])
     assert len(windows) == features.shape[0]
     for w, t in zip(windows, ends, strict=True):

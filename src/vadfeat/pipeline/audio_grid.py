@@ -67,6 +67,7 @@ __all__ = [
     "sidecar_grid",
     "snippet_end_times",
     "snippet_grid",
+    "video_seconds",
     "xd_grid",
 ]
 
@@ -394,6 +395,19 @@ def _count_field(value: object, what: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise AudioGridError(f"{where}: {what} must be a non-negative integer, got {value!r}")
     return value
+
+
+def video_seconds(sidecar: Mapping[str, Any]) -> float | None:
+    """The source video's nominal duration from its sidecar, ``num_frames / native_fps``
+    (``fps`` when the sidecar predates ``native_fps``), for :func:`coverage`; ``None``
+    when a field is missing or not a positive number."""
+    frames = sidecar.get("num_frames")
+    rate = sidecar.get("native_fps", sidecar.get("fps"))
+    if (isinstance(frames, bool) or not isinstance(frames, int) or frames < 0
+            or isinstance(rate, bool) or not isinstance(rate, (int, float))
+            or not math.isfinite(rate) or rate <= 0):
+        return None
+    return frames / rate
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
