@@ -177,6 +177,8 @@ class AudioReader:
         start = 0.0
         if stream.start_time is not None and stream.time_base is not None:
             start = float(stream.start_time * stream.time_base)
+        #: Samples decoded so far (at ``info.rate``); the total once iteration has ended.
+        self.decoded = 0
         self.info = AudioInfo(path=path, rate=int(ctx.sample_rate), channels=int(ctx.channels),
                               duration=duration, codec=str(ctx.name), stream_index=int(stream.index),
                               start_time=start)
@@ -186,6 +188,7 @@ class AudioReader:
 
         rate = self.info.rate
         index = 0
+        limit = self._end_limit()
         try:
             for frame in self._container.decode(self._stream):
                 if frame.samples == 0:
@@ -194,6 +197,10 @@ class AudioReader:
                     raise DecodeError(f"{self._path}: the audio sample rate changes mid-stream "
                                       f"({rate} -> {frame.sample_rate} Hz); not supported")
                 mono = samples_to_mono(frame.to_ndarray(), frame.format.name, len(frame.layout.channels))
+                if limit is not None:
+                    mono = mono[: max(0, limit - index)]
+                    if mono.shape[0] == 0:
+                        continue
                 yield AudioChunk(index=index, timestamp=index / rate, data=mono)
                 index += mono.shape[0]
         except av.error.FFmpegError as exc:
@@ -201,6 +208,27 @@ class AudioReader:
                               f"({index / rate:.2f} s): {exc}") from exc
         except ValueError as exc:
             raise DecodeError(f"{self._path}: {exc}") from exc
+        self.decoded = index
+        declared = self.info.duration
+        if declared is not None and declared > 1.0 and index / rate < 0.9 * declared:
+            # A damaged Matroska/PCM file resyncs past the damage without an error; say so.
+            log.warning("%s: decoded %.2f s of audio, the container declares %.2f s (damaged or "
+                        "cut data was skipped)", self._path, index / rate, declared)
+
+    def _end_limit(self) -> int | None:
+        """Samples an MP4/MOV track declares (its edit list), or ``None`` for other containers.
+
+        libavcodec drops an AAC track's leading priming samples for both PyAV and the ``ffmpeg``
+        command line, but only the command line also cuts the last frame to the track's declared
+        length (the encoder's padding: up to 1023 samples of a 1024-sample AAC frame).  The
+        reference decodes with the command line (v-iashin/video_features ``utils/utils.py``,
+        ``extract_wav_from_mp4``), so the same cut is made here, for the MOV family only: there
+        the stream duration is the edit list's; elsewhere (Matroska rounds to milliseconds) the
+        command line keeps every decoded sample, and so does this reader.
+        """
+        if "mp4" not in str(self._container.format.name).split(",") or self._stream.duration is None:
+            return None
+        return round(self._stream.duration * self._stream.time_base * self.info.rate)
 
     def close(self) -> None:
         self._container.close()
