@@ -114,12 +114,6 @@ class VideoOpenError(VideoError):
     """The file is missing, unreadable, empty, or not a container FFmpeg can open.  CLI exit code 1."""
 
 
-class NoAudioStreamError(VideoOpenError):
-    """The file opens but holds no audio stream ("no audio stream"), so no audio features can
-    be made from it (:func:`vadfeat.io.audio.open_audio`).  A per-video failure: the run goes
-    on and exits 1.  CLI exit code 1."""
-
-
 class DecodeError(VideoError):
     """Decoding failed part-way (corrupt or truncated data) under ``on_corrupt='fail'``.  CLI exit code 1."""
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from vadfeat.errors import ConfigError, DecodeError, NoAudioStreamError, VideoOpenError
+from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 
 __all__ = [
     "AudioChunk",
@@ -246,9 +246,9 @@ def open_audio(path: str | os.PathLike[str]) -> AudioReader:
 
     Returns an :class:`AudioReader` (``.info``: :class:`AudioInfo`; iterate for
     :class:`AudioChunk` values, mono float32).  Raises
-    :class:`~vadfeat.errors.NoAudioStreamError` ("no audio stream") for a file without
-    audio, :class:`~vadfeat.errors.VideoOpenError` for a missing, empty or unreadable file;
-    both name the file.
+    :class:`~vadfeat.errors.VideoOpenError` naming the file: "no audio stream" for a file
+    without audio (a per-video failure: the run goes on and exits 1; a class of its own would
+    go in ``vadfeat.errors``), or why a missing, empty or unreadable file cannot be read.
     """
     p = Path(path)
     _check_file(p)
@@ -256,8 +256,8 @@ def open_audio(path: str | os.PathLike[str]) -> AudioReader:
     streams = list(container.streams.audio)
     if not streams:
         container.close()
-        raise NoAudioStreamError(f"{p}: no audio stream (the file holds "
-                                 f"{len(container.streams)} stream(s), none of them audio)")
+        raise VideoOpenError(f"{p}: no audio stream (the file holds "
+                             f"{len(container.streams)} stream(s), none of them audio)")
     stream = streams[0]
     if not stream.codec_context.sample_rate:
         container.close()

@@ -33,8 +33,8 @@ def log_mel_examples(path: str | os.PathLike[str], *, batch: int = 64) -> Any:
     batches of at most ``batch``: decoded with PyAV, mixed to mono, resampled to 16 kHz with
     resampy (streamed; ``vadfeat.io.audio``), framed as the reference.
 
-    Raises :class:`~vadfeat.errors.NoAudioStreamError`, :class:`~vadfeat.errors.VideoOpenError`
-    or :class:`~vadfeat.errors.DecodeError` naming the file.
+    Raises :class:`~vadfeat.errors.VideoOpenError` ("no audio stream", or an unreadable file)
+    or :class:`~vadfeat.errors.DecodeError`, naming the file.
     """
     from vadfeat.backbones.vggish.melspec import examples_from_chunks
     from vadfeat.backbones.vggish.spec import SAMPLE_RATE
