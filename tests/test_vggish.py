@@ -281,6 +281,34 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+def test_sniff_through_the_registrys_key_reader(tmp_path: Path, model: VGGish) -> None:
+    from safetensors.torch import save_file
+
+    from vadfeat.backbones._registry import peek_checkpoint
+    from vadfeat.backbones.vggish.spec import sniff_vggish
+
+    small = {k: torch.zeros(1) for k in VGGISH_SHAPES}  # names are what detection reads
+    torch.save(small, tmp_path / "plain.pth")
+    torch.save({"state_dict": small, "epoch": 1}, tmp_path / "nested.pt")
+    torch.save({f"module.{k}": v for k, v in small.items()}, tmp_path / "ddp.pth")
+    save_file(small, str(tmp_path / "w.safetensors"))
+    np.savez(tmp_path / "vggish_model.npz", **{k: np.zeros(1) for k in _tf_variables(model.state_dict())})
+    for name in ("plain.pth", "nested.pt", "ddp.pth", "w.safetensors", "vggish_model.npz"):
+        keys, _ = peek_checkpoint(tmp_path / name)
+        ours, why = sniff_vggish(tmp_path / name, keys)
+        assert ours, (name, why)
+    torch.save({"patch_embed.proj.weight": torch.zeros(1)}, tmp_path / "videomae.pth")
+    ours, why = sniff_vggish(tmp_path / "videomae.pth", peek_checkpoint(tmp_path / "videomae.pth")[0])
+    assert not ours and "no VGGish keys" in why
+
+
+def test_ddp_prefixed_state_dict_loads(tmp_path: Path, model: VGGish) -> None:
+    path = tmp_path / "ddp.pth"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+    ckpt = load_vggish_checkpoint(path)
+    assert all(torch.equal(ckpt.state_dict[k], v) for k, v in model.state_dict().items())
+
+
 def test_why_not_vggish(model: VGGish) -> None:
     assert why_not_vggish(model.state_dict()) is None
     assert why_not_vggish(_tf_variables(model.state_dict())) is None

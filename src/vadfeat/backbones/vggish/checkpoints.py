@@ -39,42 +39,15 @@ import torch
 
 from vadfeat.backbones._files import checkpoint_sha256, load_safetensors, torch_load
 from vadfeat.backbones.vggish.model import VGGish
+from vadfeat.backbones.vggish.spec import TF_NAMES, VGGISH_SHAPES, sniff_vggish, why_not_vggish
 from vadfeat.errors import CheckpointError
 
-__all__ = ["TF_NAMES", "VGGishCheckpoint", "load_vggish_checkpoint", "tf_to_torchvggish",
-           "why_not_vggish"]
+__all__ = ["TF_NAMES", "VGGISH_SHAPES", "VGGishCheckpoint", "load_vggish", "load_vggish_checkpoint",
+           "sniff_vggish", "tf_to_torchvggish", "why_not_vggish"]
 
 log = logging.getLogger(__name__)
 
 _SHOW = 8
-
-#: torchvggish name prefix -> TensorFlow release variable scope.
-TF_NAMES: dict[str, str] = {
-    "features.0": "vggish/conv1",
-    "features.3": "vggish/conv2",
-    "features.6": "vggish/conv3/conv3_1",
-    "features.8": "vggish/conv3/conv3_2",
-    "features.11": "vggish/conv4/conv4_1",
-    "features.13": "vggish/conv4/conv4_2",
-    "embeddings.0": "vggish/fc1/fc1_1",
-    "embeddings.2": "vggish/fc1/fc1_2",
-    "embeddings.4": "vggish/fc2",
-}
-
-
-#: Every VGGish parameter's torchvggish name and shape.
-VGGISH_SHAPES: dict[str, tuple[int, ...]] = {
-    "features.0.weight": (64, 1, 3, 3), "features.0.bias": (64,),
-    "features.3.weight": (128, 64, 3, 3), "features.3.bias": (128,),
-    "features.6.weight": (256, 128, 3, 3), "features.6.bias": (256,),
-    "features.8.weight": (256, 256, 3, 3), "features.8.bias": (256,),
-    "features.11.weight": (512, 256, 3, 3), "features.11.bias": (512,),
-    "features.13.weight": (512, 512, 3, 3), "features.13.bias": (512,),
-    "embeddings.0.weight": (4096, 12288), "embeddings.0.bias": (4096,),
-    "embeddings.2.weight": (4096, 4096), "embeddings.2.bias": (4096,),
-    "embeddings.4.weight": (128, 4096), "embeddings.4.bias": (128,),
-}
-
 
 @dataclass(frozen=True)
 class VGGishCheckpoint:
@@ -95,25 +68,6 @@ def _show(keys: Iterable[str]) -> str:
     keys = sorted(keys)
     more = f" and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
     return ", ".join(keys[:_SHOW]) + more
-
-
-def why_not_vggish(keys: Iterable[str]) -> str | None:
-    """``None`` when ``keys`` are a VGGish checkpoint's (torchvggish names, or TensorFlow
-    release names with the ``vggish/`` scope), else one line saying why not (for the registry's
-    detection, which names every backbone that declined a file)."""
-    names = set(keys)
-    torch_names = set(VGGISH_SHAPES)
-    if torch_names <= names:
-        return None
-    tf_needed = {f"{scope}/{leaf}" for scope in TF_NAMES.values() for leaf in ("weights", "biases")}
-    if tf_needed <= names:
-        return None
-    if names & torch_names:
-        return f"has some of VGGish's torchvggish keys but lacks {_show(torch_names - names)}"
-    if names & tf_needed:
-        return f"has some of VGGish's TensorFlow variables but lacks {_show(tf_needed - names)}"
-    return ("no VGGish keys (expected torchvggish's features.0.weight ... embeddings.4.bias, or "
-            "the TensorFlow release's vggish/conv1/weights ... vggish/fc2/biases)")
 
 
 def tf_to_torchvggish(variables: Mapping[str, np.ndarray], source: str = "") -> tuple[
@@ -147,11 +101,16 @@ def tf_to_torchvggish(variables: Mapping[str, np.ndarray], source: str = "") -> 
 
 
 def _unwrap(obj: object, path: Path) -> Mapping[str, object]:
+    """The state dict inside a training checkpoint (``state_dict``/``model`` entry, DDP's
+    ``module.`` prefix removed)."""
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and any(str(k).startswith("features.") for k in inner):
-                return inner
+            if isinstance(inner, Mapping) and any(str(k).startswith(("features.", "module.")) for k in inner):
+                obj = inner
+                break
+        if obj and all(str(k).startswith("module.") for k in obj):
+            return {str(k)[len("module."):]: v for k, v in obj.items()}
         return obj
     raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
 
