@@ -196,6 +196,27 @@ def test_streamed_examples_equal_whole_signal_ones() -> None:
     assert framer.emitted == whole.shape[0] == 4
 
 
+def test_window_framer_on_any_grid() -> None:
+    from vadfeat.backbones.vggish.melspec import WindowFramer
+
+    x = np.random.default_rng(4).uniform(-0.5, 0.5, 16000 * 3 + 77)
+    chunks = np.array_split(x, 13)
+    # the plain grid: the reference's examples
+    plain = WindowFramer(range(0, 16000 * 3, 15360))
+    got = np.concatenate([plain.push(c) for c in chunks] + [plain.finish()])
+    np.testing.assert_array_equal(got[: num_examples(x.size)], waveform_to_examples(x))
+    # windows ending every 2/3 s (16 frames at 24 fps), the first ones before the track starts,
+    # the last past its end: zeros outside, checked against the padded array
+    starts = [round(16000 * 16 / 24 * (i + 1)) - 15600 for i in range(5)]
+    framer = WindowFramer(starts)
+    got = np.concatenate([framer.push(c) for c in chunks] + [framer.finish()])
+    padded = np.concatenate([np.zeros(15600), x, np.zeros(15600)])
+    want = np.stack([waveform_to_examples(padded[s + 15600: s + 31200])[0] for s in starts])
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        WindowFramer([10, 5])
+
+
 @pytest.mark.parametrize("n", [400, 15599, 15600, 30959, 30960, 31000])
 def test_example_count_is_the_references(n: int) -> None:
     ref = vggish_input.waveform_to_examples(np.zeros(n), 16000, return_tensor=False)

@@ -16,6 +16,10 @@ Computed in float64 like the reference (which receives float64 from ``wav / 3276
 at most one example's span (15600 samples) besides the chunk it is given: example ``k``
 covers samples ``[15360 k, 15360 k + 15600)`` and each STFT frame only its own 400 samples,
 so the streamed examples equal the whole-signal ones (``tests/test_vggish.py`` checks it).
+:class:`WindowFramer` computes examples for 0.96 s windows at any start samples (another
+grid, such as windows end-aligned with visual snippets), zeros standing for samples before
+the start or after the end of the track; which windows to ask for, and how to treat the first
+and the last ones, is the caller's rule.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from vadfeat.backbones.vggish.spec import (
 
 __all__ = [
     "ExampleFramer",
+    "WindowFramer",
     "examples_from_chunks",
     "hertz_to_mel",
     "log_mel",
@@ -159,3 +164,55 @@ def examples_from_chunks(chunks: Iterable[np.ndarray], batch: int = 64) -> Itera
             pending, held = ([rest] if rest.shape[0] else []), rest.shape[0]
     if held:
         yield np.concatenate(pending)
+
+
+class WindowFramer:
+    """Log-mel examples of 15600-sample windows starting at given 16 kHz sample indices, streamed.
+
+    ``starts``: non-decreasing window starts (may be negative or run past the end of the track:
+    the samples outside it are zeros).  :meth:`push` takes the next samples and returns the
+    examples of the windows now complete, ``[k, 1, 96, 64]`` float32, in order; :meth:`finish`
+    returns the rest (windows that reach past the end, zero-padded).  A window starting at
+    ``15360 k`` inside the track gives exactly :func:`waveform_to_examples`'s example ``k``.
+    Holds the samples from the earliest pending window's start on.
+    """
+
+    def __init__(self, starts: Iterable[int]) -> None:
+        self._starts = [int(s) for s in starts]
+        if any(b < a for a, b in zip(self._starts, self._starts[1:], strict=False)):
+            raise ValueError("window starts must be non-decreasing")
+        self._next = 0
+        self._buf = np.zeros(0, dtype=np.float64)
+        self._buf_start = 0  # sample index of _buf[0]
+        self._total = 0
+
+    def _window(self, start: int) -> np.ndarray:
+        out = np.zeros(EXAMPLE_SAMPLES, dtype=np.float64)
+        lo, hi = max(start, self._buf_start), min(start + EXAMPLE_SAMPLES, self._total)
+        if hi > lo:
+            out[lo - start: hi - start] = self._buf[lo - self._buf_start: hi - self._buf_start]
+        return out
+
+    def _emit(self, complete_only: bool) -> np.ndarray:
+        done = []
+        while self._next < len(self._starts):
+            start = self._starts[self._next]
+            if complete_only and start + EXAMPLE_SAMPLES > self._total:
+                break
+            done.append(log_mel(self._window(start)))
+            self._next += 1
+        if self._next < len(self._starts):
+            keep = max(self._buf_start, min(self._starts[self._next], self._total))
+            self._buf = self._buf[keep - self._buf_start:]
+            self._buf_start = keep
+        if not done:
+            return np.zeros((0, 1, EXAMPLE_FRAMES, NUM_BANDS), dtype=np.float32)
+        return np.stack(done)[:, None].astype(np.float32)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self._buf = np.concatenate([self._buf, np.asarray(samples, dtype=np.float64)])
+        self._total += int(np.asarray(samples).shape[0])
+        return self._emit(complete_only=True)
+
+    def finish(self) -> np.ndarray:
+        return self._emit(complete_only=False)
