@@ -37,7 +37,7 @@ the names below, ``<name>`` being the ``name`` option (default ``dataset``):
     after ``_label_``; otherwise ``Anomaly``).
 
 Frame ground truth (every ``gt`` file): the test videos' frame labels in test-list
-order, each fitted to exactly ``16 * T`` values by :func:`vadfeat.dataset.align.fit_frame_labels`
+order, each fitted to exactly ``16 * T`` values by :func:`vadfeat.dataset.labels.fit_frame_labels`
 (what every one of these evaluations builds from the features: one score per row,
 repeated 16 times).  A normal test video without frame labels gets zeros; an
 abnormal one without frame labels is reported and left out of the test list.
@@ -98,7 +98,14 @@ from typing import Literal, get_args
 import numpy as np
 
 from vadfeat._types import Dataset, ListFormat, Naming, Split
-from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, as_label_set, label_spans
+from vadfeat.dataset.labels import (
+    LabelFormat,
+    LabelIssue,
+    LabelSet,
+    as_label_set,
+    fit_frame_labels,
+    label_spans,
+)
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
@@ -679,8 +686,6 @@ class _GroundTruth:
 def _gt_arrays(entries: Sequence[ListEntry], records: Mapping[str, FeatureRecord],
                frames_of: Callable[[str], np.ndarray | None], naming: Naming | None) -> _GroundTruth:
     """Concatenated 16*T frame labels and VadCLIP's per-video segments and labels."""
-    from vadfeat.dataset.align import fit_frame_labels
-
     parts: list[np.ndarray] = []
     segments: list[list[list[int]]] = []
     seg_labels: list[list[str]] = []
