@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 IssueKind = Literal[
     "unknown-video", "no-labels", "length-mismatch", "malformed-line", "bad-values",
     "duplicate", "ambiguous-name", "span-out-of-range", "no-frame-count", "inconsistent",
-    "bad-features", "bad-name",
+    "bad-features", "bad-name", "no-audio",
 ]
 
 INDEX_NAME = "labels.json"

@@ -35,6 +35,20 @@ the names below, ``<name>`` being the ``name`` option (default ``dataset``):
     ``label`` is ``Normal`` for normal videos (``A`` for XD-Violence) and the class
     otherwise (UCF: the letters that start the name, e.g. ``Abuse``; XD: the text
     after ``_label_``; otherwise ``Anomaly``).
+``xdviodet`` (HL-Net, Roc-Ng/XDVioDet) and ``macil-sd`` (JustinYuu/MACIL_SD)
+    ``rgb.list``, ``rgb_test.list`` (the 5 crop files of each video, consecutive),
+    ``gt.npy`` and, given audio features, ``audio.list``, ``audio_test.list`` (one
+    file per video); with ``name`` each prefixed ``<name>_``.  Their loaders call a
+    line normal when it contains ``_label_A``.
+
+Audio lists (``xdviodet``, ``macil-sd``): both loaders pair RGB line ``i`` with audio
+line ``i // 5``, so the audio list holds one line per video in the RGB list's video
+order (see :class:`_AudioVisual` for the cited lines).  Audio features are found by
+video name in their own folder (``<video>.npy`` with its sidecar, or XD-Violence's
+``<video>__vggish.npy``), one ``[T, D]`` file per video.  A listed video without audio
+features (``no-audio``), with an audio file of another shape (``bad-features``) or with
+an audio ``T`` other than its RGB ``T`` (``length-mismatch``) is reported and left out
+of both lists, so that the other videos still pair up.
 
 Frame ground truth (every ``gt`` file): the test videos' frame labels in test-list
 order, each fitted to exactly ``16 * T`` values by :func:`vadfeat.dataset.labels.fit_frame_labels`
@@ -93,6 +107,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Literal, get_args
 
 import numpy as np
@@ -133,13 +148,15 @@ FRAMES_PER_SNIPPET = 16
 
 @dataclass(frozen=True)
 class ListEntry:
-    """One video as listed: its split, label, label text and the files its lines name."""
+    """One video as listed: its split, label, label text, the files its lines name and, for
+    the audio-visual formats given audio features, its audio feature file."""
 
     name: str
     split: Split
     label: int
     class_name: str
     paths: tuple[Path, ...]
+    audio: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,8 @@ class ListsResult:
     lists: Mapping[Split, Path] = field(default_factory=dict)
     lines: Mapping[Split, int] = field(default_factory=dict)
     replaced: tuple[Path, ...] = ()
+    #: Each split's audio list (audio-visual formats given audio features), one line per video.
+    audio_lists: Mapping[Split, Path] = field(default_factory=dict)
 
     def split(self, split: Split) -> tuple[ListEntry, ...]:
         return tuple(e for e in self.entries if e.split == split)
@@ -303,6 +322,10 @@ class ListWriter:
     format: ListFormat
     #: ``train_abnormal_lines`` counts videos (one line per video) instead of crop lines.
     counts_videos = False
+    #: The :meth:`file_names` keys of each split's audio list (empty: the format has none).
+    audio_keys: Mapping[Split, str] = MappingProxyType({})
+    #: Whether the code base's loader always opens the audio lists.
+    audio_required = False
 
     def file_names(self, dataset: Dataset | None, name: str | None, *, upstream: bool) -> dict[str, str]:
         """Relative paths of every file written (see :func:`codebase_files`)."""
@@ -551,11 +574,77 @@ class _FedWsvad(ListWriter):
         return [write_pickle(out_dir / names["video_label"], {e.name: [float(e.label)] for e in entries})]
 
 
+class _AudioVisual(ListWriter):
+    """The audio-visual code bases that read XD-Violence's 5-crop I3D RGB files beside one
+    VGGish ``[T, 128]`` file per video, paired by list index.
+
+    Their loaders (Roc-Ng/XDVioDet at f846d8c, ``dataset.py`` L34-36 and L66-68; JustinYuu/
+    MACIL_SD at c20943f, ``avce_dataset.py`` L23-24 and L33-34) open the RGB list and the
+    audio list and pair RGB line ``i`` with audio line ``i // 5``: the RGB list holds the
+    five crop files of each video consecutively, the audio list one file per video in the
+    same video order.  The test loops score five lines at a time (``DataLoader(batch_size=5,
+    shuffle=False)``: XDVioDet ``main.py`` L31, MACIL_SD ``main.py`` L37-38) and average them
+    (``torch.mean(..., 0)``: XDVioDet ``test.py`` L15, MACIL_SD ``test.py`` L21), then repeat
+    each score 16 times against ``list/gt.npy``.  A line is normal when it contains
+    ``_label_A`` (XDVioDet ``dataset.py`` L21, L48; MACIL_SD ``avce_dataset.py`` L19, L27).
+    Audio and RGB must have the same ``T``: XDVioDet concatenates them along the feature
+    axis (``dataset.py`` L69-72; an RGB file one row longer would be cut, and the 16*T
+    ground truth would then be one row too long), MACIL_SD's model concatenates their
+    projections row by row (``avce_network.py`` L51).
+    """
+
+    crops = 5
+    audio_keys: Mapping[Split, str] = MappingProxyType({"train": "audio_train", "test": "audio_test"})
+
+    def file_names(self, dataset: Dataset | None, name: str | None, *, upstream: bool) -> dict[str, str]:
+        # option.py defaults (XDVioDet L5-11, MACIL_SD L5-12); both are XD-Violence only.
+        own = {"train": "list/rgb.list", "test": "list/rgb_test.list", "gt": "list/gt.npy",
+               "audio_train": "list/audio.list", "audio_test": "list/audio_test.list"}
+        if upstream:
+            return own
+        if name is None:
+            return {key: PurePosixPath(path).name for key, path in own.items()}
+        return {key: f"{name}_{PurePosixPath(path).name}" for key, path in own.items()}
+
+    def paths(self, record: FeatureRecord, dataset: Dataset | None) -> tuple[Path, ...]:
+        if record.layout == "per-crop" or len(record.file_shape) == 2:
+            paths = _per_crop_paths(record, self.format, dataset)
+        else:
+            paths = ()
+        if len(paths) != self.crops:
+            raise ConfigError(
+                f"{self.format} lists need {self.crops} crop files per video (its loader pairs RGB "
+                f"line i with audio line i // 5 and its test loop averages 5 lines); {record.name} "
+                f"has shape {list(record.shape)} ({record.layout} layout): extract with --crops 5 "
+                "and write the crops as files (vadfeat export FEATURES --format ur-dmu -o DIR, "
+                "then list DIR)")
+        return paths
+
+    def normal_word(self, naming: Naming | None) -> str | None:
+        return "_label_A"
+
+
+class _XdVioDet(_AudioVisual):
+    """HL-Net (Wu et al., ECCV 2020), Roc-Ng/XDVioDet: ``--modality MIX2`` reads RGB and audio;
+    ``RGB`` reads the RGB lists alone, so the audio lists are optional."""
+
+    format = "xdviodet"
+
+
+class _MacilSd(_AudioVisual):
+    """MACIL-SD (Yu et al., ACM MM 2022), JustinYuu/MACIL_SD: its ``Dataset`` always opens the
+    audio lists (``avce_dataset.py`` L23-24)."""
+
+    format = "macil-sd"
+    audio_required = True
+
+
 _SHORT: Mapping[Dataset, str] = {"ucf": "ucf", "xd": "xd", "shanghaitech": "sh"}
 
 #: One writer per list format: a new format is one class and one entry here.
 WRITERS: Mapping[ListFormat, ListWriter] = {
-    w.format: w for w in (_FedWsvad(), _Rtfm(), _UrDmu(), _Pel4vad(), _Vadclip())}
+    w.format: w for w in (_FedWsvad(), _Rtfm(), _UrDmu(), _Pel4vad(), _Vadclip(), _XdVioDet(),
+                          _MacilSd())}
 
 
 def _writer(fmt: ListFormat) -> ListWriter:
@@ -841,6 +930,7 @@ class _Plan:
     gt: LabelSet | None
     inputs: list[str | os.PathLike[str] | None]
     issues: list[LabelIssue]
+    audio: FeatureSet | None = None
     by_split: dict[Split, list[ListEntry]] = field(default_factory=dict)
     rows: dict[Split, _Rows] = field(default_factory=dict)
 
@@ -854,9 +944,10 @@ class _Plan:
 
 def _request(fmt: ListFormat, out: str | os.PathLike[str] | None, *, naming: Naming | None,
              name: str | None, dataset: Dataset | None, codebase_root: str | os.PathLike[str] | None,
-             relative_to: str | os.PathLike[str] | None) -> _Request:
+             relative_to: str | os.PathLike[str] | None, audio: object) -> _Request:
     """Usage errors, before anything is read."""
     writer = _writer(fmt)
+    _check_audio_option(writer, audio)
     if dataset is not None:
         _check(dataset, get_args(Dataset), "dataset")
     naming = dataset if naming is None else naming
@@ -873,23 +964,28 @@ def _request(fmt: ListFormat, out: str | os.PathLike[str] | None, *, naming: Nam
 
 def _read_inputs(req: _Request, features: FeatureSet | str | os.PathLike[str], out: object,
                  labels: LabelSet | str | os.PathLike[str] | None,
-                 labels_format: LabelFormat | Literal["auto"], split_args: Sequence[_SplitArg]) -> _Plan:
+                 labels_format: LabelFormat | Literal["auto"], split_args: Sequence[_SplitArg],
+                 audio: FeatureSet | str | os.PathLike[str] | None) -> _Plan:
     """The features and labels, and the inputs an output must not overlap."""
-    given = [p for p in (features, labels, *split_args)
+    given = [p for p in (features, labels, *split_args, audio)
              if p is not None and not isinstance(p, (FeatureSet, LabelSet, list, tuple))]
     if not req.upstream:
         refuse_overlap(out, given, command="lists")  # type: ignore[arg-type]
     fs = as_feature_set(features)
     gt = as_label_set(labels, format=labels_format, features=fs) if labels is not None else None
+    afs = as_feature_set(audio) if audio is not None else None
     # What is read: the features' layout root (for fed-wsvad the combine folder, whose
     # dataset folder is where Fed_WSVAD keeps its lists), the labels, the split files.
     inputs: list[str | os.PathLike[str] | None] = [
         fs.root, gt.source if gt is not None and gt.source else None,
-        *(p for p in split_args if p is not None and not isinstance(p, (list, tuple)))]
+        *(p for p in split_args if p is not None and not isinstance(p, (list, tuple))),
+        afs.root if afs is not None else None]
     issues: list[LabelIssue] = [LabelIssue(i.video, "bad-features", i.message) for i in fs.issues]
+    if afs is not None:
+        issues += [LabelIssue(i.video, "bad-features", f"audio features: {i.message}") for i in afs.issues]
     # Videos without frame labels are decided below (a split file or naming rule may label them).
     issues += [i for i in (gt.issues if gt is not None else ()) if i.kind != "no-labels"]
-    return _Plan(fs=fs, gt=gt, inputs=inputs, issues=issues)
+    return _Plan(fs=fs, gt=gt, inputs=inputs, issues=issues, audio=afs)
 
 
 def _require_xd_split(req: _Request, gt: LabelSet | None, train_split: _SplitArg,
@@ -925,12 +1021,16 @@ def _plan_lists(req: _Request, plan: _Plan, train_split: _SplitArg, test_split: 
         plan.by_split[split] = _entries(split, members, video_label, records, plan.gt, writer=req.writer,
                                         dataset=req.dataset, naming=req.naming,
                                         path_text=req.path_text, issues=plan.issues)
+        if plan.audio is not None:
+            plan.by_split[split] = _with_audio(plan.by_split[split], records, plan.audio, req,
+                                               plan.issues)
         plan.rows[split] = req.writer.rows(split, plan.by_split[split], req.dataset, req.path_text)
 
 
 def _claim(req: _Request, plan: _Plan) -> tuple[Path, ...]:
     """Refuse targets that overlap an input, claim the files; returns those an earlier run wrote."""
-    keys = ["train", "test", *(req.writer.gt_keys() if plan.has_gt() else ()), *req.writer.extra_keys()]
+    keys = ["train", "test", *(req.writer.gt_keys() if plan.has_gt() else ()), *req.writer.extra_keys(),
+            *(req.writer.audio_keys.values() if plan.audio is not None else ())]
     names = [req.file_names[k] for k in keys]
     out_dir = req.out_dir
     # A code base's checkout may hold the features (Fed_WSVAD reads its lists from the
@@ -964,11 +1064,14 @@ def _write(req: _Request, plan: _Plan, replaced: tuple[Path, ...]) -> ListsResul
     elif plan.by_split["test"]:
         log.warning("no frame-level ground truth given: no %s written", names["gt"])
     files += writer.write_extra(out_dir, names, plan.entries)
+    audio_lists = _write_audio_lists(req, plan) if plan.audio is not None else {}
+    files += audio_lists.values()
     return ListsResult(format=writer.format, files=tuple(files), entries=tuple(plan.entries),
                        issues=tuple(plan.issues), train_abnormal_lines=writer.train_abnormal(
                            plan.by_split["train"]),
                        gt_frames=gt_frames, lists=lists,
-                       lines={split: len(r) for split, r in plan.rows.items()}, replaced=replaced)
+                       lines={split: len(r) for split, r in plan.rows.items()}, replaced=replaced,
+                       audio_lists=audio_lists)
 
 
 def _ground_truth(plan: _Plan, naming: Naming | None) -> _GroundTruth:
@@ -980,6 +1083,75 @@ def _ground_truth(plan: _Plan, naming: Naming | None) -> _GroundTruth:
         return None if v is None else v.frames
 
     return _gt_arrays(plan.by_split["test"], plan.fs.by_name(), frames_of, naming)
+
+
+def _check_audio_option(writer: ListWriter, audio: object) -> None:
+    if audio is not None and not writer.audio_keys:
+        with_audio = ", ".join(f for f, w in WRITERS.items() if w.audio_keys)
+        raise ConfigError(f"{writer.format} lists have no audio list; audio features are listed for "
+                          f"{with_audio}")
+    if audio is None and writer.audio_required:
+        raise ConfigError(f"{writer.format}'s loader always opens its audio lists: give the audio "
+                          "features (--audio DIR)")
+
+
+def _audio_record(record: FeatureRecord, audio: FeatureSet) -> FeatureRecord | str:
+    """The audio features of one RGB video, or why there are none to list."""
+    # XD-Violence's own VGGish files are named <video>__vggish.npy.
+    hits = audio.find(record.name) or audio.find(f"{record.name}__vggish")
+    if not hits:
+        return f"no audio features named {record.stem} in {audio.root}"
+    if len(hits) > 1:
+        return f"audio features {', '.join(h.name for h in hits)} all match it"
+    return hits[0]
+
+
+def _with_audio(entries: Sequence[ListEntry], records: Mapping[str, FeatureRecord], audio: FeatureSet,
+                req: _Request, issues: list[LabelIssue]) -> list[ListEntry]:
+    """``entries`` with their audio file; a video without usable audio is reported and left out
+    of both lists (its RGB lines would otherwise pair with another video's audio)."""
+    kept: list[ListEntry] = []
+    for e in entries:
+        rgb = records[e.name]
+        found = _audio_record(rgb, audio)
+        if isinstance(found, str):
+            issues.append(LabelIssue(e.name, "no-audio", f"{found}; left out of the lists"))
+            continue
+        if len(found.paths) != 1 or len(found.file_shape) != 2:
+            issues.append(LabelIssue(e.name, "bad-features", (
+                f"audio features {found.paths[0]} are a {found.layout} file of shape {list(found.shape)}; "
+                f"{req.writer.format}'s loader reads one [T, D] file per video: left out of the lists")))
+            continue
+        if found.file_shape[0] != rgb.num_snippets:
+            issues.append(LabelIssue(e.name, "length-mismatch", (
+                f"audio features {found.paths[0]} have {found.file_shape[0]} rows, its RGB features "
+                f"{rgb.num_snippets}: {req.writer.format} pairs them row by row (extract the audio "
+                "on the RGB extraction's grid); left out of the lists")))
+            continue
+        line = req.path_text(found.paths[0])
+        if "\n" in line or "\r" in line or _not_utf8(line):
+            issues.append(LabelIssue(e.name, "bad-name", f"audio features {line!r} cannot be one line "
+                                     "of a list file; left out of the lists"))
+            continue
+        kept.append(replace(e, audio=found.paths[0]))
+    return kept
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _write_audio_lists(req: _Request, plan: _Plan) -> dict[Split, Path]:
+    """One audio line per listed video, in the RGB list's video order."""
+    written: dict[Split, Path] = {}
+    for split, key in req.writer.audio_keys.items():
+        lines = "".join(f"{req.path_text(e.audio)}\n" for e in plan.by_split[split] if e.audio is not None)
+        written[split] = write_text(req.out_dir / req.file_names[key], lines)
+    return written
 
 
 def write_lists(
@@ -996,6 +1168,7 @@ def write_lists(
     dataset: Dataset | None = None,
     codebase_root: str | os.PathLike[str] | None = None,
     relative_to: str | os.PathLike[str] | None = None,
+    audio: FeatureSet | str | os.PathLike[str] | None = None,
 ) -> ListsResult:
     """Write train and test lists and frame ground truth for one code base (module docstring).
 
@@ -1011,10 +1184,15 @@ def write_lists(
     :class:`~vadfeat.errors.ConfigError` before writing anything for a bad option,
     XD-Violence without a split, features in a layout the format cannot read, or a
     listed file outside ``relative_to``.
+
+    ``audio`` (``xdviodet``, ``macil-sd``; required for ``macil-sd``): the audio features
+    (``[T, D]`` per video, named as the RGB videos) for the audio lists; a listed video
+    without audio features, or whose audio ``T`` differs from its RGB ``T``, is reported and
+    left out of both lists (module docstring, "Audio lists").
     """
     req = _request(format, out, naming=naming, name=name, dataset=dataset, codebase_root=codebase_root,
-                   relative_to=relative_to)
-    plan = _read_inputs(req, features, out, labels, labels_format, (train_split, test_split))
+                   relative_to=relative_to, audio=audio)
+    plan = _read_inputs(req, features, out, labels, labels_format, (train_split, test_split), audio)
     _require_xd_split(req, plan.gt, train_split, test_split)
     req = _targets(req, out, name, codebase_root)
     _plan_lists(req, plan, train_split, test_split)
