@@ -128,7 +128,7 @@ MIN_T_FOR_RATIO = 10
 _MAX_EXACT_CROPS = 16
 # One or two underscores: XD-Violence's released audio features are <video>__vggish.npy.
 _FEATURE_SUFFIX = re.compile(
-    r"(__?(i3d|rgb|flow|clip|vit|videomae|feat|feats|feature|features|vggish|audio))+$", re.I)
+    r"(__?(i3d|rgb|flow|clip|vit|videomae|feat|feats|feature|features|vggish))+$", re.I)
 #: Arrays larger than this (elements) are compared in float32 to bound memory.
 _FLOAT64_LIMIT = 1 << 24
 _EQUAL_REL_L2 = 1e-3
