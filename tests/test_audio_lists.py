@@ -231,3 +231,17 @@ def test_the_code_bases_own_dataset_reads_the_lists(tmp_path: Path, repo: str, m
     finally:
         sys.path.remove(str(checkout))
         sys.modules.pop("utils", None)
+
+
+def test_audio_of_another_shape_is_reported_and_relative_lines_apply_to_audio(tmp_path: Path) -> None:
+    a, b, c, d = VIDEOS
+    rgb, audio = write_rgb(tmp_path / "data" / "rgb"), write_audio(tmp_path / "data" / "vggish")
+    np.save(audio / f"{d}.npy", np.zeros((VIDEOS[d], 2, 128), dtype=np.float32))  # two views
+    (audio / f"{d}.json").write_text(json.dumps(_side(d, [VIDEOS[d], 2, 128], True)))
+    res = write_lists(rgb, tmp_path / "o", format="xdviodet", audio=audio, naming="xd", test_split=TEST,
+                      relative_to=tmp_path / "data")
+    assert [(i.video, i.kind) for i in res.issues] == [(d, "bad-features")]
+    assert "shape [2, 2, 128]" in res.issues[0].message
+    assert _lines(res.audio_lists["train"]) == [f"vggish/{b}.npy\n"]
+    assert _lines(res.audio_lists["test"]) == [f"vggish/{a}.npy\n", f"vggish/{c}.npy\n"]
+    assert _lines(res.lists["train"]) == [f"rgb/{b}__{k}.npy\n" for k in range(CROPS)]
