@@ -328,3 +328,32 @@ def test_canonical_index_nested_too_deep(tmp_path: Path) -> None:
     (tmp_path / "labels.json").write_text("[" * 100_000)
     with pytest.raises(LabelError, match="not valid JSON"):
         read_labels(tmp_path, format="canonical")
+
+
+def test_dataset_modules_import_one_another_without_a_cycle() -> None:
+    # Before: lists imported fit_frame_labels from align (inside a function), and align
+    # imported abnormal_first and read_video_list from lists.  Every import counts, at
+    # module or function level.
+    import ast
+
+    import vadfeat.dataset
+
+    folder = Path(vadfeat.dataset.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                       [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            deps |= {m.split(".")[2] for m in modules if m.startswith("vadfeat.dataset.")}
+        graph[path.stem] = deps - {path.stem}
+    assert "lists" in graph and "align" in graph and "labels" in graph
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d}))
+                   for d in graph.get(start, ()))
+
+    assert [m for m in graph if reaches(m, m, {m})] == []
+    from vadfeat.dataset import align, labels
+
+    assert align.fit_frame_labels is labels.fit_frame_labels  # the old import path still works

@@ -80,7 +80,7 @@ LabelFormatOrAuto = Literal["auto", LabelFormat]
 AlignMode = Literal["exact", "legacy"]
 SnippetRule = Literal["max", "mean", "majority"]
 ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop"]
-ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip"]
+ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip", "xdviodet", "macil-sd"]
 Dataset = Literal["ucf", "xd", "shanghaitech"]
 #: How list file names are formed (one convention per dataset).
 Naming = Dataset

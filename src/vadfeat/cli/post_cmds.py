@@ -106,20 +106,23 @@ def _lists(args: argparse.Namespace) -> int:
     if args.out is None and args.codebase_root is None:
         raise ConfigError("give -o OUT or --codebase-root REPO")
     if args.out is not None and args.codebase_root is None:
-        refuse_overlap(args.out, [args.features, args.labels, args.train_split, args.test_split],
-                       command="lists")
+        refuse_overlap(args.out, [args.features, args.labels, args.train_split, args.test_split,
+                                  args.audio], command="lists")
     features = read_features(args.features, layout=args.layout)
     result = write_lists(features, args.out, format=args.format, labels=args.labels,
                          labels_format=args.labels_format, naming=args.naming, train_split=args.train_split,
                          test_split=args.test_split, name=args.name, dataset=args.dataset,
-                         codebase_root=args.codebase_root, relative_to=args.relative_to)
+                         codebase_root=args.codebase_root, relative_to=args.relative_to,
+                         audio=args.audio)
     for split in get_args(Split):
         entries = result.split(split)
         abnormal = sum(e.label for e in entries)
         # What the file holds: VadCLIP's test CSV has one row per video, not one per crop file.
         unit = "rows" if result.format == "vadclip" else "lines"
         _print(f"{split}: {len(entries)} videos ({abnormal} abnormal, {len(entries) - abnormal} "
-               f"normal), {result.lines[split]} {unit} in {result.lists[split].name}")
+               f"normal), {result.lines[split]} {unit} in {result.lists[split].name}"
+               + (f", {len(entries)} lines in {result.audio_lists[split].name}"
+                  if split in result.audio_lists else ""))
     _print(f"training list: the first {result.train_abnormal_lines} lines are abnormal "
            "(RTFM's and UR-DMU's loaders hard-code this number)")
     if result.gt_frames is not None:
@@ -282,7 +285,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
     p = sub.add_parser(
-        "lists", help="train/test list files for RTFM, UR-DMU, PEL4VAD, VadCLIP, Fed_WSVAD",
+        "lists", help="train/test list files for RTFM, UR-DMU, PEL4VAD, VadCLIP, Fed_WSVAD, "
+                 "XDVioDet, MACIL-SD",
         formatter_class=fmt,
         description="Write train and test lists in one method's convention (abnormal videos "
                     "first,\nabsolute paths unless --relative-to):\n"
@@ -293,6 +297,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  pel4vad    train.list, test.list (one line per crop file)\n"
                     "  vadclip    NAME_CLIP_rgb.csv (every crop), NAME_CLIP_rgbtest.csv (crop 0),\n"
                     "             gt_segment/gt_label mAP files\n"
+                    "  xdviodet   rgb.list, rgb_test.list (5 crop files per video), with --audio DIR\n"
+                    "             audio.list, audio_test.list (one file per video): HL-Net (XDVioDet)\n"
+                    "  macil-sd   the same files, --audio required: MACIL-SD\n"
                     "plus the test videos' frame ground truth (16*T per video, list order).\n"
                     "With --dataset D they carry that repository's own names (UR-DMU SH_Train.list, "
                     "RTFM\nucf-i3d.list, ...) unless --name is given; --codebase-root REPO --dataset D "
@@ -326,6 +333,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write paths relative to DIR, the folder the code base resolves list lines "
                         "from: its checkout for RTFM, UR-DMU (UCF) and VadCLIP, cfg.feat_prefix for "
                         "PEL4VAD (default: absolute paths; every listed file must lie below DIR)")
+    p.add_argument("--audio", metavar="DIR",
+                   help="audio features ([T, 128] VGGish, named as the RGB videos) for the audio "
+                        "lists of xdviodet (optional) and macil-sd (required): one line per video, "
+                        "in the RGB list's video order; a video without them, or with another T, "
+                        "is reported and left out of both lists")
     p.set_defaults(func=_lists)
 
     p = sub.add_parser(

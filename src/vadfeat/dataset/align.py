@@ -69,7 +69,16 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from vadfeat._types import AlignMode, SnippetRule
-from vadfeat.dataset.labels import LabelFormat, LabelIssue, LabelSet, VideoLabels, as_label_set
+from vadfeat.dataset.labels import (
+    LabelFormat,
+    LabelIssue,
+    LabelSet,
+    VideoLabels,
+    as_label_set,
+    check_frames_per_snippet,
+    evaluation_positions,  # re-exported: its old home
+    fit_frame_labels,
+)
 from vadfeat.dataset.lists import abnormal_first, read_video_list
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
@@ -88,6 +97,11 @@ from vadfeat.store.reader import (
 from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "AlignResult", "AlignedVideo", "align", "evaluation_positions", "fit_frame_labels",
+    "legacy_row_index", "snippet_labels",
+]
 
 
 
@@ -146,29 +160,6 @@ def _check(value: object, allowed: tuple[object, ...], what: str) -> None:
         raise ConfigError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
-def _check_fps(frames_per_snippet: int) -> None:
-    if not isinstance(frames_per_snippet, int) or frames_per_snippet < 1:
-        raise ConfigError(f"frames_per_snippet must be a positive integer, got {frames_per_snippet!r}")
-
-
-def evaluation_positions(snippets: Sequence[tuple[int, int]], *,
-                         frames_per_snippet: int = 16) -> np.ndarray:
-    """Decoded-frame index behind each of the ``F * T`` evaluation positions (see module doc)."""
-    _check_fps(frames_per_snippet)
-    f = frames_per_snippet
-    if len(snippets) == 0:
-        return np.zeros(0, dtype=np.int64)
-    snip = np.asarray(snippets, dtype=np.int64).reshape(-1, 2)
-    first, extent = snip[:, :1], (snip[:, 1] - snip[:, 0])[:, None]
-    k = np.arange(f, dtype=np.int64)[None, :]
-    # Short snippets (a padded tail) run on frame by frame past their end; longer ones
-    # are sampled evenly from first to last, which hits exactly the frames a
-    # frame_interval snippet was built from.
-    spread = (k * extent) // max(f - 1, 1)
-    pos = np.where(extent + 1 < f, first + k, first + spread)
-    return pos.reshape(-1)
-
-
 def _reduce(values: np.ndarray, rule: SnippetRule) -> float:
     if rule == "max":
         return float(values.max())
@@ -194,26 +185,13 @@ def snippet_labels(frames: np.ndarray, snippets: Sequence[tuple[int, int]], *,
     return out
 
 
-def fit_frame_labels(frames: np.ndarray, snippets: Sequence[tuple[int, int]], *,
-                     frames_per_snippet: int = 16) -> tuple[np.ndarray, int, int]:
-    """Frame labels of exactly ``F * len(snippets)`` values, plus (frames cut, frames padded)."""
-    labels = np.asarray(frames, dtype=np.uint8).reshape(-1)
-    if labels.size == 0:
-        raise ValueError("no frame labels")
-    pos = evaluation_positions(snippets, frames_per_snippet=frames_per_snippet)
-    padded = int(np.count_nonzero(pos >= labels.size))
-    used = np.unique(pos[pos < labels.size])
-    cut = int(labels.size - used.size)
-    return labels[np.minimum(pos, labels.size - 1)], cut, padded
-
-
 def legacy_row_index(rows: int, num_labels: int, *, frames_per_snippet: int = 16) -> np.ndarray:
     """Source row of each output row under the legacy rule ``T' = num_labels // F``.
 
     ``rows >= T'``: the first ``T'`` rows.  ``rows < T'``: ``np.repeat`` of the row
     indices ``T' // rows + 1`` times, cut to ``T'`` (the Fed_WSVAD formula).
     """
-    _check_fps(frames_per_snippet)
+    check_frames_per_snippet(frames_per_snippet)
     if rows < 1:
         raise ValueError("no feature rows")
     target = num_labels // frames_per_snippet
@@ -310,7 +288,7 @@ def align(
     """
     _check(mode, get_args(AlignMode), "alignment mode")
     _check(rule, get_args(SnippetRule), "snippet rule")
-    _check_fps(frames_per_snippet)
+    check_frames_per_snippet(frames_per_snippet)
     if not name or "/" in name or "\\" in name:
         raise ConfigError(f"gt name must be a plain file-name part, got {name!r}")
     out_dir = Path(out)

@@ -6,7 +6,7 @@
 reports per video and overall:
 
 - **names**: videos matched by relative name, then by :func:`video_key`, then by
-  :func:`feature_key` (``<video>_i3d``); sidecar-less ``<video>_<k>.npy`` files
+  :func:`feature_key` (``<video>_i3d``, ``<video>__vggish``); sidecar-less ``<video>_<k>.npy`` files
   are grouped into crops when the other side has ``<video>``; the rest are listed
   as only in mine / only in theirs;
 - **shapes**: every array is viewed as ``[T, C, D]`` (``D`` the last axis,
@@ -126,7 +126,9 @@ MIN_ROWS_PER_DIM = 8
 #: T below which a frame rate is not claimed from the T ratio alone (no frame count).
 MIN_T_FOR_RATIO = 10
 _MAX_EXACT_CROPS = 16
-_FEATURE_SUFFIX = re.compile(r"(_(i3d|rgb|flow|clip|vit|videomae|feat|feats|feature|features))+$", re.I)
+# One or two underscores: XD-Violence's released audio features are <video>__vggish.npy.
+_FEATURE_SUFFIX = re.compile(
+    r"(__?(i3d|rgb|flow|clip|vit|videomae|feat|feats|feature|features|vggish))+$", re.I)
 #: Arrays larger than this (elements) are compared in float32 to bound memory.
 _FLOAT64_LIMIT = 1 << 24
 _EQUAL_REL_L2 = 1e-3
@@ -829,8 +831,8 @@ def feature_key(name: str) -> str:
     """:func:`video_key` without a feature-file suffix (``Abuse028_x264_i3d`` -> ``Abuse028_x264``).
 
     Released feature sets name files after the video plus what they hold
-    (RTFM's UCF-Crime: ``<video>_i3d.npy``); the suffixes removed are
-    :data:`_FEATURE_SUFFIX`.
+    (RTFM's UCF-Crime: ``<video>_i3d.npy``; XD-Violence's audio: ``<video>__vggish.npy``);
+    the suffixes removed are :data:`_FEATURE_SUFFIX`.
     """
     key = video_key(name)
     return _FEATURE_SUFFIX.sub("", key) or key

@@ -58,7 +58,7 @@ import logging
 import os
 import pickle
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 IssueKind = Literal[
     "unknown-video", "no-labels", "length-mismatch", "malformed-line", "bad-values",
     "duplicate", "ambiguous-name", "span-out-of-range", "no-frame-count", "inconsistent",
-    "bad-features", "bad-name",
+    "bad-features", "bad-name", "no-audio",
 ]
 
 INDEX_NAME = "labels.json"
@@ -190,6 +190,58 @@ def label_spans(frames: np.ndarray) -> list[tuple[int, int]]:
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
     return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+
+
+# --------------------------------------------------------------------- fitted to feature rows
+
+
+def check_frames_per_snippet(frames_per_snippet: int) -> None:
+    """:class:`ConfigError` unless ``frames_per_snippet`` is a positive integer."""
+    if not isinstance(frames_per_snippet, int) or frames_per_snippet < 1:
+        raise ConfigError(f"frames_per_snippet must be a positive integer, got {frames_per_snippet!r}")
+
+
+def evaluation_positions(snippets: Sequence[tuple[int, int]], *,
+                         frames_per_snippet: int = 16) -> np.ndarray:
+    """Decoded-frame index behind each of the ``F * T`` evaluation positions (int64, ``[F * T]``).
+
+    Snippet ``i`` (inclusive frame range ``[first_i, last_i]``) contributes ``F`` positions,
+    ``k = 0..F-1``: ``first_i + k`` when it spans at most ``F`` frames, else
+    ``first_i + floor(k * (last_i - first_i) / (F - 1))`` (evenly from first to last).  The
+    rule is set out in :mod:`vadfeat.dataset.align`'s module docstring.
+    """
+    check_frames_per_snippet(frames_per_snippet)
+    f = frames_per_snippet
+    if len(snippets) == 0:
+        return np.zeros(0, dtype=np.int64)
+    snip = np.asarray(snippets, dtype=np.int64).reshape(-1, 2)
+    first, extent = snip[:, :1], (snip[:, 1] - snip[:, 0])[:, None]
+    k = np.arange(f, dtype=np.int64)[None, :]
+    # Short snippets (a padded tail) run on frame by frame past their end; longer ones
+    # are sampled evenly from first to last, which hits exactly the frames a
+    # frame_interval snippet was built from.
+    spread = (k * extent) // max(f - 1, 1)
+    pos = np.where(extent + 1 < f, first + k, first + spread)
+    return pos.reshape(-1)
+
+
+def fit_frame_labels(frames: np.ndarray, snippets: Sequence[tuple[int, int]], *,
+                     frames_per_snippet: int = 16) -> tuple[np.ndarray, int, int]:
+    """Frame labels of exactly ``F * len(snippets)`` values, plus (frames cut, frames padded).
+
+    ``frames``: one 0/1 label per decoded frame; ``snippets``: each feature row's inclusive
+    frame range.  Returns uint8 ``[F * T]`` labels taken at :func:`evaluation_positions`
+    (past the end: the last label), the number of labels no position refers to and the
+    number of positions past the end.  Raises :class:`ValueError` for no labels.
+    """
+    labels = np.asarray(frames, dtype=np.uint8).reshape(-1)
+    if labels.size == 0:
+        raise ValueError("no frame labels")
+    pos = evaluation_positions(snippets, frames_per_snippet=frames_per_snippet)
+    padded = int(np.count_nonzero(pos >= labels.size))
+    used = np.unique(pos[pos < labels.size])
+    cut = int(labels.size - used.size)
+    return labels[np.minimum(pos, labels.size - 1)], cut, padded
 
 
 # --------------------------------------------------------------------- raw entries

@@ -39,8 +39,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from vadfeat.dataset.align import fit_frame_labels
-from vadfeat.dataset.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
+from vadfeat.dataset.labels import (
+    LabelFormat,
+    LabelSet,
+    VideoLabels,
+    as_label_set,
+    fit_frame_labels,
+    label_spans,
+)
 from vadfeat.errors import ConfigError
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
