@@ -42,6 +42,7 @@ import numpy as np
 from vadfeat.dataset.align import fit_frame_labels
 from vadfeat.dataset.labels import LabelFormat, LabelSet, VideoLabels, as_label_set, label_spans
 from vadfeat.errors import ConfigError
+from vadfeat.store.atomic import atomic_path
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureIssue,
@@ -50,7 +51,6 @@ from vadfeat.store.reader import (
     as_feature_set,
     write_text,
 )
-from vadfeat.store.writers import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
