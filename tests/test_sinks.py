@@ -165,3 +165,16 @@ def test_a_failed_delivery_is_a_failed_entry(tmp_path: Path, tiny_checkpoint: Pa
     entry = FeatureExtractor(tiny_checkpoint).process(VideoItem(Path(video), PurePosixPath("v.mp4")),
                                                       layout="flat", deliver=full)
     assert entry["status"] == "failed" and entry["error"].startswith("cannot write output:")
+
+
+def test_fingerprints_compare_model_names_by_the_registry_rule() -> None:
+    # The store sits below the backbones: the registry's spelling rule (a CLIP name written
+    # before names were qualified equals today's) is installed by pipeline.config, which
+    # every run's fingerprint goes through.
+    import vadfeat.pipeline.config  # noqa: F401
+    from vadfeat.store.fingerprint import fingerprint_changes, same_fingerprint
+
+    assert same_fingerprint({**FP, "model": "ViT-B-16"}, {**FP, "model": "clip/vit_b_16"})
+    assert not same_fingerprint({**FP, "model": "ViT-B-16"}, {**FP, "model": "clip/vit_l_14"})
+    assert fingerprint_changes({**FP, "model": "ViT-B-16"}, {**FP, "model": "clip/vit_l_14"}) == [
+        "model: clip/vit_b_16 -> clip/vit_l_14"]
