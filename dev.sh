@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: ./dev.sh demo | ./dev.sh test [pytest args...]
 # Creates .venv on first use, installs torch explicitly first (a bare `torch`
 # requirement would pull several GB of CUDA wheels on a machine without torch),
-# then the package with its test, hf and ray extras.  `test` runs ruff, mypy, then pytest.
+# then the package with its test, hf and ray extras.  `test` runs ruff, mypy, lint-imports, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -28,6 +28,7 @@ case "$cmd" in
     setup
     "$VENV/bin/ruff" check .
     "$VENV/bin/mypy"  # [tool.mypy] in pyproject.toml: src/vadfeat
+    "$VENV/bin/lint-imports"  # [tool.importlinter] in pyproject.toml: the package layers
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *) echo "usage: ./dev.sh demo [vadfeat demo args] | ./dev.sh test [pytest args] | ./dev.sh setup" >&2; exit 2 ;;
 esac

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import _common
 from vadfeat.io.video import open_video
-from vadfeat.store.writers import content_sha256
+from vadfeat.store.identity import content_sha256
 
 
 def decode_seconds(path: Path) -> float:

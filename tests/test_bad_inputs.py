@@ -16,8 +16,8 @@ import pytest
 
 from vadfeat.cli import main
 from vadfeat.engines.local import FeatureExtractor, extract
-from vadfeat.io.frames import dump_frames
-from vadfeat.store.writers import read_manifest
+from vadfeat.store.frames import dump_frames
+from vadfeat.store.manifest import read_manifest
 from vadfeat.testing import synth
 
 

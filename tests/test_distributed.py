@@ -22,7 +22,8 @@ import torch
 from vadfeat import ConfigError, FeatureExtractor, extract
 from vadfeat.engines import ray as distributed
 from vadfeat.engines.ray import _ray_config, extract_ray
-from vadfeat.store.writers import Claims, read_manifest
+from vadfeat.store.claims import Claims
+from vadfeat.store.manifest import read_manifest
 from vadfeat.testing import synth
 
 # Ray Data's own DataContext copies touch its deprecated fields.

@@ -113,7 +113,7 @@ def test_checkpoint_error_exits_2(tmp_path: Path, caplog: pytest.LogCaptureFixtu
                                  errors.VideoError, errors.ForeignFileError, errors.VadfeatError])
 def test_other_errors_exit_1(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                              monkeypatch: pytest.MonkeyPatch, cls: type[errors.VadfeatError]) -> None:
-    import vadfeat.io.frames as frames_module
+    import vadfeat.store.frames as frames_module
 
     def fail(*args: object, **kwargs: object) -> None:
         raise cls("a.mp4: corrupt data at 1.20 s\n(second line of the reason)")

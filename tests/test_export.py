@@ -258,7 +258,7 @@ def test_two_exports_at_once_split_the_work(tmp_path: Path, extractions: dict[st
 def test_a_video_held_by_another_export_is_taken_up_when_it_is_let_go(
         tmp_path: Path, extractions: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from vadfeat.dataset import export as export_mod
-    from vadfeat.store.writers import Claims
+    from vadfeat.store.claims import Claims
 
     out = tmp_path / "o"
     other = Claims(out)  # another export working on c

@@ -14,7 +14,7 @@ from reference import legacy_features
 from vadfeat.cli import main
 from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError
-from vadfeat.store.writers import read_manifest
+from vadfeat.store.manifest import read_manifest
 from vadfeat.testing import synth
 
 

@@ -46,8 +46,9 @@ from vadfeat.cli import main
 from vadfeat.dataset.labels import as_label_set, read_labels
 from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError, DecodeError
-from vadfeat.store import writers
-from vadfeat.store.writers import LOCK_DIR, read_manifest
+from vadfeat.store.claims import LOCK_DIR
+from vadfeat.store.manifest import read_manifest
+from vadfeat.store.sinks import npy as writers  # the .npy sink (it writes the sidecar)
 from vadfeat.testing import synth
 
 ROOT = os.geteuid() == 0
@@ -446,7 +447,7 @@ def test_model_error_stops_run_cleanly(tmp_path: Path, extractor: FeatureExtract
 
 _KILL_AT = r"""
 import os, signal, sys
-import vadfeat.store.writers as w
+import vadfeat.store.atomic as w
 point, count = sys.argv[1], int(sys.argv[2])
 seen = {"replace": 0}
 real_replace, real_fsync = os.replace, os.fsync

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from vadfeat.cli import main
-from vadfeat.io.frames import dump_frames
-from vadfeat.store.writers import read_manifest
+from vadfeat.store.frames import dump_frames
+from vadfeat.store.manifest import read_manifest
 from vadfeat.testing import synth
 
 

@@ -600,7 +600,7 @@ def list_files(draw: st.DrawFn) -> bytes:
 
 def discover_checked(path: Path, root: Path | None, out: Path) -> str:
     from vadfeat.io.inputs import discover, output_stem
-    from vadfeat.store.writers import output_paths
+    from vadfeat.store.sinks.npy import output_paths
 
     try:
         items = discover([path], root=root)

@@ -204,7 +204,7 @@ def test_same_stem_in_one_folder(tmp_path):
 
 def test_x_avi_and_x_mp4_outputs(tmp_path):
     """The issue's example: x.avi and x.mp4 in one folder -> x.avi.npy and x.mp4.npy."""
-    from vadfeat.store.writers import output_paths
+    from vadfeat.store.sinks.npy import output_paths
 
     _touch(tmp_path / "v" / "x.avi")
     _touch(tmp_path / "v" / "x.mp4")

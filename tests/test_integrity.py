@@ -28,11 +28,12 @@ from stress.fault_corpus import wait_until_stopped
 from vadfeat.cli import main
 from vadfeat.engines.local import FeatureExtractor, extract
 from vadfeat.errors import ConfigError
-from vadfeat.io.frames import dump_frames
 from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig
 from vadfeat.pipeline.presets import Preset, get_preset
+from vadfeat.store.claims import LOCK_DIR, Claims
+from vadfeat.store.frames import dump_frames
+from vadfeat.store.manifest import read_manifest
 from vadfeat.store.reader import read_features
-from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
 from vadfeat.testing import synth
 
 extract_mod = importlib.import_module("vadfeat.pipeline.extractor")  # where the model is loaded
@@ -558,7 +559,7 @@ def test_a_sibling_that_has_just_locked_is_read_as_a_sibling(tmp_path: Path,
     # Two devices of one run race for a video: one has taken the lock but not yet written its
     # owner line (the reader sees an empty file, then the line). The other must name it a
     # sibling of this run, not another run's (which made a --devices rerun exit 3 under load).
-    from vadfeat.store import writers
+    from vadfeat.store import claims as writers
 
     out = tmp_path / "out"
     holder = Claims(out, run_token="run1")

@@ -326,7 +326,7 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next(cmd: Command, inputs:
     import subprocess
     import sys
 
-    from vadfeat.store.writers import tmp_name
+    from vadfeat.store.atomic import tmp_name
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

@@ -39,7 +39,8 @@ from stress.fault_corpus import (
 )
 from vadfeat.errors import ConfigError
 from vadfeat.pipeline.stream import SnippetBatcher
-from vadfeat.store.writers import LOCK_DIR, Claims, read_manifest
+from vadfeat.store.claims import LOCK_DIR, Claims
+from vadfeat.store.manifest import read_manifest
 from vadfeat.testing import synth
 
 local = importlib.import_module("vadfeat.engines.local")

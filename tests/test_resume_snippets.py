@@ -33,8 +33,9 @@ from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.pipeline.stream import snippet_stream
 from vadfeat.pipeline.transforms import build_frame_transform
+from vadfeat.store.claims import Claims
+from vadfeat.store.manifest import read_manifest
 from vadfeat.store.reader import read_features
-from vadfeat.store.writers import Claims, read_manifest
 from vadfeat.testing import synth
 
 TINY = {"random_weights": True, "model": "vit_tiny_patch16_224", "device": "cpu", "size": 32,

@@ -18,7 +18,7 @@ import pytest
 
 from vadfeat.cli import main
 from vadfeat.engines.local import extract
-from vadfeat.store import writers
+from vadfeat.store import identity, sidecar
 from vadfeat.store.reader import read_features
 from vadfeat.testing import synth
 
@@ -58,7 +58,7 @@ def _rewrite_middle(path: Path) -> tuple[int, int]:
 def test_a_video_with_its_middle_rewritten_is_redone(tmp_path: Path, tiny_checkpoint: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # A "large" video: the sampled ends (4 KiB each here, 1 MiB in real use) miss its middle.
-    monkeypatch.setattr(writers, "IDENTITY_BYTES", 4096)
+    monkeypatch.setattr(identity, "IDENTITY_BYTES", 4096)
     src = tmp_path / "in"
     video = _rawvideo(src / "v.mkv", seed=1)
     out = tmp_path / "out"
@@ -87,8 +87,8 @@ def test_a_copied_video_with_a_new_mtime_still_resumes(tmp_path: Path, tiny_chec
     run(src, out, tiny_checkpoint)
     _later_mtime(video)  # same bytes, new mtime (copied with cp, rsync without -t)
     hashed: list[Path] = []
-    real = writers.content_sha256
-    monkeypatch.setattr(writers, "content_sha256", lambda p, **kw: hashed.append(Path(p)) or real(p, **kw))
+    real = identity.content_sha256
+    monkeypatch.setattr(identity, "content_sha256", lambda p, **kw: hashed.append(Path(p)) or real(p, **kw))
     s = run(src, out, tiny_checkpoint)
     assert (s.ok, s.skipped) == (0, 1)
     assert hashed == [video]  # the mtime changed: one full hash, which matched
@@ -144,7 +144,7 @@ def test_a_hand_edited_sidecar_is_redone_by_extract(tmp_path: Path, tiny_checkpo
     side = out / "v1.json"
     good = side.read_text()
     meta = json.loads(good)
-    assert meta[writers.SIDECAR_DIGEST] == writers.sidecar_digest(meta)
+    assert meta[sidecar.SIDECAR_DIGEST] == sidecar.sidecar_digest(meta)
     meta["num_frames"] = 4800  # was 48
     side.write_text(json.dumps(meta, indent=1))
     s = run(three, out, tiny_checkpoint)
@@ -176,7 +176,7 @@ def test_sidecars_without_a_digest_stay_trusted(tmp_path: Path, tiny_checkpoint:
     run(three, out, tiny_checkpoint)
     side = out / "v1.json"
     meta = json.loads(side.read_text())
-    del meta[writers.SIDECAR_DIGEST]  # as every release before the digest wrote it
+    del meta[sidecar.SIDECAR_DIGEST]  # as every release before the digest wrote it
     side.write_text(json.dumps(meta, indent=1))
     assert read_features(out).names() == ("v0", "v1", "v2")
     s = run(three, out, tiny_checkpoint)
@@ -186,16 +186,16 @@ def test_sidecars_without_a_digest_stay_trusted(tmp_path: Path, tiny_checkpoint:
 def test_the_digest_covers_every_field_and_survives_a_round_trip() -> None:
     meta = {"video": "a\udcff.mp4", "fps": 29.97, "snippets": [[0, 15]], "num_frames": 16,
             "nested": {"b": 1, "a": [1.5, None]}}
-    sealed = writers.seal_sidecar(meta)
+    sealed = sidecar.seal_sidecar(meta)
     back = json.loads(json.dumps(sealed))  # what a reader gets from the file
-    assert writers.sidecar_edited(back) is None
+    assert sidecar.sidecar_edited(back) is None
     for key, value in (("fps", 30.0), ("num_frames", 17), ("video", "b.mp4"),
                        ("snippets", [[0, 14]]), ("nested", {"b": 1, "a": [1.5]})):
-        assert writers.sidecar_edited({**back, key: value}) is not None, key
-    assert writers.sidecar_edited({**back, "added": 1}) is not None
+        assert sidecar.sidecar_edited({**back, key: value}) is not None, key
+    assert sidecar.sidecar_edited({**back, "added": 1}) is not None
     # The creation time is left out: two runs with the same outputs write the same digest.
-    assert writers.seal_sidecar({**meta, "created": "2026-12-06T00:00:00+00:00"})[
-        writers.SIDECAR_DIGEST] == sealed[writers.SIDECAR_DIGEST]
+    assert sidecar.seal_sidecar({**meta, "created": "2026-12-06T00:00:00+00:00"})[
+        sidecar.SIDECAR_DIGEST] == sealed[sidecar.SIDECAR_DIGEST]
 
 
 # --------------------------------------------------------------------------- mixed layouts
@@ -243,9 +243,9 @@ def test_legacy_folders_without_sidecars_keep_their_detection(tmp_path: Path) ->
 def test_frames_redoes_a_video_with_its_middle_rewritten(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`vadfeat frames` keeps the same rule as extract (its resume trusted size and ends)."""
-    from vadfeat.io.frames import dump_frames
+    from vadfeat.store.frames import dump_frames
 
-    monkeypatch.setattr(writers, "IDENTITY_BYTES", 4096)
+    monkeypatch.setattr(identity, "IDENTITY_BYTES", 4096)
     src = tmp_path / "in"
     video = _rawvideo(src / "v.mkv", seed=5)
     out = tmp_path / "frames"

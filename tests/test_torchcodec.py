@@ -27,7 +27,7 @@ from vadfeat.errors import ConfigError, DecodeError, VideoError, VideoOpenError
 from vadfeat.io.torchcodec_video import load_torchcodec
 from vadfeat.io.video import open_video
 from vadfeat.pipeline.config import ExtractConfig
-from vadfeat.store.writers import read_manifest
+from vadfeat.store.manifest import read_manifest
 from vadfeat.testing import synth
 
 TINY = ["--random-weights", "--model", "vit_tiny_patch16_224"]
@@ -382,7 +382,7 @@ def test_outputs_without_a_decoder_key_are_pyav() -> None:
     # Outputs written before the setting existed carry no "decoder": they were PyAV's.
     from vadfeat.pipeline.config import settings_fingerprint
     from vadfeat.pipeline.presets import get_preset
-    from vadfeat.store.writers import fingerprint_changes, same_fingerprint
+    from vadfeat.store.fingerprint import fingerprint_changes, same_fingerprint
 
     base = dict(preset=get_preset("videomae-v2"), model="vit_tiny_patch16_224", checkpoint_sha256=None,
                 random_weights=True, dtype="fp32", fps=None, frames_colour="normal", on_corrupt="fail",

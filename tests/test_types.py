@@ -104,7 +104,7 @@ def test_old_names_are_the_same_aliases() -> None:
     from vadfeat.io.video import OnCorrupt
     from vadfeat.pipeline import presets
     from vadfeat.store.reader import LayoutOrAuto
-    from vadfeat.store.writers import LAYOUTS
+    from vadfeat.store.sinks.npy import LAYOUTS
 
     assert presets.Tail is T.Tail and presets.Scale is T.Scale and presets.NumCrops is T.NumCrops
     assert OnCorrupt is T.OnCorrupt and LayoutOrAuto is T.LayoutOrAuto

@@ -788,7 +788,7 @@ def test_extract_reads_the_real_track_and_records_it(tmp_path, tiny_checkpoint):
 
 
 def _last_run(out):
-    from vadfeat.store.writers import read_manifest
+    from vadfeat.store.manifest import read_manifest
 
     lines = read_manifest(out)
     return [e for e in lines if e["run"] == lines[-1]["run"]]

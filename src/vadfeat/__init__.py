@@ -72,7 +72,7 @@ _HOMES: dict[str, str] = {
     "VideoError": "vadfeat.errors",
     "VideoOpenError": "vadfeat.errors",
     "VideoTooShortError": "vadfeat.errors",
-    "dump_frames": "vadfeat.io.frames",
+    "dump_frames": "vadfeat.store.frames",
     "VideoItem": "vadfeat.io.inputs",
     "discover": "vadfeat.io.inputs",
     "VideoInfo": "vadfeat.io.video",
@@ -81,7 +81,7 @@ _HOMES: dict[str, str] = {
     "probe": "vadfeat.io.video",
     "ExtractConfig": "vadfeat.pipeline.config",
     "FeatureExtractor": "vadfeat.pipeline.extractor",
-    "VideoFeatures": "vadfeat.pipeline.extractor",
+    "VideoFeatures": "vadfeat.store.sinks.base",
     "PRESETS": "vadfeat.pipeline.presets",
     "Preset": "vadfeat.pipeline.presets",
     "get_preset": "vadfeat.pipeline.presets",
@@ -162,15 +162,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         VideoOpenError,
         VideoTooShortError,
     )
-    from vadfeat.io.frames import dump_frames
     from vadfeat.io.inputs import VideoItem, discover
     from vadfeat.io.video import VideoInfo, VideoReader, open_video, probe
     from vadfeat.pipeline.config import ExtractConfig
-    from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
+    from vadfeat.pipeline.extractor import FeatureExtractor
     from vadfeat.pipeline.presets import PRESETS, Preset, get_preset, list_presets
     from vadfeat.pipeline.sampling import Snippet, SnippetAssembler, snippet_indices
     from vadfeat.pipeline.transforms import FrameTransform, build_frame_transform
+    from vadfeat.store.frames import dump_frames
     from vadfeat.store.reader import FeatureReadError, FeatureRecord, FeatureSet, read_features, video_key
+    from vadfeat.store.sinks.base import VideoFeatures
 
 __all__ = [
     "PRESETS",

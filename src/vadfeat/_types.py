@@ -5,7 +5,7 @@ here.  Library checks use ``typing.get_args(Alias)`` for the tuple of allowed
 values and the command line derives its ``choices=`` from the same alias, so a
 value added here is accepted everywhere at once (``tests/test_types.py`` checks
 every ``choices=`` of the CLI against these).  The modules that used to define
-some of them (``pipeline.presets``, ``io.video``, ``store.writers``,
+some of them (``pipeline.presets``, ``io.video``, ``store.sinks.npy``,
 ``store.reader``, ``dataset.*``) re-import them under the same names.
 
 No imports beyond ``typing``: any module may import this one.

@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from vadfeat.io.inputs import output_stem
-from vadfeat.store.writers import LOCK_DIR, SIDECAR_DIGEST, sidecar_edited
+from vadfeat.store.claims import LOCK_DIR
+from vadfeat.store.sidecar import SIDECAR_DIGEST, sidecar_edited
 from vadfeat.testing import synth
 
 TMP_TAG = "vadfeat-tmp"
@@ -832,7 +833,7 @@ def phase_disk_full(r: Runner, clean: Path, work: Path, cases: list[Case]) -> li
             if torn and not (stopped and len(torn) == 1):
                 problems += [f"torn manifest line: {t[:80]!r}" for t in torn]
             try:
-                from vadfeat.store.writers import read_manifest
+                from vadfeat.store.manifest import read_manifest
 
                 read_manifest(out)
             except ValueError as exc:

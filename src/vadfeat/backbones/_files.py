@@ -25,7 +25,7 @@ import torch
 
 from vadfeat._types import DTypeName
 from vadfeat.errors import CheckpointError, ConfigError
-from vadfeat.store.writers import atomic_path, sha256_file  # one file hash for checkpoints and features
+from vadfeat.store.atomic import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 

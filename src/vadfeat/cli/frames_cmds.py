@@ -12,7 +12,7 @@ log = logging.getLogger("vadfeat")
 
 
 def _frames(args: argparse.Namespace) -> int:
-    from vadfeat.io.frames import dump_frames
+    from vadfeat.store.frames import dump_frames
 
     summary = dump_frames(args.inputs, args.output, workers=args.workers, overwrite=args.overwrite,
                           root=args.root, pattern=args.pattern, start=args.start,

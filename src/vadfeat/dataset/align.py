@@ -81,6 +81,7 @@ from vadfeat.dataset.labels import (
 )
 from vadfeat.dataset.lists import abnormal_first, read_video_list
 from vadfeat.errors import ConfigError
+from vadfeat.store.atomic import NPY_ERRORS
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureRecord,
@@ -94,7 +95,6 @@ from vadfeat.store.reader import (
     write_pickle,
     write_text,
 )
-from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 

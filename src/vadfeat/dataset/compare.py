@@ -99,6 +99,7 @@ from vadfeat.dataset.report import (
     warning_html,
 )
 from vadfeat.errors import ConfigError
+from vadfeat.store.atomic import NPY_ERRORS, atomic_path
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureIssue,
@@ -110,7 +111,6 @@ from vadfeat.store.reader import (
     write_json,
     write_text,
 )
-from vadfeat.store.writers import NPY_ERRORS, atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -49,7 +49,7 @@ replaced only when the sidecar's export record lists it or the video's ownership
 record (``OUT/.vadfeat-locks/<key>.owned``, written before any of its files is
 replaced) names it; any other file in the way fails that video with an issue naming
 it, and the run goes on.  Several exports into one folder at once claim each video
-(:class:`~vadfeat.store.writers.Claims`), and a run first removes the temporaries of
+(:class:`~vadfeat.store.claims.Claims`), and a run first removes the temporaries of
 killed ones.  Sidecars are sealed (``sidecar_sha256``) and written as ASCII JSON, so
 names that are not UTF-8 survive.
 """
@@ -77,6 +77,16 @@ from vadfeat._types import Dataset, ExportFormat
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError
 from vadfeat.errors import ForeignFileError as _NotOurs
+from vadfeat.store.atomic import (
+    NPY_ERRORS,
+    atomic_path,
+    clean_stale_temporaries,
+    save_json,
+    save_npy,
+    sha256_file,
+)
+from vadfeat.store.claims import Claims
+from vadfeat.store.ownership import read_owned, write_owned
 from vadfeat.store.reader import (
     FeatureIssue,
     FeatureRecord,
@@ -84,20 +94,7 @@ from vadfeat.store.reader import (
     Layout,
     as_feature_set,
 )
-from vadfeat.store.writers import (
-    NPY_ERRORS,
-    SIDECAR_DIGEST,
-    Claims,
-    atomic_path,
-    clean_stale_temporaries,
-    read_owned,
-    save_json,
-    save_npy,
-    seal_sidecar,
-    sha256_file,
-    sidecar_edited,
-    write_owned,
-)
+from vadfeat.store.sidecar import SIDECAR_DIGEST, seal_sidecar, sidecar_edited
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +453,7 @@ def export(
     names.  ``crops`` keeps those crop indices (0-based, in the given order).
     ``workers`` threads write videos concurrently (I/O bound: they overlap fsyncs).
     Several exports into one folder at once share the work: each video is claimed
-    (:class:`~vadfeat.store.writers.Claims`) while it is checked and written; a video
+    (:class:`~vadfeat.store.claims.Claims`) while it is checked and written; a video
     another process holds is taken up again at the end, once that process lets go
     (then it is usually done and skipped).  Temporary files of killed exports are
     removed first.  Returns every video with its files and action; per-video problems

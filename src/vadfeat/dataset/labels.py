@@ -69,6 +69,7 @@ import numpy as np
 
 from vadfeat._types import LabelFormat
 from vadfeat.errors import ConfigError, LabelError  # LabelError: re-exported (its old home)
+from vadfeat.store.atomic import NPY_ERRORS
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureSet,
@@ -78,7 +79,6 @@ from vadfeat.store.reader import (
     video_key,
     write_json,
 )
-from vadfeat.store.writers import NPY_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -806,7 +806,7 @@ def _object_array(items: Sequence[object]) -> np.ndarray:
 
 def _save_object_npy(path: Path, items: Sequence[object]) -> Path:
     # VadCLIP loads these with allow_pickle=True (ragged lists per video).
-    from vadfeat.store.writers import atomic_path
+    from vadfeat.store.atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, _object_array(items), allow_pickle=True)

@@ -85,9 +85,10 @@ from vadfeat.dataset.compare import (
     match_names,
 )
 from vadfeat.errors import ConfigError, VideoError, VideoTooShortError
+from vadfeat.store.atomic import NPY_ERRORS
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import FeatureIssue, FeatureRecord, FeatureSet, read_features
-from vadfeat.store.writers import NPY_ERRORS, output_paths, write_outputs
+from vadfeat.store.sinks import NpySink, VideoFeatures
 
 log = logging.getLogger(__name__)
 
@@ -620,7 +621,8 @@ def _extract_sample(cfg: Any, sample: Sequence[SampledVideo], work_dir: Path, ou
 
     ext = FeatureExtractor.from_config(cfg)
     folder = work_dir / slug
-    paths = {v.name: output_paths(folder, PurePosixPath(v.name), layout="flat") for v in sample}
+    sink = NpySink(folder, layout="flat", records=False)  # the work folder's record is out_dir's
+    paths = {v.name: sink.plan(PurePosixPath(v.name)) for v in sample}
     if out_dir is not None:
         rel = [p.relative_to(out_dir).as_posix() for ps in paths.values() for p in ps.all()]
         claim_outputs(out_dir, rel, command="compare")
@@ -646,7 +648,7 @@ def _extract_sample(cfg: Any, sample: Sequence[SampledVideo], work_dir: Path, ou
         side["fingerprint"] = {**side["fingerprint"], "sample_snippets": len(ranges)}
         p = paths[v.name]
         p.sidecar.parent.mkdir(parents=True, exist_ok=True)
-        write_outputs(p, feats, side, crops=ext.crops)
+        sink.write(p, VideoFeatures(feats, side))
         out[v.name] = feats
         log.info("%s: %s, %d snippets sampled", cfg.preset.name, v.name, len(ranges))
     return out

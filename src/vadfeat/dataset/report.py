@@ -48,6 +48,7 @@ from vadfeat.dataset.labels import (
     label_spans,
 )
 from vadfeat.errors import ConfigError
+from vadfeat.store.atomic import atomic_path
 from vadfeat.store.ownership import claim_outputs, refuse_overlap
 from vadfeat.store.reader import (
     FeatureIssue,
@@ -56,7 +57,6 @@ from vadfeat.store.reader import (
     as_feature_set,
     write_text,
 )
-from vadfeat.store.writers import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -25,28 +25,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from vadfeat._types import Layout
 from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
-from vadfeat.store.writers import (
-    LAYOUTS,
-    LOCK_DIR,
-    MANIFEST,
-    Claims,
-    Layout,
-    Manifest,
-    OutputPaths,
-    OutputState,
-    clean_stale_temporaries,
-    fingerprint_changes,
-    inspect_outputs,
-    is_vadfeat_sidecar,
-    output_paths,
-    owned_record_path,
-    read_sidecar,
-    sidecar_files,
-)
+from vadfeat.store.atomic import clean_stale_temporaries
+from vadfeat.store.claims import LOCK_DIR, Claims
+from vadfeat.store.fingerprint import fingerprint_changes
+from vadfeat.store.manifest import MANIFEST, Manifest
+from vadfeat.store.ownership import owned_record_path
+from vadfeat.store.sidecar import is_vadfeat_sidecar, read_sidecar
+from vadfeat.store.sinks.base import OutputState
+from vadfeat.store.sinks.npy import LAYOUTS, OutputPaths, inspect_outputs, output_paths, sidecar_files
 
 log = logging.getLogger(__name__)
 

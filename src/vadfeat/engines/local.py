@@ -63,15 +63,12 @@ from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
 from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig, resolve_device
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
+from vadfeat.store.claims import HELD
+from vadfeat.store.fingerprint import fingerprint_changes
+from vadfeat.store.identity import source_identity
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.writers import (
-    HELD,
-    OutputPaths,
-    check_layout,
-    fingerprint_changes,
-    source_identity,
-    write_outputs,
-)
+from vadfeat.store.sinks import make_sink
+from vadfeat.store.sinks.npy import OutputPaths, check_layout
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +353,7 @@ class _Collector:
     across videos, runs the model, writes each finished video and records it.
 
     :meth:`claim` is called by the decode threads (the run's per-video claims,
-    :class:`~vadfeat.store.writers.Claims`); everything else runs in the model's thread.
+    :class:`~vadfeat.store.claims.Claims`); everything else runs in the model's thread.
     """
 
     def __init__(self, ext: FeatureExtractor, ctx: RunContext, fingerprint: dict[str, Any], *,
@@ -590,8 +587,8 @@ class _Collector:
         feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
         md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
                          ranges=st.ranges, shape=feats.shape, layout=self.layout)
-        write_outputs(st.paths, feats, md, crops=ext.crops, out=ctx.out,
-                      stale=self.stale_of.get(vid, ()))
+        make_sink(ctx.out, layout=self.layout, crops=ext.crops).write(
+            st.paths, VideoFeatures(feats, md), stale=self.stale_of.get(vid, ()))
         part = self.partials.pop(vid, None)
         self.resumed.pop(vid, None)
         self.sizes[vid] = int(feats.shape[0])

@@ -6,12 +6,12 @@ on a video it appends the features of its finished snippets, in temporal order, 
 ``OUT/.vadfeat-partial/<sha1 of the claim key>.rows`` (raw float32 rows, one per
 snippet) and then replaces, atomically, the small ``<same>.state`` (JSON) beside it, which
 says how many rows are valid and names what they were made from: the settings
-fingerprint, the source's identity (:func:`~vadfeat.store.writers.source_identity`,
+fingerprint, the source's identity (:func:`~vadfeat.store.identity.source_identity`,
 compared field by field, mtime included), the snippets' source frame ranges, the row
 shape and the sha256 of the valid rows.  The JSON is the commit point: rows past its
 count (an append cut short by a kill) are ignored and overwritten.
 
-A run that claims the video (:class:`~vadfeat.store.writers.Claims`: partial files are
+A run that claims the video (:class:`~vadfeat.store.claims.Claims`: partial files are
 only read or written under the video's claim) loads the checkpoint when everything
 matches; the decode side then still decodes the saved snippets (so the frames after
 them are the same) but neither transforms them nor runs the model on them, and the
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vadfeat.store.writers import save_json
+from vadfeat.store.atomic import save_json
 
 log = logging.getLogger(__name__)
 

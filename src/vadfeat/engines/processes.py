@@ -15,7 +15,7 @@ atomic writes, the manifest), so the outputs are the same bytes.
 
 Three threads of the model's process drive it:
 
-- the **dispatcher** claims a video (:class:`~vadfeat.store.writers.Claims`, an
+- the **dispatcher** claims a video (:class:`~vadfeat.store.claims.Claims`, an
   ``flock`` held by this process) just before it puts the video in the work queue
   that the workers read, and keeps at most ``workers`` videos claimed and not yet
   decoded (claims are never taken far ahead of the work);

@@ -89,15 +89,12 @@ from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.io.inputs import VideoItem, scan
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
+from vadfeat.store.atomic import clean_stale_temporaries
+from vadfeat.store.claims import HELD, Claims
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.writers import (
-    HELD,
-    Claims,
-    OutputPaths,
-    OutputState,
-    check_layout,
-    clean_stale_temporaries,
-)
+from vadfeat.store.sinks import make_sink
+from vadfeat.store.sinks.base import OutputState
+from vadfeat.store.sinks.npy import OutputPaths, check_layout
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +129,7 @@ def _ray_config(settings: Mapping[str, Any], config: ExtractConfig | None) -> Ex
 class _ExtractActor:
     """Ray Data UDF: one loaded model; turns a batch of video rows into manifest entries.
 
-    Each video is claimed first (:class:`~vadfeat.store.writers.Claims`, as the local engine
+    Each video is claimed first (:class:`~vadfeat.store.claims.Claims`, as the local engine
     does), so a concurrent run on the same output folder never works on it at once.
     """
 
@@ -211,8 +208,10 @@ class _ExtractActor:
                              "num_frames": None, "num_snippets": None, "seconds": 0.0}
                 else:
                     try:
-                        entry = self.extractor.process(item, paths, layout=self.layout,
-                                                       out=self.out, stale=stale)
+                        sink = make_sink(self.out, layout=self.layout, crops=self.extractor.crops)
+                        entry = self.extractor.process(
+                            item, layout=self.layout,
+                            deliver=lambda r: sink.write(paths, r, stale=stale))  # noqa: B023 (called at once)
                     finally:
                         self._release(key)
             except Exception as exc:  # one video's bug must not end a day-long run

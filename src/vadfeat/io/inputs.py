@@ -114,7 +114,7 @@ _MAX_RENAME_PASSES = 64
 NAME_MAX = 255
 #: Bytes vadfeat may add around an output stem's last component: the longest name it
 #: writes is the temporary ``.<stem>.frames.json.vadfeat-tmp.<host>.<pid>``
-#: (:func:`vadfeat.store.writers.tmp_name`), with a host name of up to 64 bytes
+#: (:func:`vadfeat.store.atomic.tmp_name`), with a host name of up to 64 bytes
 #: (HOST_NAME_MAX) and a pid of up to 7 digits.  Outputs proper (``<stem>__9.npy``,
 #: ``<stem>.json``) are shorter.
 NAME_RESERVE = len(".") + len(".frames.json") + len(".vadfeat-tmp.") + 64 + len(".") + 7

@@ -26,6 +26,7 @@ import torch
 
 from vadfeat._defaults import DEFAULT_BATCH_SIZE
 from vadfeat._types import FramesColour, OnCorrupt, Preprocess
+from vadfeat.backbones._registry import canonical_model_name
 from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
 from vadfeat.io.torchcodec_video import check_decoder
@@ -38,7 +39,13 @@ from vadfeat.pipeline.validate import (
     default_preset,
     peek_geometry,
 )
-from vadfeat.store.writers import check_layout
+from vadfeat.store.fingerprint import set_model_name_canonicaliser
+from vadfeat.store.sinks.npy import check_layout
+
+# A fingerprint names its model as the backbones' registry spells it, and the store (below
+# the backbones) compares fingerprints: every run makes its fingerprint through this module,
+# so the registry's spelling rule is installed here, before any comparison.
+set_model_name_canonicaliser(canonical_model_name)
 
 _ON_CORRUPT = get_args(OnCorrupt)
 _FRAMES_COLOUR = get_args(FramesColour)
@@ -164,7 +171,7 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
     ``quantize``, ``preprocess``, ``folder_fps``, ``num_heads``, ``decoder`` and ``stream``
     appear only
     when not the default, so outputs made before those keys existed still resume
-    (:data:`vadfeat.store.writers.FINGERPRINT_DEFAULTS`).  Which settings are here and
+    (:data:`vadfeat.store.fingerprint.FINGERPRINT_DEFAULTS`).  Which settings are here and
     which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
     """
     return {

@@ -2,16 +2,16 @@
 
 It loads the model (:func:`vadfeat.backbones.loading.load_model`, from this module
 only), streams a video's snippets (:func:`vadfeat.pipeline.stream.snippet_stream`),
-prepares them on the device when ``preprocess="device"``, runs the model and writes
-one video's outputs (:meth:`FeatureExtractor.process`).  Scheduling many videos is
-the engines' job (:mod:`vadfeat.engines`).
+prepares them on the device when ``preprocess="device"`` and runs the model: one
+video's features and sidecar (:class:`VideoFeatures`, :meth:`FeatureExtractor.extract_video`).
+It writes no file: the engines (:mod:`vadfeat.engines`) schedule many videos and hand
+each result to the run's sink (:mod:`vadfeat.store.sinks`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,15 +35,7 @@ from vadfeat.pipeline.config import (
 from vadfeat.pipeline.presets import Preset
 from vadfeat.pipeline.stream import SnippetBatcher, snippet_stream
 from vadfeat.pipeline.transforms import build_frame_transform, cut_crops, transform_frames
-from vadfeat.store.writers import OutputPaths, write_outputs
-
-
-@dataclass(frozen=True)
-class VideoFeatures:
-    """One video's features ``[T, ...]`` float32 and the sidecar metadata describing them."""
-
-    features: np.ndarray
-    metadata: dict[str, Any]
+from vadfeat.store.sinks.base import VideoFeatures  # its home; re-exported here (its old one)
 
 
 class FeatureExtractor:
@@ -289,28 +281,28 @@ class FeatureExtractor:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def process(self, item: VideoItem, paths: OutputPaths, *, layout: str, out: Path | None = None,
-                stale: Sequence[Path] = ()) -> dict[str, Any]:
-        """Extract one video and write its outputs; return its manifest entry.
+    def process(self, item: VideoItem, *, layout: str,
+                deliver: Callable[[VideoFeatures], str]) -> dict[str, Any]:
+        """Extract one video, hand the result to ``deliver``; return its manifest entry.
 
-        The unit of work for engines that schedule whole videos (Ray): per-video
-        failures become a ``failed`` entry with the reason, and nothing is written.
-        ``out`` and ``stale`` go to :func:`~vadfeat.store.writers.write_outputs` (ownership
-        record, the previous set's files to delete).
+        The unit of work for engines that schedule whole videos (Ray).  ``deliver`` is
+        the run's sink writing to the video's target (``lambda r: sink.write(target, r,
+        stale=...)``, see :class:`~vadfeat.store.sinks.Sink`); it returns where the
+        features went.  Per-video failures (:class:`VideoError`, an OSError of the
+        delivery) become a ``failed`` entry with the reason.
         """
         t0 = time.perf_counter()
         entry: dict[str, Any] = {"video": str(item.name), "status": "failed", "error": None,
                                  "output": None, "num_frames": None, "num_snippets": None}
         try:
             result = self.extract_video(item.source, video=str(item.name), layout=layout)
-            write_outputs(paths, result.features, result.metadata, crops=self.crops, out=out,
-                          stale=stale)
+            output = deliver(result)
         except VideoError as exc:
             entry["error"] = str(exc)
         except OSError as exc:
             entry["error"] = f"cannot write output: {exc}"
         else:
-            entry.update(status="ok", output=str(paths.features[0]),
+            entry.update(status="ok", output=output,
                          num_frames=result.metadata["num_frames"],
                          num_snippets=int(result.features.shape[0]),
                          warnings=result.metadata["warnings"] or None)

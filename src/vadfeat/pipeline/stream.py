@@ -21,7 +21,7 @@ from vadfeat.io.video import open_video
 from vadfeat.pipeline.config import ExtractConfig, resolve_device
 from vadfeat.pipeline.sampling import SnippetAssembler, snippet_indices
 from vadfeat.pipeline.transforms import FrameTransform
-from vadfeat.store.writers import source_identity
+from vadfeat.store.identity import source_identity
 
 K = TypeVar("K")
 

@@ -2,7 +2,7 @@
 
 One rule for every command that writes (``labels``, ``align``, ``lists``, ``resample``,
 ``inspect``, ``compare``, ``export``, ``checkpoint convert``, ``compress``; ``extract`` and
-``frames`` keep their per-video records in :mod:`vadfeat.store.writers`):
+``frames`` keep per-video records, :func:`write_owned`, see the end of this module):
 
 * :func:`refuse_overlap`: an output that *is* one of the command's inputs, *holds* one
   (an input lies below it) or *lies inside* one is refused with
@@ -25,6 +25,7 @@ its names still count as ``inspect``'s and ``compare``'s.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -32,7 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vadfeat.errors import ConfigError
-from vadfeat.store.writers import atomic_path, clean_stale_temporaries
+from vadfeat.store.atomic import atomic_path, clean_stale_temporaries, save_json
+from vadfeat.store.claims import LOCK_DIR
 
 #: The ownership record of an output folder: ``{"format": ..., "files": {command: [names]}}``.
 RECORD = ".vadfeat-owned.json"
@@ -195,5 +197,34 @@ def claim_file(out: PathLike, inputs: Iterable[PathLike | None], *, command: str
     return path
 
 
-__all__ = ["LEGACY_REPORT_RECORD", "RECORD", "claim_file", "claim_outputs", "dump_json", "read_record",
-           "refuse_overlap"]
+# --------------------------------------------------------------------------- per-video records
+# ``extract`` and ``frames`` write many videos into one folder, possibly from several
+# processes at once: each video has its own record, ``OUT/.vadfeat-locks/<key>.owned``
+# (a JSON list of relative names), written before any of the video's files is replaced,
+# so that the files a kill leaves at any point are still known as vadfeat's.
+
+
+def owned_record_path(out: Path, key: str) -> Path:
+    """The ownership record of the video whose claim key is ``key`` (its sidecar, relative)."""
+    return out / LOCK_DIR / (hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest() + ".owned")
+
+
+def read_owned(out: Path, key: str) -> set[Path]:
+    """Paths the ownership record of ``key`` names (empty when there is none or it is damaged)."""
+    try:
+        names = json.loads(owned_record_path(out, key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(names, list):
+        return set()
+    return {out / n for n in names if isinstance(n, str) and not n.startswith("/") and ".." not in n}
+
+
+def write_owned(out: Path, key: str, paths: Iterable[Path]) -> None:
+    """Replace the ownership record of ``key`` by ``paths`` (below ``out``).  Raises OSError."""
+    names = sorted({str(p.relative_to(out)) for p in paths})
+    save_json(owned_record_path(out, key), names)  # type: ignore[arg-type]
+
+
+__all__ = ["LEGACY_REPORT_RECORD", "RECORD", "claim_file", "claim_outputs", "dump_json",
+           "owned_record_path", "read_owned", "read_record", "refuse_overlap", "write_owned"]

@@ -66,8 +66,9 @@ from vadfeat.errors import (  # FeatureReadError: re-exported (its old home)
     UntrustedSidecar,
 )
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
+from vadfeat.store.atomic import NPY_ERRORS, atomic_path
 from vadfeat.store.ownership import dump_json
-from vadfeat.store.writers import NPY_ERRORS, SIDECAR_DIGEST, atomic_path, seal_sidecar, sidecar_edited
+from vadfeat.store.sidecar import SIDECAR_DIGEST, seal_sidecar, sidecar_edited
 
 log = logging.getLogger(__name__)
 
@@ -550,7 +551,7 @@ def as_feature_set(
 
 def _atomic(path: Path, write: Any, mode: str) -> Path:
     # One mechanism for every file vadfeat writes: its temporaries are the ones a
-    # later run recognises and removes after a crash (writers.clean_stale_temporaries).
+    # later run recognises and removes after a crash (atomic.clean_stale_temporaries).
     with atomic_path(path) as tmp, open(tmp, mode) as f:
         write(f)
     return path

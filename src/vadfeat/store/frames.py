@@ -42,16 +42,11 @@ from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem, discover, output_stem
 from vadfeat.io.video import open_video
+from vadfeat.store.atomic import clean_stale_temporaries, save_json, tmp_name
+from vadfeat.store.identity import same_source, source_identity
+from vadfeat.store.manifest import Manifest
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.writers import (
-    Manifest,
-    clean_stale_temporaries,
-    read_sidecar,
-    same_source,
-    save_json,
-    source_identity,
-    tmp_name,
-)
+from vadfeat.store.sidecar import read_sidecar
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,112 @@
+"""The sink interface: where one run's features go, and what a finished output is.
+
+An engine never builds a path.  It asks the run's sink, through one lifecycle (the
+spirit of Ray Data's ``Datasink`` and webdataset's ``ShardWriter``):
+
+1. :meth:`Sink.open`, once, before any work (make the folder, clean what a killed run left);
+2. per video, :meth:`Sink.plan` its *target* from the video's output stem (the input's
+   relative path without suffix) and :meth:`Sink.key` (the name its claim is taken
+   under), then :meth:`Sink.state`: what is there now against the run's settings
+   fingerprint (:class:`OutputState`: absent, done, redo, changed, foreign);
+3. :meth:`Sink.write` a video's :class:`VideoFeatures` (features + sidecar) to its
+   target, atomically, deleting ``stale`` files of the video's previous output;
+4. :meth:`Sink.commit`, once, after the last write (a sink that buffers, such as
+   one that packs videos into shards, finishes its last shard here), or
+   :meth:`Sink.abort` when the run stops early.
+
+The target is the sink's own type: one file per video, a set of files per video or a
+member of a shard all fit; the engines only pass it back.  ``vadfeat.store.sinks.npy``
+is the worked case (``.npy`` + ``.json`` per video, three layouts).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+
+from vadfeat.store.atomic import clean_stale_temporaries
+
+
+@dataclass(frozen=True)
+class VideoFeatures:
+    """One video's features ``[T, ...]`` float32 and the sidecar metadata describing them."""
+
+    features: np.ndarray
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutputState:
+    """What is at a video's target, as :meth:`Sink.state` found it.
+
+    ``status``: ``absent`` (nothing), ``done`` (complete, this run's settings, files
+    and source verified), ``redo`` (vadfeat's but stale or damaged: ``reason`` says
+    why), ``changed`` (complete, but made with other settings: ``previous`` holds the
+    other fingerprint) or ``foreign`` (a file vadfeat did not write is in the way:
+    ``reason`` names it).  ``stale``: vadfeat's files of the existing output that a new
+    write must delete.
+    """
+
+    status: Literal["absent", "done", "redo", "changed", "foreign"]
+    reason: str = ""
+    previous: dict[str, Any] | None = None
+    stale: tuple[Path, ...] = ()
+
+
+TargetT = TypeVar("TargetT")
+
+
+class Sink(abc.ABC, Generic[TargetT]):
+    """Writes one run's outputs below the folder ``out``; see the module docstring."""
+
+    #: The name a run chooses this sink by (``--layout``, the sidecar's ``layout``).
+    name: str = ""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+
+    def open(self) -> None:
+        """Before any work: create ``out`` and remove the temporaries a killed run of this
+        host left (never a live process's).  Raises OSError."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(self.out)
+
+    @abc.abstractmethod
+    def plan(self, stem: PurePosixPath) -> TargetT:
+        """The target of the video whose output stem is ``stem`` (``a/b/clip`` for
+        ``a/b/clip.mp4``).  Pure: touches no file."""
+
+    @abc.abstractmethod
+    def key(self, target: TargetT) -> str:
+        """A name for ``target`` unique within ``out`` and stable across runs: the
+        video's claim (:class:`~vadfeat.store.claims.Claims`) and ownership record key."""
+
+    @abc.abstractmethod
+    def state(self, target: TargetT, fingerprint: Mapping[str, Any] | None, *,
+              source: Path | None = None, verify: bool = True) -> OutputState:
+        """What is at ``target`` for a run with ``fingerprint``; never raises on bad files.
+
+        ``source``: the video, to compare with the source identity the output recorded;
+        ``verify``: check the files' recorded hashes.  ``fingerprint=None``: stop after
+        the ownership checks (a complete output is then ``changed``)."""
+
+    @abc.abstractmethod
+    def write(self, target: TargetT, result: VideoFeatures, *, stale: Iterable[Path] = ()) -> str:
+        """Write ``result`` to ``target`` as one unit (a reader sees the old output or the
+        new one, never a mix), deleting ``stale`` (from :meth:`state`).  Returns where the
+        features went, for the run's manifest.  Raises OSError (nothing half-written is
+        left as done)."""
+
+    def commit(self) -> None:
+        """After the run's last write: finish what is buffered.  Raises OSError."""
+
+    def abort(self) -> None:
+        """The run stops early: drop what is buffered and not yet written."""
+
+
+__all__ = ["OutputState", "Sink", "VideoFeatures"]
