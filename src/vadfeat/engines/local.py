@@ -72,7 +72,6 @@ from vadfeat.engines.events import (
 from vadfeat.engines.producer import (
     Claim,
     Producer,
-    ProducerUnavailable,
     Skip,
     claim_or_report,
     join_threads,
@@ -218,11 +217,13 @@ class ThreadProducer:
 
 
 def _producer(pipeline: str, ext: FeatureExtractor, ctx: RunContext, todo: list[int],
-              events: queue.Queue, stop: threading.Event, *, workers: int) -> Producer:
+              events: queue.Queue, stop: threading.Event, *, workers: int) -> Producer | str:
+    """The producer of ``pipeline``, or why it cannot start at all."""
     if pipeline == "processes":
         from vadfeat.engines.processes import ProcessProducer
 
-        return ProcessProducer(ext, ctx, todo, events, stop, workers=workers)
+        processes = ProcessProducer(ext, ctx, todo, events, stop, workers=workers)
+        return processes.unavailable or processes
     return ThreadProducer(ext, ctx, todo, events, stop, workers=workers)
 
 
@@ -239,11 +240,10 @@ def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finge
     """
     events = event_queue(ext)
     stop = threading.Event()
-    try:
-        producer = _producer(pipeline, ext, ctx, todo, events, stop, workers=workers)
-    except ProducerUnavailable as exc:
+    producer = _producer(pipeline, ext, ctx, todo, events, stop, workers=workers)
+    if isinstance(producer, str):  # e.g. no room in shared memory: every video fails, named
         for vid in todo:
-            ctx.record_failed(vid, exc.reason)
+            ctx.record_failed(vid, producer)
         ctx.close()
         return
     bar = progress(len(todo), enabled=progress_on)

@@ -85,7 +85,6 @@ from vadfeat.engines.events import (
 )
 from vadfeat.engines.producer import (
     Claim,
-    ProducerUnavailable,
     Skip,
     claim_or_report,
     join_threads,
@@ -713,8 +712,8 @@ def _context() -> Any:
 class ProcessProducer:
     """The :class:`~vadfeat.engines.producer.Producer` of ``pipeline="processes"``: the
     dispatcher and the feeder threads over ``workers`` decode worker processes (see the
-    module docstring).  Raises :class:`~vadfeat.engines.producer.ProducerUnavailable`
-    when shared memory has no room for its queues (every video then fails, named)."""
+    module docstring).  ``unavailable``: why it cannot start at all (no room in shared
+    memory for its queues: every video then fails with it), else ``None``."""
 
     exits = 2  # the dispatcher and the feeder each send one WorkerExited
 
@@ -727,13 +726,14 @@ class ProcessProducer:
         self.stop = stop
         self.mp = _context()
         self.n = min(workers, max(1, len(todo)))
+        self.unavailable: str | None = None
         try:
             self.work, self.finished, self.halted = self.mp.Queue(), self.mp.Event(), self.mp.Event()
             self.made = self.mp.Value("q", 0)
         except OSError as exc:  # semaphores live in /dev/shm too
             if exc.errno != errno.ENOSPC:
                 raise
-            raise ProducerUnavailable(SHM_FULL) from exc
+            self.unavailable = SHM_FULL
         self.taken = 0  # snippets the model side took
         self.peak = 0  # most finished snippets not yet taken, seen when one was taken
         self.threads: list[threading.Thread] = []

@@ -33,14 +33,6 @@ Skip = Callable[[int], int]
 JOIN_S = 30.0
 
 
-class ProducerUnavailable(Exception):
-    """A producer cannot start at all (e.g. no shared memory): every video fails with ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class Producer(Protocol):
     """Decodes the run's videos and feeds their events into the run's event queue.
 
@@ -107,5 +99,4 @@ def join_threads(threads: Sequence[threading.Thread]) -> None:
         log.warning("a decode thread did not stop within %.0f s", JOIN_S)
 
 
-__all__ = ["JOIN_S", "Claim", "Producer", "ProducerUnavailable", "Skip", "claim_or_report",
-           "join_threads"]
+__all__ = ["JOIN_S", "Claim", "Producer", "Skip", "claim_or_report", "join_threads"]
