@@ -390,6 +390,26 @@ def test_death_reasons() -> None:
 # --------------------------------------------------------------------------- claims, CUDA
 
 
+def test_both_pipelines_feed_one_consumer(tmp_path: Path, three: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """extract() picks a producer (threads, processes) and runs the same model side on its
+    events: one Consumer, drained until each of the producer's threads has exited (two
+    decode threads; the dispatcher and the feeder)."""
+    seen: list[tuple[type, int]] = []
+    real = local.drain
+
+    def spy(events, consumer, exits):
+        seen.append((type(consumer), exits))
+        return real(events, consumer, exits)
+
+    monkeypatch.setattr(local, "drain", spy)
+    for pipeline in ("threads", "processes"):
+        s = vadfeat.extract([three], tmp_path / pipeline, workers=2, pipeline=pipeline, progress=False,
+                            **TINY, **SMALL)
+        assert s.ok == 3
+    assert seen == [(Consumer, 2), (Consumer, 2)]  # (their outputs: test_same_bytes_as_the_thread_pipeline)
+
+
 def test_workers_hold_no_claim(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While the model side holds claims, no process below this one (forkserver, workers)
     has a descriptor of a lock file: a claim released here is released."""
