@@ -163,7 +163,7 @@ def test_ray_and_local_engines_plan_with_the_same_fingerprint(tmp_path: Path, tw
 def test_typed_events_in_order_for_two_videos(tmp_path: Path, two: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[object] = []
-    real = local._drain
+    real = local.drain
 
     def spy(events, collector, n_threads):
         get = events.get
@@ -175,7 +175,7 @@ def test_typed_events_in_order_for_two_videos(tmp_path: Path, two: Path,
         events.get = logged
         return real(events, collector, n_threads)
 
-    monkeypatch.setattr(local, "_drain", spy)
+    monkeypatch.setattr(local, "drain", spy)
     s = vadfeat.extract([two], tmp_path / "out", workers=1, progress=False, device="cpu",
                         size=32, short_side=32, **TINY)
     assert s.ok == 2

@@ -24,13 +24,13 @@ import torch
 
 from stress.fault_corpus import call_with_limit
 from vadfeat.cli import main
+from vadfeat.engines.events import EventQueue as _EventQueue
+from vadfeat.engines.events import put_unless_stopped as _put_unless_stopped
 from vadfeat.engines.local import (
     ByteBudget,
     FeatureExtractor,
     SnippetReady,
     VideoDecoded,
-    _EventQueue,
-    _put_unless_stopped,
     extract,
 )
 from vadfeat.errors import ConfigError

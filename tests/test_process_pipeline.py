@@ -37,6 +37,7 @@ from stress.fault_corpus import (
     restore_permissions,
     wait_until_stopped,
 )
+from vadfeat.engines.consumer import Consumer
 from vadfeat.errors import ConfigError
 from vadfeat.pipeline.stream import SnippetBatcher
 from vadfeat.store.claims import LOCK_DIR, Claims
@@ -153,7 +154,7 @@ def test_temporal_order_and_interleaved_videos(tmp_path: Path, three: Path,
     and each video's features equal its own single-video extraction."""
     seen: list[tuple[int, int, tuple[int, int]]] = []
     keys: list[tuple[int, int]] = []
-    handle, add = local._Collector.handle, SnippetBatcher.add
+    handle, add = Consumer.handle, SnippetBatcher.add
 
     def spy_handle(self, event):
         if isinstance(event, local.SnippetReady):
@@ -164,7 +165,7 @@ def test_temporal_order_and_interleaved_videos(tmp_path: Path, three: Path,
         keys.append(key)
         return add(self, key, clip)
 
-    monkeypatch.setattr(local._Collector, "handle", spy_handle)
+    monkeypatch.setattr(Consumer, "handle", spy_handle)
     monkeypatch.setattr(SnippetBatcher, "add", spy_add)
     s = vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
                         batch_size=4, **TINY, **SMALL)
@@ -390,11 +391,31 @@ def test_death_reasons() -> None:
 # --------------------------------------------------------------------------- claims, CUDA
 
 
+def test_both_pipelines_feed_one_consumer(tmp_path: Path, three: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """extract() picks a producer (threads, processes) and runs the same model side on its
+    events: one Consumer, drained until each of the producer's threads has exited (two
+    decode threads; the dispatcher and the feeder)."""
+    seen: list[tuple[type, int]] = []
+    real = local.drain
+
+    def spy(events, consumer, exits):
+        seen.append((type(consumer), exits))
+        return real(events, consumer, exits)
+
+    monkeypatch.setattr(local, "drain", spy)
+    for pipeline in ("threads", "processes"):
+        s = vadfeat.extract([three], tmp_path / pipeline, workers=2, pipeline=pipeline, progress=False,
+                            **TINY, **SMALL)
+        assert s.ok == 3
+    assert seen == [(Consumer, 2), (Consumer, 2)]  # (their outputs: test_same_bytes_as_the_thread_pipeline)
+
+
 def test_workers_hold_no_claim(tmp_path: Path, three: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While the model side holds claims, no process below this one (forkserver, workers)
     has a descriptor of a lock file: a claim released here is released."""
     checks: list[tuple[int, int, int]] = []  # (lock fds here, processes below, lock fds there)
-    handle = local._Collector.handle
+    handle = Consumer.handle
 
     def lock_fds(pid: int | str) -> int:
         n = 0
@@ -409,7 +430,7 @@ def test_workers_hold_no_claim(tmp_path: Path, three: Path, monkeypatch: pytest.
             checks.append((lock_fds("self"), len(kids), sum(lock_fds(k) for k in kids)))
         return handle(self, event)
 
-    monkeypatch.setattr(local._Collector, "handle", probe)
+    monkeypatch.setattr(Consumer, "handle", probe)
     s = vadfeat.extract([three], tmp_path / "out", workers=2, pipeline="processes", progress=False,
                         **TINY, **SMALL)
     assert s.ok == 3

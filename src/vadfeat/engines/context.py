@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vadfeat._types import Layout
+from vadfeat.engines._signals import signum_of
 from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
@@ -112,6 +113,19 @@ class RunSummary:
                          "finished, or use --wait)")
         return "\n".join(lines)
 
+
+
+def record_stop(summary: RunSummary, exc: BaseException) -> int:
+    """The run was stopped (``exc``: SIGINT's KeyboardInterrupt, or SIGTERM/SIGHUP's
+    :class:`~vadfeat.engines._signals.Interrupted` under
+    :func:`~vadfeat.engines._signals.handle_stop_signals`): mark ``summary`` (its exit code
+    becomes 128 + the signal's number) and say so.  Every engine's interrupt path starts
+    here; returns the signal's number."""
+    summary.interrupted = True
+    summary.signal = signum_of(exc)
+    log.error("stopped by %s: finished videos are kept; run again to resume",
+              signal.Signals(summary.signal).name)
+    return summary.signal
 
 
 def new_run_id() -> str:
@@ -469,4 +483,4 @@ def recheck(paths: OutputPaths, fingerprint: dict[str, Any], *, out: Path, sourc
 
 __all__ = ["EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "RunContext", "RunSummary",
            "check_output_folder", "new_run_id", "plan_outputs", "plan_run", "planned_fingerprint",
-           "recheck"]
+           "recheck", "record_stop"]

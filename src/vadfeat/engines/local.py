@@ -4,11 +4,13 @@
 model exists), loads one :class:`~vadfeat.FeatureExtractor` and runs the per-video
 snippet stream (:func:`vadfeat.pipeline.stream.snippet_stream`) for many videos in
 background worker threads that decode and preprocess ahead of the model through a
-bounded queue (memory stays bounded, the model is not idle).  The threads talk to
-the model side in typed events (:class:`VideoStarted`, :class:`SnippetReady`,
-:class:`VideoDecoded`, :class:`VideoFailed`, :class:`VideoPassed`,
-:class:`WorkerExited`); the model side (:class:`_Collector`) batches snippets across
-videos (:class:`~vadfeat.pipeline.stream.SnippetBatcher`), writes each video's outputs
+bounded queue (memory stays bounded, the model is not idle).  The threads
+(:class:`ThreadProducer`; or worker processes,
+:class:`~vadfeat.engines.processes.ProcessProducer`: one
+:class:`~vadfeat.engines.producer.Producer` interface) talk to the model side in typed
+events (:mod:`vadfeat.engines.events`); the model side
+(:class:`~vadfeat.engines.consumer.Consumer`) batches snippets across videos
+(:class:`~vadfeat.pipeline.stream.SnippetBatcher`), writes each video's outputs
 atomically when its last snippet is done, and records every video in
 ``OUT/manifest.jsonl``.  ``devices=`` runs one such process per device.
 
@@ -34,17 +36,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
-
-import numpy as np
-import torch
+from typing import Any, get_args
 
 from vadfeat._malloc import tune_malloc
 from vadfeat._types import Pipeline
 from vadfeat.engines._signals import handle_stop_signals, signum_of
+from vadfeat.engines.claiming import Outcome
+from vadfeat.engines.consumer import Consumer, drain
 from vadfeat.engines.context import (
     EXIT_ELSEWHERE,
     EXIT_FAILED,
@@ -55,20 +55,34 @@ from vadfeat.engines.context import (
     local_checkpoint,
     planned_fingerprint,
     progress,
-    rate,
-    recheck,
+    record_stop,
 )
-from vadfeat.engines.partial import Partial, Resumed, stop_hook
+from vadfeat.engines.events import (
+    ByteBudget,
+    EventQueue,
+    SnippetReady,
+    VideoDecoded,
+    VideoFailed,
+    VideoPassed,
+    VideoSized,
+    VideoStarted,
+    WorkerExited,
+    put_unless_stopped,
+)
+from vadfeat.engines.producer import (
+    Claim,
+    Producer,
+    Skip,
+    claim_or_report,
+    join_threads,
+)
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
 from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig, resolve_device
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
-from vadfeat.store.claims import HELD
 from vadfeat.store.fingerprint import fingerprint_changes
-from vadfeat.store.identity import source_identity
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.sinks import make_sink
-from vadfeat.store.sinks.npy import OutputPaths, check_layout
+from vadfeat.store.sinks.npy import check_layout
 
 log = logging.getLogger(__name__)
 
@@ -79,163 +93,17 @@ RAW_QUEUE_BYTES = 512 * 2**20
 # (a 10-crop 16-frame 224 px snippet is 96 MiB as float32): a large batch_size, whose
 # queue depth is two batches, does not park gigabytes of snippets there.
 QUEUE_BYTES = 512 * 2**20
-# How often a decode thread waiting for room in the event queue checks the stop event.
-_PUT_POLL_S = 0.5
-# How long the model side waits for another snippet before it runs a part batch.
-IDLE_FLUSH_S = 0.02
-# How long a stopping run waits for its decode threads to finish their current frame.
-_JOIN_S = 30.0
 
 
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class VideoStarted:
-    """A decode thread claimed video ``vid`` and starts decoding it."""
-
-    vid: int
-
-
-@dataclass(frozen=True)
-class VideoSized:
-    """Video ``vid`` is open: it should make about ``snippets`` snippets (``None``: unknown)."""
-
-    vid: int
-    snippets: int | None
-
-
-@dataclass(frozen=True)
-class SnippetReady:
-    """Snippet ``index`` of video ``vid``: source frames ``frames`` (first, last), and
-    ``clip`` as :meth:`FeatureExtractor.snippet_stream` gives it (``None``: a snippet
-    saved by an interrupted run, decoded only to reach the next ones)."""
-
-    vid: int
-    index: int
-    frames: tuple[int, int]
-    clip: torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class VideoDecoded:
-    """Video ``vid`` is decoded: ``snippets`` were sent; ``meta`` is the stream's metadata."""
-
-    vid: int
-    snippets: int
-    meta: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class VideoFailed:
-    """Video ``vid`` failed in its decode thread (or could not be claimed): ``reason``."""
-
-    vid: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class VideoPassed:
-    """Video ``vid`` was not extracted by this run: held by another process
-    (``elsewhere``), by a sibling of a ``devices=`` run (``sibling``), or done meanwhile
-    (``skipped``)."""
-
-    vid: int
-    kind: Literal["elsewhere", "sibling", "skipped"]
-    reason: str
-
-
-@dataclass(frozen=True)
-class WorkerExited:
-    """A decode thread ended (sent however it ends: the model side counts them)."""
-
-
-Event = VideoStarted | VideoSized | SnippetReady | VideoDecoded | VideoFailed | VideoPassed | WorkerExited
-
-
-# --------------------------------------------------------------------------- the bounded queue
-
-
-class ByteBudget:
-    """A bound in bytes on what producer threads hand to a consumer.
-
-    :meth:`acquire` waits while the bytes held by earlier items plus ``nbytes``
-    would exceed ``limit``; :meth:`release` gives bytes back and wakes waiters.
-    An item larger than the whole budget passes once nothing else is held (else it
-    could never pass), so the bound is ``limit`` or one item, whichever is larger.
-    Waits take a timeout, so a producer can look at a stop event between them.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be positive, got {limit}")
-        self.limit = limit
-        self.held = 0
-        self._cond = threading.Condition()
-
-    def acquire(self, nbytes: int, timeout: float | None = None) -> bool:
-        """Take ``nbytes``; False if there was no room within ``timeout`` seconds."""
-        with self._cond:
-            fits = self._cond.wait_for(
-                lambda: self.held == 0 or self.held + nbytes <= self.limit, timeout)
-            if fits:
-                self.held += nbytes
-            return fits
-
-    def release(self, nbytes: int) -> None:
-        with self._cond:
-            self.held -= nbytes
-            self._cond.notify_all()
-
-
-def _snippet_bytes(event: Event) -> int:
-    return event.clip.nbytes if isinstance(event, SnippetReady) and event.clip is not None else 0
-
-
-class _EventQueue(queue.Queue):
-    """The engine's event queue bounded by a count of events and by the bytes of snippets.
-
-    ``put`` of a snippet waits for room in both bounds (``queue.Full`` after
-    ``timeout``, as a full :class:`queue.Queue` does); ``get`` of a snippet gives
-    its bytes back.  Other events carry no frames and need only a free slot.
-    """
-
-    def __init__(self, maxsize: int, budget: ByteBudget) -> None:
-        super().__init__(maxsize)
-        self.budget = budget
-
-    def put(self, item: Event, block: bool = True, timeout: float | None = None) -> None:
-        nbytes = _snippet_bytes(item)
-        if not nbytes:
-            super().put(item, block, timeout)
-            return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.budget.acquire(nbytes, timeout if block else 0):
-            raise queue.Full
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            super().put(item, block, remaining)
-        except queue.Full:
-            self.budget.release(nbytes)
-            raise
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Event:
-        item = super().get(block, timeout)
-        self.budget.release(_snippet_bytes(item))
-        return item
-
-
-def event_queue(ext: FeatureExtractor) -> _EventQueue:
+def event_queue(ext: FeatureExtractor) -> EventQueue:
     """The bounded queue between decode and model: at most ``max(2, 2 * clips_per_batch)``
     snippets, and at most :data:`QUEUE_BYTES` of them (:data:`RAW_QUEUE_BYTES` of raw
     frames with ``preprocess="device"``), or one snippet when it is larger."""
     limit = RAW_QUEUE_BYTES if ext.preprocess == "device" else QUEUE_BYTES
-    return _EventQueue(max(2, 2 * ext.clips_per_batch), ByteBudget(limit))
+    return EventQueue(max(2, 2 * ext.clips_per_batch), ByteBudget(limit))
 
 
 # --------------------------------------------------------------------------- decode threads
-
-Claim = Callable[[int], tuple[str | None, str]]
 
 
 def _no_skip(vid: int) -> int:
@@ -243,14 +111,14 @@ def _no_skip(vid: int) -> int:
 
 
 def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-             stop: threading.Event, claim: Claim, skip: Callable[[int], int] = _no_skip) -> None:
+             stop: threading.Event, claim: Claim, skip: Skip = _no_skip) -> None:
     """Worker thread: claim, decode and preprocess whole videos; emit their events.
 
-    ``claim(vid)`` returns ``(None, "")`` when this process may work on the video, else
-    ``(kind, reason)``: a :class:`VideoPassed` kind (``elsewhere``, ``skipped``,
-    ``sibling``), ``failed``, or ``defer`` to put it back at the end of the work.  The
-    final :class:`WorkerExited` is sent however the thread ends: the consumer counts them.
-    ``skip(vid)``: the snippets of ``vid`` saved by an interrupted run (not preprocessed).
+    ``claim(vid)`` is :meth:`Consumer.claim` (a video not taken is reported by
+    :func:`~vadfeat.engines.producer.claim_or_report`; a deferred one goes back at the end
+    of the work).  The final :class:`WorkerExited` is sent however the thread ends: the
+    consumer counts them.  ``skip(vid)``: the snippets of ``vid`` saved by an interrupted
+    run (not preprocessed).
     """
     try:
         _produce_videos(extractor, work, events, stop, claim, skip)
@@ -262,28 +130,19 @@ def _produce(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue
 
 
 def _produce_videos(extractor: FeatureExtractor, work: queue.Queue, events: queue.Queue,
-                    stop: threading.Event, claim: Claim, skip: Callable[[int], int]) -> None:
+                    stop: threading.Event, claim: Claim, skip: Skip) -> None:
     while not stop.is_set():
         try:
             vid, item = work.get_nowait()
         except queue.Empty:
             break
-        try:
-            kind, reason = claim(vid)
-        except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
-            log.debug("cannot claim %s", item.source, exc_info=True)
-            _put_unless_stopped(events, VideoFailed(vid, f"cannot claim the video: {exc}"), stop)
+        result = claim_or_report(claim, vid, item.source, events, stop)
+        if result is None:
             continue
-        if kind == "defer":  # held elsewhere and we may wait: first do the others
+        if result.outcome is Outcome.DEFERRED:  # held elsewhere and we may wait: first do the others
             work.put((vid, item))
             continue
-        if kind == "failed":
-            _put_unless_stopped(events, VideoFailed(vid, reason), stop)
-            continue
-        if kind is not None:
-            _put_unless_stopped(events, VideoPassed(vid, kind, reason), stop)  # type: ignore[arg-type]
-            continue
-        if not _put_unless_stopped(events, VideoStarted(vid), stop):
+        if not put_unless_stopped(events, VideoStarted(vid), stop):
             return
         if not _decode(extractor, vid, item, events, stop, skip=skip(vid)):
             return
@@ -297,432 +156,111 @@ def _decode(extractor: FeatureExtractor, vid: int, item: VideoItem, events: queu
     try:
         stream = extractor.snippet_stream(
             item.source, skip=skip,
-            on_open=lambda n: _put_unless_stopped(events, VideoSized(vid, n), stop))
+            on_open=lambda n: put_unless_stopped(events, VideoSized(vid, n), stop))
         while True:
             try:
                 rng, clip = next(stream)
             except StopIteration as done:
-                return _put_unless_stopped(events, VideoDecoded(vid, count, done.value), stop)
-            if not _put_unless_stopped(events, SnippetReady(vid, count, rng, clip), stop):
+                return put_unless_stopped(events, VideoDecoded(vid, count, done.value), stop)
+            if not put_unless_stopped(events, SnippetReady(vid, count, rng, clip), stop):
                 stream.close()
                 return False
             count += 1
     except VideoError as exc:
-        return _put_unless_stopped(events, VideoFailed(vid, str(exc)), stop)
+        return put_unless_stopped(events, VideoFailed(vid, str(exc)), stop)
     except Exception as exc:  # one video's bug must not end a day-long run
         log.debug("unexpected error on %s", item.source, exc_info=True)
-        return _put_unless_stopped(events, VideoFailed(vid, f"unexpected {type(exc).__name__}: {exc}"),
-                                   stop)
+        return put_unless_stopped(events, VideoFailed(vid, f"unexpected {type(exc).__name__}: {exc}"),
+                                  stop)
 
 
-def _put_unless_stopped(events: queue.Queue, event: Event, stop: threading.Event) -> bool:
-    """Put ``event``, waiting for room in slices so that ``stop`` ends the wait.
+class ThreadProducer:
+    """The :class:`~vadfeat.engines.producer.Producer` of ``pipeline="threads"``: ``workers``
+    decode threads of this process (at most one per video), each taking whole videos from
+    one work list in order (:func:`_produce`)."""
 
-    Every put of a decode thread goes through here: a plain blocking ``put`` on a
-    full queue that nobody reads any more would keep the thread (and the run's
-    shutdown, which waits for it) from ending.
-
-    Returns False when the run was stopped (the event may or may not be queued:
-    nobody reads the queue any more).
-    """
-    while not stop.is_set():
-        try:
-            events.put(event, timeout=_PUT_POLL_S)
-            break
-        except queue.Full:
-            continue
-    return not stop.is_set()
-
-
-# --------------------------------------------------------------------------- the model side
-
-
-@dataclass
-class _Pending:
-    item: VideoItem
-    paths: OutputPaths
-    started: float
-    rows: dict[int, np.ndarray] = field(default_factory=dict)
-    ranges: list[tuple[int, int]] = field(default_factory=list)
-    expected: int | None = None
-    meta: dict[str, Any] | None = None
-
-
-class _Collector:
-    """The model side of a local run: takes the decode threads' events, batches snippets
-    across videos, runs the model, writes each finished video and records it.
-
-    :meth:`claim` is called by the decode threads (the run's per-video claims,
-    :class:`~vadfeat.store.claims.Claims`); everything else runs in the model's thread.
-    """
-
-    def __init__(self, ext: FeatureExtractor, ctx: RunContext, fingerprint: dict[str, Any], *,
-                 layout: str, wait: bool, stop: threading.Event, bar: Any) -> None:
+    def __init__(self, ext: FeatureExtractor, ctx: RunContext, todo: list[int], events: queue.Queue,
+                 stop: threading.Event, *, workers: int) -> None:
         self.ext = ext
-        self.ctx = ctx
-        self.fingerprint = fingerprint
-        self.layout = layout
-        self.wait = wait
+        self.events = events
         self.stop = stop
-        self.bar = bar
-        self.batcher = ext.batcher()
-        self.pending: dict[int, _Pending] = {}
-        self.failed: set[int] = set()
-        self.closed: set[int] = set()
-        self.elsewhere: dict[int, str] = {}
-        self.stale_of: dict[int, tuple[Path, ...]] = {}
-        self.started: dict[int, float] = {}  # claimed by this run (finished ones are in `closed`)
-        self.deferred: set[int] = set()
-        self.t_start = time.perf_counter()
-        self.partials: dict[int, Partial] = {}  # checkpoints of the videos claimed (engines.partial)
-        self.resumed: dict[int, Resumed] = {}  # what they held when claimed
-        self.sizes: dict[int, int] = {}  # snippets per started video: estimated, then counted
-        self.computed = 0  # snippets through the model in this run
-        self.hook = stop_hook()
+        self.work: queue.Queue = queue.Queue()
+        for vid in todo:
+            self.work.put((vid, ctx.items[vid]))
+        self.exits = min(workers, max(1, len(todo)))
+        self.threads: list[threading.Thread] = []
 
-    # ------------------------------------------------------------------ decode threads' side
+    def on_snippet(self) -> None:
+        """Nothing to count here."""
 
-    def claim(self, vid: int) -> tuple[str | None, str]:
-        """``(None, "")``: this run works on ``vid`` now; else ``(kind, reason)`` (see :func:`_produce`)."""
-        ctx = self.ctx
-        assert ctx.claims is not None
-        key = ctx.keys[vid]
-        final = vid in self.deferred
-        reason = ctx.claims.acquire(key, wait=self.stop if (self.wait and final) else None)
-        if reason is not None:
-            if reason.startswith(HELD + " sibling"):
-                return "sibling", reason  # the sibling of this run reports it
-            if reason.startswith(HELD) and self.wait and not final:
-                self.deferred.add(vid)
-                return "defer", reason
-            return ("elsewhere" if reason.startswith(HELD) else "skipped"), reason
-        try:
-            kind, why, stale = recheck(ctx.plan[vid], self.fingerprint, out=ctx.out,
-                                       source=ctx.items[vid].source, overwrite=ctx.overwrite,
-                                       planned=ctx.states[vid])
-        except BaseException:
-            ctx.claims.release(key)
-            raise
-        if kind is not None:
-            ctx.claims.release(key)
-            return kind, why
-        self.stale_of[vid] = stale
-        self._open_partial(vid)
-        self.started[vid] = time.perf_counter()
-        return None, ""
+    def start(self, claim: Claim, skip: Skip) -> None:
+        self.threads = [threading.Thread(target=_produce,
+                                         args=(self.ext, self.work, self.events, self.stop, claim, skip),
+                                         daemon=True, name=f"vadfeat-decode-{k}")
+                        for k in range(self.exits)]
+        for t in self.threads:
+            t.start()
 
-    def _open_partial(self, vid: int) -> None:
-        """Under ``vid``'s claim: its checkpoint, loaded when it matches (else removed)."""
-        ctx = self.ctx
-        try:
-            identity: dict[str, Any] | None = source_identity(ctx.items[vid].source)
-        except OSError:
-            identity = None  # the decode side says why the source cannot be read
-        part = Partial(ctx.out, ctx.keys[vid], video=str(ctx.items[vid].name),
-                       fingerprint=self.fingerprint, identity=identity)
-        try:
-            if ctx.overwrite:  # asked to redo the video: nothing of an earlier run is kept
-                part.remove()
-            elif (found := part.load()) is not None:
-                self.resumed[vid] = found
-        except OSError as exc:
-            log.warning("%s: cannot read or remove its saved partial extraction: %s",
-                        ctx.items[vid].name, exc)
-            part.enabled = False
-        self.partials[vid] = part
+    def leftovers(self) -> tuple[list[int], str | None]:
+        left: list[int] = []
+        while not self.work.empty():
+            left.append(self.work.get_nowait()[0])
+        return left, None
 
-    def skip_of(self, vid: int) -> int:
-        """Snippets of ``vid`` saved by an interrupted run: decoded, not preprocessed."""
-        found = self.resumed.get(vid)
-        return found.count if found is not None else 0
+    def halt(self) -> None:
+        self.stop.set()
 
-    # ------------------------------------------------------------------ events
-
-    def handle(self, event: Event) -> None:
-        """One event of a decode thread (not :class:`WorkerExited`: :func:`_drain` counts those)."""
-        if event.vid in self.failed:  # type: ignore[union-attr]
-            return  # its model input failed: the rest of the video is dropped
-        if isinstance(event, SnippetReady):
-            self._snippet(event)
-        elif isinstance(event, VideoStarted):
-            self._state(event.vid)
-        elif isinstance(event, VideoSized):
-            if event.snippets is not None:
-                self.sizes[event.vid] = event.snippets
-                self._show()
-        elif isinstance(event, VideoDecoded):
-            st = self._state(event.vid)
-            st.expected, st.meta = event.snippets, event.meta
-            if event.snippets == 0:
-                self._finish_failed(event.vid, "no snippets")
-            else:
-                self._maybe_finish(event.vid)
-        elif isinstance(event, VideoFailed):
-            self._finish_failed(event.vid, event.reason)
-        elif isinstance(event, VideoPassed):
-            self._passed(event)
-
-    def _snippet(self, event: SnippetReady) -> None:
-        if event.clip is None:  # saved by an interrupted run: its row, without the model
-            self._saved_snippet(event)
-            return
-        try:
-            clip = self.ext.prepare(event.clip)
-        except Exception as exc:  # as a transform error in a decode worker is
-            log.debug("cannot prepare a snippet of %s", self.ctx.items[event.vid].source, exc_info=True)
-            self._finish_failed(event.vid, f"unexpected {type(exc).__name__}: {exc}")
-            return
-        self._state(event.vid).ranges.append(event.frames)
-        self._take(self.batcher.add((event.vid, event.index), clip))
-
-    def _saved_snippet(self, event: SnippetReady) -> None:
-        found = self.resumed.get(event.vid)
-        if found is None or event.index >= found.count or found.ranges[event.index] != event.frames:
-            part = self.partials.get(event.vid)
-            if part is not None:
-                with contextlib.suppress(OSError):
-                    part.remove()
-            self._finish_failed(event.vid, "internal error: the snippets saved by an interrupted "
-                                "run do not match the video's; they were removed, run again")
-            return
-        st = self._state(event.vid)
-        st.ranges.append(event.frames)
-        st.rows[event.index] = found.rows[event.index]
-
-    def _passed(self, event: VideoPassed) -> None:
-        if event.kind == "elsewhere":  # settled (and recorded) at the end of the run
-            self.elsewhere[event.vid] = event.reason
-        else:
-            self.ctx.record_skipped(event.vid, event.reason)
-        self.bar.update(1)
-
-    def waiting(self) -> bool:
-        """Snippets wait for the model."""
-        return len(self.batcher) > 0
-
-    def flush(self) -> None:
-        """Nothing came for a while: submit the snippets that wait, even if fewer than a
-        batch (leaving the batcher's batches in flight, as a full batch does); with none
-        waiting to be submitted, fetch the batches in flight."""
-        if self.batcher.pending():
-            self._take(self.batcher.flush(keep=self.batcher.depth))
-        elif self.waiting():
-            self._take(self.batcher.flush())
-
-    def _take(self, rows: list[tuple[tuple[int, int], np.ndarray]]) -> None:
-        if not rows:
-            return
-        touched: set[int] = set()
-        for (vid, idx), row in rows:
-            if vid in self.failed:
-                continue
-            self._state(vid).rows[idx] = row
-            touched.add(vid)
-            self.computed += 1
-        for vid in touched:
-            self._maybe_finish(vid)
-            if vid in self.pending:
-                self._checkpoint(vid)
-        self._show()
-
-    def _show(self) -> None:
-        """Snippets done (finished videos' and those of videos still open, else one long
-        video would show 0 until its end) against the estimate for the videos started."""
-        through = self.ctx.summary.snippets + sum(len(st.rows) for st in self.pending.values())
-        text = f"{through}/~{sum(self.sizes.values())} snippets" if self.sizes else f"{through} snippets"
-        speed = rate(self.computed, self.t_start)
-        self.bar.set_postfix_str(f"{text}, {speed}" if speed else text, refresh=False)
-        self.bar.update(0)  # redraws, throttled by the bar's own minimum interval
-
-    def _saved_prefix(self, vid: int) -> int:
-        """How many of ``vid``'s first snippets have their rows (the part a checkpoint can hold)."""
-        st, part = self.pending[vid], self.partials.get(vid)
-        n = part.count if part is not None else 0
-        while n in st.rows:
-            n += 1
-        return n
-
-    def _checkpoint(self, vid: int, *, force: bool = False) -> None:
-        """Save ``vid``'s finished snippets when due (every so many snippets or seconds)."""
-        part = self.partials.get(vid)
-        if part is None or not part.enabled:
-            return
-        st = self.pending[vid]
-        n = self._saved_prefix(vid)
-        hook = self.hook
-        fire = (hook is not None and hook[0] == str(st.item.name) and n >= hook[1])
-        if n > part.count and (force or fire or part.due(n - part.count)):
-            try:
-                part.append([st.rows[i] for i in range(part.count, n)], st.ranges[part.count:n])
-            except (OSError, ValueError) as exc:  # a full disk: the video goes on, unsaved
-                log.warning("%s: cannot save its finished snippets (%s); an interruption would "
-                            "lose them", st.item.name, exc)
-                part.enabled = False
-        if fire and hook is not None:
-            self.hook = None
-            log.debug("test hook: stopping with %s after %d snippets of %s", hook[2].name, n, hook[0])
-            os.kill(os.getpid(), hook[2])
-
-    # ------------------------------------------------------------------ finishing videos
-
-    def _state(self, vid: int) -> _Pending:
-        if vid not in self.pending:
-            self.pending[vid] = _Pending(self.ctx.items[vid], self.ctx.plan[vid], time.perf_counter())
-        return self.pending[vid]
-
-    def _maybe_finish(self, vid: int) -> None:
-        st = self.pending.get(vid)
-        if st is not None and st.expected is not None and len(st.rows) == st.expected:
-            try:
-                self._finish_ok(vid)
-            except OSError as exc:  # disk full, read-only output: this video is not written
-                self.pending[vid] = st
-                self._finish_failed(vid, f"cannot write output: {exc}")
-
-    def _finish_ok(self, vid: int) -> None:
-        ctx, ext = self.ctx, self.ext
-        st = self.pending.pop(vid)
-        self.closed.add(vid)
-        assert st.meta is not None and ctx.claims is not None
-        feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
-        md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
-                         ranges=st.ranges, shape=feats.shape, layout=self.layout)
-        make_sink(ctx.out, layout=self.layout, crops=ext.crops).write(
-            st.paths, VideoFeatures(feats, md), stale=self.stale_of.get(vid, ()))
-        part = self.partials.pop(vid, None)
-        self.resumed.pop(vid, None)
-        self.sizes[vid] = int(feats.shape[0])
-        if part is not None:
-            try:
-                part.remove()
-            except OSError as exc:  # a later run finds the output done and never reads it
-                log.warning("%s: cannot remove its partial extraction: %s", st.item.name, exc)
-        ctx.claims.release(ctx.keys[vid])
-        ctx.record_ok(vid, num_frames=st.meta["num_frames"], num_snippets=int(feats.shape[0]),
-                      seconds=time.perf_counter() - st.started, warnings=st.meta["warnings"])
-        self.bar.update(1)
-
-    def _finish_failed(self, vid: int, reason: str) -> None:
-        ctx = self.ctx
-        assert ctx.claims is not None
-        st = self.pending.pop(vid, None)
-        self.failed.add(vid)
-        self.closed.add(vid)
-        self.sizes.pop(vid, None)
-        self.resumed.pop(vid, None)
-        self.partials.pop(vid, None)  # kept on disk: a rerun with the same source resumes it
-        ctx.claims.mark_failed(ctx.keys[vid], reason)
-        ctx.claims.release(ctx.keys[vid])
-        ctx.record_failed(vid, reason, seconds=time.perf_counter() - st.started if st else 0.0)
-        self.bar.update(1)
-
-    def workers_gone(self, work: queue.Queue, reason: str | None = None) -> None:
-        """Every worker has exited: anything still open was lost by a worker that died
-        (``reason``: why, when known)."""
-        for vid in [v for v in self.pending if v not in self.failed]:
-            self._finish_failed(vid, reason or "internal error: the decode worker stopped before "
-                                               "this video was finished")
-        while not work.empty():
-            self._finish_failed(work.get_nowait()[0], reason or "internal error: no decode worker "
-                                                                "was left")
-
-    def interrupted(self, signum: int) -> None:
-        """The run was stopped: save the finished snippets of the videos in progress, record
-        those videos (``interrupted``, with their saved snippets) and what was left."""
-        summary = self.ctx.summary
-        self.hook = None  # a test hook must not stop the stopping
-        for vid, t0 in sorted(self.started.items()):
-            if vid in self.closed:
-                continue
-            saved = 0
-            if vid in self.pending:
-                with contextlib.suppress(OSError):
-                    self._checkpoint(vid, force=True)
-                part = self.partials.get(vid)
-                saved = part.count if part is not None and part.enabled else 0
-                resumed = self.skip_of(vid)
-                summary.snippets += max(0, len(self.pending[vid].rows) - resumed)
-            summary.in_progress.append((str(self.ctx.items[vid].name), saved, self.sizes.get(vid)))
-            with contextlib.suppress(OSError):
-                self.ctx.record_interrupted(vid, signum, seconds=time.perf_counter() - t0,
-                                            saved=saved)
-        summary.not_started = max(0, summary.total - summary.ok - summary.skipped - len(summary.failed)
-                                  - len(self.elsewhere) - len(summary.in_progress))
+    def join(self) -> None:
+        join_threads(self.threads)
 
 
-def _drain(events: queue.Queue, collector: _Collector, n_threads: int) -> None:
-    """The event loop: until every decode thread has exited and no snippet waits.
-
-    While snippets wait for the model, an event is awaited for at most
-    :data:`IDLE_FLUSH_S` before they run as a part batch: decode threads that are a
-    little behind fill the batch instead of the model running one snippet at a time."""
-    alive = n_threads
-    while alive or collector.waiting():
-        try:
-            waiting = collector.waiting()
-            event = events.get(block=True, timeout=IDLE_FLUSH_S if waiting else None)
-        except queue.Empty:
-            collector.flush()
-            continue
-        if isinstance(event, WorkerExited):
-            alive -= 1
-        else:
-            collector.handle(event)
-        if not alive:
-            collector.flush()
+# --------------------------------------------------------------------------- one run
 
 
-def _join(threads: Sequence[threading.Thread]) -> None:
-    # Wait for the decode threads (they see ``stop`` within a snippet or a 0.5 s
-    # queue poll): a process that exits while one is inside FFmpeg or torch can
-    # abort ("terminate called without an active exception") instead of
-    # returning its exit code.
-    deadline = time.monotonic() + _JOIN_S
-    for t in threads:
-        if t.is_alive() or t.ident is not None:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
-    if any(t.is_alive() for t in threads):
-        log.warning("a decode thread did not stop within %.0f s", _JOIN_S)
+def _producer(pipeline: str, ext: FeatureExtractor, ctx: RunContext, todo: list[int],
+              events: queue.Queue, stop: threading.Event, *, workers: int) -> Producer | str:
+    """The producer of ``pipeline``, or why it cannot start at all."""
+    if pipeline == "processes":
+        from vadfeat.engines.processes import ProcessProducer
+
+        processes = ProcessProducer(ext, ctx, todo, events, stop, workers=workers)
+        return processes.unavailable or processes
+    return ThreadProducer(ext, ctx, todo, events, stop, workers=workers)
 
 
 def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], fingerprint: dict[str, Any],
                   *, layout: str, workers: int, wait: bool, progress_on: bool,
                   pipeline: str = "threads") -> None:
-    """Decode threads -> bounded event queue -> :class:`_Collector`, for the videos ``todo``
-    (``pipeline="processes"``: :func:`vadfeat.engines.processes.run_pipeline`)."""
-    if pipeline == "processes":
-        from vadfeat.engines.processes import run_pipeline
+    """A producer (decode threads, or with ``pipeline="processes"`` decode worker processes:
+    :class:`~vadfeat.engines.processes.ProcessProducer`) -> bounded event queue ->
+    :class:`~vadfeat.engines.consumer.Consumer`, for the videos ``todo``.
 
-        return run_pipeline(ext, ctx, todo, fingerprint, layout=layout, workers=workers, wait=wait,
-                            progress_on=progress_on)
-    work: queue.Queue = queue.Queue()
-    for vid in todo:
-        work.put((vid, ctx.items[vid]))
+    Stopped (SIGINT, or SIGTERM/SIGHUP under :func:`handle_stop_signals`): the producer
+    halts, the videos claimed and not finished are recorded ``interrupted`` with their
+    saved snippets; claims are released in :meth:`RunContext.close` however the run ends.
+    """
     events = event_queue(ext)
     stop = threading.Event()
+    producer = _producer(pipeline, ext, ctx, todo, events, stop, workers=workers)
+    if isinstance(producer, str):  # e.g. no room in shared memory: every video fails, named
+        for vid in todo:
+            ctx.record_failed(vid, producer)
+        ctx.close()
+        return
     bar = progress(len(todo), enabled=progress_on)
-    collector = _Collector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar)
-    threads = [threading.Thread(target=_produce,
-                                args=(ext, work, events, stop, collector.claim, collector.skip_of),
-                                daemon=True, name=f"vadfeat-decode-{k}")
-               for k in range(min(workers, max(1, len(todo))))]
-    summary = ctx.summary
+    consumer = Consumer(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar,
+                        on_snippet=producer.on_snippet)
     try:
-        for t in threads:
-            t.start()
-        _drain(events, collector, len(threads))
-        collector.workers_gone(work)
-        ctx.settle_elsewhere(collector.elsewhere, fingerprint)
+        producer.start(consumer.claim, consumer.skip_of)
+        drain(events, consumer, producer.exits)
+        consumer.workers_gone(*producer.leftovers())
+        ctx.settle_elsewhere(consumer.elsewhere, fingerprint)
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP under handle_stop_signals
-        summary.interrupted = True
-        summary.signal = signum_of(exc)
-        stop.set()
-        log.error("stopped by %s: finished videos are kept; run again to resume",
-                  signal.Signals(summary.signal).name)
-        collector.interrupted(summary.signal)
+        producer.halt()
+        consumer.interrupted(record_stop(ctx.summary, exc))
     finally:
-        stop.set()
-        _join(threads)
+        producer.halt()
+        producer.join()
         bar.close()
         ctx.close()
 
@@ -963,7 +501,8 @@ def _merge(got: dict[int, RunSummary], devices: list[str], out: Path, stopped: i
     return merged
 
 
-__all__ = ["CONTENT_SETTINGS", "EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "RUN_SETTINGS",
-           "FeatureExtractor", "RunSummary", "SnippetReady", "VideoDecoded", "VideoFailed",
-           "VideoFeatures", "VideoPassed", "VideoSized", "VideoStarted", "WorkerExited", "extract",
+__all__ = ["CONTENT_SETTINGS", "EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "QUEUE_BYTES",
+           "RAW_QUEUE_BYTES", "RUN_SETTINGS", "ByteBudget", "FeatureExtractor", "RunSummary",
+           "SnippetReady", "ThreadProducer", "VideoDecoded", "VideoFailed", "VideoFeatures",
+           "VideoPassed", "VideoSized", "VideoStarted", "WorkerExited", "event_queue", "extract",
            "handle_stop_signals"]

@@ -10,10 +10,11 @@ workers: a :class:`~torch.utils.data.DataLoader` over an
 model's process through torch's shared-memory tensor pickling, so a snippet is
 written once by its worker and never copied again on the CPU.  Everything after the
 loader is the thread pipeline's: the same typed events through the same bounded queue
-into the same :class:`~vadfeat.engines.local._Collector` (batching across videos,
+into the same :class:`~vadfeat.engines.consumer.Consumer` (batching across videos,
 atomic writes, the manifest), so the outputs are the same bytes.
 
-Three threads of the model's process drive it:
+Three threads of the model's process drive it (:class:`ProcessProducer`, this pipeline's
+:class:`~vadfeat.engines.producer.Producer`; the model side is the thread pipeline's):
 
 - the **dispatcher** claims a video (:class:`~vadfeat.store.claims.Claims`, an
   ``flock`` held by this process) just before it puts the video in the work queue
@@ -24,7 +25,7 @@ Three threads of the model's process drive it:
   it was decoding fails with the reason (``the decode worker process died (exit
   code N) while decoding it``), its loader is retired once the other workers have
   finished their videos, and a fresh loader does what is left;
-- the **model side** (the calling thread) runs :func:`~vadfeat.engines.local._drain`.
+- the **model side** (the calling thread) runs :func:`~vadfeat.engines.consumer.drain`.
 
 Workers are started with ``forkserver`` (spawn-like: a fresh interpreter that
 imported vadfeat once; every worker is forked from it, not from the model's
@@ -43,7 +44,7 @@ Memory: finished snippets that wait for the model are at most
 queue's depth (``max(2, 2 * clips_per_batch)``, as in the thread pipeline) + 1 (in
 the feeder's hands); each worker also holds the frames of the snippet it is making.
 The event queue is also bounded by its bytes
-(:func:`~vadfeat.engines.local.event_queue`).
+(:func:`vadfeat.engines.local.event_queue`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,22 +71,23 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vadfeat._malloc import tune_malloc
-from vadfeat.engines._signals import signum_of
-from vadfeat.engines.context import RunContext, progress
-from vadfeat.engines.local import (
+from vadfeat.engines.claiming import Outcome
+from vadfeat.engines.context import RunContext
+from vadfeat.engines.events import (
     Event,
     SnippetReady,
     VideoDecoded,
     VideoFailed,
-    VideoPassed,
     VideoSized,
     VideoStarted,
     WorkerExited,
-    _Collector,
-    _drain,
-    _join,
-    _put_unless_stopped,
-    event_queue,
+    put_unless_stopped,
+)
+from vadfeat.engines.producer import (
+    Claim,
+    Skip,
+    claim_or_report,
+    join_threads,
 )
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.pipeline.config import ExtractConfig, resolve_device
@@ -326,9 +328,9 @@ class _Dispatcher:
     """Claims videos in the model's process and hands them to the workers, at most
     ``limit`` claimed and not yet decoded; :meth:`run` is a thread."""
 
-    def __init__(self, ctx: RunContext, todo: list[int], claim: Callable[[int], tuple[str | None, str]],
+    def __init__(self, ctx: RunContext, todo: list[int], claim: Claim,
                  events: queue.Queue, stop: threading.Event, work: Any, finished: Any,
-                 limit: int, skip: Callable[[int], int] | None = None) -> None:
+                 limit: int, skip: Skip | None = None) -> None:
         self.ctx = ctx
         self.skip = skip or (lambda vid: 0)
         self.todo: deque[int] = deque(todo)
@@ -374,29 +376,17 @@ class _Dispatcher:
 
     def _dispatch(self, vid: int) -> None:
         """Claim ``vid`` and put it on the work queue, or say why not."""
-        try:
-            kind, reason = self.claim(vid)
-        except Exception as exc:  # disk full, unwritable lock folder: fail it, never hang
-            log.debug("cannot claim %s", self.ctx.items[vid].source, exc_info=True)
-            failed = VideoFailed(vid, f"cannot claim the video: {exc}")
-            _put_unless_stopped(self.events, failed, self.stop)
+        result = claim_or_report(self.claim, vid, self.ctx.items[vid].source, self.events, self.stop)
+        if result is None:
             return
-        if kind == "defer":  # held elsewhere and we may wait: first do the others
+        if result.outcome is Outcome.DEFERRED:  # held elsewhere and we may wait: first do the others
             with self.cond:
                 self.todo.append(vid)
             return
-        event: Event
-        if kind == "failed":
-            event = VideoFailed(vid, reason)
-        elif kind is not None:
-            event = VideoPassed(vid, kind, reason)  # type: ignore[arg-type]
-        else:
-            with self.cond:
-                self.open[vid] = None
-            if _put_unless_stopped(self.events, VideoStarted(vid), self.stop):
-                self.work.put((vid, str(self.ctx.items[vid].source), self.skip(vid)))
-            return
-        _put_unless_stopped(self.events, event, self.stop)
+        with self.cond:
+            self.open[vid] = None
+        if put_unless_stopped(self.events, VideoStarted(vid), self.stop):
+            self.work.put((vid, str(self.ctx.items[vid].source), self.skip(vid)))
 
     # ------------------------------------------------------------------ called by the feeder
 
@@ -612,7 +602,7 @@ class _Feeder:
                 log.warning("starting fresh decode worker processes for the videos left")
 
     def _put(self, event: Event) -> bool:
-        return _put_unless_stopped(self.events, event, self.stop)
+        return put_unless_stopped(self.events, event, self.stop)
 
     def _one_loader(self) -> tuple[int, bool]:
         """Run one loader to its end: ``(items delivered, whether a worker died)``."""
@@ -702,23 +692,6 @@ class _Feeder:
         return self._put(event)
 
 
-class _CountingCollector(_Collector):
-    """The model side, counting the snippets it takes against those the workers finished."""
-
-    def __init__(self, *args: Any, made: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.made = made
-        self.taken = 0
-        self.peak = 0  # most finished snippets not yet taken, seen when one was taken
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, SnippetReady):
-            # Waiting snippets only grow between two takes, so their peak is seen at a take.
-            self.peak = max(self.peak, self.made.value - self.taken)
-            self.taken += 1
-        super().handle(event)
-
-
 def in_flight_bound(workers: int, ext: FeatureExtractor) -> int:
     """Most finished snippets waiting for the model (see the module docstring)."""
     return PREFETCH * workers + _depth(ext) + 1
@@ -736,72 +709,77 @@ def _context() -> Any:
     return mp
 
 
-def run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], fingerprint: dict[str, Any],
-                 *, layout: str, workers: int, wait: bool, progress_on: bool) -> None:
-    """Worker processes -> loader -> bounded event queue -> :class:`_Collector`, for ``todo``.
+class ProcessProducer:
+    """The :class:`~vadfeat.engines.producer.Producer` of ``pipeline="processes"``: the
+    dispatcher and the feeder threads over ``workers`` decode worker processes (see the
+    module docstring).  ``unavailable``: why it cannot start at all (no room in shared
+    memory for its queues: every video then fails with it), else ``None``."""
 
-    The process counterpart of :func:`vadfeat.engines.local._run_pipeline`: same
-    events, same collector, same interrupt handling (videos claimed and not finished
-    are recorded ``interrupted``; claims are released in :meth:`RunContext.close`).
-    """
-    mp = _context()
-    events = event_queue(ext)
-    stop = threading.Event()
-    n = min(workers, max(1, len(todo)))
-    try:
-        work, finished, halt = mp.Queue(), mp.Event(), mp.Event()
-        made = mp.Value("q", 0)
-    except OSError as exc:  # semaphores live in /dev/shm too
-        if exc.errno != errno.ENOSPC:
-            raise
-        for vid in todo:
-            ctx.record_failed(vid, SHM_FULL)
-        ctx.close()
-        return
-    bar = progress(len(todo), enabled=progress_on)
-    collector = _CountingCollector(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar,
-                                   made=made)
-    dispatcher = _Dispatcher(ctx, todo, collector.claim, events, stop, work, finished, limit=n,
-                             skip=collector.skip_of)
-    feeder = _Feeder(ext, dispatcher, events, stop, mp, workers=n, work=work, finished=finished,
-                     halt=halt, made=made)
-    threads = [threading.Thread(target=dispatcher.run, daemon=True, name="vadfeat-dispatch"),
-               threading.Thread(target=feeder.run, daemon=True, name="vadfeat-feeder")]
-    summary = ctx.summary
-    t0 = time.perf_counter()
-    try:
-        for t in threads:
+    exits = 2  # the dispatcher and the feeder each send one WorkerExited
+
+    def __init__(self, ext: FeatureExtractor, ctx: RunContext, todo: list[int], events: queue.Queue,
+                 stop: threading.Event, *, workers: int) -> None:
+        self.ext = ext
+        self.ctx = ctx
+        self.todo = todo
+        self.events = events
+        self.stop = stop
+        self.mp = _context()
+        self.n = min(workers, max(1, len(todo)))
+        self.unavailable: str | None = None
+        try:
+            self.work, self.finished, self.halted = self.mp.Queue(), self.mp.Event(), self.mp.Event()
+            self.made = self.mp.Value("q", 0)
+        except OSError as exc:  # semaphores live in /dev/shm too
+            if exc.errno != errno.ENOSPC:
+                raise
+            self.unavailable = SHM_FULL
+        self.taken = 0  # snippets the model side took
+        self.peak = 0  # most finished snippets not yet taken, seen when one was taken
+        self.threads: list[threading.Thread] = []
+        self.dispatcher: _Dispatcher | None = None
+        self.feeder: _Feeder | None = None
+        self.t0 = time.perf_counter()
+
+    def on_snippet(self) -> None:
+        # Waiting snippets only grow between two takes, so their peak is seen at a take.
+        self.peak = max(self.peak, self.made.value - self.taken)
+        self.taken += 1
+
+    def start(self, claim: Claim, skip: Skip) -> None:
+        self.dispatcher = _Dispatcher(self.ctx, self.todo, claim, self.events, self.stop, self.work,
+                                      self.finished, limit=self.n, skip=skip)
+        self.feeder = _Feeder(self.ext, self.dispatcher, self.events, self.stop, self.mp,
+                              workers=self.n, work=self.work, finished=self.finished,
+                              halt=self.halted, made=self.made)
+        self.threads = [threading.Thread(target=self.dispatcher.run, daemon=True, name="vadfeat-dispatch"),
+                        threading.Thread(target=self.feeder.run, daemon=True, name="vadfeat-feeder")]
+        self.t0 = time.perf_counter()
+        for t in self.threads:
             t.start()
-        _drain(events, collector, len(threads))
-        left: queue.Queue = queue.Queue()
-        for vid in dispatcher.abort():  # only if the feeder gave up: no worker was left
-            left.put((vid, ctx.items[vid]))
-        collector.workers_gone(left, feeder.failure)
-        ctx.settle_elsewhere(collector.elsewhere, fingerprint)
+
+    def leftovers(self) -> tuple[list[int], str | None]:
+        assert self.dispatcher is not None and self.feeder is not None
+        left = self.dispatcher.abort()  # only if the feeder gave up: no worker was left
         log.debug("process pipeline: %d loader(s), %d snippets in %.1f s; at most %d finished "
-                  "snippets waited for the model (bound %d)", feeder.loaders, collector.taken,
-                  time.perf_counter() - t0, collector.peak, in_flight_bound(n, ext))
-    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP under handle_stop_signals
-        summary.interrupted = True
-        summary.signal = signum_of(exc)
-        stop.set()
-        halt.set()
-        log.error("stopped by %s: finished videos are kept; run again to resume",
-                  signal.Signals(summary.signal).name)
-        collector.interrupted(summary.signal)
-    finally:
-        stop.set()
-        halt.set()  # workers stop within a snippet; the feeder then shuts its loader down
-        finished.set()
-        _join(threads)
-        bar.close()
-        ctx.close()
+                  "snippets waited for the model (bound %d)", self.feeder.loaders, self.taken,
+                  time.perf_counter() - self.t0, self.peak, in_flight_bound(self.n, self.ext))
+        return left, self.feeder.failure
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.halted.set()  # workers stop within a snippet; the feeder then shuts its loader down
+
+    def join(self) -> None:
+        self.finished.set()
+        join_threads(self.threads)
         # Segments of workers killed mid-creation (a full /dev/shm, SIGKILL): their pids
         # are this run's and they have ended, so nothing else can own these names.
-        release_segments_of({p for p in feeder.pids if not _alive(p)})
+        if self.feeder is not None:
+            release_segments_of({p for p in self.feeder.pids if not _alive(p)})
         with contextlib.suppress(Exception):
-            work.close()
-            work.cancel_join_thread()  # claimed videos nobody will take: do not wait on them
+            self.work.close()
+            self.work.cancel_join_thread()  # claimed videos nobody will take: do not wait on them
 
 
 __all__ = [
@@ -810,12 +788,12 @@ __all__ = [
     "SHM_DIR",
     "SHM_FULL",
     "START_METHOD",
+    "ProcessProducer",
     "check_pipeline",
     "check_shared_memory",
     "death_reason",
     "in_flight_bound",
     "release_segment",
     "release_segments_of",
-    "run_pipeline",
     "shm_full_segment",
 ]

@@ -74,7 +74,7 @@ import numpy as np
 import torch
 
 from vadfeat._malloc import tune_malloc
-from vadfeat.engines._signals import signum_of
+from vadfeat.engines.claiming import ClaimResult, claim_video
 from vadfeat.engines.context import (
     RunContext,
     RunSummary,
@@ -83,14 +83,14 @@ from vadfeat.engines.context import (
     plan_outputs,
     planned_fingerprint,
     progress,
-    recheck,
+    record_stop,
 )
 from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.io.inputs import VideoItem, scan
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.atomic import clean_stale_temporaries
-from vadfeat.store.claims import HELD, Claims
+from vadfeat.store.claims import Claims
 from vadfeat.store.ownership import refuse_overlap
 from vadfeat.store.sinks import make_sink
 from vadfeat.store.sinks.base import OutputState
@@ -165,25 +165,11 @@ class _ExtractActor:
         self.claims = None
 
     def _claim(self, key: str, paths: OutputPaths, source: Path,
-               planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
-        """``(None, "", stale)`` when this actor may extract the video, else ``(status, why, ())``."""
-        if self.claims is not None:
-            try:
-                reason = self.claims.acquire(key)
-            except OSError as exc:
-                self._no_locks(exc)
-                reason = None
-            if reason is not None:
-                return ("elsewhere" if reason.startswith(HELD) else "skipped"), reason, ()
-        try:
-            kind, why, stale = recheck(paths, self.fingerprint, out=self.out, source=source,
-                                       overwrite=self.overwrite, planned=planned)
-        except BaseException:
-            self._release(key)
-            raise
-        if kind is not None:
-            self._release(key)
-        return kind, why, stale
+               planned: OutputState) -> tuple[ClaimResult, tuple[Path, ...]]:
+        """:func:`~vadfeat.engines.claiming.claim_video`, the local engine's claim; a lock
+        that cannot be taken (no ``flock``) lets the video go on unclaimed."""
+        return claim_video(self.claims, key, paths, self.fingerprint, out=self.out, source=source,
+                           overwrite=self.overwrite, planned=planned, lock_error=self._no_locks)
 
     def _release(self, key: str) -> None:
         if self.claims is not None:
@@ -201,9 +187,10 @@ class _ExtractActor:
             key = str(paths.sidecar.relative_to(self.out))  # the local engine's claim key
             t0 = time.perf_counter()
             try:
-                kind, why, stale = self._claim(key, paths, item.source, planned_state)
-                if kind is not None:
-                    entry = {"video": str(item.name), "status": kind, "error": why,
+                claimed, stale = self._claim(key, paths, item.source, planned_state)
+                if claimed.outcome is not None:
+                    kind = claimed.outcome.status
+                    entry = {"video": str(item.name), "status": kind, "error": claimed.reason,
                              "output": str(paths.features[0]) if kind == "skipped" else None,
                              "num_frames": None, "num_snippets": None, "seconds": 0.0}
                 else:
@@ -473,9 +460,7 @@ def _run(ray: Any, todo: list[int], ctx: RunContext, plan_abs: list[OutputPaths]
                     continue
                 record(vid, json.loads(row["entry"]))
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP (handle_stop_signals)
-            summary.interrupted = True
-            summary.signal = signum_of(exc)
-            log.error("interrupted: finished videos are kept; run again to resume")
+            record_stop(summary, exc)
         except ray.exceptions.RayError as exc:
             cause = _vadfeat_cause(exc)
             if cause is None:
