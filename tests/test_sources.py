@@ -187,3 +187,36 @@ def test_resampler_output_time_is_exact():
     for _ in r.finish(Fraction(1, 2)):
         times.append(r.output_time)
     assert times == [Fraction(1, 2) + Fraction(k, 4) for k in range(6)]
+
+
+def test_an_audio_reader_fits_the_generic_protocol_not_the_video_one():
+    """The protocol is generic over the value and info types: a reader of audio chunks
+    (info, iterate, close, context manager) is a Source, and not a VideoSource, which
+    also needs the video counts and the pixel stage."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Chunk:
+        index: int
+        timestamp: float
+        data: np.ndarray
+
+    class AudioLike:
+        def __init__(self) -> None:
+            self.info = (16000, 1)  # rate, channels
+
+        def __iter__(self):
+            yield Chunk(0, 0.0, np.zeros(160, dtype=np.float32))
+
+        def close(self) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    reader = AudioLike()
+    assert isinstance(reader, Source) and not isinstance(reader, VideoSource)
+    assert [c.index for c in reader] == [0]

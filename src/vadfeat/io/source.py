@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -135,21 +136,18 @@ PixelStage = Callable[[DecodedFrame], np.ndarray]
 class Source(Protocol[V_co, I_co]):
     """One input, opened, streamed once: the protocol every reader of ``io/`` satisfies.
 
-    Open: a factory returns it with ``info`` read (what the input declares).  Iterate
-    once, in order (a second iteration raises ``RuntimeError``); iteration closes it at
-    its end.  Close: :meth:`close`, or the ``with`` statement.  After iteration:
-    ``warnings`` (human-readable, also logged) and ``corrupt_packets`` (damaged
-    packets or files dropped under ``on_corrupt="skip"``).
+    Open: a factory returns it with ``info`` read (what the input declares; the factory
+    raises a typed :class:`~vadfeat.errors.VideoOpenError` naming the file when it
+    cannot be read).  Iterate once, in order (a second iteration raises
+    ``RuntimeError``); iteration closes it at its end.  Close: :meth:`close`, or the
+    ``with`` statement.  What decoding found is read after iteration, in the attributes
+    each kind of source adds (:class:`VideoSource`: ``decoded_frames``,
+    ``yielded_frames``, ``corrupt_packets``, ``warnings``; an audio source: its samples
+    decoded).
     """
 
     @property
     def info(self) -> I_co: ...
-
-    @property
-    def warnings(self) -> list[str]: ...
-
-    @property
-    def corrupt_packets(self) -> int: ...
 
     def __iter__(self) -> Iterator[V_co]: ...
 
@@ -157,7 +155,8 @@ class Source(Protocol[V_co, I_co]):
 
     def __enter__(self) -> Source[V_co, I_co]: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None, /) -> bool | None: ...
 
 
 @runtime_checkable
@@ -167,7 +166,9 @@ class VideoSource(Source[VideoFrame, VideoInfo], Protocol):
 
     ``fps``: rate of the yielded frames (the ``fps`` asked for, else the native rate).
     ``on_corrupt``: the damage policy it was opened with.  After iteration:
-    ``decoded_frames`` (source frames decoded) and ``yielded_frames``.
+    ``decoded_frames`` (source frames decoded), ``yielded_frames``, ``corrupt_packets``
+    (packets or images dropped under ``on_corrupt="skip"``) and ``warnings``
+    (human-readable, also logged).
 
     :meth:`frames` iterates with ``pixels`` making each frame's pixels from its
     :class:`DecodedFrame` (``None``: the source's own conversion); the source still
@@ -176,6 +177,12 @@ class VideoSource(Source[VideoFrame, VideoInfo], Protocol):
 
     @property
     def fps(self) -> float: ...
+
+    @property
+    def warnings(self) -> list[str]: ...
+
+    @property
+    def corrupt_packets(self) -> int: ...
 
     @property
     def on_corrupt(self) -> str: ...
@@ -189,3 +196,4 @@ class VideoSource(Source[VideoFrame, VideoInfo], Protocol):
     def frames(self, pixels: PixelStage | None = None) -> Iterator[VideoFrame]: ...
 
     def __enter__(self) -> VideoSource: ...
+
