@@ -151,7 +151,19 @@ def is_frame_folder(path: str | os.PathLike[str]) -> bool:
 
 
 class FolderReader(VideoReader):
-    """A frame folder read with OpenCV; opened by :func:`vadfeat.io.video.open_video`."""
+    """A frame folder read with OpenCV, in frame order; opened by :func:`vadfeat.io.video.open_video`.
+
+    The first readable image is decoded at construction: it fixes the frame size (a
+    later image of another size is a :class:`DecodeError`), and a folder with none is
+    an open error.  ``frames_colour="legacy-swapped"`` returns images as OpenCV reads
+    them (the legacy script's files hold swapped channels, so that is the true RGB).
+
+    Raises:
+        VideoOpenError: no image files, two image series, no readable image, a first
+            image over ``max_pixels``.
+        DecodeError: under ``"fail"``, an unreadable image (at construction for the
+            first, else while iterating); an image of another size (while iterating).
+    """
 
     def __init__(
         self,
