@@ -3,7 +3,8 @@
 A *source* is one opened input streamed once: open it (a factory such as
 :func:`vadfeat.io.video.open_video` returns it, having read enough to fill ``info``),
 iterate it (typed values, in order), close it (or use it as a context manager).  After
-iteration its counts and ``warnings`` say what decoding found.  :class:`Source` is
+iteration, what each kind of source adds says what decoding found (a video source: its
+counts and ``warnings``).  :class:`Source` is
 generic over the value type and the info type, so a video reader (``VideoFrame``,
 :class:`VideoInfo`) and an audio reader (chunks of samples, its own info) satisfy the
 same protocol; :class:`VideoSource` adds what video consumers read.
