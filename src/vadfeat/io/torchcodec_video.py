@@ -3,8 +3,12 @@
 torchcodec (PyTorch's video decoding library) drives the same FFmpeg libraries PyAV
 does, and on a CUDA build decodes on the GPU's NVDEC engine with the colour conversion
 on the GPU too.  This reader plugs it into :func:`vadfeat.io.video.open_video` behind
-the same :class:`~vadfeat.io.video.VideoReader` contract as the PyAV reader, and keeps
-every guarantee of that reader or refuses clearly:
+the same :class:`~vadfeat.io.source.VideoSource` protocol as the PyAV reader, and keeps
+every guarantee of that reader or refuses clearly.  It shares the PyAV reader's parts,
+not its class: :func:`~vadfeat.io.container.open_stream` and the first frame through
+:func:`~vadfeat.io.corrupt.decode_packets`, the :class:`~vadfeat.io.resample.FrameTimes`
+timeline, the display-matrix :class:`~vadfeat.io.orientation.Orientation` and
+:func:`~vadfeat.io.counts.check_end`:
 
 * **Metadata, open errors, size limit.**  The file is first opened with PyAV exactly as
   the PyAV reader does (header, first frame): the same :class:`VideoInfo`, the same
@@ -18,9 +22,10 @@ every guarantee of that reader or refuses clearly:
   decoded in order, in chunks of
   :data:`CHUNK_FRAMES` (``get_frames_in_range``: never the whole video), and the count
   decoded is checked against the container's declared count (or duration) by the PyAV
-  reader's own rule: a clear shortfall is a truncated video (:class:`DecodeError`), unless
-  it is the samples before an edit list's start (counted with PyAV's demuxer when the
-  counts disagree) or the decoded frames span the declared duration.
+  reader's own rule (:func:`~vadfeat.io.counts.check_end`): a clear shortfall is a
+  truncated video (:class:`DecodeError`), unless it is the samples before an edit
+  list's start (counted with PyAV's demuxer when the counts disagree) or the decoded
+  frames span the declared duration.
 * **Stream.**  The stream the PyAV reader chose (``stream=``, or the longest video when
   FFmpeg's choice is a still image) is passed to torchcodec as ``stream_index``.
 * **Errors.**  Any torchcodec exception becomes a :class:`VideoOpenError` (opening) or
@@ -35,7 +40,7 @@ every guarantee of that reader or refuses clearly:
   degrees (``metadata.rotation``, counter-clockwise) and never mirrors: accepted when
   that is what FFmpeg's autorotate does, refused (:class:`VideoOpenError`) for a
   mirrored matrix, a disagreeing angle, or ``autorotate=False``.
-* **``fps`` resampling** uses the PyAV reader's resampler on the frames' timestamps,
+* **``fps`` resampling** uses the same resampler as the PyAV reader on the frames' timestamps,
   made exact again from torchcodec's float seconds with the stream's time base, so the
   same frames are picked.
 * **Frame folders** are images, not containers: :func:`open_video` reads them with the
@@ -67,15 +72,17 @@ from typing import Any, get_args
 
 import numpy as np
 
+from vadfeat._defaults import DEFAULT_MAX_PIXELS
 from vadfeat._types import Decoder
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
-from vadfeat.io.video import (
-    _UPRIGHT,
-    DEFAULT_MAX_PIXELS,
-    _ContainerReader,
-    _open_container,
-    _Orientation,
-)
+from vadfeat.io.container import open_stream
+from vadfeat.io.corrupt import PacketCounts, decode_packets
+from vadfeat.io.counts import check_end, discarded_samples
+from vadfeat.io.orientation import UPRIGHT, Orientation
+from vadfeat.io.pyav_video import no_frames_error
+from vadfeat.io.reader import VideoReader
+from vadfeat.io.resample import FrameTimes
+from vadfeat.io.source import DecodedFrame
 
 __all__ = ["CHUNK_FRAMES", "TorchcodecReader", "check_decoder", "load_torchcodec",
            "torchcodec_version"]
@@ -148,13 +155,15 @@ def check_decoder(decoder: object, *, on_corrupt: object = "fail") -> str:
     return str(decoder)
 
 
-class TorchcodecReader(_ContainerReader):
-    """A container decoded by torchcodec; the :class:`VideoReader` contract of the PyAV reader.
+class TorchcodecReader(VideoReader):
+    """A container decoded by torchcodec; the :class:`~vadfeat.io.source.VideoSource`
+    protocol of the PyAV reader.
 
     Opened by :func:`vadfeat.io.video.open_video` with ``decoder="torchcodec"``.
     ``device``: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (NVDEC; needs torchcodec's CUDA
-    build).  Yields ``(index, [H, W, 3] uint8 RGB)``, at most :data:`CHUNK_FRAMES`
-    decoded frames held at a time.  See the module docstring for the guarantees.
+    build).  Yields :class:`~vadfeat.io.source.VideoFrame` values (``[H, W, 3]`` uint8
+    RGB), at most :data:`CHUNK_FRAMES` decoded frames held at a time.  See the module
+    docstring for the guarantees.
 
     Raises:
         ConfigError: torchcodec cannot be imported.
@@ -168,13 +177,24 @@ class TorchcodecReader(_ContainerReader):
                  autorotate: bool = True, device: str = "cpu", chunk: int = CHUNK_FRAMES,
                  stream: int | None = None) -> None:
         decoders = load_torchcodec()
+        super().__init__(path, on_corrupt="fail", fps=fps)
+        self._path = path
         # PyAV reads the header and the first frame: metadata, orientation, open errors and
         # the size limit exactly as the PyAV reader; then it lets go of the file.
-        super().__init__(path, on_corrupt="fail", fps=fps, max_pixels=max_pixels, autorotate=autorotate,
-                         stream=stream)
-        self._first = None
-        self._frames = iter(())
-        self._container.close()
+        opened = open_stream(path, max_pixels=max_pixels, stream=stream)
+        try:
+            first = next(decode_packets(opened.container, opened.stream, self.policy,
+                                        PacketCounts(), warn=self._warn), None)
+            if first is None:
+                raise no_frames_error(path, self.corrupt_packets)
+            layout = opened.layout(first, max_pixels=max_pixels, autorotate=autorotate)
+        finally:
+            opened.close()
+        self.info = layout.info
+        for message in opened.warnings():
+            self._warn(message)
+        self._time_base = opened.time_base
+        self._times = FrameTimes(opened.frame_step)
         self._chunk = max(1, int(chunk))
         self.device = str(device)
         self.torchcodec_version = torchcodec_version()
@@ -185,15 +205,15 @@ class TorchcodecReader(_ContainerReader):
             self._count = int(count) if count is not None else len(self._decoder)
         except _TORCHCODEC_ERRORS as exc:
             raise VideoOpenError(f"{path}: torchcodec cannot open it: {_first_line(exc)}") from exc
-        self._turn = self._own_orientation(meta, autorotate)
+        self._turn = self._own_orientation(meta, layout.orient, autorotate)
         # Frames come from torchcodec as stored when this reader turns them, else at the
         # displayed size (torchcodec turned them, or there is nothing to turn).
-        self._shape = ((self._height, self._width, 3) if self._turn is not _UPRIGHT
+        self._shape = ((layout.height, layout.width, 3) if self._turn is not UPRIGHT
                        else (self.info.height, self.info.width, 3))
 
     def _open(self, decoders: ModuleType, path: Path) -> Any:
-        # The stream the PyAV reader chose (torchcodec's own default is FFmpeg's choice,
-        # which may be a thumbnail track).
+        # The stream PyAV chose (torchcodec's own default is FFmpeg's choice, which may be
+        # a thumbnail track).
         kwargs: dict[str, Any] = {"dimension_order": "NHWC", "device": self.device, "seek_mode": "exact",
                                   "stream_index": self.info.stream}
         # 0 = FFmpeg picks its threads (PyAV reader: thread_type AUTO); torchcodec advises
@@ -206,9 +226,11 @@ class TorchcodecReader(_ContainerReader):
             kwargs["num_ffmpeg_threads"] = 1 if self.device.startswith("cuda") else 0
         return decoders.VideoDecoder(str(path), **kwargs)
 
-    def _own_orientation(self, meta: Any, autorotate: bool) -> _Orientation:
-        """What this reader must still turn, given what torchcodec turns itself."""
-        wanted = self._orient  # the PyAV reader's (upright when autorotate is off)
+    def _own_orientation(self, meta: Any, wanted: Orientation, autorotate: bool) -> Orientation:
+        """What this reader must still turn, given what torchcodec turns itself.
+
+        ``wanted``: what the display matrix asks (upright when autorotate is off).
+        """
         if not hasattr(meta, "rotation"):  # torchcodec < 0.11: frames come as stored
             return wanted
         angle = meta.rotation
@@ -225,7 +247,7 @@ class TorchcodecReader(_ContainerReader):
             raise VideoOpenError(
                 f"{self._path}: the display matrix turns frames {found}; torchcodec {version} "
                 f"would turn them {turned} degrees and never mirrors: use decoder='pyav'")
-        return _UPRIGHT
+        return UPRIGHT
 
     def _exact(self, seconds: float) -> Fraction:
         # torchcodec gives pts * time_base as a float; the PyAV reader's exact fraction
@@ -263,53 +285,37 @@ class TorchcodecReader(_ContainerReader):
 
     def _source(self) -> Iterator[tuple[int, Fraction, Any]]:
         index = 0
-        first_t: Fraction | None = None
-        t: Fraction | None = None
         for frames, pts, durations in self._chunks():
             for k in range(len(frames)):
-                prev_t, t = t, self._exact(pts[k])
-                if first_t is None:
-                    first_t = t
-                # The PyAV reader's rule for how long the last frame lasts: the gap since
-                # the previous frame, else the frame's own duration, else one frame step.
-                if prev_t is not None and t > prev_t:
-                    self._last_frame_duration = t - prev_t
-                elif durations[k] > 0:
-                    self._last_frame_duration = self._exact(durations[k])
-                else:
-                    self._last_frame_duration = self._frame_step
+                t = self._exact(pts[k])
+                # The PyAV reader's rule for how long the last frame lasts (FrameTimes): the
+                # gap since the previous frame, else the frame's own duration, else one step.
+                self._times.add(t, self._exact(durations[k]) if durations[k] > 0 else None)
                 self.decoded_frames += 1
                 yield index, t, frames[k]
                 index += 1
-        if first_t is not None and t is not None:
-            self._times = (first_t, t)
 
-    def _discarded_samples(self) -> int:
-        """The samples flagged discard (before an edit list's start), counted by PyAV's demuxer.
+    def _decoded(self, payload: Any, index: int) -> DecodedFrame:
+        # A view into its chunk (C-contiguous), as stored when this reader turns it.
+        return DecodedFrame(index, payload, self._shape[1], self._shape[0], lambda: payload)
 
-        torchcodec's scan leaves them out of its count and says nothing of them; the count
-        check needs them to tell a lossless cut from a truncation.  Only asked when the
-        counts disagree: one read of the packets, no decoding.
-        """
-        import av
+    def _present(self, rgb: np.ndarray) -> np.ndarray:
+        # No copy unless a turn is applied here.
+        return np.ascontiguousarray(self._turn.apply(rgb))
 
-        try:
-            container = _open_container(self._path)
-        except VideoOpenError:
-            return 0
-        found = 0
-        try:
-            for packet in container.demux(container.streams[self.info.stream or 0]):
-                found += bool(packet.is_discard)
-        except av.error.FFmpegError:
-            pass  # a damaged tail: the samples before it are counted, the check goes on
-        finally:
-            container.close()
-        return found
+    def _last_duration(self) -> Fraction:
+        return self._times.last_duration
 
-    def _convert(self, frame: Any, index: int) -> np.ndarray:
-        # A view into its chunk (C-contiguous): no copy unless a turn is applied here.
-        return np.ascontiguousarray(self._turn.apply(frame))
+    def _finish_checks(self) -> None:
+        # torchcodec's scan leaves the samples flagged discard (before an edit list's start)
+        # out of its count and says nothing of them: PyAV's demuxer counts them, only when
+        # the counts disagree.
+        check_end(self.info, label=self._label, decoded=self.decoded_frames,
+                  corrupt_packets=self.corrupt_packets, first_corrupt_at=self.policy.first_at,
+                  span=self._times.span, last_duration=self._times.last_duration,
+                  on_corrupt=self.on_corrupt,
+                  discarded=lambda: discarded_samples(self._path, self.info.stream or 0),
+                  warn=self._warn)
 
     def close(self) -> None:
         self._decoder = None

@@ -84,9 +84,9 @@ def snippet_stream(
             on_open(estimate_snippets(config, reader.info.declared_frames, reader.info.fps))
         skip_before = max(0, skip) * assembler.stride  # push positions of skipped snippets only
         made = 0
-        for index, frame in reader:
+        for frame in reader:
             done_part = assembler.frames_pushed < skip_before
-            for snip in assembler.push(index, None if done_part else item(frame)):
+            for snip in assembler.push(frame.index, None if done_part else item(frame.data)):
                 yield (snip.first, snip.last), None if made < skip else assemble(snip.items)
                 made += 1
         for snip in assembler.finish():
