@@ -1,7 +1,7 @@
 """Option help generated from the registries (presets, backbones, feature heads).
 
-Written by hand, these texts fell behind the registries (issue 21: ``--preset``,
-``--model`` and ``--pooling`` left out I3D); generated, a registered preset or a
+Written by hand, these texts fell behind the registries (``--preset``, ``--model``
+and ``--pooling`` once left out I3D); generated, a registered preset or a
 plug-in backbone appears in ``--help`` the moment it is registered.  Only the
 registrations are read: no model code, no torch.
 """

@@ -2,7 +2,7 @@
 
 WSVAD evaluation repeats each snippet score ``16`` times and compares the result
 with frame labels, so the ground truth of a video must have exactly
-``frames_per_snippet * T`` frames (SPEC section 3).  :func:`align` produces, per
+``frames_per_snippet * T`` frames (docs/REFERENCE.md, section 3).  :func:`align` produces, per
 video, snippet labels, frame labels of exactly that length and the per-video
 numbers of frames cut or padded, then the files downstream code reads.
 
@@ -29,8 +29,8 @@ numbers of frames cut or padded, then the files downstream code reads.
 - ``frames_cut`` counts ground-truth frames no evaluation position refers to;
   ``frames_padded`` counts evaluation positions past the end of the ground truth.
 
-``mode="legacy"`` reproduces SPEC section 1 step 4: feature rows are cut or
-repeated to ``T' = len(labels) // 16``.
+``mode="legacy"`` reproduces the legacy alignment step (docs/REFERENCE.md, section 1,
+step 4): feature rows are cut or repeated to ``T' = len(labels) // 16``.
 
 - Longer features are truncated to their first ``T'`` rows, exactly as the
   Fed_WSVAD ``Backbone/feature_alignment.py`` does.
@@ -40,7 +40,7 @@ repeated to ``T' = len(labels) // 16``.
   then cut.  Note that in the published script this branch is never reached (it
   first checks ``16 * T < len(labels)`` and then only shortens the labels in
   memory, leaving such features unchanged), and that the formula can drop the
-  last rows when ``T' // T + 1`` overshoots.  vadfeat follows SPEC: every output
+  last rows when ``T' // T + 1`` overshoots.  vadfeat states the rule instead: every output
   has exactly ``T'`` rows.  A warning names each repeated video.
 - New feature files (and sidecars that record the change) are written under
   ``out/features`` in the input's layout.  Frame labels are the first ``16 * T'``

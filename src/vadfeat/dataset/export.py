@@ -1,4 +1,4 @@
-"""Derive any on-disk layout from an existing extraction, without recomputing (SPEC section 3).
+"""Derive any on-disk layout from an existing extraction, without recomputing (docs/REFERENCE.md, section 3).
 
 A ViT-g extraction is days of GPU time; the layout a downstream code base reads is a
 numpy slice away.  :func:`export` reads a features folder in any layout (``flat``,

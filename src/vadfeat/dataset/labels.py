@@ -1,6 +1,6 @@
 """Frame-level ground truth: readers for the WSVAD formats and one canonical form.
 
-Formats (SPEC section 3), always named explicitly by the caller:
+Formats (docs/REFERENCE.md, section 3), always named explicitly by the caller:
 
 ``pickle``
     The legacy Fed_WSVAD ``GT/frame_label.pickle``: a dict ``{video: per-frame

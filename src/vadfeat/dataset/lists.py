@@ -1,4 +1,4 @@
-"""Train/test list files in the conventions of the common WSVAD code bases (SPEC section 3).
+"""Train/test list files in the conventions of the common WSVAD code bases (docs/REFERENCE.md, section 3).
 
 Each format writes what that code base's own loader and test loop read, unmodified
 (the loader lines each rule mirrors are cited in ``tests/test_downstream.py``).

@@ -1,4 +1,4 @@
-"""Fixed-length features for training (SPEC section 3, ``process_feat``).
+"""Fixed-length features for training (docs/REFERENCE.md, section 3, ``process_feat``).
 
 Many WSVAD methods train on a fixed number of rows per video.  Three rules are in
 use, all operating along axis 0 so that ``[T, D]``, ``[T, crops, D]`` and

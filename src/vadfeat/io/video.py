@@ -137,7 +137,7 @@ def open_video(
             comes out evenly timed).  ``None`` yields every decoded frame.
         frames_colour: channel order of frame-folder images.  ``"normal"``: files hold
             true colours.  ``"legacy-swapped"``: written by the legacy script, whose
-            files hold swapped channels (SPEC §1); they are returned as OpenCV reads
+            files hold swapped channels (docs/REFERENCE.md, section 1); they are returned as OpenCV reads
             them, which is then the true RGB.  Ignored for containers.
         folder_fps: native frame rate assumed for a frame folder (they carry no
             timing); default 30.  It sets ``info.fps`` and the timeline ``fps``

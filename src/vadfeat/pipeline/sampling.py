@@ -3,7 +3,7 @@
 A snippet is ``clip_len`` frames taken every ``frame_interval`` frames, so it spans
 ``span = (clip_len - 1) * frame_interval + 1`` source frames; snippets start every
 ``stride`` frames (default ``clip_len * frame_interval``: back to back, no overlap).
-WSVAD code (SPEC §3) reads 16 consecutive frames per snippet at native fps and
+WSVAD code (docs/REFERENCE.md, section 3) reads 16 consecutive frames per snippet at native fps and
 counts snippets either as ``floor(N/16)`` (``tail="drop"``: a partial last window
 is dropped, as the legacy pipeline did) or ``ceil(N/16)`` (``tail="pad"``: the last
 window is completed by repeating the last frame).

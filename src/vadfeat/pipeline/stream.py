@@ -135,7 +135,7 @@ def raw_clip(frames: Sequence[np.ndarray], *, pin_memory: bool = False) -> torch
 
     Frames keep their decoded (channels-last) layout: one plain copy per frame, where
     reordering to ``[3, H, W]`` on the host cost 3.3 / 7.4 ms per 720p / 1080p frame
-    (issue 15); the device reads them through a permuted view
+    (BENCHMARKS.md, section 6); the device reads them through a permuted view
     (:meth:`~vadfeat.pipeline.extractor.FeatureExtractor.prepare`).  Written straight
     into page-locked memory when ``pin_memory`` (CUDA), so the upload to the device is
     asynchronous and needs no staging copy.

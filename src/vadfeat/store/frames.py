@@ -1,4 +1,4 @@
-"""Dump every frame of every video as images (legacy step 1, SPEC §1, done right).
+"""Dump every frame of every video as images (legacy step 1, docs/REFERENCE.md section 1, done right).
 
 ``OUT/<relative dir>/<stem>/img_00001.jpg ...`` in true colours (the legacy script
 stored channels swapped), from any container, several videos in parallel.  A

@@ -2,7 +2,7 @@
 
 Everything here is deterministic (seeded) so a test that fails can be re-run
 bit for bit.  Videos are written with PyAV (FFmpeg); frame folders with OpenCV,
-optionally mimicking the legacy extraction script's channel swap (SPEC §1: an RGB
+optionally mimicking the legacy extraction script's channel swap (docs/REFERENCE.md, section 1: an RGB
 array handed to a writer that expects BGR, so the JPEG stores swapped channels).
 
 The damage helpers (:func:`truncate`, :func:`corrupt_middle`, :func:`random_bytes`,
