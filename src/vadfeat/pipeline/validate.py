@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
+from vadfeat.backbones._registry import MAX_TOKENS, token_limit
+from vadfeat.backbones.streams import VideoFrames
 from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset
 
@@ -58,11 +59,12 @@ def _near(value: int, step: int) -> str:
 
 
 def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
-                   fixed_size: int | None = None, token_limit: bool = True) -> None:
+                   fixed_size: int | None = None, token_limit: bool | int | None = True) -> None:
     """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels
     (and ``fixed_size`` pixels square, for a model whose position table is not interpolated).
-    ``token_limit``: a transformer's tokens per clip are capped (attention memory is
-    quadratic); convolutional backbones pass ``False``."""
+    ``token_limit``: most tokens per clip (attention memory is quadratic); ``True``:
+    :data:`~vadfeat.backbones._registry.MAX_TOKENS`; convolutional backbones pass ``False``."""
+    limit = MAX_TOKENS if token_limit is True else (token_limit or None)
     if fixed_size is not None and preset.size != fixed_size:
         raise ConfigError(
             f"size={preset.size} does not fit {model}: it takes {fixed_size}x{fixed_size} px "
@@ -81,32 +83,55 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
             "224 is the size it was trained with)"
         )
     tokens = preset.clip_len // tubelet * (preset.size // patch) ** 2
-    if token_limit and tokens > MAX_TOKENS:
+    if limit is not None and tokens > limit:
         raise ConfigError(
             f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
-            f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
+            f"{model}; at most {limit} (attention memory grows with their square)"
         )
 
 
 def check_model_geometry(preset: Preset, spec: Any, *, backbone: Any) -> None:
-    """:func:`check_geometry` for a registered backbone's architecture ``spec``.
+    """:func:`check_geometry` for a registered backbone's architecture ``spec``, when the
+    backbone's stream is an image stream (:attr:`Backbone.stream`); for another stream
+    (audio), the settings that only mean something for images (crops, a JPEG round trip)
+    must stay at their defaults, and the feature head must be the backbone's.
 
     Optional spec attributes: ``fixed_size`` (``True``: inputs must be ``img_size`` square;
     default: only frame-level backbones, whose position tables vadfeat does not
-    interpolate), ``token_limit`` (``False`` for convolutional models; default ``True``)
-    and ``min_frames`` (the shortest clip the network takes; default 1).
+    interpolate), ``token_limit`` (``False`` for convolutional models, an int for a stated
+    limit; default :data:`~vadfeat.backbones._registry.MAX_TOKENS`) and ``min_frames`` (the
+    shortest clip the network takes; default 1).
     """
+    if not backbone.stream.image:
+        _check_not_image(preset, spec, backbone=backbone)
+        backbone.check_feature(preset.pooling)
+        return
     min_frames = getattr(spec, "min_frames", 1)
     if preset.clip_len < min_frames:
         raise ConfigError(
             f"clip_len={preset.clip_len} does not fit {backbone.record_name(spec)}: it takes clips of at "
             f"least {min_frames} frames (its temporal kernels and pools need them)"
         )
-    fixed = getattr(spec, "fixed_size", backbone.input_kind == "frame")
+    fixed = getattr(spec, "fixed_size", isinstance(backbone.stream, VideoFrames))
     check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size,
                    model=backbone.record_name(spec), fixed_size=spec.img_size if fixed else None,
-                   token_limit=getattr(spec, "token_limit", True))
+                   token_limit=token_limit(spec))
     backbone.check_feature(preset.pooling)
+
+
+# Settings that act on decoded images: refused for a backbone of another stream.
+_IMAGE_ONLY = {"crops": 1, "jpeg_roundtrip": "none"}
+
+
+def _check_not_image(preset: Preset, spec: Any, *, backbone: Any) -> None:
+    for field, default in _IMAGE_ONLY.items():
+        value = getattr(preset, field)
+        if value != default:
+            raise ConfigError(
+                f"{field}={value!r} does not fit {backbone.record_name(spec)}: it consumes "
+                f"{backbone.stream.describe()}, not images ({field} acts on video frames; leave "
+                f"it at {default!r})"
+            )
 
 
 def peek_geometry(checkpoint: Any) -> tuple[int, int] | None:

@@ -30,8 +30,10 @@ from vadfeat.backbones._registry import (
     peek_checkpoint,
     register_backbone,
 )
+from vadfeat.backbones.i3d.presets import PRESETS
 from vadfeat.backbones.i3d.spec import I3D_ARCHS, I3D_FORMATS, NUM_PARAMS, TEST_SIZES, I3DSpec
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.backbones.streams import VideoClips
+from vadfeat.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
@@ -96,8 +98,9 @@ class I3DBackbone(Backbone):
     name = "i3d"
     title = ("I3D (Carreira & Zisserman, CVPR 2017): inflated ResNet-50 (pytorch-resnet3d) and "
              "InceptionV1 (pytorch-i3d), clip-level, Kinetics-400")
-    input_kind = "clip"
+    stream = VideoClips()
     default_preset = "i3d-rtfm"
+    presets = PRESETS
     features = (
         FeatureHead("pool", "global average pool of the last feature map, before the classifier",
                     lambda s: (s.feature_dim,)),
@@ -180,31 +183,25 @@ class I3DBackbone(Backbone):
     def check_checkpoint_arch(self, arch: str | None, info: Any) -> None:
         _check_arch(arch, info)
 
-    def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
-                   device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
-                   quantize: str | None = None, frame_reduce: str = "mean") -> Any:
-        from vadfeat.backbones.i3d.checkpoints import I3DModel, build_i3d, load_into
+    # ----------------------------------------------------------------- load_model's hooks
+    def build_network(self, spec: Any, feature: str) -> Any:
+        from vadfeat.backbones.i3d.checkpoints import build_i3d
 
-        self.check_feature(feature)
-        if quantize is not None:
-            raise ConfigError(f"quantize={quantize!r} is not available for the i3d backbone")
-        info: I3DCheckpointInfo | None = None
-        if checkpoint is None:
-            spec = ARCHS[arch or "r50"]
-            net = build_i3d(spec, empty=True)
-            init_random(net, seed=seed)
-            log.warning("model i3d/%s has RANDOM weights: features are for testing only", spec.name)
-        else:
-            state, info = self._read(checkpoint)
-            _check_arch(arch, info)
-            spec = info.spec
-            net = build_i3d(spec, empty=True)
-            load_into(net, state)
-        model = I3DModel(net, spec=spec, checkpoint=info, random_weights=checkpoint is None, quantize=None,
-                         pooling=feature, backbone=self.name, feature_shape=self.feature_shape(spec, feature))
-        from vadfeat.backbones.loading import ready
+        return build_i3d(spec, empty=True)
 
-        return ready(model, device=device, dtype=dtype)
+    def init_random(self, net: Any, *, seed: int) -> None:
+        init_random(net, seed=seed)
+
+    def load_weights(self, net: Any, state: Any) -> None:
+        from vadfeat.backbones.i3d.checkpoints import load_into
+
+        load_into(net, state)  # strict, but for BatchNorm step counters the files lack
+
+    def wrap(self, net: Any, *, spec: Any, feature: str, info: Any, random_weights: bool,
+             frame_reduce: str = "mean") -> Any:
+        from vadfeat.backbones.i3d.checkpoints import I3DModel
+
+        return I3DModel(net)  # its "net." prefix is what the sniffer and loader strip
 
 
 def _check_arch(arch: str | None, info: I3DCheckpointInfo) -> None:

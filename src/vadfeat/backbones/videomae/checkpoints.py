@@ -69,8 +69,9 @@ _IGNORABLE = re.compile(
 )
 _PREFIXES = ("_orig_mod.", "module.", "model.", "backbone.", "encoder.", "videomae.")
 _CONTAINER_KEYS = ("module", "model", "state_dict")
-# Most tokens per clip a checkpoint's geometry may give (ViT-g at 16x224 px: 2048).
-MAX_TOKENS = 2**16
+# Most tokens per clip a checkpoint's geometry may give (ViT-g at 16x224 px: 2048): the
+# registry's default limit, which the pipeline's geometry check applies too.
+from vadfeat.backbones._registry import MAX_TOKENS  # noqa: E402
 
 
 @dataclass(frozen=True)
