@@ -405,8 +405,26 @@ class Backbone:
 
     def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
         """The preset that goes with ``arch`` (or with the architecture in ``checkpoint``, read
-        from its key names only); :attr:`default_preset` unless a backbone's sizes differ."""
+        from its key names only: :meth:`arch_of_checkpoint`): the preset of the released
+        weights of that size (:class:`PretrainedCfg`, the one link between weights and their
+        preset; :meth:`released_arch` for a size without weights), else :attr:`default_preset`."""
+        if arch is None and checkpoint is not None:
+            arch = self.arch_of_checkpoint(checkpoint)
+        released = self.released_arch(arch) if arch is not None else None
+        for cfg in self.pretrained():
+            if cfg.arch == released:
+                return cfg.preset
         return self.default_preset
+
+    def arch_of_checkpoint(self, checkpoint: str | Path) -> str | None:
+        """Hook: the architecture a checkpoint holds, from its key names alone (no tensors
+        read), when that decides the preset; ``None`` (the default): not told."""
+        return None
+
+    def released_arch(self, arch: str) -> str:
+        """Hook: the size whose released weights ``arch`` stands for (a test size stands for
+        the released size of its family); ``arch`` itself by default."""
+        return arch
 
     def default_arch(self) -> str | None:
         """The size random weights get when no model is named (``None``: a name is required)."""

@@ -8,10 +8,11 @@ clip-level convolutional networks taking ``[N, 3, T, H, W]`` and giving one glob
 vector per clip (feature ``pool``), with checkpoints told apart by key names alone; one
 namespace keeps the names users type short (``i3d/r50``, aliases ``i3_res50``,
 ``i3_res50_nl``, ``InceptionI3d``) and one sniff/loader decides the layout.  The default
-preset follows the architecture (:meth:`I3DBackbone.default_preset_for`, which the
+preset follows the architecture (:meth:`Backbone.default_preset_for`, which the
 pipeline consults when no ``--preset`` is given): ``i3d-rtfm`` for the ResNets,
 ``i3d-xd`` for InceptionV1, also when the architecture is only known from a checkpoint's
-key names.
+key names; both come from the released weights' :class:`PretrainedCfg`, the one link
+between weights and their preset.
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 
 ARCHS: dict[str, I3DSpec] = dict(I3D_ARCHS)
 
-_PRESET_FOR = {"r50": "i3d-rtfm", "r50_nl": "i3d-rtfm", "inception_v1": "i3d-xd", "r50_tiny": "i3d-rtfm",
-               "inception_v1_tiny": "i3d-xd"}
 
 
 @dataclass(frozen=True)
@@ -117,15 +116,21 @@ class I3DBackbone(Backbone):
         # The original constructors' names.
         return {"i3_res50": "r50", "i3_res50_nl": "r50_nl", "InceptionI3d": "inception_v1"}
 
-    def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
-        """The preset that goes with ``arch``'s released weights (``i3d-rtfm`` / ``i3d-xd``); with
-        no ``arch``, the checkpoint's layout decides (key names only: InceptionV1 -> ``i3d-xd``)."""
-        if arch is None and checkpoint is not None:
-            from vadfeat.backbones.i3d.checkpoints import i3d_layout
+    def arch_of_checkpoint(self, checkpoint: str | Path) -> str | None:
+        """InceptionV1 when the key names are pytorch-i3d's (its weights go with ``i3d-xd``);
+        otherwise not told (the default preset, ``i3d-rtfm``)."""
+        from vadfeat.backbones.i3d.checkpoints import i3d_layout
 
-            keys, _ = peek_checkpoint(Path(checkpoint).expanduser())
-            arch = "inception_v1" if keys is not None and i3d_layout(keys) == "inception" else None
-        return _PRESET_FOR.get(arch or "", self.default_preset)
+        keys, _ = peek_checkpoint(Path(checkpoint).expanduser())
+        return "inception_v1" if keys is not None and i3d_layout(keys) == "inception" else None
+
+    def released_arch(self, arch: str) -> str:
+        """A test size stands for the first released size of its family (``r50_tiny`` ->
+        ``r50``, ``inception_v1_tiny`` -> ``inception_v1``), whose preset it takes."""
+        spec = ARCHS.get(arch)
+        if spec is None or arch not in TEST_SIZES:
+            return arch
+        return next(a for a, s in ARCHS.items() if s.family == spec.family and a not in TEST_SIZES)
 
     def pretrained(self) -> Sequence[PretrainedCfg]:
         return (
