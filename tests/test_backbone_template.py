@@ -211,3 +211,21 @@ def test_no_code_outside_a_family_tests_a_backbone_by_name() -> None:
             if pattern.search(line):
                 hits.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
     assert hits == []
+
+
+def test_compress_refuses_a_checkpoint_of_a_backbone_that_cannot_be_compressed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``vadfeat compress`` on a CLIP file names the backbone and the ones it works for (exit 2),
+    instead of reading it as a VideoMAE V2 file."""
+    from vadfeat.cli import main
+
+    model = load_model(model="clip/vit_tiny_16")
+    path = tmp_path / "clip.safetensors"
+    save_file({k.removeprefix("frame_model."): v.contiguous() for k, v in model.state_dict().items()},
+              str(path))
+    assert detect_backbone(path).name == "clip"
+    assert main(["compress", str(path), "-o", str(tmp_path / "out.safetensors"), "--prune", "0.1"]) == 2
+    err = caplog.text  # the CLI logs its one-line error
+    assert ("clip.safetensors is a clip checkpoint; compress is implemented for videomae_v2 "
+            "checkpoints only") in err
+    assert not (tmp_path / "out.safetensors").exists()

@@ -170,7 +170,8 @@ class Backbone:
     recorded before backbones existed), ``supports_quantize`` (``quantize="int8"``),
     ``hub_prefixes`` (checkpoint URIs its reader fetches, ``("hf://",)``),
     ``reads_unsafe_pickle`` (``--unsafe-allow-pickle``: :meth:`read_checkpoint` and
-    :meth:`inspect_checkpoint` take ``allow_pickle=``).
+    :meth:`inspect_checkpoint` take ``allow_pickle=``), ``can_compress`` (``vadfeat
+    compress`` prunes and quantizes its checkpoints).
 
     Loading is the template :meth:`load_model`; a family writes its hooks
     (:meth:`read_weights`, :meth:`build_network`, :meth:`init_random`, :meth:`map_state`,
@@ -193,6 +194,7 @@ class Backbone:
     supports_quantize: ClassVar[bool] = False
     hub_prefixes: ClassVar[tuple[str, ...]] = ()
     reads_unsafe_pickle: ClassVar[bool] = False
+    can_compress: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -50,6 +50,7 @@ class VideoMAEV2Backbone(Backbone):
     supports_quantize = True
     hub_prefixes = ("hf://",)  # OpenGVLab/VideoMAEv2-* repositories
     reads_unsafe_pickle = True
+    can_compress = True  # vadfeat compress: the legacy Fed_WSVAD pruning + int8 step
     features = (
         FeatureHead("fc_norm", "official feature: fc_norm(mean of last-block tokens), [D]",
                     lambda s: (s.embed_dim,)),
