@@ -405,6 +405,12 @@ class Backbone:
         self.check_checkpoint_arch(arch, info)
         return info.spec, info.sha256, None
 
+    def peek_geometry(self, checkpoint: str | Path) -> tuple[int, int] | None:
+        """``(tubelet, patch)`` of ``checkpoint`` from its header alone, for checking settings
+        before any weights load when no size is named; ``None`` (the default): not seen, the
+        check waits for the loaded model.  Never raises."""
+        return None
+
     def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
         """The preset that goes with ``arch`` (or with the architecture in ``checkpoint``, read
         from its key names only: :meth:`arch_of_checkpoint`): the preset of the released

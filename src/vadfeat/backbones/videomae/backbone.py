@@ -133,6 +133,11 @@ class VideoMAEV2Backbone(Backbone):
         info = self.inspect_checkpoint(checkpoint, num_heads=num_heads)
         return resolve_spec(arch, info), info.sha256, (info.compression or {}).get("quantize")
 
+    def peek_geometry(self, checkpoint: str | Path) -> tuple[int, int] | None:
+        from vadfeat.backbones.videomae.geometry import peek_geometry
+
+        return peek_geometry(checkpoint)
+
     def inspect_rows(self, info: Any, spec_text: str) -> list[tuple[str, str]]:
         s = info.spec
         ignored = ", ".join(info.ignored_keys[:10]) + (" ..." if len(info.ignored_keys) > 10 else "")
