@@ -229,3 +229,16 @@ def test_compress_refuses_a_checkpoint_of_a_backbone_that_cannot_be_compressed(
     assert ("clip.safetensors is a clip checkpoint; compress is implemented for videomae_v2 "
             "checkpoints only") in err
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_family_declares_heads_its_presets_use_before_its_backbone_registers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head outside ``_types.Pooling`` (VGGish's ``postprocessed``) in a preset built while the
+    family's backbone module is still importing: refused until the family declares it."""
+    from vadfeat.backbones import recipes
+
+    monkeypatch.setattr(recipes, "_DECLARED_HEADS", set())  # nothing leaks to other tests
+    with pytest.raises(ConfigError, match="pooling must be one of"):
+        Preset(name="toy-post", pooling="toy_postprocessed")
+    recipes.declare_heads(["toy_postprocessed"])
+    assert Preset(name="toy-post", pooling="toy_postprocessed").pooling == "toy_postprocessed"

@@ -314,8 +314,19 @@ class PixelRecipe:
     channel_order: ChannelOrder = "RGB"
 
 
+#: Feature heads declared by families' preset modules (:func:`declare_heads`).
+_DECLARED_HEADS: set[str] = set()
+
+
+def declare_heads(names: Iterable[str]) -> None:
+    """Accept ``names`` as a preset's ``pooling`` from now on: a family's ``presets.py`` calls it
+    before building presets with heads outside :data:`vadfeat._types.Pooling` (its backbone,
+    which offers them, is not registered yet while that module is imported)."""
+    _DECLARED_HEADS.update(str(n) for n in names)
+
+
 def _check_pooling(value: Any) -> None:
-    if isinstance(value, str) and value in get_args(Pooling):
+    if isinstance(value, str) and (value in get_args(Pooling) or value in _DECLARED_HEADS):
         return
     if isinstance(value, str) and value:
         from vadfeat.backbones._registry import list_backbones  # plug-in heads
