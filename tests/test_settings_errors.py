@@ -22,7 +22,8 @@ from vadfeat.testing import synth
 
 # `vadfeat.engines.local` the attribute is the function; the module is looked up by name.
 extract_module = importlib.import_module("vadfeat.pipeline.extractor")
-loading_module = importlib.import_module("vadfeat.backbones.videomae.loading")
+# load_checkpoint is read by the VideoMAE V2 backbone's read_weights hook (Backbone.load_model template)
+loading_module = importlib.import_module("vadfeat.backbones.videomae.checkpoints")
 
 TINY = ["--random-weights", "--model", "vit_tiny_patch16_224"]
 

@@ -11,14 +11,21 @@ A *backbone* is a model family (VideoMAE V2, CLIP, ...).  It registers one
   travels with them, as timm's ``PretrainedCfg`` and open_clip's preprocess
   configs do);
 - its **feature heads** (:class:`FeatureHead`) and their shapes;
-- whether it consumes clips ``[B, 3, T, H, W]`` (``input_kind="clip"``) or frames
-  ``[B, 3, H, W]`` (``"frame"``).  Frame models are wrapped so that the pipeline
-  always calls ``model(x)`` on ``[N, 3, T, H, W]`` clips and gets one feature per
-  snippet (the wrapper reduces the ``T`` frame features: see
+- the **stream** it consumes (:mod:`vadfeat.backbones.streams`): video clips
+  ``[B, 3, T, H, W]``, video frames ``[B, 3, H, W]`` or audio samples at a rate
+  (``input_kind``, ``"clip"`` or ``"frame"``, is derived from it).  Frame models are
+  wrapped so that the pipeline always calls ``model(x)`` on ``[N, 3, T, H, W]`` clips and
+  gets one feature per snippet (the wrapper reduces the ``T`` frame features: see
   :class:`~vadfeat.backbones.frames.SnippetOfFrames`);
+- its **presets** (``vadfeat.backbones.<family>.presets``, gathered by
+  :mod:`vadfeat.pipeline.presets`) and its **capabilities** as data (``default``,
+  ``records_bare_names``, ``supports_quantize``, ``hub_prefixes``, ``reads_unsafe_pickle``),
+  never a test of its name elsewhere;
 - checkpoint **detection** (:meth:`Backbone.sniff`, from key names, a folder's
   ``config.json`` or the container; a :class:`Sniffed` verdict that says why, either way)
-  and **loading** (:meth:`Backbone.load_model`).
+  and **loading**: :meth:`Backbone.load_model` is one template (resolve, read, map keys,
+  load strictly, ready), the families supplying hooks only, as timm's
+  ``build_model_with_cfg`` does.
 
 Names are namespaced, ``<backbone>/<architecture>`` (``videomae_v2/vit_g_14``,
 ``clip/vit_b_16``); a bare architecture name or alias is accepted when exactly one
@@ -33,6 +40,7 @@ a backbone").
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import zipfile
@@ -43,11 +51,28 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from vadfeat._types import InputKind
+from vadfeat.backbones.streams import Stream, VideoClips, VideoFrames, stream_of_input_kind
 from vadfeat.errors import CheckpointError, ConfigError, UnknownModelError, UnrecognizedCheckpointError
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "vadfeat.backbones"
+
+#: Most tokens one clip may give a transformer whose spec does not state its own limit
+#: (``token_limit``): attention memory grows with their square.  2**16 is above what any
+#: VideoMAE V2 model was built for (ViT-g/14 at 16x224: 2,048).
+MAX_TOKENS = 2**16
+
+
+def token_limit(spec: Any) -> int | None:
+    """Most tokens per clip for ``spec``: its ``token_limit`` (an int; ``False``: none, as for
+    convolutional networks; ``True`` or absent: :data:`MAX_TOKENS`)."""
+    limit = getattr(spec, "token_limit", True)
+    if limit is True:
+        return MAX_TOKENS
+    if limit is False or limit is None:
+        return None
+    return int(limit)
 
 
 @dataclass(frozen=True)
@@ -100,11 +125,27 @@ class Sniffed:
 
 @runtime_checkable
 class ArchSpec(Protocol):
-    """What the pipeline needs of an architecture (VideoMAE's ModelSpec, CLIP's ClipVisionSpec ...)."""
+    """What the pipeline needs of any architecture: a name and its fields for sidecars.
+
+    Architectures of image streams are :class:`ImageArchSpec` (patch and image sizes, which the
+    pipeline checks clips against); an audio backbone's need not have them.
+    """
 
     # Read-only (properties), so that frozen dataclasses satisfy the protocol.
     @property
     def name(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ImageArchSpec(ArchSpec, Protocol):
+    """An architecture of an image stream (VideoMAE's ModelSpec, CLIP's ClipVisionSpec ...):
+    clips must be whole ``tubelet_size`` frames (1 for image models) and ``patch_size`` px.
+
+    Optional attributes the pipeline reads: ``fixed_size`` (inputs must be ``img_size``
+    square), ``token_limit`` (see :func:`token_limit`), ``min_frames``."""
+
     @property
     def patch_size(self) -> int: ...
     @property
@@ -112,24 +153,55 @@ class ArchSpec(Protocol):
     @property
     def img_size(self) -> int: ...
 
-    def to_dict(self) -> dict[str, Any]: ...
-
 
 class Backbone:
     """Base class of a backbone plug-in; subclass it and :func:`register_backbone` an instance.
 
     Class attributes to set: ``name`` (namespace, ``[a-z0-9_]+``), ``title`` (one line
-    with the paper), ``input_kind``, ``default_preset``, ``features`` (the first is the
-    default), ``checkpoint_formats`` (what :meth:`sniff` recognises, for ``--help`` and
-    ``checkpoint inspect``).
+    with the paper), ``stream`` (what it consumes, :mod:`vadfeat.backbones.streams`; a plug-in
+    written before streams may set ``input_kind`` instead), ``default_preset``, ``presets``
+    (its own :class:`~vadfeat.backbones.recipes.Preset` objects by name), ``features`` (the
+    first is the default), ``checkpoint_formats`` (what :meth:`sniff` recognises, for
+    ``--help`` and ``checkpoint inspect``).
+
+    Capabilities, all off by default (data, so that no code tests a backbone's name):
+    ``default`` (the backbone a run uses when nothing names one; exactly one built-in sets
+    it), ``records_bare_names`` (sidecars record ``arch``, not ``backbone/arch``: names
+    recorded before backbones existed), ``supports_quantize`` (``quantize="int8"``),
+    ``hub_prefixes`` (checkpoint URIs its reader fetches, ``("hf://",)``),
+    ``reads_unsafe_pickle`` (``--unsafe-allow-pickle``: :meth:`read_checkpoint` and
+    :meth:`inspect_checkpoint` take ``allow_pickle=``), ``can_compress`` (``vadfeat
+    compress`` prunes and quantizes its checkpoints).
+
+    Loading is the template :meth:`load_model`; a family writes its hooks
+    (:meth:`read_weights`, :meth:`build_network`, :meth:`init_random`, :meth:`map_state`,
+    and where needed :meth:`spec_for`, :meth:`check_weights`, :meth:`load_weights`,
+    :meth:`wrap`, :meth:`finish`).
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    stream: ClassVar[Stream] = VideoClips()
+    #: ``"clip"`` or ``"frame"``: derived from :attr:`stream` (kept for the callers that
+    #: size batches by it).
     input_kind: ClassVar[InputKind] = "clip"
     default_preset: ClassVar[str] = ""
+    presets: ClassVar[Mapping[str, Any]] = {}
     features: ClassVar[tuple[FeatureHead, ...]] = ()
     checkpoint_formats: ClassVar[tuple[str, ...]] = ()
+    default: ClassVar[bool] = False
+    records_bare_names: ClassVar[bool] = False
+    supports_quantize: ClassVar[bool] = False
+    hub_prefixes: ClassVar[tuple[str, ...]] = ()
+    reads_unsafe_pickle: ClassVar[bool] = False
+    can_compress: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "stream" in cls.__dict__:
+            cls.input_kind = cls.stream.input_kind
+        elif "input_kind" in cls.__dict__:  # a plug-in written before streams
+            cls.stream = stream_of_input_kind(cls.input_kind)
 
     # ----------------------------------------------------------------- description
     def architectures(self) -> Mapping[str, ArchSpec]:
@@ -193,6 +265,7 @@ class Backbone:
         """:class:`CheckpointError` when ``--model`` asked for ``arch`` and the checkpoint
         (``info``) holds another size; nothing to check by default."""
 
+    # ----------------------------------------------------------------- loading (template)
     def load_model(
         self,
         checkpoint: str | Path | None,
@@ -204,14 +277,116 @@ class Backbone:
         num_heads: int | None = None,
         seed: int = 0,
         quantize: str | None = None,
+        frame_reduce: str = "mean",
     ) -> Any:
-        """A module in eval mode mapping ``[N, 3, T, H, W]`` float clips to ``[N, *feature_shape]``.
+        """A module in eval mode mapping the stream's batches (video: ``[N, 3, T, H, W]`` float
+        clips) to ``[N, *feature_shape]``.
 
-        It carries ``spec`` (an :class:`ArchSpec`), ``feature_shape`` (per clip),
-        ``checkpoint`` (the loader's info object or ``None``), ``random_weights``,
-        ``quantize``, ``pooling`` (the feature name) and ``backbone`` (this object's ``name``).
+        The one template every backbone runs: **resolve** the architecture (``arch``, or the
+        checkpoint's; random weights need one), **read** the checkpoint
+        (:meth:`read_weights`), check the weights against the feature (:meth:`check_weights`),
+        build the network (:meth:`build_network`), then either :meth:`init_random` with
+        ``seed`` or **map** the state dict's keys (:meth:`map_state`) and **load it strictly**
+        (:meth:`load_weights`); :meth:`wrap` it (frame streams: one feature per snippet,
+        ``frame_reduce``), attach the attributes below, make it **ready** (eval, no grad,
+        ``device``, ``dtype``) and :meth:`finish` it (``quantize``).
+
+        The model carries ``spec``, ``feature_shape`` (per clip), ``checkpoint`` (the reader's
+        info object or ``None``), ``random_weights``, ``quantize``, ``pooling`` (the feature
+        name) and ``backbone`` (this object's ``name``).
+
+        Raises :class:`ConfigError` (unknown feature, ``quantize`` where not supported, no
+        size for random weights) and :class:`CheckpointError` (what the hooks find wrong).
         """
-        raise NotImplementedError
+        from vadfeat.backbones.loading import ready
+
+        self.check_feature(feature)
+        if quantize is not None and not self.supports_quantize:
+            able = [b.name for b in list_backbones() if b.supports_quantize]
+            raise ConfigError(f"quantize={quantize!r} is implemented for {', '.join(able) or 'no backbone'} "
+                              f"only, not {self.name}")
+        if isinstance(self.stream, VideoFrames):
+            from vadfeat.backbones.frames import check_frame_reduce
+
+            check_frame_reduce(frame_reduce)
+        info: Any = None
+        state: Mapping[str, Any] | None = None
+        if checkpoint is not None:
+            state, info = self.read_weights(checkpoint, num_heads=num_heads)
+        elif arch is None:
+            arch = self.default_arch()
+            if arch is None:
+                raise ConfigError("random weights need a model size (model=NAME); see `vadfeat models`")
+        spec = self.spec_for(arch, info)
+        self.check_weights(spec, info, feature)
+        net = self.build_network(spec, feature)
+        if state is None:
+            self.init_random(net, seed=seed)
+            log.warning("model %s has RANDOM weights: features are for testing only", self.record_name(spec))
+        else:
+            self.load_weights(net, self.map_state(state, net, feature=feature, info=info))
+        model = self.wrap(net, spec=spec, feature=feature, info=info, random_weights=state is None,
+                          frame_reduce=frame_reduce)
+        _attach(model, spec=spec, feature_shape=self.feature_shape(spec, feature), checkpoint=info,
+                random_weights=state is None, quantize=None, pooling=feature, backbone=self.name)
+        model = ready(model, device=device, dtype=dtype)
+        return self.finish(model, quantize=quantize, info=info, device=device)
+
+    def read_weights(self, checkpoint: str | Path, *, num_heads: int | None = None,
+                     allow_pickle: bool = False) -> tuple[Mapping[str, Any], Any]:
+        """Hook: ``(state dict, info)`` of ``checkpoint`` (info has ``spec``, ``model_name``,
+        ``format``, ``sha256``, ``to_dict()``); :meth:`read_checkpoint` by default.
+        ``allow_pickle`` (``checkpoint convert --unsafe-allow-pickle``) is a
+        :class:`ConfigError` unless the backbone :attr:`reads_unsafe_pickle`."""
+        if allow_pickle and not self.reads_unsafe_pickle:
+            able = ", ".join(b.name for b in list_backbones() if b.reads_unsafe_pickle)
+            raise ConfigError(f"--unsafe-allow-pickle is for {able} .pth files, not {self.name}")
+        return self.read_checkpoint(checkpoint)
+
+    def spec_for(self, arch: str | None, info: Any) -> Any:
+        """Hook: the architecture to build: the checkpoint's (``info.spec``, checked against
+        ``arch`` by :meth:`check_checkpoint_arch`) or, for random weights, ``arch``'s."""
+        if info is None:
+            assert arch is not None  # load_model resolved it
+            return self.architectures()[arch]
+        self.check_checkpoint_arch(arch, info)
+        return info.spec
+
+    def check_weights(self, spec: Any, info: Any, feature: str) -> None:
+        """Hook: :class:`CheckpointError` when the weights cannot give ``feature`` (a head the
+        file lacks); nothing by default."""
+
+    def build_network(self, spec: Any, feature: str) -> Any:
+        """Hook: the network of ``spec`` for ``feature``, weights uninitialised or default."""
+        raise NotImplementedError(f"backbone {self.name} does not build networks (build_network)")
+
+    def init_random(self, net: Any, *, seed: int) -> None:
+        """Hook: deterministic random weights from ``seed`` (every parameter and buffer)."""
+        raise NotImplementedError(f"backbone {self.name} has no random weights (init_random)")
+
+    def map_state(self, state: Mapping[str, Any], net: Any, *, feature: str, info: Any) -> Mapping[str, Any]:
+        """Hook: the state dict under ``net``'s own names, keys it does not use filtered out and
+        checked (:class:`CheckpointError` naming missing or unexpected keys); unchanged by default."""
+        return state
+
+    def load_weights(self, net: Any, state: Mapping[str, Any]) -> None:
+        """Hook: load ``state`` into ``net``, every key consumed (strict by default)."""
+        net.load_state_dict(dict(state), strict=True)
+
+    def wrap(self, net: Any, *, spec: Any, feature: str, info: Any, random_weights: bool,
+             frame_reduce: str = "mean") -> Any:
+        """Hook: the module the pipeline calls.  Frame streams: ``net`` maps images to
+        features and is wrapped as a clip model (:class:`~vadfeat.backbones.frames.SnippetOfFrames`,
+        ``frame_reduce``); otherwise ``net`` itself."""
+        if isinstance(self.stream, VideoFrames):
+            from vadfeat.backbones.frames import SnippetOfFrames
+
+            return SnippetOfFrames(net, reduce=frame_reduce)
+        return net
+
+    def finish(self, model: Any, *, quantize: str | None, info: Any, device: Any) -> Any:
+        """Hook: the last step, after the model is ready (quantization); ``model`` by default."""
+        return model
 
     def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
                 num_heads: int | None = None) -> tuple[ArchSpec, str | None, str | None]:
@@ -230,10 +405,34 @@ class Backbone:
         self.check_checkpoint_arch(arch, info)
         return info.spec, info.sha256, None
 
+    def peek_geometry(self, checkpoint: str | Path) -> tuple[int, int] | None:
+        """``(tubelet, patch)`` of ``checkpoint`` from its header alone, for checking settings
+        before any weights load when no size is named; ``None`` (the default): not seen, the
+        check waits for the loaded model.  Never raises."""
+        return None
+
     def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
         """The preset that goes with ``arch`` (or with the architecture in ``checkpoint``, read
-        from its key names only); :attr:`default_preset` unless a backbone's sizes differ."""
+        from its key names only: :meth:`arch_of_checkpoint`): the preset of the released
+        weights of that size (:class:`PretrainedCfg`, the one link between weights and their
+        preset; :meth:`released_arch` for a size without weights), else :attr:`default_preset`."""
+        if arch is None and checkpoint is not None:
+            arch = self.arch_of_checkpoint(checkpoint)
+        released = self.released_arch(arch) if arch is not None else None
+        for cfg in self.pretrained():
+            if cfg.arch == released:
+                return cfg.preset
         return self.default_preset
+
+    def arch_of_checkpoint(self, checkpoint: str | Path) -> str | None:
+        """Hook: the architecture a checkpoint holds, from its key names alone (no tensors
+        read), when that decides the preset; ``None`` (the default): not told."""
+        return None
+
+    def released_arch(self, arch: str) -> str:
+        """Hook: the size whose released weights ``arch`` stands for (a test size stands for
+        the released size of its family); ``arch`` itself by default."""
+        return arch
 
     def default_arch(self) -> str | None:
         """The size random weights get when no model is named (``None``: a name is required)."""
@@ -248,16 +447,47 @@ class Backbone:
         return f"{self.name}/{arch}"
 
     def record_name(self, spec: ArchSpec) -> str:
-        """The model name sidecars and fingerprints record: VideoMAE V2 keeps its historical
-        unqualified names (outputs written before backbones existed resume), others are
-        qualified (``clip/vit_b_16``)."""
-        return spec.name if self.name == "videomae_v2" else self.qualified(spec.name)
+        """The model name sidecars and fingerprints record: bare (``vit_giant_patch14_224``) for
+        a backbone that :attr:`records_bare_names` (outputs written before backbones existed
+        resume), qualified otherwise (``clip/vit_b_16``)."""
+        return spec.name if self.records_bare_names else self.qualified(spec.name)
+
+    def inspect_rows(self, info: Any, spec_text: str) -> list[tuple[str, str]]:
+        """``checkpoint inspect``'s lines for ``info``, as ``(label, text)``, after ``path`` and
+        ``backbone``; ``spec_text`` is the model line's text."""
+        d = info.to_dict()
+        spec = info.spec
+        rows = [("format", str(d["format"])), ("model", spec_text),
+                ("features", ", ".join(f"{f} {self.feature_shape(spec, f)}" for f in self.feature_names()))]
+        if "num_params" in d:
+            rows.append(("parameters", f"{d['num_params']:,}"))
+        rows.append(("sha256", str(d["sha256"])))
+        rows.extend(("note", str(n)) for n in d.get("notes", ()))
+        return rows
+
+    def inspect_json(self, info: Any) -> dict[str, Any]:
+        """``checkpoint inspect --json``'s object for ``info``."""
+        return {"backbone": self.name, **info.to_dict()}
+
+
+def _attach(model: Any, **attrs: Any) -> None:
+    """Set the attributes the pipeline reads on ``model``, except those its class computes
+    (a property such as VideoMAE's ``spec``)."""
+    for key, value in attrs.items():
+        if isinstance(getattr(type(model), key, None), property):
+            continue
+        setattr(model, key, value)
 
 
 # --------------------------------------------------------------------------- the registry
 
 _BACKBONES: dict[str, Backbone] = {}
-_BUILTIN_ORDER = ("videomae_v2", "clip", "i3d")
+#: The built-in backbones' modules, in listing order (each registers one backbone on import).
+_BUILTIN_MODULES = (
+    "vadfeat.backbones.videomae.backbone",
+    "vadfeat.backbones.clip.backbone",
+    "vadfeat.backbones.i3d.backbone",
+)
 _entry_points_loaded = False
 
 
@@ -275,9 +505,8 @@ def register_backbone(backbone: Backbone) -> Backbone:
 def _builtins() -> None:
     # Imported here, not at module import, so that the registry has no import cycle
     # with the backbones that register into it.
-    from vadfeat.backbones.clip import backbone as _clip  # noqa: F401
-    from vadfeat.backbones.i3d import backbone as _i3d  # noqa: F401
-    from vadfeat.backbones.videomae import backbone as _videomae  # noqa: F401
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def _load_entry_points() -> None:
@@ -301,8 +530,19 @@ def list_backbones() -> list[Backbone]:
     """Every registered backbone: the built-in ones first, then plug-ins."""
     _builtins()
     _load_entry_points()
-    builtin = [_BACKBONES[n] for n in _BUILTIN_ORDER if n in _BACKBONES]
-    return builtin + [b for n, b in _BACKBONES.items() if n not in _BUILTIN_ORDER]
+    rank = {m: i for i, m in enumerate(_BUILTIN_MODULES)}
+    builtin = sorted((b for b in _BACKBONES.values() if type(b).__module__ in rank),
+                     key=lambda b: rank[type(b).__module__])
+    return builtin + [b for b in _BACKBONES.values() if type(b).__module__ not in rank]
+
+
+def default_backbone() -> Backbone:
+    """The backbone a run uses when nothing names one (:attr:`Backbone.default`); a plug-in
+    cannot take the place of a built-in one.  :class:`RuntimeError` unless exactly one claims it."""
+    defaults = [b for b in list_backbones() if b.default]
+    if len(defaults) != 1:
+        raise RuntimeError(f"exactly one backbone must be the default; found {[b.name for b in defaults]}")
+    return defaults[0]
 
 
 def get_backbone(name: str) -> Backbone:
@@ -383,16 +623,17 @@ def resolve_model(checkpoint: str | Path | None, *, model: str | None = None, ba
 
 
 def canonical_model_name(name: str | None) -> str | None:
-    """The name a fingerprint compares: historical VideoMAE names stay as they were
-    recorded (outputs written before backbones existed resume); other names are
-    qualified.  Unknown names (custom sizes) are returned unchanged."""
+    """The name a fingerprint compares: :meth:`Backbone.record_name`'s (bare names of a
+    backbone that :attr:`~Backbone.records_bare_names` stay as they were recorded: outputs
+    written before backbones existed resume; other names are qualified).  Unknown names
+    (custom sizes) are returned unchanged."""
     if name is None:
         return None
     try:
         bb, arch = resolve_model_name(name)
     except ConfigError:
         return name
-    return arch if bb.name == "videomae_v2" else bb.qualified(arch)
+    return arch if bb.records_bare_names else bb.qualified(arch)
 
 
 # --------------------------------------------------------------------------- detection
@@ -472,13 +713,14 @@ def detect_backbone(checkpoint: str | Path) -> Backbone:
     :class:`CheckpointError`, exit 2) naming the file, every registered backbone and why
     each declined, for a file whose key names no backbone claims.  A file whose key names
     cannot be read without running code (a legacy pickle, a damaged or empty file), or that
-    has none (a bare tensor), goes to VideoMAE V2's loader, whose error says what it holds
-    (and whose ``--unsafe-allow-pickle`` converts a trusted legacy file).
+    has none (a bare tensor), goes to the default backbone's loader (VideoMAE V2's), whose
+    error says what it holds (and whose ``--unsafe-allow-pickle`` converts a trusted legacy
+    file).  A URI (``hf://...``) goes to the backbone whose :attr:`~Backbone.hub_prefixes`
+    name its scheme; not fetched here: the loader fetches once.
     """
-    if str(checkpoint).startswith("hf://"):
-        # Hub repositories are read by the VideoMAE V2 loader (OpenGVLab/VideoMAEv2-*); other
-        # backbones take a downloaded folder.  Not fetched here: the loader fetches once.
-        return get_backbone("videomae_v2")
+    hub = [b for b in list_backbones() if any(str(checkpoint).startswith(p) for p in b.hub_prefixes)]
+    if hub:
+        return hub[0]
     path = Path(checkpoint).expanduser()
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -490,8 +732,8 @@ def detect_backbone(checkpoint: str | Path) -> Backbone:
     if not claims:
         if not keys:
             # Unreadable without unpickling, or no named entries (a bare tensor, an empty dict):
-            # the original loader's own, detailed error says what the file holds.
-            return get_backbone("videomae_v2")
+            # the default loader's own, detailed error says what the file holds.
+            return default_backbone()
         shown = sorted(keys)
         found = ", ".join(shown[:_SHOW_KEYS])
         if len(shown) > _SHOW_KEYS:
@@ -512,8 +754,8 @@ def pick_backbone(
     """Which backbone runs, and which architecture was asked for (``None``: the checkpoint's).
 
     Order: an explicit ``backbone``; the namespace of ``model``; the checkpoint's
-    contents; a bare ``model`` name.  A ``model`` of one backbone with a checkpoint of
-    another is a :class:`CheckpointError`.
+    contents; a bare ``model`` name; the :func:`default_backbone`.  A ``model`` of one
+    backbone with a checkpoint of another is a :class:`CheckpointError`.
     """
     bb: Backbone | None = get_backbone(backbone) if backbone is not None else None
     arch: str | None = None
@@ -529,20 +771,23 @@ def pick_backbone(
             )
         bb = found
     if bb is None:
-        bb = get_backbone("videomae_v2")
+        bb = default_backbone()
     return bb, arch
 
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "MAX_TOKENS",
     "ArchSpec",
     "Backbone",
     "FeatureHead",
+    "ImageArchSpec",
     "InputKind",
     "PretrainedCfg",
     "ResolvedModel",
     "Sniffed",
     "canonical_model_name",
+    "default_backbone",
     "detect_backbone",
     "get_backbone",
     "list_backbones",
@@ -551,4 +796,5 @@ __all__ = [
     "register_backbone",
     "resolve_model",
     "resolve_model_name",
+    "token_limit",
 ]

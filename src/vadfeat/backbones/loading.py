@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from vadfeat.backbones._files import TORCH_DTYPES, torch_dtype
-from vadfeat.backbones._registry import pick_backbone
+from vadfeat.backbones._registry import list_backbones, pick_backbone
+from vadfeat.backbones.streams import VideoFrames
 from vadfeat.errors import ConfigError
 
 DTYPES = TORCH_DTYPES  # the one map, in vadfeat.backbones._files
@@ -54,7 +55,7 @@ def load_model(
     output records.  ``pooling`` names the backbone's feature head (``None``: its
     default: VideoMAE V2 ``fc_norm``, CLIP ``embedding``).  ``dtype`` casts the
     parameters (``None`` keeps fp32).  ``quantize="int8"``: dynamic int8 Linear
-    layers (VideoMAE V2 only, CPU).  ``frame_reduce`` (``mean`` or ``middle``): how a
+    layers (backbones that support it: VideoMAE V2; CPU).  ``frame_reduce`` (``mean`` or ``middle``): how a
     frame-level backbone makes one feature per snippet (clip-level ones ignore it).
 
     The model carries ``spec``, ``checkpoint`` (the loader's record or ``None``),
@@ -70,9 +71,12 @@ def load_model(
         if arch is None:
             raise ConfigError("give a checkpoint, or a model name for random weights (see `vadfeat models`)")
     feature = bb.check_feature(pooling if pooling is not None else bb.default_feature)
-    if quantize is not None and bb.name != "videomae_v2":
-        raise ConfigError(f"quantize={quantize!r} is implemented for videomae_v2 only, not {bb.name}")
-    extra = {"frame_reduce": frame_reduce} if bb.input_kind == "frame" else {}
+    if quantize is not None and not bb.supports_quantize:
+        able = ", ".join(b.name for b in list_backbones() if b.supports_quantize) or "no backbone"
+        raise ConfigError(f"quantize={quantize!r} is implemented for {able} only, not {bb.name}")
+    # frame_reduce only where it means something: a plug-in's own load_model written before
+    # the template may not take it.
+    extra = {"frame_reduce": frame_reduce} if isinstance(bb.stream, VideoFrames) else {}
     return bb.load_model(checkpoint, arch=arch, feature=feature, device=device, dtype=dtype,
                          num_heads=num_heads, seed=seed, quantize=quantize, **extra)
 

@@ -20,6 +20,7 @@ def _fraction(text: str) -> float:
 
 
 def _compress(args: argparse.Namespace) -> int:
+    from vadfeat.backbones._registry import detect_backbone, list_backbones
     from vadfeat.backbones.videomae.compress import compress_checkpoint
     from vadfeat.cli.model_cmds import written_by_vadfeat
     from vadfeat.store.ownership import claim_file
@@ -28,6 +29,11 @@ def _compress(args: argparse.Namespace) -> int:
     claim_file(args.output, [args.checkpoint], command="compress", written_by_vadfeat=written_by_vadfeat)
     if args.output.endswith(".safetensors") is False:
         raise ConfigError(f"the output is a safetensors file: name it *.safetensors, not {args.output}")
+    backbone = detect_backbone(args.checkpoint)
+    if not backbone.can_compress:
+        able = ", ".join(b.name for b in list_backbones() if b.can_compress)
+        raise ConfigError(f"{args.checkpoint} is a {backbone.name} checkpoint; compress is implemented "
+                          f"for {able} checkpoints only")
     result = compress_checkpoint(args.checkpoint, args.output, prune=args.prune,
                                  quantize=args.quantize, dtype=args.dtype, num_heads=args.num_heads)
     print(result.describe())

@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 from vadfeat._types import DTypeName
 from vadfeat.backbones._registry import detect_backbone, list_backbones
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.errors import CheckpointError
 
 # Checkpoint readers (and torch) are imported in the handlers that read a checkpoint:
 # `vadfeat models` lists the registered sizes without them.
@@ -55,55 +55,25 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pickle_kwargs(backbone: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``allow_pickle=`` for a backbone whose reader takes it (:attr:`reads_unsafe_pickle`);
+    the flag means nothing to the others' ``inspect`` (their readers never unpickle)."""
+    return {"allow_pickle": args.unsafe_allow_pickle} if backbone.reads_unsafe_pickle else {}
+
+
 def _inspect(args: argparse.Namespace) -> int:
-    from vadfeat.backbones.videomae.checkpoints import load_checkpoint
-
     backbone = detect_backbone(args.path)
-    if backbone.name != "videomae_v2":
-        return _inspect_other(backbone, args)
-    _, info = load_checkpoint(args.path, num_heads=args.num_heads,
-                              allow_pickle=args.unsafe_allow_pickle)
+    info = backbone.inspect_checkpoint(args.path, num_heads=args.num_heads, **_pickle_kwargs(backbone, args))
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2))
-        return 0
-    s = info.spec
-    print(f"path        {info.path}")
-    print(f"backbone    {backbone.name}")
-    print(f"format      {info.format}: {info.detail}")
-    print(f"model       {info.model_name} (width {s.embed_dim}, depth {s.depth}, heads {s.num_heads}, "
-          f"MLP {s.mlp_hidden}, patch {s.patch_size}, tubelet {s.tubelet_size}, "
-          f"{s.num_frames}x{s.img_size}px)")
-    print(f"dtype       {info.dtype}")
-    print(f"parameters  {info.num_params:,}")
-    print(f"fc_norm     {'present' if info.has_fc_norm else 'ABSENT (use pooling mean or stats)'}")
-    print(f"sha256      {info.sha256}")
-    ignored = ", ".join(info.ignored_keys[:10]) + (" ..." if len(info.ignored_keys) > 10 else "")
-    print(f"ignored     {len(info.ignored_keys)} keys" + (f": {ignored}" if ignored else ""))
-    for note in info.notes:
-        print(f"note        {note}")
-    return 0
-
-
-def _inspect_other(backbone: Any, args: argparse.Namespace) -> int:
-    info = backbone.inspect_checkpoint(args.path, num_heads=args.num_heads)
-    d = info.to_dict()
-    if args.json:
-        print(json.dumps({"backbone": backbone.name, **d}, indent=2))
+        print(json.dumps(backbone.inspect_json(info), indent=2))
         return 0
     spec = info.spec
     described = backbone.describe(spec)
-    print(f"path        {d['path']}")
-    print(f"backbone    {backbone.name}")
-    print(f"format      {d['format']}")
     dims = ", ".join(f"{k} {described[k]}" for k in ("width", "depth", "heads", "patch"))
-    print(f"model       {backbone.record_name(spec)} ({dims}, input {described['input']} px)")
-    shapes = (f"{f} {backbone.feature_shape(spec, f)}" for f in backbone.feature_names())
-    print("features    " + ", ".join(shapes))
-    if "num_params" in d:
-        print(f"parameters  {d['num_params']:,}")
-    print(f"sha256      {d['sha256']}")
-    for note in d.get("notes", ()):
-        print(f"note        {note}")
+    spec_text = f"{backbone.record_name(spec)} ({dims}, input {described['input']} px)"
+    rows = [("path", str(info.path)), ("backbone", backbone.name), *backbone.inspect_rows(info, spec_text)]
+    for label, text in rows:
+        print(f"{label:<11} {text}")
     return 0
 
 
@@ -118,30 +88,24 @@ def written_by_vadfeat(path: Path) -> bool:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from vadfeat.backbones.videomae.checkpoints import load_checkpoint, save_canonical
+    from vadfeat.backbones.videomae.checkpoints import save_canonical
     from vadfeat.store.ownership import claim_file
 
     # A converted copy is lossy (fp16, keys left out): never over the original, never
     # over a file vadfeat did not write.
     claim_file(args.out, [args.path], command="checkpoint convert", written_by_vadfeat=written_by_vadfeat)
     backbone = detect_backbone(args.path)
-    if backbone.name != "videomae_v2":
-        if args.unsafe_allow_pickle:
-            raise ConfigError(f"--unsafe-allow-pickle is for VideoMAE V2 .pth files, not {backbone.name}")
-        state, other = backbone.read_checkpoint(args.path)
-        out = save_canonical(state, args.out, dtype=args.dtype, metadata={
-            "model": other.model_name, "backbone": backbone.name, "source_format": other.format,
-            "source_sha256": other.sha256,
-        })
-        print(f"wrote {out} ({other.model_name}, {len(state)} tensors, {args.dtype}, from {other.format})")
-        return 0
-    state, info = load_checkpoint(args.path, num_heads=args.num_heads,
-                                  allow_pickle=args.unsafe_allow_pickle)
+    state, info = backbone.read_weights(args.path, num_heads=args.num_heads,
+                                        allow_pickle=args.unsafe_allow_pickle)
+    # A file of bare historical names records no backbone (the loader detects it, as before).
+    named = {} if backbone.records_bare_names else {"backbone": backbone.name}
     out = save_canonical(state, args.out, dtype=args.dtype, metadata={
-        "model": info.model_name, "source_format": info.format, "source_sha256": info.sha256,
+        "model": info.model_name, **named, "source_format": info.format, "source_sha256": info.sha256,
     })
+    ignored = getattr(info, "ignored_keys", None)
+    left_out = f"; {len(ignored)} keys left out" if ignored is not None else ""
     print(f"wrote {out} ({info.model_name}, {len(state)} tensors, {args.dtype}, "
-          f"from {info.format}; {len(info.ignored_keys)} keys left out)")
+          f"from {info.format}{left_out})")
     return 0
 
 

@@ -351,6 +351,12 @@ Registered presets (``vadfeat`` documents where each one comes from):
     video.  PEL4VAD's list stores one file per crop (``test/01_0015_0.npy`` ... ``_9``):
     ``export --format pel4vad --dataset shanghaitech``.
 
+Each family defines its presets beside it (``vadfeat.backbones.<family>.presets``) and
+declares them on its backbone (:attr:`~vadfeat.backbones._registry.Backbone.presets`); this
+module gathers every registered backbone's presets (plug-ins' too) into :data:`PRESETS`.
+:class:`Preset`, :class:`SamplingRecipe` and :class:`PixelRecipe` live in
+:mod:`vadfeat.backbones.recipes` (below the pipeline) and are re-exported here.
+
 A preset is three groups of fields: **sampling** (:class:`SamplingRecipe`: clip
 length, interval, stride, tail; the frame rate is the run's ``fps`` setting),
 **pixels** (:class:`PixelRecipe`: resize rule and kernel, crops and their order,
@@ -371,12 +377,7 @@ so the fingerprints of older outputs are unchanged.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, get_args
+from collections.abc import Iterator, Mapping
 
 from vadfeat._types import (
     CentreRounding,
@@ -392,518 +393,60 @@ from vadfeat._types import (
     Scale,
     Tail,
 )
+from vadfeat.backbones.clip.presets import CLIP_VADCLIP_NOTES  # documented above
+from vadfeat.backbones.recipes import (
+    CLIP_MEAN,
+    CLIP_STD,
+    HEAD_FIELDS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PIXEL_FIELDS,
+    SAMPLING_FIELDS,
+    PixelRecipe,
+    Preset,
+    SamplingRecipe,
+)
 from vadfeat.errors import ConfigError
 
-SAMPLING_FIELDS = ("clip_len", "frame_interval", "stride", "tail", "lookahead")
-PIXEL_FIELDS = ("jpeg_roundtrip", "resize", "size", "short_side", "frame_size", "interpolation",
-                "antialias", "legacy_min_side", "crops", "crop_resize", "crop_order", "centre_rounding",
-                "mirror", "scale", "mean", "std", "channel_order")
-# Fields added after outputs existed: left out of to_dict() at these defaults, so that the
-# fingerprints of outputs made before them stay the same (they resume).
-_LATER_FIELDS: Mapping[str, Any] = MappingProxyType({
-    "frame_size": None, "jpeg_roundtrip": "none", "lookahead": 0, "centre_rounding": "round",
-    "mirror": "frame"})
-HEAD_FIELDS = ("pooling", "frame_reduce")
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-# openai/CLIP clip/clip.py _transform: Normalize((0.48145466, 0.4578275, 0.40821073),
-# (0.26862954, 0.26130258, 0.27577711)).
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-
+#: The default backbone's default preset (``Backbone.default`` and ``default_preset``; a test
+#: checks that they agree), a constant so that importing the settings loads no backbone.
 DEFAULT_PRESET = "videomae-v2"
 
-# Crop side that 5/10-crop pipelines resize the short side to before cropping
-# (the I3D/RTFM convention: 224 crops out of a short side of 256).
-_MULTI_CROP_RESIZE = 256
 
+class _Registered(Mapping[str, Preset]):
+    """Every registered backbone's presets, by name, in backbone then definition order.
 
-@dataclass(frozen=True, kw_only=True)
-class Preset:
-    """Every preprocessing and sampling choice behind one feature file.
-
-    Sampling: a snippet is ``clip_len`` frames taken every ``frame_interval``
-    frames; snippets start every ``stride`` frames (``None``: ``clip_len *
-    frame_interval``, i.e. non-overlapping); ``tail`` says whether a trailing
-    partial snippet is dropped or padded with its last frame; ``lookahead`` (with
-    ``tail="drop"``) makes a snippet only when that many frames follow it
-    (:mod:`vadfeat.pipeline.sampling`).
-
-    Frames: ``jpeg_roundtrip`` gives a video's frames as a script's JPEG dump holds them,
-    made in memory (:func:`vadfeat.io.video.open_video`): ``"ffmpeg"`` as ``ffmpeg -i VIDEO
-    %d.jpg`` writes them (FFmpeg's MJPEG encoder at its defaults), ``"opencv"`` as
-    ``cv2.imwrite(name, frame)`` does (OpenCV's JPEG defaults, quality 95), each read back
-    by a JPEG decoder; ``"none"``: the decoded frames.  Frame folders are read as they are.
-
-    Geometry (one crop): ``resize="short_side"`` scales the shorter side to
-    ``short_side`` (long side ``floor(short_side * long / short)``) and takes a
-    centre crop of ``size``; ``"squash"`` resizes straight to ``size x size``;
-    ``"fixed"`` resizes every frame to ``frame_size`` (height, width) whatever its aspect
-    ratio, then cuts a centre crop of ``size`` (or the 5/10 crops); ``"legacy"`` is the
-    OpenCV path of the ``fed-wsvad`` preset (frames whose shorter side is below
-    ``legacy_min_side`` are first enlarged on 8-bit values,
-    then scaled, then squashed); ``"min_side"`` is that enlargement alone (frames at
-    least ``legacy_min_side`` on both sides are not resized), then the centre crop (or the
-    crops) of ``size``.  ``interpolation`` and ``antialias`` apply to the
-    torch paths; ``legacy`` is always OpenCV bilinear without antialias;
-    ``interpolation="pil-bilinear"``, ``"pil-bicubic"`` and ``"pil-lanczos"`` run Pillow's
-    ``resize`` (``Image.LANCZOS`` is the old ``ANTIALIAS``) on the 8-bit frame, rounded to
-    8 bits as Pillow returns it (what scripts resizing PIL images, torchvision's ``Resize``
-    included, compute; Pillow always antialiases, ``antialias`` is ignored), CPU only.
-
-    Crops: with ``crops`` 3, 5 or 10 the crop geometry replaces ``resize`` (except
-    ``"fixed"``, whose ``frame_size`` frame the crops are cut from): the
-    short side goes to ``crop_resize`` (``None``: ``size`` for 3 crops, 256 for
-    5/10) and ``size x size`` crops are cut (3: start/centre/end of the long side;
-    5: four corners and centre in ``crop_order``; 10: those five, then the same
-    five positions on the horizontally mirrored frame, as torchvision's
-    ``ten_crop``; with ``mirror="crop"`` the first five, each mirrored in place).
-    ``crop_order``: ``torchvision`` tl, tr, bl, br, c; ``centre-first``
-    c, tl, tr, bl, br; ``reading`` tl, tr, c, bl, br.  ``centre_rounding``: a centre crop
-    starts at ``round((L - size) / 2)`` (``"round"``, torchvision's, half to even) or at
-    ``(L - size) // 2`` (``"floor"``).  Value scaling and channel order
-    still follow the preset.
-
-    Values: ``scale="imagenet"`` maps ``x`` to ``(x / 255 - mean) / std``
-    (``mean``/``std`` listed in RGB order, applied before any channel
-    reordering), ``"unit"`` to ``x / 255``, ``"minus_one_one"`` to
-    ``x / 255 * 2 - 1``.  ``channel_order="BGR"`` reverses the channel axis.
-
-    ``pooling`` names the backbone's feature head: VideoMAE V2 ``fc_norm``
-    (official ``fc_norm(mean)``), ``mean`` (token mean without ``fc_norm``) or
-    ``stats`` (``[mean, std, max]`` of the last block's tokens before ``fc_norm``);
-    CLIP ``embedding`` (projected) or ``token`` (before the projection).
-    ``frame_reduce`` makes one feature per snippet from a frame-level backbone's
-    ``clip_len`` frame features: ``mean`` of them, or the ``middle`` frame's
-    (clip-level backbones ignore it).
+    Read at each access (a backbone registered later, a plug-in, adds its own);
+    :class:`ValueError` when two backbones define the same preset name.
     """
 
-    name: str
-    # sampling
-    clip_len: int = 16
-    frame_interval: int = 1
-    stride: int | None = None
-    tail: Tail = "drop"
-    lookahead: int = 0
-    # frames: a video's frames as an ffmpeg JPEG dump would hold them
-    jpeg_roundtrip: JpegRoundTrip = "none"
-    # geometry
-    resize: ResizeMode = "short_side"
-    size: int = 224
-    short_side: int = 224
-    frame_size: tuple[int, int] | None = None
-    interpolation: Interpolation = "bilinear"
-    antialias: bool = False
-    legacy_min_side: int = 226
-    crops: NumCrops = 1
-    crop_resize: int | None = None
-    crop_order: CropOrder = "torchvision"
-    centre_rounding: CentreRounding = "round"
-    mirror: Mirror = "frame"
-    # values
-    scale: Scale = "imagenet"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    channel_order: ChannelOrder = "RGB"
-    # feature head (belongs to the backbone; checked against it when the model is known)
-    pooling: Pooling = "fc_norm"
-    frame_reduce: FrameReduce = "mean"
+    def _all(self) -> dict[str, Preset]:
+        from vadfeat.backbones._registry import list_backbones
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError(f"preset name must be a non-empty string, got {self.name!r}")
-        _check_int("clip_len", self.clip_len, minimum=1)
-        _check_int("frame_interval", self.frame_interval, minimum=1)
-        if self.stride is not None:
-            _check_int("stride", self.stride, minimum=1)
-        _check_choice("tail", self.tail, Tail)
-        _check_int("lookahead", self.lookahead, minimum=0)
-        _check_choice("resize", self.resize, ResizeMode)
-        _check_int("size", self.size, minimum=1)
-        _check_int("short_side", self.short_side, minimum=1)
-        if self.frame_size is not None:
-            object.__setattr__(self, "frame_size", _frame_size(self.frame_size))
-        _check_choice("interpolation", self.interpolation, Interpolation)
-        _check_choice("jpeg_roundtrip", self.jpeg_roundtrip, JpegRoundTrip)
-        if not isinstance(self.antialias, bool):
-            raise ConfigError(f"antialias must be true or false, got {self.antialias!r}")
-        _check_int("legacy_min_side", self.legacy_min_side, minimum=1)
-        _check_int("crops", self.crops, minimum=1)
-        _check_choice("crops", self.crops, NumCrops)
-        if self.crop_resize is not None:
-            _check_int("crop_resize", self.crop_resize, minimum=1)
-        _check_choice("crop_order", self.crop_order, CropOrder)
-        _check_choice("centre_rounding", self.centre_rounding, CentreRounding)
-        _check_choice("mirror", self.mirror, Mirror)
-        _check_choice("scale", self.scale, Scale)
-        object.__setattr__(self, "mean", _rgb_triple("mean", self.mean, positive=False))
-        object.__setattr__(self, "std", _rgb_triple("std", self.std, positive=True))
-        _check_choice("channel_order", self.channel_order, ChannelOrder)
-        _check_pooling(self.pooling)
-        _check_choice("frame_reduce", self.frame_reduce, FrameReduce)
-
-        # Cross-field rules: each one would otherwise fail later, per frame.
-        if self.resize == "short_side" and self.crops == 1 and self.short_side < self.size:
-            raise ConfigError(
-                f"short_side ({self.short_side}) must be at least size ({self.size}): "
-                "the centre crop cannot be larger than the resized frame"
-            )
-        if self.crop_resize is not None and self.crop_resize < self.size:
-            raise ConfigError(
-                f"crop_resize ({self.crop_resize}) must be at least size ({self.size})"
-            )
-        if (self.resize == "fixed") != (self.frame_size is not None):
-            raise ConfigError("resize='fixed' and frame_size go together: frame_size=(height, width) "
-                              "is the size every frame is resized to")
-        if self.frame_size is not None and min(self.frame_size) < self.size:
-            raise ConfigError(f"frame_size {list(self.frame_size)} must be at least size "
-                              f"({self.size}) on both sides")
-        if self.resize in ("legacy", "min_side") and (self.interpolation != "bilinear"
-                                                      or self.antialias):
-            raise ConfigError(
-                f"resize={self.resize!r} is OpenCV bilinear without antialias: it needs "
-                "interpolation='bilinear' and antialias=False"
-            )
-        if self.lookahead and self.tail != "drop":
-            raise ConfigError(f"lookahead ({self.lookahead}) needs tail='drop': a padded tail "
-                              "snippet has no frames after it")
-
-    # -- the three groups --------------------------------------------------------------
-
-    @property
-    def sampling(self) -> SamplingRecipe:
-        """Which frames form each snippet."""
-        return SamplingRecipe(**{f: getattr(self, f) for f in SAMPLING_FIELDS})
-
-    @property
-    def pixels(self) -> PixelRecipe:
-        """What each sampled frame becomes before the model."""
-        return PixelRecipe(**{f: getattr(self, f) for f in PIXEL_FIELDS})
-
-    @classmethod
-    def compose(cls, name: str, sampling: SamplingRecipe, pixels: PixelRecipe, *,
-                pooling: str = "fc_norm", frame_reduce: str = "mean") -> Preset:
-        """A preset from a sampling recipe, a pixel recipe and a feature head."""
-        return cls(name=name, **dataclasses.asdict(sampling), **dataclasses.asdict(pixels),
-                   pooling=pooling, frame_reduce=frame_reduce)  # type: ignore[arg-type]
-
-    # -- derived values -------------------------------------------------------------
-
-    @property
-    def effective_stride(self) -> int:
-        """Frames between the starts of consecutive snippets."""
-        return self.stride if self.stride is not None else self.clip_len * self.frame_interval
-
-    @property
-    def effective_crop_resize(self) -> int:
-        """Short side the frame is resized to before cutting 3, 5 or 10 crops.
-
-        Defaults: ``size`` for 3 crops (the official test pipeline), 256 for 5/10
-        crops (or ``size`` if that is larger).
-        """
-        if self.crop_resize is not None:
-            return self.crop_resize
-        return self.size if self.crops == 3 else max(_MULTI_CROP_RESIZE, self.size)
-
-    def resolved(self) -> Preset:
-        """The same preset with every ``None`` default made explicit (for sidecars)."""
-        return dataclasses.replace(
-            self, stride=self.effective_stride, crop_resize=self.effective_crop_resize
-        )
-
-    # -- copies and (de)serialisation -----------------------------------------------
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    def replace(self, **overrides: Any) -> Preset:
-        """A validated copy with ``overrides`` applied (unknown names are a ConfigError)."""
-        _check_keys(overrides, what="preset override")
-        return dataclasses.replace(self, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable settings (tuples become lists); inverse of :meth:`from_dict`."""
-        out: dict[str, Any] = {}
-        for name in self.field_names():
-            value = getattr(self, name)
-            if name in _LATER_FIELDS and value == _LATER_FIELDS[name]:
-                continue
-            out[name] = list(value) if isinstance(value, tuple) else value
+        out: dict[str, Preset] = {}
+        owner: dict[str, str] = {}
+        for bb in list_backbones():
+            for name, preset in bb.presets.items():
+                if name in out and out[name] is not preset:
+                    raise ValueError(f"preset {name!r} defined by both {owner[name]} and {bb.name}")
+                out[name], owner[name] = preset, bb.name
         return out
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Preset:
-        """Rebuild a preset from :meth:`to_dict` output; missing fields take defaults."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"preset settings must be a mapping, got {type(data).__name__}")
-        _check_keys(data, what="preset setting")
-        if "name" not in data:
-            raise ConfigError("preset settings need a 'name'")
-        return cls(**dict(data))
+    def __getitem__(self, name: str) -> Preset:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"PRESETS({list(self)})"
 
 
-@dataclass(frozen=True)
-class SamplingRecipe:
-    """Sampling fields of a :class:`Preset` (see there); validated when composed into one."""
-
-    clip_len: int = 16
-    frame_interval: int = 1
-    stride: int | None = None
-    tail: Tail = "drop"
-    lookahead: int = 0
-
-
-@dataclass(frozen=True)
-class PixelRecipe:
-    """Pixel fields of a :class:`Preset` (see there); validated when composed into one."""
-
-    jpeg_roundtrip: JpegRoundTrip = "none"
-    resize: ResizeMode = "short_side"
-    size: int = 224
-    short_side: int = 224
-    frame_size: tuple[int, int] | None = None
-    interpolation: Interpolation = "bilinear"
-    antialias: bool = False
-    legacy_min_side: int = 226
-    crops: NumCrops = 1
-    crop_resize: int | None = None
-    crop_order: CropOrder = "torchvision"
-    centre_rounding: CentreRounding = "round"
-    mirror: Mirror = "frame"
-    scale: Scale = "imagenet"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    channel_order: ChannelOrder = "RGB"
-
-
-def _check_pooling(value: Any) -> None:
-    if isinstance(value, str) and value in get_args(Pooling):
-        return
-    if isinstance(value, str) and value:
-        from vadfeat.backbones._registry import list_backbones  # plug-in heads
-
-        if any(value in b.feature_names() for b in list_backbones()):
-            return
-    _check_choice("pooling", value, Pooling)
-
-
-def _check_keys(keys: Iterable[str], *, what: str) -> None:
-    valid = Preset.field_names()
-    unknown = sorted(str(k) for k in keys if k not in valid)
-    if unknown:
-        raise ConfigError(
-            f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"valid fields: {', '.join(valid)}"
-        )
-
-
-def _check_int(field: str, value: Any, *, minimum: int) -> None:
-    # bool is an int subclass; `crops=True` is a typo, not a count.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{field} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{field} must be >= {minimum}, got {value}")
-
-
-def _check_choice(field: str, value: Any, literal: Any) -> None:
-    allowed = get_args(literal)
-    # `True == 1` would let a bool through a Literal[1, ...] check.
-    if isinstance(value, bool) or value not in allowed:
-        raise ConfigError(
-            f"{field} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
-        )
-
-
-def _frame_size(value: Any) -> tuple[int, int]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ConfigError(f"frame_size must be (height, width), got {value!r}")
-    items = tuple(value)
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
-        raise ConfigError(f"frame_size must be two positive integers (height, width), got {value!r}")
-    return (items[0], items[1])
-
-
-def _rgb_triple(field: str, value: Any, *, positive: bool) -> tuple[float, float, float]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ConfigError(f"{field} must be three numbers (R, G, B), got {value!r}")
-    items = tuple(value)
-    if len(items) != 3 or any(
-        isinstance(v, bool) or not isinstance(v, (int, float)) for v in items
-    ):
-        raise ConfigError(f"{field} must be three numbers (R, G, B), got {value!r}")
-    triple = (float(items[0]), float(items[1]), float(items[2]))
-    if not all(math.isfinite(v) for v in triple) or (positive and min(triple) <= 0):
-        kind = "positive finite" if positive else "finite"
-        raise ConfigError(f"{field} must be three {kind} numbers, got {value!r}")
-    if max(abs(v) for v in triple) > 1.0:
-        # Scripts often state them on 0..255 pixels (114.75 / 57.375); ours are on x / 255.
-        on_unit = ",".join(f"{v / 255.0:.6g}" for v in triple)
-        raise ConfigError(f"{field} is on the 0..1 scale of x / 255 (torchvision's convention); "
-                          f"{list(triple)} looks like 0..255 pixel values: that is {field}={on_unit}")
-    return triple
-
-
-# openai/CLIP's ``_transform`` (Resize(224, BICUBIC) of a PIL image = Pillow's bicubic on 8 bits,
-# CenterCrop(224), ToTensor, Normalize with CLIP's mean/std): the CLIP recipes that use it exactly.
-_CLIP_TRANSFORM = PixelRecipe(resize="short_side", size=224, short_side=224,
-                              interpolation="pil-bicubic", antialias=True, crops=1, scale="imagenet",
-                              mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB")
-# One row per frame, every frame.
-_EVERY_FRAME = SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop")
-
-PRESETS: Mapping[str, Preset] = MappingProxyType(
-    {
-        "videomae-v2": Preset(
-            name="videomae-v2",
-            resize="short_side",
-            short_side=224,
-            size=224,
-            scale="imagenet",
-            channel_order="RGB",
-            pooling="fc_norm",
-        ),
-        "videomae-tad": Preset(
-            name="videomae-tad",
-            resize="squash",
-            size=224,
-            antialias=False,
-            scale="unit",
-            channel_order="RGB",
-            pooling="fc_norm",
-            # The official TAD script uses 4 (dense) or 16; 16 gives one feature per
-            # non-overlapping 16-frame snippet, which WSVAD code expects.
-            stride=16,
-        ),
-        "fed-wsvad": Preset(
-            name="fed-wsvad",
-            resize="legacy",
-            size=224,
-            legacy_min_side=226,
-            antialias=False,
-            scale="minus_one_one",
-            channel_order="BGR",
-            pooling="stats",
-            stride=16,
-        ),
-        "clip-vadclip": Preset.compose(
-            "clip-vadclip",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="bicubic",
-                        antialias=True, crops=10, crop_resize=224, crop_order="centre-first",
-                        scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD, channel_order="RGB"),
-            pooling="embedding", frame_reduce="mean",
-        ),
-        "clip-frames": Preset.compose(
-            "clip-frames",
-            SamplingRecipe(clip_len=1, frame_interval=1, stride=1, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=224, interpolation="bicubic",
-                        antialias=True, crops=1, scale="imagenet", mean=CLIP_MEAN, std=CLIP_STD,
-                        channel_order="RGB"),
-            pooling="embedding", frame_reduce="mean",
-        ),
-        # AnomalyCLIP's and CLIP-TSA's recipes, line by line: the module docstring.
-        "clip-anomalyclip": Preset.compose(
-            "clip-anomalyclip", _EVERY_FRAME,
-            dataclasses.replace(_CLIP_TRANSFORM, jpeg_roundtrip="opencv"),
-            pooling="embedding", frame_reduce="mean",
-        ),
-        # v-iashin/video_features' CLIP: the module docstring.
-        "clip-video-features": Preset.compose(
-            "clip-video-features", _EVERY_FRAME, _CLIP_TRANSFORM,
-            pooling="embedding", frame_reduce="mean",
-        ),
-        "clip-tsa": Preset.compose(
-            "clip-tsa",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            _CLIP_TRANSFORM,
-            pooling="embedding", frame_reduce="middle",
-        ),
-        # Sources and what is uncertain: the module docstring.
-        "i3d-rtfm": Preset.compose(
-            "i3d-rtfm",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="bicubic",
-                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
-                        scale="minus_one_one", channel_order="RGB"),
-            pooling="pool",
-        ),
-        # The wrapper, step by step: the module docstring.
-        "i3d-gowtham": Preset.compose(
-            "i3d-gowtham",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(jpeg_roundtrip="ffmpeg", resize="fixed", size=224, frame_size=(256, 340),
-                        interpolation="pil-lanczos",
-                        antialias=True, crops=10, crop_order="reading", scale="minus_one_one",
-                        channel_order="RGB"),
-            pooling="pool",
-        ),
-        # What RTFM's author describes: the module docstring.
-        "i3d-rtfm-author": Preset.compose(
-            "i3d-rtfm-author",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="pad"),
-            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
-                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
-                        scale="imagenet", mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225),
-                        channel_order="RGB"),
-            pooling="pool",
-        ),
-        # pytorch-i3d's extract_features.py, line by line: the module docstring.
-        "i3d-piergiaj": Preset.compose(
-            "i3d-piergiaj",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=8, tail="pad"),
-            PixelRecipe(resize="min_side", size=224, legacy_min_side=226, interpolation="bilinear",
-                        antialias=False, crops=1, centre_rounding="round", scale="minus_one_one",
-                        channel_order="RGB"),
-            pooling="pool",
-        ),
-        # v-iashin/video_features' I3D (RGB), stack 16 step 16: the module docstring.
-        "i3d-video-features": Preset.compose(
-            "i3d-video-features",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop", lookahead=1),
-            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
-                        antialias=True, crops=1, centre_rounding="floor", scale="minus_one_one",
-                        channel_order="RGB"),
-            pooling="pool",
-        ),
-        # ... with PEL4VAD's hand-made ten crops (#10): the module docstring.
-        "i3d-pel4vad": Preset.compose(
-            "i3d-pel4vad",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop", lookahead=1),
-            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="pil-bilinear",
-                        antialias=True, crops=10, crop_resize=256, crop_order="torchvision",
-                        centre_rounding="floor", mirror="crop", scale="minus_one_one",
-                        channel_order="RGB"),
-            pooling="pool",
-        ),
-        "i3d-xd": Preset.compose(
-            "i3d-xd",
-            SamplingRecipe(clip_len=16, frame_interval=1, stride=16, tail="drop"),
-            PixelRecipe(resize="short_side", size=224, short_side=256, interpolation="bilinear",
-                        antialias=False, crops=5, crop_resize=256, crop_order="torchvision",
-                        scale="minus_one_one", channel_order="RGB"),
-            pooling="pool",
-        ),
-    }
-)
-
-#: What is known and what is not about the recipe behind VadCLIP's released CLIP features
-#: (preset ``clip-vadclip``).  Sources: the VadCLIP paper (Wu et al., AAAI 2024) and the
-#: authors' answers in github.com/nwpu-zxr/VadCLIP issues; no extraction code was released.
-CLIP_VADCLIP_NOTES = (
-    "known: 'standard CLIP (ViT-B/16)' image encoder, 10-crop features, 512-d projected "
-    "embeddings, one feature per 16 frames (nwpu-zxr/VadCLIP issue #1, authors, 2024-01-02)",
-    "known: crop files _0 = centre, _1.._4 = corners, _5.._9 = their mirrored counterparts "
-    "(issue #2, authors): crop_order 'centre-first'",
-    "uncertain: whether a snippet's feature is the mean of its 16 frame features or one frame's "
-    "(users report neither reproduces the files exactly: issues #17, #29); frame_reduce 'mean' "
-    "here, 'middle' is the other reading",
-    "uncertain: the resize before the ten crops (224 short side as CLIP's own preprocessing, "
-    "bicubic: crop_resize 224 here) and how a trailing partial snippet is handled (dropped here)",
-    "uncertain: the frame rate (the datasets' native 30 fps for UCF-Crime, 24 for XD-Violence "
-    "assumed; no resampling)",
-)
+#: Every registered preset: name -> :class:`Preset` (read-only).
+PRESETS: Mapping[str, Preset] = _Registered()
 
 
 def list_presets() -> list[str]:
@@ -919,3 +462,12 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(
             f"unknown preset {name!r}; known presets: {', '.join(list_presets())}"
         ) from None
+
+
+
+__all__ = [
+    "CLIP_MEAN", "CLIP_STD", "CLIP_VADCLIP_NOTES", "DEFAULT_PRESET", "HEAD_FIELDS", "IMAGENET_MEAN",
+    "IMAGENET_STD", "PIXEL_FIELDS", "PRESETS", "SAMPLING_FIELDS", "CentreRounding", "ChannelOrder",
+    "CropOrder", "FrameReduce", "Interpolation", "JpegRoundTrip", "Mirror", "NumCrops", "PixelRecipe",
+    "Pooling", "Preset", "ResizeMode", "SamplingRecipe", "Scale", "Tail", "get_preset", "list_presets",
+]

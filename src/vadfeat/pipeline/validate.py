@@ -17,13 +17,12 @@ into its flags' words (``--clip-len 3``, :func:`vadfeat.cli.flag_words`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
-from vadfeat.backbones.videomae.checkpoints import MAX_TOKENS
+from vadfeat.backbones._registry import MAX_TOKENS, token_limit
+from vadfeat.backbones.streams import VideoFrames
 from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset
 
@@ -35,8 +34,6 @@ log = logging.getLogger(__name__)
 # byte bound caps what waits there, not the batch being filled); a batch larger than a
 # run's snippets never fills, and every snippet then waits in memory for the end of the run.
 MAX_BATCH_SIZE = 512
-
-_PATCH_KEYS = ("patch_embed.proj.weight", "embeddings.patch_embeddings.projection.weight")
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -58,11 +55,12 @@ def _near(value: int, step: int) -> str:
 
 
 def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
-                   fixed_size: int | None = None, token_limit: bool = True) -> None:
+                   fixed_size: int | None = None, token_limit: bool | int | None = True) -> None:
     """A clip of ``preset`` must be whole tubelets of ``tubelet`` frames and ``patch`` pixels
     (and ``fixed_size`` pixels square, for a model whose position table is not interpolated).
-    ``token_limit``: a transformer's tokens per clip are capped (attention memory is
-    quadratic); convolutional backbones pass ``False``."""
+    ``token_limit``: most tokens per clip (attention memory is quadratic); ``True``:
+    :data:`~vadfeat.backbones._registry.MAX_TOKENS`; convolutional backbones pass ``False``."""
+    limit = MAX_TOKENS if token_limit is True else (token_limit or None)
     if fixed_size is not None and preset.size != fixed_size:
         raise ConfigError(
             f"size={preset.size} does not fit {model}: it takes {fixed_size}x{fixed_size} px "
@@ -81,113 +79,73 @@ def check_geometry(preset: Preset, *, tubelet: int, patch: int, model: str,
             "224 is the size it was trained with)"
         )
     tokens = preset.clip_len // tubelet * (preset.size // patch) ** 2
-    if token_limit and tokens > MAX_TOKENS:
+    if limit is not None and tokens > limit:
         raise ConfigError(
             f"clip_len={preset.clip_len} and size={preset.size} give {tokens} tokens per clip for "
-            f"{model}; at most {MAX_TOKENS} (attention memory grows with their square)"
+            f"{model}; at most {limit} (attention memory grows with their square)"
         )
 
 
 def check_model_geometry(preset: Preset, spec: Any, *, backbone: Any) -> None:
-    """:func:`check_geometry` for a registered backbone's architecture ``spec``.
+    """:func:`check_geometry` for a registered backbone's architecture ``spec``, when the
+    backbone's stream is an image stream (:attr:`Backbone.stream`); for another stream
+    (audio), the settings that only mean something for images (crops, a JPEG round trip)
+    must stay at their defaults, and the feature head must be the backbone's.
 
     Optional spec attributes: ``fixed_size`` (``True``: inputs must be ``img_size`` square;
     default: only frame-level backbones, whose position tables vadfeat does not
-    interpolate), ``token_limit`` (``False`` for convolutional models; default ``True``)
-    and ``min_frames`` (the shortest clip the network takes; default 1).
+    interpolate), ``token_limit`` (``False`` for convolutional models, an int for a stated
+    limit; default :data:`~vadfeat.backbones._registry.MAX_TOKENS`) and ``min_frames`` (the
+    shortest clip the network takes; default 1).
     """
+    if not backbone.stream.image:
+        _check_not_image(preset, spec, backbone=backbone)
+        backbone.check_feature(preset.pooling)
+        return
     min_frames = getattr(spec, "min_frames", 1)
     if preset.clip_len < min_frames:
         raise ConfigError(
             f"clip_len={preset.clip_len} does not fit {backbone.record_name(spec)}: it takes clips of at "
             f"least {min_frames} frames (its temporal kernels and pools need them)"
         )
-    fixed = getattr(spec, "fixed_size", backbone.input_kind == "frame")
+    fixed = getattr(spec, "fixed_size", isinstance(backbone.stream, VideoFrames))
     check_geometry(preset, tubelet=spec.tubelet_size, patch=spec.patch_size,
                    model=backbone.record_name(spec), fixed_size=spec.img_size if fixed else None,
-                   token_limit=getattr(spec, "token_limit", True))
+                   token_limit=token_limit(spec))
     backbone.check_feature(preset.pooling)
+
+
+# Settings that act on decoded images: refused for a backbone of another stream.
+_IMAGE_ONLY = {"crops": 1, "jpeg_roundtrip": "none"}
+
+
+def _check_not_image(preset: Preset, spec: Any, *, backbone: Any) -> None:
+    for field, default in _IMAGE_ONLY.items():
+        value = getattr(preset, field)
+        if value != default:
+            raise ConfigError(
+                f"{field}={value!r} does not fit {backbone.record_name(spec)}: it consumes "
+                f"{backbone.stream.describe()}, not images ({field} acts on video frames; leave "
+                f"it at {default!r})"
+            )
 
 
 def peek_geometry(checkpoint: Any) -> tuple[int, int] | None:
     """``(tubelet, patch)`` of a checkpoint from its header alone; ``None`` if that cannot be seen.
 
-    Never raises for a damaged file: the checkpoint loader says what is wrong with it.
+    The backbone the file belongs to (:func:`~vadfeat.backbones._registry.detect_backbone`,
+    from key names only) reads its own header (:meth:`Backbone.peek_geometry`).  Never raises
+    for a damaged or unrecognised file: the checkpoint loader says what is wrong with it.
     """
-    if checkpoint is None or str(checkpoint).startswith("hf://"):
+    if checkpoint is None:
         return None
+    from vadfeat.backbones._registry import detect_backbone
+
     try:
-        path = Path(checkpoint).expanduser()
-        if path.is_dir():
-            found = _from_config(path / "config.json")
-            if found is not None:
-                return found
-            weights = [p for p in sorted(path.glob("*.safetensors"))
-                       if p.name in ("model.safetensors", "pytorch_model.safetensors")]
-            weights = weights or sorted(path.glob("*.safetensors"))
-            return _from_safetensors(weights[0]) if len(weights) >= 1 else None
-        if path.suffix == ".safetensors":
-            return _from_safetensors(path)
-        if path.is_file():
-            return _from_pth(path)
-    except Exception:  # a peek only: load_checkpoint raises the real error
-        log.debug("cannot peek at the geometry of %s", checkpoint, exc_info=True)
-    return None
-
-
-def _from_shape(shape: Any) -> tuple[int, int] | None:
-    shape = list(shape)
-    if len(shape) == 5 and all(isinstance(s, int) and s > 0 for s in shape):
-        return shape[2], shape[4]
-    return None
-
-
-def _from_config(path: Path) -> tuple[int, int] | None:
-    if not path.is_file():
+        backbone = detect_backbone(checkpoint)
+    except VadfeatError:
         return None
-    config = json.loads(path.read_text(encoding="utf-8"))
-    mc = config.get("model_config") if isinstance(config, dict) else None
-    if not isinstance(mc, dict):
-        return None
-    tub, patch = mc.get("tubelet_size"), mc.get("patch_size")
-    if _positive_int(tub) and _positive_int(patch):
-        return tub, patch
-    return None
-
-
-def _positive_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _patch_key(keys: Any) -> str | None:
-    for key in keys:
-        if key.endswith(_PATCH_KEYS):
-            return key
-    return None
-
-
-def _from_safetensors(path: Path) -> tuple[int, int] | None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        key = _patch_key(f.keys())
-        return _from_shape(f.get_slice(key).get_shape()) if key else None
-
-
-def _from_pth(path: Path) -> tuple[int, int] | None:
-    import torch
-
-    # mmap: the tensors are not read; a legacy (non-zip) file cannot be mapped -> no peek.
-    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    for _ in range(3):  # containers: 'module', 'model', 'state_dict'
-        if not isinstance(obj, Mapping):
-            return None
-        key = _patch_key(k for k in obj if isinstance(k, str))
-        if key is not None:
-            return _from_shape(obj[key].shape) if isinstance(obj[key], torch.Tensor) else None
-        obj = next((obj[k] for k in ("module", "model", "state_dict") if isinstance(obj.get(k), Mapping)),
-                   None)
-    return None
+    return backbone.peek_geometry(checkpoint)
 
 
 def default_preset(settings: Mapping[str, Any]) -> Any:

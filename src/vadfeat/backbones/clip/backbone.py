@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, Sniffed, register_backbone
+from vadfeat.backbones.clip.presets import PRESETS
 from vadfeat.backbones.clip.spec import CLIP_ARCHS, CLIP_FORMATS, ClipVisionSpec
+from vadfeat.backbones.streams import VideoFrames
 from vadfeat.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -97,8 +99,9 @@ def init_random(model: torch.nn.Module, *, seed: int = 0) -> None:
 class ClipBackbone(Backbone):
     name = "clip"
     title = "CLIP ViT image encoder (Radford et al., ICML 2021), frame-level, 224 px"
-    input_kind = "frame"
+    stream = VideoFrames()
     default_preset = "clip-vadclip"
+    presets = PRESETS
     features = (
         FeatureHead("embedding", "projected image embedding ln_post(cls) @ proj, [output_dim]",
                     lambda s: (s.output_dim,)),
@@ -168,32 +171,15 @@ class ClipBackbone(Backbone):
     def check_checkpoint_arch(self, arch: str | None, info: Any) -> None:
         _check_arch(arch, info)
 
-    def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
-                   device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
-                   quantize: str | None = None, frame_reduce: str = "mean") -> Any:
+    # ----------------------------------------------------------------- load_model's hooks
+    # (the frame stream's wrapper, SnippetOfFrames, is the base class's)
+    def build_network(self, spec: Any, feature: str) -> Any:
         from vadfeat.backbones.clip.model import ClipVisual
-        from vadfeat.backbones.frames import SnippetOfFrames, check_frame_reduce
 
-        check_frame_reduce(frame_reduce)
-        info: ClipCheckpointInfo | None = None
-        if checkpoint is None:
-            assert arch is not None
-            spec = ARCHS[arch]
-            visual = ClipVisual(spec, feature=feature)
-            init_random(visual, seed=seed)
-            log.warning("model clip/%s has RANDOM weights: features are for testing only", spec.name)
-        else:
-            state, info = self._read(checkpoint)
-            spec = info.spec
-            _check_arch(arch, info)
-            visual = ClipVisual(spec, feature=feature)
-            visual.load_state_dict(state, strict=True)
-        model = SnippetOfFrames(visual, reduce=frame_reduce, spec=spec, checkpoint=info,
-                                random_weights=checkpoint is None, quantize=None, pooling=feature,
-                                backbone=self.name, feature_shape=self.feature_shape(spec, feature))
-        from vadfeat.backbones.loading import ready
+        return ClipVisual(spec, feature=feature)
 
-        return ready(model, device=device, dtype=dtype)
+    def init_random(self, net: Any, *, seed: int) -> None:
+        init_random(net, seed=seed)
 
 
 def _dims(spec: ClipVisionSpec) -> tuple[int, ...]:

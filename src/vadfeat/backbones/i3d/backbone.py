@@ -8,10 +8,11 @@ clip-level convolutional networks taking ``[N, 3, T, H, W]`` and giving one glob
 vector per clip (feature ``pool``), with checkpoints told apart by key names alone; one
 namespace keeps the names users type short (``i3d/r50``, aliases ``i3_res50``,
 ``i3_res50_nl``, ``InceptionI3d``) and one sniff/loader decides the layout.  The default
-preset follows the architecture (:meth:`I3DBackbone.default_preset_for`, which the
+preset follows the architecture (:meth:`Backbone.default_preset_for`, which the
 pipeline consults when no ``--preset`` is given): ``i3d-rtfm`` for the ResNets,
 ``i3d-xd`` for InceptionV1, also when the architecture is only known from a checkpoint's
-key names.
+key names; both come from the released weights' :class:`PretrainedCfg`, the one link
+between weights and their preset.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from vadfeat.backbones._registry import (
     peek_checkpoint,
     register_backbone,
 )
+from vadfeat.backbones.i3d.presets import PRESETS
 from vadfeat.backbones.i3d.spec import I3D_ARCHS, I3D_FORMATS, NUM_PARAMS, TEST_SIZES, I3DSpec
-from vadfeat.errors import CheckpointError, ConfigError
+from vadfeat.backbones.streams import VideoClips
+from vadfeat.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
@@ -44,8 +47,6 @@ log = logging.getLogger(__name__)
 
 ARCHS: dict[str, I3DSpec] = dict(I3D_ARCHS)
 
-_PRESET_FOR = {"r50": "i3d-rtfm", "r50_nl": "i3d-rtfm", "inception_v1": "i3d-xd", "r50_tiny": "i3d-rtfm",
-               "inception_v1_tiny": "i3d-xd"}
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,9 @@ class I3DBackbone(Backbone):
     name = "i3d"
     title = ("I3D (Carreira & Zisserman, CVPR 2017): inflated ResNet-50 (pytorch-resnet3d) and "
              "InceptionV1 (pytorch-i3d), clip-level, Kinetics-400")
-    input_kind = "clip"
+    stream = VideoClips()
     default_preset = "i3d-rtfm"
+    presets = PRESETS
     features = (
         FeatureHead("pool", "global average pool of the last feature map, before the classifier",
                     lambda s: (s.feature_dim,)),
@@ -114,15 +116,21 @@ class I3DBackbone(Backbone):
         # The original constructors' names.
         return {"i3_res50": "r50", "i3_res50_nl": "r50_nl", "InceptionI3d": "inception_v1"}
 
-    def default_preset_for(self, arch: str | None, checkpoint: str | Path | None = None) -> str:
-        """The preset that goes with ``arch``'s released weights (``i3d-rtfm`` / ``i3d-xd``); with
-        no ``arch``, the checkpoint's layout decides (key names only: InceptionV1 -> ``i3d-xd``)."""
-        if arch is None and checkpoint is not None:
-            from vadfeat.backbones.i3d.checkpoints import i3d_layout
+    def arch_of_checkpoint(self, checkpoint: str | Path) -> str | None:
+        """InceptionV1 when the key names are pytorch-i3d's (its weights go with ``i3d-xd``);
+        otherwise not told (the default preset, ``i3d-rtfm``)."""
+        from vadfeat.backbones.i3d.checkpoints import i3d_layout
 
-            keys, _ = peek_checkpoint(Path(checkpoint).expanduser())
-            arch = "inception_v1" if keys is not None and i3d_layout(keys) == "inception" else None
-        return _PRESET_FOR.get(arch or "", self.default_preset)
+        keys, _ = peek_checkpoint(Path(checkpoint).expanduser())
+        return "inception_v1" if keys is not None and i3d_layout(keys) == "inception" else None
+
+    def released_arch(self, arch: str) -> str:
+        """A test size stands for the first released size of its family (``r50_tiny`` ->
+        ``r50``, ``inception_v1_tiny`` -> ``inception_v1``), whose preset it takes."""
+        spec = ARCHS.get(arch)
+        if spec is None or arch not in TEST_SIZES:
+            return arch
+        return next(a for a, s in ARCHS.items() if s.family == spec.family and a not in TEST_SIZES)
 
     def pretrained(self) -> Sequence[PretrainedCfg]:
         return (
@@ -180,31 +188,25 @@ class I3DBackbone(Backbone):
     def check_checkpoint_arch(self, arch: str | None, info: Any) -> None:
         _check_arch(arch, info)
 
-    def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
-                   device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
-                   quantize: str | None = None, frame_reduce: str = "mean") -> Any:
-        from vadfeat.backbones.i3d.checkpoints import I3DModel, build_i3d, load_into
+    # ----------------------------------------------------------------- load_model's hooks
+    def build_network(self, spec: Any, feature: str) -> Any:
+        from vadfeat.backbones.i3d.checkpoints import build_i3d
 
-        self.check_feature(feature)
-        if quantize is not None:
-            raise ConfigError(f"quantize={quantize!r} is not available for the i3d backbone")
-        info: I3DCheckpointInfo | None = None
-        if checkpoint is None:
-            spec = ARCHS[arch or "r50"]
-            net = build_i3d(spec, empty=True)
-            init_random(net, seed=seed)
-            log.warning("model i3d/%s has RANDOM weights: features are for testing only", spec.name)
-        else:
-            state, info = self._read(checkpoint)
-            _check_arch(arch, info)
-            spec = info.spec
-            net = build_i3d(spec, empty=True)
-            load_into(net, state)
-        model = I3DModel(net, spec=spec, checkpoint=info, random_weights=checkpoint is None, quantize=None,
-                         pooling=feature, backbone=self.name, feature_shape=self.feature_shape(spec, feature))
-        from vadfeat.backbones.loading import ready
+        return build_i3d(spec, empty=True)
 
-        return ready(model, device=device, dtype=dtype)
+    def init_random(self, net: Any, *, seed: int) -> None:
+        init_random(net, seed=seed)
+
+    def load_weights(self, net: Any, state: Any) -> None:
+        from vadfeat.backbones.i3d.checkpoints import load_into
+
+        load_into(net, state)  # strict, but for BatchNorm step counters the files lack
+
+    def wrap(self, net: Any, *, spec: Any, feature: str, info: Any, random_weights: bool,
+             frame_reduce: str = "mean") -> Any:
+        from vadfeat.backbones.i3d.checkpoints import I3DModel
+
+        return I3DModel(net)  # its "net." prefix is what the sniffer and loader strip
 
 
 def _check_arch(arch: str | None, info: I3DCheckpointInfo) -> None:

@@ -9,12 +9,18 @@ backbones existed; short aliases ``vit_g_14`` etc. are accepted too.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, Sniffed, register_backbone
+from vadfeat.backbones.streams import VideoClips
+from vadfeat.backbones.videomae.presets import PRESETS
 from vadfeat.backbones.videomae.spec import ModelSpec, list_models
+from vadfeat.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 _MODEL_ZOO = "https://github.com/OpenGVLab/VideoMAEv2/blob/master/docs/MODEL_ZOO.md"
 
@@ -34,8 +40,17 @@ _KEY_MARKERS = ("patch_embed.proj.weight", "embeddings.patch_embeddings.projecti
 class VideoMAEV2Backbone(Backbone):
     name = "videomae_v2"
     title = "VideoMAE V2 ViT (Wang et al., CVPR 2023), clip-level, 16x224 tubelets of 2 frames"
-    input_kind = "clip"
+    stream = VideoClips()
     default_preset = "videomae-v2"
+    presets = PRESETS
+    # The first backbone vadfeat had: the default, and its outputs record the official code's
+    # bare names (vit_giant_patch14_224), as they did before backbones existed.
+    default = True
+    records_bare_names = True
+    supports_quantize = True
+    hub_prefixes = ("hf://",)  # OpenGVLab/VideoMAEv2-* repositories
+    reads_unsafe_pickle = True
+    can_compress = True  # vadfeat compress: the legacy Fed_WSVAD pruning + int8 step
     features = (
         FeatureHead("fc_norm", "official feature: fc_norm(mean of last-block tokens), [D]",
                     lambda s: (s.embed_dim,)),
@@ -96,15 +111,18 @@ class VideoMAEV2Backbone(Backbone):
             why += f", config.json model_type {config.get('model_type')!r}, no model_config"
         return Sniffed.no(why)
 
-    def read_checkpoint(self, source: str | Path) -> tuple[dict[str, Any], Any]:
+    def read_checkpoint(self, source: str | Path, *, num_heads: int | None = None,
+                        allow_pickle: bool = False) -> tuple[dict[str, Any], Any]:
         from vadfeat.backbones.videomae.checkpoints import load_checkpoint
 
-        return load_checkpoint(source)
+        return load_checkpoint(source, num_heads=num_heads, allow_pickle=allow_pickle)
 
-    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None) -> Any:
+    def inspect_checkpoint(self, source: str | Path, *, num_heads: int | None = None,
+                           allow_pickle: bool = False) -> Any:
         from vadfeat.backbones.videomae.checkpoints import load_checkpoint
 
-        return load_checkpoint(source, num_heads=num_heads)[1]  # .pth tensors memory-mapped
+        # .pth tensors memory-mapped
+        return load_checkpoint(source, num_heads=num_heads, allow_pickle=allow_pickle)[1]
 
     def resolve(self, checkpoint: str | Path | None, *, arch: str | None,
                 num_heads: int | None = None) -> tuple[Any, str | None, str | None]:
@@ -115,13 +133,88 @@ class VideoMAEV2Backbone(Backbone):
         info = self.inspect_checkpoint(checkpoint, num_heads=num_heads)
         return resolve_spec(arch, info), info.sha256, (info.compression or {}).get("quantize")
 
-    def load_model(self, checkpoint: str | Path | None, *, arch: str | None, feature: str,
-                   device: Any, dtype: Any = None, num_heads: int | None = None, seed: int = 0,
-                   quantize: str | None = None) -> Any:
-        from vadfeat.backbones.videomae.loading import load_videomae
+    def peek_geometry(self, checkpoint: str | Path) -> tuple[int, int] | None:
+        from vadfeat.backbones.videomae.geometry import peek_geometry
 
-        return load_videomae(checkpoint, model=arch, pooling=feature, device=device, dtype=dtype,
-                             num_heads=num_heads, seed=seed, quantize=quantize)
+        return peek_geometry(checkpoint)
+
+    def inspect_rows(self, info: Any, spec_text: str) -> list[tuple[str, str]]:
+        s = info.spec
+        ignored = ", ".join(info.ignored_keys[:10]) + (" ..." if len(info.ignored_keys) > 10 else "")
+        return [
+            ("format", f"{info.format}: {info.detail}"),
+            ("model", f"{info.model_name} (width {s.embed_dim}, depth {s.depth}, heads {s.num_heads}, "
+                      f"MLP {s.mlp_hidden}, patch {s.patch_size}, tubelet {s.tubelet_size}, "
+                      f"{s.num_frames}x{s.img_size}px)"),
+            ("dtype", str(info.dtype)),
+            ("parameters", f"{info.num_params:,}"),
+            ("fc_norm", "present" if info.has_fc_norm else "ABSENT (use pooling mean or stats)"),
+            ("sha256", str(info.sha256)),
+            ("ignored", f"{len(info.ignored_keys)} keys" + (f": {ignored}" if ignored else "")),
+            *(("note", str(n)) for n in info.notes),
+        ]
+
+    def inspect_json(self, info: Any) -> dict[str, Any]:
+        return dict(info.to_dict())
+
+    # ----------------------------------------------------------------- load_model's hooks
+    def read_weights(self, checkpoint: str | Path, *, num_heads: int | None = None,
+                     allow_pickle: bool = False) -> tuple[Any, Any]:
+        return self.read_checkpoint(checkpoint, num_heads=num_heads, allow_pickle=allow_pickle)
+
+    def spec_for(self, arch: str | None, info: Any) -> ModelSpec:
+        from vadfeat.backbones.videomae.checkpoints import resolve_spec
+
+        return resolve_spec(arch, info)  # checks --model against the checkpoint
+
+    def check_weights(self, spec: Any, info: Any, feature: str) -> None:
+        if info is not None and feature == "fc_norm" and not info.has_fc_norm:
+            raise CheckpointError(
+                f"{info.path} has no fc_norm weights ({info.detail}): the official fc_norm "
+                "feature cannot be computed from it. Use pooling 'mean' or 'stats', which read "
+                "the last block's tokens directly."
+            )
+
+    def build_network(self, spec: Any, feature: str) -> Any:
+        from vadfeat.backbones.videomae.model import VideoMAEv2
+
+        return VideoMAEv2(spec)
+
+    def init_random(self, net: Any, *, seed: int) -> None:
+        from vadfeat.backbones.videomae.model import init_random
+
+        init_random(net, seed=seed)
+
+    def map_state(self, state: Any, net: Any, *, feature: str, info: Any) -> dict[str, Any]:
+        import torch
+
+        from vadfeat.backbones.videomae.checkpoints import check_keys
+
+        allow = ("fc_norm.weight", "fc_norm.bias") if feature != "fc_norm" else ()
+        check_keys(state, net.state_dict(), allow_missing=allow)
+        return {k: v.to(torch.float32) for k, v in state.items()}
+
+    def load_weights(self, net: Any, state: Any) -> None:
+        # map_state checked every key; fc_norm may be absent (pre-training files) for the
+        # features that do not read it.
+        net.load_state_dict(dict(state), strict=False)
+
+    def wrap(self, net: Any, *, spec: Any, feature: str, info: Any, random_weights: bool,
+             frame_reduce: str = "mean") -> Any:
+        from vadfeat.backbones.videomae.model import FeatureModel
+
+        return FeatureModel(net, pooling=feature, random_weights=random_weights, checkpoint=info)
+
+    def finish(self, model: Any, *, quantize: str | None, info: Any, device: Any) -> Any:
+        recorded = (info.compression or {}).get("quantize") if info is not None else None
+        if quantize is None and recorded is None:
+            return model
+        import torch
+
+        from vadfeat.backbones.videomae.compress import apply_quantization
+
+        return apply_quantization(model, quantize or recorded, explicit=quantize is not None,
+                                  device=torch.device(device))
 
 
 BACKBONE = register_backbone(VideoMAEV2Backbone())

@@ -51,6 +51,7 @@ from vadfeat.backbones._files import (
 from vadfeat.backbones._files import (
     follow_umask as follow_umask,  # re-exported: its old home
 )
+from vadfeat.backbones._registry import MAX_TOKENS
 from vadfeat.backbones.videomae.model import (
     ModelSpec,
     find_registered,
@@ -69,8 +70,8 @@ _IGNORABLE = re.compile(
 )
 _PREFIXES = ("_orig_mod.", "module.", "model.", "backbone.", "encoder.", "videomae.")
 _CONTAINER_KEYS = ("module", "model", "state_dict")
-# Most tokens per clip a checkpoint's geometry may give (ViT-g at 16x224 px: 2048).
-MAX_TOKENS = 2**16
+# Most tokens per clip a checkpoint's geometry may give (ViT-g at 16x224 px: 2048): the
+# registry's MAX_TOKENS, which the pipeline's geometry check applies too.
 
 
 @dataclass(frozen=True)
