@@ -55,6 +55,15 @@ ClipFeature = Literal["embedding", "token"]
 I3DFeature = Literal["pool"]
 #: Feature heads of the built-in backbones (a plug-in backbone's heads are accepted too,
 #: checked against the registry; the CLI offers every registered head).
+#: VGGish's feature heads (:mod:`vadfeat.backbones.vggish.spec` says what each is).
+VGGishHead = Literal["embedding", "embedding_prerelu", "postprocessed", "postprocessed_prerelu"]
+#: How VGGish's postprocessing maps [0, 255] floats to integers: ``floor`` (the TensorFlow
+#: release's ``astype(np.uint8)``) or ``round`` (torchvggish's ``torch.round``).
+VGGishQuantize = Literal["floor", "round"]
+#: An audio example that would start before the track (``first``) or end after it
+#: (``tail``): ``pad`` reads silence outside the track, ``clamp`` shifts it inside
+#: (:mod:`vadfeat.pipeline.audio_grid`).
+AudioEdge = Literal["pad", "clamp"]
 Pooling = Literal[VideoMAEPooling, ClipFeature, I3DFeature]
 #: What a backbone consumes: clips ``[B, 3, T, H, W]`` or frames ``[B, 3, H, W]``.
 InputKind = Literal["clip", "frame"]

@@ -40,10 +40,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 
+from vadfeat._types import AudioEdge
 from vadfeat.errors import ConfigError, VideoError
 
 __all__ = [
@@ -90,7 +91,6 @@ XD_FPS = 24
 #: samples (silence) outside the track; ``"clamp"`` shifts it inside the track (no
 #: longer end-aligned with its snippet).  Whatever the rule, a track shorter than one
 #: example is padded.
-AudioEdge = Literal["pad", "clamp"]
 
 
 class AudioGridError(VideoError):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+
+from vadfeat._types import VGGishHead, VGGishQuantize
 
 SAMPLE_RATE = 16000
 STFT_WINDOW_SECONDS = 0.025
@@ -48,14 +49,13 @@ QUANTIZE_MAX = 2.0
 #: ``postprocessed``: the AudioSet PCA + whitening + clip to [-2, 2] + 8-bit quantisation of
 #: ``embedding`` (values 0..255, what torchvggish's ``postprocess=True`` gives);
 #: ``postprocessed_prerelu``: the same of ``embedding_prerelu`` (today's TensorFlow demo).
-VGGishHead = Literal["embedding", "embedding_prerelu", "postprocessed", "postprocessed_prerelu"]
 VGGISH_HEADS: tuple[VGGishHead, ...] = ("embedding", "embedding_prerelu", "postprocessed",
                                         "postprocessed_prerelu")
 
 #: How the postprocessing maps [0, 255] floats to integers: ``floor`` is the TensorFlow
 #: release's ``astype(np.uint8)`` (tensorflow/models ``vggish_postprocess.py``), ``round`` is
 #: torchvggish's ``torch.round``; the two differ by at most one step.
-Quantize = Literal["floor", "round"]
+Quantize = VGGishQuantize
 
 #: Checkpoint layouts :func:`vadfeat.backbones.vggish.checkpoints.load_vggish_checkpoint` reads.
 VGGISH_FORMATS = ("torchvggish", "tf-npz")
