@@ -46,7 +46,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the model was loaded before the settings were checked")
 
     monkeypatch.setattr(importlib.import_module("vadfeat.pipeline.extractor"), "load_model", refuse)
-    monkeypatch.setattr(importlib.import_module("vadfeat.backbones.videomae.loading"), "load_checkpoint",
+    monkeypatch.setattr(importlib.import_module("vadfeat.backbones.videomae.checkpoints"), "load_checkpoint",
                         refuse)
 
 
