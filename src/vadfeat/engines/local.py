@@ -82,8 +82,8 @@ from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfi
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
 from vadfeat.store.fingerprint import fingerprint_changes
 from vadfeat.store.ownership import refuse_overlap
+from vadfeat.store.sinks import check_layout
 from vadfeat.store.sinks.base import Sink
-from vadfeat.store.sinks.npy import check_layout
 
 log = logging.getLogger(__name__)
 

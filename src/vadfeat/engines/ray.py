@@ -88,12 +88,10 @@ from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.io.inputs import VideoItem, scan
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
-from vadfeat.store.atomic import clean_stale_temporaries
 from vadfeat.store.claims import Claims
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.sinks import make_sink
+from vadfeat.store.sinks import check_layout, make_sink
 from vadfeat.store.sinks.base import OutputState
-from vadfeat.store.sinks.npy import check_layout
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +130,18 @@ class _ExtractActor:
     does), so a concurrent run on the same output folder never works on it at once.  The
     actor builds its own sink from the run's sink settings (``sink_args``, the keywords of
     :func:`~vadfeat.store.sinks.make_sink` below the absolute ``out``) and plans each
-    video's target again from its output stem: no target crosses the wire.
+    video's target again from its output stem: no target crosses the wire.  An actor has
+    no end of its own in Ray Data, so it commits its sink after each video.
     """
 
     def __init__(self, config: ExtractConfig, layout: str, fingerprint: dict[str, Any],
-                 out: str, overwrite: bool, threads: int,
-                 sink_args: dict[str, Any] | None = None) -> None:
+                 out: str, overwrite: bool, threads: int, sink_args: dict[str, Any]) -> None:
         tune_malloc()  # a worker process vadfeat owns: flat memory over long videos
         torch.set_num_threads(max(1, threads))
         self.out = Path(out)
+        self.sink = make_sink(self.out, **sink_args)
         # The driver cannot check another host's temporaries: each worker cleans its host's.
-        clean_stale_temporaries(self.out)
+        self.sink.open()
         self.layout = layout
         self.fingerprint = fingerprint
         self.overwrite = overwrite
@@ -152,8 +151,6 @@ class _ExtractActor:
         except OSError as exc:
             self._no_locks(exc)
         self.extractor = FeatureExtractor.from_config(config)
-        self.sink = make_sink(self.out, **(sink_args if sink_args is not None
-                                          else {"layout": layout, "crops": self.extractor.crops}))
         actual = self.extractor.fingerprint(layout)
         if actual != fingerprint:
             diff = sorted(k for k in {*actual, *fingerprint} if actual.get(k) != fingerprint.get(k))
@@ -204,6 +201,7 @@ class _ExtractActor:
                         entry = self.extractor.process(
                             item, layout=self.layout,
                             deliver=lambda r: sink.write(target, r, stale=stale))  # noqa: B023 (called at once)
+                        sink.commit()
                     finally:
                         self._release(key)
             except Exception as exc:  # one video's bug must not end a day-long run
