@@ -90,8 +90,8 @@ from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.claims import Claims
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.sinks import check_layout, make_sink
-from vadfeat.store.sinks.base import OutputState
+from vadfeat.store.sinks import check_layout
+from vadfeat.store.sinks.base import OutputState, Sink
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +128,18 @@ class _ExtractActor:
 
     Each video is claimed first (:class:`~vadfeat.store.claims.Claims`, as the local engine
     does), so a concurrent run on the same output folder never works on it at once.  The
-    actor builds its own sink from the run's sink settings (``sink_args``, the keywords of
-    :func:`~vadfeat.store.sinks.make_sink` below the absolute ``out``) and plans each
-    video's target again from its output stem: no target crosses the wire.  An actor has
-    no end of its own in Ray Data, so it commits its sink after each video.
+    actor gets its own copy of the run's sink (``sink``: :meth:`~vadfeat.store.sinks.Sink.at`
+    the absolute ``out``) and plans each video's target again from its output stem: no
+    target crosses the wire.  An actor has no end of its own in Ray Data, so it commits
+    its sink after each video.
     """
 
     def __init__(self, config: ExtractConfig, layout: str, fingerprint: dict[str, Any],
-                 out: str, overwrite: bool, threads: int, sink_args: dict[str, Any]) -> None:
+                 out: str, overwrite: bool, threads: int, sink: Sink[Any]) -> None:
         tune_malloc()  # a worker process vadfeat owns: flat memory over long videos
         torch.set_num_threads(max(1, threads))
         self.out = Path(out)
-        self.sink = make_sink(self.out, **sink_args)
+        self.sink = sink
         # The driver cannot check another host's temporaries: each worker cleans its host's.
         self.sink.open()
         self.layout = layout
@@ -403,8 +403,7 @@ def extract_ray(
                                              "fingerprint": fingerprint, "out": str(out_abs),
                                              "overwrite": overwrite,
                                              "threads": max(1, int(actor_cpus)),
-                                             "sink_args": {"layout": cfg.layout,
-                                                           "crops": cfg.crops}},
+                                             "sink": ctx.sink.at(out_abs)},
                                  n_actors=min(n_actors, len(todo)), actor_cpus=actor_cpus,
                                  actor_gpus=actor_gpus, progress_on=progress)
                 if not ctx.summary.interrupted:

@@ -20,13 +20,14 @@ spirit of Ray Data's ``Datasink`` and webdataset's ``ShardWriter``):
 The target is the sink's own type: one file per video, a set of files per video or a
 member of a shard all fit; the engines only pass it back, never look inside it.  A run
 holds one sink (``RunContext.sink`` in ``vadfeat.engines.context``); a Ray worker
-rebuilds its own from the run's sink settings and plans the target again from the stem.
+receives a copy of it (:meth:`Sink.at`) and plans each target again from the stem.
 ``vadfeat.store.sinks.npy`` is the worked case (``.npy`` + ``.json`` per video, three layouts).
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -74,6 +75,15 @@ class Sink(abc.ABC, Generic[TargetT]):
 
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
+
+    def at(self, out: str | Path) -> Sink[TargetT]:
+        """A copy of this sink's settings that writes below ``out`` instead (the same folder
+        seen from elsewhere: a Ray worker gets the absolute path), to be opened by whoever
+        uses it.  It must pickle: a Ray worker receives it so.  A sink that holds more than
+        settings (buffers, open files) overrides it to copy its settings only."""
+        clone = copy.copy(self)
+        clone.out = Path(out)
+        return clone
 
     def open(self) -> None:
         """Before any work: create ``out`` and remove the temporaries a killed run of this
