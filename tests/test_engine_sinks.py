@@ -173,6 +173,25 @@ def test_a_run_plans_resumes_and_refuses_through_its_sink(tmp_path: Path, videos
     assert (out / "features.npz").read_bytes() == archive
 
 
+def test_the_process_pipeline_writes_through_the_same_sink(tmp_path: Path, videos: Path,
+                                                          tiny_checkpoint: Path) -> None:
+    # Decode worker processes feed the same consumer, which writes through the run's sink:
+    # the archive holds what the .npy sink gets from the same pipeline (one snippet per
+    # batch, so the order the workers deliver in cannot change a bit).
+    kw = {"checkpoint": tiny_checkpoint, "progress": False, "workers": 2, "pipeline": "processes",
+          "batch_size": 1}
+    sink = NpzSink(tmp_path / "procs")
+    got = extract([videos], sink.out, sink=sink, **kw)
+    ref = extract([videos], tmp_path / "ref", **kw)
+    assert (got.ok, got.exit_code, ref.ok) == (3, 0, 3)
+    assert sink.calls.count("write") == 3 and sink.calls[-1] == "commit"
+    assert _files(sink.out) == ["features.npz", "index.json", "manifest.jsonl"]
+    with np.load(sink.out / "features.npz") as archive:
+        assert sorted(archive.files) == ["v0", "v1", "v2"]
+        for k in range(3):
+            assert np.array_equal(archive[f"v{k}"], np.load(tmp_path / "ref" / f"v{k}.npy"))
+
+
 def test_a_sink_below_another_folder_is_a_usage_error(tmp_path: Path, videos: Path,
                                                        tiny_checkpoint: Path) -> None:
     with pytest.raises(ConfigError, match="sink writes below"):

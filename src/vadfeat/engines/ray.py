@@ -141,7 +141,10 @@ class _ExtractActor:
         self.out = Path(out)
         self.sink = sink
         # The driver cannot check another host's temporaries: each worker cleans its host's.
-        self.sink.open()
+        try:
+            self.sink.open()
+        except OSError:  # an unwritable folder: the claims and each video's write say so
+            log.debug("cannot open the sink in %s", self.out, exc_info=True)
         self.layout = layout
         self.fingerprint = fingerprint
         self.overwrite = overwrite
