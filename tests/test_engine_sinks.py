@@ -192,6 +192,30 @@ def test_the_process_pipeline_writes_through_the_same_sink(tmp_path: Path, video
             assert np.array_equal(archive[f"v{k}"], np.load(tmp_path / "ref" / f"v{k}.npy"))
 
 
+class _StoppedAtSecondWrite(NpzSink):
+    """Ctrl-C arrives while the second video is being written."""
+
+    def write(self, target: _Member, result: VideoFeatures, *, stale: Iterable[Path] = ()) -> str:
+        if self.calls.count("write") == 1:
+            self.calls.append("write")
+            raise KeyboardInterrupt
+        return super().write(target, result, stale=stale)
+
+
+def test_a_stopped_run_aborts_its_sink_and_a_rerun_does_everything(
+        tmp_path: Path, videos: Path, tiny_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    sink = _StoppedAtSecondWrite(out)
+    stopped = extract([videos], out, checkpoint=tiny_checkpoint, progress=False, sink=sink)
+    assert stopped.interrupted and stopped.exit_code == 130
+    assert sink.calls[-1] == "abort" and "commit" not in sink.calls
+    assert not (out / "features.npz").exists()  # the buffered video was dropped, not written
+    again = extract([videos], out, checkpoint=tiny_checkpoint, progress=False, sink=NpzSink(out))
+    assert (again.exit_code, again.ok, again.skipped) == (0, 3, 0)
+    with np.load(out / "features.npz") as archive:
+        assert sorted(archive.files) == ["v0", "v1", "v2"]
+
+
 def test_a_sink_below_another_folder_is_a_usage_error(tmp_path: Path, videos: Path,
                                                        tiny_checkpoint: Path) -> None:
     with pytest.raises(ConfigError, match="sink writes below"):
