@@ -19,7 +19,7 @@ from vadfeat.engines.events import VideoFailed, VideoPassed
 from vadfeat.engines.producer import claim_or_report
 from vadfeat.store.claims import HELD, Claims
 from vadfeat.store.sinks.base import OutputState
-from vadfeat.store.sinks.npy import OutputPaths, output_paths
+from vadfeat.store.sinks.npy import NpySink, OutputPaths, output_paths
 
 FP = {"model": "test"}
 
@@ -37,7 +37,7 @@ def setup(tmp_path: Path) -> tuple[Path, OutputPaths, Path, str]:
 def _claim(claims: Claims | None, setup: tuple[Path, OutputPaths, Path, str],
            **kwargs: object) -> tuple[ClaimResult, tuple[Path, ...]]:
     out, paths, source, key = setup
-    return claim_video(claims, key, paths, FP, out=out, source=source, overwrite=False,
+    return claim_video(claims, key, paths, FP, sink=NpySink(out), source=source, overwrite=False,
                        planned=OutputState("absent"), **kwargs)  # type: ignore[arg-type]
 
 

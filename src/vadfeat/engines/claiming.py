@@ -20,8 +20,7 @@ from typing import Any, NamedTuple
 
 from vadfeat.engines.context import recheck
 from vadfeat.store.claims import HELD, Claims
-from vadfeat.store.sinks.base import OutputState
-from vadfeat.store.sinks.npy import OutputPaths
+from vadfeat.store.sinks.base import OutputState, Sink
 
 
 class Outcome(enum.Enum):
@@ -78,13 +77,13 @@ def held_result(reason: str, *, may_defer: bool) -> ClaimResult:
     return ClaimResult(Outcome.FAILED_BY_SIBLING, reason)
 
 
-def claim_video(claims: Claims | None, key: str, paths: OutputPaths, fingerprint: dict[str, Any], *,
-                out: Path, source: Path, overwrite: bool, planned: OutputState,
+def claim_video(claims: Claims | None, key: str, target: Any, fingerprint: dict[str, Any], *,
+                sink: Sink[Any], source: Path, overwrite: bool, planned: OutputState,
                 wait: threading.Event | None = None, may_defer: bool = False,
                 lock_error: Callable[[OSError], None] | None = None,
                 ) -> tuple[ClaimResult, tuple[Path, ...]]:
-    """Claim the video whose claim key is ``key`` (its sidecar's path under ``out``), then look
-    at its outputs ``paths`` again under the claim.
+    """Claim the video whose claim key is ``key`` (:meth:`Sink.key` of its ``target``), then
+    look at its ``target`` in ``sink`` again under the claim.
 
     Returns ``(result, stale)``: when ``result.claimed`` the claim is held (release it with
     ``claims.release(key)`` when the video is finished) and ``stale`` are the files to delete
@@ -108,7 +107,7 @@ def claim_video(claims: Claims | None, key: str, paths: OutputPaths, fingerprint
         if reason is not None:
             return held_result(reason, may_defer=may_defer), ()
     try:
-        kind, why, stale = recheck(paths, fingerprint, out=out, source=source, overwrite=overwrite,
+        kind, why, stale = recheck(sink, target, fingerprint, source=source, overwrite=overwrite,
                                    planned=planned)
     except BaseException:
         if claims is not None:

@@ -2,8 +2,8 @@
 
 :class:`Consumer` takes a producer's typed events (:mod:`vadfeat.engines.events`),
 batches snippets across videos (:class:`~vadfeat.pipeline.stream.SnippetBatcher`), runs
-the model, writes each video's outputs atomically when its last snippet is done, and
-records every video in ``OUT/manifest.jsonl``; it checkpoints the finished snippets of
+the model, writes each video through the run's sink (``RunContext.sink``) when its last
+snippet is done, and records every video in ``OUT/manifest.jsonl``; it checkpoints the finished snippets of
 long videos (:mod:`vadfeat.engines.partial`) and, when the run is stopped, records the
 videos in progress.  :meth:`Consumer.claim` is what the producers call to claim a video
 (:func:`vadfeat.engines.claiming.claim_video`).  :func:`drain` is the event loop.
@@ -40,9 +40,7 @@ from vadfeat.engines.partial import Partial, Resumed, stop_hook
 from vadfeat.io.inputs import VideoItem
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.identity import source_identity
-from vadfeat.store.sinks import make_sink
 from vadfeat.store.sinks.base import VideoFeatures
-from vadfeat.store.sinks.npy import OutputPaths
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +50,11 @@ IDLE_FLUSH_S = 0.02
 
 @dataclass
 class Pending:
-    """A video the model side has started: its rows so far, and what its producer said of it."""
+    """A video the model side has started: its rows so far, and what its producer said of it.
+    ``target``: the run's sink's target for it (opaque)."""
 
     item: VideoItem
-    paths: OutputPaths
+    target: Any
     started: float
     rows: dict[int, np.ndarray] = field(default_factory=dict)
     ranges: list[tuple[int, int]] = field(default_factory=list)
@@ -112,7 +111,7 @@ class Consumer:
         assert ctx.claims is not None
         final = vid in self.deferred
         result, stale = claim_video(
-            ctx.claims, ctx.keys[vid], ctx.plan[vid], self.fingerprint, out=ctx.out,
+            ctx.claims, ctx.keys[vid], ctx.plan[vid], self.fingerprint, sink=ctx.sink,
             source=ctx.items[vid].source, overwrite=ctx.overwrite, planned=ctx.states[vid],
             wait=self.stop if (self.wait and final) else None, may_defer=self.wait and not final)
         if result.outcome is Outcome.DEFERRED:
@@ -301,8 +300,7 @@ class Consumer:
         feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
         md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
                          ranges=st.ranges, shape=feats.shape, layout=self.layout)
-        make_sink(ctx.out, layout=self.layout, crops=ext.crops).write(
-            st.paths, VideoFeatures(feats, md), stale=self.stale_of.get(vid, ()))
+        ctx.sink.write(st.target, VideoFeatures(feats, md), stale=self.stale_of.get(vid, ()))
         part = self.partials.pop(vid, None)
         self.resumed.pop(vid, None)
         self.sizes[vid] = int(feats.shape[0])

@@ -2,13 +2,18 @@
 
 Before any model exists, :meth:`RunContext.from_inputs` checks the output folder
 (:func:`check_output_folder`), discovers the inputs and inspects every video's
-outputs (:func:`plan_run`): changed settings stop the run here.  :meth:`RunContext.open`
-then creates the output folder, the run's manifest and (local engines) its claims;
+outputs (:func:`plan_run`) through the run's one sink (:class:`~vadfeat.store.sinks.Sink`,
+``RunContext.sink``): changed settings stop the run here.  :meth:`RunContext.open`
+then opens the sink (the output folder), the run's manifest and (local engines) its claims;
 :meth:`RunContext.triage` records what needs no work (discovery failures, videos done
 before, foreign files) and returns the videos to extract; the ``record_*`` methods
 keep the :class:`RunSummary` and ``OUT/manifest.jsonl`` in step, one line per video
 per run; :meth:`RunContext.settle_elsewhere` decides, at the end, the videos another
-process held.  :func:`recheck` looks at a video again under its claim.
+process held; :meth:`RunContext.close` commits the sink (or aborts it when the run was
+stopped).  :func:`recheck` looks at a video again under its claim.  The engines hold the
+sink's targets but never look inside them: the manifest's ``output`` and every message
+about a target come from the sink (:meth:`~vadfeat.store.sinks.Sink.describe`,
+:meth:`~vadfeat.store.sinks.Sink.label`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vadfeat._types import Layout
@@ -31,14 +36,11 @@ from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
-from vadfeat.store.atomic import clean_stale_temporaries
 from vadfeat.store.claims import LOCK_DIR, Claims
 from vadfeat.store.fingerprint import fingerprint_changes
 from vadfeat.store.manifest import MANIFEST, Manifest
-from vadfeat.store.ownership import owned_record_path
-from vadfeat.store.sidecar import is_vadfeat_sidecar, read_sidecar
-from vadfeat.store.sinks.base import OutputState
-from vadfeat.store.sinks.npy import LAYOUTS, OutputPaths, inspect_outputs, output_paths, sidecar_files
+from vadfeat.store.sinks import make_sink
+from vadfeat.store.sinks.base import OutputState, Sink
 
 log = logging.getLogger(__name__)
 
@@ -167,21 +169,27 @@ class RunContext:
     """One run over one output folder: what was found, what is planned, what was done.
 
     Made by :meth:`from_inputs` before any model exists; :meth:`open` before any work.
-    ``fingerprint`` is the one the plan was compared with, ``None`` when no output
+    ``sink``: where the run's outputs go, its one :class:`~vadfeat.store.sinks.Sink`;
+    ``stems`` and ``plan``: each video's output stem and the sink's target for it (opaque
+    here); ``fingerprint`` is the one the plan was compared with, ``None`` when no output
     existed (then it was never computed).
     """
 
-    def __init__(self, out: Path, items: list[VideoItem], plan: list[OutputPaths],
+    def __init__(self, out: Path, items: list[VideoItem], plan: list[Any],
                  states: list[OutputState], *, overwrite: bool, passed_over: list[str],
-                 fingerprint: dict[str, Any] | None) -> None:
+                 fingerprint: dict[str, Any] | None, sink: Sink[Any],
+                 stems: list[PurePosixPath] | None = None) -> None:
         self.out = out
+        self.sink = sink
         self.items = items
+        self.stems = stems if stems is not None else [output_stem(i) for i in items]
         self.plan = plan
         self.states = states
         self.overwrite = overwrite
         self.passed_over = passed_over
         self.fingerprint = fingerprint
-        self.keys = [str(p.sidecar.relative_to(out)) for p in plan]  # claim keys
+        self.keys = [sink.key(t) for t in plan]  # claim keys
+        self._sink_closed = False
         self.run_id = ""
         self.manifest: Manifest | None = None
         self.claims: Claims | None = None
@@ -191,11 +199,13 @@ class RunContext:
     def from_inputs(cls, inputs: Sequence[str | Path], out: str | Path, *, layout: Layout, crops: int,
              fingerprint: Callable[[], dict[str, Any]], root: str | Path | None = None,
              overwrite: bool = False, verify: bool = True,
-             found: Discovery | None = None) -> RunContext:
+             found: Discovery | None = None, sink: Sink[Any] | None = None) -> RunContext:
         """Check ``out``, discover ``inputs`` and plan every video's outputs (:func:`plan_run`).
 
         ``fingerprint`` is called only when some output exists; ``found``: ``inputs``
-        already discovered (:func:`~vadfeat.io.inputs.scan`).  Raises
+        already discovered (:func:`~vadfeat.io.inputs.scan`); ``sink``: where the
+        outputs go (default: :func:`~vadfeat.store.sinks.make_sink` of ``out``,
+        ``layout`` and ``crops``; a given one must write below ``out``).  Raises
         :class:`ConfigError` (foreign run files, changed settings, bad inputs).  An output
         that is, holds or lies inside an input is refused before, by the engines' entry
         points (with the checkpoint among the inputs: :func:`local_checkpoint`).
@@ -209,10 +219,14 @@ class RunContext:
         def fp() -> dict[str, Any]:
             seen.append(fingerprint())
             return seen[-1]
-        plan, states = plan_run(found.items, out, layout, crops, fp, overwrite=overwrite,
-                                verify=verify)
+        if sink is None:
+            sink = make_sink(out, layout=layout, crops=crops)
+        stems = [output_stem(i) for i in found.items]
+        plan, states = plan_run(found.items, sink, fp, overwrite=overwrite, verify=verify,
+                                stems=stems)
         return cls(out, found.items, plan, states, overwrite=overwrite,
-                   passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None)
+                   passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
+                   sink=sink, stems=stems)
 
     # ------------------------------------------------------------------ before any work
 
@@ -222,14 +236,13 @@ class RunContext:
                 and all(st.status in ("done", "foreign") for st in self.states))
 
     def open(self, *, claims: bool = False, run_token: str | None = None) -> None:
-        """Create ``out``, clean stale temporaries, open the manifest (and the claims).
+        """Open the sink (create ``out``, clean stale temporaries), the manifest (and the claims).
 
         An output folder that cannot be written is a :class:`ConfigError`, before any work.
         """
         self.run_id = self.summary.run_id = new_run_id()
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            clean_stale_temporaries(self.out)
+            self.sink.open()
             if claims:
                 self.claims = Claims(self.out, run_token=run_token)
             self.manifest = Manifest(self.out, self.run_id)
@@ -288,7 +301,7 @@ class RunContext:
                   warnings: list[str] | None) -> None:
         self.summary.ok += 1
         self.summary.snippets += num_snippets
-        self._record(vid, status="ok", error=None, output=str(self.plan[vid].features[0]),
+        self._record(vid, status="ok", error=None, output=self.sink.describe(self.plan[vid]),
                      num_frames=num_frames, num_snippets=num_snippets, seconds=round(seconds, 3),
                      warnings=warnings or None)
 
@@ -304,7 +317,7 @@ class RunContext:
         self.summary.skipped += 1
         if reason is not None:
             log.info("%s: %s", self.items[vid].name, reason)
-        self._record(vid, status="skipped", error=reason, output=str(self.plan[vid].features[0]),
+        self._record(vid, status="skipped", error=reason, output=self.sink.describe(self.plan[vid]),
                      num_frames=None, num_snippets=None, seconds=0.0)
 
     def record_interrupted(self, vid: int, signum: int, *, seconds: float, saved: int = 0) -> None:
@@ -319,8 +332,7 @@ class RunContext:
         """Videos another process held: done by now with these settings, or not done."""
         for vid, reason in sorted(elsewhere.items()):
             name = str(self.items[vid].name)
-            st = inspect_outputs(self.plan[vid], fingerprint, out=self.out,
-                                 source=self.items[vid].source)
+            st = self.sink.state(self.plan[vid], fingerprint, source=self.items[vid].source)
             if st.status == "done":
                 self._skipped_meanwhile(vid)
                 continue
@@ -332,44 +344,55 @@ class RunContext:
     def _skipped_meanwhile(self, vid: int) -> None:
         self.summary.skipped += 1
         self._record(vid, status="skipped", error="extracted by another process during this run",
-                     output=str(self.plan[vid].features[0]), num_frames=None, num_snippets=None,
+                     output=self.sink.describe(self.plan[vid]), num_frames=None, num_snippets=None,
                      seconds=0.0)
 
-    def close(self) -> None:
-        if self.manifest is not None:
-            self.manifest.close()
-        if self.claims is not None:
-            self.claims.release_all()
+    def close(self, *, failed: bool = False) -> None:
+        """End the run: commit the sink (abort it when the run was stopped or ``failed``,
+        an error on its way out), close the manifest, release the claims.  A sink's
+        commit error (OSError) is raised after the manifest and claims are closed.
+        Only the first call acts on the sink."""
+        try:
+            if self.manifest is not None and not self._sink_closed:
+                self._sink_closed = True
+                if failed or self.summary.interrupted:
+                    self.sink.abort()
+                else:
+                    self.sink.commit()
+        finally:
+            if self.manifest is not None:
+                self.manifest.close()
+            if self.claims is not None:
+                self.claims.release_all()
 
 
 # --------------------------------------------------------------------------- planning
 
 
-def plan_outputs(items: Sequence[VideoItem], out: Path, layout: Layout,
-                 crops: int) -> list[OutputPaths]:
+def plan_outputs(items: Sequence[VideoItem], sink: Sink[Any]) -> list[Any]:
+    """Each video's target in ``sink`` (pure)."""
     # discover() already made output stems unique (x.mp4 beside x.avi included).
-    return [output_paths(out, output_stem(i), layout=layout, crops=crops) for i in items]
+    return [sink.plan(output_stem(i)) for i in items]
 
 
-def _alt_sidecars(out: Path, item: VideoItem, paths: OutputPaths) -> list[Path]:
-    """Where the same video's sidecar would be in the other layouts (flat and per-crop share one)."""
-    stem = output_stem(item)
-    alts = {output_paths(out, stem, layout=lay, crops=1).sidecar for lay in LAYOUTS}  # type: ignore[arg-type]
-    return sorted(a for a in alts if a != paths.sidecar)
-
-
-def plan_run(items: Sequence[VideoItem], out: Path, layout: Layout, crops: int,
+def plan_run(items: Sequence[VideoItem], sink: Sink[Any],
              fingerprint: Callable[[], dict[str, Any]], *, overwrite: bool,
-             verify: bool = True) -> tuple[list[OutputPaths], list[OutputState]]:
-    """Each video's output paths and what is there now, before any work (both engines).
+             verify: bool = True, stems: Sequence[PurePosixPath] | None = None,
+             ) -> tuple[list[Any], list[OutputState]]:
+    """Each video's target in ``sink`` and what is there now, before any work (every engine).
 
-    ``fingerprint`` is called only when some output exists (it may read and hash the
-    checkpoint).  A complete set of this video in another layout's place (flat vs
-    fed-wsvad) counts as ``changed`` and its files become ``stale``.  Raises
+    ``fingerprint`` is called only when the sink may hold something of some video
+    (:meth:`~vadfeat.store.sinks.Sink.present`; it may read and hash the checkpoint).
+    A video with nothing complete at its target but a complete output elsewhere in the
+    sink (:meth:`~vadfeat.store.sinks.Sink.previous`: the ``.npy`` sink's other layout,
+    flat vs fed-wsvad) counts as ``changed`` and that output becomes ``stale``.  Raises
     :class:`ConfigError` naming every change (``crops: 1 -> 3``) when existing outputs
-    were made with other settings, unless ``overwrite``.
+    were made with other settings, unless ``overwrite``.  ``stems``: the items' output
+    stems, when already known.
     """
-    plan = plan_outputs(items, out, layout, crops)
+    if stems is None:
+        stems = [output_stem(i) for i in items]
+    plan = [sink.plan(stem) for stem in stems]
     states: list[OutputState] = []
     cached: list[dict[str, Any]] = []
 
@@ -378,28 +401,19 @@ def plan_run(items: Sequence[VideoItem], out: Path, layout: Layout, crops: int,
             cached.append(fingerprint())
         return cached[0]
 
-    any_output = out.is_dir()
-    for item, paths in zip(items, plan, strict=True):
-        alts = _alt_sidecars(out, item, paths) if any_output else []
-        key = str(paths.sidecar.relative_to(out))
-        if not any_output or not any(os.path.lexists(p) for p in (
-                *paths.all(), *alts, owned_record_path(out, key))):
+    for item, target in zip(items, plan, strict=True):
+        if not sink.present(target):
             states.append(OutputState("absent"))
             continue
-        st = inspect_outputs(paths, fp(), out=out, source=item.source, verify=verify)
+        st = sink.state(target, fp(), source=item.source, verify=verify)
         if st.status in ("absent", "redo"):
-            for alt in alts:  # the video's previous set in another layout's place
-                meta = read_sidecar(alt) if alt.is_file() and not alt.is_symlink() else None
-                if is_vadfeat_sidecar(meta):
-                    assert meta is not None
-                    old = tuple(p for p in (*sidecar_files(alt, meta), alt) if p.is_file())
-                    st = OutputState("changed", previous=meta["fingerprint"],
-                                     stale=(*st.stale, *old))
-                    break
+            other = sink.previous(target)
+            if other is not None:
+                st = OutputState("changed", previous=other.previous, stale=(*st.stale, *other.stale))
         states.append(st)
     changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
     if changed and not overwrite:
-        raise ConfigError(_changed_message(changed, fp(), out))
+        raise ConfigError(_changed_message(changed, fp(), sink.out))
     return plan, states
 
 
@@ -458,15 +472,16 @@ def check_output_folder(out: Path) -> None:
                           "away or choose another output folder (-o)")
 
 
-def recheck(paths: OutputPaths, fingerprint: dict[str, Any], *, out: Path, source: Path,
+def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path,
             overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
-    """Under the video's claim, look again (another process may have written it meanwhile).
+    """Under the video's claim, look again at its ``target`` in ``sink`` (another process may
+    have written it meanwhile).
 
     Returns ``(kind, reason, stale)``: ``kind`` None = go on and write, deleting
     ``stale``; ``"skipped"`` = done meanwhile with these settings; ``"failed"`` =
     a foreign file, or outputs another run wrote meanwhile with other settings.
     """
-    st = inspect_outputs(paths, fingerprint, out=out, source=source)
+    st = sink.state(target, fingerprint, source=source)
     if st.status == "done" and not overwrite:
         return "skipped", "extracted by another process during this run", ()
     if st.status == "foreign":
@@ -476,7 +491,7 @@ def recheck(paths: OutputPaths, fingerprint: dict[str, Any], *, out: Path, sourc
         return "failed", (f"written during this run by another run with other settings ({diff}); "
                           "not replaced (use --overwrite to replace)"), ()
     if st.status == "redo" and planned.status not in ("redo", "changed"):
-        log.warning("%s: redoing: %s", paths.sidecar.name, st.reason)
+        log.warning("%s: redoing: %s", sink.label(target), st.reason)
     extra = planned.stale if planned.status == "changed" else ()
     return None, "", tuple(dict.fromkeys((*st.stale, *extra)))
 

@@ -82,7 +82,8 @@ from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfi
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
 from vadfeat.store.fingerprint import fingerprint_changes
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.sinks.npy import check_layout
+from vadfeat.store.sinks import check_layout
+from vadfeat.store.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
@@ -250,19 +251,22 @@ def _run_pipeline(ext: FeatureExtractor, ctx: RunContext, todo: list[int], finge
     bar = progress(len(todo), enabled=progress_on)
     consumer = Consumer(ext, ctx, fingerprint, layout=layout, wait=wait, stop=stop, bar=bar,
                         on_snippet=producer.on_snippet)
+    failed = True  # an unexpected error on its way out: the sink is aborted, not committed
     try:
         producer.start(consumer.claim, consumer.skip_of)
         drain(events, consumer, producer.exits)
         consumer.workers_gone(*producer.leftovers())
         ctx.settle_elsewhere(consumer.elsewhere, fingerprint)
+        failed = False
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP under handle_stop_signals
         producer.halt()
         consumer.interrupted(record_stop(ctx.summary, exc))
+        failed = False  # stopped: close() aborts the sink
     finally:
         producer.halt()
         producer.join()
         bar.close()
-        ctx.close()
+        ctx.close(failed=failed)
 
 
 # --------------------------------------------------------------------------- extract()
@@ -283,6 +287,7 @@ def extract(
     run_token: str | None = None,
     wait: bool = False,
     pipeline: str = "threads",
+    sink: Sink[Any] | None = None,
     **settings: Any,
 ) -> RunSummary:
     """Extract features for every video in ``inputs`` into ``out``.
@@ -291,7 +296,10 @@ def extract(
     ``model``, ``preset``, ``random_weights``, ``device``, ``dtype``,
     ``batch_size``, preset overrides ...); or pass a ready ``config``
     (:class:`~vadfeat.pipeline.config.ExtractConfig`) or a ready ``extractor``.
-    ``layout`` (default ``flat``, or the config's) names where outputs go.
+    ``layout`` (default ``flat``, or the config's) names where outputs go.  ``sink``:
+    a ready :class:`~vadfeat.store.sinks.Sink` writing below ``out`` instead of the
+    layout's (library only; not with ``devices`` of more than one device): the run plans,
+    resumes and writes through it alone (its sidecars still record ``layout``).
 
     Before any work (and before the model is loaded) inputs are discovered and
     every video's outputs inspected (:func:`~vadfeat.engines.context.plan_run`): a
@@ -339,6 +347,8 @@ def extract(
         check_pipeline(cfg, workers, devices or ())
     if devices and extractor is not None:
         raise ConfigError("devices= builds one extractor per device; pass settings, not one")
+    if sink is not None:
+        _check_sink(sink, out, devices)
     if devices is not None and len(devices) > 1:
         return _extract_on_devices(list(devices), list(inputs), out, cfg, workers=workers,
                                    overwrite=overwrite, root=root, wait=wait, pipeline=pipeline)
@@ -347,7 +357,7 @@ def extract(
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     layout = cfg.layout
-    planned = _plan(cfg, extractor, inputs, out, root=root, overwrite=overwrite)
+    planned = _plan(cfg, extractor, inputs, out, root=root, overwrite=overwrite, sink=sink)
     if isinstance(planned, RunSummary):
         return planned
     ctx, ext, fp = planned
@@ -358,7 +368,7 @@ def extract(
     try:
         todo = ctx.triage()
     except BaseException:
-        ctx.close()
+        ctx.close(failed=True)
         raise
     _run_pipeline(ext, ctx, todo, fp, layout=layout, workers=workers, wait=wait, progress_on=progress,
                   pipeline=pipeline)
@@ -366,9 +376,22 @@ def extract(
     return ctx.summary
 
 
+def _check_sink(sink: Sink[Any], out: str | Path, devices: Sequence[str] | None) -> None:
+    """A given ``sink`` must write below ``out`` (the run's manifest and claims are there),
+    in this process (ConfigError)."""
+    if not isinstance(sink, Sink):
+        raise ConfigError(f"sink must be a vadfeat.store.sinks.Sink, got {type(sink).__name__}")
+    if Path(sink.out) != Path(out):
+        raise ConfigError(f"the sink writes below {sink.out}, not the output folder {out}")
+    if devices is not None and len(devices) > 1:
+        raise ConfigError("sink= runs in this process: it cannot be used with devices= of more "
+                          "than one device")
+
+
 def _plan(cfg: ExtractConfig, extractor: FeatureExtractor | None, inputs: Sequence[str | Path],
-          out: str | Path, *, root: str | Path | None,
-          overwrite: bool) -> RunSummary | tuple[RunContext, FeatureExtractor, dict[str, Any]]:
+          out: str | Path, *, root: str | Path | None, overwrite: bool,
+          sink: Sink[Any] | None = None,
+          ) -> RunSummary | tuple[RunContext, FeatureExtractor, dict[str, Any]]:
     """Plan before the model exists (changed settings stop the run here, in seconds), then
     load it: ``(context, extractor, fingerprint)``, or the summary of a run with nothing to do."""
     layout = cfg.layout
@@ -376,11 +399,11 @@ def _plan(cfg: ExtractConfig, extractor: FeatureExtractor | None, inputs: Sequen
         ext = extractor
         ctx = RunContext.from_inputs(inputs, out, layout=layout, crops=ext.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: ext.fingerprint(layout), root=root,
-                              overwrite=overwrite)
+                              overwrite=overwrite, sink=sink)
     else:
         ctx = RunContext.from_inputs(inputs, out, layout=layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=planned_fingerprint(cfg, resolve_device(cfg.device).type),
-                              root=root, overwrite=overwrite)
+                              root=root, overwrite=overwrite, sink=sink)
         if ctx.nothing_to_do():  # a rerun of a finished folder never loads the model
             return ctx.record_nothing_to_do()
         ext = FeatureExtractor.from_config(cfg)

@@ -80,7 +80,6 @@ from vadfeat.engines.context import (
     RunSummary,
     check_output_folder,
     local_checkpoint,
-    plan_outputs,
     planned_fingerprint,
     progress,
     record_stop,
@@ -89,12 +88,10 @@ from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.io.inputs import VideoItem, scan
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
-from vadfeat.store.atomic import clean_stale_temporaries
 from vadfeat.store.claims import Claims
 from vadfeat.store.ownership import refuse_overlap
-from vadfeat.store.sinks import make_sink
-from vadfeat.store.sinks.base import OutputState
-from vadfeat.store.sinks.npy import OutputPaths, check_layout
+from vadfeat.store.sinks import check_layout
+from vadfeat.store.sinks.base import OutputState, Sink
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +127,24 @@ class _ExtractActor:
     """Ray Data UDF: one loaded model; turns a batch of video rows into manifest entries.
 
     Each video is claimed first (:class:`~vadfeat.store.claims.Claims`, as the local engine
-    does), so a concurrent run on the same output folder never works on it at once.
+    does), so a concurrent run on the same output folder never works on it at once.  The
+    actor gets its own copy of the run's sink (``sink``: :meth:`~vadfeat.store.sinks.Sink.at`
+    the absolute ``out``) and plans each video's target again from its output stem: no
+    target crosses the wire.  An actor has no end of its own in Ray Data, so it commits
+    its sink after each video.
     """
 
     def __init__(self, config: ExtractConfig, layout: str, fingerprint: dict[str, Any],
-                 out: str, overwrite: bool, threads: int) -> None:
+                 out: str, overwrite: bool, threads: int, sink: Sink[Any]) -> None:
         tune_malloc()  # a worker process vadfeat owns: flat memory over long videos
         torch.set_num_threads(max(1, threads))
         self.out = Path(out)
+        self.sink = sink
         # The driver cannot check another host's temporaries: each worker cleans its host's.
-        clean_stale_temporaries(self.out)
+        try:
+            self.sink.open()
+        except OSError:  # an unwritable folder: the claims and each video's write say so
+            log.debug("cannot open the sink in %s", self.out, exc_info=True)
         self.layout = layout
         self.fingerprint = fingerprint
         self.overwrite = overwrite
@@ -164,12 +169,13 @@ class _ExtractActor:
                     "time could repeat work", self.out, exc)
         self.claims = None
 
-    def _claim(self, key: str, paths: OutputPaths, source: Path,
+    def _claim(self, key: str, target: Any, source: Path,
                planned: OutputState) -> tuple[ClaimResult, tuple[Path, ...]]:
         """:func:`~vadfeat.engines.claiming.claim_video`, the local engine's claim; a lock
         that cannot be taken (no ``flock``) lets the video go on unclaimed."""
-        return claim_video(self.claims, key, paths, self.fingerprint, out=self.out, source=source,
-                           overwrite=self.overwrite, planned=planned, lock_error=self._no_locks)
+        return claim_video(self.claims, key, target, self.fingerprint, sink=self.sink,
+                           source=source, overwrite=self.overwrite, planned=planned,
+                           lock_error=self._no_locks)
 
     def _release(self, key: str) -> None:
         if self.claims is not None:
@@ -177,28 +183,28 @@ class _ExtractActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entries = []
-        for source, name, outputs, planned in zip(batch["source"], batch["name"],
-                                                  batch["outputs"], batch["planned"], strict=True):
+        sink = self.sink
+        for source, name, stem, planned in zip(batch["source"], batch["name"],
+                                               batch["stem"], batch["planned"], strict=True):
             item = VideoItem(Path(str(source)), PurePosixPath(str(name)))
-            *features, sidecar = (Path(p) for p in json.loads(str(outputs)))
-            paths = OutputPaths(tuple(features), sidecar)
+            target = sink.plan(PurePosixPath(str(stem)))
             plan = json.loads(str(planned))
             planned_state = OutputState(plan["status"], stale=tuple(Path(p) for p in plan["stale"]))
-            key = str(paths.sidecar.relative_to(self.out))  # the local engine's claim key
+            key = sink.key(target)  # the local engine's claim key
             t0 = time.perf_counter()
             try:
-                claimed, stale = self._claim(key, paths, item.source, planned_state)
+                claimed, stale = self._claim(key, target, item.source, planned_state)
                 if claimed.outcome is not None:
                     kind = claimed.outcome.status
                     entry = {"video": str(item.name), "status": kind, "error": claimed.reason,
-                             "output": str(paths.features[0]) if kind == "skipped" else None,
+                             "output": sink.describe(target) if kind == "skipped" else None,
                              "num_frames": None, "num_snippets": None, "seconds": 0.0}
                 else:
                     try:
-                        sink = make_sink(self.out, layout=self.layout, crops=self.extractor.crops)
                         entry = self.extractor.process(
                             item, layout=self.layout,
-                            deliver=lambda r: sink.write(paths, r, stale=stale))  # noqa: B023 (called at once)
+                            deliver=lambda r: sink.write(target, r, stale=stale))  # noqa: B023 (called at once)
+                        sink.commit()
                     finally:
                         self._release(key)
             except Exception as exc:  # one video's bug must not end a day-long run
@@ -384,9 +390,9 @@ def extract_ray(
         # Before any actor (and model) starts: changed settings stop the run here.
         ctx = RunContext.from_inputs(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: fingerprint, found=found, overwrite=overwrite)
-        plan_abs = plan_outputs(ctx.items, out_abs, cfg.layout, cfg.crops)  # type: ignore[arg-type]
         ctx.open()
         t_start = time.perf_counter()
+        failed = True  # an error on its way out: the run's sink is aborted, not committed
         try:
             todo = ctx.triage()
             if todo:
@@ -395,28 +401,30 @@ def extract_ray(
                 planned = [json.dumps({"status": st.status, "stale": [
                     str(out_abs / p.relative_to(out)) for p in st.stale]}) for st in ctx.states]
                 worker_cfg = cfg.replace(device=device)
-                elsewhere = _run(ray, todo, ctx, plan_abs, planned,
+                elsewhere = _run(ray, todo, ctx, planned,
                                  actor_args={"config": worker_cfg, "layout": cfg.layout,
                                              "fingerprint": fingerprint, "out": str(out_abs),
                                              "overwrite": overwrite,
-                                             "threads": max(1, int(actor_cpus))},
+                                             "threads": max(1, int(actor_cpus)),
+                                             "sink": ctx.sink.at(out_abs)},
                                  n_actors=min(n_actors, len(todo)), actor_cpus=actor_cpus,
                                  actor_gpus=actor_gpus, progress_on=progress)
                 if not ctx.summary.interrupted:
                     ctx.settle_elsewhere(elsewhere, fingerprint)
+            failed = False
         finally:
-            ctx.close()
+            ctx.close(failed=failed)
         ctx.summary.seconds = time.perf_counter() - t_start
     return ctx.summary
 
 
-def _run(ray: Any, todo: list[int], ctx: RunContext, plan_abs: list[OutputPaths],
-         planned: list[str], *, actor_args: dict[str, Any], n_actors: int, actor_cpus: float,
+def _run(ray: Any, todo: list[int], ctx: RunContext, planned: list[str], *,
+         actor_args: dict[str, Any], n_actors: int, actor_cpus: float,
          actor_gpus: int, progress_on: bool) -> dict[int, str]:
     """Run the actors; return the videos another process held (for :meth:`RunContext.settle_elsewhere`)."""
     items, summary = ctx.items, ctx.summary
     rows = [{"index": vid, "source": str(items[vid].source), "name": str(items[vid].name),
-             "outputs": json.dumps([str(p) for p in plan_abs[vid].all()]),
+             "stem": ctx.stems[vid].as_posix(),
              "planned": planned[vid]} for vid in todo]
     done: set[int] = set()
     elsewhere: dict[int, str] = {}

@@ -73,6 +73,8 @@ CONTENT_SETTINGS = frozenset({
 RUN_SETTINGS = frozenset({
     "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
     "root", "extractor", "config", "run_token", "wait", "pipeline",
+    # A ready sink (library only): where the outputs go, as ``out``; not the numbers.
+    "sink",
     # Decides only whether a video is refused; an accepted video's features do not depend on it.
     "max_pixels",
 })

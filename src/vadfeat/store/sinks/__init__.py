@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
-from vadfeat.store.sinks.npy import LAYOUTS, NpySink
+from vadfeat.store.sinks.npy import LAYOUTS, NpySink, check_layout
 
 
 def make_sink(out: str | Path, *, layout: str = "flat", crops: int = 1) -> NpySink:
@@ -17,4 +17,4 @@ def make_sink(out: str | Path, *, layout: str = "flat", crops: int = 1) -> NpySi
     return NpySink(out, layout=layout, crops=crops)
 
 
-__all__ = ["LAYOUTS", "NpySink", "OutputState", "Sink", "VideoFeatures", "make_sink"]
+__all__ = ["LAYOUTS", "NpySink", "OutputState", "Sink", "VideoFeatures", "check_layout", "make_sink"]

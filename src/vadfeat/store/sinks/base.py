@@ -8,6 +8,9 @@ spirit of Ray Data's ``Datasink`` and webdataset's ``ShardWriter``):
    relative path without suffix) and :meth:`Sink.key` (the name its claim is taken
    under), then :meth:`Sink.state`: what is there now against the run's settings
    fingerprint (:class:`OutputState`: absent, done, redo, changed, foreign);
+   :meth:`Sink.present` (may anything be there?) and :meth:`Sink.previous` (the video's
+   output under other settings, elsewhere) refine the plan, :meth:`Sink.describe` and
+   :meth:`Sink.label` name a target in the manifest and in messages;
 3. :meth:`Sink.write` a video's :class:`VideoFeatures` (features + sidecar) to its
    target, atomically, deleting ``stale`` files of the video's previous output;
 4. :meth:`Sink.commit`, once, after the last write (a sink that buffers, such as
@@ -15,13 +18,16 @@ spirit of Ray Data's ``Datasink`` and webdataset's ``ShardWriter``):
    :meth:`Sink.abort` when the run stops early.
 
 The target is the sink's own type: one file per video, a set of files per video or a
-member of a shard all fit; the engines only pass it back.  ``vadfeat.store.sinks.npy``
-is the worked case (``.npy`` + ``.json`` per video, three layouts).
+member of a shard all fit; the engines only pass it back, never look inside it.  A run
+holds one sink (``RunContext.sink`` in ``vadfeat.engines.context``); a Ray worker
+receives a copy of it (:meth:`Sink.at`) and plans each target again from the stem.
+``vadfeat.store.sinks.npy`` is the worked case (``.npy`` + ``.json`` per video, three layouts).
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -70,6 +76,15 @@ class Sink(abc.ABC, Generic[TargetT]):
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
 
+    def at(self, out: str | Path) -> Sink[TargetT]:
+        """A copy of this sink's settings that writes below ``out`` instead (the same folder
+        seen from elsewhere: a Ray worker gets the absolute path), to be opened by whoever
+        uses it.  It must pickle: a Ray worker receives it so.  A sink that holds more than
+        settings (buffers, open files) overrides it to copy its settings only."""
+        clone = copy.copy(self)
+        clone.out = Path(out)
+        return clone
+
     def open(self) -> None:
         """Before any work: create ``out`` and remove the temporaries a killed run of this
         host left (never a live process's).  Raises OSError."""
@@ -85,6 +100,30 @@ class Sink(abc.ABC, Generic[TargetT]):
     def key(self, target: TargetT) -> str:
         """A name for ``target`` unique within ``out`` and stable across runs: the
         video's claim (:class:`~vadfeat.store.claims.Claims`) and ownership record key."""
+
+    def describe(self, target: TargetT) -> str:
+        """Where ``target``'s features are, in words a user can follow (the run manifest's
+        ``output`` for a video done or skipped): by default its :meth:`key`."""
+        return self.key(target)
+
+    def label(self, target: TargetT) -> str:
+        """A short name of ``target`` for log messages: by default the last part of its
+        :meth:`key`."""
+        return self.key(target).rsplit("/", 1)[-1]
+
+    def present(self, target: TargetT) -> bool:
+        """Whether anything of ``target`` (or of the video's previous output, see
+        :meth:`previous`) may be there; False lets a run plan the video as absent without
+        computing its settings fingerprint (which may hash the checkpoint).  Cheap (stats,
+        an index lookup).  By default True: :meth:`state` always decides."""
+        return True
+
+    def previous(self, target: TargetT) -> OutputState | None:
+        """A complete output of the same video that this sink keeps elsewhere under other
+        settings (the ``.npy`` sink: another layout's place), as ``changed`` with its
+        files in ``stale``; None when there is none (the default).  A run asks it at
+        planning time, when :meth:`state` found ``target`` absent or to redo."""
+        return None
 
     @abc.abstractmethod
     def state(self, target: TargetT, fingerprint: Mapping[str, Any] | None, *,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard, get_args
 
@@ -40,7 +40,7 @@ from vadfeat.errors import ConfigError
 from vadfeat.store.atomic import NPY_ERRORS, save_json, save_npy, sha256_file
 from vadfeat.store.fingerprint import same_fingerprint
 from vadfeat.store.identity import source_changed
-from vadfeat.store.ownership import read_owned, write_owned
+from vadfeat.store.ownership import owned_record_path, read_owned, write_owned
 from vadfeat.store.sidecar import is_vadfeat_sidecar, read_sidecar, seal_sidecar, sidecar_edited
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 
@@ -56,10 +56,12 @@ def check_layout(layout: str) -> Layout:
 
 @dataclass(frozen=True)
 class OutputPaths:
-    """Where one video's outputs go.  ``features`` has one path, or one per crop."""
+    """Where one video's outputs go.  ``features`` has one path, or one per crop; ``stem``:
+    the video's output stem they were planned from (None when built by hand)."""
 
     features: tuple[Path, ...]
     sidecar: Path
+    stem: PurePosixPath | None = field(default=None, compare=False)
 
     def all(self) -> tuple[Path, ...]:
         return (*self.features, self.sidecar)
@@ -69,13 +71,24 @@ def output_paths(out: Path, stem: PurePosixPath, *, layout: Layout, crops: int =
     rel = Path(*stem.parts)
     if layout == "flat":
         base = out / rel
-        return OutputPaths((base.with_name(base.name + ".npy"),), base.with_name(base.name + ".json"))
+        return OutputPaths((base.with_name(base.name + ".npy"),), base.with_name(base.name + ".json"),
+                           stem)
     if layout == "fed-wsvad":
         folder = out / "features_video" / "i3d" / "combine" / rel
-        return OutputPaths((folder / "feature.npy",), folder / "feature.json")
+        return OutputPaths((folder / "feature.npy",), folder / "feature.json", stem)
     base = out / rel
     feats = tuple(base.with_name(f"{base.name}__{k}.npy") for k in range(crops))
-    return OutputPaths(feats, base.with_name(base.name + ".json"))
+    return OutputPaths(feats, base.with_name(base.name + ".json"), stem)
+
+
+def other_sidecars(out: Path, paths: OutputPaths) -> list[Path]:
+    """Where the same video's sidecar would be in the other layouts (flat and per-crop share
+    one), sorted; none for ``paths`` built without a stem."""
+    if paths.stem is None:
+        return []
+    alts = {output_paths(out, paths.stem, layout=lay, crops=1).sidecar  # type: ignore[arg-type]
+            for lay in LAYOUTS}
+    return sorted(a for a in alts if a != paths.sidecar)
 
 
 def split_crops(features: np.ndarray, crops: int) -> list[np.ndarray]:
@@ -238,6 +251,34 @@ class NpySink(Sink[OutputPaths]):
     def key(self, target: OutputPaths) -> str:
         return str(target.sidecar.relative_to(self.out))
 
+    def describe(self, target: OutputPaths) -> str:
+        """The (first) feature file: the manifest's ``output``."""
+        return str(target.features[0])
+
+    def label(self, target: OutputPaths) -> str:
+        """The sidecar's file name."""
+        return target.sidecar.name
+
+    def present(self, target: OutputPaths) -> bool:
+        """A file of the set, a sidecar of another layout's place or the video's ownership
+        record exists (stats only)."""
+        if not self.out.is_dir():
+            return False
+        key = self.key(target)
+        return any(os.path.lexists(p) for p in (*target.all(), *other_sidecars(self.out, target),
+                                                owned_record_path(self.out, key)))
+
+    def previous(self, target: OutputPaths) -> OutputState | None:
+        """A complete set of this video in another layout's place (flat vs fed-wsvad): the
+        first vadfeat sidecar found there, as ``changed`` with its files ``stale``."""
+        for alt in other_sidecars(self.out, target):
+            meta = read_sidecar(alt) if alt.is_file() and not alt.is_symlink() else None
+            if is_vadfeat_sidecar(meta):
+                assert meta is not None
+                old = tuple(p for p in (*sidecar_files(alt, meta), alt) if p.is_file())
+                return OutputState("changed", previous=meta["fingerprint"], stale=old)
+        return None
+
     def state(self, target: OutputPaths, fingerprint: Mapping[str, Any] | None, *,
               source: Path | None = None, verify: bool = True) -> OutputState:
         return inspect_outputs(target, fingerprint, out=self.out if self.records else None,
@@ -288,4 +329,4 @@ class NpySink(Sink[OutputPaths]):
 
 
 __all__ = ["LAYOUTS", "NpySink", "OutputPaths", "check_layout", "inspect_outputs", "is_done",
-           "output_paths", "sidecar_files", "split_crops"]
+           "other_sidecars", "output_paths", "sidecar_files", "split_crops"]
