@@ -1,4 +1,4 @@
-"""The process pipeline: decode and per-frame transform in worker processes (issue 15).
+"""The process pipeline: decode and per-frame transform in worker processes.
 
 The thread pipeline (:mod:`vadfeat.engines.local`) decodes in threads of the model's
 process; the share of per-frame work that holds the GIL caps it far below what a GPU

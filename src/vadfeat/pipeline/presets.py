@@ -22,7 +22,7 @@ Registered presets (``vadfeat`` documents where each one comes from):
     per non-overlapping snippet, what WSVAD code expects); pass ``stride=4`` for
     the dense variant.
 ``fed-wsvad``
-    The legacy Fed_WSVAD "Backbone" scripts (SPEC section 1), per frame: a frame
+    The legacy Fed_WSVAD "Backbone" scripts (docs/REFERENCE.md, section 1), per frame: a frame
     whose shorter side is below 226 px is enlarged by ``226 / shorter_side`` with
     OpenCV bilinear on 8-bit values; values are scaled to ``[-1, 1]``; the float
     frame is resized with OpenCV bilinear to 224x224 (aspect not kept, no crop);

@@ -1,6 +1,6 @@
 """Read every VideoMAE V2 checkpoint format users have into one canonical state dict.
 
-Formats (SPEC §2), detected from the file and its keys, never from its name:
+Formats (docs/REFERENCE.md, section 2), detected from the file and its keys, never from its name:
 
 * ``pth``: model-zoo ``.pth``/``.pt``; the state dict at top level or under
   ``'module'``/``'model'``/``'state_dict'``; fp16 or fp32 tensors; key prefixes

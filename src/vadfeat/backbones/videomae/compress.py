@@ -1,6 +1,6 @@
 """Model compression for edge devices: L1 unstructured pruning and dynamic int8 Linear layers.
 
-This is step 5 of the legacy Fed_WSVAD "Backbone" folder (SPEC §1): every
+This is step 5 of the legacy Fed_WSVAD "Backbone" folder (docs/REFERENCE.md, section 1): every
 ``Conv3d``/``Linear`` weight is pruned by magnitude at one rate, *per tensor*
 (the ``amount`` fraction of its entries with the smallest ``|w|`` become zero,
 the rule of ``torch.nn.utils.prune.l1_unstructured``, made permanent), then the

@@ -80,7 +80,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-# SPEC §2 table.  ViT-g's MLP is 6144 = 1408 * 48/11, not a round ratio.
+# docs/REFERENCE.md, section 2.  ViT-g's MLP is 6144 = 1408 * 48/11, not a round ratio.
 register_model(ModelSpec("vit_small_patch16_224", 384, 12, 6, 1536))
 register_model(ModelSpec("vit_base_patch16_224", 768, 12, 12, 3072))
 register_model(ModelSpec("vit_large_patch16_224", 1024, 24, 16, 4096))
