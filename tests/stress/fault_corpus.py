@@ -794,7 +794,11 @@ def phase_device_death(r: Runner, clean: Path, out: Path) -> Row:
         problems.append(f"exit {code} after a device process died, expected 1")
     if victim is not None and "died" not in err:
         problems.append("the summary does not say that a device process died")
-    problems += partial_outputs(out, allow_temporaries=True)
+    # A SIGKILL that lands between a video's two renames (features, then sidecar) leaves a
+    # feature file without its sidecar, as in the kills phase: allowed right after the kill
+    # (the ownership record names it as vadfeat's), never after the resume (checked below).
+    # Counted as a problem here, it failed the phase when the kill happened to land there.
+    problems += [p for p in partial_outputs(out, allow_temporaries=True) if "without sidecar" not in p]
     before = len(read_lines(out))
     code2, err2, _ = r.run(out)
     resumed = run_lines(out, before)
