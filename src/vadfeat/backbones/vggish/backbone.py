@@ -16,14 +16,14 @@ checkpoint reader load in the hooks that build or read a model.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vadfeat.backbones._registry import Backbone, FeatureHead, PretrainedCfg, Sniffed, register_backbone
 from vadfeat.backbones.streams import AudioSamples
-from vadfeat.backbones.vggish.presets import PRESETS
+from vadfeat.backbones.vggish.presets import AUDIO_GRIDS, PRESETS, AudioGridRule
 from vadfeat.backbones.vggish.spec import (
     EMBEDDING_SIZE,
     SAMPLE_RATE,
@@ -31,7 +31,7 @@ from vadfeat.backbones.vggish.spec import (
     VGGISH_SHAPES,
     sniff_vggish,
 )
-from vadfeat.errors import CheckpointError
+from vadfeat.errors import CheckpointError, ConfigError
 
 #: Parameters of the network (:data:`~vadfeat.backbones.vggish.spec.VGGISH_SHAPES`).
 NUM_PARAMS = sum(math.prod(shape) for shape in VGGISH_SHAPES.values())
@@ -146,6 +146,48 @@ class VGGishBackbone(Backbone):
         from vadfeat.backbones.vggish.model import init_random
 
         init_random(net, seed=seed)
+
+    # ----------------------------------------------------------------- the audio pipeline's hooks
+    def grid_rule(self, preset: str) -> AudioGridRule:
+        """Where preset ``preset``'s examples lie (:data:`.presets.AUDIO_GRIDS`); a
+        :class:`ConfigError` for a preset without a grid (another family's)."""
+        try:
+            return AUDIO_GRIDS[preset]
+        except KeyError:
+            raise ConfigError(f"preset {preset!r} has no audio grid; VGGish runs with "
+                              f"{' or '.join(AUDIO_GRIDS)} (or --grid-from DIR)") from None
+
+    def plain_framer(self) -> Any:
+        """Streaming examples on the reference's grid (:class:`.melspec.ExampleFramer`)."""
+        from vadfeat.backbones.vggish.melspec import ExampleFramer
+
+        return ExampleFramer()
+
+    def window_framer(self, starts: Iterable[int]) -> Any:
+        """Streaming examples of windows at 16 kHz sample ``starts`` (:class:`.melspec.WindowFramer`)."""
+        from vadfeat.backbones.vggish.melspec import WindowFramer
+
+        return WindowFramer(starts)
+
+    def check_head_files(self, feature: str, pca: str | None) -> None:
+        """The ``postprocessed`` heads need ``--pca FILE``; the raw ones refuse it (ConfigError)."""
+        if feature.startswith("postprocessed") and pca is None:
+            raise ConfigError(f"the {feature!r} head needs the AudioSet PCA parameters: --pca FILE "
+                              "(torchvggish's vggish_pca_params-970ea276.pth or the TensorFlow "
+                              "release's vggish_pca_params.npz)")
+        if pca is not None and not feature.startswith("postprocessed"):
+            raise ConfigError(f"--pca {pca} is for the postprocessed heads; the {feature!r} head does "
+                              "not use it (--pooling postprocessed)")
+        if pca is not None and not Path(pca).expanduser().is_file():
+            raise ConfigError(f"--pca {pca}: no such file")
+
+    def attach_pca(self, model: Any, pca: str | Path, quantize: str = "floor") -> None:
+        """Load the PCA file into ``model`` (:func:`.pca.load_pca`; :class:`CheckpointError`
+        naming the file)."""
+        from vadfeat.backbones.vggish.pca import load_pca
+
+        model.set_pca(load_pca(Path(pca).expanduser()))
+        model.quantize = quantize
 
 
 BACKBONE = register_backbone(VGGishBackbone())

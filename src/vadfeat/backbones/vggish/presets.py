@@ -42,6 +42,8 @@ class AudioGridRule:
     tail: AudioEdge = "pad"
 
     def to_dict(self) -> dict[str, str]:
+        if self.kind == "plain":  # the reference's: no window before 0, the incomplete tail dropped
+            return {"kind": "plain", "first": "none", "tail": "drop"}
         return {"kind": self.kind, "first": self.first, "tail": self.tail}
 
 
