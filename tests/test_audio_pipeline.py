@@ -13,7 +13,10 @@ audio track (PyAV-written: mp4 with AAC at 44.1 kHz stereo, mkv with PCM at 16 k
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shlex
 from pathlib import Path
 
 import av
@@ -93,7 +96,7 @@ def visual(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_plain_grid_rows_are_embed_files(media: Path, plain: Path) -> None:
+def test_plain_grid_rows_are_embed_files(media: Path, plain: Path, tmp_path: Path) -> None:
     model = _reference_model()
     for name, ext in ((FIGHT, "mp4"), (CALM, "mkv")):
         ref = embed_file(media / f"{name}.{ext}", model)
@@ -102,6 +105,10 @@ def test_plain_grid_rows_are_embed_files(media: Path, plain: Path) -> None:
         # embed_file), which changes float32 summation order only: 1e-5 absolute on values ~1.
         assert got.shape == ref.shape and got.shape[1] == 128 and got.shape[0] >= 2
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    # One example per forward pass on both sides: bit-identical.
+    one = tmp_path / "one"
+    assert main(["extract", str(media / f"{FIGHT}.mp4"), "-o", str(one), *VGGISH, "--batch-size", "1"]) == 0
+    assert np.array_equal(np.load(one / f"{FIGHT}.npy"), embed_file(media / f"{FIGHT}.mp4", model, batch=1))
     side = _sidecar(plain, FIGHT)
     audio = side["audio"]
     assert side["stream"] == "audio" and side["shape"] == [3, 128]  # 3.3 s: 1 + (52800 - 15600) // 15360
@@ -246,15 +253,13 @@ def test_pca_is_required_refused_and_in_the_fingerprint(media: Path, tmp_path: P
     assert main(["extract", *one, "-o", str(out), *VGGISH, "--pooling", "postprocessed"]) == 2
     pca = _pca(tmp_path / "pca.npz")
     assert main(["extract", *one, "-o", str(out), *VGGISH, "--pca", str(pca)]) == 2  # raw head
-    assert not list(out.glob("*.npy")) if out.exists() else True
+    assert not out.exists() or not list(out.glob("*.npy"))
     assert main(["extract", *one, "-o", str(out), *VGGISH, "--pooling", "postprocessed",
                  "--pca", str(pca)]) == 0
     feats = np.load(out / f"{CALM}.npy")
     assert feats.shape == (2, 128)
     assert np.array_equal(feats, np.round(feats)) and feats.min() >= 0 and feats.max() <= 255
     fp = _sidecar(out, CALM)["fingerprint"]
-    import hashlib
-
     assert fp["pca"] == {"sha256": hashlib.sha256(pca.read_bytes()).hexdigest(), "quantize": "floor"}
     # Another PCA file: refused as changed settings.
     other = tmp_path / "other.npz"
@@ -271,3 +276,30 @@ def test_processes_pipeline_writes_the_same_bytes(media: Path, plain: Path, tmp_
                  "--workers", "2"]) == 0
     for name in (FIGHT, CALM):
         assert (out / f"{name}.npy").read_bytes() == (plain / f"{name}.npy").read_bytes()
+
+
+def test_the_readme_audio_commands_work(media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """README "Audio (VGGish)": its commands as written, random weights for the checkpoints."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text.split("## Audio (VGGish)", 1)[1], re.S)
+    assert block is not None
+    lines = [ln for ln in block.group(1).splitlines() if ln.startswith("vadfeat ")]
+    assert len(lines) == 4
+    (tmp_path / "videos").mkdir()
+    for f in media.iterdir():
+        (tmp_path / "videos" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "test.txt").write_text(f"{FIGHT}\n")
+    monkeypatch.chdir(tmp_path)
+    weights = {"rgb_imagenet.pt": ["--model", "i3d/inception_v1_tiny"], "vggish-10086976.pth": ["--model",
+                                                                                                "vggish/vggish"]}
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        if "-c" in argv:
+            at = argv.index("-c")
+            argv[at:at + 2] = [*weights[argv[at + 1]], "--random-weights", "-q"]
+        assert main(argv) == 0, line
+    for name in (FIGHT, CALM):
+        t = _sidecar(tmp_path / "feats" / "audio", name)["shape"][0]
+        assert np.load(tmp_path / "feats" / "audio-rows" / f"{name}.npy").shape == (t, 128)
+        assert np.load(tmp_path / "feats" / "rgb" / f"{name}__0.npy").shape[0] == t
+    assert len((tmp_path / "lists" / "audio_test.list").read_text().splitlines()) == 1

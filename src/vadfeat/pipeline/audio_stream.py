@@ -301,6 +301,9 @@ def audio_snippet_stream(
                 yield ranges[made], _example(example) if made >= skip else None
                 made += 1
         else:
+            if on_open is not None:  # the reference's count for the declared duration (progress only)
+                declared = None if ainfo.duration is None else len(plain_grid(round(ainfo.duration * 16000)))
+                on_open(declared)
             plain = backbone.plain_framer()
             for chunk in chunks:
                 total += chunk.data.shape[0]
