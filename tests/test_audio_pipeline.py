@@ -303,3 +303,42 @@ def test_the_readme_audio_commands_work(media: Path, tmp_path: Path, monkeypatch
         assert np.load(tmp_path / "feats" / "audio-rows" / f"{name}.npy").shape == (t, 128)
         assert np.load(tmp_path / "feats" / "rgb" / f"{name}__0.npy").shape[0] == t
     assert len((tmp_path / "lists" / "audio_test.list").read_text().splitlines()) == 1
+
+
+def test_a_resumed_video_skips_its_done_windows(media: Path) -> None:
+    """``skip`` (a video resumed after an interruption): the first windows come back without an
+    example, the rest equal an uninterrupted stream's."""
+    from vadfeat.pipeline.audio_stream import audio_backbone_of
+    from vadfeat.pipeline.config import ExtractConfig
+    from vadfeat.pipeline.stream import snippet_stream
+
+    cfg = ExtractConfig.from_settings(model="vggish/vggish", random_weights=True, preset="vggish-xd")
+    assert audio_backbone_of(cfg) is not None
+
+    def drain(skip: int) -> tuple[list, dict]:
+        gen = snippet_stream(media / f"{FIGHT}.mp4", cfg, None, skip=skip)  # type: ignore[arg-type]
+        items = []
+        while True:
+            try:
+                items.append(next(gen))
+            except StopIteration as stop:
+                return items, stop.value
+
+    whole, meta = drain(0)
+    resumed, meta2 = drain(2)
+    assert [r for r, _ in whole] == [r for r, _ in resumed] and len(whole) == 4
+    assert resumed[0][1] is None and resumed[1][1] is None
+    for (_, a), (_, b) in zip(whole[2:], resumed[2:], strict=True):
+        assert a.shape == (1, 1, 96, 64) and torch.equal(a, b)
+    assert meta["audio"] == meta2["audio"]
+
+
+def test_audio_options_are_refused_for_a_video_backbone(media: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    tiny = ["--model", "i3d/inception_v1_tiny", "--random-weights", "-q"]
+    assert main(["extract", str(media), "-o", str(out), *tiny, "--pca", str(_pca(tmp_path / "p.npz"))]) == 2
+    assert main(["extract", str(media), "-o", str(out), *tiny, "--grid-from", str(tmp_path)]) == 2
+    assert main(["extract", str(media), "-o", str(out), *VGGISH, "--grid-from", str(tmp_path / "none")]) == 2
+    assert main(["extract", str(media), "-o", str(out), *VGGISH, "--preset", "i3d-rtfm"]) == 2
+    assert main(["extract", str(media), "-o", str(out), *VGGISH, "--preprocess", "device"]) == 2
+    assert not out.exists() or not list(out.glob("*.npy"))
