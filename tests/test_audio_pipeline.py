@@ -102,9 +102,10 @@ def test_plain_grid_rows_are_embed_files(media: Path, plain: Path, tmp_path: Pat
         ref = embed_file(media / f"{name}.{ext}", model)
         got = np.load(plain / f"{name}.npy")
         # Same examples, same weights; the forward batches differ (8 examples here, 64 in
-        # embed_file), which changes float32 summation order only: 1e-5 absolute on values ~1.
+        # embed_file, or fewer when the model side runs a part batch), which changes float32
+        # summation order only (3.8e-6 seen on values up to 11): 1e-5 relative + 1e-5 absolute.
         assert got.shape == ref.shape and got.shape[1] == 128 and got.shape[0] >= 2
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     # One example per forward pass on both sides: bit-identical.
     one = tmp_path / "one"
     assert main(["extract", str(media / f"{FIGHT}.mp4"), "-o", str(one), *VGGISH, "--batch-size", "1"]) == 0
@@ -158,7 +159,7 @@ def test_a_short_track_is_padded_and_recorded(tmp_path: Path) -> None:
     zeros = torch.full((1, 1, 96, 64), float(np.log(0.01)))
     with torch.inference_mode():
         silence = model(zeros).numpy()[0]
-    np.testing.assert_allclose(feats[3], silence, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(feats[3], silence, rtol=1e-5, atol=1e-5)  # batched: float32 order
     assert not np.allclose(feats[0], silence, atol=1e-3)  # a window on the track is not silence
 
 
@@ -175,6 +176,16 @@ def test_grid_from_follows_the_visual_rows_with_fps(media: Path, tmp_path: Path)
         assert [w[1] for w in a["audio"]["windows_seconds"]] == [1.6 * (k + 1) for k in range(a["shape"][0])]
         assert a["audio"]["grid"]["kind"] == "sidecar"
         assert a["audio"]["grid"]["source"]["sidecar"] == str((vis / f"{name}.json").resolve())
+    # vggish-xd under the same --fps cuts the same snippets itself: the same windows and rows.
+    xd = tmp_path / "xd10"
+    assert main(["extract", str(media), "-o", str(xd), *VGGISH, "--preset", "vggish-xd", "--fps", "10"]) == 0
+    for name in (FIGHT, CALM):
+        a, b = _sidecar(out, name), _sidecar(xd, name)
+        assert a["snippets"] == b["snippets"]
+        assert a["audio"]["windows_seconds"] == b["audio"]["windows_seconds"]
+        # Same examples; batches may differ (timing): float32 summation order, 1e-5 rel + abs.
+        np.testing.assert_allclose(np.load(out / f"{name}.npy"), np.load(xd / f"{name}.npy"),
+                                   rtol=1e-5, atol=1e-5)
     # The same again: everything skipped.
     assert main(["extract", str(media), "-o", str(out), *VGGISH, "--grid-from", str(vis)]) == 0
     # The visual extraction made again with other settings: the audio outputs are stale.
@@ -270,12 +281,15 @@ def test_pca_is_required_refused_and_in_the_fingerprint(media: Path, tmp_path: P
                  "--pca", str(other)]) == 2
 
 
-def test_processes_pipeline_writes_the_same_bytes(media: Path, plain: Path, tmp_path: Path) -> None:
-    out = tmp_path / "p"
-    assert main(["extract", str(media), "-o", str(out), *VGGISH, "--pipeline", "processes",
-                 "--workers", "2"]) == 0
+def test_processes_pipeline_writes_the_same_bytes(media: Path, tmp_path: Path) -> None:
+    # One example per forward pass: which examples share a batch depends on timing (the model
+    # side runs a part batch when no snippet comes for a while), and float32 sums on it.
+    one = [*VGGISH, "--batch-size", "1", "--workers", "2"]
+    threads, processes = tmp_path / "t", tmp_path / "p"
+    assert main(["extract", str(media), "-o", str(threads), *one]) == 0
+    assert main(["extract", str(media), "-o", str(processes), *one, "--pipeline", "processes"]) == 0
     for name in (FIGHT, CALM):
-        assert (out / f"{name}.npy").read_bytes() == (plain / f"{name}.npy").read_bytes()
+        assert (processes / f"{name}.npy").read_bytes() == (threads / f"{name}.npy").read_bytes()
 
 
 def test_the_readme_audio_commands_work(media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -341,4 +355,5 @@ def test_audio_options_are_refused_for_a_video_backbone(media: Path, tmp_path: P
     assert main(["extract", str(media), "-o", str(out), *VGGISH, "--grid-from", str(tmp_path / "none")]) == 2
     assert main(["extract", str(media), "-o", str(out), *VGGISH, "--preset", "i3d-rtfm"]) == 2
     assert main(["extract", str(media), "-o", str(out), *VGGISH, "--preprocess", "device"]) == 2
+    assert main(["extract", str(media), "-o", str(out), *VGGISH, "--fps", "10"]) == 2  # plain grid
     assert not out.exists() or not list(out.glob("*.npy"))

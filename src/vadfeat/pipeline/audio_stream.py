@@ -370,6 +370,12 @@ def check_audio_settings(config_settings: Mapping[str, Any], preset: Any, bb: An
     if config_settings.get("preprocess", "worker") != "worker":
         raise ConfigError(f"preprocess={config_settings.get('preprocess')!r} is for video frames; "
                           f"{bb.name} consumes audio: use preprocess='worker'")
-    if not config_settings.get("grid_from"):
-        bb.grid_rule(preset.name)
+    fps = config_settings.get("fps")
+    if config_settings.get("grid_from"):
+        if fps is not None:
+            raise ConfigError(f"--fps {fps}: with --grid-from the rows' times come from the visual "
+                              "extraction's sidecars (made with its own --fps); drop --fps")
+    elif bb.grid_rule(preset.name).kind == "plain" and fps is not None:
+        raise ConfigError(f"--fps {fps}: preset {preset.name!r} places examples back to back on the audio, "
+                          "whatever the frame rate; --fps applies to snippet grids (vggish-xd)")
     bb.check_head_files(preset.pooling, config_settings.get("pca"))
