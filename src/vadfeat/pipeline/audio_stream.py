@@ -44,7 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from vadfeat.errors import ConfigError, VideoOpenError, VideoTooShortError
+from vadfeat.errors import ConfigError, VadfeatError, VideoOpenError, VideoTooShortError
 from vadfeat.io.audio import open_audio, resample_chunks
 from vadfeat.io.video import open_video
 from vadfeat.pipeline.audio_grid import (
@@ -350,9 +350,13 @@ def _example(example: np.ndarray) -> torch.Tensor:
 
 
 def audio_backbone_of(config: Any) -> AudioBackbone | None:
-    """The backbone of ``config`` when its stream is audio, else ``None`` (cached per model)."""
-    return _audio_backbone(None if config.checkpoint is None else str(config.checkpoint), config.model,
-                           config.backbone)
+    """The backbone of ``config`` when its stream is audio, else ``None`` (cached per model;
+    ``None`` too when the model cannot be told: its loader says why, where it loads)."""
+    try:
+        return _audio_backbone(None if config.checkpoint is None else str(config.checkpoint),
+                               config.model, config.backbone)
+    except VadfeatError:
+        return None
 
 
 @lru_cache(maxsize=16)

@@ -30,7 +30,7 @@ from vadfeat._defaults import DEFAULT_BATCH_SIZE
 from vadfeat._types import FramesColour, OnCorrupt, Preprocess
 from vadfeat.backbones._registry import canonical_model_name
 from vadfeat.backbones.loading import parse_dtype
-from vadfeat.errors import ConfigError, VadfeatError
+from vadfeat.errors import ConfigError
 from vadfeat.io.torchcodec_video import check_decoder
 from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, check_stream
 from vadfeat.pipeline.audio_stream import audio_backbone_of, check_audio_settings, grid_source_digest
@@ -274,11 +274,8 @@ def _check_audio(s: Mapping[str, Any], preset: Preset) -> tuple[str | None, str 
     for name, value in (("pca", pca), ("grid_from", grid_from)):
         if value is not None and not isinstance(value, (str, Path)):
             raise ConfigError(f"{name} must be a path, got {value!r}")
-    try:
-        bb = audio_backbone_of(SimpleNamespace(checkpoint=s.get("checkpoint"), model=s.get("model"),
-                                               backbone=s.get("backbone")))
-    except VadfeatError:
-        bb = None  # the model's own check says why, later
+    bb = audio_backbone_of(SimpleNamespace(checkpoint=s.get("checkpoint"), model=s.get("model"),
+                                           backbone=s.get("backbone")))  # None: not audio, or unknown yet
     if bb is None:
         if pca is not None or grid_from is not None:
             raise ConfigError("--pca and --grid-from are for audio backbones (--model vggish/vggish)")
