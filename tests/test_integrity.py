@@ -272,8 +272,9 @@ def test_every_extract_option_is_classified(tiny_checkpoint: Path) -> None:
     # Each content option of the CLI changes the fingerprint.  The model options are tried in
     # test_release_compat / test_clip_pipeline: another backbone needs another checkpoint;
     # decoder in test_torchcodec (torchcodec must load, here through a stand-in).
+    # pca and grid_from (audio backbones only): tests/test_audio_pipeline.py.
     for name in sorted(cli & CONTENT_SETTINGS - {"checkpoint", "model", "random_weights", "backbone",
-                                                 "decoder"}):
+                                                 "decoder", "pca", "grid_from"}):
         assert name in _ALTERNATIVES, f"give {name!r} a value that changes the numbers"
         _, alt = _ALTERNATIVES[name]
         layout = alt if name == "layout" else "flat"

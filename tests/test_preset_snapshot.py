@@ -48,7 +48,8 @@ def _now() -> dict[str, Any]:
 def test_every_preset_and_name_as_before_the_move() -> None:
     want = json.loads(SNAPSHOT.read_text())
     got = _now()
-    assert got["order"] == want["order"]
+    # Presets of families added after the snapshot (vggish) come after the snapshot's, in order.
+    assert got["order"][:len(want["order"])] == want["order"]
     assert got["default_preset"] == want["default_preset"]
     for name in want["presets"]:
         assert got["presets"][name] == want["presets"][name], name

@@ -24,7 +24,7 @@ def test_registry_lists_the_presets() -> None:
                               "clip-video-features",
                               "fed-wsvad", "i3d-gowtham", "i3d-pel4vad", "i3d-piergiaj", "i3d-rtfm",
                               "i3d-rtfm-author", "i3d-video-features",
-                              "i3d-xd",
+                              "i3d-xd", "vggish", "vggish-xd",
                               "videomae-tad", "videomae-v2"]
     assert DEFAULT_PRESET == "videomae-v2"
     for name in list_presets():

@@ -130,7 +130,8 @@ def test_rates_and_counts_refused_before_work(tmp_path: Path, videos: Path, no_m
     ({"preset": 3},
      "--preset must be one of clip-anomalyclip, clip-frames, clip-tsa, clip-vadclip, "
      "clip-video-features, fed-wsvad, i3d-gowtham, i3d-pel4vad, i3d-piergiaj, i3d-rtfm, "
-     "i3d-rtfm-author, i3d-video-features, i3d-xd, videomae-tad, videomae-v2, got 3"),
+     "i3d-rtfm-author, i3d-video-features, i3d-xd, vggish, vggish-xd, videomae-tad, videomae-v2, "
+         "got 3"),
     ({"root": 1}, "--root must be a string, got 1"),
     ({"device": {}}, "--device must be a string, got {}"),
     ({"clip-len": 16.0}, "--clip-len must be an integer, got 16.0"),

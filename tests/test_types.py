@@ -76,10 +76,12 @@ def test_every_cli_choice_comes_from_its_literal() -> None:
     found.pop(("demo", "preset"), None)
     found.pop(("extract", "backbone"))  # the registered backbones
     # --pooling offers every registered backbone's heads (a plug-in adds its own); the
-    # built-in ones are the Literal's (VideoMAE V2's three, CLIP's two, I3D's one).
+    # built-in ones are the Literal's (VideoMAE V2's three, CLIP's two, I3D's one, VGGish's
+    # four, "embedding" shared with CLIP).
     pooling = found.pop(("extract", "pooling"))
     assert set(pooling.choices) == set(get_args(T.Pooling)) == {
-        "fc_norm", "mean", "stats", "embedding", "token", "pool"}
+        "fc_norm", "mean", "stats", "embedding", "token", "pool", "embedding_prerelu", "postprocessed",
+        "postprocessed_prerelu"}
     # Every option with choices is listed (a new one must be added above) ...
     assert sorted(found) == sorted(EXPECTED)
     for key, action in found.items():

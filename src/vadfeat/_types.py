@@ -64,7 +64,7 @@ VGGishQuantize = Literal["floor", "round"]
 #: (``tail``): ``pad`` reads silence outside the track, ``clamp`` shifts it inside
 #: (:mod:`vadfeat.pipeline.audio_grid`).
 AudioEdge = Literal["pad", "clamp"]
-Pooling = Literal[VideoMAEPooling, ClipFeature, I3DFeature]
+Pooling = Literal[VideoMAEPooling, ClipFeature, I3DFeature, VGGishHead]
 #: What a backbone consumes: clips ``[B, 3, T, H, W]`` or frames ``[B, 3, H, W]``.
 InputKind = Literal["clip", "frame"]
 #: Frame-level backbones: a snippet's feature is the mean of its frames' or the middle frame's.

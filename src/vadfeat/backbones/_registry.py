@@ -487,6 +487,7 @@ _BUILTIN_MODULES = (
     "vadfeat.backbones.videomae.backbone",
     "vadfeat.backbones.clip.backbone",
     "vadfeat.backbones.i3d.backbone",
+    "vadfeat.backbones.vggish.backbone",
 )
 _entry_points_loaded = False
 

@@ -204,6 +204,16 @@ def add_extract_args(p: argparse.ArgumentParser) -> None:
                         "with several video streams get a warning naming the one read. A video "
                         "whose stream N is missing or not video fails alone, naming its streams. "
                         "Part of the settings a resume must match")
+    au = p.add_argument_group("audio (VGGish: --model vggish/vggish)")
+    au.add_argument("--pca", metavar="FILE",
+                    help="AudioSet PCA parameters for the postprocessed heads (--pooling postprocessed): "
+                         "torchvggish's vggish_pca_params-970ea276.pth or the TensorFlow release's "
+                         "vggish_pca_params.npz; its sha256 is part of the settings a resume must match")
+    au.add_argument("--grid-from", metavar="DIR",
+                    help="put one audio window on each row of the vadfeat visual extraction in DIR "
+                         "(each video's sidecar there), so [T, 128] lines up with its [T, crops, D]; "
+                         "a video with no sidecar there fails alone. A changed DIR makes the audio "
+                         "outputs stale")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -218,6 +228,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "max_pixels": getattr(args, "max_pixels", DEFAULT_MAX_PIXELS),
         "decoder": getattr(args, "decoder", "pyav"),
         "stream": getattr(args, "stream", None),
+        "pca": getattr(args, "pca", None), "grid_from": getattr(args, "grid_from", None),
     }
     for name in PRESET_FLAGS:
         value = getattr(args, name, None)

@@ -30,7 +30,8 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     for b in backbones:
         print(f"{b.name}: {b.title}")
-        print(f"  input {b.input_kind}s; default preset {b.default_preset}; features "
+        consumes = f"{b.input_kind}s" if b.stream.image else b.stream.describe()
+        print(f"  input {consumes}; default preset {b.default_preset}; features "
               + ", ".join(f.name for f in b.features) + f" (default {b.default_feature})")
         rows = [("name", "width", "depth", "heads", "patch", "input", "params")]
         for arch, spec in b.architectures().items():

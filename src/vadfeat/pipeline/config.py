@@ -16,10 +16,12 @@ fingerprint, for the run planner and for a loaded model alike.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, get_args
 
 import torch
@@ -31,6 +33,7 @@ from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
 from vadfeat.io.torchcodec_video import check_decoder
 from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS, check_max_pixels, check_stream
+from vadfeat.pipeline.audio_stream import audio_backbone_of, check_audio_settings, grid_source_digest
 from vadfeat.pipeline.presets import DEFAULT_PRESET, Preset, get_preset
 from vadfeat.pipeline.validate import (
     check_batch_size,
@@ -59,11 +62,13 @@ _PREPROCESS = get_args(Preprocess)
 #: decides the files; ``folder_fps`` sets the timeline of frame folders for ``fps``;
 #: ``decoder``: torchcodec's colour conversion (swscale or a filter graph on the CPU, CUDA
 #: kernels with NVDEC) need not give PyAV's pixels, so a resume never mixes decoders.
-#: ``stream``: which video stream of a file is read.
+#: ``stream``: which video stream of a file is read.  ``pca``: the AudioSet PCA file of
+#: VGGish's postprocessed heads; ``grid_from``: the visual extraction whose rows an audio run
+#: follows.
 CONTENT_SETTINGS = frozenset({
     "checkpoint", "model", "backbone", "random_weights", "num_heads", "preset", "dtype", "fps",
     "frames_colour", "folder_fps", "on_corrupt", "quantize", "preprocess", "layout", "decoder",
-    "stream",
+    "stream", "pca", "grid_from",
     *Preset.field_names(),
 })
 #: Settings that do not change the numbers (where the work runs, how fast, what is
@@ -167,11 +172,13 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
                          quantize: str | None = None, preprocess: str = "worker",
                          folder_fps: float = DEFAULT_FOLDER_FPS,
                          num_heads: int | None = None, decoder: str = "pyav",
-                         stream: int | None = None) -> dict[str, Any]:
+                         stream: int | None = None, pca: Mapping[str, Any] | None = None,
+                         grid_from: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The settings that decide an output's content; resume skips only on a match.
 
-    ``quantize``, ``preprocess``, ``folder_fps``, ``num_heads``, ``decoder`` and ``stream``
-    appear only
+    ``quantize``, ``preprocess``, ``folder_fps``, ``num_heads``, ``decoder``, ``stream``,
+    ``pca`` (``{"sha256", "quantize"}`` of ``--pca``) and ``grid_from`` (``{"sha256"}`` of the
+    grid source's sidecars, :func:`~vadfeat.pipeline.audio_stream.grid_source_digest`) appear only
     when not the default, so outputs made before those keys existed still resume
     (:data:`vadfeat.store.fingerprint.FINGERPRINT_DEFAULTS`).  Which settings are here and
     which are not is :data:`CONTENT_SETTINGS` / :data:`RUN_SETTINGS`.
@@ -192,6 +199,8 @@ def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str |
         **({"num_heads": num_heads} if num_heads is not None else {}),
         **({"decoder": decoder} if decoder != "pyav" else {}),
         **({"stream": stream} if stream is not None else {}),
+        **({"pca": dict(pca)} if pca is not None else {}),
+        **({"grid_from": dict(grid_from)} if grid_from is not None else {}),
     }
 
 
@@ -248,6 +257,39 @@ def _check_preset_fits(s: Mapping[str, Any], overrides: Mapping[str, Any]) -> Pr
     return preset
 
 
+#: How the postprocessed heads round to 8 bits: the AudioSet release's ``astype(np.uint8)``
+#: (floor; :mod:`vadfeat.backbones.vggish.pca`), recorded in the fingerprint with ``--pca``.
+PCA_QUANTIZE = "floor"
+
+
+def _file_sha256(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"--pca {path}: cannot read it ({exc})") from exc
+
+
+def _check_audio(s: Mapping[str, Any], preset: Preset) -> tuple[str | None, str | None]:
+    """``(pca, grid_from)``, checked: both only for a backbone whose stream is audio, whose own
+    rules then apply (:func:`~vadfeat.pipeline.audio_stream.check_audio_settings`)."""
+    pca, grid_from = s.get("pca"), s.get("grid_from")
+    for name, value in (("pca", pca), ("grid_from", grid_from)):
+        if value is not None and not isinstance(value, (str, Path)):
+            raise ConfigError(f"{name} must be a path, got {value!r}")
+    bb = audio_backbone_of(SimpleNamespace(checkpoint=s.get("checkpoint"), model=s.get("model"),
+                                           backbone=s.get("backbone")))  # None: not audio, or unknown yet
+    if bb is None:
+        if pca is not None or grid_from is not None:
+            raise ConfigError("--pca and --grid-from are for audio backbones (--model vggish/vggish)")
+        return None, None
+    pca = None if pca is None else str(Path(pca).expanduser().absolute())
+    grid_from = None if grid_from is None else str(Path(grid_from).expanduser().absolute())
+    check_audio_settings({**s, "pca": pca, "grid_from": grid_from}, preset, bb)
+    if grid_from is not None:
+        grid_source_digest(grid_from, fresh=True)  # a folder with sidecars, or a ConfigError now
+    return pca, grid_from
+
+
 @dataclass(frozen=True)
 class ExtractConfig:
     """Every setting of one extraction, validated; the preset with its overrides resolved.
@@ -283,6 +325,10 @@ class ExtractConfig:
     #: the container stream to read (``--stream``); ``None``: the one a user means
     #: (:func:`vadfeat.io.video.open_video`)
     stream: int | None = None
+    #: the AudioSet PCA file of an audio backbone's postprocessed heads (``--pca``)
+    pca: str | None = None
+    #: a vadfeat visual extraction whose rows an audio run follows (``--grid-from``)
+    grid_from: str | None = None
 
     @classmethod
     def own_settings(cls) -> frozenset[str]:
@@ -331,6 +377,7 @@ class ExtractConfig:
         if backbone is not None and not isinstance(backbone, str):
             raise ConfigError(f"backbone must be a backbone name, got {backbone!r}")
         preset = _check_preset_fits(s, overrides)
+        pca, grid_from = _check_audio(s, preset)
         if preset.jpeg_roundtrip != "none" and s.get("decoder", "pyav") == "torchcodec":
             raise ConfigError(f"preset {preset.name} makes each frame go through a JPEG round trip "
                               "(jpeg_roundtrip), which the PyAV reader runs: use decoder='pyav'")
@@ -368,7 +415,7 @@ class ExtractConfig:
             quantize=s.get("quantize"), preprocess=preprocess,
             max_pixels=check_max_pixels(s.get("max_pixels", DEFAULT_MAX_PIXELS)),
             layout=check_layout(s.get("layout", "flat")), decoder=decoder,
-            stream=check_stream(s.get("stream")),
+            stream=check_stream(s.get("stream")), pca=pca, grid_from=grid_from,
         )
 
     # ------------------------------------------------------------------ derived values
@@ -452,6 +499,8 @@ class ExtractConfig:
             layout=layout if layout is not None else self.layout, quantize=identity.quantize,
             preprocess=self.preprocess, folder_fps=self.folder_fps, num_heads=self.num_heads,
             decoder=self.decoder, stream=self.stream,
+            pca=None if self.pca is None else {"sha256": _file_sha256(self.pca), "quantize": PCA_QUANTIZE},
+            grid_from=None if self.grid_from is None else {"sha256": grid_source_digest(self.grid_from)},
         )
 
 

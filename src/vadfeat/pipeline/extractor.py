@@ -116,6 +116,8 @@ class FeatureExtractor:
             quantize=config.quantize, frame_reduce=self.preset.frame_reduce,
         )
         check_fit(self.preset, self.model.spec, backbone=self.backbone)
+        if config.pca is not None:  # an audio backbone's postprocessed head (checked in the config)
+            self.backbone.attach_pca(self.model, config.pca)  # type: ignore[attr-defined]
         self.batch_size = config.model_batch(self.backbone.input_kind)
         if self.backbone.input_kind == "frame":  # the image model sees batch_size images a pass
             self.model.max_images = self.batch_size

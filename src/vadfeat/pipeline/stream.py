@@ -18,6 +18,7 @@ import torch
 
 from vadfeat.errors import VideoTooShortError
 from vadfeat.io.video import open_video
+from vadfeat.pipeline.audio_stream import audio_backbone_of, audio_snippet_stream
 from vadfeat.pipeline.config import ExtractConfig, resolve_device
 from vadfeat.pipeline.sampling import SnippetAssembler, snippet_indices
 from vadfeat.pipeline.transforms import FrameTransform
@@ -52,7 +53,14 @@ def snippet_stream(
     snippets only.  ``on_open`` is called once the video is open, with the number of
     snippets its declared frame count gives (:func:`estimate_snippets`; ``None`` when
     the container declares none): for progress only.
+
+    A backbone whose stream is audio gets its audio examples instead
+    (:func:`~vadfeat.pipeline.audio_stream.audio_snippet_stream`: ``clip`` is one log-mel
+    example ``[1, 1, 96, 64]``; ``transform`` is unused).
     """
+    audio = audio_backbone_of(config)
+    if audio is not None:  # an audio stream: log-mel examples on the run's grid
+        return (yield from audio_snippet_stream(source, config, audio, skip=skip, on_open=on_open))
     p = config.preset
     raw = config.preprocess == "device"
     item = (lambda frame: frame) if raw else transform.prepare

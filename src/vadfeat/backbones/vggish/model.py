@@ -47,7 +47,7 @@ from vadfeat.backbones.vggish.spec import (
     VGGishHead,
 )
 
-__all__ = ["VGGish", "init_random"]
+__all__ = ["VGGish", "VGGishFeatures", "init_random"]
 
 _CONV_PLAN: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
 _FLAT = 512 * (EXAMPLE_FRAMES // 16) * (NUM_BANDS // 16)  # 512 * 6 * 4 = 12288
@@ -124,3 +124,19 @@ def init_random(model: VGGish, seed: int = 0) -> VGGish:
                 assert module.bias is not None
                 module.bias.copy_((torch.rand(module.bias.shape, generator=gen) * 2 - 1) * 0.05)
     return model
+
+
+class VGGishFeatures(VGGish):
+    """The module the pipeline runs: :class:`VGGish` whose ``forward(x)`` gives the head chosen
+    at construction (``head``; the parameter names stay torchvggish's, so its state dicts load
+    strictly and its ``state_dict()`` is recognised as VGGish's)."""
+
+    def __init__(self, head: VGGishHead = "embedding", pca: PcaParams | None = None,
+                 quantize: Quantize = "floor") -> None:
+        if head not in VGGISH_HEADS:
+            raise ValueError(f"unknown VGGish head {head!r}; choose one of {', '.join(VGGISH_HEADS)}")
+        super().__init__(pca=pca, quantize=quantize)
+        self.head: VGGishHead = head
+
+    def forward(self, x: torch.Tensor, head: VGGishHead | None = None) -> torch.Tensor:
+        return super().forward(x, head=self.head if head is None else head)
