@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from audio_media import reference_wav, write_media
-from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
+from vadfeat.errors import ConfigError, DecodeError, NoAudioStreamError, VideoOpenError
 from vadfeat.io.audio import AudioChunk, open_audio, resample_chunks, samples_to_mono
 from vadfeat.testing import synth
 
@@ -75,6 +75,10 @@ def test_a_file_without_audio_fails_named(tmp_path: Path) -> None:
         open_audio(video)
     assert str(video) in str(info.value)
     assert info.value.exit_code == 1  # a per-video failure
+    # Its own class, and the message counts the video stream the file does hold
+    # (it said "the file holds 0 stream(s)" of this mp4).
+    assert isinstance(info.value, NoAudioStreamError)
+    assert "1 video stream(s)" in str(info.value)
 
 
 def test_unreadable_files_fail_named(tmp_path: Path) -> None:

@@ -114,6 +114,16 @@ class VideoOpenError(VideoError):
     """The file is missing, unreadable, empty, or not a container FFmpeg can open.  CLI exit code 1."""
 
 
+class NoAudioStreamError(VideoOpenError):
+    """An audio backbone's input holds no audio stream ("no audio stream").  CLI exit code 1."""
+
+
+class AudioGridError(VideoError):
+    """The visual extraction an audio run takes its snippet grid from (``--grid-from``) has no
+    usable sidecar for this video: missing, unreadable, or a field that cannot place the
+    audio windows.  CLI exit code 1."""
+
+
 class DecodeError(VideoError):
     """Decoding failed part-way (corrupt or truncated data) under ``on_corrupt='fail'``.  CLI exit code 1."""
 

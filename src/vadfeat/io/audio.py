@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
+from vadfeat.errors import ConfigError, DecodeError, NoAudioStreamError, VideoOpenError
 
 __all__ = [
     "AudioChunk",
@@ -246,18 +246,20 @@ def open_audio(path: str | os.PathLike[str]) -> AudioReader:
 
     Returns an :class:`AudioReader` (``.info``: :class:`AudioInfo`; iterate for
     :class:`AudioChunk` values, mono float32).  Raises
-    :class:`~vadfeat.errors.VideoOpenError` naming the file: "no audio stream" for a file
-    without audio (a per-video failure: the run goes on and exits 1; a class of its own would
-    go in ``vadfeat.errors``), or why a missing, empty or unreadable file cannot be read.
+    :class:`~vadfeat.errors.NoAudioStreamError` (a :class:`~vadfeat.errors.VideoOpenError`)
+    naming the file for a file without audio (a per-video failure: the run goes on and exits
+    1), or :class:`~vadfeat.errors.VideoOpenError` saying why a missing, empty or unreadable
+    file cannot be read.
     """
     p = Path(path)
     _check_file(p)
     container = _open(p)
     streams = list(container.streams.audio)
     if not streams:
+        video = len(container.streams.video)
         container.close()
-        raise VideoOpenError(f"{p}: no audio stream (the file holds "
-                             f"{len(container.streams)} stream(s), none of them audio)")
+        raise NoAudioStreamError(f"{p}: no audio stream (the file holds {video} video stream(s) "
+                                 "and no audio)")
     stream = streams[0]
     if not stream.codec_context.sample_rate:
         container.close()

@@ -45,7 +45,7 @@ from typing import Any, get_args
 import numpy as np
 
 from vadfeat._types import AudioEdge
-from vadfeat.errors import ConfigError, VideoError
+from vadfeat.errors import AudioGridError, ConfigError
 
 __all__ = [
     "EXAMPLE_FRAMES",
@@ -86,16 +86,11 @@ EXAMPLE_FRAMES = 96
 XD_CLIP_LEN = 16
 XD_FPS = 24
 
-#: What happens to an example that would start before the audio track (``first``) or
-#: end after it (``tail``): ``"pad"`` keeps it where the snippet puts it and reads zero
-#: samples (silence) outside the track; ``"clamp"`` shifts it inside the track (no
-#: longer end-aligned with its snippet).  Whatever the rule, a track shorter than one
-#: example is padded.
-
-
-class AudioGridError(VideoError):
-    """A video's audio grid cannot be made (a sidecar that lacks or garbles the fields
-    the grid is read from).  The video fails alone; CLI exit code 1."""
+# First and tail rules (:data:`vadfeat._types.AudioEdge`): an example that would start
+# before the audio track (``first``) or end after it (``tail``) either stays where its
+# snippet puts it and reads zero samples (silence) outside the track (``"pad"``), or is
+# shifted inside the track (``"clamp"``, no longer end-aligned with its snippet).
+# Whatever the rule, a track shorter than one example is padded.
 
 
 @dataclass(frozen=True)
