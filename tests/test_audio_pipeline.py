@@ -112,7 +112,7 @@ def test_plain_grid_rows_are_embed_files(media: Path, plain: Path, tmp_path: Pat
     assert np.array_equal(np.load(one / f"{FIGHT}.npy"), embed_file(media / f"{FIGHT}.mp4", model, batch=1))
     side = _sidecar(plain, FIGHT)
     audio = side["audio"]
-    assert side["stream"] == "audio" and side["shape"] == [3, 128]  # 3.3 s: 1 + (52800 - 15600) // 15360
+    assert side["modality"] == "audio" and side["shape"] == [3, 128]  # 3.3 s: 1 + (52800 - 15600) // 15360
     assert (audio["rate"], audio["channels"], audio["codec"]) == (44100, 2, "aac")
     assert audio["grid"] == {"kind": "plain", "first": "none", "tail": "drop"}
     assert audio["windows_seconds"] == [[0.0, 0.96], [0.96, 1.92], [1.92, 2.88]]
@@ -357,3 +357,13 @@ def test_audio_options_are_refused_for_a_video_backbone(media: Path, tmp_path: P
     assert main(["extract", str(media), "-o", str(out), *VGGISH, "--preprocess", "device"]) == 2
     assert main(["extract", str(media), "-o", str(out), *VGGISH, "--fps", "10"]) == 2  # plain grid
     assert not out.exists() or not list(out.glob("*.npy"))
+
+
+def test_checkpoint_inspect_describes_an_audio_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It printed "input log-mel 96x64 px": pixels are an image stream's unit only.
+    ckpt = tmp_path / "vggish-10086976.pth"
+    torch.save(_reference_model().state_dict(), ckpt)
+    assert main(["checkpoint", "inspect", str(ckpt)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^model\s+vggish/vggish \(.*input log-mel 96x64\)$", text, re.M), text
+    assert re.search(r"^format\s+torchvggish$", text, re.M), text

@@ -71,7 +71,8 @@ def _inspect(args: argparse.Namespace) -> int:
     spec = info.spec
     described = backbone.describe(spec)
     dims = ", ".join(f"{k} {described[k]}" for k in ("width", "depth", "heads", "patch"))
-    spec_text = f"{backbone.record_name(spec)} ({dims}, input {described['input']} px)"
+    unit = " px" if backbone.stream.image else ""  # an audio model's input is log-mel frames x bands
+    spec_text = f"{backbone.record_name(spec)} ({dims}, input {described['input']}{unit})"
     rows = [("path", str(info.path)), ("backbone", backbone.name), *backbone.inspect_rows(info, spec_text)]
     for label, text in rows:
         print(f"{label:<11} {text}")

@@ -144,7 +144,7 @@ def _sidecar_index(folder: str) -> tuple[dict[str, Path], dict[str, list[Path]]]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         if (not isinstance(data, dict) or "snippets" not in data or "fingerprint" not in data
-                or data.get("stream") == "audio"):  # audio outputs are no grid source
+                or data.get("modality") == "audio"):  # audio outputs are no grid source
             continue
         if isinstance(data.get("source"), str):
             by_source.setdefault(data["source"], path)
@@ -336,7 +336,7 @@ def audio_snippet_stream(
         "declared_frames": meta.get("declared_frames"),
         "fps": meta.get("fps"),
         "native_fps": meta.get("native_fps"),
-        "stream": "audio",
+        "modality": "audio",  # not "stream": a video sidecar's "stream" is the stream index
         "audio": audio,
         "corrupt_packets": meta.get("corrupt_packets", 0),
         "warnings": list(meta.get("warnings", [])),
