@@ -359,7 +359,8 @@ def test_audio_options_are_refused_for_a_video_backbone(media: Path, tmp_path: P
     assert not out.exists() or not list(out.glob("*.npy"))
 
 
-def test_checkpoint_inspect_describes_an_audio_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_checkpoint_inspect_describes_an_audio_model(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     # It printed "input log-mel 96x64 px": pixels are an image stream's unit only.
     ckpt = tmp_path / "vggish-10086976.pth"
     torch.save(_reference_model().state_dict(), ckpt)
