@@ -368,3 +368,15 @@ def test_checkpoint_inspect_describes_an_audio_model(tmp_path: Path,
     text = capsys.readouterr().out
     assert re.search(r"^model\s+vggish/vggish \(.*input log-mel 96x64\)$", text, re.M), text
     assert re.search(r"^format\s+torchvggish$", text, re.M), text
+
+
+def test_the_output_may_not_lie_inside_the_grid_source(media: Path, visual: Path, tmp_path: Path) -> None:
+    # `-o RGB/audio --grid-from RGB` wrote the audio outputs among the visual extraction it
+    # reads; vadfeat never writes among its inputs.
+    inside = visual / "audio"
+    code = main(["extract", str(media), "-o", str(inside), "--model", "vggish/vggish", "--random-weights",
+                 "--grid-from", str(visual)])
+    assert code == 2 and not inside.exists()
+    code = main(["extract", str(media), "-o", str(visual), "--model", "vggish/vggish", "--random-weights",
+                 "--grid-from", str(visual)])
+    assert code == 2

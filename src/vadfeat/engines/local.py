@@ -338,7 +338,8 @@ def extract(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
-    refuse_overlap(out, [*inputs, local_checkpoint(cfg)], command="extract")
+    # every path the run reads: videos, the checkpoint, the PCA file, the grid's visual extraction
+    refuse_overlap(out, [*inputs, local_checkpoint(cfg), cfg.pca, cfg.grid_from], command="extract")
     if pipeline not in get_args(Pipeline):
         raise ConfigError(f"pipeline must be one of {', '.join(get_args(Pipeline))}, got {pipeline!r}")
     if pipeline == "processes" and isinstance(workers, int) and workers >= 1:

@@ -376,7 +376,8 @@ def extract_ray(
     cfg = _ray_config(settings, config)
     identity = cfg.identify()  # an unreadable checkpoint stops the run before Ray starts
     out = Path(out)
-    refuse_overlap(out, [*inputs, local_checkpoint(cfg)], command="extract")
+    # every path the run reads: videos, the checkpoint, the PCA file, the grid's visual extraction
+    refuse_overlap(out, [*inputs, local_checkpoint(cfg), cfg.pca, cfg.grid_from], command="extract")
     check_output_folder(out)
     found = scan(list(inputs), root=Path(root) if root is not None else None)
     ray = _import_ray()
