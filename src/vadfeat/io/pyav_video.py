@@ -29,8 +29,7 @@ from vadfeat._types import OnCorrupt
 from vadfeat.errors import VideoOpenError
 from vadfeat.io.container import open_stream
 from vadfeat.io.corrupt import PacketCounts, decode_packets
-from vadfeat.io.counts import check_end
-from vadfeat.io.reader import VideoReader
+from vadfeat.io.reader import ContainerReader
 from vadfeat.io.resample import FrameTimes
 from vadfeat.io.source import DecodedFrame
 
@@ -43,7 +42,7 @@ def no_frames_error(path: Path, corrupt_packets: int) -> VideoOpenError:
     return VideoOpenError(f"{path}: no decodable video frames{detail}")
 
 
-class PyAVReader(VideoReader):
+class PyAVReader(ContainerReader):
     """A container decoded by PyAV; opened by :func:`vadfeat.io.video.open_video`.
 
     The first frame is decoded at construction: a file with no decodable frame fails
@@ -122,15 +121,8 @@ class PyAVReader(VideoReader):
     def _present(self, rgb: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self._orient.apply(rgb))
 
-    def _last_duration(self) -> Fraction:
-        return self._times.last_duration
-
-    def _finish_checks(self) -> None:
-        check_end(self.info, label=self._label, decoded=self.decoded_frames,
-                  corrupt_packets=self.corrupt_packets, first_corrupt_at=self.policy.first_at,
-                  span=self._times.span, last_duration=self._times.last_duration,
-                  on_corrupt=self.on_corrupt, discarded=lambda: self._packets.discarded,
-                  warn=self._warn)
+    def _discarded(self) -> int:
+        return self._packets.discarded
 
     def close(self) -> None:
         if not self._closed:

@@ -23,10 +23,11 @@ import numpy as np
 
 from vadfeat._types import OnCorrupt
 from vadfeat.io.corrupt import CorruptPolicy
-from vadfeat.io.resample import Resampler
+from vadfeat.io.counts import check_end
+from vadfeat.io.resample import FrameTimes, Resampler
 from vadfeat.io.source import DecodedFrame, PixelStage, VideoFrame, VideoInfo
 
-__all__ = ["VideoReader"]
+__all__ = ["ContainerReader", "VideoReader"]
 
 logger = logging.getLogger("vadfeat.io.video")
 
@@ -165,3 +166,26 @@ class VideoReader:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._label!r})"
+
+
+class ContainerReader(VideoReader):
+    """The end of a container's decode, shared by the PyAV and torchcodec readers: frame
+    times kept in ``_times`` (:class:`~vadfeat.io.resample.FrameTimes`, set by the reader
+    once its stream is open) and the end-of-video checks of
+    :func:`~vadfeat.io.counts.check_end` (declared against decoded count, truncation).  A
+    reader supplies ``_discarded`` (the samples flagged discard, counted only when the
+    counts disagree)."""
+
+    _times: FrameTimes
+
+    def _discarded(self) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def _last_duration(self) -> Fraction:
+        return self._times.last_duration
+
+    def _finish_checks(self) -> None:
+        check_end(self.info, label=self._label, decoded=self.decoded_frames,
+                  corrupt_packets=self.corrupt_packets, first_corrupt_at=self.policy.first_at,
+                  span=self._times.span, last_duration=self._times.last_duration,
+                  on_corrupt=self.on_corrupt, discarded=self._discarded, warn=self._warn)

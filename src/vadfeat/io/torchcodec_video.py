@@ -77,10 +77,10 @@ from vadfeat._types import Decoder
 from vadfeat.errors import ConfigError, DecodeError, VideoOpenError
 from vadfeat.io.container import open_stream
 from vadfeat.io.corrupt import PacketCounts, decode_packets
-from vadfeat.io.counts import check_end, discarded_samples
+from vadfeat.io.counts import discarded_samples
 from vadfeat.io.orientation import UPRIGHT, Orientation
 from vadfeat.io.pyav_video import no_frames_error
-from vadfeat.io.reader import VideoReader
+from vadfeat.io.reader import ContainerReader
 from vadfeat.io.resample import FrameTimes
 from vadfeat.io.source import DecodedFrame
 
@@ -155,7 +155,7 @@ def check_decoder(decoder: object, *, on_corrupt: object = "fail") -> str:
     return str(decoder)
 
 
-class TorchcodecReader(VideoReader):
+class TorchcodecReader(ContainerReader):
     """A container decoded by torchcodec; the :class:`~vadfeat.io.source.VideoSource`
     protocol of the PyAV reader.
 
@@ -303,19 +303,11 @@ class TorchcodecReader(VideoReader):
         # No copy unless a turn is applied here.
         return np.ascontiguousarray(self._turn.apply(rgb))
 
-    def _last_duration(self) -> Fraction:
-        return self._times.last_duration
-
-    def _finish_checks(self) -> None:
+    def _discarded(self) -> int:
         # torchcodec's scan leaves the samples flagged discard (before an edit list's start)
         # out of its count and says nothing of them: PyAV's demuxer counts them, only when
         # the counts disagree.
-        check_end(self.info, label=self._label, decoded=self.decoded_frames,
-                  corrupt_packets=self.corrupt_packets, first_corrupt_at=self.policy.first_at,
-                  span=self._times.span, last_duration=self._times.last_duration,
-                  on_corrupt=self.on_corrupt,
-                  discarded=lambda: discarded_samples(self._path, self.info.stream or 0),
-                  warn=self._warn)
+        return discarded_samples(self._path, self.info.stream or 0)
 
     def close(self) -> None:
         self._decoder = None
