@@ -380,3 +380,17 @@ def test_the_output_may_not_lie_inside_the_grid_source(media: Path, visual: Path
     code = main(["extract", str(media), "-o", str(visual), "--model", "vggish/vggish", "--random-weights",
                  "--grid-from", str(visual)])
     assert code == 2
+
+
+def test_preset_help_describes_the_audio_grids() -> None:
+    # It described vggish as "every frame, short side 224, centre 224, ImageNet mean/std":
+    # pixel fields an audio preset never uses.
+    from vadfeat.cli._help import preset_help
+
+    text = preset_help()
+    plain = re.search(r"vggish: ([^;]*);", text)
+    xd = re.search(r"vggish-xd: ([^;]*);", text)
+    assert plain and xd, text
+    assert "back-to-back 0.96 s" in plain.group(1) and "short side" not in plain.group(1)
+    assert "ending at each 16-frame snippet's end" in xd.group(1) and "short side" not in xd.group(1)
+    assert "i3d-xd: 16-frame snippets, short side 256" in text  # video presets as before

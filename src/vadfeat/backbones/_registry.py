@@ -240,6 +240,12 @@ class Backbone:
         """Columns for ``vadfeat models`` (width, depth, heads, params ...)."""
         return spec.to_dict()
 
+    def describe_input(self, preset: Any) -> str | None:
+        """What one of this backbone's presets feeds the model, for ``--preset``'s help, when
+        its sampling and pixel fields do not say it (an audio preset's grid); ``None``: the
+        help describes the snippets and pixels."""
+        return None
+
     # ----------------------------------------------------------------- files
     def sniff(self, path: Path, keys: Collection[str] | None,
               config: Mapping[str, Any] | None) -> Sniffed | bool:

@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vadfeat",
         description=(
-            "VideoMAE V2, CLIP and I3D feature extraction for weakly supervised video anomaly "
-            "detection. Run `vadfeat COMMAND --help` for each command's options."
+            "VideoMAE V2, CLIP, I3D and VGGish (audio) feature extraction for weakly supervised video "
+            "anomaly detection. Run `vadfeat COMMAND --help` for each command's options."
         ),
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -68,8 +68,11 @@ def describe_preset(p: Preset, backbones: list[Backbone] | None = None) -> str:
         frames += f" every {p.stride} frames"
     if p.clip_len > 1 and p.frame_reduce == "middle":
         frames += " (their middle frame)"
-    text = f"{p.name}: {frames}, {_pixels(p)}, {_values(p)}, feature {p.pooling}"
-    default_for = _goes_with(p.name, backbones if backbones is not None else list_backbones())
+    backbones = backbones if backbones is not None else list_backbones()
+    owner = next((b for b in backbones if p.name in b.presets), None)
+    own = owner.describe_input(p) if owner is not None else None  # an audio preset's grid
+    text = f"{p.name}: {own or f'{frames}, {_pixels(p)}, {_values(p)}'}, feature {p.pooling}"
+    default_for = _goes_with(p.name, backbones)
     if default_for:
         text += f" (default for {', '.join(default_for)})"
     return text

@@ -319,7 +319,8 @@ def load_config(path: str) -> dict[str, Any]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "extract", help="extract features (VideoMAE V2, CLIP, I3D) from videos or frame folders",
+        "extract",
+        help="extract features (VideoMAE V2, CLIP, I3D; VGGish from the audio) from videos or frame folders",
         description="Extract one feature file per video. INPUT is a video file (any container "
                     "FFmpeg opens), a folder (searched recursively; a folder of images is one "
                     "frame folder) or a .txt list of paths. Outputs mirror the inputs' relative "

@@ -147,6 +147,17 @@ class VGGishBackbone(Backbone):
 
         init_random(net, seed=seed)
 
+    def describe_input(self, preset: Any) -> str | None:
+        rule = AUDIO_GRIDS.get(preset.name)
+        if rule is None:
+            return None
+        if rule.kind == "plain":
+            return "audio at 16 kHz, back-to-back 0.96 s log-mel examples (the reference's grid)"
+        span = preset.clip_len * preset.frame_interval
+        every = f" every {preset.stride} frames" if preset.stride not in (None, span) else ""
+        return (f"audio at 16 kHz, one 0.96 s log-mel window ending at each {preset.clip_len}-frame "
+                f"snippet's end{every} (first {rule.first}, tail {rule.tail})")
+
     # ----------------------------------------------------------------- the audio pipeline's hooks
     def grid_rule(self, preset: str) -> AudioGridRule:
         """Where preset ``preset``'s examples lie (:data:`.presets.AUDIO_GRIDS`); a
