@@ -141,6 +141,20 @@ class Sink(abc.ABC, Generic[TargetT]):
         features went, for the run's manifest.  Raises OSError (nothing half-written is
         left as done)."""
 
+    #: True for a sink whose :meth:`write` buffers (a sharded sink packs videos into a
+    #: shard that becomes visible whole): a video written is not done until the shard
+    #: holding it is committed.  The engines then keep the video's claim and record it
+    #: ``ok`` only once :meth:`take_committed` returns its key; killed before that, a
+    #: rerun does the video again.  False (the ``.npy`` sink): every write is final.
+    buffers: bool = False
+
+    def take_committed(self) -> list[str]:
+        """The keys (:meth:`key`) of the videos whose writes became durable since the last
+        call, in write order, and forget them.  A buffering sink moves a shard's keys here
+        when the shard is committed (by a :meth:`write` that fills it, or by
+        :meth:`commit`); the default (a sink that does not buffer) has none to report."""
+        return []
+
     def commit(self) -> None:
         """After the run's last write: finish what is buffered.  Raises OSError."""
 
