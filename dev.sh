@@ -2,7 +2,7 @@
 # One entry point for a fresh machine: ./dev.sh demo | ./dev.sh test [pytest args...]
 # Creates .venv on first use, installs torch explicitly first (a bare `torch`
 # requirement would pull several GB of CUDA wheels on a machine without torch),
-# then the package with its test, hf and ray extras.  `test` runs ruff, mypy, lint-imports, then pytest.
+# then the package with its test, hf and ray extras (the test extra brings the shard and S3 libraries).  `test` runs ruff, mypy, lint-imports, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
