@@ -17,13 +17,13 @@ Cases:
   from the sidecar of a real extraction with each video's name, source identity, shape
   and file sha256 put in; with ``--npy-done`` below ``--videos`` the rest plan as absent
   and the figures are for the done part; scale them by hand, saying so);
-* ``resume, shards``: a catalog of ``--shards`` shard indexes (``OUT/.vadfeat-index/*.json``
-  as the shard format lays them out, each naming ``--videos / --shards`` videos with their
-  sidecars) beside tar shards of the same videos written with ``webdataset.TarWriter``.
-  When the sharded sink is in this tree (``make_sink(..., sink="webdataset")``) the child
-  plans through it; otherwise it does the minimum any implementation must: read every
-  index, hash every shard once, and look each video's stem up, compare its fingerprint and
-  check its source identity (printed as ``(minimal)``).
+* ``resume, shards``: ``--shards`` tar shards of every video (a ``[2, 8]`` array and its
+  sidecar each, written by the shard format's ``TarShardWriter``) and their indexes
+  (``OUT/.vadfeat-index/*.json``), planned through the ``webdataset`` sink
+  (``make_sink(..., sink="webdataset")``);
+* ``resume, shards (minimal)``: the same folder, checked by the least any sharded sink must
+  do, written out here: read every index, hash every shard once, look each video's stem
+  up, compare its fingerprint and check its source identity (a floor for the sink's figure).
 
     python bench/plan_scale.py                          # 100,000 videos, 100 shards
     python bench/plan_scale.py --videos 10000 --npy-done 10000 --shards 10
@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -138,40 +139,28 @@ def npy_done(work: Path, videos: Path, n_done: int, template: dict[str, Any]) ->
 
 
 def shard_catalog(work: Path, videos: Path, n: int, shards: int, template: dict[str, Any]) -> Path:
-    """``shards`` tar shards (webdataset.TarWriter) of ``n`` videos and their indexes."""
-    import webdataset as wds
-
-    from vadfeat.store.sidecar import seal_sidecar
+    """``shards`` tar shards of ``n`` videos and their indexes, written by the shard format's
+    own writer (``TarShardWriter``) and committed as the sink commits them."""
+    from vadfeat.store import shards as fmt
 
     out = work / f"plan_out_shards_x{n}_{shards}"
     if (out / ".complete").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
-    (out / ".vadfeat-index").mkdir(parents=True)
+    out.mkdir(parents=True)
     feat = np.arange(16, dtype=np.float32).reshape(2, 8)
-    data = npy_bytes(feat)
-    digest = hashlib.sha256(data).hexdigest()
     per = -(-n // shards)
-    writer = "20261207T000000Z-abcdef"
+    writer = fmt.new_writer_id()
     for s in range(shards):
-        name = f"shard-{writer}-{s:05d}.tar"
-        entries: dict[str, Any] = {}
-        with wds.TarWriter(str(out / name)) as tw:
-            for k in range(s * per, min(n, (s + 1) * per)):
-                stem = f"d{k // PER_FOLDER:04d}/v{k:06d}"
-                meta = video_sidecar(template, videos / f"{stem}.mp4", f"{stem}.mp4", feat,
-                                     features_sha256=digest, sink="webdataset", shard=name, stem=stem)
-                meta.pop("files", None)
-                meta = seal_sidecar(meta)
-                member = stem.replace("%", "%25").replace(".", "%2E")
-                tw.write({"__key__": member, "npy": data, "json": json.dumps(meta).encode()})
-                entries[stem] = {"member": member, "shape": list(feat.shape), "features_sha256": digest,
-                                 "sidecar": meta}
-        raw = (out / name).read_bytes()
-        index = seal_sidecar({"format": "vadfeat-shard-index", "version": 1, "sink": "webdataset",
-                              "shard": name, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
-                              "videos": entries})
-        (out / ".vadfeat-index" / f"{name}.json").write_text(json.dumps(index))
+        name = fmt.shard_name(writer, s, "webdataset")
+        w = fmt.TarShardWriter(out / f".{name}.tmp", name)
+        for k in range(s * per, min(n, (s + 1) * per)):
+            stem = f"d{k // PER_FOLDER:04d}/v{k:06d}"
+            meta = video_sidecar(template, videos / f"{stem}.mp4", f"{stem}.mp4", feat)
+            w.add(stem, feat, meta)
+        w.close()
+        os.replace(w.path, out / name)
+        fmt.write_index(out, w.index(mtime_ns=(out / name).stat().st_mtime_ns))
     (out / ".complete").touch()
     return out
 
@@ -190,11 +179,10 @@ def child_plan(inputs: str, out: str, fingerprint: dict[str, Any], sink_name: st
     t_scan = time.perf_counter() - t0
     kwargs: dict[str, Any] = {}
     minimal = False
-    if sink_name != "npy":
-        try:
-            kwargs["sink"] = sinks.make_sink(out, layout="flat", crops=1, sink=sink_name)  # type: ignore[call-arg]
-        except TypeError:
-            minimal = True
+    if sink_name == "minimal":
+        minimal = True
+    elif sink_name != "npy":
+        kwargs["sink"] = sinks.make_sink(out, layout="flat", crops=1, sink=sink_name)
     if minimal:
         states = minimal_shard_resume(Path(out), found.items, fingerprint)
     else:
@@ -249,7 +237,8 @@ def main() -> int:
     ap.add_argument("--videos", type=int, default=100_000)
     ap.add_argument("--npy-done", type=int, default=None, help="videos done in the .npy output (all)")
     ap.add_argument("--shards", type=int, default=100)
-    ap.add_argument("--cases", nargs="+", default=["plan-folder", "plan-list", "resume-npy", "resume-shards"])
+    ap.add_argument("--cases", nargs="+", default=["plan-folder", "plan-list", "resume-npy", "resume-shards",
+                                                     "resume-shards-minimal"])
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     ap.add_argument("--child", nargs=4, metavar=("INPUTS", "OUT", "FINGERPRINT_JSON", "SINK"),
                     help=argparse.SUPPRESS)
@@ -295,14 +284,17 @@ def main() -> int:
         print(f"setup   : .npy output with {n_done} done videos ({time.perf_counter() - t0:.1f} s, "
               f"{C.dir_bytes(out) / 1e6:.0f} MB)", flush=True)
         report("resume, npy", videos, out, "npy", f"{n_done} done (.npy)")
-    if "resume-shards" in args.cases:
+    if "resume-shards" in args.cases or "resume-shards-minimal" in args.cases:
         t0 = time.perf_counter()
         out = shard_catalog(work, videos, args.videos, args.shards, template)
         idx = sum(p.stat().st_size for p in (out / ".vadfeat-index").glob("*.json"))
         print(f"setup   : {args.shards} tar shards + indexes of {args.videos} videos "
               f"({time.perf_counter() - t0:.1f} s, indexes {idx / 1e6:.0f} MB, shards "
               f"{sum(p.stat().st_size for p in out.glob('*.tar')) / 1e6:.0f} MB)", flush=True)
-        report("resume, shards", videos, out, "webdataset", f"{args.shards} shard indexes")
+        if "resume-shards" in args.cases:
+            report("resume, shards", videos, out, "webdataset", f"{args.shards} shards")
+        if "resume-shards-minimal" in args.cases:
+            report("resume, shards", videos, out, "minimal", f"{args.shards} shards")
     print()
     print(C.table(rows))
     C.footer()

@@ -8,13 +8,11 @@ and read back three ways, side by side:
 * ``npy``: :class:`~vadfeat.store.sinks.NpySink` (``write`` per video: a ``.npy`` and a
   sealed sidecar, each through a temporary, fsync and rename); read back with
   :func:`vadfeat.read_features` and each record's ``load()``;
-* ``webdataset`` and ``parquet``: the sharded sink of that name when this tree has one
-  (``make_sink(out, sink=...)``: ``write`` per video, ``commit`` at the end); without it,
-  the shard format's writers (:mod:`vadfeat.store.shards`: ``TarShardWriter`` /
-  ``ParquetShardWriter`` into a temporary, fsync, rename, then the shard's index, a shard
-  committed every ``--shard-size`` videos or ``--shard-mb`` MB), which is what a sharded
-  sink does per shard (printed as ``(format)``).  Read back through ``read_features`` when
-  it reads shards, else through the format module: the catalog (``load_indexes``) and
+* ``webdataset`` and ``parquet``: :class:`~vadfeat.store.sinks.WebDatasetSink` and
+  :class:`~vadfeat.store.sinks.ParquetSink` (``make_sink(out, sink=...)``: ``write`` per
+  video, a shard committed every ``--shard-size`` videos or ``--shard-mb`` MiB, ``commit``
+  at the end).  Read back through ``read_features`` when it reads shards, else through
+  the format module (:mod:`vadfeat.store.shards`): the catalog (``load_indexes``) and
   ``read_video`` per video (random access), and ``iter_shard`` per shard (a sequential
   scan, what a training loader does).
 
@@ -31,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -43,8 +40,7 @@ import numpy as np
 
 import _common as C
 from vadfeat.store import shards
-from vadfeat.store.atomic import tmp_name
-from vadfeat.store.sinks import NpySink, VideoFeatures
+from vadfeat.store.sinks import NpySink, VideoFeatures, make_sink
 
 
 def template_sidecar(work: Path) -> dict[str, Any]:
@@ -94,49 +90,14 @@ def write_npy(out: Path, videos: list[tuple[PurePosixPath, VideoFeatures]], **_:
     return "NpySink"
 
 
-def _sharded_sink(out: Path, kind: str, shard_size: int, shard_mb: int) -> Any | None:
-    """The sharded sink of this tree, or None when it has none yet."""
-    from vadfeat.store import sinks
-
-    try:
-        return sinks.make_sink(out, layout="flat", crops=1, sink=kind,  # type: ignore[call-arg]
-                               shard_size=shard_size, shard_mb=shard_mb)
-    except TypeError:
-        return None
-
-
 def write_shards(out: Path, videos: list[tuple[PurePosixPath, VideoFeatures]], *, kind: str,
                  shard_size: int, shard_mb: int) -> str:
-    sink = _sharded_sink(out, kind, shard_size, shard_mb)
-    if sink is not None:
-        sink.open()
-        for stem, result in videos:
-            sink.write(sink.plan(stem), result)
-        sink.commit()
-        return type(sink).__name__
-    out.mkdir(parents=True, exist_ok=True)
-    writer_id = shards.new_writer_id()
-    seq = 0
-    w: shards.ShardWriter | None = None
-
-    def commit(w: shards.ShardWriter) -> None:
-        w.close()
-        final = out / w.shard
-        os.replace(w.path, final)
-        shards.write_index(out, w.index(mtime_ns=final.stat().st_mtime_ns))
-
+    sink = make_sink(out, sink=kind, shard_size=shard_size, shard_mb=shard_mb)
+    sink.open()
     for stem, result in videos:
-        if w is None:
-            name = shards.shard_name(writer_id, seq, kind)
-            w = shards.open_shard_writer(kind, tmp_name(out / name), name)
-            seq += 1
-        w.add(stem, result.features, result.metadata)
-        if w.count >= shard_size or w.nbytes >= shard_mb * 1_000_000:
-            commit(w)
-            w = None
-    if w is not None:
-        commit(w)
-    return "(format)"
+        sink.write(sink.plan(stem), result)
+    sink.commit()
+    return type(sink).__name__
 
 
 # --------------------------------------------------------------------------- readers
@@ -194,7 +155,7 @@ def main() -> int:
     ap.add_argument("--max-t", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--shard-size", type=int, default=1000, help="videos per shard (1000)")
-    ap.add_argument("--shard-mb", type=int, default=1024, help="MB per shard (1024)")
+    ap.add_argument("--shard-mb", type=int, default=1024, help="MiB per shard (1024)")
     ap.add_argument("--work", type=Path, default=C.DEFAULT_WORK)
     args = ap.parse_args()
     C.header("sharded outputs (webdataset, parquet) against the .npy sink: write and read speed")
@@ -202,7 +163,7 @@ def main() -> int:
     videos = make_videos(args.videos, args.width, args.min_t, args.max_t, template_sidecar(args.work))
     payload = sum(v.features.nbytes for _, v in videos)
     print(f"inputs  : {args.videos} videos of [{args.min_t}..{args.max_t}, {args.width}] float32, "
-          f"{payload / 1e6:.0f} MB of features; shards of {args.shard_size} videos / {args.shard_mb} MB\n",
+          f"{payload / 1e6:.0f} MB of features; shards of {args.shard_size} videos / {args.shard_mb} MiB\n",
           flush=True)
     shard_readers: list[Callable[[Path], tuple[int, int, str]]] = (
         [read_all] if reads_shards() else [read_shards_random, read_shards_scan])
