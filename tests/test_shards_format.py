@@ -120,6 +120,11 @@ def test_the_index_written_at_commit_equals_one_rebuilt_from_the_shard(tmp_path:
     stored = json.loads(S.index_path(tmp_path, shard.name).read_text())
     rebuilt = S.index_shard(shard)
     assert json.loads(json.dumps(rebuilt)) == stored
+    assert S.load_indexes(tmp_path).get(STEMS[0]).sidecar == stored["videos"][STEMS[0]]["sidecar"]  # type: ignore[union-attr]
+    slim = S.load_indexes(tmp_path, slim=True).get(STEMS[0])  # what resume needs, not the snippets
+    assert slim is not None and "snippets" not in slim.sidecar
+    full = stored["videos"][STEMS[0]]["sidecar"]
+    assert slim.sidecar == {k: v for k, v in full.items() if k in S.SLIM_FIELDS}
     assert stored["size"] == shard.stat().st_size
     assert stored["sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest()
     assert sorted(stored["videos"]) == sorted(STEMS)

@@ -418,7 +418,9 @@ class ParquetShardWriter(ShardWriter):
         width = feature_width(array.shape)
         if self.width is None:
             self.width = width
-            self._writer = pq.ParquetWriter(self._hash, _parquet_schema(width), compression="snappy",
+            # float features barely compress and snappy halves the read speed: stored plain
+            codecs = {c: "none" if c == "features" else "snappy" for c in PARQUET_COLUMNS}
+            self._writer = pq.ParquetWriter(self._hash, _parquet_schema(width), compression=codecs,
                                             use_dictionary=False, write_statistics=["stem"])
         elif width != self.width:
             raise ValueError(f"{stem}: rows of {width} values do not fit shard {self.shard} "
@@ -723,6 +725,8 @@ class _Loaded:
     foreign: str | None = None
     damaged: str | None = None
     hashed: bool = False  # its sha256 was compared with the index while loading
+    unsaved: bool = False  # ``index`` was rebuilt or updated and not written to disk
+    slim: bool = False  # ``index``'s sidecars were cut to :data:`SLIM_FIELDS` (never written then)
 
 
 class ShardCatalog:
@@ -736,9 +740,10 @@ class ShardCatalog:
     read, with why.
     """
 
-    def __init__(self, out: str | os.PathLike[str], *, sink: str | None = None) -> None:
+    def __init__(self, out: str | os.PathLike[str], *, sink: str | None = None, slim: bool = False) -> None:
         self.out = Path(out)
         self.sink = sink
+        self.slim = slim
         self.shards: dict[str, dict[str, Any]] = {}
         self.videos: dict[str, ShardVideo] = {}
         self.superseded: list[tuple[str, str]] = []
@@ -747,10 +752,11 @@ class ShardCatalog:
         self._loaded: dict[str, _Loaded] = {}
         self._verified: dict[str, str | None] = {}
         self._dir_mtime: int | None = None
+        self._scanned = False
 
     def get(self, stem: str | PurePosixPath) -> ShardVideo | None:
         """The newest copy of the video ``stem``, or None."""
-        return self.videos.get(PurePosixPath(stem).as_posix())
+        return self.videos.get(stem if isinstance(stem, str) else stem.as_posix())
 
     def stems_of(self, shard: str) -> list[str]:
         """The stems a shard's index lists."""
@@ -789,9 +795,9 @@ class ShardCatalog:
             dir_mtime = None
         # a folder changed within the last 2 s may change again within its mtime's tick
         recent = dir_mtime is not None and time.time_ns() - dir_mtime < 2_000_000_000
-        if not force and not repair and dir_mtime == self._dir_mtime and not recent and self._loaded:
+        if not force and not repair and dir_mtime == self._dir_mtime and not recent and self._scanned:
             return False
-        self._dir_mtime = dir_mtime
+        self._dir_mtime, self._scanned = dir_mtime, True
         changed = False
         seen: set[str] = set()
         for path in shard_files(self.out, self.sink):
@@ -803,9 +809,18 @@ class ShardCatalog:
                 continue
             key = (st.st_size, st.st_mtime_ns)
             old = self._loaded.get(name)
-            if old is not None and old.stat == key and not (repair and old.index is None):
-                continue
+            if old is not None and old.stat == key:
+                if not (repair and old.unsaved and old.index is not None and not old.problems):
+                    continue
+                if not old.slim:
+                    with contextlib.suppress(OSError):
+                        write_index(self.out, old.index)
+                        old.unsaved = False
+                    continue
+                # a slim index is not the whole index: read the shard again to write it
             self._loaded[name] = self._load(path, st, repair=repair)
+            if self.slim:  # now, so that only one whole index is in memory at a time
+                _slim(self._loaded[name])
             self._verified.pop(name, None)
             if self._loaded[name].hashed and self._loaded[name].index is not None:
                 self._verified[name] = None
@@ -840,9 +855,11 @@ class ShardCatalog:
                 loaded.hashed = True
                 loaded.index = make_index(index["sink"], name, size=st.st_size, sha256=index["sha256"],
                                           mtime_ns=st.st_mtime_ns, videos=index["videos"])
+                loaded.unsaved = True
                 if repair:
                     with contextlib.suppress(OSError):
                         write_index(self.out, loaded.index)
+                        loaded.unsaved = False
                 return loaded
         try:
             rebuilt = index_shard(path)
@@ -857,15 +874,20 @@ class ShardCatalog:
         loaded.hashed = True
         loaded.problems = rebuilt.pop("damaged", {})
         loaded.index = rebuilt
+        loaded.unsaved = True
         if repair and not loaded.problems:
             with contextlib.suppress(OSError):
                 write_index(self.out, rebuilt)
+                loaded.unsaved = False
                 log.info("rebuilt the index of %s", name)
         return loaded
 
     def _rebuild(self) -> None:
         self.shards, self.videos, self.superseded = {}, {}, []
         self.foreign, self.damaged = {}, {}
+        if self.slim:
+            for loaded in self._loaded.values():
+                _slim(loaded)
         for name in sorted(self._loaded):  # name order: a later shard's copy wins
             loaded = self._loaded[name]
             if loaded.foreign is not None:
@@ -912,7 +934,7 @@ def shard_files(out: str | os.PathLike[str], sink: str | None = None) -> list[Pa
 
 
 def load_indexes(out: str | os.PathLike[str], *, sink: str | None = None,
-                 repair: bool = False) -> ShardCatalog:
+                 repair: bool = False, slim: bool = False) -> ShardCatalog:
     """The catalog of every committed shard directly in ``out`` (of ``sink`` only, when given).
 
     A shard's index is used when it is vadfeat's sealed index for that shard and records
@@ -920,16 +942,37 @@ def load_indexes(out: str | os.PathLike[str], *, sink: str | None = None,
     sha256; otherwise the shard's contents are read (:func:`index_shard`).  No shard is
     read when its index is good.  ``repair``: write the indexes rebuilt from good shards
     and remove vadfeat's indexes whose shard is gone (a writer opening the folder does;
-    readers do not).  Never raises on a bad file: damaged and foreign shards are listed.
+    readers do not).  ``slim``: keep only :data:`SLIM_FIELDS` of each video's sidecar (what
+    resume needs: a writer's catalog of 100,000 videos is then a fraction of the memory).
+    Never raises on a bad file: damaged and foreign shards are listed.
     """
-    cat = ShardCatalog(out, sink=sink)
+    cat = ShardCatalog(out, sink=sink, slim=slim)
     cat.refresh(repair=repair, force=True)
     return cat
 
 
+#: The sidecar fields a slim catalog keeps (:func:`load_indexes`): what resume compares.
+SLIM_FIELDS = ("vadfeat_version", "video", "shape", "layout", "fingerprint", "source_identity",
+               "features_sha256", "sink", "shard", "stem", SIDECAR_DIGEST)
+
+
+def _slim(loaded: _Loaded) -> None:
+    if loaded.slim or loaded.index is None:
+        return
+    videos = {}
+    for stem, entry in loaded.index["videos"].items():
+        side = entry.get("sidecar")
+        if isinstance(side, dict):
+            entry = {**entry, "sidecar": {k: side[k] for k in SLIM_FIELDS if k in side}}
+        videos[stem] = entry
+    loaded.index = {**loaded.index, "videos": videos}
+    loaded.slim = True
+
+
 def _video(shard: str, stem: str, entry: Mapping[str, Any], problem: str | None = None) -> ShardVideo:
+    side = entry.get("sidecar")
     return ShardVideo(shard, stem, str(entry.get("member", "")), tuple(entry.get("shape") or ()),
-                      str(entry.get("features_sha256", "")), dict(entry.get("sidecar") or {}), problem)
+                      str(entry.get("features_sha256", "")), side if isinstance(side, dict) else {}, problem)
 
 
 def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
@@ -948,7 +991,7 @@ def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
 
 
 
-__all__ = ["INDEX_DIR", "INDEX_FORMAT", "INDEX_VERSION", "PARQUET_COLUMNS", "SHARD_SUFFIXES",
+__all__ = ["INDEX_DIR", "INDEX_FORMAT", "INDEX_VERSION", "PARQUET_COLUMNS", "SHARD_SUFFIXES", "SLIM_FIELDS",
            "ParquetShardWriter", "ShardCatalog", "ShardName", "ShardRecord", "ShardSink", "ShardVideo",
            "ShardWriter", "TarShardWriter", "feature_width", "index_path", "index_shard", "is_vadfeat_shard",
            "iter_shard", "load_indexes", "make_index", "member_name", "new_writer_id", "npy_bytes",
