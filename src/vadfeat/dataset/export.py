@@ -88,6 +88,7 @@ from vadfeat.store.atomic import (
 from vadfeat.store.claims import Claims
 from vadfeat.store.ownership import read_owned, write_owned
 from vadfeat.store.reader import (
+    SHARD_FIELDS,
     FeatureIssue,
     FeatureRecord,
     FeatureSet,
@@ -201,6 +202,10 @@ def _source_identity(record: FeatureRecord, previous: Mapping[str, Any] | None) 
         for item in previous.get("sources") or []:
             if isinstance(item, Mapping) and isinstance(item.get("path"), str):
                 old[item["path"]] = item
+    if record.shard is not None:  # one member of a shard: its recorded sha256, checked on read
+        shard = record.shard
+        return [{"path": f"{shard.shard.resolve()}#{shard.member}", "stat": _stat_key(shard.shard),
+                 "sha256": shard.features_sha256 or hashlib.sha256(record.features_bytes()).hexdigest()}]
     out = []
     for p in record.paths:
         path = str(p.resolve())
@@ -285,6 +290,11 @@ def _link_or_copy(src: Path, dst: Path) -> Action:
     return action
 
 
+def _save_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def _save_view(path: Path, array: np.ndarray) -> None:
     save_npy(path, np.ascontiguousarray(array))
 
@@ -309,6 +319,17 @@ def _write_video(record: FeatureRecord, target: Target, *, layout: Layout,
     n_src = source_crops(record)
     chosen = list(range(n_src)) if crops is None else list(crops)
     whole = chosen == list(range(n_src))
+    if record.shard is not None:  # in a shard: its .npy bytes, or slices of its array
+        if n_src == 1 or (layout != "per-crop" and whole):
+            _save_bytes(target.features[0], record.features_bytes())
+            return "copied"
+        arr = record.load()
+        if layout == "per-crop":
+            for k, dst in zip(chosen, target.features, strict=True):
+                _save_view(dst, arr[:, k])
+        else:
+            _save_view(target.features[0], arr[:, chosen])
+        return "sliced"
     if n_src == 1:  # one view: the file (or crop 0) is every target's single file
         return _link_or_copy(record.paths[0], target.features[0])
     if layout == "per-crop":
@@ -337,6 +358,8 @@ def _sidecar(record: FeatureRecord, *, format: ExportFormat, dataset: Dataset | 
              sources: list[dict[str, Any]], outputs: dict[str, str], action: Action) -> dict[str, Any]:
     meta = dict(record.metadata)  # unknown keys are carried over untouched
     meta.pop(SIDECAR_DIGEST, None)  # the source sidecar's; this one is sealed anew
+    for key in SHARD_FIELDS:  # where a shard kept the source: `files` says where these are
+        meta.pop(key, None)
     shape = list(record.shape)
     if source_crops(record) > 1:
         shape[1] = n_crops
