@@ -107,9 +107,12 @@ def write_shard(src: Path, out: Path, stems: Sequence[str], *, sink: str, seq: i
         pw.close()
     if index:
         data = path.read_bytes()
+        # mtime_ns: vadfeat's sinks record it too, so that a reader trusts an index whose
+        # shard has the same size and mtime without hashing the whole shard.
         record = seal_sidecar({"format": "vadfeat-shard-index", "version": 1, "sink": sink,
                                "shard": name, "size": len(data),
-                               "sha256": hashlib.sha256(data).hexdigest(), "videos": entries})
+                               "sha256": hashlib.sha256(data).hexdigest(),
+                               "mtime_ns": path.stat().st_mtime_ns, "videos": entries})
         (out / ".vadfeat-index").mkdir(exist_ok=True)
         (out / ".vadfeat-index" / f"{name}.json").write_text(json.dumps(record))
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -72,9 +73,8 @@ def test_read_features_gives_each_video_of_the_shards_lazily(
     from vadfeat.store import reader
 
     calls: list[str] = []
-    real = reader.read_video
-    monkeypatch.setattr(reader, "read_video",
-                        lambda shard, member: calls.append(member) or real(shard, member))
+    real = reader._member_bytes
+    monkeypatch.setattr(reader, "_member_bytes", lambda member: calls.append(member.member) or real(member))
     fs = read_features(sharded[sink])
     assert fs.names() == STEMS and fs.issues == () and fs.layout == "flat"
     assert calls == []  # the indexes say everything read_features returns
@@ -141,10 +141,19 @@ def test_a_member_whose_bytes_changed_is_not_read_as_features(sink: str, sharded
     at = bytes(data).find(needle)
     assert at > 0
     data[at] ^= 0x55
+    before = shard.stat()
     shard.write_bytes(bytes(data))
     fs = read_features(out)
     assert fs.names() == ("Abuse001_x264",)
     assert [i.video for i in fs.issues] == ["sub/Normal_Videos.001_x264"]
+    # The same change with the shard's mtime put back: its index is trusted, but the member's
+    # bytes no longer match their recorded sha256 when read.
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    fs = read_features(out)
+    assert fs.names() == STEMS
+    with pytest.raises(ValueError, match="sha256"):
+        fs.by_name()["sub/Normal_Videos.001_x264"].load()
+    assert fs.by_name()["Abuse001_x264"].features_bytes() == (flat / "Abuse001_x264.npy").read_bytes()
 
 
 # --------------------------------------------------------------------------- commands

@@ -54,6 +54,7 @@ modules (labels, align, lists, resample, report) share.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -61,6 +62,7 @@ import logging
 import os
 import pickle
 import re
+import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -74,6 +76,7 @@ from vadfeat._types import Layout, LayoutOrAuto
 from vadfeat.errors import (  # FeatureReadError: re-exported (its old home)
     ConfigError,
     FeatureReadError,
+    ShardReadError,
     UntrustedSidecar,
 )
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
@@ -557,10 +560,35 @@ def _auto_groups(base: Path) -> list[tuple[Layout, Path, Candidates]]:
     return groups
 
 
+@functools.lru_cache(maxsize=32)
+def _tar_members(path: str, size: int, mtime_ns: int) -> dict[str, tuple[int, int]]:
+    """``{member file name: (offset of its data, its size)}`` of a tar shard, read once per
+    shard version (``size``, ``mtime_ns``) from the headers alone (``tarfile`` seeks past
+    the data), so that reading each video of a shard in turn does not stream the shard
+    up to it every time."""
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            return {m.name: (m.offset_data, m.size) for m in tf.getmembers() if m.isfile()}
+    except (tarfile.TarError, EOFError, ValueError) as exc:
+        raise ShardReadError(f"{path}: damaged or not a tar shard ({type(exc).__name__}: {exc})") from exc
+
+
 def _member_bytes(member: ShardMember) -> bytes:
-    """The ``.npy`` bytes of one video in a shard (that member only is decoded)."""
-    record = read_video(member.shard, member.member)
-    return npy_bytes(record.features)
+    """The ``.npy`` bytes of one video in a shard (that member only is read).  Raises
+    :class:`~vadfeat.errors.ShardReadError` (a ValueError) or OSError."""
+    if member.sink != "webdataset":
+        return npy_bytes(read_video(member.shard, member.member).features)
+    st = member.shard.stat()
+    where = _tar_members(str(member.shard), st.st_size, st.st_mtime_ns).get(member.member + ".npy")
+    if where is None:
+        raise ShardReadError(f"{member.shard}: no video {member.member!r} in this shard")
+    offset, size = where
+    with open(member.shard, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise ShardReadError(f"{member.shard}: cut short inside {member.member}.npy")
+    return data
 
 
 #: The sidecar fields a sharded sink adds (in place of ``files``): they say where a copy
