@@ -22,6 +22,7 @@ from shard_writer import write_shard
 from vadfeat.cli import main
 from vadfeat.dataset.export import export
 from vadfeat.engines.local import extract
+from vadfeat.errors import ConfigError
 from vadfeat.store.reader import read_features
 from vadfeat.testing import synth
 
@@ -297,3 +298,87 @@ def test_shard_sha_is_what_the_index_records(sharded: dict[str, Path]) -> None:
         shard = _only_shard(sharded[sink])
         assert cat.damaged == {} and cat.foreign == {}
         assert cat.shards[shard.name]["sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- export npy -> shards -> npy
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_export_npy_to_shards_and_back_is_byte_identical(sink: str, flat: Path, tmp_path: Path) -> None:
+    sh = tmp_path / "shards"
+    assert main(["export", str(flat), "--format", sink, "-o", str(sh)]) == 0
+    fs = read_features(sh)
+    assert fs.names() == STEMS and fs.issues == ()
+    assert all(r.shard is not None and r.shard.sink == sink for r in fs)
+    assert [p.suffix for p in sh.iterdir() if p.name.startswith("shard-")] == \
+        [".tar" if sink == "webdataset" else ".parquet"]
+    back = tmp_path / "back"
+    res = export(sh, back, format="flat")
+    assert res.issues == () and res.count("copied") == 2
+    for stem in STEMS:
+        assert _sha(back / f"{stem}.npy") == _sha(flat / f"{stem}.npy")
+        side = _sidecar_without_export(back / f"{stem}.json")
+        assert side == _sidecar_without_export(flat / f"{stem}.json")
+        assert not {"sink", "shard", "features_sha256", "stem"} & set(side)
+        shard_side = fs.by_name()[stem].metadata
+        assert shard_side["export"]["format"] == sink and shard_side["sink"] == sink
+    # Resumable: the same export again skips every video and adds no shard.
+    before = sorted(p.name for p in sh.iterdir())
+    again = export(flat, sh, format=sink)
+    assert again.count("skipped") == 2 and sorted(p.name for p in sh.iterdir()) == before
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_export_to_shards_redoes_a_changed_source_and_keeps_one_copy(sink: str, flat: Path,
+                                                                    tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(flat, src)
+    sh = tmp_path / "shards"
+    assert export(src, sh, format=sink).count("copied") == 2
+    arr = np.load(src / "Abuse001_x264.npy")
+    (src / "Abuse001_x264.npy").unlink()
+    np.save(src / "Abuse001_x264.npy", arr + 1)
+    res = export(src, sh, format=sink)
+    assert {v.name: v.action for v in res.videos} == {"Abuse001_x264": "copied",
+                                                      "sub/Normal_Videos.001_x264": "skipped"}
+    fs = read_features(sh)
+    assert fs.issues == () and np.array_equal(fs.by_name()["Abuse001_x264"].load(), arr + 1)
+    from vadfeat.store.shards import load_indexes
+
+    cat = load_indexes(sh)
+    assert cat.superseded == []  # the older copy was dropped from its shard at the end
+    assert sum(len(i["videos"]) for i in cat.shards.values()) == 2
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_export_to_shards_keeps_exports_guarantees(sink: str, flat: Path, sharded: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    # Files vadfeat did not write in the output folder are neither read nor replaced.
+    out = tmp_path / "out"
+    out.mkdir()
+    ext = "tar" if sink == "webdataset" else "parquet"
+    foreign = out / f"shard-{LATER}-00000.{ext}"
+    foreign.write_bytes(b"my own file")
+    notes = out / "notes.txt"
+    notes.write_text("mine")
+    res = export(flat, out, format=sink)
+    assert res.issues == () and res.count("copied") == 2
+    assert foreign.read_bytes() == b"my own file" and notes.read_text() == "mine"
+    assert foreign.name in {i.video for i in read_features(out).issues}
+    # Never into its input: the shard folder itself, or a folder inside it.
+    with pytest.raises(ConfigError, match="must not be the features folder"):
+        export(sharded[sink], sharded[sink], format=sink)
+    assert main(["export", str(sharded[sink]), "--format", sink, "-o", str(sharded[sink] / "x")]) == 2
+    # A video without a vadfeat sidecar cannot be packed (a shard holds sealed sidecars only);
+    # the others are.
+    legacy = tmp_path / "legacy"
+    shutil.copytree(flat, legacy)
+    (legacy / "Abuse001_x264.json").unlink()
+    (legacy / "manifest.jsonl").unlink()
+    res = export(legacy, tmp_path / "o2", format=sink)
+    assert [i.video for i in res.issues] == ["Abuse001_x264"] and "sidecar" in res.issues[0].message
+    assert [v.name for v in res.videos] == ["sub/Normal_Videos.001_x264"]
