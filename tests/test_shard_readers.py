@@ -91,6 +91,7 @@ def test_read_features_gives_each_video_of_the_shards_lazily(
     assert len(calls) == 1  # one member read, when asked
     for r in fs:  # the .npy bytes, exactly
         assert r.features_bytes() == (flat / f"{r.name}.npy").read_bytes()
+    assert read_features(sharded[sink], layout="flat").names() == STEMS  # what their sidecars say
 
 
 @pytest.mark.parametrize("sink", SINKS)
@@ -283,6 +284,8 @@ def test_export_shards_to_npy_is_byte_identical_and_resumable(
 
 
 def test_export_refuses_its_own_shard_folder_as_output(sharded: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="must not be the features folder"):
+        export(sharded["webdataset"], sharded["webdataset"], format="flat")
     assert main(["export", str(sharded["webdataset"]), "--format", "flat",
                  "-o", str(sharded["webdataset"])]) == 2
     assert sorted(p.name for p in sharded["webdataset"].iterdir() if not p.name.startswith(".")) == \

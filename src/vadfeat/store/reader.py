@@ -663,7 +663,8 @@ def read_features(
     ``root`` are read too (module docstring): one record per video, its newest copy,
     whose features are read from the shard only when asked (:meth:`FeatureRecord.load`);
     a damaged shard, or a ``.tar`` / ``.parquet`` there that is not vadfeat's shard, is
-    an issue named after the file.  :attr:`FeatureSet.root` is the layout's root
+    an issue named after the file (``layout="flat"`` reads them too: their sidecars say
+    flat).  :attr:`FeatureSet.root` is the layout's root
     (the ``combine`` folder for fed-wsvad), ``root`` itself when layouts are mixed.
     """
     _check_layout(layout)
@@ -682,7 +683,7 @@ def read_features(
     issues: list[FeatureIssue] = []
     warnings: list[str] = []
     shard_kind: list[Layout] = []
-    if layout == "auto" and _has_shards(base):
+    if layout in ("auto", "flat") and _has_shards(base):  # a shard's videos are flat
         records, issues = _shard_records(base, clip_len=clip_len, warnings=warnings)
         if records or issues:  # the shards' videos: flat (their sidecars say so), a group of their own
             shard_kind.append("flat")
