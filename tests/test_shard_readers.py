@@ -385,3 +385,37 @@ def test_export_to_shards_keeps_exports_guarantees(sink: str, flat: Path, sharde
     res = export(legacy, tmp_path / "o2", format=sink)
     assert [i.video for i in res.issues] == ["Abuse001_x264"] and "sidecar" in res.issues[0].message
     assert [v.name for v in res.videos] == ["sub/Normal_Videos.001_x264"]
+
+
+def _export_after_barrier(barrier, queue, src: str, out: str, sink: str) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    res = export(src, out, format=sink)  # type: ignore[arg-type]
+    queue.put(({v.name: v.action for v in res.videos}, [str(i) for i in res.issues]))
+
+
+@pytest.mark.parametrize("sink", SINKS)
+def test_two_shard_exports_at_once_write_each_video_once(sink: str, flat: Path, tmp_path: Path) -> None:
+    """Two processes released together export into one folder: whatever the interleaving,
+    each video is packed by one of them and skipped by the other, and one copy remains."""
+    import multiprocessing as mp
+
+    from vadfeat.store.shards import load_indexes
+
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    out = tmp_path / "o"
+    procs = [ctx.Process(target=_export_after_barrier, args=(barrier, queue, str(flat), str(out), sink))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert [issues for _, issues in results] == [[], []]
+    for stem in STEMS:
+        assert sorted(r[stem] for r, _ in results) == ["copied", "skipped"], results
+    cat = load_indexes(out)
+    assert cat.superseded == [] and sorted(cat.videos) == sorted(STEMS)
+    for stem in STEMS:
+        assert read_features(out).by_name()[stem].features_bytes() == (flat / f"{stem}.npy").read_bytes()
