@@ -82,7 +82,7 @@ from vadfeat.errors import (  # FeatureReadError: re-exported (its old home)
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.store.atomic import NPY_ERRORS, atomic_path
 from vadfeat.store.ownership import dump_json
-from vadfeat.store.shards import INDEX_DIR, load_indexes, npy_bytes, read_video, shard_files
+from vadfeat.store.shards import INDEX_DIR, load_indexes, npy_bytes, shard_files, shard_sink
 from vadfeat.store.sidecar import SIDECAR_DIGEST, seal_sidecar, sidecar_edited
 
 log = logging.getLogger(__name__)
@@ -573,12 +573,49 @@ def _tar_members(path: str, size: int, mtime_ns: int) -> dict[str, tuple[int, in
         raise ShardReadError(f"{path}: damaged or not a tar shard ({type(exc).__name__}: {exc})") from exc
 
 
+@functools.lru_cache(maxsize=32)
+def _parquet_groups(path: str, size: int, mtime_ns: int) -> dict[str, int]:
+    """``{stem: row group}`` of a Parquet shard (one video per row group), from its ``stem``
+    column read once per shard version (``size``, ``mtime_ns``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        stems = pf.read(columns=["stem"]).column("stem").to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ShardReadError(f"{path}: damaged or not a Parquet shard ({exc})") from exc
+    if len(stems) != pf.metadata.num_row_groups:
+        raise ShardReadError(f"{path}: not one video per row group ({len(stems)} rows, "
+                             f"{pf.metadata.num_row_groups} row groups)")
+    return {stem: group for group, stem in enumerate(stems)}
+
+
+def _parquet_features(path: Path, group: int) -> np.ndarray:
+    """The ``[T, ...]`` float32 features of one row group of a Parquet shard (``features``
+    rows of ``W`` floats, reshaped to the row's ``shape``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read_row_group(group, columns=["features", "shape"])
+        shape = table.column("shape")[0].as_py()
+        flat = table.column("features").combine_chunks().flatten().flatten()  # [T][W] -> T*W
+        return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(shape)
+    except (pa.ArrowException, OSError, ValueError, TypeError, IndexError) as exc:
+        raise ShardReadError(f"{path}: row group {group} is damaged ({exc})") from exc
+
+
 def _member_bytes(member: ShardMember) -> bytes:
-    """The ``.npy`` bytes of one video in a shard (that member only is read).  Raises
-    :class:`~vadfeat.errors.ShardReadError` (a ValueError) or OSError."""
-    if member.sink != "webdataset":
-        return npy_bytes(read_video(member.shard, member.member).features)
+    """The ``.npy`` bytes of one video in a shard (that member only is read: a tar member
+    at its offset, a Parquet row group).  Raises :class:`~vadfeat.errors.ShardReadError`
+    (a ValueError) or OSError."""
     st = member.shard.stat()
+    if member.sink == "parquet":
+        group = _parquet_groups(str(member.shard), st.st_size, st.st_mtime_ns).get(member.member)
+        if group is None:
+            raise ShardReadError(f"{member.shard}: no video {member.member!r} in this shard")
+        return npy_bytes(_parquet_features(member.shard, group))
     where = _tar_members(str(member.shard), st.st_size, st.st_mtime_ns).get(member.member + ".npy")
     if where is None:
         raise ShardReadError(f"{member.shard}: no video {member.member!r} in this shard")
@@ -636,7 +673,7 @@ def _shard_records(base: Path, *, clip_len: int, warnings: list[str],
             shape = tuple(int(n) for n in video.shape)
             if not shape:
                 raise ValueError("its shard index records no shape")
-            member = ShardMember(path, video.member, str(meta.get("sink") or ""),
+            member = ShardMember(path, video.member, shard_sink(path) or "",
                                  video.features_sha256 or None)
             records.append(_record_from_meta(
                 name=stem, layout="flat", root=base, paths=(path,), sidecar=path, shape=shape,
