@@ -158,6 +158,17 @@ def test_a_member_whose_bytes_changed_is_not_read_as_features(sink: str, sharded
     assert fs.by_name()["Abuse001_x264"].features_bytes() == (flat / "Abuse001_x264.npy").read_bytes()
 
 
+def test_a_video_both_in_npy_files_and_in_a_shard_is_reported_not_guessed(flat: Path,
+                                                                         tmp_path: Path) -> None:
+    both = tmp_path / "both"
+    shutil.copytree(flat, both)
+    write_shard(flat, both, ["Abuse001_x264"], sink="webdataset")
+    fs = read_features(both)
+    assert fs.names() == ("sub/Normal_Videos.001_x264",)
+    (issue,) = fs.issues
+    assert issue.video == "Abuse001_x264" and "webdataset" in issue.message and "flat" in issue.message
+
+
 # --------------------------------------------------------------------------- commands
 
 
