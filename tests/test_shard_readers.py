@@ -169,6 +169,26 @@ def test_a_video_both_in_npy_files_and_in_a_shard_is_reported_not_guessed(flat: 
     assert issue.video == "Abuse001_x264" and "webdataset" in issue.message and "flat" in issue.message
 
 
+@pytest.mark.parametrize("sink", SINKS)
+def test_an_extraction_through_a_sharded_sink_reads_as_its_npy_extraction(
+        sink: str, flat: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from vadfeat.dataset.compare import compare
+    from vadfeat.store.sinks import make_sink
+
+    out = tmp_path / sink
+    s = extract([flat.parent / "in"], out, checkpoint=tiny_checkpoint, crops=3, progress=False,
+                batch_size=4, sink=make_sink(out, sink=sink, crops=3))
+    assert s.ok == 2
+    fs = read_features(out)
+    assert fs.names() == STEMS and fs.issues == ()
+    npy = read_features(flat).by_name()
+    for r in fs:
+        assert (r.snippets, r.num_frames, r.shape) == (npy[r.name].snippets, npy[r.name].num_frames,
+                                                       npy[r.name].shape)
+        assert r.features_bytes() == (flat / f"{r.name}.npy").read_bytes()
+    assert compare(out, flat, None).verdict.startswith("identical")
+
+
 # --------------------------------------------------------------------------- commands
 
 
