@@ -11,11 +11,13 @@ and read back three ways, side by side:
 * ``webdataset`` and ``parquet``: :class:`~vadfeat.store.sinks.WebDatasetSink` and
   :class:`~vadfeat.store.sinks.ParquetSink` (``make_sink(out, sink=...)``: ``write`` per
   video, a shard committed every ``--shard-size`` videos or ``--shard-mb`` MiB, ``commit``
-  at the end).  Read back through ``read_features`` when it reads shards, else through
-  the format module (:mod:`vadfeat.store.shards`): the catalog (``load_indexes``) and
+  at the end).  Read back through ``read_features`` (each record's ``load()``) when it
+  reads shards, else through the format module (:mod:`vadfeat.store.shards`): the
+  catalog (``load_indexes``) and
   ``read_video`` for ``--random-sample`` videos spread over the folder (random access:
   a tar is streamed from its start up to the video, a Parquet file reads the video's row
-  group), and ``iter_shard`` per shard (a sequential scan, what a training loader does).
+  group); and in both cases ``iter_shard`` per shard (a sequential scan, what a training
+  loader does).
 
 Each write goes to a fresh folder; the page cache is *not* dropped before reads (no root
 here), so reads are of warm files unless the machine evicted them: read figures are an
@@ -174,7 +176,7 @@ def main() -> int:
           f"{payload / 1e6:.0f} MB of features; shards of {args.shard_size} videos / {args.shard_mb} MiB\n",
           flush=True)
     shard_readers: list[Callable[[Path], tuple[int, int, str]]] = (
-        [read_all] if reads_shards() else
+        [read_all, read_shards_scan] if reads_shards() else
         [lambda out: read_shards_random(out, args.random_sample), read_shards_scan])
     kinds = ["npy", "webdataset", "parquet"]
     rows = [["round", "sink", "writer", "write s", "videos/s", "MB/s", "files", "folder MB", "reader",
