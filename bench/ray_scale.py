@@ -228,8 +228,12 @@ def start_cluster(kind: str, niceness: int) -> tuple[Any, Any]:
     os.environ["RAY_worker_niceness"] = str(niceness)  # noqa: SIM112 (Ray's own spelling)
 
     if kind == "single":
-        ray_engine.init_ray(ray, num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                            log_to_driver=False)
+        # address "local": a cluster of its own, even when another one runs on this machine
+        # (ray.init() without an address would join that one)
+        for name, value in ray_engine.SLOW_START_ENV.items():
+            os.environ.setdefault(name, value)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
         return ray, None
     from ray.cluster_utils import Cluster
 
