@@ -278,6 +278,16 @@ def test_a_flipped_feature_byte_marks_that_video(tmp_path: Path, sink: str) -> N
     assert b is not None and b.problem is not None and "sha256" in b.problem
 
 
+def test_a_foreign_file_at_an_index_path_is_not_replaced(tmp_path: Path) -> None:
+    shard = _commit(tmp_path, "webdataset", _videos(), index=False)
+    idx = S.index_path(tmp_path, shard.name)
+    idx.parent.mkdir()
+    idx.write_text('{"mine": true}')
+    cat = S.load_indexes(tmp_path, repair=True)
+    assert sorted(cat.videos) == sorted(STEMS)  # the shard is read instead
+    assert idx.read_text() == '{"mine": true}'
+
+
 def test_an_orphan_index_goes_and_foreign_index_files_stay(tmp_path: Path) -> None:
     shard = _commit(tmp_path, "webdataset", _videos())
     idx = S.index_path(tmp_path, shard.name)
