@@ -18,8 +18,14 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
+import io
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -31,6 +37,7 @@ import torch
 
 import vadfeat
 from stress.fault_corpus import locks_free
+from vadfeat.cli import main
 from vadfeat.engines import partial
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.claims import LOCK_DIR
@@ -303,3 +310,269 @@ def test_wait_is_refused_with_a_buffering_sink(tmp_path: Path, five: Path) -> No
         vadfeat.extract([five], tmp_path / "out", sink=PartSink(tmp_path / "out"), wait=True,
                         **TINY)
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- vadfeat extract --sink
+
+SHARDED = ("webdataset", "parquet")
+needs_shards = pytest.mark.skipif(
+    importlib.util.find_spec("vadfeat.store.sinks.webdataset") is None,
+    reason="the sharded sinks are not in this tree yet")
+_SHARD_NAME = re.compile(r"^shard-(\d{8}T\d{6}Z-[0-9a-f]{6})-(\d{5})\.(tar|parquet)$")
+_EXT = {"webdataset": "tar", "parquet": "parquet"}
+
+
+def _cli(*args: str) -> list[str]:
+    return ["extract", *args, "--random-weights", "--model", "vit_tiny_patch16_224",
+            "--device", "cpu", "--size", "32", "--short-side", "32", "-b", "1", "-q"]
+
+
+def _subprocess(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vadfeat", *_cli(*args)]
+
+
+def _env(**more: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), **more}
+
+
+def read_shards(out: Path) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]]:
+    """``{shard file name: {stem: (features, sidecar)}}`` of every shard in ``out``, read with
+    tarfile / pyarrow (not vadfeat's reader); the stem is the sidecar's."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    found: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = {}
+    for p in sorted(out.iterdir()):
+        if not _SHARD_NAME.match(p.name):
+            continue
+        videos: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        if p.suffix == ".tar":
+            members: dict[str, dict[str, bytes]] = {}
+            with tarfile.open(p) as tar:
+                for info in tar.getmembers():
+                    base, _, ext = info.name.rpartition(".")
+                    data = tar.extractfile(info)
+                    assert data is not None
+                    members.setdefault(base, {})[ext] = data.read()
+            for parts in members.values():
+                side = json.loads(parts["json"])
+                videos[side["stem"]] = (np.load(io.BytesIO(parts["npy"])), side)
+        else:
+            table = pq.read_table(p)
+            for row in table.to_pylist():
+                side = json.loads(row["sidecar"])
+                feats = np.asarray(row["features"], dtype=np.float32).reshape(row["shape"])
+                videos[row["stem"]] = (feats, side)
+        found[p.name] = videos
+    return found
+
+
+def _listing(out: Path) -> dict[str, bytes]:
+    """Every file below ``out`` (hidden folders included) with its bytes."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def _once(shards: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``{stem: shard}``, asserting each stem is in exactly one shard."""
+    where: dict[str, str] = {}
+    for shard, videos in shards.items():
+        for stem in videos:
+            assert stem not in where, f"{stem} in {where[stem]} and {shard}"
+            where[stem] = shard
+    return where
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The features of one clean ``.npy`` run over the ``five`` videos (batch size 1)."""
+    base = tmp_path_factory.mktemp("ref")
+    src = base / "in"
+    for k, (name, n) in enumerate(SNIPPETS.items()):
+        synth.write_video(src / name, synth.scene_frames(16 * n, width=64, height=48, seed=k),
+                          fps=25)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = vadfeat.extract([src], base / "out", **TINY)
+    finally:
+        torch.set_num_threads(saved)
+    assert s.ok == 5
+    return {name[: -len(".mp4")]: np.load(base / "out" / (name[: -len(".mp4")] + ".npy"))
+            for name in SNIPPETS}
+
+
+@needs_shards
+@pytest.mark.parametrize("sink", SHARDED)
+def test_a_sharded_run_writes_shards_and_a_rerun_skips_them(
+        tmp_path: Path, five: Path, sink: str, reference: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # Files vadfeat did not write, one of them named like a shard: never read, moved or touched.
+    (out / "notes.txt").write_text("mine\n")
+    foreign = f"shard-20200101T000000Z-abcdef-00000.{_EXT[sink]}"
+    (out / foreign).write_bytes(b"not a shard of vadfeat's\n" * 10)
+    mine = {n: (out / n).read_bytes() for n in ("notes.txt", foreign)}
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2")) == 0
+    shards = {n: v for n, v in read_shards(out).items() if n != foreign}
+    # 5 videos, 2 per shard: 3 shards of one writer, numbered from 00000.
+    names = [_SHARD_NAME.match(n) for n in shards]
+    assert len(shards) == 3 and all(m is not None for m in names)
+    assert len({m.group(1) for m in names if m}) == 1
+    assert [m.group(2) for m in names if m] == ["00000", "00001", "00002"]
+    assert sorted(len(v) for v in shards.values()) == [1, 2, 2]
+    where = _once(shards)
+    assert sorted(where) == sorted(reference)
+    for shard, videos in shards.items():
+        for stem, (feats, side) in videos.items():
+            assert feats.dtype == np.float32 and np.array_equal(feats, reference[stem]), stem
+            assert side["sink"] == sink and side["shard"] == shard and side["stem"] == stem
+            assert side["layout"] == "flat"
+    # The manifest's output of each ok names the shard that holds the video.
+    first = read_manifest(out)
+    assert sorted(e["video"] for e in first if e["status"] == "ok") == sorted(SNIPPETS)
+    for e in first:
+        assert where[e["video"][: -len(".mp4")]] in e["output"], e
+    before = _listing(out)
+
+    # A rerun: every video skipped by the shards' index, nothing written but its manifest lines.
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2")) == 0
+    again = read_manifest(out)[len(first):]
+    assert sorted((e["video"], e["status"]) for e in again) == [(v, "skipped") for v in sorted(SNIPPETS)]
+    for e in again:
+        assert where[e["video"][: -len(".mp4")]] in e["output"], e
+    after = _listing(out)
+    assert {k: v for k, v in after.items() if k != "manifest.jsonl"} == {
+        k: v for k, v in before.items() if k != "manifest.jsonl"}
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+
+
+@needs_shards
+@pytest.mark.parametrize("sink", SHARDED)
+def test_the_sink_is_not_a_feature_setting(tmp_path: Path, five: Path, sink: str) -> None:
+    # The shards' sidecars carry the same settings fingerprint as the .npy sink's.
+    ref = vadfeat.extract([five / "v0.mp4"], tmp_path / "npy", **TINY)
+    got = vadfeat.extract([five / "v0.mp4"], tmp_path / "shards", sink=sink, shard_size=2, **TINY)
+    assert ref.ok == got.ok == 1
+    (videos,) = read_shards(tmp_path / "shards").values()
+    npy_side = json.loads((tmp_path / "npy" / "v0.json").read_text())
+    assert videos["v0"][1]["fingerprint"] == npy_side["fingerprint"]
+
+
+@needs_shards
+@pytest.mark.parametrize("sink", SHARDED)
+def test_other_settings_stop_before_any_work_and_touch_nothing(
+        tmp_path: Path, five: Path, sink: str, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2")) == 0
+    before = _listing(out)
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2",
+                     "--tail", "pad")) == 2
+    assert "tail: drop -> pad" in caplog.text and "--overwrite" in caplog.text
+    assert _listing(out) == before
+
+
+def test_a_layout_with_a_sharded_sink_is_a_usage_error(tmp_path: Path, five: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert main(_cli(str(five), "-o", str(out), "--sink", "webdataset", "--layout", "per-crop")) == 2
+    assert "--layout per-crop" in caplog.text and "--sink webdataset" in caplog.text
+    assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--shard-size", "0")) == 2
+    assert "--shard-size" in caplog.text
+    assert not out.exists()
+
+
+@needs_shards
+def test_sigkill_mid_shard_then_rerun(tmp_path: Path, five: Path,
+                                      reference: dict[str, np.ndarray]) -> None:
+    """Killed with v2 written to the open shard and v3 in progress: the rerun does them
+    again (v3 from its checkpoint); every video ends in exactly one shard."""
+    out = tmp_path / "out"
+    # One decode thread takes the videos in order: when one snippet of v3 is through the
+    # model, v0 and v1 are in the first (committed) shard and v2 in the second, open one.
+    killed = subprocess.run(_subprocess(str(five), "-o", str(out), "--sink", "webdataset",
+                                        "--shard-size", "2"),
+                            capture_output=True, timeout=300,
+                            env=_env(**{partial.STOP_ENV: "v3.mp4:1:SIGKILL"}))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    (first,) = read_shards(out).values()
+    assert sorted(first) == ["v0", "v1"]
+    assert sorted(e["video"] for e in read_manifest(out) if e["status"] == "ok") == [
+        "v0.mp4", "v1.mp4"]
+    again = subprocess.run(_subprocess(str(five), "-o", str(out), "--sink", "webdataset",
+                                       "--shard-size", "2"),
+                           capture_output=True, timeout=300, env=_env())
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    shards = read_shards(out)
+    where = _once(shards)
+    assert sorted(where) == sorted(reference)
+    for videos in shards.values():
+        for stem, (feats, _) in videos.items():
+            assert np.array_equal(feats, reference[stem]), stem
+    last = [e for e in read_manifest(out)][-5:]
+    assert sorted((e["video"], e["status"]) for e in last) == [
+        ("v0.mp4", "skipped"), ("v1.mp4", "skipped"), ("v2.mp4", "ok"), ("v3.mp4", "ok"),
+        ("v4.mp4", "ok")]
+    assert not [p for p in out.rglob("*") if "vadfeat-tmp" in p.name]
+    assert locks_free(out)
+
+
+@needs_shards
+def test_two_concurrent_runs_share_one_output(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for k in range(8):
+        synth.write_video(src / f"c{k}.mp4", synth.scene_frames(32, width=64, height=48, seed=k),
+                          fps=25)
+    out = tmp_path / "out"
+    cmd = _subprocess(str(src), "-o", str(out), "--sink", "webdataset", "--shard-size", "2")
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+            for _ in range(2)]
+    codes = []
+    for r in runs:
+        _, err = r.communicate(timeout=300)
+        codes.append(r.returncode)
+        assert r.returncode in (0, 3), err.decode()[-2000:]  # 3: some held by the other run
+    # Each run wrote its own shards (its own writer id); a video is in one shard only.
+    shards = read_shards(out)
+    where = _once(shards)
+    oks: dict[str, list[str]] = {}
+    for e in read_manifest(out):
+        if e["status"] == "ok":
+            oks.setdefault(e["run"], []).append(e["video"][: -len(".mp4")])
+    writers = {}
+    for run, stems in oks.items():
+        named = {where[s] for s in stems}
+        ids = {_SHARD_NAME.match(n).group(1) for n in named}  # type: ignore[union-attr]
+        assert len(ids) == 1, (run, named)
+        writers[run] = ids.pop()
+        # every member of that writer's shards is a video this run recorded ok
+        assert {s for n in named for s in shards[n]} == set(stems)
+    assert len(set(writers.values())) == len(writers)
+    # A third run finds everything done (what one run left "elsewhere" the other did).
+    assert main(_cli(str(src), "-o", str(out), "--sink", "webdataset", "--shard-size", "2")) == 0
+    assert sorted(where) == [f"c{k}" for k in range(8)]
+    assert locks_free(out)
+
+
+@needs_shards
+@pytest.mark.parametrize("sink", SHARDED)
+def test_devices_write_their_own_shards(tmp_path: Path, five: Path, sink: str,
+                                        reference: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "out"
+    s = vadfeat.extract([five], out, sink=sink, shard_size=2, devices=["cpu", "cpu"], **TINY)
+    assert (s.exit_code, s.ok) == (0, 5)
+    shards = read_shards(out)
+    where = _once(shards)
+    assert sorted(where) == sorted(reference)
+    by_run: dict[str, set[str]] = {}
+    for e in read_manifest(out):
+        if e["status"] == "ok":
+            by_run.setdefault(e["run"], set()).add(where[e["video"][: -len(".mp4")]])
+    ids = [{_SHARD_NAME.match(n).group(1) for n in named} for named in by_run.values()]  # type: ignore[union-attr]
+    assert all(len(i) == 1 for i in ids) and len(set.union(*ids)) == len(ids)
+    for videos in shards.values():
+        for stem, (feats, _) in videos.items():
+            assert np.array_equal(feats, reference[stem]), stem
+    again = vadfeat.extract([five], out, sink=sink, shard_size=2, **TINY)
+    assert (again.ok, again.skipped) == (0, 5)
