@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -315,9 +314,6 @@ def test_wait_is_refused_with_a_buffering_sink(tmp_path: Path, five: Path) -> No
 # --------------------------------------------------------------------------- vadfeat extract --sink
 
 SHARDED = ("webdataset", "parquet")
-needs_shards = pytest.mark.skipif(
-    importlib.util.find_spec("vadfeat.store.sinks.webdataset") is None,
-    reason="the sharded sinks are not in this tree yet")
 _SHARD_NAME = re.compile(r"^shard-(\d{8}T\d{6}Z-[0-9a-f]{6})-(\d{5})\.(tar|parquet)$")
 _EXT = {"webdataset": "tar", "parquet": "parquet"}
 
@@ -395,7 +391,6 @@ def reference(tmp_path: Path, five: Path) -> dict[str, np.ndarray]:
             for name in SNIPPETS}
 
 
-@needs_shards
 @pytest.mark.parametrize("sink", SHARDED)
 def test_a_sharded_run_writes_shards_and_a_rerun_skips_them(
         tmp_path: Path, five: Path, sink: str, reference: dict[str, np.ndarray]) -> None:
@@ -440,7 +435,6 @@ def test_a_sharded_run_writes_shards_and_a_rerun_skips_them(
     assert {n: (out / n).read_bytes() for n in mine} == mine
 
 
-@needs_shards
 @pytest.mark.parametrize("sink", SHARDED)
 def test_the_sink_is_not_a_feature_setting(tmp_path: Path, five: Path, sink: str) -> None:
     # The shards' sidecars carry the same settings fingerprint as the .npy sink's.
@@ -452,7 +446,6 @@ def test_the_sink_is_not_a_feature_setting(tmp_path: Path, five: Path, sink: str
     assert videos["v0"][1]["fingerprint"] == npy_side["fingerprint"]
 
 
-@needs_shards
 @pytest.mark.parametrize("sink", SHARDED)
 def test_other_settings_stop_before_any_work_and_touch_nothing(
         tmp_path: Path, five: Path, sink: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -475,7 +468,6 @@ def test_a_layout_with_a_sharded_sink_is_a_usage_error(tmp_path: Path, five: Pat
     assert not out.exists()
 
 
-@needs_shards
 def test_sigkill_mid_shard_then_rerun(tmp_path: Path, five: Path,
                                       reference: dict[str, np.ndarray]) -> None:
     """Killed with v2 written to the open shard and v3 in progress: the rerun does them
@@ -510,7 +502,6 @@ def test_sigkill_mid_shard_then_rerun(tmp_path: Path, five: Path,
     assert locks_free(out)
 
 
-@needs_shards
 def test_two_concurrent_runs_share_one_output(tmp_path: Path) -> None:
     src = tmp_path / "in"
     for k in range(8):
@@ -547,7 +538,6 @@ def test_two_concurrent_runs_share_one_output(tmp_path: Path) -> None:
     assert locks_free(out)
 
 
-@needs_shards
 def test_devices_write_their_own_shards(tmp_path: Path, five: Path,
                                         reference: dict[str, np.ndarray]) -> None:
     # One process per device, each with its own sink: its own writer id, its own shards.
