@@ -35,7 +35,7 @@ import pytest
 import torch
 
 import vadfeat
-from stress.fault_corpus import locks_free
+from stress.fault_corpus import locks_free, wait_until_stopped
 from vadfeat.cli import main
 from vadfeat.engines import partial
 from vadfeat.pipeline.extractor import FeatureExtractor
@@ -503,38 +503,47 @@ def test_sigkill_mid_shard_then_rerun(tmp_path: Path, five: Path,
 
 
 def test_two_concurrent_runs_share_one_output(tmp_path: Path) -> None:
+    """Run A stops itself (SIGSTOP, the test hook) in the middle of its first shard, holding
+    the claims of the videos it has written or taken; run B does the others meanwhile, then
+    A goes on: every video ends in one shard, each shard holds one run's videos only."""
     src = tmp_path / "in"
     for k in range(8):
         synth.write_video(src / f"c{k}.mp4", synth.scene_frames(32, width=64, height=48, seed=k),
                           fps=25)
     out = tmp_path / "out"
     cmd = _subprocess(str(src), "-o", str(out), "--sink", "webdataset", "--shard-size", "2")
-    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-            for _ in range(2)]
-    codes = []
-    for r in runs:
-        _, err = r.communicate(timeout=300)
-        codes.append(r.returncode)
-        assert r.returncode in (0, 3), err.decode()[-2000:]  # 3: some held by the other run
-    # Each run wrote its own shards (its own writer id); a video is in one shard only.
+    a = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=_env(**{partial.STOP_ENV: "c1.mp4:1:SIGSTOP"}))
+    try:
+        wait_until_stopped(a)  # c0 written to A's open shard, c1 in progress
+        b = subprocess.run(cmd, capture_output=True, timeout=300, env=_env())
+        # B: A's videos are in progress elsewhere (exit 3); it did the rest in its own shards.
+        assert b.returncode == 3, b.stderr.decode()[-2000:]
+        assert "c0.mp4: in progress elsewhere" in b.stderr.decode()
+    finally:
+        a.send_signal(signal.SIGCONT)
+    _, err = a.communicate(timeout=300)
+    assert a.returncode == 0, err.decode()[-2000:]  # A: finished its own, skipped B's
     shards = read_shards(out)
     where = _once(shards)
+    assert sorted(where) == [f"c{k}" for k in range(8)]
     oks: dict[str, list[str]] = {}
     for e in read_manifest(out):
         if e["status"] == "ok":
             oks.setdefault(e["run"], []).append(e["video"][: -len(".mp4")])
-    writers = {}
-    for run, stems in oks.items():
+    assert len(oks) == 2 and sorted(s for stems in oks.values() for s in stems) == sorted(where)
+    writers = []
+    for stems in oks.values():
         named = {where[s] for s in stems}
         ids = {_SHARD_NAME.match(n).group(1) for n in named}  # type: ignore[union-attr]
-        assert len(ids) == 1, (run, named)
-        writers[run] = ids.pop()
-        # every member of that writer's shards is a video this run recorded ok
+        assert len(ids) == 1, named  # one writer per run ...
+        writers.append(ids.pop())
+        # ... and its shards hold the videos this run recorded ok, no other run's
         assert {s for n in named for s in shards[n]} == set(stems)
-    assert len(set(writers.values())) == len(writers)
-    # A third run finds everything done (what one run left "elsewhere" the other did).
+    assert writers[0] != writers[1]
+    # A third run finds everything done.
     assert main(_cli(str(src), "-o", str(out), "--sink", "webdataset", "--shard-size", "2")) == 0
-    assert sorted(where) == [f"c{k}" for k in range(8)]
+    assert sorted(read_shards(out)) == sorted(shards)
     assert locks_free(out)
 
 
@@ -559,3 +568,28 @@ def test_devices_write_their_own_shards(tmp_path: Path, five: Path,
             assert np.array_equal(feats, reference[stem]), stem
     again = vadfeat.extract([five], out, sink=sink, shard_size=2, **TINY)
     assert (again.ok, again.skipped) == (0, 5)
+
+
+def test_a_shard_of_claims_fits_in_the_open_file_limit(caplog: pytest.LogCaptureFixture) -> None:
+    # A shard's videos keep their claims (one open file each) until it is committed: the
+    # run raises its soft limit to fit them, up to the hard limit, and warns past that.
+    import resource
+
+    from vadfeat.engines.context import room_for_claims
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+        room_for_claims(1000)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 256
+        room_for_claims(100)  # never lowered
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 256
+        assert "ulimit" not in caplog.text
+        if hard != resource.RLIM_INFINITY:
+            room_for_claims(hard)
+            assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+            assert "--shard-size" in caplog.text and "ulimit -n" in caplog.text
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
