@@ -51,10 +51,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from vadfeat._types import ShardSink
 from vadfeat.errors import ShardReadError
 from vadfeat.store.atomic import NPY_ERRORS, save_json, sha256_file
 from vadfeat.store.sidecar import (
@@ -67,7 +68,6 @@ from vadfeat.store.sidecar import (
 
 log = logging.getLogger(__name__)
 
-ShardSink = Literal["webdataset", "parquet"]
 
 #: The file suffix of each sharded sink's shards.
 SHARD_SUFFIXES: dict[str, str] = {"webdataset": ".tar", "parquet": ".parquet"}

@@ -8,8 +8,9 @@ shards) or ``parquet`` (:class:`ParquetSink`, Parquet shards).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from vadfeat._types import SinkName
 from vadfeat.errors import ConfigError
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 from vadfeat.store.sinks.npy import LAYOUTS, NpySink, check_layout
@@ -18,7 +19,7 @@ from vadfeat.store.sinks.sharded import SHARD_MB, SHARD_SIZE, ShardedSink, Shard
 from vadfeat.store.sinks.webdataset import WebDatasetSink
 
 #: The sinks a run can choose (``--sink``).
-SINKS: tuple[str, ...] = ("npy", "webdataset", "parquet")
+SINKS: tuple[str, ...] = get_args(SinkName)
 
 
 def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops: int = 1,
