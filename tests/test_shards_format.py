@@ -19,8 +19,10 @@ from vadfeat.store import shards as S
 
 FP = {"model": "vit_tiny_patch16_224", "preset": {"clip_len": 16, "crops": 1}, "dtype": "fp32"}
 SINKS = ("webdataset", "parquet")
-# dots (XD-Violence names), folders, '%', spaces, non-ASCII, and a webdataset-looking __meta__ part
-STEMS = ["a/b/v=1.Fight.mp4.x264", "50% off/clip one", "ünï/çödé.v2", "__meta__/_x", "plain"]
+# dots (XD-Violence names), folders, '%', spaces, non-ASCII, a webdataset-looking __meta__ part,
+# and a name longer than a plain tar header holds (ustar: 100 + 155 bytes)
+STEMS = ["a/b/v=1.Fight.mp4.x264", "50% off/clip one", "ünï/çödé.v2", "__meta__/_x", "plain",
+         "ø" * 150 + "/" + "long.name" * 20]
 
 
 def _npy(array: np.ndarray) -> bytes:
