@@ -472,7 +472,7 @@ def check_output_folder(out: Path) -> None:
                           "away or choose another output folder (-o)")
 
 
-def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path,
+def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path | str,
             overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
     """Under the video's claim, look again at its ``target`` in ``sink`` (another process may
     have written it meanwhile).

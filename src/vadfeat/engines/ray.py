@@ -169,7 +169,7 @@ class _ExtractActor:
                     "time could repeat work", self.out, exc)
         self.claims = None
 
-    def _claim(self, key: str, target: Any, source: Path,
+    def _claim(self, key: str, target: Any, source: Path | str,
                planned: OutputState) -> tuple[ClaimResult, tuple[Path, ...]]:
         """:func:`~vadfeat.engines.claiming.claim_video`, the local engine's claim; a lock
         that cannot be taken (no ``flock``) lets the video go on unclaimed."""

@@ -127,7 +127,7 @@ class Sink(abc.ABC, Generic[TargetT]):
 
     @abc.abstractmethod
     def state(self, target: TargetT, fingerprint: Mapping[str, Any] | None, *,
-              source: Path | None = None, verify: bool = True) -> OutputState:
+              source: Path | str | None = None, verify: bool = True) -> OutputState:
         """What is at ``target`` for a run with ``fingerprint``; never raises on bad files.
 
         ``source``: the video, to compare with the source identity the output recorded;

@@ -129,7 +129,7 @@ def _shape_ok(shape: Any) -> TypeGuard[list[int]]:
 
 
 def inspect_outputs(paths: OutputPaths, fingerprint: Mapping[str, Any] | None, *,
-                    out: Path | None = None, source: Path | None = None,
+                    out: Path | None = None, source: Path | str | None = None,
                     verify: bool = True) -> OutputState:
     """Classify what is at ``paths`` for a run with ``fingerprint``; never raises on bad files.
 
@@ -280,7 +280,7 @@ class NpySink(Sink[OutputPaths]):
         return None
 
     def state(self, target: OutputPaths, fingerprint: Mapping[str, Any] | None, *,
-              source: Path | None = None, verify: bool = True) -> OutputState:
+              source: Path | str | None = None, verify: bool = True) -> OutputState:
         return inspect_outputs(target, fingerprint, out=self.out if self.records else None,
                                source=source, verify=verify)
 
