@@ -8,7 +8,7 @@ fresh, empty bucket on it, as ``S3Bucket`` (its ``url`` and an s3fs file system 
 at it with).  Tests that use them are skipped, with the reason, when moto's server or
 s3fs is not installed.
 
-Import the fixtures into a test module: ``from s3server import s3, s3_server  # noqa: F401``.
+A test module uses them with ``pytest_plugins = ["s3server"]``.
 """
 
 from __future__ import annotations
@@ -79,13 +79,17 @@ def s3_server() -> Iterator[str]:
                 os.environ[key] = value
 
 
-@pytest.fixture
-def s3(s3_server: str) -> S3Bucket:
-    """A new empty bucket on the session's server."""
+@pytest.fixture(scope="session")
+def _s3fs(s3_server: str) -> Any:
     import s3fs
 
-    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, use_listings_cache=False,
-                           skip_instance_cache=True)
+    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, use_listings_cache=False,
+                             skip_instance_cache=True)
+
+
+@pytest.fixture
+def s3(s3_server: str, _s3fs: Any) -> S3Bucket:
+    """A new empty bucket on the session's server."""
     name = f"{BUCKET_PREFIX}-{os.getpid()}-{next(_count)}"
-    fs.mkdir(name)
-    return S3Bucket(name, fs, s3_server)
+    _s3fs.mkdir(name)
+    return S3Bucket(name, _s3fs, s3_server)

@@ -7,10 +7,10 @@ port; every test gets its own bucket.  Videos are tiny synthetic clips.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from s3server import S3Bucket, s3, s3_server  # noqa: F401
 
 from vadfeat.errors import ConfigError, VideoOpenError
 from vadfeat.io import remote
@@ -18,6 +18,11 @@ from vadfeat.io.inputs import scan
 from vadfeat.io.video import open_video
 from vadfeat.store.identity import same_source, source_changed, source_identity
 from vadfeat.testing import synth
+
+if TYPE_CHECKING:
+    from s3server import S3Bucket
+
+pytest_plugins = ["s3server"]  # the s3_server and s3 fixtures
 
 
 def _video(path: Path, frames: int = 24, seed: int = 0) -> Path:
