@@ -6,6 +6,7 @@ port; every test gets its own bucket.  Videos are tiny synthetic clips.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -223,3 +224,113 @@ def test_identity_of_a_missing_object_names_it(s3: S3Bucket) -> None:
     with pytest.raises(FileNotFoundError, match=rf"{s3.url}/gone.mp4"):
         source_identity(f"{s3.url}/gone.mp4")
     assert source_changed({"size": 1}, f"{s3.url}/gone.mp4") is None  # unreadable: no verdict
+
+
+# --- outputs below a URL: the store layer ------------------------------------------------
+
+SHARD_FP = {"model": "vit_tiny_patch16_224", "preset": {"clip_len": 16, "crops": 1}, "dtype": "fp32"}
+
+
+def _shard_meta(stem: str, shape: tuple[int, ...]) -> dict[str, object]:
+    return {"vadfeat_version": "0.0-test", "video": stem + ".mp4", "source": f"/data/{stem}.mp4",
+            "preset": "videomae-k400", "model": {"name": "vit_tiny_patch16_224"}, "num_frames": 48,
+            "fps": 25.0, "snippets": [[16 * i, 16 * i + 15] for i in range(shape[0])],
+            "shape": list(shape), "layout": "flat", "fingerprint": SHARD_FP,
+            "created": "2026-01-01T00:00:00+00:00"}
+
+
+def _local_shard(tmp: Path, sink: str, videos: dict[str, np.ndarray], seq: int = 0,
+                 writer: str | None = None) -> tuple[Path, dict[str, object]]:
+    from vadfeat.store import shards as S
+
+    name = S.shard_name(writer or S.new_writer_id(), seq, sink)
+    tmp.mkdir(parents=True, exist_ok=True)
+    w = S.open_shard_writer(sink, tmp / f".{name}.tmp", name)
+    for stem, arr in videos.items():
+        w.add(stem, arr, _shard_meta(stem, arr.shape))
+    w.close()
+    return w.path, w.index()
+
+
+@pytest.mark.parametrize("sink", ["webdataset", "parquet"])
+def test_a_shard_committed_to_s3_is_read_back_by_the_catalog(s3: S3Bucket, tmp_path: Path,
+                                                             sink: str) -> None:
+    from vadfeat.store import shards as S
+    from vadfeat.store.remote import RemoteFolder
+
+    rng = np.random.default_rng(3)
+    videos = {"a/x.y": rng.standard_normal((3, 8)).astype(np.float32),
+              "b": rng.standard_normal((2, 8)).astype(np.float32)}
+    folder = RemoteFolder(f"{s3.url}/out", staging=tmp_path / "staging")
+    folder.check()
+    local, index = _local_shard(tmp_path / "w", sink, videos)
+    assert s3.keys() == []  # written locally: nothing on the store before the commit
+    folder.commit_shard(local, index)
+    name = str(index["shard"])
+    assert s3.keys() == [f"out/.vadfeat-index/{name}.json", f"out/{name}"]
+    cat = folder.catalog(sink=sink)
+    assert sorted(cat.videos) == ["a/x.y", "b"]
+    assert cat.verify(name) is None  # streamed and hashed against the index
+    # the object is the local shard's bytes, read back by the format's own reader
+    got = tmp_path / "got" / name
+    got.parent.mkdir()
+    s3.fs.get_file(f"{s3.name}/out/{name}", str(got))
+    assert got.read_bytes() == local.read_bytes()
+    for stem, arr in videos.items():
+        rec = S.read_video(got, cat.videos[stem].member)
+        np.testing.assert_array_equal(rec.features, arr)
+
+
+def test_the_catalog_rebuilds_lost_indexes_and_leaves_foreign_objects(s3: S3Bucket, tmp_path: Path) -> None:
+    from vadfeat.store import shards as S
+    from vadfeat.store.remote import RemoteFolder
+
+    folder = RemoteFolder(f"{s3.url}/out", staging=tmp_path / "staging")
+    arr = np.ones((2, 4), np.float32)
+    local, index = _local_shard(tmp_path / "w", "webdataset", {"v": arr})
+    name = str(index["shard"])
+    s3.fs.put_file(str(local), f"{s3.name}/out/{name}")  # a kill between shard and index
+    foreign = S.shard_name(S.new_writer_id(), 0, "webdataset")
+    s3.fs.pipe_file(f"{s3.name}/out/{foreign}", b"not a tar, not vadfeat's" * 40)
+    s3.fs.pipe_file(f"{s3.name}/out/notes.txt", b"mine")
+    orphan = S.shard_name(S.new_writer_id(), 7, "parquet")
+    orphan_index = S.make_index("parquet", orphan, size=1, sha256="0" * 64, mtime_ns=None, videos={})
+    folder.upload_index(orphan_index)
+    cat = folder.catalog(repair=True)
+    assert list(cat.videos) == ["v"] and cat.verify(name) is None
+    assert foreign not in cat.shards  # not vadfeat's: listed (foreign or damaged), never read as output
+    assert f"{s3.url}/out/{foreign}" in {**cat.foreign, **cat.damaged}[foreign]
+    keys = s3.keys("out")
+    assert f"out/.vadfeat-index/{name}.json" in keys  # rebuilt and uploaded
+    assert f"out/.vadfeat-index/{orphan}.json" not in keys  # vadfeat's, its shard gone
+    assert f"out/{foreign}" in keys and "out/notes.txt" in keys  # never touched
+    # a damaged shard (same size, other bytes) fails verify
+    data = bytearray(local.read_bytes())
+    data[-600] ^= 0xFF
+    s3.fs.pipe_file(f"{s3.name}/out/{name}", bytes(data))
+    again = folder.catalog()
+    assert again.verify(name) is not None
+
+
+def test_an_output_url_on_a_missing_bucket_is_a_usage_error() -> None:
+    from vadfeat.store.remote import RemoteFolder
+
+    with pytest.raises(ConfigError, match=r"s3://no-such-bucket-vadfeat/out.*bucket "
+                                          r"'no-such-bucket-vadfeat' does not exist"):
+        RemoteFolder("s3://no-such-bucket-vadfeat/out").check()
+
+
+def test_the_manifest_continues_the_stores_copy(s3: S3Bucket, tmp_path: Path) -> None:
+    from vadfeat.store.manifest import Manifest, read_manifest
+    from vadfeat.store.remote import RemoteFolder
+
+    s3.fs.pipe_file(f"{s3.name}/out/manifest.jsonl", b'{"run": "r0", "video": "old"}\n')
+    folder = RemoteFolder(f"{s3.url}/out", staging=tmp_path / "staging")
+    staging = folder.fetch_manifest()
+    m = Manifest(staging, "r1")
+    m.record(video="new", status="ok")
+    m.close()
+    folder.upload_manifest()
+    lines = s3.fs.cat_file(f"{s3.name}/out/manifest.jsonl").decode().splitlines()
+    assert [json.loads(x)["video"] for x in lines] == ["old", "new"]
+    assert [e["video"] for e in read_manifest(staging)] == ["old", "new"]
