@@ -82,6 +82,9 @@ Engine = Literal["local", "ray"]
 Pipeline = Literal["threads", "processes"]
 Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LayoutOrAuto = Literal["auto", Layout]
+#: What a run writes: ``.npy`` files + sidecars per video (in a ``Layout``), or shards
+#: that pack many videos each (tar as the webdataset library reads it, or Parquet).
+SinkName = Literal["npy", "webdataset", "parquet"]
 
 # -- dataset tools (dataset/)
 LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
@@ -131,6 +134,7 @@ __all__ = [
     "ResampleMethod",
     "ResizeMode",
     "Scale",
+    "SinkName",
     "SnippetRule",
     "Split",
     "Tail",
