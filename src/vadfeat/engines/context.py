@@ -41,6 +41,7 @@ from vadfeat.engines._signals import signum_of
 from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
+from vadfeat.io.remote import is_url, local_path
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
 from vadfeat.store.claims import LOCK_DIR, Claims
 from vadfeat.store.fingerprint import fingerprint_changes
@@ -243,10 +244,18 @@ class RunContext:
         that is, holds or lies inside an input is refused before, by the engines' entry
         points (with the checkpoint among the inputs: :func:`local_checkpoint`).
         """
-        out = Path(out)
+        if is_url(out) and local_path(str(out)) is None:
+            # A URL output (a sharded sink only): the run's manifest and claims live in the
+            # sink's local staging folder, which stands for ``out`` from here on.
+            if sink is None or isinstance(sink, str):
+                sink = make_sink(str(out), sink=sink or "npy", layout=layout, crops=crops,
+                                 shard_size=shard_size, shard_mb=shard_mb)
+            sink.prepare_run()
+            out = sink.out
+        out = Path(local_path(str(out)) or out) if is_url(out) else Path(out)
         check_output_folder(out)
         if found is None:
-            found = scan(list(inputs), root=Path(root) if root is not None else None)
+            found = scan(list(inputs), root=root)
         seen: list[dict[str, Any]] = []
 
         def fp() -> dict[str, Any]:
@@ -498,6 +507,10 @@ class RunContext:
         finally:
             if self.manifest is not None:
                 self.manifest.close()
+                try:
+                    self.sink.publish_run()
+                except OSError as exc:
+                    log.warning("cannot upload the run's manifest: %s", exc)
             if self.claims is not None:
                 self.claims.release_all()
 
