@@ -78,6 +78,19 @@ def test_shard_names_sort_by_writer_then_sequence() -> None:
         S.shard_name(w, 0, "npy")
 
 
+def test_a_new_writer_sorts_after_every_writer_already_in_the_folder() -> None:
+    from datetime import datetime, timezone
+
+    now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    same_second = "20260304T050607Z-ffff00"  # opened this second, with a high random part
+    ahead = "20260304T060000Z-000001"  # a host whose clock is an hour ahead
+    for existing in ([same_second], [ahead], [same_second, ahead], ["20260304T050607Z-ffffff"]):
+        for _ in range(20):
+            w = S.new_writer_id(now, after=existing)
+            assert w > max(existing) and S.parse_shard_name(S.shard_name(w, 0, "parquet")) is not None
+    assert S.new_writer_id(now, after=["20200101T000000Z-ffffff"]).startswith("20260304T050607Z-")
+
+
 @pytest.mark.parametrize("sink", SINKS)
 def test_a_round_trip_keeps_every_feature_byte_and_the_sidecar(tmp_path: Path, sink: str) -> None:
     videos = _videos()

@@ -45,9 +45,11 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+import stat
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Literal
 
@@ -87,10 +89,33 @@ PARQUET_COLUMNS = ("stem", "video", "features", "shape", "features_sha256", "num
 # --- names ------------------------------------------------------------------------------------
 
 
-def new_writer_id(now: datetime | None = None) -> str:
-    """A fresh writer id, ``<UTC %Y%m%dT%H%M%SZ>-<6 hex>``: one per opened sink."""
-    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
+def new_writer_id(now: datetime | None = None, *, after: Iterable[str] = ()) -> str:
+    """A fresh writer id, ``<UTC %Y%m%dT%H%M%SZ>-<6 hex>``: one per opened sink.
+
+    ``after``: the writer ids already in the folder; the new id sorts after every one of
+    them (a writer opened in the same second, or a host whose clock is behind, would
+    otherwise get a name that sorts first, and its newer copies would lose to older ones)."""
+    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    wid = f"{stamp.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    last = max(after, default="")
+    if wid > last:
+        return wid
+    last_stamp, _, last_hex = last.partition("-")
+    bumped = int(last_hex, 16) + 1 + secrets.randbelow(256) if re.fullmatch(r"[0-9a-f]{6}", last_hex) else 0
+    if not 0 < bumped <= 0xFFFFFF:  # no room left in that second: the next one
+        then = datetime.strptime(last_stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        return new_writer_id(then + timedelta(seconds=1), after=())
+    return f"{last_stamp}-{bumped:06x}"
+
+
+def writer_ids(out: str | os.PathLike[str]) -> list[str]:
+    """The writer ids of the shard files directly in ``out`` (either sink), sorted."""
+    ids = set()
+    for path in shard_files(out):
+        parsed = parse_shard_name(path.name)
+        if parsed is not None:
+            ids.add(parsed.writer)
+    return sorted(ids)
 
 
 def shard_name(writer: str, seq: int, sink: str) -> str:
@@ -202,9 +227,12 @@ class _HashingFile:
         self.sha = hashlib.sha256()
         self.size = 0
         self.closed = False
+        self.discard = False
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
+        if self.discard:  # an aborted shard: a library flushing on garbage collection writes nothing
+            return len(view)
         self.sha.update(view)
         self.size += len(view)
         self._f.write(view)
@@ -242,6 +270,7 @@ class ShardWriter:
         self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._hash = _HashingFile(self._file)
         self.videos: dict[str, dict[str, Any]] = {}
+        self.payload = 0
         self._closed = False
 
     @property
@@ -251,8 +280,9 @@ class ShardWriter:
 
     @property
     def nbytes(self) -> int:
-        """Bytes written to the file so far (a writer may buffer up to one video)."""
-        return self._hash.size
+        """Bytes of the videos added so far (features as ``.npy`` and sidecars as JSON): the
+        shard's size less the format's own overhead (the libraries buffer what they write)."""
+        return self.payload
 
     def add(self, stem: str | PurePosixPath, features: np.ndarray, sidecar: Mapping[str, Any]) -> str:
         """Add one video: ``features`` ``[T, ...]`` (stored float32), ``sidecar`` (the engines'
@@ -267,6 +297,7 @@ class ShardWriter:
         side = shard_sidecar(sidecar, sink=self.sink, shard=self.shard, stem=key,
                              features_sha256=digest, shape=array.shape)
         member = self._add(key, array, data, side)
+        self.payload += len(data) + len(json.dumps(side, ensure_ascii=False).encode("utf-8"))
         self.videos[key] = _entry(member, array.shape, digest, side)
         return member
 
@@ -291,6 +322,7 @@ class ShardWriter:
     def abort(self) -> None:
         """Close without finishing and delete the file (nothing of it is kept)."""
         self._closed = True
+        self._hash.discard = True
         with contextlib.suppress(Exception):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
@@ -682,30 +714,52 @@ class ShardVideo:
 
 
 @dataclass
+class _Loaded:
+    """What :meth:`ShardCatalog.refresh` learnt of one shard file at one (size, mtime)."""
+
+    stat: tuple[int, int]
+    index: dict[str, Any] | None = None  # vadfeat's shard: its (possibly rebuilt) index
+    problems: dict[str, str] = field(default_factory=dict)  # stem -> why its copy is bad
+    foreign: str | None = None
+    damaged: str | None = None
+    hashed: bool = False  # its sha256 was compared with the index while loading
+
+
 class ShardCatalog:
-    """Every committed shard of a folder (:func:`load_indexes`).
+    """Every committed shard directly in a folder ``out`` (of one sink's format when ``sink``
+    is given): :func:`load_indexes` makes one, :meth:`refresh` brings it up to date.
 
     ``shards``: shard file name -> its index; ``videos``: stem -> the newest copy
     (:class:`ShardVideo`; the shard later in name order wins); ``superseded``: (shard
     name, stem) of the older copies; ``foreign``: files named like shards that are not
-    vadfeat's (never touched) with why; ``damaged``: shards that cannot be read, with why.
+    vadfeat's (never touched), with why; ``damaged``: vadfeat's shards that cannot be
+    read, with why.
     """
 
-    out: Path
-    shards: dict[str, dict[str, Any]] = field(default_factory=dict)
-    videos: dict[str, ShardVideo] = field(default_factory=dict)
-    superseded: list[tuple[str, str]] = field(default_factory=list)
-    foreign: dict[str, str] = field(default_factory=dict)
-    damaged: dict[str, str] = field(default_factory=dict)
-    _verified: dict[str, str | None] = field(default_factory=dict, repr=False)
+    def __init__(self, out: str | os.PathLike[str], *, sink: str | None = None) -> None:
+        self.out = Path(out)
+        self.sink = sink
+        self.shards: dict[str, dict[str, Any]] = {}
+        self.videos: dict[str, ShardVideo] = {}
+        self.superseded: list[tuple[str, str]] = []
+        self.foreign: dict[str, str] = {}
+        self.damaged: dict[str, str] = {}
+        self._loaded: dict[str, _Loaded] = {}
+        self._verified: dict[str, str | None] = {}
+        self._dir_mtime: int | None = None
 
     def get(self, stem: str | PurePosixPath) -> ShardVideo | None:
         """The newest copy of the video ``stem``, or None."""
         return self.videos.get(PurePosixPath(stem).as_posix())
 
+    def stems_of(self, shard: str) -> list[str]:
+        """The stems a shard's index lists."""
+        index = self.shards.get(shard)
+        return list(index["videos"]) if index is not None else []
+
     def verify(self, shard: str) -> str | None:
         """Why the shard named ``shard`` does not match the sha256 its index recorded, or
-        None; computed once per shard (memoised)."""
+        None; hashed once per shard (memoised, forgotten when the file changes)."""
         if shard not in self._verified:
             index = self.shards.get(shard)
             problem: str | None
@@ -722,33 +776,135 @@ class ShardCatalog:
             self._verified[shard] = problem
         return self._verified[shard]
 
-    def stems_of(self, shard: str) -> list[str]:
-        """The stems a shard's index lists."""
-        index = self.shards.get(shard)
-        return list(index["videos"]) if index is not None else []
+    def refresh(self, *, repair: bool = False, force: bool = False) -> bool:
+        """Look at the folder again: load the shards that appeared or changed (size or
+        mtime), forget the ones gone.  Cheap when nothing changed: one ``stat`` of the
+        folder (its mtime moves with every shard renamed in or deleted), a listing
+        otherwise.  ``repair``: write the indexes rebuilt from good shards and remove
+        vadfeat's indexes whose shard is gone.  Returns whether anything changed.  Never
+        raises on a bad file."""
+        try:
+            dir_mtime = self.out.stat().st_mtime_ns
+        except OSError:
+            dir_mtime = None
+        # a folder changed within the last 2 s may change again within its mtime's tick
+        recent = dir_mtime is not None and time.time_ns() - dir_mtime < 2_000_000_000
+        if not force and not repair and dir_mtime == self._dir_mtime and not recent and self._loaded:
+            return False
+        self._dir_mtime = dir_mtime
+        changed = False
+        seen: set[str] = set()
+        for path in shard_files(self.out, self.sink):
+            name = path.name
+            seen.add(name)
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            key = (st.st_size, st.st_mtime_ns)
+            old = self._loaded.get(name)
+            if old is not None and old.stat == key and not (repair and old.index is None):
+                continue
+            self._loaded[name] = self._load(path, st, repair=repair)
+            self._verified.pop(name, None)
+            if self._loaded[name].hashed and self._loaded[name].index is not None:
+                self._verified[name] = None
+            changed = True
+        for name in [n for n in self._loaded if n not in seen]:
+            del self._loaded[name]
+            self._verified.pop(name, None)
+            changed = True
+        if changed or not self.videos:
+            self._rebuild()
+        if repair:
+            _drop_orphan_indexes(self.out, seen)
+        return changed
 
+    def _load(self, path: Path, st: os.stat_result, *, repair: bool) -> _Loaded:
+        name = path.name
+        loaded = _Loaded((st.st_size, st.st_mtime_ns))
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+            loaded.foreign = f"{path} is not a regular file"
+            return loaded
+        index = read_index(self.out, name)
+        if index is not None and index.get("size") == st.st_size:
+            if index.get("mtime_ns") == st.st_mtime_ns:
+                loaded.index = index
+                return loaded
+            try:  # same size, other mtime (a copied folder): the same bytes?
+                same = sha256_file(path) == index.get("sha256")
+            except OSError as exc:
+                loaded.damaged = f"{path} is unreadable ({exc})"
+                return loaded
+            if same:
+                loaded.hashed = True
+                loaded.index = make_index(index["sink"], name, size=st.st_size, sha256=index["sha256"],
+                                          mtime_ns=st.st_mtime_ns, videos=index["videos"])
+                if repair:
+                    with contextlib.suppress(OSError):
+                        write_index(self.out, loaded.index)
+                return loaded
+        try:
+            rebuilt = index_shard(path)
+        except ShardReadError as exc:
+            if exc.foreign and index is None:
+                loaded.foreign = str(exc)
+            else:
+                loaded.damaged = str(exc)
+                if index is not None:  # vadfeat's (its sealed index says so) but damaged now
+                    loaded.problems = {stem: f"shard {name} is damaged ({exc})" for stem in index["videos"]}
+            return loaded
+        loaded.hashed = True
+        loaded.problems = rebuilt.pop("damaged", {})
+        loaded.index = rebuilt
+        if repair and not loaded.problems:
+            with contextlib.suppress(OSError):
+                write_index(self.out, rebuilt)
+                log.info("rebuilt the index of %s", name)
+        return loaded
 
-def _index_current(index: dict[str, Any], st: os.stat_result, path: Path) -> bool | None:
-    """True: the index describes the shard as it is (size, and mtime or sha256); False: it
-    does not; None: the shard is unreadable."""
-    if index.get("size") != st.st_size:
-        return False
-    if index.get("mtime_ns") == st.st_mtime_ns:
-        return True
-    try:
-        return sha256_file(path) == index.get("sha256")
-    except OSError:
-        return None
+    def _rebuild(self) -> None:
+        self.shards, self.videos, self.superseded = {}, {}, []
+        self.foreign, self.damaged = {}, {}
+        for name in sorted(self._loaded):  # name order: a later shard's copy wins
+            loaded = self._loaded[name]
+            if loaded.foreign is not None:
+                self.foreign[name] = loaded.foreign
+                continue
+            if loaded.damaged is not None:
+                self.damaged[name] = loaded.damaged
+            if loaded.index is not None:
+                self.shards[name] = loaded.index
+                for stem, entry in loaded.index["videos"].items():
+                    self._place(stem, _video(name, stem, entry))
+            for stem, why in loaded.problems.items():
+                entry = (loaded.index or {}).get("videos", {}).get(stem, {})
+                self._place(stem, _video(name, stem, entry, problem=why))
+
+    def _place(self, stem: str, video: ShardVideo) -> None:
+        old = self.videos.get(stem)
+        if old is not None and old.shard != video.shard:
+            self.superseded.append((old.shard, stem))
+        self.videos[stem] = video
+
+    def add(self, index: Mapping[str, Any], *, mtime_ns: int) -> None:
+        """Take in the index of a shard just committed to the folder (by this process)."""
+        name = index["shard"]
+        self._loaded[name] = _Loaded((int(index["size"]), mtime_ns), index=dict(index))
+        self._verified[name] = None  # hashed while written
+        self._rebuild()
 
 
 def shard_files(out: str | os.PathLike[str], sink: str | None = None) -> list[Path]:
     """The files directly in ``out`` named like shards (of ``sink`` only, when given), in
     name order; nothing is read."""
     folder = Path(out)
-    if not folder.is_dir():
-        return []
     found = []
-    for entry in os.scandir(folder):
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
         parsed = parse_shard_name(entry.name)
         if parsed is not None and (sink is None or parsed.sink == sink):
             found.append(folder / entry.name)
@@ -766,73 +922,14 @@ def load_indexes(out: str | os.PathLike[str], *, sink: str | None = None,
     and remove vadfeat's indexes whose shard is gone (a writer opening the folder does;
     readers do not).  Never raises on a bad file: damaged and foreign shards are listed.
     """
-    folder = Path(out)
-    cat = ShardCatalog(folder)
-    files = shard_files(folder, sink)
-    for path in files:
-        name = path.name
-        if path.is_symlink() or not path.is_file():
-            cat.foreign[name] = f"{path} is not a regular file"
-            continue
-        index = read_index(folder, name)
-        try:
-            st = path.stat()
-        except OSError as exc:
-            cat.damaged[name] = f"{path} is unreadable ({exc})"
-            continue
-        current = _index_current(index, st, path) if index is not None else False
-        if index is not None and current:
-            if index.get("mtime_ns") != st.st_mtime_ns and repair:  # same bytes, new mtime
-                with contextlib.suppress(OSError):
-                    write_index(folder, make_index(index["sink"], name, size=st.st_size,
-                                                   sha256=index["sha256"], mtime_ns=st.st_mtime_ns,
-                                                   videos=index["videos"]))
-            cat.shards[name] = index
-            if index.get("mtime_ns") != st.st_mtime_ns:
-                cat._verified[name] = None  # its sha256 was just compared
-            continue
-        try:
-            rebuilt = index_shard(path)
-        except ShardReadError as exc:
-            if exc.foreign and index is None:
-                cat.foreign[name] = str(exc)
-            elif index is not None:  # vadfeat's (its sealed index says so) but damaged now
-                cat.damaged[name] = str(exc)
-                for stem, entry in index["videos"].items():
-                    cat.videos[stem] = _video(name, stem, entry, problem=f"shard {name} is damaged ({exc})")
-            else:
-                cat.damaged[name] = str(exc)
-            continue
-        damaged = rebuilt.pop("damaged", {})
-        if repair and not damaged:
-            with contextlib.suppress(OSError):
-                write_index(folder, rebuilt)
-                log.info("rebuilt the index of %s", name)
-        cat.shards[name] = rebuilt
-        cat._verified[name] = None  # just hashed
-        for stem, why in damaged.items():
-            _place(cat, name, stem, ShardVideo(name, stem, "", (), "", {}, problem=why))
-    for name in sorted(cat.shards):
-        for stem, entry in cat.shards[name]["videos"].items():
-            _place(cat, name, stem, _video(name, stem, entry))
-    if repair:
-        _drop_orphan_indexes(folder, {p.name for p in files})
+    cat = ShardCatalog(out, sink=sink)
+    cat.refresh(repair=repair, force=True)
     return cat
 
 
 def _video(shard: str, stem: str, entry: Mapping[str, Any], problem: str | None = None) -> ShardVideo:
     return ShardVideo(shard, stem, str(entry.get("member", "")), tuple(entry.get("shape") or ()),
                       str(entry.get("features_sha256", "")), dict(entry.get("sidecar") or {}), problem)
-
-
-def _place(cat: ShardCatalog, shard: str, stem: str, video: ShardVideo) -> None:
-    old = cat.videos.get(stem)
-    if old is not None and old.shard != shard:
-        if old.shard > shard:  # the newer copy is already placed
-            cat.superseded.append((shard, stem))
-            return
-        cat.superseded.append((old.shard, stem))
-    cat.videos[stem] = video
 
 
 def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
@@ -850,9 +947,10 @@ def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
                 (folder / entry.name).unlink()
 
 
+
 __all__ = ["INDEX_DIR", "INDEX_FORMAT", "INDEX_VERSION", "PARQUET_COLUMNS", "SHARD_SUFFIXES",
-           "ParquetShardWriter", "ShardCatalog", "ShardName", "ShardRecord", "ShardVideo", "ShardWriter",
-           "TarShardWriter", "feature_width", "index_path", "index_shard", "is_vadfeat_shard",
+           "ParquetShardWriter", "ShardCatalog", "ShardName", "ShardRecord", "ShardSink", "ShardVideo",
+           "ShardWriter", "TarShardWriter", "feature_width", "index_path", "index_shard", "is_vadfeat_shard",
            "iter_shard", "load_indexes", "make_index", "member_name", "new_writer_id", "npy_bytes",
            "open_shard_writer", "parse_shard_name", "read_index", "read_video", "shard_files", "shard_name",
-           "shard_sidecar", "shard_sink", "write_index"]
+           "shard_sidecar", "shard_sink", "write_index", "writer_ids"]
