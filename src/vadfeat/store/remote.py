@@ -43,6 +43,7 @@ import logging
 import os
 import posixpath
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,8 @@ from vadfeat.store.manifest import MANIFEST
 from vadfeat.store.shards import (
     INDEX_DIR,
     ShardCatalog,
-    ShardVideo,
     _index_ok,
-    _place,
-    _video,
+    _Loaded,
     index_shard,
     make_index,
     parse_shard_name,
@@ -73,7 +72,7 @@ from vadfeat.store.shards import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RemoteCatalog", "RemoteFolder", "refuse_url", "staging_folder"]
+__all__ = ["CONCURRENCY_WARNING", "RemoteCatalog", "RemoteFolder", "refuse_url", "staging_folder"]
 
 #: What a run writing a URL output warns about once.
 CONCURRENCY_WARNING = ("{url}: an object store has no locks; vadfeat keeps this run's claims on "
@@ -98,10 +97,84 @@ def staging_folder(url: str) -> Path:
 
 
 class RemoteCatalog(ShardCatalog):
-    """A :class:`~vadfeat.store.shards.ShardCatalog` of shards below a URL; ``verify``
-    streams the shard from the store (once per shard per run)."""
+    """A :class:`~vadfeat.store.shards.ShardCatalog` of the shards below a URL
+    (:meth:`RemoteFolder.catalog`).  :meth:`refresh` lists the store (only when forced or
+    repairing: a sink's own commits come in through :meth:`add`, and one listing per
+    video planned would cost a request each); :meth:`verify` streams a shard from the
+    store once per shard."""
 
-    url: str = ""
+    def __init__(self, folder: RemoteFolder, *, sink: str | None = None) -> None:
+        super().__init__(folder.staging, sink=sink)
+        self.folder = folder
+        self.url = folder.url
+        self._listed = False
+
+    def refresh(self, *, repair: bool = False, force: bool = False) -> bool:
+        """List the URL again (when ``force``, ``repair`` or never listed): load the shards
+        that appeared or changed (size or ETag), forget the ones gone.  ``repair``: upload
+        the indexes rebuilt from good shards, delete vadfeat's indexes whose shard is gone.
+        Returns whether anything changed.  Raises OSError when the store cannot be listed."""
+        if self._listed and not force and not repair:
+            return False
+        self._listed = True
+        listing = self.folder.shard_objects(self.sink)
+        changed = False
+        for name, (size, etag) in listing.items():
+            key = (size, etag)
+            old = self._loaded.get(name)
+            if old is not None and old.stat == key and not (repair and old.index is None):
+                continue
+            if old is not None and old.stat[0] == size and old.index is not None and \
+                    old.stat[1] == -1:  # committed by this sink (add): its ETag is new to us
+                old.stat = key
+                continue
+            self._loaded[name] = self._load_object(name, key, repair=repair)
+            self._verified.pop(name, None)
+            if self._loaded[name].hashed and self._loaded[name].index is not None:
+                self._verified[name] = None
+            changed = True
+        for name in [n for n in self._loaded if n not in listing]:
+            del self._loaded[name]
+            self._verified.pop(name, None)
+            changed = True
+        if changed or not self.videos:
+            self._rebuild()
+        if repair:
+            self.folder.drop_orphan_indexes(set(self.folder.shard_objects()))
+        return changed
+
+    def _load_object(self, name: str, key: tuple[int, Any], *, repair: bool) -> _Loaded:
+        loaded = _Loaded(key)
+        index = self.folder.read_index(name)
+        if index is not None and index.get("size") == key[0]:
+            loaded.index = index
+            return loaded
+        try:
+            rebuilt = self.folder.index_from_contents(name)
+        except ShardReadError as exc:
+            if exc.foreign and index is None:
+                loaded.foreign = str(exc)
+            else:
+                loaded.damaged = str(exc)
+                if index is not None:  # vadfeat's (its sealed index says so) but damaged now
+                    loaded.problems = {stem: f"shard {name} is damaged ({exc})"
+                                       for stem in index["videos"]}
+            return loaded
+        loaded.hashed = True
+        loaded.problems = rebuilt.pop("damaged", {})
+        loaded.index = rebuilt
+        if repair and not loaded.problems:
+            with contextlib.suppress(OSError):
+                self.folder.upload_index(rebuilt)
+                log.info("rebuilt the index of %s", join_url(self.url, name))
+        return loaded
+
+    def add(self, index: Mapping[str, Any], *, mtime_ns: int = 0) -> None:
+        """Take in the index of a shard this process just uploaded."""
+        name = index["shard"]
+        self._loaded[name] = _Loaded((int(index["size"]), -1), index=dict(index))
+        self._verified[name] = None  # hashed while written
+        self._rebuild()
 
     def verify(self, shard: str) -> str | None:
         """Why the shard object ``shard`` does not match the sha256 its index recorded, or
@@ -157,15 +230,23 @@ class RemoteFolder:
         return {posixpath.basename(str(e["name"]).rstrip("/")): e for e in entries
                 if e.get("type") != "directory"}
 
-    def shard_objects(self, sink: str | None = None) -> dict[str, int]:
+    def shard_objects(self, sink: str | None = None) -> dict[str, tuple[int, int]]:
         """Shard-named objects directly below the URL (of ``sink`` only, when given):
-        name -> size in bytes."""
+        name -> (size in bytes, a number standing for its ETag, else its modification
+        time), in name order."""
         found = {}
         for name, entry in self._ls(self.url).items():
             parsed = parse_shard_name(name)
             if parsed is not None and (sink is None or parsed.sink == sink):
-                found[name] = int(entry.get("size") or 0)
+                tag = entry.get("ETag") or entry.get("etag") or entry.get("LastModified") or ""
+                number = int(hashlib.sha256(str(tag).encode()).hexdigest()[:15], 16)
+                found[name] = (int(entry.get("size") or 0), number)
         return dict(sorted(found.items()))
+
+    def writer_ids(self) -> list[str]:
+        """The writer ids of the shards below the URL (either sink), sorted."""
+        ids = {p.writer for p in map(parse_shard_name, self.shard_objects()) if p is not None}
+        return sorted(ids)
 
     def read_index(self, shard: str) -> dict[str, Any] | None:
         """The store's index of ``shard`` when it is vadfeat's sealed index of it."""
@@ -185,17 +266,26 @@ class RemoteFolder:
         os.close(fd)
         return Path(tmp)
 
+    def download(self, shard: str, local: Path) -> None:
+        """Download the object ``URL/shard`` to the local file ``local``.  Raises OSError
+        naming the URL."""
+        url = join_url(self.url, shard)
+        fs, path = filesystem(url)
+        try:
+            fs.get_file(path, str(local))
+        except Exception as exc:
+            raise OSError(describe_error(url, exc)) from exc
+
     def index_from_contents(self, shard: str) -> dict[str, Any]:
         """Download ``shard`` to a temporary file (deleted after) and index it from its
         contents (:func:`~vadfeat.store.shards.index_shard`).  Raises ShardReadError."""
         tmp_dir = Path(tempfile.mkdtemp(prefix=".vadfeat-shard-", dir=self._ensure_staging()))
         local = tmp_dir / shard
         try:
-            fs, path = filesystem(join_url(self.url, shard))
             try:
-                fs.get_file(path, str(local))
-            except Exception as exc:
-                raise ShardReadError(describe_error(join_url(self.url, shard), exc)) from exc
+                self.download(shard, local)
+            except OSError as exc:
+                raise ShardReadError(str(exc)) from exc
             try:
                 index = index_shard(local)
             except ShardReadError as exc:  # name the object, not the temporary
@@ -242,46 +332,16 @@ class RemoteFolder:
 
     def catalog(self, *, sink: str | None = None, repair: bool = False) -> RemoteCatalog:
         """The catalog of every committed shard below the URL (of ``sink`` only, when
-        given); see the module docstring.  ``repair``: upload the indexes rebuilt from good
-        shards and delete vadfeat's indexes whose shard is gone.  Never raises on a bad
-        object: damaged and foreign shards are listed.  Raises OSError when the store
-        cannot be listed."""
-        cat = RemoteCatalog(self.staging)
-        cat.url = self.url
-        shards = self.shard_objects(sink)
-        for name, size in shards.items():
-            index = self.read_index(name)
-            if index is not None and index.get("size") == size:
-                cat.shards[name] = index
-                continue
-            try:
-                rebuilt = self.index_from_contents(name)
-            except ShardReadError as exc:
-                if exc.foreign and index is None:
-                    cat.foreign[name] = str(exc)
-                else:
-                    cat.damaged[name] = str(exc)
-                    for stem, entry in (index or {}).get("videos", {}).items():
-                        cat.videos[stem] = _video(name, stem, entry,
-                                                  problem=f"shard {name} is damaged ({exc})")
-                continue
-            damaged = rebuilt.pop("damaged", {})
-            if repair and not damaged:
-                with contextlib.suppress(OSError):
-                    self.upload_index(rebuilt)
-                    log.info("rebuilt the index of %s", join_url(self.url, name))
-            cat.shards[name] = rebuilt
-            cat._verified[name] = None  # just hashed
-            for stem, why in damaged.items():
-                _place(cat, name, stem, ShardVideo(name, stem, "", (), "", {}, problem=why))
-        for name in sorted(cat.shards):
-            for stem, entry in cat.shards[name]["videos"].items():
-                _place(cat, name, stem, _video(name, stem, entry))
-        if repair:
-            self._drop_orphan_indexes(set(self.shard_objects()))
+        given); see the module docstring and :class:`RemoteCatalog`.  ``repair``: upload
+        the indexes rebuilt from good shards and delete vadfeat's indexes whose shard is
+        gone.  Never raises on a bad object: damaged and foreign shards are listed.
+        Raises OSError when the store cannot be listed."""
+        cat = RemoteCatalog(self, sink=sink)
+        cat.refresh(repair=repair)
         return cat
 
-    def _drop_orphan_indexes(self, shards: set[str]) -> None:
+    def drop_orphan_indexes(self, shards: set[str]) -> None:
+        """Delete vadfeat's sealed indexes whose shard is not in ``shards``."""
         for name in self._ls(join_url(self.url, INDEX_DIR)):
             if not name.endswith(".json"):
                 continue
