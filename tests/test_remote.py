@@ -437,3 +437,61 @@ def test_the_npy_sink_refuses_a_url(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"s3://b/out: the npy sink .* --sink webdataset or --sink parquet"):
         make_sink("s3://b/out")
+
+
+# --- end to end: vadfeat extract from and to S3 ---------------------------------------------
+
+TINY_CLI = ["--random-weights", "-m", "vit_tiny_patch16_224", "--size", "32", "--short-side", "32",
+            "-q"]
+
+
+def test_extract_from_s3_to_s3_resumes_and_stops_on_other_settings(s3: S3Bucket, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from vadfeat.cli import main
+    from vadfeat.store import shards as S
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the staging folder of the URL output
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    for k, name in enumerate(["Train/v0.mp4", "Train/v1.mp4", "Test/v2.mp4"]):
+        path = _video(tmp_path / "src" / name, frames=32, seed=k)
+        s3.fs.put_file(str(path), f"{s3.name}/in/{name}")
+    s3.fs.pipe_file(f"{s3.name}/in/Test/broken.mp4", b"\x00not a video" * 50)
+    args = ["extract", f"{s3.url}/in", "-o", f"{s3.url}/out", "--sink", "webdataset", *TINY_CLI]
+    assert main(args) == 1  # the broken object fails alone, naming its URL
+    entries = read_manifest_from(s3, "out")
+    failed = [e for e in entries if e["status"] == "failed"]
+    assert [e["video"] for e in failed] == ["Test/broken.mp4"]
+    assert f"{s3.url}/in/Test/broken.mp4" in failed[0]["error"]
+    assert sorted(e["video"] for e in entries if e["status"] == "ok") == \
+        ["Test/v2.mp4", "Train/v0.mp4", "Train/v1.mp4"]
+    shards = [k for k in s3.keys("out") if k.startswith("out/shard-")]
+    assert len(shards) == 1 and shards[0].endswith(".tar")
+    local = tmp_path / "dl" / shards[0].rsplit("/", 1)[-1]
+    local.parent.mkdir()
+    s3.fs.get_file(f"{s3.name}/{shards[0]}", str(local))
+    recs = {r.stem: r for r in S.iter_shard(local)}
+    assert sorted(recs) == ["Test/v2", "Train/v0", "Train/v1"]  # stems as for a local folder
+    assert recs["Train/v0"].sidecar["source"] == f"{s3.url}/in/Train/v0.mp4"
+    assert recs["Train/v0"].sidecar["source_identity"]["etag"]
+    # the same features as a local run of the same videos into a local folder
+    assert main(["extract", str(tmp_path / "src"), "-o", str(tmp_path / "ref"), "--sink", "webdataset",
+                 *TINY_CLI]) == 0
+    ref_shard = next((tmp_path / "ref").glob("shard-*.tar"))
+    ref = {r.stem: r for r in S.iter_shard(ref_shard)}
+    for stem, rec in recs.items():
+        np.testing.assert_array_equal(rec.features, ref[stem].features)  # bit-identical
+    # a rerun skips the done videos (the broken one fails again); nothing new is written
+    s3.fs.rm_file(f"{s3.name}/in/Test/broken.mp4")
+    assert main(args) == 0
+    assert [k for k in s3.keys("out") if k.startswith("out/shard-")] == shards
+    assert read_manifest_from(s3, "out")[:len(entries)] == entries  # the store's copy kept
+    # other settings: the run stops before any work, naming the change
+    assert main([*args, "--clip-len", "8"]) == 2
+    assert [k for k in s3.keys("out") if k.startswith("out/shard-")] == shards
+
+
+def read_manifest_from(s3: S3Bucket, prefix: str) -> list[dict[str, object]]:
+    lines = s3.fs.cat_file(f"{s3.name}/{prefix}/manifest.jsonl").decode().splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
