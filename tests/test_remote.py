@@ -495,3 +495,39 @@ def test_extract_from_s3_to_s3_resumes_and_stops_on_other_settings(s3: S3Bucket,
 def read_manifest_from(s3: S3Bucket, prefix: str) -> list[dict[str, object]]:
     lines = s3.fs.cat_file(f"{s3.name}/{prefix}/manifest.jsonl").decode().splitlines()
     return [json.loads(x) for x in lines if x.strip()]
+
+
+def test_no_credentials_is_a_usage_error_naming_the_url(tmp_path: Path) -> None:
+    # A fresh process with no credentials anywhere (and no metadata service to ask).
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL_S3="http://127.0.0.1:9")
+    code = textwrap.dedent("""
+        from vadfeat.errors import ConfigError
+        from vadfeat.io.inputs import scan
+        from vadfeat.store.remote import RemoteFolder
+        for call in (lambda: scan(["s3://some-bucket/in"]), lambda: RemoteFolder("s3://some-bucket/out").check()):
+            try:
+                call()
+            except ConfigError as exc:
+                print(exc)
+    """)
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert len(got) == 2
+    assert got[0].startswith("s3://some-bucket/in: no credentials") and "AWS_ACCESS_KEY_ID" in got[0]
+    assert "s3://some-bucket/out" in got[1] and "no credentials" in got[1]
+
+
+def test_gs_urls_without_gcsfs_name_the_extra() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed: the missing-library path is tested with a stand-in above")
+    with pytest.raises(ConfigError, match=r"gs://b/videos.*needs gcsfs.*pip install 'vadfeat\[cloud\]'"):
+        scan(["gs://b/videos"])

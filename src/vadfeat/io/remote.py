@@ -149,10 +149,12 @@ def describe_error(url: str, exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     name = type(exc).__name__
     low = text.lower()
-    if "nocredentials" in name.lower() or "unable to locate credentials" in low:
-        return (f"{url}: no credentials for the object store (set AWS_ACCESS_KEY_ID / "
-                f"AWS_SECRET_ACCESS_KEY or AWS_PROFILE for s3://, "
-                f"GOOGLE_APPLICATION_CREDENTIALS for gs://)")
+    if "nocredentials" in name.lower() or "unable to locate credentials" in low \
+            or "default credentials" in low:
+        where = ("GOOGLE_APPLICATION_CREDENTIALS, or gcloud auth application-default login"
+                 if _scheme(url) in ("gs", "gcs") else
+                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
+        return f"{url}: no credentials for the object store (set {where})"
     if "bucket" in low and ("not exist" in low or "nosuchbucket" in low):
         return f"{url}: the bucket {_bucket(url.split('://', 1)[-1])!r} does not exist"
     if isinstance(exc, PermissionError) or "access denied" in low or "forbidden" in low:
