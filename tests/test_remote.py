@@ -531,3 +531,23 @@ def test_gs_urls_without_gcsfs_name_the_extra() -> None:
         pytest.skip("gcsfs is installed: the missing-library path is tested with a stand-in above")
     with pytest.raises(ConfigError, match=r"gs://b/videos.*needs gcsfs.*pip install 'vadfeat\[cloud\]'"):
         scan(["gs://b/videos"])
+
+
+def test_an_output_url_inside_an_input_url_is_refused() -> None:
+    from vadfeat.store.ownership import refuse_overlap
+
+    with pytest.raises(ConfigError, match=r"output s3://b/in/out lies inside the input s3://b/in"):
+        refuse_overlap("s3://b/in/out", ["s3://b/in/"], command="extract")
+    with pytest.raises(ConfigError, match=r"output S3://b/in is the input s3://b/in"):
+        refuse_overlap("S3://b/in", ["s3://b/in"], command="extract")
+    refuse_overlap("s3://b/out", ["s3://b/in", "/data/in"], command="extract")  # apart: no error
+    refuse_overlap("s3://b/input2", ["s3://b/input"], command="extract")  # a sibling, not inside
+
+
+def test_a_manifest_on_the_store_vadfeat_did_not_write_stops_the_run(s3: S3Bucket, tmp_path: Path) -> None:
+    from vadfeat.store.remote import RemoteFolder
+
+    s3.fs.pipe_file(f"{s3.name}/out/manifest.jsonl", b"somebody else's log\n")
+    with pytest.raises(ConfigError, match=rf"{s3.url}/out/manifest.jsonl was not written by vadfeat"):
+        RemoteFolder(f"{s3.url}/out", staging=tmp_path / "staging").fetch_manifest()
+    assert s3.fs.cat_file(f"{s3.name}/out/manifest.jsonl") == b"somebody else's log\n"  # untouched

@@ -73,7 +73,7 @@ class RunSummary:
     this run never started.
     """
 
-    out: Path
+    out: Path | str  # a URL for a URL output
     run_id: str
     total: int = 0
     ok: int = 0
@@ -267,9 +267,13 @@ class RunContext:
         stems = [output_stem(i) for i in found.items]
         plan, states = plan_run(found.items, sink, fp, overwrite=overwrite, verify=verify,
                                 stems=stems)
-        return cls(out, found.items, plan, states, overwrite=overwrite,
-                   passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
-                   sink=sink, stems=stems)
+        ctx = cls(out, found.items, plan, states, overwrite=overwrite,
+                  passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
+                  sink=sink, stems=stems)
+        url = getattr(sink, "url", None)
+        if isinstance(url, str):  # a URL output: the summary names it, not the staging folder
+            ctx.summary.out = url
+        return ctx
 
     # ------------------------------------------------------------------ before any work
 
@@ -587,12 +591,12 @@ def plan_run(items: Sequence[VideoItem], sink: Sink[Any],
         states.append(st)
     changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
     if changed and not overwrite:
-        raise ConfigError(_changed_message(changed, fp(), sink.out))
+        raise ConfigError(_changed_message(changed, fp(), getattr(sink, "url", sink.out)))
     return plan, states
 
 
 def _changed_message(changed: list[tuple[Any, OutputState]], fingerprint: dict[str, Any],
-                     out: Path) -> str:
+                     out: Path | str) -> str:
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, st in changed:
         diff = tuple(fingerprint_changes(st.previous or {}, fingerprint)) or ("(unknown)",)

@@ -356,13 +356,19 @@ class RemoteFolder:
 
     def fetch_manifest(self) -> Path:
         """Put the store's ``manifest.jsonl`` (if any) in the staging folder, replacing the
-        local copy, so this run appends to it; returns the staging folder.  Raises OSError."""
+        local copy, so this run appends to it; returns the staging folder.  Raises OSError,
+        and ConfigError when the store's file is not vadfeat's manifest."""
         staging = self._ensure_staging()
         local = staging / MANIFEST
         try:
             data = read_bytes(join_url(self.url, MANIFEST))
         except FileNotFoundError:
             data = b""
+        first = data.split(b"\n", 1)[0].strip()
+        if first and not first.startswith(b'{"run": '):
+            raise ConfigError(f"{join_url(self.url, MANIFEST)} was not written by vadfeat (its first "
+                              "line is not a run record); vadfeat appends to it, so move it away "
+                              "or choose another output URL (-o)")
         tmp = self._temporary("manifest")
         tmp.write_bytes(data)
         os.replace(tmp, local)
