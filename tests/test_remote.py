@@ -551,3 +551,10 @@ def test_a_manifest_on_the_store_vadfeat_did_not_write_stops_the_run(s3: S3Bucke
     with pytest.raises(ConfigError, match=rf"{s3.url}/out/manifest.jsonl was not written by vadfeat"):
         RemoteFolder(f"{s3.url}/out", staging=tmp_path / "staging").fetch_manifest()
     assert s3.fs.cat_file(f"{s3.name}/out/manifest.jsonl") == b"somebody else's log\n"  # untouched
+
+
+def test_the_ray_engine_refuses_a_url_output_before_starting() -> None:
+    from vadfeat.engines.ray import extract_ray
+
+    with pytest.raises(ConfigError, match=r"s3://b/out: the Ray engine writes to a folder"):
+        extract_ray(["s3://b/in"], "s3://b/out", random_weights=True, model="vit_tiny_patch16_224")
