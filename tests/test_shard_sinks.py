@@ -409,3 +409,46 @@ def test_describe_names_the_shard_once_known(tmp_path: Path, kind: str) -> None:
     later = _sink(tmp_path, kind)
     later.open()
     assert later.describe(target) == where
+
+
+@pytest.mark.parametrize("kind", SHARDED)
+def test_open_rebuilds_a_missing_index_and_drops_an_orphan_one(tmp_path: Path, kind: str) -> None:
+    sink = _sink(tmp_path, kind, shard_size=2)
+    sink.open()
+    for i, stem in enumerate("abcd"):
+        _write(sink, stem, i)
+    sink.commit()
+    first, second = _shards(tmp_path, kind)
+    kept = S.index_path(tmp_path, first.name).read_bytes()
+    S.index_path(tmp_path, first.name).unlink()  # killed between the shard's rename and its index
+    second.unlink()  # a shard gone (moved away by hand): its index is vadfeat's, and stale
+    again = _sink(tmp_path, kind)
+    assert _state(again, "a") == "done"  # planning reads the shard itself, writes nothing
+    assert not S.index_path(tmp_path, first.name).exists()
+    again.open()
+    assert S.index_path(tmp_path, first.name).read_bytes() == kept
+    assert not S.index_path(tmp_path, second.name).exists()
+    assert [_state(again, s) for s in "abcd"] == ["done", "done", "absent", "absent"]
+
+
+@pytest.mark.parametrize("kind", SHARDED)
+def test_extract_through_a_sharded_sink_stores_the_npy_sinks_bytes(tmp_path: Path, kind: str,
+                                                                   tiny_checkpoint: Path) -> None:
+    from vadfeat.engines.local import extract
+    from vadfeat.testing import synth
+
+    src = tmp_path / "in"
+    for k in range(2):  # a dotted name, as XD-Violence's
+        synth.write_video(src / f"v.{k}.mp4", synth.scene_frames(32 + 16 * k, width=64, height=48, seed=k),
+                          fps=25)
+    extract([src], tmp_path / "npy", checkpoint=tiny_checkpoint, progress=False)
+    out = tmp_path / kind
+    summary = extract([src], out, checkpoint=tiny_checkpoint, progress=False, sink=make_sink(out, sink=kind))
+    assert summary.ok == 2
+    got = {r.stem: r for p in _shards(out, kind) for r in S.iter_shard(p)}
+    assert sorted(got) == ["v.0", "v.1"]
+    for stem, rec in got.items():
+        assert _npy(rec.features) == (tmp_path / "npy" / f"{stem}.npy").read_bytes()
+        assert rec.sidecar["video"] == f"{stem}.mp4" and rec.sidecar["layout"] == "flat"
+    again = extract([src], out, checkpoint=tiny_checkpoint, progress=False, sink=make_sink(out, sink=kind))
+    assert again.ok == 0 and again.skipped == 2

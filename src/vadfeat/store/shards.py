@@ -418,7 +418,9 @@ class ParquetShardWriter(ShardWriter):
         width = feature_width(array.shape)
         if self.width is None:
             self.width = width
-            self._writer = pq.ParquetWriter(self._hash, _parquet_schema(width), compression="snappy",
+            # float features barely compress and snappy halves the read speed: stored plain
+            codecs = {c: "none" if c == "features" else "snappy" for c in PARQUET_COLUMNS}
+            self._writer = pq.ParquetWriter(self._hash, _parquet_schema(width), compression=codecs,
                                             use_dictionary=False, write_statistics=["stem"])
         elif width != self.width:
             raise ValueError(f"{stem}: rows of {width} values do not fit shard {self.shard} "
@@ -723,6 +725,7 @@ class _Loaded:
     foreign: str | None = None
     damaged: str | None = None
     hashed: bool = False  # its sha256 was compared with the index while loading
+    unsaved: bool = False  # ``index`` was rebuilt or updated and not written to disk
 
 
 class ShardCatalog:
@@ -747,6 +750,7 @@ class ShardCatalog:
         self._loaded: dict[str, _Loaded] = {}
         self._verified: dict[str, str | None] = {}
         self._dir_mtime: int | None = None
+        self._scanned = False
 
     def get(self, stem: str | PurePosixPath) -> ShardVideo | None:
         """The newest copy of the video ``stem``, or None."""
@@ -789,9 +793,9 @@ class ShardCatalog:
             dir_mtime = None
         # a folder changed within the last 2 s may change again within its mtime's tick
         recent = dir_mtime is not None and time.time_ns() - dir_mtime < 2_000_000_000
-        if not force and not repair and dir_mtime == self._dir_mtime and not recent and self._loaded:
+        if not force and not repair and dir_mtime == self._dir_mtime and not recent and self._scanned:
             return False
-        self._dir_mtime = dir_mtime
+        self._dir_mtime, self._scanned = dir_mtime, True
         changed = False
         seen: set[str] = set()
         for path in shard_files(self.out, self.sink):
@@ -803,7 +807,11 @@ class ShardCatalog:
                 continue
             key = (st.st_size, st.st_mtime_ns)
             old = self._loaded.get(name)
-            if old is not None and old.stat == key and not (repair and old.index is None):
+            if old is not None and old.stat == key:
+                if repair and old.unsaved and old.index is not None and not old.problems:
+                    with contextlib.suppress(OSError):
+                        write_index(self.out, old.index)
+                        old.unsaved = False
                 continue
             self._loaded[name] = self._load(path, st, repair=repair)
             self._verified.pop(name, None)
@@ -840,9 +848,11 @@ class ShardCatalog:
                 loaded.hashed = True
                 loaded.index = make_index(index["sink"], name, size=st.st_size, sha256=index["sha256"],
                                           mtime_ns=st.st_mtime_ns, videos=index["videos"])
+                loaded.unsaved = True
                 if repair:
                     with contextlib.suppress(OSError):
                         write_index(self.out, loaded.index)
+                        loaded.unsaved = False
                 return loaded
         try:
             rebuilt = index_shard(path)
@@ -857,9 +867,11 @@ class ShardCatalog:
         loaded.hashed = True
         loaded.problems = rebuilt.pop("damaged", {})
         loaded.index = rebuilt
+        loaded.unsaved = True
         if repair and not loaded.problems:
             with contextlib.suppress(OSError):
                 write_index(self.out, rebuilt)
+                loaded.unsaved = False
                 log.info("rebuilt the index of %s", name)
         return loaded
 

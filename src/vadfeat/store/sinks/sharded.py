@@ -205,9 +205,14 @@ class ShardedSink(Sink[ShardTarget]):
         with self._lock:
             if self._open is not None:
                 self._open.abort()
+            catalog = self._catalog  # planning may have loaded it: only changes are read again
             self._reset()
             self._writer_id = new_writer_id(after=writer_ids(self.out))
-            self._catalog = load_indexes(self.out, sink=self.format, repair=True)
+            if catalog is None:
+                catalog = load_indexes(self.out, sink=self.format, repair=True)
+            else:
+                catalog.refresh(repair=True, force=True)
+            self._catalog = catalog
             for name, why in self._catalog.foreign.items():
                 log.warning("%s: not a vadfeat shard, left alone (%s)", self.out / name, why)
 
