@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -30,7 +35,8 @@ import pytest
 import torch
 
 import vadfeat
-from stress.fault_corpus import locks_free
+from stress.fault_corpus import locks_free, wait_until_stopped
+from vadfeat.cli import main
 from vadfeat.engines import partial
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.claims import LOCK_DIR
@@ -303,3 +309,287 @@ def test_wait_is_refused_with_a_buffering_sink(tmp_path: Path, five: Path) -> No
         vadfeat.extract([five], tmp_path / "out", sink=PartSink(tmp_path / "out"), wait=True,
                         **TINY)
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- vadfeat extract --sink
+
+SHARDED = ("webdataset", "parquet")
+_SHARD_NAME = re.compile(r"^shard-(\d{8}T\d{6}Z-[0-9a-f]{6})-(\d{5})\.(tar|parquet)$")
+_EXT = {"webdataset": "tar", "parquet": "parquet"}
+
+
+def _cli(*args: str) -> list[str]:
+    return ["extract", *args, "--random-weights", "--model", "vit_tiny_patch16_224",
+            "--device", "cpu", "--size", "32", "--short-side", "32", "-b", "1", "-q"]
+
+
+def _subprocess(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vadfeat", *_cli(*args)]
+
+
+def _env(**more: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), **more}
+
+
+def read_shards(out: Path, *, skip: Iterable[str] = ()
+                ) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]]:
+    """``{shard file name: {stem: (features, sidecar)}}`` of every shard in ``out`` but
+    ``skip``, read with tarfile / pyarrow (not vadfeat's reader); the stem is the sidecar's."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    found: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = {}
+    for p in sorted(out.iterdir()):
+        if not _SHARD_NAME.match(p.name) or p.name in skip:
+            continue
+        videos: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        if p.suffix == ".tar":
+            members: dict[str, dict[str, bytes]] = {}
+            with tarfile.open(p) as tar:
+                for info in tar.getmembers():
+                    base, _, ext = info.name.rpartition(".")
+                    data = tar.extractfile(info)
+                    assert data is not None
+                    members.setdefault(base, {})[ext] = data.read()
+            for parts in members.values():
+                side = json.loads(parts["json"])
+                videos[side["stem"]] = (np.load(io.BytesIO(parts["npy"])), side)
+        else:
+            table = pq.read_table(p)
+            for row in table.to_pylist():
+                side = json.loads(row["sidecar"])
+                feats = np.asarray(row["features"], dtype=np.float32).reshape(row["shape"])
+                videos[row["stem"]] = (feats, side)
+        found[p.name] = videos
+    return found
+
+
+def _listing(out: Path) -> dict[str, bytes]:
+    """Every file below ``out`` (hidden folders included) with its bytes."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def _once(shards: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``{stem: shard}``, asserting each stem is in exactly one shard."""
+    where: dict[str, str] = {}
+    for shard, videos in shards.items():
+        for stem in videos:
+            assert stem not in where, f"{stem} in {where[stem]} and {shard}"
+            where[stem] = shard
+    return where
+
+
+@pytest.fixture
+def reference(tmp_path: Path, five: Path) -> dict[str, np.ndarray]:
+    """The features of one clean ``.npy`` run over the ``five`` videos (batch size 1; the
+    same files: two encodings of the same frames need not be the same bytes)."""
+    s = vadfeat.extract([five], tmp_path / "reference", **TINY)
+    assert s.ok == 5
+    return {name[: -len(".mp4")]: np.load(tmp_path / "reference" / (name[: -len(".mp4")] + ".npy"))
+            for name in SNIPPETS}
+
+
+@pytest.mark.parametrize("sink", SHARDED)
+def test_a_sharded_run_writes_shards_and_a_rerun_skips_them(
+        tmp_path: Path, five: Path, sink: str, reference: dict[str, np.ndarray]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # Files vadfeat did not write, one of them named like a shard: never read, moved or touched.
+    (out / "notes.txt").write_text("mine\n")
+    foreign = f"shard-20200101T000000Z-abcdef-00000.{_EXT[sink]}"
+    (out / foreign).write_bytes(b"not a shard of vadfeat's\n" * 10)
+    mine = {n: (out / n).read_bytes() for n in ("notes.txt", foreign)}
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2")) == 0
+    shards = read_shards(out, skip=[foreign])
+    # 5 videos, 2 per shard: 3 shards of one writer, numbered from 00000.
+    names = [_SHARD_NAME.match(n) for n in shards]
+    assert len(shards) == 3 and all(m is not None for m in names)
+    assert len({m.group(1) for m in names if m}) == 1
+    assert [m.group(2) for m in names if m] == ["00000", "00001", "00002"]
+    assert sorted(len(v) for v in shards.values()) == [1, 2, 2]
+    where = _once(shards)
+    assert sorted(where) == sorted(reference)
+    for shard, videos in shards.items():
+        for stem, (feats, side) in videos.items():
+            assert feats.dtype == np.float32 and np.array_equal(feats, reference[stem]), stem
+            assert side["sink"] == sink and side["shard"] == shard and side["stem"] == stem
+            assert side["layout"] == "flat"
+    # The manifest's output of each ok names the shard that holds the video.
+    first = read_manifest(out)
+    assert sorted(e["video"] for e in first if e["status"] == "ok") == sorted(SNIPPETS)
+    for e in first:
+        assert where[e["video"][: -len(".mp4")]] in e["output"], e
+    before = _listing(out)
+
+    # A rerun: every video skipped by the shards' index, nothing written but its manifest lines.
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2")) == 0
+    again = read_manifest(out)[len(first):]
+    assert sorted((e["video"], e["status"]) for e in again) == [(v, "skipped") for v in sorted(SNIPPETS)]
+    for e in again:
+        assert where[e["video"][: -len(".mp4")]] in e["output"], e
+    after = _listing(out)
+    assert {k: v for k, v in after.items() if k != "manifest.jsonl"} == {
+        k: v for k, v in before.items() if k != "manifest.jsonl"}
+    assert {n: (out / n).read_bytes() for n in mine} == mine
+
+
+@pytest.mark.parametrize("sink", SHARDED)
+def test_the_sink_is_not_a_feature_setting(tmp_path: Path, five: Path, sink: str) -> None:
+    # The shards' sidecars carry the same settings fingerprint as the .npy sink's.
+    ref = vadfeat.extract([five / "v0.mp4"], tmp_path / "npy", **TINY)
+    got = vadfeat.extract([five / "v0.mp4"], tmp_path / "shards", sink=sink, shard_size=2, **TINY)
+    assert ref.ok == got.ok == 1
+    (videos,) = read_shards(tmp_path / "shards").values()
+    npy_side = json.loads((tmp_path / "npy" / "v0.json").read_text())
+    assert videos["v0"][1]["fingerprint"] == npy_side["fingerprint"]
+
+
+@pytest.mark.parametrize("sink", SHARDED)
+def test_other_settings_stop_before_any_work_and_touch_nothing(
+        tmp_path: Path, five: Path, sink: str, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2")) == 0
+    before = _listing(out)
+    assert main(_cli(str(five), "-o", str(out), "--sink", sink, "--shard-size", "2",
+                     "--tail", "pad")) == 2
+    assert "tail: drop -> pad" in caplog.text and "--overwrite" in caplog.text
+    assert _listing(out) == before
+
+
+def test_a_layout_with_a_sharded_sink_is_a_usage_error(tmp_path: Path, five: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert main(_cli(str(five), "-o", str(out), "--sink", "webdataset", "--layout", "per-crop")) == 2
+    assert "--layout per-crop" in caplog.text and "--sink webdataset" in caplog.text
+    assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--shard-size", "0")) == 2
+    assert "--shard-size" in caplog.text
+    assert not out.exists()
+
+
+def test_sigkill_mid_shard_then_rerun(tmp_path: Path, five: Path,
+                                      reference: dict[str, np.ndarray]) -> None:
+    """Killed with v2 written to the open shard and v3 in progress: the rerun does them
+    again (v3 from its checkpoint); every video ends in exactly one shard."""
+    out = tmp_path / "out"
+    # One decode thread takes the videos in order: when one snippet of v3 is through the
+    # model, v0 and v1 are in the first (committed) shard and v2 in the second, open one.
+    killed = subprocess.run(_subprocess(str(five), "-o", str(out), "--sink", "webdataset",
+                                        "--shard-size", "2"),
+                            capture_output=True, timeout=300,
+                            env=_env(**{partial.STOP_ENV: "v3.mp4:1:SIGKILL"}))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    (first,) = read_shards(out).values()
+    assert sorted(first) == ["v0", "v1"]
+    assert sorted(e["video"] for e in read_manifest(out) if e["status"] == "ok") == [
+        "v0.mp4", "v1.mp4"]
+    again = subprocess.run(_subprocess(str(five), "-o", str(out), "--sink", "webdataset",
+                                       "--shard-size", "2"),
+                           capture_output=True, timeout=300, env=_env())
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    shards = read_shards(out)
+    where = _once(shards)
+    assert sorted(where) == sorted(reference)
+    for videos in shards.values():
+        for stem, (feats, _) in videos.items():
+            assert np.array_equal(feats, reference[stem]), stem
+    last = [e for e in read_manifest(out)][-5:]
+    assert sorted((e["video"], e["status"]) for e in last) == [
+        ("v0.mp4", "skipped"), ("v1.mp4", "skipped"), ("v2.mp4", "ok"), ("v3.mp4", "ok"),
+        ("v4.mp4", "ok")]
+    assert not [p for p in out.rglob("*") if "vadfeat-tmp" in p.name]
+    assert locks_free(out)
+
+
+def test_two_concurrent_runs_share_one_output(tmp_path: Path) -> None:
+    """Run A stops itself (SIGSTOP, the test hook) in the middle of its first shard, holding
+    the claims of the videos it has written or taken; run B does the others meanwhile, then
+    A goes on: every video ends in one shard, each shard holds one run's videos only."""
+    src = tmp_path / "in"
+    for k in range(8):
+        synth.write_video(src / f"c{k}.mp4", synth.scene_frames(32, width=64, height=48, seed=k),
+                          fps=25)
+    out = tmp_path / "out"
+    cmd = _subprocess(str(src), "-o", str(out), "--sink", "webdataset", "--shard-size", "2")
+    a = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=_env(**{partial.STOP_ENV: "c1.mp4:1:SIGSTOP"}))
+    try:
+        wait_until_stopped(a)  # c0 written to A's open shard, c1 in progress
+        b = subprocess.run(cmd, capture_output=True, timeout=300, env=_env())
+        # B: A's videos are in progress elsewhere (exit 3); it did the rest in its own shards.
+        assert b.returncode == 3, b.stderr.decode()[-2000:]
+        assert "c0.mp4: in progress elsewhere" in b.stderr.decode()
+    finally:
+        a.send_signal(signal.SIGCONT)
+    _, err = a.communicate(timeout=300)
+    assert a.returncode == 0, err.decode()[-2000:]  # A: finished its own, skipped B's
+    shards = read_shards(out)
+    where = _once(shards)
+    assert sorted(where) == [f"c{k}" for k in range(8)]
+    oks: dict[str, list[str]] = {}
+    for e in read_manifest(out):
+        if e["status"] == "ok":
+            oks.setdefault(e["run"], []).append(e["video"][: -len(".mp4")])
+    assert len(oks) == 2 and sorted(s for stems in oks.values() for s in stems) == sorted(where)
+    writers = []
+    for stems in oks.values():
+        named = {where[s] for s in stems}
+        ids = {_SHARD_NAME.match(n).group(1) for n in named}  # type: ignore[union-attr]
+        assert len(ids) == 1, named  # one writer per run ...
+        writers.append(ids.pop())
+        # ... and its shards hold the videos this run recorded ok, no other run's
+        assert {s for n in named for s in shards[n]} == set(stems)
+    assert writers[0] != writers[1]
+    # A third run finds everything done.
+    assert main(_cli(str(src), "-o", str(out), "--sink", "webdataset", "--shard-size", "2")) == 0
+    assert sorted(read_shards(out)) == sorted(shards)
+    assert locks_free(out)
+
+
+def test_devices_write_their_own_shards(tmp_path: Path, five: Path,
+                                        reference: dict[str, np.ndarray]) -> None:
+    # One process per device, each with its own sink: its own writer id, its own shards.
+    # (parquet here; the tar sink's writers are the same code, sinks.sharded)
+    out, sink = tmp_path / "out", "parquet"
+    s = vadfeat.extract([five], out, sink=sink, shard_size=2, devices=["cpu", "cpu"], **TINY)
+    assert (s.exit_code, s.ok) == (0, 5)
+    shards = read_shards(out)
+    where = _once(shards)
+    assert sorted(where) == sorted(reference)
+    by_run: dict[str, set[str]] = {}
+    for e in read_manifest(out):
+        if e["status"] == "ok":
+            by_run.setdefault(e["run"], set()).add(where[e["video"][: -len(".mp4")]])
+    ids = [{_SHARD_NAME.match(n).group(1) for n in named} for named in by_run.values()]  # type: ignore[union-attr]
+    assert all(len(i) == 1 for i in ids) and len(set.union(*ids)) == len(ids)
+    for videos in shards.values():
+        for stem, (feats, _) in videos.items():
+            assert np.array_equal(feats, reference[stem]), stem
+    again = vadfeat.extract([five], out, sink=sink, shard_size=2, **TINY)
+    assert (again.ok, again.skipped) == (0, 5)
+
+
+def test_a_shard_of_claims_fits_in_the_open_file_limit(caplog: pytest.LogCaptureFixture) -> None:
+    # A shard's videos keep their claims (one open file each) until it is committed: the
+    # run raises its soft limit to fit them, up to the hard limit, and warns past that.
+    import resource
+
+    from vadfeat.engines.context import room_for_claims
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+        room_for_claims(1000)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 256
+        room_for_claims(100)  # never lowered
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 256
+        assert "ulimit" not in caplog.text
+        if hard != resource.RLIM_INFINITY:
+            room_for_claims(hard)
+            assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+            assert "--shard-size" in caplog.text and "ulimit -n" in caplog.text
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
