@@ -115,6 +115,9 @@ def test_a_prefix_is_searched_like_a_folder_and_names_match(s3: S3Bucket, tmp_pa
         [f"{s3.url}/videos/{n}" for n in ("Test/x.y.mp4", "Train/001.mp4", "Train/002.avi")]
     assert [(p.path, p.reason) for p in remote_found.passed_over] == \
         [(f"{s3.url}/videos/Test/notes.txt", "neither a video nor an image file")]
+    # The bucket itself: names below it.
+    assert [i.name.as_posix() for i in scan([s3.url]).items] == \
+        ["videos/Test/x.y.mp4", "videos/Train/001.mp4", "videos/Train/002.avi"]
     # An object named directly: one item named by its file name.
     one = scan([f"{s3.url}/videos/Train/001.mp4"]).items
     assert [(i.name.as_posix(), i.source) for i in one] == [("001.mp4", f"{s3.url}/videos/Train/001.mp4")]

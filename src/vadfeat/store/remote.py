@@ -119,6 +119,7 @@ class RemoteCatalog(ShardCatalog):
         self._listed = True
         listing = self.folder.shard_objects(self.sink)
         changed = False
+        todo: dict[str, tuple[int, int]] = {}
         for name, (size, etag) in listing.items():
             key = (size, etag)
             old = self._loaded.get(name)
@@ -128,7 +129,10 @@ class RemoteCatalog(ShardCatalog):
                     old.stat[1] == -1:  # committed by this sink (add): its ETag is new to us
                 old.stat = key
                 continue
-            self._loaded[name] = self._load_object(name, key, repair=repair)
+            todo[name] = key
+        indexes = self.folder.read_indexes(list(todo))  # one concurrent batch
+        for name, key in todo.items():
+            self._loaded[name] = self._load_object(name, key, indexes[name], repair=repair)
             self._verified.pop(name, None)
             if self._loaded[name].hashed and self._loaded[name].index is not None:
                 self._verified[name] = None
@@ -143,9 +147,9 @@ class RemoteCatalog(ShardCatalog):
             self.folder.drop_orphan_indexes(set(self.folder.shard_objects()))
         return changed
 
-    def _load_object(self, name: str, key: tuple[int, Any], *, repair: bool) -> _Loaded:
+    def _load_object(self, name: str, key: tuple[int, int], index: dict[str, Any] | None, *,
+                     repair: bool) -> _Loaded:
         loaded = _Loaded(key)
-        index = self.folder.read_index(name)
         if index is not None and index.get("size") == key[0]:
             loaded.index = index
             return loaded
@@ -250,15 +254,29 @@ class RemoteFolder:
 
     def read_index(self, shard: str) -> dict[str, Any] | None:
         """The store's index of ``shard`` when it is vadfeat's sealed index of it."""
+        return self.read_indexes([shard]).get(shard)
+
+    def read_indexes(self, shards: list[str]) -> dict[str, dict[str, Any] | None]:
+        """The store's indexes of ``shards`` (each: vadfeat's sealed index of it, else
+        None), fetched concurrently in one call (fsspec's ``cat`` of many paths).  Raises
+        OSError when the store fails as a whole (credentials, network)."""
+        if not shards:
+            return {}
+        fs, base = filesystem(join_url(self.url, INDEX_DIR))
+        paths = {f"{base}/{shard}.json": shard for shard in shards}
         try:
-            data = read_bytes(join_url(self.url, f"{INDEX_DIR}/{shard}.json"))
-        except OSError:
-            return None
-        try:
-            index = json.loads(data)
-        except ValueError:
-            return None
-        return index if _index_ok(index, shard) else None
+            got = fs.cat(list(paths), on_error="return")
+        except Exception as exc:  # the store itself failed (missing objects come back as errors)
+            raise OSError(describe_error(join_url(self.url, INDEX_DIR), exc)) from exc
+        found: dict[str, dict[str, Any] | None] = {}
+        for path, shard in paths.items():
+            data = got.get(path)
+            index = None
+            if isinstance(data, bytes):
+                with contextlib.suppress(ValueError):
+                    index = json.loads(data)
+            found[shard] = index if _index_ok(index, shard) else None
+        return found
 
     def _temporary(self, name: str) -> Path:
         self.staging.mkdir(parents=True, exist_ok=True)
