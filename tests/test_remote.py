@@ -370,12 +370,15 @@ def _url_sink(url: str, kind: str, staging: Path, **kw: object) -> object:
 
 
 @pytest.mark.parametrize("kind", ["webdataset", "parquet"])
-def test_a_sharded_sink_round_trips_through_s3(s3: S3Bucket, tmp_path: Path, kind: str) -> None:
+def test_a_sharded_sink_round_trips_through_s3(s3: S3Bucket, tmp_path: Path, kind: str,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     from vadfeat.store import shards as S
 
     url = f"{s3.url}/feats"
     sink = _url_sink(url, kind, tmp_path / "staging", shard_size=2)
     sink.open()  # type: ignore[attr-defined]
+    assert f"{url}: an object store has no locks" in caplog.text
+    assert "Two runs must not write one URL output at once" in caplog.text
     out = {}
     for k, stem in enumerate(["a/x.y", "b", "c"]):
         target = sink.plan(PurePosixPath(stem))  # type: ignore[attr-defined]
