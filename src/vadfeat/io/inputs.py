@@ -109,7 +109,6 @@ from pathlib import Path, PurePosixPath
 
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.remote import (
-    MissingURL,
     RemoteObject,
     is_url,
     join_url,
@@ -587,7 +586,9 @@ def _from_url(url: str, root: Path | str | None, walker: _Walker) -> list[_Candi
     """Items of an input URL: a list file, an object or a prefix."""
     if PurePosixPath(url.split("://", 1)[1]).suffix.lower() in _LIST_SUFFIXES:
         return _from_url_list(url, root, walker)
-    is_object, objects = list_objects(url)
+    listed = list_objects(url)
+    assert listed is not None
+    is_object, objects = listed
     if is_object:
         return [_Candidate(url, url, _normalise_name(objects[0].relative, "video"),
                            _url_base(url_parent(url)))]
@@ -600,10 +601,10 @@ def _url_entry(url: str, base: str | None, listing: dict[str, RemoteObject] | No
     (``listing``: every object below ``base``, by URL); ``None`` when nothing is there."""
     rel = url_relative(url, base) if base is not None else None
     if rel is None or listing is None or base is None:
-        try:
-            is_object, objects = list_objects(url)
-        except MissingURL:
+        listed = list_objects(url, missing_ok=True)
+        if listed is None:
             return None
+        is_object, objects = listed
         if rel is None:
             if is_object:
                 return [_Candidate(url, url, _normalise_name(objects[0].relative, "video"),
@@ -667,10 +668,8 @@ def _list_lines(list_name: str, lines: list[str], base: Path | str,
             items.extend(found or [])
             continue
         if isinstance(base, str) and listing is None and url_relative(url, base) is not None:
-            try:
-                listing = {o.url: o for o in list_objects(base)[1]}
-            except MissingURL:
-                listing = {}
+            listed = list_objects(base, missing_ok=True)
+            listing = {o.url: o for o in listed[1]} if listed is not None else {}
         got = _url_entry(url, base if isinstance(base, str) else None, listing, walker)
         if got is None:
             missing.append(entry)

@@ -43,12 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 from vadfeat.errors import ConfigError, VideoOpenError
 
-
-class MissingURL(ConfigError):
-    """Nothing exists at or below a URL given as an input (no object, no prefix, or no
-    bucket)."""
-
-__all__ = ["CLOUD_EXTRA", "DEFAULT_BLOCK_SIZE", "MissingURL", "ObjectInfo", "RemoteObject", "describe_error",
+__all__ = ["CLOUD_EXTRA", "DEFAULT_BLOCK_SIZE", "ObjectInfo", "RemoteObject", "describe_error",
            "filesystem", "is_url", "iter_chunks", "join_url", "list_objects", "local_path",
            "object_info", "open_input", "put_file", "read_bytes", "remove", "url_parent",
            "url_relative"]
@@ -223,15 +218,16 @@ class RemoteObject:
     info: ObjectInfo
 
 
-def list_objects(url: str) -> tuple[bool, list[RemoteObject]]:
+def list_objects(url: str, *, missing_ok: bool = False) -> tuple[bool, list[RemoteObject]] | None:
     """``(is_object, objects)``: the object ``url`` itself (``(True, [it])``, its
     ``relative`` the file name), or every object below the prefix ``url`` in key order
-    (``(False, [...])``, ``relative`` the path below the prefix).
+    (``(False, [...])``, ``relative`` the path below the prefix).  ``missing_ok``: None
+    instead of an error when the bucket does not exist or nothing is at or below ``url``.
 
     Raises:
-        MissingURL: the bucket does not exist, or nothing exists at or below ``url``.
-        ConfigError: credentials missing or refused (naming the URL), or as
-            :func:`filesystem`.
+        ConfigError: the bucket does not exist, or nothing exists at or below ``url``
+            (unless ``missing_ok``); credentials missing or refused (naming the URL), or
+            as :func:`filesystem`.
     """
     fs, path = filesystem(url)
     try:
@@ -243,13 +239,17 @@ def list_objects(url: str) -> tuple[bool, list[RemoteObject]]:
             return True, [RemoteObject(url, posixpath.basename(path), _info_of(url, info))]
         found = fs.find(path, detail=True)
     except FileNotFoundError as exc:
-        raise MissingURL(describe_error(url, exc)) from exc
+        if missing_ok:
+            return None
+        raise ConfigError(describe_error(url, exc)) from exc
     except ConfigError:
         raise
     except Exception as exc:
         raise ConfigError(describe_error(url, exc)) from exc
     if info is None and not found:
-        raise MissingURL(f"input {url} does not exist (no object and no objects below it)")
+        if missing_ok:
+            return None
+        raise ConfigError(f"input {url} does not exist (no object and no objects below it)")
     prefix = path.rstrip("/") + "/"
     objects = []
     for key in sorted(found):
