@@ -255,19 +255,36 @@ def test_threads_and_processes_write_one_part_at_a_time(tmp_path: Path, five: Pa
         assert locks_free(out)
 
 
+def _stored(out: Path, kind: str) -> list[dict[str, np.ndarray]]:
+    """The videos of each committed part (``kind`` "parts") or shard, in name order."""
+    if kind == "parts":
+        return list(_parts(out).values())
+    return [{stem: f for stem, (f, _) in videos.items()} for videos in read_shards(out).values()]
+
+
+@pytest.mark.parametrize("kind", ["parts", "parquet"])
 def test_a_stopped_run_leaves_its_uncommitted_videos_to_resume(
-        tmp_path: Path, five: Path, monkeypatch: pytest.MonkeyPatch, forwards: list[int]) -> None:
+        tmp_path: Path, five: Path, monkeypatch: pytest.MonkeyPatch, forwards: list[int],
+        kind: str) -> None:
     # Every snippet checkpointed; Ctrl-C once v3's first snippet is through the model: one
-    # decode thread takes the videos in order, so v0 and v1 are in a committed part, v2 is
-    # written to the open part, v3 in progress, v4 never started.
+    # decode thread takes the videos in order, so v0 and v1 are in a committed part (or
+    # shard), v2 is written to the open one, v3 in progress, v4 never started.
     monkeypatch.setattr(partial, "CHECKPOINT_SNIPPETS", 1)
     monkeypatch.setenv(partial.STOP_ENV, "v3.mp4:1")
     out = tmp_path / "out"
-    sink = PartSink(out, every=2)
-    s = vadfeat.extract([five], out, sink=sink, **TINY)
+
+    def run() -> tuple[vadfeat.RunSummary, PartSink | None]:
+        if kind == "parts":
+            sink = PartSink(out, every=2)
+            return vadfeat.extract([five], out, sink=sink, **TINY), sink
+        return vadfeat.extract([five], out, sink=kind, shard_size=2, **TINY), None
+
+    s, sink = run()
     assert s.interrupted and s.exit_code == 130
-    assert sink.calls[-1] == "abort" and "commit" not in sink.calls
-    assert [sorted(p) for p in _parts(out).values()] == [["v0", "v1"]]
+    if sink is not None:
+        assert sink.calls[-1] == "abort" and "commit" not in sink.calls
+    assert [sorted(p) for p in _stored(out, kind)] == [["v0", "v1"]]
+    assert not [p for p in out.rglob("*") if "vadfeat-tmp" in p.name]
     # v2 was written but its part never committed: not extracted, in progress, with all of
     # its snippets saved for the rerun; v3 with the one snippet the hook saved.
     # (v4 may be claimed by the decode thread running ahead, nothing saved, or not started.)
@@ -289,15 +306,16 @@ def test_a_stopped_run_leaves_its_uncommitted_videos_to_resume(
 
     monkeypatch.delenv(partial.STOP_ENV)
     forwards.clear()
-    again = vadfeat.extract([five], out, sink=PartSink(out, every=2), **TINY)
+    again, _ = run()
     assert (again.exit_code, again.ok, again.skipped) == (0, 3, 2)
     # The model ran only on what was not saved: none of v2's, v3's second, all of v4's.
     assert sum(forwards) == 1 + 3
     assert not list((out / partial.PARTIAL_DIR).iterdir())
     ref = vadfeat.extract([five], tmp_path / "ref", **TINY)
     assert ref.ok == 5
-    got = {m: f for part in _parts(out).values() for m, f in part.items()}
-    assert sorted(got) == [f"v{k}" for k in range(5)]
+    stored = _stored(out, kind)
+    got = {m: f for part in stored for m, f in part.items()}
+    assert sorted(got) == [f"v{k}" for k in range(5)] and sum(len(p) for p in stored) == 5
     for m, feats in got.items():
         assert np.array_equal(feats, np.load(tmp_path / "ref" / f"{m}.npy")), m
 
@@ -465,6 +483,10 @@ def test_a_layout_with_a_sharded_sink_is_a_usage_error(tmp_path: Path, five: Pat
     assert "--layout per-crop" in caplog.text and "--sink webdataset" in caplog.text
     assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--shard-size", "0")) == 2
     assert "--shard-size" in caplog.text
+    assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--wait")) == 2
+    assert "--wait cannot be used with a sharded sink" in caplog.text
+    assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--engine", "ray")) == 2
+    assert "--engine local" in caplog.text
     assert not out.exists()
 
 

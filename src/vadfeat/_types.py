@@ -91,7 +91,8 @@ LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
 LabelFormatOrAuto = Literal["auto", LabelFormat]
 AlignMode = Literal["exact", "legacy"]
 SnippetRule = Literal["max", "mean", "majority"]
-ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop"]
+ExportFormat = Literal["rtfm", "ur-dmu", "pel4vad", "vadclip", "fed-wsvad", "flat", "per-crop",
+                       "webdataset", "parquet"]
 ListFormat = Literal["fed-wsvad", "rtfm", "ur-dmu", "pel4vad", "vadclip", "xdviodet", "macil-sd"]
 Dataset = Literal["ucf", "xd", "shanghaitech"]
 #: How list file names are formed (one convention per dataset).

@@ -283,14 +283,14 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _extract_ray(args: argparse.Namespace) -> int:
+    if args.sink != "npy":
+        raise ConfigError(f"--sink {args.sink} is for --engine local in this version; with "
+                          "--engine ray use --sink npy")
     from vadfeat.engines.ray import extract_ray  # Ray is imported only now
 
     if getattr(args, "devices", None):
         raise ConfigError("--devices is for --engine local; with --engine ray each actor gets its "
                           "own GPU from Ray (size the pool with --ray-actors)")
-    if args.sink != "npy":
-        raise ConfigError(f"--sink {args.sink} is for --engine local in this version; with "
-                          "--engine ray use --sink npy")
     if args.pipeline != "threads":
         log.warning("--pipeline has no effect with --engine ray: each actor decodes in its own "
                     "threads")

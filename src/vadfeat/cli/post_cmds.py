@@ -147,7 +147,8 @@ def _export(args: argparse.Namespace) -> int:
             crops = [int(c) for c in args.crops.split(",")]
         except ValueError as exc:
             raise ConfigError(f"--crops takes comma-separated crop indices, got {args.crops!r}") from exc
-    result = export(features, args.out, format=args.format, dataset=args.dataset, crops=crops)
+    result = export(features, args.out, format=args.format, dataset=args.dataset, crops=crops,
+                    shard_size=args.shard_size)
     _print(f"exported {len(result.videos)} videos as {result.format} to {result.out} in "
            f"{result.seconds:.1f} s: {result.count('linked')} linked, {result.count('copied')} copied, "
            f"{result.count('sliced')} sliced, {result.count('skipped')} already done")
@@ -273,6 +274,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "  fed-wsvad         features_video/i3d/combine/<name>/feature.npy\n"
                     "  per-crop, ur-dmu, vadclip, pel4vad   <name>__<k>.npy [T, D]\n"
                     "                    (pel4vad --dataset shanghaitech: <name>_<k>.npy)\n"
+                    "  webdataset, parquet   shards (shard-*.tar / shard-*.parquet), as extract "
+                    "--sink writes them\n"
+                    "FEATURES may be shards too: export them to flat for one .npy + sidecar per "
+                    "video\n(byte-identical features both ways). "
                     "Sidecars keep every source field and record the export. Resumable; a "
                     "file it did not\nwrite is never replaced (that video is reported).")
     _add_features(p)
@@ -282,6 +287,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset (pel4vad: shanghaitech names crops _<k>.npy)")
     p.add_argument("--crops", metavar="K,K,...",
                    help="keep only these crop indices, e.g. 0,1,2,3,4 (default: all)")
+    p.add_argument("--shard-size", type=_positive, default=1000, metavar="N",
+                   help="webdataset, parquet: videos per shard (default 1000)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser(

@@ -17,6 +17,20 @@ pel4vad    as ``per-crop``; with ``dataset="shanghaitech"``        per-crop
            ``<name>_<k>.npy`` (see below)
 ========== ======================================================= ===============
 
+Shards.  ``webdataset`` and ``parquet`` pack the videos into shards below ``OUT``
+through the sharded sinks (:mod:`vadfeat.store.sinks`, the format of
+:mod:`vadfeat.store.shards`): each video's ``.npy`` bytes as they are (a ``crops``
+selection: the sliced array, as ``np.save`` writes it) and its sidecar with the
+``export`` record; only videos with a vadfeat sidecar can be packed.  The other way,
+``features`` may be a folder of shards (:func:`~vadfeat.store.reader.read_features`
+reads them): ``flat`` writes each video's ``.npy`` bytes exactly as the shard holds
+them, with the sidecar ``extract`` writes (``files`` in place of the shard fields), so
+``read_features`` and a resumed ``extract`` take the folder as their own.  A shard
+export is resumable too: a video whose newest copy in ``OUT`` has the same settings,
+the same feature bytes and an intact shard is skipped; a new copy supersedes an older
+one, which the sink drops from its shard at the end.  Files in ``OUT`` vadfeat did not
+write (a ``shard-*`` file that is not its shard included) are never read or replaced.
+
 PEL4VAD's ShanghaiTech loader (``dataset.py``, ``SHDataset.__getitem__``) takes the
 video name as ``path.split('/')[-1][:-6]``: it cuts exactly ``_<k>.npy``, one
 underscore and one digit, and looks the name up in its ``relabel.list``.  A
@@ -59,6 +73,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -68,7 +83,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -88,23 +103,29 @@ from vadfeat.store.atomic import (
 from vadfeat.store.claims import Claims
 from vadfeat.store.ownership import read_owned, write_owned
 from vadfeat.store.reader import (
+    SHARD_FIELDS,
     FeatureIssue,
     FeatureRecord,
     FeatureSet,
     Layout,
     as_feature_set,
 )
-from vadfeat.store.sidecar import SIDECAR_DIGEST, seal_sidecar, sidecar_edited
+from vadfeat.store.shards import npy_bytes
+from vadfeat.store.sidecar import SIDECAR_DIGEST, is_vadfeat_sidecar, seal_sidecar, sidecar_edited
+from vadfeat.store.sinks import SHARD_SIZE, ShardedSink, VideoFeatures, make_sink
 
 log = logging.getLogger(__name__)
 
 Action = Literal["linked", "copied", "sliced", "skipped"]
 
-#: The layout each format is written in.
+#: The layout each format is written in (the shard formats: what their sidecars state).
 FORMAT_LAYOUT: Mapping[str, Layout] = {
     "flat": "flat", "rtfm": "flat", "fed-wsvad": "fed-wsvad",
     "per-crop": "per-crop", "ur-dmu": "per-crop", "vadclip": "per-crop", "pel4vad": "per-crop",
+    "webdataset": "flat", "parquet": "flat",
 }
+#: The formats written as shards by a sharded sink (``vadfeat.store.sinks``).
+SHARD_FORMATS = ("webdataset", "parquet")
 _FED_SUBDIR = Path("features_video", "i3d", "combine")
 
 
@@ -201,6 +222,10 @@ def _source_identity(record: FeatureRecord, previous: Mapping[str, Any] | None) 
         for item in previous.get("sources") or []:
             if isinstance(item, Mapping) and isinstance(item.get("path"), str):
                 old[item["path"]] = item
+    if record.shard is not None:  # one member of a shard: its recorded sha256, checked on read
+        shard = record.shard
+        return [{"path": f"{shard.shard.resolve()}#{shard.member}", "stat": _stat_key(shard.shard),
+                 "sha256": shard.features_sha256 or hashlib.sha256(record.features_bytes()).hexdigest()}]
     out = []
     for p in record.paths:
         path = str(p.resolve())
@@ -285,6 +310,11 @@ def _link_or_copy(src: Path, dst: Path) -> Action:
     return action
 
 
+def _save_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def _save_view(path: Path, array: np.ndarray) -> None:
     save_npy(path, np.ascontiguousarray(array))
 
@@ -309,6 +339,17 @@ def _write_video(record: FeatureRecord, target: Target, *, layout: Layout,
     n_src = source_crops(record)
     chosen = list(range(n_src)) if crops is None else list(crops)
     whole = chosen == list(range(n_src))
+    if record.shard is not None:  # in a shard: its .npy bytes, or slices of its array
+        if n_src == 1 or (layout != "per-crop" and whole):
+            _save_bytes(target.features[0], record.features_bytes())
+            return "copied"
+        arr = record.load()
+        if layout == "per-crop":
+            for k, dst in zip(chosen, target.features, strict=True):
+                _save_view(dst, arr[:, k])
+        else:
+            _save_view(target.features[0], arr[:, chosen])
+        return "sliced"
     if n_src == 1:  # one view: the file (or crop 0) is every target's single file
         return _link_or_copy(record.paths[0], target.features[0])
     if layout == "per-crop":
@@ -337,6 +378,8 @@ def _sidecar(record: FeatureRecord, *, format: ExportFormat, dataset: Dataset | 
              sources: list[dict[str, Any]], outputs: dict[str, str], action: Action) -> dict[str, Any]:
     meta = dict(record.metadata)  # unknown keys are carried over untouched
     meta.pop(SIDECAR_DIGEST, None)  # the source sidecar's; this one is sealed anew
+    for key in SHARD_FIELDS:  # where a shard kept the source: `files` says where these are
+        meta.pop(key, None)
     shape = list(record.shape)
     if source_crops(record) > 1:
         shape[1] = n_crops
@@ -437,6 +480,127 @@ def _export_video(record: FeatureRecord, target: Target, *, out: Path, format: E
     return action
 
 
+def _shard_metadata(record: FeatureRecord, *, format: ExportFormat, crops: Sequence[int] | None,
+                    n_crops: int, sources: list[dict[str, Any]], action: Action) -> dict[str, Any]:
+    """The sidecar handed to a sharded sink: the source's fields (unknown keys kept) with
+    ``shape`` and ``crop_order`` updated and the ``export`` record; the sink replaces
+    ``files`` by the shard fields and seals it."""
+    meta = dict(record.metadata)
+    for key in (SIDECAR_DIGEST, "files", *SHARD_FIELDS):
+        meta.pop(key, None)
+    shape = list(record.shape)
+    if source_crops(record) > 1:
+        shape[1] = n_crops
+    meta["shape"] = [int(s) for s in shape]
+    order = record.crop_order
+    if order is not None and crops is not None:
+        meta["crop_order"] = [order[k] for k in crops if k < len(order)]
+    meta["export"] = {
+        "format": format,
+        "dataset": None,
+        "crops": list(crops) if crops is not None else None,
+        "sources": sources,
+        "source_layout": record.layout,
+        "action": action,
+        "vadfeat_version": __version__,
+    }
+    return meta
+
+
+def _shard_features(record: FeatureRecord, crops: Sequence[int] | None) -> tuple[np.ndarray, str, Action]:
+    """The array a shard stores for ``record`` (``crops`` selected), the sha256 of its
+    ``.npy`` bytes and how it was made (``copied``: the source's bytes as they are)."""
+    n_src = source_crops(record)
+    if crops is None or list(crops) == list(range(n_src)) or n_src == 1:
+        data = record.features_bytes()
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        if arr.dtype == np.float32 and arr.flags.c_contiguous:
+            return arr, hashlib.sha256(data).hexdigest(), "copied"
+        arr = np.ascontiguousarray(arr, dtype=np.float32)  # what the shard stores (float32)
+        return arr, hashlib.sha256(npy_bytes(arr)).hexdigest(), "copied"
+    arr = np.ascontiguousarray(record.load()[:, list(crops)], dtype=np.float32)
+    return arr, hashlib.sha256(npy_bytes(arr)).hexdigest(), "sliced"
+
+
+def _export_shards(fs: FeatureSet, out_dir: Path, *, format: ExportFormat,
+                   crops: Sequence[int] | None, shard_size: int) -> tuple[list[ExportedVideo],
+                                                                           list[FeatureIssue]]:
+    """Pack every video of ``fs`` into shards below ``out_dir`` through the sharded sink.
+
+    A video whose newest copy in ``out_dir`` has the same settings fingerprint, an intact
+    shard and the same feature bytes is skipped.  Each video is claimed while it is
+    checked and until its shard is committed; one another export holds is taken up at the
+    end, alone, once that export lets go (then it is usually there and skipped)."""
+    sink = make_sink(out_dir, sink=format, shard_size=shard_size)
+    assert isinstance(sink, ShardedSink)
+    try:
+        sink.open()
+        claims = Claims(out_dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out_dir}: {exc}") from exc
+    done: dict[str, ExportedVideo | FeatureIssue] = {}
+    written: list[str] = []
+
+    def one(record: FeatureRecord, *, wait: bool) -> bool:
+        """Export one video; False when another process holds it (only when not ``wait``)."""
+        try:
+            meta = record.metadata
+            if not is_vadfeat_sidecar(dict(meta)):
+                raise ValueError("has no vadfeat sidecar (settings fingerprint); a shard holds "
+                                 "videos with vadfeat's sealed sidecars only: export it to an "
+                                 ".npy format instead")
+            n_src = source_crops(record)
+            if crops is not None and max(crops) >= n_src:
+                raise ValueError(f"has {n_src} crop(s); crop index {max(crops)} does not exist")
+            target = sink.plan(PurePosixPath(record.name))
+            key = sink.key(target)
+            if claims.acquire(key, wait=threading.Event() if wait else None) is not None:
+                return False
+            features, digest, action = _shard_features(record, crops)
+            state = sink.state(target, meta["fingerprint"], verify=True)
+            found = sink.catalog().get(record.name)
+            if state.status == "done" and found is not None and found.features_sha256 == digest:
+                done[record.name] = ExportedVideo(record.name, (out_dir / found.shard,), "skipped")
+                claims.release(key)
+                return True
+            sources = _source_identity(record, None)
+            metadata = _shard_metadata(record, format=format, crops=crops,
+                                       n_crops=len(crops) if crops else n_src, sources=sources,
+                                       action=action)
+            sink.write(target, VideoFeatures(features, metadata))
+            written.append(record.name)
+            done[record.name] = ExportedVideo(record.name, (), action)
+        except (*NPY_ERRORS, IndexError, KeyError, TypeError) as exc:
+            done[record.name] = FeatureIssue(record.name, f"cannot export: {exc}")
+        return True
+
+    try:
+        held = [r for r in fs.records if not one(r, wait=False)]
+        sink.commit()
+        claims.release_all()
+        if held:
+            log.info("%d video(s) are being exported by another process; waiting for them", len(held))
+        for record in held:  # one at a time: never wait while holding another claim
+            one(record, wait=True)
+            sink.commit()
+            claims.release_all()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        claims.release_all()
+    catalog = sink.catalog()
+    for name in written:
+        found = catalog.get(name)
+        got = done[name]
+        if isinstance(got, ExportedVideo):
+            done[name] = ExportedVideo(name, (out_dir / found.shard,) if found is not None else (),
+                                       got.action)
+    videos = [v for r in fs.records if isinstance(v := done[r.name], ExportedVideo)]
+    issues = [i for r in fs.records if isinstance(i := done[r.name], FeatureIssue)]
+    return videos, issues
+
+
 def export(
     features: FeatureSet | str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -445,6 +609,7 @@ def export(
     dataset: Dataset | None = None,
     crops: Sequence[int] | None = None,
     workers: int = 4,
+    shard_size: int = SHARD_SIZE,
 ) -> ExportResult:
     """Write ``features`` in ``format`` below ``out`` (see the module docstring).
 
@@ -452,6 +617,7 @@ def export(
     ``dataset`` (``ucf``, ``xd``, ``shanghaitech``) changes only ``pel4vad`` crop
     names.  ``crops`` keeps those crop indices (0-based, in the given order).
     ``workers`` threads write videos concurrently (I/O bound: they overlap fsyncs).
+    ``webdataset`` / ``parquet``: shards of ``shard_size`` videos (module docstring).
     Several exports into one folder at once share the work: each video is claimed
     (:class:`~vadfeat.store.claims.Claims`) while it is checked and written; a video
     another process holds is taken up again at the end, once that process lets go
@@ -478,6 +644,15 @@ def export(
     if out_res == src_root or src_root in out_res.parents:
         raise ConfigError(f"the output folder {out_dir} must not be the features folder {fs.root} "
                           "or lie inside it (a later read of the features would find the exports)")
+    if format in SHARD_FORMATS:
+        if dataset is not None:
+            raise ConfigError(f"--dataset names pel4vad's crop files; {format} shards have none")
+        videos, issues = _export_shards(fs, out_dir, format=format, crops=crops, shard_size=shard_size)
+        result = ExportResult(out=out_dir, format=format, videos=tuple(videos),
+                              issues=(*fs.issues, *issues), seconds=time.perf_counter() - t0)
+        log.debug("exported %d videos as %s shards to %s in %.1f s", len(videos), format, out_dir,
+                  result.seconds)
+        return result
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         clean_stale_temporaries(out_dir)

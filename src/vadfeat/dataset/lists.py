@@ -112,7 +112,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from vadfeat._types import Dataset, ListFormat, Naming, Split
+from vadfeat._types import Dataset, ExportFormat, ListFormat, Naming, Split
 from vadfeat.dataset.labels import (
     LabelFormat,
     LabelIssue,
@@ -879,6 +879,18 @@ def _splits(fs: FeatureSet, gt: LabelSet | None, labelled: set[str], train_split
     return set(labelled), set()
 
 
+def _require_files(record: FeatureRecord, writer: ListWriter) -> None:
+    """:class:`ConfigError` for a video kept in a shard: every loader opens one ``.npy`` per line."""
+    if record.shard is None:
+        return
+    target = writer.format if writer.format in get_args(ExportFormat) else "per-crop"
+    raise ConfigError(f"{writer.format} lists name the .npy file(s) its loader opens, one per line; "
+                      f"{record.name} is kept in the {record.shard.sink} shard "
+                      f"{record.shard.shard.name}, which no list line can name: write the shards "
+                      f"as .npy files first (vadfeat export FEATURES --format {target} -o DIR), "
+                      "then list DIR")
+
+
 def _entries(split: Split, members: set[str], video_label: Mapping[str, int],
              records: Mapping[str, FeatureRecord], gt: LabelSet | None, *, writer: ListWriter,
              dataset: Dataset | None, naming: Naming | None, path_text: _PathText,
@@ -886,6 +898,7 @@ def _entries(split: Split, members: set[str], video_label: Mapping[str, int],
     """The listed videos of one split, abnormal first; those that cannot be listed reported."""
     kept: list[ListEntry] = []
     for n in abnormal_first([n for n in members if n in video_label], video_label.__getitem__):
+        _require_files(records[n], writer)
         e = ListEntry(name=n, split=split, label=video_label[n],
                       class_name=class_name(n, video_label[n], naming),
                       paths=writer.paths(records[n], dataset))
@@ -1116,6 +1129,12 @@ def _with_audio(entries: Sequence[ListEntry], records: Mapping[str, FeatureRecor
         found = _audio_record(rgb, audio)
         if isinstance(found, str):
             issues.append(LabelIssue(e.name, "no-audio", f"{found}; left out of the lists"))
+            continue
+        if found.shard is not None:
+            issues.append(LabelIssue(e.name, "bad-features", (
+                f"audio features {found.location} are kept in a shard; {req.writer.format}'s loader "
+                "opens one .npy file per video (vadfeat export them with --format flat first): "
+                "left out of the lists")))
             continue
         if len(found.paths) != 1 or len(found.file_shape) != 2:
             issues.append(LabelIssue(e.name, "bad-features", (

@@ -18,6 +18,15 @@ Layouts (``docs/DESIGN.md``):
     as crop ``k`` only when ``<stem>.json`` exists and ``<stem>_<k>.json`` does not,
     so a flat file whose name ends in ``_<digit>`` is never taken for a crop.
 
+``webdataset`` / ``parquet`` shards
+    ``ROOT/shard-<writer>-<seq>.tar`` or ``.parquet`` with their index in
+    ``ROOT/.vadfeat-index`` (``--sink webdataset|parquet``, :mod:`vadfeat.store.shards`):
+    one record per video, the newest copy when several shards hold it.  The record's
+    :attr:`FeatureRecord.shard` says where its features lie; its layout is ``flat``
+    (what the sidecar inside the shard states) and :meth:`FeatureRecord.load` reads only
+    that video's member, when asked.  A shard that cannot be read, and a ``.tar`` or
+    ``.parquet`` file beside them that vadfeat did not write, are reported by name.
+
 One folder may hold videos in several layouts (two runs with different ``--layout``
 into one ``-o``): with ``layout="auto"`` each video is read in the layout its sidecar
 states, and only files no sidecar places fall back on :func:`detect_layout`.  A
@@ -45,11 +54,15 @@ modules (labels, align, lists, resample, report) share.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import json
 import logging
 import os
 import pickle
 import re
+import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -63,11 +76,13 @@ from vadfeat._types import Layout, LayoutOrAuto
 from vadfeat.errors import (  # FeatureReadError: re-exported (its old home)
     ConfigError,
     FeatureReadError,
+    ShardReadError,
     UntrustedSidecar,
 )
 from vadfeat.io.video import VIDEO_EXTENSIONS as _VIDEO_EXTENSIONS
 from vadfeat.store.atomic import NPY_ERRORS, atomic_path
 from vadfeat.store.ownership import dump_json
+from vadfeat.store.shards import INDEX_DIR, load_indexes, npy_bytes, shard_files, shard_sink
 from vadfeat.store.sidecar import SIDECAR_DIGEST, seal_sidecar, sidecar_edited
 
 log = logging.getLogger(__name__)
@@ -116,6 +131,24 @@ class FeatureIssue:
 
 
 @dataclass(frozen=True)
+class ShardMember:
+    """Where one video's features lie inside a shard (``--sink webdataset|parquet``).
+
+    ``shard``: the shard file; ``member``: the video's key in it (the webdataset sample
+    key, the parquet row's stem); ``sink``: ``"webdataset"`` or ``"parquet"``;
+    ``features_sha256``: the sha256 of the features' ``.npy`` bytes its sidecar records.
+    """
+
+    shard: Path
+    member: str
+    sink: str
+    features_sha256: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.shard}#{self.member}"
+
+
+@dataclass(frozen=True)
 class FeatureRecord:
     """One video's feature file(s) and what its sidecar says about them.
 
@@ -124,6 +157,11 @@ class FeatureRecord:
     ``file_shape`` is the shape of each stored file.  ``snippets[i]`` is the
     inclusive ``[first, last]`` decoded-frame range of feature row ``i``
     (``(-1, -1)`` for the zero padding rows of uniformly resampled files).
+
+    A video kept in a shard has ``shard`` set: its ``paths`` and ``sidecar`` are then
+    the shard file (which holds both), its layout is ``flat`` and its features are read
+    from the shard by :meth:`load` / :meth:`features_bytes`; code that copies feature
+    files by path must use :meth:`features_bytes` for it (:attr:`in_shard`).
     """
 
     name: str
@@ -139,6 +177,17 @@ class FeatureRecord:
     crop_order: tuple[str, ...] | None
     video: str | None
     metadata: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    shard: ShardMember | None = None
+
+    @property
+    def in_shard(self) -> bool:
+        """Whether the features lie inside a shard (no ``.npy`` file of their own)."""
+        return self.shard is not None
+
+    @property
+    def location(self) -> str:
+        """Where the features are, for messages: the (first) file, or ``<shard>#<member>``."""
+        return str(self.shard) if self.shard is not None else str(self.paths[0])
 
     @property
     def key(self) -> str:
@@ -159,18 +208,50 @@ class FeatureRecord:
         return value if isinstance(value, Mapping) else {}
 
     def load(self) -> np.ndarray:
-        """The features as one array (per-crop files stacked into ``[T, crops, D]``)."""
+        """The features as one array (per-crop files stacked into ``[T, crops, D]``).
+
+        A shard's member is read from the shard (this video only) and checked against
+        the sha256 its sidecar records.  Raises OSError or ValueError (a damaged file or
+        member)."""
+        if self.shard is not None:
+            return np.load(io.BytesIO(self.features_bytes()), allow_pickle=False)
         arrays = [np.load(p, allow_pickle=False) for p in self.paths]
         if self.layout == "per-crop":
             return np.stack(arrays, axis=1)
         return arrays[0]
 
+    def features_bytes(self) -> bytes:
+        """The features as the bytes of one ``.npy`` file (``np.save`` of :meth:`load`'s array).
+
+        A flat or fed-wsvad file's bytes as they are; a shard member's bytes, checked
+        against the ``features_sha256`` its sidecar records (byte-identical to the
+        ``.npy`` file the video was extracted or exported to); per-crop files stacked.
+        Raises OSError or ValueError (a damaged file, or a member whose bytes do not
+        match its recorded sha256)."""
+        if self.shard is not None:
+            data = _member_bytes(self.shard)
+            want = self.shard.features_sha256
+            if want is not None and hashlib.sha256(data).hexdigest() != want:
+                raise ValueError(f"{self.shard}: the features do not match the sha256 their "
+                                 "sidecar recorded (a damaged shard)")
+            return data
+        if self.layout == "per-crop":
+            buf = io.BytesIO()
+            np.save(buf, self.load(), allow_pickle=False)
+            return buf.getvalue()
+        return self.paths[0].read_bytes()
+
     def relative_paths(self) -> tuple[Path, ...]:
-        """Feature file paths relative to the layout root (for writing derived copies)."""
+        """Feature file paths relative to the layout root (for writing derived copies); a
+        video in a shard: the flat layout's ``<name>.npy``."""
+        if self.shard is not None:
+            return (Path(self.name + ".npy"),)
         return tuple(p.relative_to(self.root) for p in self.paths)
 
     def relative_sidecar(self) -> Path:
         """Where this record's sidecar lives (or would live) relative to the layout root."""
+        if self.shard is not None:
+            return Path(self.name + ".json")
         if self.sidecar is not None:
             return self.sidecar.relative_to(self.root)
         if self.layout == "fed-wsvad":
@@ -336,6 +417,18 @@ def _make_record(
         edited = sidecar_edited(meta)
         if edited is not None:
             raise UntrustedSidecar(f"sidecar {sidecar.name}: {edited}; extract this video again")
+    return _record_from_meta(name=name, layout=layout, root=root, paths=paths, sidecar=sidecar,
+                             shape=shape, file_shape=file_shape, meta=meta, clip_len=clip_len,
+                             warnings=warnings)
+
+
+def _record_from_meta(
+    *, name: str, layout: Layout, root: Path, paths: Sequence[Path], sidecar: Path | None,
+    shape: tuple[int, ...], file_shape: tuple[int, ...], meta: dict[str, Any], clip_len: int,
+    warnings: list[str], shard: ShardMember | None = None,
+) -> FeatureRecord:
+    """A record from its stored shape and its (trusted) sidecar ``meta`` (``{}``: none)."""
+    if sidecar is not None:
         recorded = meta.get("shape")
         if recorded is not None and tuple(recorded) not in (shape, file_shape):
             raise ValueError(f"sidecar shape {list(recorded)} does not match the file's {list(shape)}")
@@ -359,6 +452,7 @@ def _make_record(
         crop_order=tuple(crop_order) if crop_order else None,
         video=meta.get("video"),
         metadata=MappingProxyType(meta),
+        shard=shard,
     )
 
 
@@ -466,6 +560,129 @@ def _auto_groups(base: Path) -> list[tuple[Layout, Path, Candidates]]:
     return groups
 
 
+@functools.lru_cache(maxsize=32)
+def _tar_members(path: str, size: int, mtime_ns: int) -> dict[str, tuple[int, int]]:
+    """``{member file name: (offset of its data, its size)}`` of a tar shard, read once per
+    shard version (``size``, ``mtime_ns``) from the headers alone (``tarfile`` seeks past
+    the data), so that reading each video of a shard in turn does not stream the shard
+    up to it every time."""
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            return {m.name: (m.offset_data, m.size) for m in tf.getmembers() if m.isfile()}
+    except (tarfile.TarError, EOFError, ValueError) as exc:
+        raise ShardReadError(f"{path}: damaged or not a tar shard ({type(exc).__name__}: {exc})") from exc
+
+
+@functools.lru_cache(maxsize=32)
+def _parquet_groups(path: str, size: int, mtime_ns: int) -> dict[str, int]:
+    """``{stem: row group}`` of a Parquet shard (one video per row group), from its ``stem``
+    column read once per shard version (``size``, ``mtime_ns``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+        stems = pf.read(columns=["stem"]).column("stem").to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ShardReadError(f"{path}: damaged or not a Parquet shard ({exc})") from exc
+    if len(stems) != pf.metadata.num_row_groups:
+        raise ShardReadError(f"{path}: not one video per row group ({len(stems)} rows, "
+                             f"{pf.metadata.num_row_groups} row groups)")
+    return {stem: group for group, stem in enumerate(stems)}
+
+
+def _parquet_features(path: Path, group: int) -> np.ndarray:
+    """The ``[T, ...]`` float32 features of one row group of a Parquet shard (``features``
+    rows of ``W`` floats, reshaped to the row's ``shape``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read_row_group(group, columns=["features", "shape"])
+        shape = table.column("shape")[0].as_py()
+        flat = table.column("features").combine_chunks().flatten().flatten()  # [T][W] -> T*W
+        return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(shape)
+    except (pa.ArrowException, OSError, ValueError, TypeError, IndexError) as exc:
+        raise ShardReadError(f"{path}: row group {group} is damaged ({exc})") from exc
+
+
+def _member_bytes(member: ShardMember) -> bytes:
+    """The ``.npy`` bytes of one video in a shard (that member only is read: a tar member
+    at its offset, a Parquet row group).  Raises :class:`~vadfeat.errors.ShardReadError`
+    (a ValueError) or OSError."""
+    st = member.shard.stat()
+    if member.sink == "parquet":
+        group = _parquet_groups(str(member.shard), st.st_size, st.st_mtime_ns).get(member.member)
+        if group is None:
+            raise ShardReadError(f"{member.shard}: no video {member.member!r} in this shard")
+        return npy_bytes(_parquet_features(member.shard, group))
+    where = _tar_members(str(member.shard), st.st_size, st.st_mtime_ns).get(member.member + ".npy")
+    if where is None:
+        raise ShardReadError(f"{member.shard}: no video {member.member!r} in this shard")
+    offset, size = where
+    with open(member.shard, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise ShardReadError(f"{member.shard}: cut short inside {member.member}.npy")
+    return data
+
+
+#: The sidecar fields a sharded sink adds (in place of ``files``): they say where a copy
+#: in a shard lies, so a copy written elsewhere (``export``, ``align``) drops them.
+SHARD_FIELDS = ("features_sha256", "sink", "shard", "stem")
+
+#: Files beside shards that look like data but are not vadfeat's shards (reported, never read).
+_DATA_SUFFIXES = (".tar", ".parquet")
+
+
+def _has_shards(base: Path) -> bool:
+    return bool(shard_files(base)) or (base / INDEX_DIR).is_dir()
+
+
+def _shard_records(base: Path, *, clip_len: int, warnings: list[str],
+                   ) -> tuple[list[FeatureRecord], list[FeatureIssue]]:
+    """One record per video of the shards directly in ``base`` (the newest copy), and what
+    cannot be read: damaged shards, files that are not vadfeat's shards, videos whose copy
+    is damaged or whose sidecar was edited.  Reads only the indexes (and the contents of
+    a shard whose index is missing or stale); writes nothing."""
+    catalog = load_indexes(base)
+    issues: list[FeatureIssue] = []
+    names = {p.name for p in shard_files(base)}
+    for entry in sorted(os.scandir(base), key=lambda e: e.name):
+        if entry.name.endswith(_DATA_SUFFIXES) and entry.name not in names and not entry.name.startswith("."):
+            issues.append(FeatureIssue(entry.name, "not a vadfeat shard (its name is not "
+                                       "shard-<writer>-<seq>.tar/.parquet): not read"))
+    for name, why in sorted(catalog.foreign.items()):
+        issues.append(FeatureIssue(name, f"not a vadfeat shard, not read: {why}"))
+    for name, why in sorted(catalog.damaged.items()):
+        issues.append(FeatureIssue(name, f"damaged shard: {why}"))
+    records: list[FeatureRecord] = []
+    for stem in sorted(catalog.videos):
+        video = catalog.videos[stem]
+        if video.problem is not None:
+            issues.append(FeatureIssue(stem, f"unreadable features: {video.problem}"))
+            continue
+        path = base / video.shard
+        meta = dict(video.sidecar)
+        edited = sidecar_edited(meta)
+        if edited is not None:
+            issues.append(FeatureIssue(stem, f"not trusted: its sidecar in {video.shard}: {edited}"))
+            continue
+        try:
+            shape = tuple(int(n) for n in video.shape)
+            if not shape:
+                raise ValueError("its shard index records no shape")
+            member = ShardMember(path, video.member, shard_sink(path) or "",
+                                 video.features_sha256 or None)
+            records.append(_record_from_meta(
+                name=stem, layout="flat", root=base, paths=(path,), sidecar=path, shape=shape,
+                file_shape=shape, meta=meta, clip_len=clip_len, warnings=warnings, shard=member))
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            issues.append(FeatureIssue(stem, f"unreadable features in {video.shard}: {exc}"))
+    return records, issues
+
+
 def read_features(
     root: str | os.PathLike[str], *, layout: LayoutOrAuto = "auto", clip_len: int = 16,
 ) -> FeatureSet:
@@ -479,7 +696,12 @@ def read_features(
     read, whose sidecar disagrees with its file or was edited by hand (its digest does
     not match), or whose name two layouts share, is left out and reported in
     :attr:`FeatureSet.issues`; the folder itself missing or holding no feature file
-    raises :class:`FeatureReadError`.  :attr:`FeatureSet.root` is the layout's root
+    raises :class:`FeatureReadError`.  With ``layout="auto"`` the shards directly in
+    ``root`` are read too (module docstring): one record per video, its newest copy,
+    whose features are read from the shard only when asked (:meth:`FeatureRecord.load`);
+    a damaged shard, or a ``.tar`` / ``.parquet`` there that is not vadfeat's shard, is
+    an issue named after the file (``layout="flat"`` reads them too: their sidecars say
+    flat).  :attr:`FeatureSet.root` is the layout's root
     (the ``combine`` folder for fed-wsvad), ``root`` itself when layouts are mixed.
     """
     _check_layout(layout)
@@ -497,6 +719,11 @@ def read_features(
     records: list[FeatureRecord] = []
     issues: list[FeatureIssue] = []
     warnings: list[str] = []
+    shard_kind: list[Layout] = []
+    if layout in ("auto", "flat") and _has_shards(base):  # a shard's videos are flat
+        records, issues = _shard_records(base, clip_len=clip_len, warnings=warnings)
+        if records or issues:  # the shards' videos: flat (their sidecars say so), a group of their own
+            shard_kind.append("flat")
     for chosen, layout_root, candidates in groups:
         for name, paths, sidecar in candidates:
             try:
@@ -513,10 +740,10 @@ def read_features(
         layouts.setdefault(r.name, []).append(r)
     twice = {n for n, rs in layouts.items() if len(rs) > 1}
     for n in sorted(twice):
-        where = ", ".join(f"{r.layout} ({r.paths[0]})" for r in layouts[n])
+        where = ", ".join(f"{r.shard.sink if r.shard else r.layout} ({r.location})" for r in layouts[n])
         issues.append(FeatureIssue(n, f"found in more than one layout: {where}; remove one"))
     records = [r for r in records if r.name not in twice]
-    kinds = [g[0] for g in groups if g[2]]
+    kinds = [g[0] for g in groups if g[2]] + shard_kind
     if len(kinds) > 1:  # one sorted order across the layouts
         records.sort(key=lambda r: r.name)
         issues.sort(key=lambda i: i.video)
@@ -595,12 +822,15 @@ def derived_sidecar(record: FeatureRecord, *, shape: Sequence[int],
     """
     meta = dict(record.metadata)
     meta.pop(SIDECAR_DIGEST, None)  # the source's digest does not describe this file
+    for key in SHARD_FIELDS:  # where the source was kept, not this file
+        meta.pop(key, None)
     meta["shape"] = [int(s) for s in shape]
     meta["snippets"] = [None if s is None else [int(s[0]), int(s[1])] for s in snippets]
     if record.num_frames is not None:
         meta["num_frames"] = record.num_frames
     history = list(meta.get("derived") or [])
-    history.append({"step": step, "from": [str(p) for p in record.paths], **details})
+    sources = [record.location] if record.shard is not None else [str(p) for p in record.paths]
+    history.append({"step": step, "from": sources, **details})
     meta["derived"] = history
     return meta
 
