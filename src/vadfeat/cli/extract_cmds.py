@@ -261,7 +261,7 @@ def _extract(args: argparse.Namespace) -> int:
         log.error("run stopped: %s; finished videos are kept, run again to resume", exc)
         return 1
     log.info("%s", summary.describe())
-    log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
+    log.info("manifest: %s", f"{str(args.output).rstrip('/')}/manifest.jsonl")
     return summary.exit_code
 
 
@@ -302,7 +302,7 @@ def _extract_ray(args: argparse.Namespace) -> int:
                           num_actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
                           **settings_from_args(args))
     log.info("%s", summary.describe())
-    log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
+    log.info("manifest: %s", f"{str(args.output).rstrip('/')}/manifest.jsonl")
     return summary.exit_code
 
 

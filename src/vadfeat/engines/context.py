@@ -41,6 +41,7 @@ from vadfeat.engines._signals import signum_of
 from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
+from vadfeat.io.remote import is_url, local_path
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
 from vadfeat.store.claims import LOCK_DIR, Claims
 from vadfeat.store.fingerprint import fingerprint_changes
@@ -72,7 +73,7 @@ class RunSummary:
     this run never started.
     """
 
-    out: Path
+    out: Path | str  # a URL for a URL output
     run_id: str
     total: int = 0
     ok: int = 0
@@ -243,10 +244,18 @@ class RunContext:
         that is, holds or lies inside an input is refused before, by the engines' entry
         points (with the checkpoint among the inputs: :func:`local_checkpoint`).
         """
-        out = Path(out)
+        if is_url(out) and local_path(str(out)) is None:
+            # A URL output (a sharded sink only): the run's manifest and claims live in the
+            # sink's local staging folder, which stands for ``out`` from here on.
+            if sink is None or isinstance(sink, str):
+                sink = make_sink(str(out), sink=sink or "npy", layout=layout, crops=crops,
+                                 shard_size=shard_size, shard_mb=shard_mb)
+            sink.prepare_run()
+            out = sink.out
+        out = Path(local_path(str(out)) or out) if is_url(out) else Path(out)
         check_output_folder(out)
         if found is None:
-            found = scan(list(inputs), root=Path(root) if root is not None else None)
+            found = scan(list(inputs), root=root)
         seen: list[dict[str, Any]] = []
 
         def fp() -> dict[str, Any]:
@@ -258,9 +267,13 @@ class RunContext:
         stems = [output_stem(i) for i in found.items]
         plan, states = plan_run(found.items, sink, fp, overwrite=overwrite, verify=verify,
                                 stems=stems)
-        return cls(out, found.items, plan, states, overwrite=overwrite,
-                   passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
-                   sink=sink, stems=stems)
+        ctx = cls(out, found.items, plan, states, overwrite=overwrite,
+                  passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
+                  sink=sink, stems=stems)
+        url = getattr(sink, "url", None)
+        if isinstance(url, str):  # a URL output: the summary names it, not the staging folder
+            ctx.summary.out = url
+        return ctx
 
     # ------------------------------------------------------------------ before any work
 
@@ -498,6 +511,10 @@ class RunContext:
         finally:
             if self.manifest is not None:
                 self.manifest.close()
+                try:
+                    self.sink.publish_run()
+                except OSError as exc:
+                    log.warning("cannot upload the run's manifest: %s", exc)
             if self.claims is not None:
                 self.claims.release_all()
 
@@ -574,12 +591,12 @@ def plan_run(items: Sequence[VideoItem], sink: Sink[Any],
         states.append(st)
     changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
     if changed and not overwrite:
-        raise ConfigError(_changed_message(changed, fp(), sink.out))
+        raise ConfigError(_changed_message(changed, fp(), getattr(sink, "url", sink.out)))
     return plan, states
 
 
 def _changed_message(changed: list[tuple[Any, OutputState]], fingerprint: dict[str, Any],
-                     out: Path) -> str:
+                     out: Path | str) -> str:
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, st in changed:
         diff = tuple(fingerprint_changes(st.previous or {}, fingerprint)) or ("(unknown)",)
@@ -633,7 +650,7 @@ def check_output_folder(out: Path) -> None:
                           "away or choose another output folder (-o)")
 
 
-def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path,
+def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path | str,
             overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
     """Under the video's claim, look again at its ``target`` in ``sink`` (another process may
     have written it meanwhile).

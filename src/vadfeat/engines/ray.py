@@ -86,6 +86,7 @@ from vadfeat.engines.context import (
 )
 from vadfeat.errors import ConfigError, VadfeatError
 from vadfeat.io.inputs import VideoItem, scan
+from vadfeat.io.remote import is_url, local_path
 from vadfeat.pipeline.config import ExtractConfig
 from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.claims import Claims
@@ -169,7 +170,7 @@ class _ExtractActor:
                     "time could repeat work", self.out, exc)
         self.claims = None
 
-    def _claim(self, key: str, target: Any, source: Path,
+    def _claim(self, key: str, target: Any, source: Path | str,
                planned: OutputState) -> tuple[ClaimResult, tuple[Path, ...]]:
         """:func:`~vadfeat.engines.claiming.claim_video`, the local engine's claim; a lock
         that cannot be taken (no ``flock``) lets the video go on unclaimed."""
@@ -375,11 +376,15 @@ def extract_ray(
             settings["layout"] = layout
     cfg = _ray_config(settings, config)
     identity = cfg.identify()  # an unreadable checkpoint stops the run before Ray starts
-    out = Path(out)
+    if is_url(out) and local_path(str(out)) is None:
+        raise ConfigError(f"{out}: the Ray engine writes to a folder (local or shared by the "
+                          "nodes); write features to a URL with the local engine "
+                          "(vadfeat extract ... -o URL --sink webdataset|parquet)")
+    out = Path(local_path(str(out)) or out) if is_url(out) else Path(out)
     # every path the run reads: videos, the checkpoint, the PCA file, the grid's visual extraction
     refuse_overlap(out, [*inputs, local_checkpoint(cfg), cfg.pca, cfg.grid_from], command="extract")
     check_output_folder(out)
-    found = scan(list(inputs), root=Path(root) if root is not None else None)
+    found = scan(list(inputs), root=root)
     ray = _import_ray()
     # The workers get absolute paths; the manifest records outputs under `out` as given,
     # as the local engine does.
