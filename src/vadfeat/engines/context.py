@@ -298,19 +298,20 @@ class RunContext:
         self.manifest.record(video=str(self.items[vid].name), **entry)
 
     def record_ok(self, vid: int, *, num_frames: int, num_snippets: int, seconds: float,
-                  warnings: list[str] | None) -> None:
+                  warnings: list[str] | None, **extra: Any) -> None:
+        """``extra``: more fields for the manifest line (the Ray engine's ``attempts``, ``retried``)."""
         self.summary.ok += 1
         self.summary.snippets += num_snippets
         self._record(vid, status="ok", error=None, output=self.sink.describe(self.plan[vid]),
                      num_frames=num_frames, num_snippets=num_snippets, seconds=round(seconds, 3),
-                     warnings=warnings or None)
+                     warnings=warnings or None, **extra)
 
-    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0) -> None:
+    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0, **extra: Any) -> None:
         name = str(self.items[vid].name)
         self.summary.failed.append((name, reason))
         log.error("%s: %s", name, reason)
         self._record(vid, status="failed", error=reason, output=None, num_frames=None,
-                     num_snippets=None, seconds=round(seconds, 3))
+                     num_snippets=None, seconds=round(seconds, 3), **extra)
 
     def record_skipped(self, vid: int, reason: str | None = None) -> None:
         """Done before (``reason`` None), or held by / done by another run of this folder."""
