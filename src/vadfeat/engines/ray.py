@@ -141,8 +141,8 @@ class _ExtractActor:
 
     ``buffering`` (the run's sink buffers, :attr:`Sink.buffers`): the actor writes nothing;
     it returns each video's features and sidecar (pickled :class:`VideoFeatures`, a few
-    KiB) for the driver to write through the run's one sink, and takes no claims (the
-    driver holds them until the video's shard is committed).
+    KiB) for the driver to write through the run's one sink; the driver claims the video
+    again when the result arrives and holds the claim until the video's shard is committed.
 
     Before extracting a video the actor adds its :class:`~vadfeat.store.attempts.Attempt`
     (``run``: the driver's run id; host, pid, node, time) to the video's attempt record;
@@ -169,11 +169,10 @@ class _ExtractActor:
         self.fingerprint = fingerprint
         self.overwrite = overwrite
         self.claims: Claims | None = None
-        if not buffering:
-            try:
-                self.claims = Claims(self.out)
-            except OSError as exc:
-                self._no_locks(exc)
+        try:
+            self.claims = Claims(self.out)
+        except OSError as exc:
+            self._no_locks(exc)
         self.attempts: Attempts | None = None
         try:
             self.attempts = Attempts(self.out)
@@ -237,7 +236,7 @@ class _ExtractActor:
     def _finished(self, key: str) -> dict[str, Any] | None:
         """This run's result for the video, kept by an attempt whose returned row was lost
         (a node died after the video was written): given back, not extracted again."""
-        if self.attempts is None or self.buffering:
+        if self.attempts is None or self.buffering:  # the lost row held the features
             return None
         record = self.attempts.read(key)
         if record.entry is not None and record.attempts and record.attempts[-1].run == self.run:
@@ -247,22 +246,10 @@ class _ExtractActor:
     def _one(self, item: VideoItem, target: Any, key: str,
              planned: OutputState) -> tuple[dict[str, Any], bytes, bool]:
         """One video: ``(manifest entry, pickled VideoFeatures or b"", whether this run's
-        attempt record for it may be ended by the driver)``."""
+        attempt record for it may be ended by the driver)``.  With a buffering sink the
+        result goes back to the driver (``b""`` unless ``ok``) and the entry lists, under
+        ``stale``, the files of the video's previous output the driver's write deletes."""
         sink, video = self.sink, str(item.name)
-        if self.buffering:  # the driver holds the claim and writes
-            results: list[VideoFeatures] = []
-
-            def keep(r: VideoFeatures) -> str:
-                results.append(r)
-                return sink.describe(target)
-            try:
-                retry = self._begin(key, video)
-            except _GiveUp as stop:
-                return _gave_up(video, stop.fields), b"", True
-            entry = self.extractor.process(item, layout=self.layout, deliver=keep)
-            entry.update(retry or {})
-            return entry, (pickle.dumps(results[0]) if results and entry["status"] == "ok"
-                           else b""), True
         kept = self._finished(key)
         if kept is not None:
             return kept, b"", True
@@ -272,18 +259,28 @@ class _ExtractActor:
             return {"video": video, "status": kind, "error": claimed.reason,
                     "output": sink.describe(target) if kind == "skipped" else None,
                     "num_frames": None, "num_snippets": None, "seconds": 0.0}, b"", False
+        results: list[VideoFeatures] = []
+
+        def deliver(result: VideoFeatures) -> str:
+            if self.buffering:  # the driver writes, through the run's one sink
+                results.append(result)
+                return sink.describe(target)
+            return sink.write(target, result, stale=stale)
         try:
             try:
                 retry = self._begin(key, video)
             except _GiveUp as stop:
                 entry = _gave_up(video, stop.fields)
             else:
-                entry = self.extractor.process(
-                    item, layout=self.layout,
-                    deliver=lambda r: sink.write(target, r, stale=stale))
-                sink.commit()
+                entry = self.extractor.process(item, layout=self.layout, deliver=deliver)
+                if not self.buffering:
+                    sink.commit()
                 entry.update(retry or {})
-            self._finish(key, video, entry)
+            if not self.buffering:
+                self._finish(key, video, entry)
+            elif results and entry["status"] == "ok":
+                entry["stale"] = [str(p) for p in stale]
+                return entry, pickle.dumps(results[0]), True
         finally:
             self._release(key)
         return entry, b"", True
@@ -340,6 +337,8 @@ def _node_id() -> str | None:
     try:
         import ray
 
+        if not ray.is_initialized():  # asking the runtime context would start a cluster
+            return None
         return str(ray.get_runtime_context().get_node_id())
     except Exception:  # not in a Ray worker (tests call the actor directly)
         log.debug("no Ray node id", exc_info=True)
@@ -351,6 +350,8 @@ def _alive_nodes() -> set[str] | None:
     try:
         import ray
 
+        if not ray.is_initialized():
+            return None
         return {str(n["NodeID"]) for n in ray.nodes() if n.get("Alive")}
     except Exception:
         log.debug("cannot list the Ray nodes", exc_info=True)
@@ -554,7 +555,7 @@ def extract_ray(
         ctx = RunContext.from_inputs(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: fingerprint, found=found, overwrite=overwrite)
         buffering = ctx.sink.buffers
-        ctx.open(claims=buffering)  # a buffering sink's videos stay claimed by the driver
+        ctx.open(claims=buffering)  # the driver holds a buffering sink's videos till committed
         t_start = time.perf_counter()
         failed = True  # an error on its way out: the run's sink is aborted, not committed
         try:
@@ -563,8 +564,6 @@ def extract_ray(
             try:
                 run = _Recorder(ctx, _attempt_records(out), fingerprint, bar=bar)
                 run.forget_done(todo)
-                if buffering:
-                    todo = run.claim(todo)
                 if todo:
                     log.info("Ray engine: %d video(s) on %d %s actor(s)", len(todo),
                              min(n_actors, len(todo)), device)
@@ -606,11 +605,12 @@ class _Recorder:
     """The driver's side of a Ray run: turns the actors' results into manifest lines.
 
     One line per video per run (a result received twice keeps the first).  With a
-    buffering sink (:attr:`Sink.buffers`), the driver claims every video before any
-    actor starts (:meth:`claim`), writes each returned result through the run's one sink
-    and records it ``ok`` only when :meth:`Sink.take_committed` gives its key (the rest
-    after :meth:`commit`); a video's claim is released and its attempt record deleted
-    once its line is written.
+    buffering sink (:attr:`Sink.buffers`), the driver claims each returned video (the
+    worker released its claim on returning; another run that took it meanwhile keeps it:
+    ``elsewhere``), writes it through the run's one sink and records it ``ok`` only when
+    :meth:`Sink.take_committed` gives its key (the rest after :meth:`commit`); a video's
+    claim is released and its attempt record deleted once its line is written, so the
+    driver holds the claims of one shard's videos at most, not the run's.
     """
 
     def __init__(self, ctx: RunContext, attempts: Attempts | None, fingerprint: dict[str, Any],
@@ -622,7 +622,6 @@ class _Recorder:
         self.done: set[int] = set()
         self.elsewhere: dict[int, str] = {}
         self.pending: dict[int, dict[str, Any]] = {}  # written to the sink, not yet committed
-        self.stale: dict[int, tuple[Path, ...]] = {}
         self.by_key = {key: vid for vid, key in enumerate(ctx.keys)}
 
     def forget_done(self, todo: list[int]) -> None:
@@ -634,22 +633,6 @@ class _Recorder:
         for vid, st in enumerate(self.ctx.states):
             if vid not in left and st.status == "done":
                 self.attempts.end(self.ctx.keys[vid])
-
-    def claim(self, todo: list[int]) -> list[int]:
-        """Claim each video (buffering sink); return those claimed, record the others."""
-        ctx, claimed = self.ctx, []
-        for vid in todo:
-            result, stale = claim_video(
-                ctx.claims, ctx.keys[vid], ctx.plan[vid], self.fingerprint, sink=ctx.sink,
-                source=ctx.items[vid].source, overwrite=ctx.overwrite, planned=ctx.states[vid],
-                lock_error=self._no_locks)
-            if result.outcome is None:
-                claimed.append(vid)
-                self.stale[vid] = stale
-                continue
-            kind = result.outcome.status
-            self.take(vid, {"status": kind, "error": result.reason, "seconds": 0.0}, attempted=False)
-        return claimed
 
     def _no_locks(self, exc: OSError) -> None:
         log.warning("cannot lock videos in %s (%s): another run on this folder at the same "
@@ -673,8 +656,15 @@ class _Recorder:
             ctx.record_skipped(vid, entry["error"])
             self._release(vid)
         elif status == "ok" and payload:
+            held = self._claim(vid)
+            if held is not None:  # another run took it after our worker let it go
+                self.elsewhere[vid] = held
+                self._end(vid, attempted)
+                self.bar.update(1)
+                return
+            stale = tuple(Path(p) for p in entry.pop("stale", ()))
             try:
-                ctx.sink.write(ctx.plan[vid], pickle.loads(payload), stale=self.stale.pop(vid, ()))
+                ctx.sink.write(ctx.plan[vid], pickle.loads(payload), stale=stale)
             except OSError as exc:
                 self._failed(vid, f"cannot write output: {exc}", entry, attempted)
             else:
@@ -724,6 +714,17 @@ class _Recorder:
             except OSError as exc:
                 log.warning("%s: cannot delete its attempt record (%s)", self.ctx.items[vid].name, exc)
         self._release(vid)
+
+    def _claim(self, vid: int) -> str | None:
+        """Take video ``vid``'s claim in the driver, to hold until its shard is committed;
+        None when held (or when claims cannot be taken), else who holds it."""
+        if self.ctx.claims is None:
+            return None
+        try:
+            return self.ctx.claims.acquire(self.ctx.keys[vid])
+        except OSError as exc:
+            self._no_locks(exc)
+            return None
 
     def _release(self, vid: int) -> None:
         if self.ctx.claims is not None:
