@@ -56,6 +56,21 @@ class FeatureReadError(ConfigError):
     """
 
 
+class ShardReadError(VadfeatError, ValueError):
+    """A shard file (``shard-<writer>-<seq>.tar`` or ``.parquet``) cannot be read as vadfeat's.
+
+    Raised by :mod:`vadfeat.store.shards` (``iter_shard``, ``read_video``, ``index_shard``)
+    naming the file (and the member).  ``foreign``: the file is readable but not a shard
+    vadfeat wrote (its members are not vadfeat's sealed sidecars naming it), so it is never
+    read as output, replaced or deleted; otherwise it is damaged, cut or unreadable.
+    CLI exit code 1.
+    """
+
+    def __init__(self, message: str, *, foreign: bool = False) -> None:
+        super().__init__(message)
+        self.foreign = foreign
+
+
 class LabelError(ConfigError):
     """A ground-truth file as a whole cannot be read (wrong format, missing, not a dict).
 

@@ -1,20 +1,44 @@
 """Where features go: the :class:`Sink` interface and its implementations.
 
-:func:`make_sink` builds a run's sink from its layout name; today every layout is the
-``.npy`` sink's (:class:`NpySink`).
+:func:`make_sink` builds a run's sink from its name: ``npy`` (:class:`NpySink`, one
+``.npy`` + sidecar per video, in a layout), ``webdataset`` (:class:`WebDatasetSink`, tar
+shards) or ``parquet`` (:class:`ParquetSink`, Parquet shards).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from vadfeat.errors import ConfigError
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 from vadfeat.store.sinks.npy import LAYOUTS, NpySink, check_layout
+from vadfeat.store.sinks.parquet import ParquetSink
+from vadfeat.store.sinks.sharded import SHARD_MB, SHARD_SIZE, ShardedSink, ShardTarget
+from vadfeat.store.sinks.webdataset import WebDatasetSink
+
+#: The sinks a run can choose (``--sink``).
+SINKS: tuple[str, ...] = ("npy", "webdataset", "parquet")
 
 
-def make_sink(out: str | Path, *, layout: str = "flat", crops: int = 1) -> NpySink:
-    """The sink that writes ``layout`` below ``out`` (ConfigError for an unknown layout)."""
-    return NpySink(out, layout=layout, crops=crops)
+def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops: int = 1,
+              shard_size: int = SHARD_SIZE, shard_mb: float = SHARD_MB) -> Sink[Any]:
+    """The sink ``sink`` writing below ``out``: ``npy`` in ``layout``; ``webdataset`` or
+    ``parquet`` in shards of ``shard_size`` videos or ``shard_mb`` MiB.  Raises
+    :class:`ConfigError` for an unknown sink or layout, a sharded sink with a layout other
+    than ``flat``, or a shard size below 1."""
+    if sink == "npy":
+        return NpySink(out, layout=layout, crops=crops)
+    if sink not in SINKS:
+        raise ConfigError(f"unknown sink {sink!r}; choose one of {', '.join(SINKS)}")
+    check_layout(layout)
+    if layout != "flat":
+        raise ConfigError(f"the {sink} sink stores videos in shards and has no layouts; layout "
+                          f"{layout!r} is only for the npy sink (leave --layout at flat)")
+    cls = WebDatasetSink if sink == "webdataset" else ParquetSink
+    return cls(out, shard_size=shard_size, shard_mb=shard_mb, crops=crops)
 
 
-__all__ = ["LAYOUTS", "NpySink", "OutputState", "Sink", "VideoFeatures", "check_layout", "make_sink"]
+__all__ = ["LAYOUTS", "SHARD_MB", "SHARD_SIZE", "SINKS", "NpySink", "OutputState", "ParquetSink",
+           "ShardTarget", "ShardedSink", "Sink", "VideoFeatures", "WebDatasetSink", "check_layout",
+           "make_sink"]
