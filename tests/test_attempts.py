@@ -47,7 +47,8 @@ def test_a_damaged_record_counts_as_empty(tmp_path: Path, content: bytes) -> Non
 def test_describe_attempt_says_what_ended_it() -> None:
     a = _attempt("r1", 42, node="abc")
     assert describe_attempt(a, "r2", None) == (
-        "node abc/pid 42 on h was extracting it (started 2026-01-01T00:00:42Z) when its run r1 stopped")
+        "node abc/pid 42 on h started it at 2026-01-01T00:00:42Z; its run r1 stopped before the "
+        "video was done")
     assert describe_attempt(a, "r1", {"other"}) == (
         "node abc/pid 42 on h was lost with its node while extracting (started 2026-01-01T00:00:42Z)")
     assert describe_attempt(a, "r1", {"abc"}) == (

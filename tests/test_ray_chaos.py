@@ -206,6 +206,30 @@ def _check_exactly_once(out: Path, reference: Path, run: str | None = None) -> d
     return {e["video"]: e for e in mine}
 
 
+def _check_shards_exactly_once(out: Path, reference: Path, run: str) -> dict[str, dict]:
+    """Every video once in the committed shards, its feature bytes the single-process
+    run's ``.npy`` file, its sidecar verified; return the run's manifest lines by video."""
+    from vadfeat.store.shards import iter_shard, npy_bytes, shard_files
+
+    mine = [e for e in read_manifest(out) if e["run"] == run]
+    assert sorted(e["video"] for e in mine) == [f"v{k:02d}.mp4" for k in range(N_VIDEOS)]
+    stems: list[str] = []
+    for shard in shard_files(out):
+        for record in iter_shard(shard):
+            stems.append(record.stem)
+            assert record.intact, record.stem
+            assert npy_bytes(record.features) == (reference / f"{record.stem}.npy").read_bytes()
+    assert sorted(stems) == [f"v{k:02d}" for k in range(N_VIDEOS)], "a video missing or twice"
+    assert not list((out / ".vadfeat-locks").glob("*.attempt")), "attempt records left"
+    assert not list(out.rglob("*.vadfeat-tmp.*")), "temporaries left"
+    return {e["video"]: e for e in mine}
+
+
+def _stopped_reason(attempt: dict[str, Any], run: str) -> str:
+    return (f"node {attempt['node']}/pid {attempt['pid']} on {attempt['host']} started it at "
+            f"{attempt['started']}; its run {run} stopped before the video was done")
+
+
 def _retried(entries: dict[str, dict]) -> dict[str, list[str]]:
     return {v: e["retried"] for v, e in entries.items() if e.get("retried")}
 
@@ -339,6 +363,26 @@ def test_a_buffering_sink_is_written_by_the_driver_alone(
     assert [Path(e["output"]).stem for e in lines] == [Path(k).stem for k in order]
 
 
+def test_webdataset_shards_from_three_nodes(videos: Path, reference: Path, cluster: Any,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WebDataset sink on the cluster: one writer (the driver) for every shard."""
+    from vadfeat.store.shards import parse_shard_name, shard_files
+    from vadfeat.store.sinks import make_sink
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(run_context, "make_sink", lambda where, *, layout, crops: make_sink(
+        where, sink="webdataset", layout=layout, crops=crops, shard_size=5))
+    summary = distributed.extract_ray([videos], out, address=cluster.address, progress=False,
+                                      **SETTINGS)
+    assert (summary.ok, summary.failed, summary.exit_code) == (N_VIDEOS, [], 0)
+    entries = _check_shards_exactly_once(out, reference, summary.run_id)
+    names = [parse_shard_name(p.name) for p in shard_files(out)]
+    assert len(names) == 3 and len({n.writer for n in names if n is not None}) == 1
+    for video, entry in entries.items():  # the manifest names the shard that holds it
+        shard, _, stem = entry["output"].rpartition(":")
+        assert Path(shard) in shard_files(out) and stem == video[:-4], entry["output"]
+
+
 @pytest.mark.slow
 def test_killed_actors_are_retried_and_reported(videos: Path, reference: Path, cluster: Any,
                                                 tmp_path: Path) -> None:
@@ -406,9 +450,7 @@ def test_killed_driver_then_rerun(videos: Path, reference: Path, cluster: Any,
     assert set(retried) == set(unfinished)  # exactly the videos left unfinished
     for video, attempt in unfinished.items():
         assert entries[video]["status"] == "ok" and entries[video]["attempts"] == 2
-        assert retried[video] == [
-            f"node {attempt['node']}/pid {attempt['pid']} on {attempt['host']} was extracting "
-            f"it (started {attempt['started']}) when its run {dead_run} stopped"]
+        assert retried[video] == [_stopped_reason(attempt, dead_run)]
     _tally("driver SIGKILLed, then run again", out, 1, time.monotonic() - t0)
 
 
@@ -440,3 +482,59 @@ def test_worker_node_removed_mid_run(videos: Path, reference: Path, cluster: Any
     assert reason in (f"{where} was lost with its node while extracting (started {victim['started']})",
                       f"{where} died while extracting (started {victim['started']})")
     _tally("worker node removed", out, 1, time.monotonic() - t0)
+
+
+_WEBDATASET_DRIVER = (
+    "import sys\n"
+    "from vadfeat.cli import main\n"
+    "from vadfeat.engines import context\n"
+    "from vadfeat.store.sinks import make_sink\n"
+    "context.make_sink = lambda where, *, layout, crops: make_sink(\n"
+    "    where, sink='webdataset', layout=layout, crops=crops, shard_size=4)\n"
+    "sys.exit(main(sys.argv[1:]))\n")
+
+
+@pytest.mark.slow
+def test_killed_driver_with_shards_then_rerun(videos: Path, reference: Path, cluster: Any,
+                                              tmp_path: Path) -> None:
+    """WebDataset shards of 4 videos: the driver is stopped (SIGSTOP, so it commits nothing
+    more) once a shard is committed, then SIGKILLed.  The videos of its open shard and those
+    in flight were not done: the rerun does each once and reports it retried, naming the
+    dead run; the shard committed before the kill is kept and its videos skipped."""
+    out, t0 = tmp_path / "out", time.monotonic()
+    cmd = [sys.executable, "-c", _WEBDATASET_DRIVER, "extract", str(videos), "-o", str(out),
+           "--engine", "ray", "--ray-address", cluster.address, *CLI_SETTINGS, "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for("a shard committed", lambda: _ok_lines(out) >= 4, proc)
+        _wait_for("a video after that shard", lambda: len(_in_flight(out)) > 0, proc)
+        os.kill(proc.pid, signal.SIGSTOP)
+        unfinished = {a["video"]: a for a in _in_flight(out)}  # none can be committed now
+        assert unfinished
+        proc.kill()
+        proc.wait()
+    finally:
+        _kill(proc.pid)
+    dead_run = read_manifest(out)[0]["run"]
+    _wait_for("end of the dead run's actors", lambda: all(
+        a["State"] == "DEAD" and not pid_alive(int(a["Pid"])) for a in _extract_actors(cluster)))
+    # Workers still extracting when the driver stopped may have finished meanwhile; their
+    # results went nowhere, and their records stay: they too are to redo.
+    unfinished = {a["video"]: a for a in _in_flight(out)}
+    committed = {e["video"] for e in read_manifest(out) if e["status"] == "ok"}
+    assert len(committed) % 4 == 0 and not set(unfinished) & committed
+
+    again = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        code, err = _finish(again)
+    finally:
+        _kill(again.pid)
+    assert code == 0, err
+    entries = _check_shards_exactly_once(out, reference, read_manifest(out)[-1]["run"])
+    assert {v for v, e in entries.items() if e["status"] == "skipped"} == committed
+    retried = _retried(entries)
+    assert set(retried) == set(unfinished)
+    for video, attempt in unfinished.items():
+        assert entries[video]["status"] == "ok" and entries[video]["attempts"] == 2
+        assert retried[video] == [_stopped_reason(attempt, dead_run)]
+    _tally("driver SIGKILLed with a shard open, then run again", out, 1, time.monotonic() - t0)

@@ -364,9 +364,9 @@ def describe_attempt(attempt: Attempt, run: str, alive: set[str] | None) -> str:
     ``alive``, the live nodes' ids), or its process died."""
     where = (f"node {attempt.node}/pid {attempt.pid}" if attempt.node
              else f"pid {attempt.pid}") + f" on {attempt.host}"
-    if attempt.run != run:
-        return (f"{where} was extracting it (started {attempt.started}) when its run "
-                f"{attempt.run} stopped")
+    if attempt.run != run:  # extracting, or extracted and not yet committed by its driver
+        return (f"{where} started it at {attempt.started}; its run {attempt.run} stopped "
+                "before the video was done")
     if attempt.node and alive is not None and attempt.node not in alive:
         return f"{where} was lost with its node while extracting (started {attempt.started})"
     return f"{where} died while extracting (started {attempt.started})"
