@@ -234,14 +234,15 @@ def _retried(entries: dict[str, dict]) -> dict[str, list[str]]:
     return {v: e["retried"] for v, e in entries.items() if e.get("retried")}
 
 
-def _tally(case: str, out: Path, kills: int, seconds: float) -> None:
+def _tally(case: str, out: Path, kills: int, seconds: float, log: str = "") -> None:
     """One line for RELIABILITY.md's table (seen with ``pytest -s``); the checks above
     already hold, so duplicates and missing are 0 by then."""
     entries = read_manifest(out)
     last = [e for e in entries if e["run"] == entries[-1]["run"]]
     print(f"\nRay chaos, {case}: {N_VIDEOS} videos, {kills} kill(s), "
           f"{sum(bool(e.get('retried')) for e in last)} retried, 0 duplicates, 0 missing, "
-          f"{len({e['run'] for e in entries})} run(s), {seconds:.1f} s")
+          f"{len({e['run'] for e in entries})} run(s), {seconds:.1f} s"
+          + ("; the driver scheduled lost videos again" if "scheduling them again" in log else ""))
 
 
 class _GroupedNpy(NpySink):
@@ -410,7 +411,7 @@ def test_killed_actors_are_retried_and_reported(videos: Path, reference: Path, c
         (reason,) = entry["retried"]
         assert reason == (f"node {victim['node']}/pid {victim['pid']} on {victim['host']} died "
                           f"while extracting (started {victim['started']})")
-    _tally("2 actors SIGKILLed", out, len(killed), time.monotonic() - t0)
+    _tally("2 actors SIGKILLed", out, len(killed), time.monotonic() - t0, err)
 
 
 @pytest.mark.slow
@@ -452,36 +453,6 @@ def test_killed_driver_then_rerun(videos: Path, reference: Path, cluster: Any,
         assert entries[video]["status"] == "ok" and entries[video]["attempts"] == 2
         assert retried[video] == [_stopped_reason(attempt, dead_run)]
     _tally("driver SIGKILLed, then run again", out, 1, time.monotonic() - t0)
-
-
-@pytest.mark.slow
-def test_worker_node_removed_mid_run(videos: Path, reference: Path, cluster: Any,
-                                     tmp_path: Path) -> None:
-    """A worker node leaves the cluster while its actor is mid-video: the video is done
-    again on the nodes left, and its line names the node and process lost.  (Last in the
-    module: the cluster keeps two nodes after it.)"""
-    out, t0 = tmp_path / "out", time.monotonic()
-    node = sorted(cluster.worker_nodes, key=lambda n: n.node_id)[0]
-    proc = _driver(videos, out, cluster)
-    try:
-        _wait_for("2 videos done", lambda: _ok_lines(out) >= 2, proc)
-        victim = _freeze_mid_video(out, proc, node=node.node_id)
-        cluster.remove_node(node, allow_graceful=False)
-        _kill(int(victim["pid"]))  # a real node loss takes its processes with it
-        code, err = _finish(proc)
-    finally:
-        _kill(proc.pid)
-    assert code == 0, err
-    entries = _check_exactly_once(out, reference)
-    retried = _retried(entries)
-    assert set(retried) == {victim["video"]}
-    (reason,) = retried[victim["video"]]
-    where = f"node {victim['node']}/pid {victim['pid']} on {victim['host']}"
-    # Whether the retry starts before or after the cluster has marked the node dead
-    # decides which of the two is said; both name the node and the process.
-    assert reason in (f"{where} was lost with its node while extracting (started {victim['started']})",
-                      f"{where} died while extracting (started {victim['started']})")
-    _tally("worker node removed", out, 1, time.monotonic() - t0)
 
 
 _WEBDATASET_DRIVER = (
@@ -538,3 +509,34 @@ def test_killed_driver_with_shards_then_rerun(videos: Path, reference: Path, clu
         assert entries[video]["status"] == "ok" and entries[video]["attempts"] == 2
         assert retried[video] == [_stopped_reason(attempt, dead_run)]
     _tally("driver SIGKILLed with a shard open, then run again", out, 1, time.monotonic() - t0)
+
+
+@pytest.mark.slow
+def test_worker_node_removed_mid_run(videos: Path, reference: Path, cluster: Any,
+                                     tmp_path: Path) -> None:
+    """A worker node leaves the cluster while its actor is mid-video: the video is done
+    again on the nodes left, and its line names the node and process lost.  (Last in the
+    module: the cluster keeps two nodes after it.)"""
+    out, t0 = tmp_path / "out", time.monotonic()
+    node = sorted(cluster.worker_nodes, key=lambda n: n.node_id)[0]
+    proc = _driver(videos, out, cluster)
+    try:
+        _wait_for("2 videos done", lambda: _ok_lines(out) >= 2, proc)
+        victim = _freeze_mid_video(out, proc, node=node.node_id)
+        cluster.remove_node(node, allow_graceful=False)
+        _kill(int(victim["pid"]))  # a real node loss takes its processes with it
+        code, err = _finish(proc)
+    finally:
+        _kill(proc.pid)
+    assert code == 0, err
+    entries = _check_exactly_once(out, reference)
+    retried = _retried(entries)
+    assert set(retried) == {victim["video"]}
+    (reason,) = retried[victim["video"]]
+    where = f"node {victim['node']}/pid {victim['pid']} on {victim['host']}"
+    # Whether the retry starts before or after the cluster has marked the node dead
+    # decides which of the two is said; both name the node and the process.
+    assert reason in (f"{where} was lost with its node while extracting (started {victim['started']})",
+                      f"{where} died while extracting (started {victim['started']})")
+    _tally("worker node removed", out, 1, time.monotonic() - t0, err)
+

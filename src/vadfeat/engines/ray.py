@@ -11,6 +11,13 @@ straight into the shared output folder.  Only the small manifest entry travels
 back; the driver writes every manifest line, so each video gets exactly one
 line per run.
 
+A sink that buffers (:attr:`Sink.buffers`: a sharded sink packs videos into shards
+that appear whole) is never written by the workers, so two actors never interleave in
+one shard: each actor returns the video's features and sidecar (``[T, D]`` float32,
+kilobytes) and the driver writes them through the run's one sink, holding the video's
+claim and recording it ``ok`` only once :meth:`Sink.take_committed` gives its key (the
+last shard's after :meth:`Sink.commit`).
+
 Actors: one per GPU (``num_gpus=1``) when the cluster has GPUs and the device is
 ``auto`` or ``cuda``; otherwise one per CPU slot (``cpus_per_actor`` CPUs each,
 default 1, with that many torch threads).  ``num_actors`` overrides the count.
@@ -28,9 +35,19 @@ the same video at once (across machines this needs a shared file system with
 
 Failures: a video that cannot be decoded becomes a ``failed`` manifest entry
 with its reason, as in the local engine; so does an unexpected error inside
-one video.  A worker process that dies (segfault, out of memory) is restarted
-and its video retried up to ``_MAX_TASK_RETRIES`` times, then recorded as
-failed; the run goes on.  Bad settings stop the run before any work (exit 2).
+one video.  A worker process that dies (segfault, out of memory, SIGKILL) is
+restarted by Ray and its video retried up to ``_MAX_TASK_RETRIES`` times; a video
+whose task Ray gave up on (its node left the cluster) is scheduled again by the
+driver on the nodes left; a video this run's workers died on ``_MAX_ATTEMPTS``
+times is recorded as failed; the run goes on.  Ray does not tell the driver about
+its retries, so each attempt leaves an attempt record
+(:mod:`vadfeat.store.attempts`: run, host, pid, node, start time) in
+``OUT/.vadfeat-locks`` before extracting; the next attempt finds the records of
+the attempts that ended without a result, and the video's manifest line says
+``"attempts": N`` and, in ``"retried"``, why each earlier one ended (the process
+died, its node was lost, or its run stopped: a rerun after a killed driver reports
+each video that run had started and not finished).  Bad settings stop the run
+before any work (exit 2).
 
 Running on a cluster of many machines
 -------------------------------------
