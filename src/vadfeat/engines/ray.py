@@ -687,6 +687,8 @@ class _Recorder:
             else:
                 self.pending[vid] = entry
                 self.drain()
+        elif status == "ok" and ctx.sink.buffers:  # never: a buffering sink's ok has features
+            self._failed(vid, "internal error: the worker returned no features", entry, attempted)
         elif status == "ok":
             self._ok(vid, entry, attempted)
         else:
