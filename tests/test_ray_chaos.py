@@ -132,32 +132,56 @@ def _in_flight(out: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _freeze_mid_video(out: Path, proc: subprocess.Popen[bytes], *,
+def _freeze_mid_video(out: Path, proc: subprocess.Popen[bytes], cluster: Any, *,
                       node: str | None = None, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Stop (SIGSTOP) a worker that is extracting a video (on ``node``, if given) and return
-    its attempt.  The video is checked unwritten *after* the stop, so the kill that follows
-    lands mid-video whatever the timing."""
+    its attempt, with the process's start time (``/proc``) so that it is told apart from a
+    later process given the same pid.  Only a live extraction actor of this cluster (Ray's
+    actor table) is stopped; the video is checked unwritten *after* the stop, so the kill
+    that follows lands mid-video whatever the timing."""
     def candidate() -> dict[str, Any] | None:
+        ours = {int(a["Pid"]) for a in _extract_actors(cluster) if a["State"] == "ALIVE"}
         for attempt in _in_flight(out):
-            if attempt["video"] in skip or (node is not None and attempt["node"] != node):
-                continue
             pid = int(attempt["pid"])
+            if (attempt["video"] in skip or pid not in ours
+                    or (node is not None and attempt["node"] != node)):
+                continue
+            started = _start_time(pid)
             try:
                 os.kill(pid, signal.SIGSTOP)
             except ProcessLookupError:
                 continue
             still = [a for a in _in_flight(out) if a["path"] == attempt["path"]]
             stem = PurePosixPath(attempt["video"]).with_suffix("").as_posix()
-            if still and still[0]["pid"] == pid and not (out / f"{stem}.npy").exists():
-                return attempt
+            if (started is not None and _start_time(pid) == started and still
+                    and still[0]["pid"] == pid and not (out / f"{stem}.npy").exists()):
+                return {**attempt, "process": (pid, started)}
             os.kill(pid, signal.SIGCONT)  # it finished meanwhile: take another
         return None
     return _wait_for("video in flight" + (f" on node {node}" if node else ""), candidate, proc)
 
 
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, ``/proc/<pid>/stat``), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _kill(victim: dict[str, Any]) -> None:
+    """SIGKILL the stopped worker, unless it is gone (its pid may belong to another by now)."""
+    pid, started = victim["process"]
+    if _start_time(pid) == started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:  # Popen never signals a pid it has already reaped
+        proc.kill()
+        proc.wait()
 
 
 def _driver(videos: Path, out: Path, cluster: Any) -> subprocess.Popen[bytes]:
@@ -175,6 +199,13 @@ def _extract_actors(cluster: Any) -> list[dict[str, Any]]:
     """Every extraction actor the cluster has known (Ray's actor table, from the GCS)."""
     return [a for a in cluster.global_state.actor_table(None).values()
             if "_ExtractActor" in a["ActorClassName"]]
+
+
+def _all_gone(cluster: Any, since: float) -> bool:
+    """Every extraction actor created since ``since`` (a ``time.time()``) is dead and its
+    process has exited (pid 0: it never started one)."""
+    return all(a["State"] == "DEAD" and (not a["Pid"] or not pid_alive(int(a["Pid"])))
+               for a in _extract_actors(cluster) if a["StartTime"] >= since * 1000 - 1000)
 
 
 # --------------------------------------------------------------------------- checking a run
@@ -395,12 +426,13 @@ def test_killed_actors_are_retried_and_reported(videos: Path, reference: Path, c
     try:
         for after in (2, 5):
             _wait_for(f"{after} videos done", lambda n=after: _ok_lines(out) >= n, proc)  # type: ignore[misc]
-            victim = _freeze_mid_video(out, proc, skip=frozenset(k["video"] for k in killed))
-            _kill(int(victim["pid"]))
+            victim = _freeze_mid_video(out, proc, cluster,
+                                       skip=frozenset(k["video"] for k in killed))
+            _kill(victim)
             killed.append(victim)
         code, err = _finish(proc)
     finally:
-        _kill(proc.pid)
+        _stop(proc)
     assert code == 0, err
     entries = _check_exactly_once(out, reference)
     retried = _retried(entries)
@@ -420,21 +452,20 @@ def test_killed_driver_then_rerun(videos: Path, reference: Path, cluster: Any,
     """SIGKILL the driver mid-run (a worker stopped mid-video), run it again: the videos
     done stay done, the others are done once, and each video the dead run's workers had
     started and not finished is reported retried, naming the dead run."""
-    out, t0 = tmp_path / "out", time.monotonic()
+    out, t0, since = tmp_path / "out", time.monotonic(), time.time()
     proc = _driver(videos, out, cluster)
     try:
         _wait_for("3 videos done", lambda: _ok_lines(out) >= 3, proc)
-        victim = _freeze_mid_video(out, proc)
+        victim = _freeze_mid_video(out, proc, cluster)
         proc.kill()
         proc.wait()
     finally:
-        _kill(proc.pid)
+        _stop(proc)
     dead_run = read_manifest(out)[0]["run"]
-    _kill(int(victim["pid"]))
+    _kill(victim)
     # Ray ends the dead driver's actors; wait until none is alive, so that no worker of
     # the dead run still holds a claim when the rerun starts.
-    _wait_for("end of the dead run's actors", lambda: all(
-        a["State"] == "DEAD" and not pid_alive(int(a["Pid"])) for a in _extract_actors(cluster)))
+    _wait_for("end of the dead run's actors", lambda: _all_gone(cluster, since))
     unfinished = {a["video"]: a for a in _in_flight(out)}
     assert victim["video"] in unfinished
     done_before = {e["video"] for e in read_manifest(out) if e["status"] == "ok"}
@@ -443,7 +474,7 @@ def test_killed_driver_then_rerun(videos: Path, reference: Path, cluster: Any,
     try:
         code, err = _finish(again)
     finally:
-        _kill(again.pid)
+        _stop(again)
     assert code == 0, err
     entries = _check_exactly_once(out, reference)
     assert {v for v, e in entries.items() if e["status"] == "skipped"} >= done_before
@@ -472,23 +503,22 @@ def test_killed_driver_with_shards_then_rerun(videos: Path, reference: Path, clu
     more) once a shard is committed, then SIGKILLed.  The videos of its open shard and those
     in flight were not done: the rerun does each once and reports it retried, naming the
     dead run; the shard committed before the kill is kept and its videos skipped."""
-    out, t0 = tmp_path / "out", time.monotonic()
+    out, t0, since = tmp_path / "out", time.monotonic(), time.time()
     cmd = [sys.executable, "-c", _WEBDATASET_DRIVER, "extract", str(videos), "-o", str(out),
            "--engine", "ray", "--ray-address", cluster.address, *CLI_SETTINGS, "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for("a shard committed", lambda: _ok_lines(out) >= 4, proc)
         _wait_for("a video after that shard", lambda: len(_in_flight(out)) > 0, proc)
-        os.kill(proc.pid, signal.SIGSTOP)
+        proc.send_signal(signal.SIGSTOP)
         unfinished = {a["video"]: a for a in _in_flight(out)}  # none can be committed now
         assert unfinished
         proc.kill()
         proc.wait()
     finally:
-        _kill(proc.pid)
+        _stop(proc)
     dead_run = read_manifest(out)[0]["run"]
-    _wait_for("end of the dead run's actors", lambda: all(
-        a["State"] == "DEAD" and not pid_alive(int(a["Pid"])) for a in _extract_actors(cluster)))
+    _wait_for("end of the dead run's actors", lambda: _all_gone(cluster, since))
     # Workers still extracting when the driver stopped may have finished meanwhile; their
     # results went nowhere, and their records stay: they too are to redo.
     unfinished = {a["video"]: a for a in _in_flight(out)}
@@ -499,7 +529,7 @@ def test_killed_driver_with_shards_then_rerun(videos: Path, reference: Path, clu
     try:
         code, err = _finish(again)
     finally:
-        _kill(again.pid)
+        _stop(again)
     assert code == 0, err
     entries = _check_shards_exactly_once(out, reference, read_manifest(out)[-1]["run"])
     assert {v for v, e in entries.items() if e["status"] == "skipped"} == committed
@@ -522,12 +552,12 @@ def test_worker_node_removed_mid_run(videos: Path, reference: Path, cluster: Any
     proc = _driver(videos, out, cluster)
     try:
         _wait_for("2 videos done", lambda: _ok_lines(out) >= 2, proc)
-        victim = _freeze_mid_video(out, proc, node=node.node_id)
+        victim = _freeze_mid_video(out, proc, cluster, node=node.node_id)
         cluster.remove_node(node, allow_graceful=False)
-        _kill(int(victim["pid"]))  # a real node loss takes its processes with it
+        _kill(victim)  # a real node loss takes its processes with it
         code, err = _finish(proc)
     finally:
-        _kill(proc.pid)
+        _stop(proc)
     assert code == 0, err
     entries = _check_exactly_once(out, reference)
     retried = _retried(entries)
