@@ -120,6 +120,11 @@ def test_the_index_written_at_commit_equals_one_rebuilt_from_the_shard(tmp_path:
     stored = json.loads(S.index_path(tmp_path, shard.name).read_text())
     rebuilt = S.index_shard(shard)
     assert json.loads(json.dumps(rebuilt)) == stored
+    assert S.load_indexes(tmp_path).get(STEMS[0]).sidecar == stored["videos"][STEMS[0]]["sidecar"]  # type: ignore[union-attr]
+    slim = S.load_indexes(tmp_path, slim=True).get(STEMS[0])  # what resume needs, not the snippets
+    assert slim is not None and "snippets" not in slim.sidecar
+    full = stored["videos"][STEMS[0]]["sidecar"]
+    assert slim.sidecar == {k: v for k, v in full.items() if k in S.SLIM_FIELDS}
     assert stored["size"] == shard.stat().st_size
     assert stored["sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest()
     assert sorted(stored["videos"]) == sorted(STEMS)
@@ -271,6 +276,16 @@ def test_a_flipped_feature_byte_marks_that_video(tmp_path: Path, sink: str) -> N
     assert cat.get("a") is not None and cat.get("a").problem is None  # type: ignore[union-attr]
     b = cat.get("b")
     assert b is not None and b.problem is not None and "sha256" in b.problem
+
+
+def test_a_foreign_file_at_an_index_path_is_not_replaced(tmp_path: Path) -> None:
+    shard = _commit(tmp_path, "webdataset", _videos(), index=False)
+    idx = S.index_path(tmp_path, shard.name)
+    idx.parent.mkdir()
+    idx.write_text('{"mine": true}')
+    cat = S.load_indexes(tmp_path, repair=True)
+    assert sorted(cat.videos) == sorted(STEMS)  # the shard is read instead
+    assert idx.read_text() == '{"mine": true}'
 
 
 def test_an_orphan_index_goes_and_foreign_index_files_stay(tmp_path: Path) -> None:

@@ -657,9 +657,15 @@ def index_shard(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_index(out: str | os.PathLike[str], index: Mapping[str, Any]) -> Path:
-    """Write a shard's index atomically below ``out``; returns its path.  Raises OSError."""
+    """Write a shard's index atomically below ``out``, replacing an index of vadfeat's
+    (stale or edited) but never a file that is not one; returns its path.  Raises OSError
+    (FileExistsError for such a file)."""
     path = index_path(out, index["shard"])
     path.parent.mkdir(exist_ok=True)
+    if os.path.lexists(path):
+        old = None if path.is_symlink() or not path.is_file() else read_sidecar(path)
+        if not isinstance(old, dict) or old.get("format") != INDEX_FORMAT:
+            raise FileExistsError(f"{path} is not a vadfeat shard index; it is left alone")
     save_json(path, index)
     return path
 
@@ -726,6 +732,7 @@ class _Loaded:
     damaged: str | None = None
     hashed: bool = False  # its sha256 was compared with the index while loading
     unsaved: bool = False  # ``index`` was rebuilt or updated and not written to disk
+    slim: bool = False  # ``index``'s sidecars were cut to :data:`SLIM_FIELDS` (never written then)
 
 
 class ShardCatalog:
@@ -739,9 +746,10 @@ class ShardCatalog:
     read, with why.
     """
 
-    def __init__(self, out: str | os.PathLike[str], *, sink: str | None = None) -> None:
+    def __init__(self, out: str | os.PathLike[str], *, sink: str | None = None, slim: bool = False) -> None:
         self.out = Path(out)
         self.sink = sink
+        self.slim = slim
         self.shards: dict[str, dict[str, Any]] = {}
         self.videos: dict[str, ShardVideo] = {}
         self.superseded: list[tuple[str, str]] = []
@@ -754,7 +762,7 @@ class ShardCatalog:
 
     def get(self, stem: str | PurePosixPath) -> ShardVideo | None:
         """The newest copy of the video ``stem``, or None."""
-        return self.videos.get(PurePosixPath(stem).as_posix())
+        return self.videos.get(stem if isinstance(stem, str) else stem.as_posix())
 
     def stems_of(self, shard: str) -> list[str]:
         """The stems a shard's index lists."""
@@ -808,12 +816,17 @@ class ShardCatalog:
             key = (st.st_size, st.st_mtime_ns)
             old = self._loaded.get(name)
             if old is not None and old.stat == key:
-                if repair and old.unsaved and old.index is not None and not old.problems:
+                if not (repair and old.unsaved and old.index is not None and not old.problems):
+                    continue
+                if not old.slim:
                     with contextlib.suppress(OSError):
                         write_index(self.out, old.index)
                         old.unsaved = False
-                continue
+                    continue
+                # a slim index is not the whole index: read the shard again to write it
             self._loaded[name] = self._load(path, st, repair=repair)
+            if self.slim:  # now, so that only one whole index is in memory at a time
+                _slim(self._loaded[name])
             self._verified.pop(name, None)
             if self._loaded[name].hashed and self._loaded[name].index is not None:
                 self._verified[name] = None
@@ -878,6 +891,9 @@ class ShardCatalog:
     def _rebuild(self) -> None:
         self.shards, self.videos, self.superseded = {}, {}, []
         self.foreign, self.damaged = {}, {}
+        if self.slim:
+            for loaded in self._loaded.values():
+                _slim(loaded)
         for name in sorted(self._loaded):  # name order: a later shard's copy wins
             loaded = self._loaded[name]
             if loaded.foreign is not None:
@@ -924,7 +940,7 @@ def shard_files(out: str | os.PathLike[str], sink: str | None = None) -> list[Pa
 
 
 def load_indexes(out: str | os.PathLike[str], *, sink: str | None = None,
-                 repair: bool = False) -> ShardCatalog:
+                 repair: bool = False, slim: bool = False) -> ShardCatalog:
     """The catalog of every committed shard directly in ``out`` (of ``sink`` only, when given).
 
     A shard's index is used when it is vadfeat's sealed index for that shard and records
@@ -932,16 +948,37 @@ def load_indexes(out: str | os.PathLike[str], *, sink: str | None = None,
     sha256; otherwise the shard's contents are read (:func:`index_shard`).  No shard is
     read when its index is good.  ``repair``: write the indexes rebuilt from good shards
     and remove vadfeat's indexes whose shard is gone (a writer opening the folder does;
-    readers do not).  Never raises on a bad file: damaged and foreign shards are listed.
+    readers do not).  ``slim``: keep only :data:`SLIM_FIELDS` of each video's sidecar (what
+    resume needs: a writer's catalog of 100,000 videos is then a fraction of the memory).
+    Never raises on a bad file: damaged and foreign shards are listed.
     """
-    cat = ShardCatalog(out, sink=sink)
+    cat = ShardCatalog(out, sink=sink, slim=slim)
     cat.refresh(repair=repair, force=True)
     return cat
 
 
+#: The sidecar fields a slim catalog keeps (:func:`load_indexes`): what resume compares.
+SLIM_FIELDS = ("vadfeat_version", "video", "shape", "layout", "fingerprint", "source_identity",
+               "features_sha256", "sink", "shard", "stem", SIDECAR_DIGEST)
+
+
+def _slim(loaded: _Loaded) -> None:
+    if loaded.slim or loaded.index is None:
+        return
+    videos = {}
+    for stem, entry in loaded.index["videos"].items():
+        side = entry.get("sidecar")
+        if isinstance(side, dict):
+            entry = {**entry, "sidecar": {k: side[k] for k in SLIM_FIELDS if k in side}}
+        videos[stem] = entry
+    loaded.index = {**loaded.index, "videos": videos}
+    loaded.slim = True
+
+
 def _video(shard: str, stem: str, entry: Mapping[str, Any], problem: str | None = None) -> ShardVideo:
+    side = entry.get("sidecar")
     return ShardVideo(shard, stem, str(entry.get("member", "")), tuple(entry.get("shape") or ()),
-                      str(entry.get("features_sha256", "")), dict(entry.get("sidecar") or {}), problem)
+                      str(entry.get("features_sha256", "")), side if isinstance(side, dict) else {}, problem)
 
 
 def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
@@ -960,7 +997,7 @@ def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
 
 
 
-__all__ = ["INDEX_DIR", "INDEX_FORMAT", "INDEX_VERSION", "PARQUET_COLUMNS", "SHARD_SUFFIXES",
+__all__ = ["INDEX_DIR", "INDEX_FORMAT", "INDEX_VERSION", "PARQUET_COLUMNS", "SHARD_SUFFIXES", "SLIM_FIELDS",
            "ParquetShardWriter", "ShardCatalog", "ShardName", "ShardRecord", "ShardSink", "ShardVideo",
            "ShardWriter", "TarShardWriter", "feature_width", "index_path", "index_shard", "is_vadfeat_shard",
            "iter_shard", "load_indexes", "make_index", "member_name", "new_writer_id", "npy_bytes",

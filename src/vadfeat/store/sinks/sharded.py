@@ -57,7 +57,7 @@ from vadfeat.store.shards import (
     write_index,
     writer_ids,
 )
-from vadfeat.store.sidecar import is_vadfeat_sidecar, sidecar_edited
+from vadfeat.store.sidecar import is_vadfeat_sidecar
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class ShardedSink(Sink[ShardTarget]):
         changed: one ``stat`` otherwise)."""
         with self._lock:
             if self._catalog is None:
-                self._catalog = load_indexes(self.out, sink=self.format)
+                self._catalog = load_indexes(self.out, sink=self.format, slim=True)
             else:
                 self._catalog.refresh()
             return self._catalog
@@ -178,8 +178,9 @@ class ShardedSink(Sink[ShardTarget]):
         fp = side.get("fingerprint") if isinstance(side, dict) else None
         if found.problem is not None:
             return OutputState("redo", found.problem, previous=fp if isinstance(fp, dict) else None)
-        if not is_vadfeat_sidecar(side) or sidecar_edited(side) is not None:
-            return OutputState("redo", f"its sidecar in {found.shard} is not vadfeat's or was edited")
+        # its seal was checked with the index's (which covers it) or, rebuilt, with the shard's record
+        if not is_vadfeat_sidecar(side):
+            return OutputState("redo", f"its sidecar in {found.shard} is not vadfeat's")
         assert isinstance(fp, dict)
         if fingerprint is None or not same_fingerprint(fp, fingerprint):
             return OutputState("changed", previous=fp)
@@ -209,7 +210,7 @@ class ShardedSink(Sink[ShardTarget]):
             self._reset()
             self._writer_id = new_writer_id(after=writer_ids(self.out))
             if catalog is None:
-                catalog = load_indexes(self.out, sink=self.format, repair=True)
+                catalog = load_indexes(self.out, sink=self.format, repair=True, slim=True)
             else:
                 catalog.refresh(repair=True, force=True)
             self._catalog = catalog
@@ -316,7 +317,8 @@ class ShardedSink(Sink[ShardTarget]):
         Shards that are damaged or not vadfeat's are left alone.  Returns the shard names
         rewritten or deleted.  Raises OSError."""
         with self._lock:
-            cat = self._catalog if self._catalog is not None else load_indexes(self.out, sink=self.format)
+            cat = (self._catalog if self._catalog is not None
+                   else load_indexes(self.out, sink=self.format, slim=True))
             cat.refresh(force=True)
             drop: dict[str, set[str]] = {}
             for shard, stem in cat.superseded:
