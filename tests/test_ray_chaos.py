@@ -371,8 +371,8 @@ def test_a_buffering_sink_is_written_by_the_driver_alone(
     from ray import cloudpickle
 
     out, journal = tmp_path / "out", tmp_path / "journal.jsonl"
-    monkeypatch.setattr(run_context, "make_sink", lambda where, *, layout, crops: _GroupedNpy(
-        where, layout=layout, crops=crops, group=5, journal=journal))
+    monkeypatch.setattr(run_context, "make_sink", lambda where, **kw: _GroupedNpy(
+        where, layout=kw["layout"], crops=kw["crops"], group=5, journal=journal))
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
     try:
         summary = distributed.extract_ray([videos], out, address=cluster.address, progress=False,
@@ -402,8 +402,8 @@ def test_webdataset_shards_from_three_nodes(videos: Path, reference: Path, clust
     from vadfeat.store.sinks import make_sink
 
     out = tmp_path / "out"
-    monkeypatch.setattr(run_context, "make_sink", lambda where, *, layout, crops: make_sink(
-        where, sink="webdataset", layout=layout, crops=crops, shard_size=5))
+    monkeypatch.setattr(run_context, "make_sink", lambda where, **kw: make_sink(
+        where, **{**kw, "sink": "webdataset", "shard_size": 5}))
     summary = distributed.extract_ray([videos], out, address=cluster.address, progress=False,
                                       **SETTINGS)
     assert (summary.ok, summary.failed, summary.exit_code) == (N_VIDEOS, [], 0)
@@ -491,8 +491,8 @@ _WEBDATASET_DRIVER = (
     "from vadfeat.cli import main\n"
     "from vadfeat.engines import context\n"
     "from vadfeat.store.sinks import make_sink\n"
-    "context.make_sink = lambda where, *, layout, crops: make_sink(\n"
-    "    where, sink='webdataset', layout=layout, crops=crops, shard_size=4)\n"
+    "context.make_sink = lambda where, **kw: make_sink(\n"
+    "    where, **{**kw, 'sink': 'webdataset', 'shard_size': 4})\n"
     "sys.exit(main(sys.argv[1:]))\n")
 
 
