@@ -485,8 +485,6 @@ def test_a_layout_with_a_sharded_sink_is_a_usage_error(tmp_path: Path, five: Pat
     assert "--shard-size" in caplog.text
     assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--wait")) == 2
     assert "--wait cannot be used with a sharded sink" in caplog.text
-    assert main(_cli(str(five), "-o", str(out), "--sink", "parquet", "--engine", "ray")) == 2
-    assert "--engine local" in caplog.text
     assert not out.exists()
 
 

@@ -283,9 +283,6 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _extract_ray(args: argparse.Namespace) -> int:
-    if args.sink != "npy":
-        raise ConfigError(f"--sink {args.sink} is for --engine local in this version; with "
-                          "--engine ray use --sink npy")
     from vadfeat.engines.ray import extract_ray  # Ray is imported only now
 
     if getattr(args, "devices", None):
@@ -300,6 +297,7 @@ def _extract_ray(args: argparse.Namespace) -> int:
     summary = extract_ray(args.inputs, args.output, address=args.ray_address, layout=args.layout,
                           overwrite=args.overwrite, progress=not args.quiet, root=args.root,
                           num_actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
+                          sink=args.sink, shard_size=args.shard_size, shard_mb=args.shard_mb,
                           **settings_from_args(args))
     log.info("%s", summary.describe())
     log.info("manifest: %s", f"{str(args.output).rstrip('/')}/manifest.jsonl")

@@ -425,22 +425,23 @@ class RunContext:
         self.uncommitted.clear()
 
     def record_ok(self, vid: int, *, num_frames: int, num_snippets: int, seconds: float,
-                  warnings: list[str] | None, output: str | None = None) -> None:
+                  warnings: list[str] | None, output: str | None = None, **extra: Any) -> None:
         """Video ``vid`` is done (durable): ``output`` says where (default: the sink's
-        :meth:`~vadfeat.store.sinks.Sink.describe` of its target)."""
+        :meth:`~vadfeat.store.sinks.Sink.describe` of its target); ``extra``: more fields for
+        the manifest line (the Ray engine's ``attempts``, ``retried``)."""
         self.summary.ok += 1
         self.summary.snippets += num_snippets
         self._record(vid, status="ok", error=None,
                      output=output if output is not None else self.sink.describe(self.plan[vid]),
                      num_frames=num_frames, num_snippets=num_snippets, seconds=round(seconds, 3),
-                     warnings=warnings or None)
+                     warnings=warnings or None, **extra)
 
-    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0) -> None:
+    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0, **extra: Any) -> None:
         name = str(self.items[vid].name)
         self.summary.failed.append((name, reason))
         log.error("%s: %s", name, reason)
         self._record(vid, status="failed", error=reason, output=None, num_frames=None,
-                     num_snippets=None, seconds=round(seconds, 3))
+                     num_snippets=None, seconds=round(seconds, 3), **extra)
 
     def record_skipped(self, vid: int, reason: str | None = None) -> None:
         """Done before (``reason`` None), or held by / done by another run of this folder."""
