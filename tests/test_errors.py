@@ -42,7 +42,7 @@ def test_every_exception_class_is_defined_in_errors() -> None:
 
 def test_every_error_is_a_vadfeat_error_with_a_documented_exit_code() -> None:
     classes = [c for c in vars(errors).values() if inspect.isclass(c) and issubclass(c, Exception)]
-    assert len(classes) == 15  # + NoAudioStreamError, AudioGridError (audio, VGGish)
+    assert len(classes) == 16  # + NoAudioStreamError, AudioGridError (audio, VGGish), ShardReadError
     for cls in classes:
         assert issubclass(cls, errors.VadfeatError), cls
         assert cls.__doc__ and f"exit code {cls.exit_code}" in " ".join(cls.__doc__.split()), cls

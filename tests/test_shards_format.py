@@ -19,8 +19,10 @@ from vadfeat.store import shards as S
 
 FP = {"model": "vit_tiny_patch16_224", "preset": {"clip_len": 16, "crops": 1}, "dtype": "fp32"}
 SINKS = ("webdataset", "parquet")
-# dots (XD-Violence names), folders, '%', spaces, non-ASCII, and a webdataset-looking __meta__ part
-STEMS = ["a/b/v=1.Fight.mp4.x264", "50% off/clip one", "ünï/çödé.v2", "__meta__/_x", "plain"]
+# dots (XD-Violence names), folders, '%', spaces, non-ASCII, a webdataset-looking __meta__ part,
+# and a name longer than a plain tar header holds (ustar: 100 + 155 bytes)
+STEMS = ["a/b/v=1.Fight.mp4.x264", "50% off/clip one", "ünï/çödé.v2", "__meta__/_x", "plain",
+         "ø" * 150 + "/" + "long.name" * 20]
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -276,6 +278,16 @@ def test_a_flipped_feature_byte_marks_that_video(tmp_path: Path, sink: str) -> N
     assert cat.get("a") is not None and cat.get("a").problem is None  # type: ignore[union-attr]
     b = cat.get("b")
     assert b is not None and b.problem is not None and "sha256" in b.problem
+
+
+def test_a_foreign_file_at_an_index_path_is_not_replaced(tmp_path: Path) -> None:
+    shard = _commit(tmp_path, "webdataset", _videos(), index=False)
+    idx = S.index_path(tmp_path, shard.name)
+    idx.parent.mkdir()
+    idx.write_text('{"mine": true}')
+    cat = S.load_indexes(tmp_path, repair=True)
+    assert sorted(cat.videos) == sorted(STEMS)  # the shard is read instead
+    assert idx.read_text() == '{"mine": true}'
 
 
 def test_an_orphan_index_goes_and_foreign_index_files_stay(tmp_path: Path) -> None:

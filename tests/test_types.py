@@ -38,6 +38,7 @@ EXPECTED = {
     ("extract", "on_corrupt"): T.OnCorrupt,
     ("extract", "decoder"): T.Decoder,
     ("extract", "engine"): T.Engine,
+    ("extract", "sink"): T.SinkName,
     ("frames", "on_corrupt"): T.OnCorrupt,
     ("labels", "format"): T.LabelFormat,
     ("labels", "layout"): T.LayoutOrAuto,

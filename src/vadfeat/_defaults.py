@@ -35,3 +35,10 @@ DEFAULT_BATCH_SIZE = {"clip": 8, "frame": 16}
 #: The peak memory a run at default settings stays under, as the docs state it.
 MEMORY_BUDGET = ("2 GB on the CPU for a 10-crop CLIP ViT-B/16 or I3D ResNet-50 run "
                  "(fp32, one decode thread)")
+
+#: A sharded sink (``--sink webdataset`` / ``parquet``) commits a shard once it holds this
+#: many videos (``--shard-size``) or this many MiB of features (``--shard-mb``), whichever
+#: comes first, and its last one at the end of the run.  A video is done (and its claim,
+#: one open file descriptor, held until then) only once its shard is committed.
+DEFAULT_SHARD_SIZE = 1000
+DEFAULT_SHARD_MB = 1024

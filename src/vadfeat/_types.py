@@ -82,6 +82,11 @@ Engine = Literal["local", "ray"]
 Pipeline = Literal["threads", "processes"]
 Layout = Literal["flat", "fed-wsvad", "per-crop"]
 LayoutOrAuto = Literal["auto", Layout]
+#: What a run writes: ``.npy`` files + sidecars per video (in a ``Layout``), or shards
+#: that pack many videos each (tar as the webdataset library reads it, or Parquet).
+SinkName = Literal["npy", "webdataset", "parquet"]
+#: The sinks that pack videos into shards (``--sink``).
+ShardSink = Literal["webdataset", "parquet"]
 
 # -- dataset tools (dataset/)
 LabelFormat = Literal["canonical", "pickle", "npy-dir", "ucf", "xd"]
@@ -132,6 +137,8 @@ __all__ = [
     "ResampleMethod",
     "ResizeMode",
     "Scale",
+    "ShardSink",
+    "SinkName",
     "SnippetRule",
     "Split",
     "Tail",

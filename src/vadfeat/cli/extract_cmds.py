@@ -8,7 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any, get_args
 
-from vadfeat._defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, MEMORY_BUDGET
+from vadfeat._defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_SHARD_MB,
+    DEFAULT_SHARD_SIZE,
+    MEMORY_BUDGET,
+)
 from vadfeat._types import (
     ChannelOrder,
     CropOrder,
@@ -27,6 +33,7 @@ from vadfeat._types import (
     Quantize,
     ResizeMode,
     Scale,
+    SinkName,
     Tail,
 )
 from vadfeat.backbones._registry import list_backbones
@@ -246,14 +253,15 @@ def _extract(args: argparse.Namespace) -> int:
     tune_malloc()  # this process is ours: flat memory over long runs, no page-fault storm
     try:
         summary = extract(args.inputs, args.output, layout=args.layout, workers=args.workers,
-                          pipeline=args.pipeline,
+                          pipeline=args.pipeline, sink=args.sink, shard_size=args.shard_size,
+                          shard_mb=args.shard_mb,
                           overwrite=args.overwrite, progress=not args.quiet, root=args.root,
                           devices=args.devices, wait=args.wait, **settings_from_args(args))
     except OSError as exc:  # e.g. the disk filled up so far that the manifest cannot grow
         log.error("run stopped: %s; finished videos are kept, run again to resume", exc)
         return 1
     log.info("%s", summary.describe())
-    log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
+    log.info("manifest: %s", f"{str(args.output).rstrip('/')}/manifest.jsonl")
     return summary.exit_code
 
 
@@ -289,9 +297,10 @@ def _extract_ray(args: argparse.Namespace) -> int:
     summary = extract_ray(args.inputs, args.output, address=args.ray_address, layout=args.layout,
                           overwrite=args.overwrite, progress=not args.quiet, root=args.root,
                           num_actors=args.ray_actors, cpus_per_actor=args.ray_cpus_per_actor,
+                          sink=args.sink, shard_size=args.shard_size, shard_mb=args.shard_mb,
                           **settings_from_args(args))
     log.info("%s", summary.describe())
-    log.info("manifest: %s", Path(args.output) / "manifest.jsonl")
+    log.info("manifest: %s", f"{str(args.output).rstrip('/')}/manifest.jsonl")
     return summary.exit_code
 
 
@@ -338,6 +347,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", choices=get_args(Layout), default="flat",
                    help="flat: OUT/<rel>/<stem>.npy; fed-wsvad: "
                         "OUT/features_video/i3d/combine/<video>/feature.npy; per-crop: <stem>__<k>.npy")
+    o = p.add_argument_group(
+        "output container",
+        "What holds the features. They are the same numbers whatever the sink: it is not "
+        "part of the settings a resume must match; each video's sidecar records it.")
+    o.add_argument("--sink", choices=get_args(SinkName), default="npy",
+                   help="npy: one .npy file and one .json sidecar per video (the layouts of "
+                        "--layout; every training code base reads them; best up to some tens of "
+                        "thousands of videos on a local disk). webdataset: tar shards "
+                        "OUT/shard-<writer>-<n>.tar of <video>.npy + <video>.json members, read "
+                        "by webdataset.WebDataset; parquet: OUT/shard-<writer>-<n>.parquet, one "
+                        "row per video (features, shape and the sidecar's fields as columns), "
+                        "read by pyarrow, pandas, Polars and Ray Data. Choose a sharded sink for "
+                        "100,000-video corpora, object storage or a shared file system, where "
+                        "two files per video overload the metadata server; --layout must be "
+                        "flat. A video is done when its shard is committed (written whole); a "
+                        "killed run redoes the videos of its unfinished shard")
+    o.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                   help="sharded sinks: commit a shard once it holds N videos (each shard's "
+                        "videos keep their claims, one open file each, until then)")
+    o.add_argument("--shard-mb", type=float, default=DEFAULT_SHARD_MB, metavar="M",
+                   help="sharded sinks: commit a shard once its features reach M MiB, if "
+                        "--shard-size is not reached first")
     p.add_argument("--root", help="folder that names in .txt lists are relative to")
     p.add_argument("--overwrite", action="store_true",
                    help="redo videos already extracted, also those made with other settings "

@@ -133,7 +133,7 @@ class SampledVideo:
     count, THEIRS' rows and how many rows were compared."""
 
     name: str
-    source: Path
+    source: Path | str
     theirs_name: str
     num_frames: int
     t_theirs: int
@@ -654,7 +654,7 @@ def _extract_sample(cfg: Any, sample: Sequence[SampledVideo], work_dir: Path, ou
     return out
 
 
-def _first_snippets(ext: Any, source: Path, n: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def _first_snippets(ext: Any, source: Path | str, n: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """``(features [n', crops?, ...], frame ranges)`` of the first ``n`` snippets; decoding
     stops there (the stream is closed).
 

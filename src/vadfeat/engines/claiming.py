@@ -78,7 +78,7 @@ def held_result(reason: str, *, may_defer: bool) -> ClaimResult:
 
 
 def claim_video(claims: Claims | None, key: str, target: Any, fingerprint: dict[str, Any], *,
-                sink: Sink[Any], source: Path, overwrite: bool, planned: OutputState,
+                sink: Sink[Any], source: Path | str, overwrite: bool, planned: OutputState,
                 wait: threading.Event | None = None, may_defer: bool = False,
                 lock_error: Callable[[OSError], None] | None = None,
                 ) -> tuple[ClaimResult, tuple[Path, ...]]:

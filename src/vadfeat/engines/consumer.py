@@ -3,7 +3,9 @@
 :class:`Consumer` takes a producer's typed events (:mod:`vadfeat.engines.events`),
 batches snippets across videos (:class:`~vadfeat.pipeline.stream.SnippetBatcher`), runs
 the model, writes each video through the run's sink (``RunContext.sink``) when its last
-snippet is done, and records every video in ``OUT/manifest.jsonl``; it checkpoints the finished snippets of
+snippet is done, and records every video in ``OUT/manifest.jsonl`` once it is durable
+(:meth:`~vadfeat.engines.context.RunContext.finish_ok`: at once, or with a sharded sink
+when its shard is committed); it checkpoints the finished snippets of
 long videos (:mod:`vadfeat.engines.partial`) and, when the run is stopped, records the
 videos in progress.  :meth:`Consumer.claim` is what the producers call to claim a video
 (:func:`vadfeat.engines.claiming.claim_video`).  :func:`drain` is the event loop.
@@ -289,6 +291,7 @@ class Consumer:
             try:
                 self._finish_ok(vid)
             except OSError as exc:  # disk full, read-only output: this video is not written
+                self.ctx.uncommitted.pop(self.ctx.keys[vid], None)
                 self.pending[vid] = st
                 self._finish_failed(vid, f"cannot write output: {exc}")
 
@@ -300,18 +303,18 @@ class Consumer:
         feats = np.stack([st.rows[i] for i in range(len(st.rows))]).astype(np.float32, copy=False)
         md = ext.sidecar(video=str(st.item.name), source=st.item.source, meta=st.meta,
                          ranges=st.ranges, shape=feats.shape, layout=self.layout)
-        ctx.sink.write(st.target, VideoFeatures(feats, md), stale=self.stale_of.get(vid, ()))
+        output = ctx.sink.write(st.target, VideoFeatures(feats, md), stale=self.stale_of.get(vid, ()))
         part = self.partials.pop(vid, None)
-        self.resumed.pop(vid, None)
+        found = self.resumed.pop(vid, None)
         self.sizes[vid] = int(feats.shape[0])
-        if part is not None:
-            try:
-                part.remove()
-            except OSError as exc:  # a later run finds the output done and never reads it
-                log.warning("%s: cannot remove its partial extraction: %s", st.item.name, exc)
-        ctx.claims.release(ctx.keys[vid])
-        ctx.record_ok(vid, num_frames=st.meta["num_frames"], num_snippets=int(feats.shape[0]),
-                      seconds=time.perf_counter() - st.started, warnings=st.meta["warnings"])
+        # Its checkpoint goes once the video is durable: at once, or (a buffering sink) when
+        # its shard is committed; a run stopped before that resumes the video from it.
+        ctx.finish_ok(vid, output=output, num_frames=st.meta["num_frames"],
+                      num_snippets=int(feats.shape[0]), seconds=time.perf_counter() - st.started,
+                      warnings=st.meta["warnings"],
+                      made=int(feats.shape[0]) - (found.count if found is not None else 0),
+                      saved=part.count if part is not None and part.enabled else 0,
+                      on_done=part.remove if part is not None else None)
         self.bar.update(1)
 
     def _finish_failed(self, vid: int, reason: str) -> None:
@@ -339,7 +342,9 @@ class Consumer:
 
     def interrupted(self, signum: int) -> None:
         """The run was stopped: save the finished snippets of the videos in progress, record
-        those videos (``interrupted``, with their saved snippets) and what was left."""
+        those videos (``interrupted``, with their saved snippets) and what was left.  A
+        video written to a buffering sink whose shard is not committed is in progress too
+        (:meth:`~vadfeat.engines.context.RunContext.stop_uncommitted`)."""
         summary = self.ctx.summary
         self.hook = None  # a test hook must not stop the stopping
         for vid, t0 in sorted(self.started.items()):
@@ -357,6 +362,8 @@ class Consumer:
             with contextlib.suppress(OSError):
                 self.ctx.record_interrupted(vid, signum, seconds=time.perf_counter() - t0,
                                             saved=saved)
+        with contextlib.suppress(OSError):  # written, but their shard is not committed
+            self.ctx.stop_uncommitted(signum)
         summary.not_started = max(0, summary.total - summary.ok - summary.skipped - len(summary.failed)
                                   - len(self.elsewhere) - len(summary.in_progress))
 

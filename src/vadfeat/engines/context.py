@@ -8,12 +8,17 @@ then opens the sink (the output folder), the run's manifest and (local engines) 
 :meth:`RunContext.triage` records what needs no work (discovery failures, videos done
 before, foreign files) and returns the videos to extract; the ``record_*`` methods
 keep the :class:`RunSummary` and ``OUT/manifest.jsonl`` in step, one line per video
-per run; :meth:`RunContext.settle_elsewhere` decides, at the end, the videos another
-process held; :meth:`RunContext.close` commits the sink (or aborts it when the run was
-stopped).  :func:`recheck` looks at a video again under its claim.  The engines hold the
-sink's targets but never look inside them: the manifest's ``output`` and every message
-about a target come from the sink (:meth:`~vadfeat.store.sinks.Sink.describe`,
-:meth:`~vadfeat.store.sinks.Sink.label`).
+per run; :meth:`RunContext.finish_ok` is what an engine calls once a video's write
+returned: the video is done then, or, with a sink that buffers (a sharded one,
+:attr:`~vadfeat.store.sinks.Sink.buffers`), once its shard is committed
+(:meth:`RunContext.settle_committed`); :meth:`RunContext.settle_elsewhere` decides, at
+the end, the videos another process held; :meth:`RunContext.close` commits the sink (or
+aborts it when the run was stopped: the videos written to it and not committed are then
+not done, :meth:`RunContext.stop_uncommitted`).  :func:`recheck` looks at a video again
+under its claim.  The engines hold the sink's targets but never look inside them: the
+manifest's ``output`` (what the sink's write returned, else its
+:meth:`~vadfeat.store.sinks.Sink.describe`) and every message about a target come from
+the sink (:meth:`~vadfeat.store.sinks.Sink.label`).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from vadfeat._defaults import DEFAULT_SHARD_MB, DEFAULT_SHARD_SIZE
 from vadfeat._types import Layout
 from vadfeat.engines._signals import signum_of
 from vadfeat.engines.progress import progress_bar
 from vadfeat.errors import ConfigError
 from vadfeat.io.inputs import Discovery, VideoItem, output_stem, scan
+from vadfeat.io.remote import is_url, local_path
 from vadfeat.pipeline.config import ExtractConfig, ModelIdentity
 from vadfeat.store.claims import LOCK_DIR, Claims
 from vadfeat.store.fingerprint import fingerprint_changes
@@ -66,7 +73,7 @@ class RunSummary:
     this run never started.
     """
 
-    out: Path
+    out: Path | str  # a URL for a URL output
     run_id: str
     total: int = 0
     ok: int = 0
@@ -165,6 +172,27 @@ def local_checkpoint(cfg: ExtractConfig) -> str | None:
     return None if ckpt is None or "://" in str(ckpt) else str(ckpt)
 
 
+@dataclass
+class Uncommitted:
+    """A video written to a buffering sink whose shard is not committed yet: what its
+    manifest line will say once it is, and what a stopped run says of it.
+
+    ``made``: its snippets the model ran in this run (those resumed from a checkpoint
+    are not); ``saved``: the snippets of its checkpoint (:mod:`vadfeat.engines.partial`),
+    from which a rerun resumes; ``on_done``: called once the video is durable (removes
+    that checkpoint)."""
+
+    vid: int
+    output: str
+    num_frames: int
+    num_snippets: int
+    seconds: float
+    warnings: list[str] | None
+    made: int
+    saved: int = 0
+    on_done: Callable[[], None] | None = None
+
+
 class RunContext:
     """One run over one output folder: what was found, what is planned, what was done.
 
@@ -189,6 +217,8 @@ class RunContext:
         self.passed_over = passed_over
         self.fingerprint = fingerprint
         self.keys = [sink.key(t) for t in plan]  # claim keys
+        #: videos written to a buffering sink and not committed yet, by claim key
+        self.uncommitted: dict[str, Uncommitted] = {}
         self._sink_closed = False
         self.run_id = ""
         self.manifest: Manifest | None = None
@@ -199,34 +229,51 @@ class RunContext:
     def from_inputs(cls, inputs: Sequence[str | Path], out: str | Path, *, layout: Layout, crops: int,
              fingerprint: Callable[[], dict[str, Any]], root: str | Path | None = None,
              overwrite: bool = False, verify: bool = True,
-             found: Discovery | None = None, sink: Sink[Any] | None = None) -> RunContext:
+             found: Discovery | None = None, sink: Sink[Any] | str | None = None,
+             shard_size: int = DEFAULT_SHARD_SIZE, shard_mb: float = DEFAULT_SHARD_MB,
+             ) -> RunContext:
         """Check ``out``, discover ``inputs`` and plan every video's outputs (:func:`plan_run`).
 
         ``fingerprint`` is called only when some output exists; ``found``: ``inputs``
         already discovered (:func:`~vadfeat.io.inputs.scan`); ``sink``: where the
-        outputs go (default: :func:`~vadfeat.store.sinks.make_sink` of ``out``,
-        ``layout`` and ``crops``; a given one must write below ``out``).  Raises
+        outputs go: a sink's name (default ``npy``:
+        :func:`~vadfeat.store.sinks.make_sink` of ``out``, that name, ``layout``,
+        ``crops``, ``shard_size`` videos and ``shard_mb`` MiB per shard), or a ready
+        :class:`~vadfeat.store.sinks.Sink` writing below ``out``.  Raises
         :class:`ConfigError` (foreign run files, changed settings, bad inputs).  An output
         that is, holds or lies inside an input is refused before, by the engines' entry
         points (with the checkpoint among the inputs: :func:`local_checkpoint`).
         """
-        out = Path(out)
+        if is_url(out) and local_path(str(out)) is None:
+            # A URL output (a sharded sink only): the run's manifest and claims live in the
+            # sink's local staging folder, which stands for ``out`` from here on.
+            if sink is None or isinstance(sink, str):
+                sink = make_sink(str(out), sink=sink or "npy", layout=layout, crops=crops,
+                                 shard_size=shard_size, shard_mb=shard_mb)
+            sink.prepare_run()
+            out = sink.out
+        out = Path(local_path(str(out)) or out) if is_url(out) else Path(out)
         check_output_folder(out)
         if found is None:
-            found = scan(list(inputs), root=Path(root) if root is not None else None)
+            found = scan(list(inputs), root=root)
         seen: list[dict[str, Any]] = []
 
         def fp() -> dict[str, Any]:
             seen.append(fingerprint())
             return seen[-1]
-        if sink is None:
-            sink = make_sink(out, layout=layout, crops=crops)
+        if sink is None or isinstance(sink, str):
+            sink = make_sink(out, sink=sink or "npy", layout=layout, crops=crops,
+                             shard_size=shard_size, shard_mb=shard_mb)
         stems = [output_stem(i) for i in found.items]
         plan, states = plan_run(found.items, sink, fp, overwrite=overwrite, verify=verify,
                                 stems=stems)
-        return cls(out, found.items, plan, states, overwrite=overwrite,
-                   passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
-                   sink=sink, stems=stems)
+        ctx = cls(out, found.items, plan, states, overwrite=overwrite,
+                  passed_over=found.describe_passed_over(), fingerprint=seen[-1] if seen else None,
+                  sink=sink, stems=stems)
+        url = getattr(sink, "url", None)
+        if isinstance(url, str):  # a URL output: the summary names it, not the staging folder
+            ctx.summary.out = url
+        return ctx
 
     # ------------------------------------------------------------------ before any work
 
@@ -241,6 +288,8 @@ class RunContext:
         An output folder that cannot be written is a :class:`ConfigError`, before any work.
         """
         self.run_id = self.summary.run_id = new_run_id()
+        if claims and self.sink.buffers:
+            room_for_claims(getattr(self.sink, "shard_size", DEFAULT_SHARD_SIZE))
         try:
             self.sink.open()
             if claims:
@@ -297,20 +346,102 @@ class RunContext:
         assert self.manifest is not None
         self.manifest.record(video=str(self.items[vid].name), **entry)
 
+    def finish_ok(self, vid: int, *, output: str | None, num_frames: int, num_snippets: int,
+                  seconds: float, warnings: list[str] | None, made: int | None = None,
+                  saved: int = 0, on_done: Callable[[], None] | None = None) -> bool:
+        """The write of video ``vid`` (under its claim) returned ``output`` (where its
+        features went, :meth:`~vadfeat.store.sinks.Sink.write`): record it done, or keep
+        it until its shard is committed.  Returns whether it is done now.
+
+        A sink that does not buffer: the video is durable, so ``on_done()`` runs, its
+        ``ok`` line is recorded and its claim released.  A buffering sink
+        (:attr:`~vadfeat.store.sinks.Sink.buffers`): the video waits in
+        :attr:`uncommitted`, its claim still held, until the sink reports its key
+        committed (:meth:`settle_committed`, asked here after each write and in
+        :meth:`close` after the sink's commit); killed before that, nothing says it is
+        done and a rerun does it again.  ``made`` (snippets the model ran for it in this
+        run, default ``num_snippets``) and ``saved`` (snippets of its checkpoint kept for
+        a rerun) are what a stopped run reports of it (:meth:`stop_uncommitted`).  Raises
+        OSError (the manifest cannot grow).
+        """
+        entry = Uncommitted(vid, output if output is not None else self.sink.describe(self.plan[vid]),
+                            num_frames, num_snippets, seconds, warnings,
+                            num_snippets if made is None else made, saved, on_done)
+        if not self.sink.buffers:
+            self._done(entry)
+            return True
+        self.uncommitted[self.keys[vid]] = entry
+        self.settle_committed()
+        return self.keys[vid] not in self.uncommitted
+
+    def settle_committed(self) -> list[int]:
+        """Record ``ok`` (and release the claims of) the written videos whose shard the
+        sink has committed since the last call (:meth:`~vadfeat.store.sinks.Sink.take_committed`);
+        returns them.  Keys it reports that this run did not write are ignored."""
+        done = []
+        for key in self.sink.take_committed():
+            entry = self.uncommitted.pop(key, None)
+            if entry is None:
+                log.debug("the sink committed %s, which this run has not written", key)
+                continue
+            self._done(entry)
+            done.append(entry.vid)
+        return done
+
+    def _done(self, entry: Uncommitted) -> None:
+        """``entry``'s video is durable: clean up after it, record it ok, release its claim."""
+        vid = entry.vid
+        if entry.on_done is not None:
+            try:
+                entry.on_done()
+            except OSError as exc:  # a later run finds the output done and never reads it
+                log.warning("%s: cannot remove its partial extraction: %s", self.items[vid].name, exc)
+        try:
+            self.record_ok(vid, num_frames=entry.num_frames, num_snippets=entry.num_snippets,
+                           seconds=entry.seconds, warnings=entry.warnings, output=entry.output)
+        finally:
+            if self.claims is not None:
+                self.claims.release(self.keys[vid])
+
+    def stop_uncommitted(self, signum: int) -> None:
+        """The run was stopped by ``signum`` before the sink committed the videos in
+        :attr:`uncommitted` (those committed by now are recorded first): each is not done,
+        recorded ``interrupted`` with the snippets saved for a rerun and listed in the
+        summary's ``in_progress`` (its snippets made count in ``snippets``, as a video in
+        progress's do; not in ``ok``).  Its claim is released with the others at
+        :meth:`close`."""
+        self.settle_committed()
+        for entry in sorted(self.uncommitted.values(), key=lambda e: e.vid):
+            self.summary.snippets += entry.made
+            self.summary.in_progress.append((str(self.items[entry.vid].name), entry.saved,
+                                             entry.num_snippets))
+            self.record_interrupted(entry.vid, signum, seconds=entry.seconds, saved=entry.saved,
+                                    why="the shard holding it was committed")
+        self.uncommitted.clear()
+
+    def _fail_uncommitted(self, reason: str) -> None:
+        for entry in sorted(self.uncommitted.values(), key=lambda e: e.vid):
+            self.record_failed(entry.vid, reason, seconds=entry.seconds)
+        self.uncommitted.clear()
+
     def record_ok(self, vid: int, *, num_frames: int, num_snippets: int, seconds: float,
-                  warnings: list[str] | None) -> None:
+                  warnings: list[str] | None, output: str | None = None, **extra: Any) -> None:
+        """Video ``vid`` is done (durable): ``output`` says where (default: the sink's
+        :meth:`~vadfeat.store.sinks.Sink.describe` of its target); ``extra``: more fields for
+        the manifest line (the Ray engine's ``attempts``, ``retried``)."""
         self.summary.ok += 1
         self.summary.snippets += num_snippets
-        self._record(vid, status="ok", error=None, output=self.sink.describe(self.plan[vid]),
+        self._record(vid, status="ok", error=None,
+                     output=output if output is not None else self.sink.describe(self.plan[vid]),
                      num_frames=num_frames, num_snippets=num_snippets, seconds=round(seconds, 3),
-                     warnings=warnings or None)
+                     warnings=warnings or None, **extra)
 
-    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0) -> None:
+    def record_failed(self, vid: int, reason: str, *, seconds: float = 0.0, **extra: Any) -> None:
         name = str(self.items[vid].name)
         self.summary.failed.append((name, reason))
         log.error("%s: %s", name, reason)
         self._record(vid, status="failed", error=reason, output=None, num_frames=None,
-                     num_snippets=None, seconds=round(seconds, 3))
+                     num_snippets=None, seconds=round(seconds, 3), **extra)
 
     def record_skipped(self, vid: int, reason: str | None = None) -> None:
         """Done before (``reason`` None), or held by / done by another run of this folder."""
@@ -320,11 +451,13 @@ class RunContext:
         self._record(vid, status="skipped", error=reason, output=self.sink.describe(self.plan[vid]),
                      num_frames=None, num_snippets=None, seconds=0.0)
 
-    def record_interrupted(self, vid: int, signum: int, *, seconds: float, saved: int = 0) -> None:
+    def record_interrupted(self, vid: int, signum: int, *, seconds: float, saved: int = 0,
+                           why: str = "this video was finished") -> None:
         """A video in progress when the run was stopped; ``saved``: its snippets checkpointed
-        (:mod:`vadfeat.engines.partial`), from which a rerun resumes."""
+        (:mod:`vadfeat.engines.partial`), from which a rerun resumes; ``why``: what did not
+        happen before the stop."""
         self._record(vid, status="interrupted",
-                     error=f"stopped by {signal.Signals(signum).name} before this video was finished",
+                     error=f"stopped by {signal.Signals(signum).name} before {why}",
                      output=None, num_frames=None, num_snippets=None, seconds=round(seconds, 3),
                      saved_snippets=saved)
 
@@ -349,21 +482,67 @@ class RunContext:
 
     def close(self, *, failed: bool = False) -> None:
         """End the run: commit the sink (abort it when the run was stopped or ``failed``,
-        an error on its way out), close the manifest, release the claims.  A sink's
-        commit error (OSError) is raised after the manifest and claims are closed.
-        Only the first call acts on the sink."""
+        an error on its way out), close the manifest, release the claims.
+
+        After the commit the videos it made durable are recorded ``ok``
+        (:meth:`settle_committed`); those a commit error or an abort left uncommitted
+        are not done: ``interrupted`` in a stopped run (:meth:`stop_uncommitted`), else
+        ``failed``.  A sink's commit error (OSError) is raised after the manifest and
+        claims are closed.  Only the first call acts on the sink."""
         try:
             if self.manifest is not None and not self._sink_closed:
                 self._sink_closed = True
                 if failed or self.summary.interrupted:
                     self.sink.abort()
+                    if self.summary.interrupted:
+                        self.stop_uncommitted(self.summary.signal or int(signal.SIGINT))
+                    else:
+                        self._fail_uncommitted("not written: the run ended on an error before "
+                                               "the shard holding it was committed; run again")
                 else:
-                    self.sink.commit()
+                    try:
+                        self.sink.commit()
+                    except OSError as exc:
+                        self.settle_committed()
+                        self._fail_uncommitted(f"cannot write the shard holding it: {exc}")
+                        raise
+                    self.settle_committed()
+                    self._fail_uncommitted("internal error: written, but the sink never "
+                                           "committed it; run again")
         finally:
             if self.manifest is not None:
                 self.manifest.close()
+                try:
+                    self.sink.publish_run()
+                except OSError as exc:
+                    log.warning("cannot upload the run's manifest: %s", exc)
             if self.claims is not None:
                 self.claims.release_all()
+
+
+def room_for_claims(held: int) -> None:
+    """Let this process hold ``held`` claims at once (one open file each, kept until a
+    shard is committed; :class:`~vadfeat.store.claims.Claims`): raise the soft limit on
+    open files towards the hard one when it is lower than that plus a margin, and warn
+    when even the hard limit is too low (the videos past it then fail to be claimed)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no such limit to raise
+        return
+    want = held + 256  # the model's libraries, the manifest, a shard being written
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        new = soft
+    if new < want:
+        log.warning("a shard keeps the claims of its videos (one open file each) until it is "
+                    "committed; this process may open %d files, fewer than the %d a shard of "
+                    "%d videos needs: use a smaller --shard-size or raise `ulimit -n`",
+                    new, want, held)
 
 
 # --------------------------------------------------------------------------- planning
@@ -413,12 +592,12 @@ def plan_run(items: Sequence[VideoItem], sink: Sink[Any],
         states.append(st)
     changed = [(items[i].name, st) for i, st in enumerate(states) if st.status == "changed"]
     if changed and not overwrite:
-        raise ConfigError(_changed_message(changed, fp(), sink.out))
+        raise ConfigError(_changed_message(changed, fp(), getattr(sink, "url", sink.out)))
     return plan, states
 
 
 def _changed_message(changed: list[tuple[Any, OutputState]], fingerprint: dict[str, Any],
-                     out: Path) -> str:
+                     out: Path | str) -> str:
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, st in changed:
         diff = tuple(fingerprint_changes(st.previous or {}, fingerprint)) or ("(unknown)",)
@@ -472,7 +651,7 @@ def check_output_folder(out: Path) -> None:
                           "away or choose another output folder (-o)")
 
 
-def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path,
+def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source: Path | str,
             overwrite: bool, planned: OutputState) -> tuple[str | None, str, tuple[Path, ...]]:
     """Under the video's claim, look again at its ``target`` in ``sink`` (another process may
     have written it meanwhile).
@@ -497,5 +676,5 @@ def recheck(sink: Sink[Any], target: Any, fingerprint: dict[str, Any], *, source
 
 
 __all__ = ["EXIT_ELSEWHERE", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "RunContext", "RunSummary",
-           "check_output_folder", "new_run_id", "plan_outputs", "plan_run", "planned_fingerprint",
-           "recheck", "record_stop"]
+           "Uncommitted", "check_output_folder", "new_run_id", "plan_outputs", "plan_run",
+           "planned_fingerprint", "recheck", "record_stop", "room_for_claims"]

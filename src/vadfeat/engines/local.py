@@ -78,7 +78,13 @@ from vadfeat.engines.producer import (
 )
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
-from vadfeat.pipeline.config import CONTENT_SETTINGS, RUN_SETTINGS, ExtractConfig, resolve_device
+from vadfeat.pipeline.config import (
+    CONTENT_SETTINGS,
+    RUN_SETTINGS,
+    ExtractConfig,
+    check_sink_settings,
+    resolve_device,
+)
 from vadfeat.pipeline.extractor import FeatureExtractor, VideoFeatures
 from vadfeat.store.fingerprint import fingerprint_changes
 from vadfeat.store.ownership import refuse_overlap
@@ -287,7 +293,9 @@ def extract(
     run_token: str | None = None,
     wait: bool = False,
     pipeline: str = "threads",
-    sink: Sink[Any] | None = None,
+    sink: str | Sink[Any] | None = None,
+    shard_size: int | None = None,
+    shard_mb: float | None = None,
     **settings: Any,
 ) -> RunSummary:
     """Extract features for every video in ``inputs`` into ``out``.
@@ -297,9 +305,15 @@ def extract(
     ``batch_size``, preset overrides ...); or pass a ready ``config``
     (:class:`~vadfeat.pipeline.config.ExtractConfig`) or a ready ``extractor``.
     ``layout`` (default ``flat``, or the config's) names where outputs go.  ``sink``:
-    a ready :class:`~vadfeat.store.sinks.Sink` writing below ``out`` instead of the
-    layout's (library only; not with ``devices`` of more than one device): the run plans,
-    resumes and writes through it alone (its sidecars still record ``layout``).
+    what the run writes (default ``"npy"``, or the config's): ``"npy"`` files and
+    sidecars per video in ``layout``; ``"webdataset"`` (tar) or ``"parquet"`` shards of
+    up to ``shard_size`` videos (default 1000) and ``shard_mb`` MiB of features
+    (default 1024) each, committed whole (a video is done, and recorded ``ok``, once
+    its shard is; shards have no layouts: ``layout`` must be ``flat``, and ``wait`` is
+    refused); or a ready :class:`~vadfeat.store.sinks.Sink` writing below ``out``
+    (library only; not with ``devices`` of more than one device): the run plans,
+    resumes and writes through it alone (its sidecars still record ``layout``).  The
+    sink is not a feature setting: it does not change the settings fingerprint.
 
     Before any work (and before the model is loaded) inputs are discovered and
     every video's outputs inspected (:func:`~vadfeat.engines.context.plan_run`): a
@@ -337,7 +351,11 @@ def extract(
     """
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    cfg = _config_of(extractor, config, settings, layout)  # every setting refused before any work
+    store = {"sink": sink if isinstance(sink, str) else None, "shard_size": shard_size,
+             "shard_mb": shard_mb}
+    ready = None if isinstance(sink, str) else sink
+    # every setting refused before any work
+    cfg = _config_of(extractor, config, settings, layout, store)
     # every path the run reads: videos, the checkpoint, the PCA file, the grid's visual extraction
     refuse_overlap(out, [*inputs, local_checkpoint(cfg), cfg.pca, cfg.grid_from], command="extract")
     if pipeline not in get_args(Pipeline):
@@ -348,8 +366,13 @@ def extract(
         check_pipeline(cfg, workers, devices or ())
     if devices and extractor is not None:
         raise ConfigError("devices= builds one extractor per device; pass settings, not one")
-    if sink is not None:
-        _check_sink(sink, out, devices)
+    if ready is not None:
+        _check_sink(ready, out, devices, cfg)
+    if wait and (cfg.sink != "npy" or (ready is not None and ready.buffers)):
+        raise ConfigError("--wait cannot be used with a sharded sink: a video's claim is held "
+                          "until its shard is committed, so two runs waiting for each other's "
+                          "videos would wait forever; run without --wait (videos another run "
+                          "holds are reported, exit 3) and run again once it has finished")
     if devices is not None and len(devices) > 1:
         return _extract_on_devices(list(devices), list(inputs), out, cfg, workers=workers,
                                    overwrite=overwrite, root=root, wait=wait, pipeline=pipeline)
@@ -358,7 +381,7 @@ def extract(
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     layout = cfg.layout
-    planned = _plan(cfg, extractor, inputs, out, root=root, overwrite=overwrite, sink=sink)
+    planned = _plan(cfg, extractor, inputs, out, root=root, overwrite=overwrite, sink=ready)
     if isinstance(planned, RunSummary):
         return planned
     ctx, ext, fp = planned
@@ -377,11 +400,16 @@ def extract(
     return ctx.summary
 
 
-def _check_sink(sink: Sink[Any], out: str | Path, devices: Sequence[str] | None) -> None:
+def _check_sink(sink: Sink[Any], out: str | Path, devices: Sequence[str] | None,
+                cfg: ExtractConfig) -> None:
     """A given ``sink`` must write below ``out`` (the run's manifest and claims are there),
-    in this process (ConfigError)."""
+    in this process, and the config must not name another (ConfigError)."""
     if not isinstance(sink, Sink):
-        raise ConfigError(f"sink must be a vadfeat.store.sinks.Sink, got {type(sink).__name__}")
+        raise ConfigError(f"sink must be a sink's name or a vadfeat.store.sinks.Sink, got "
+                          f"{type(sink).__name__}")
+    if cfg.sink != "npy":
+        raise ConfigError(f"the config names the {cfg.sink} sink and a ready sink was given too; "
+                          "pass one of them")
     if Path(sink.out) != Path(out):
         raise ConfigError(f"the sink writes below {sink.out}, not the output folder {out}")
     if devices is not None and len(devices) > 1:
@@ -396,15 +424,18 @@ def _plan(cfg: ExtractConfig, extractor: FeatureExtractor | None, inputs: Sequen
     """Plan before the model exists (changed settings stop the run here, in seconds), then
     load it: ``(context, extractor, fingerprint)``, or the summary of a run with nothing to do."""
     layout = cfg.layout
+    where: str | Sink[Any] = sink if sink is not None else cfg.sink
     if extractor is not None:
         ext = extractor
         ctx = RunContext.from_inputs(inputs, out, layout=layout, crops=ext.crops,  # type: ignore[arg-type]
                               fingerprint=lambda: ext.fingerprint(layout), root=root,
-                              overwrite=overwrite, sink=sink)
+                              overwrite=overwrite, sink=where, shard_size=cfg.shard_size,
+                              shard_mb=cfg.shard_mb)
     else:
         ctx = RunContext.from_inputs(inputs, out, layout=layout, crops=cfg.crops,  # type: ignore[arg-type]
                               fingerprint=planned_fingerprint(cfg, resolve_device(cfg.device).type),
-                              root=root, overwrite=overwrite, sink=sink)
+                              root=root, overwrite=overwrite, sink=where,
+                              shard_size=cfg.shard_size, shard_mb=cfg.shard_mb)
         if ctx.nothing_to_do():  # a rerun of a finished folder never loads the model
             return ctx.record_nothing_to_do()
         ext = FeatureExtractor.from_config(cfg)
@@ -417,8 +448,14 @@ def _plan(cfg: ExtractConfig, extractor: FeatureExtractor | None, inputs: Sequen
 
 
 def _config_of(extractor: FeatureExtractor | None, config: ExtractConfig | None,
-               settings: Mapping[str, Any], layout: str | None) -> ExtractConfig:
-    """The run's config: from ``settings``, or ``config``, or the extractor's; ``layout`` applied."""
+               settings: Mapping[str, Any], layout: str | None,
+               store: Mapping[str, Any] | None = None) -> ExtractConfig:
+    """The run's config: from ``settings``, or ``config``, or the extractor's; ``layout`` and
+    the output settings ``store`` (``sink``, ``shard_size``, ``shard_mb``; None: not given)
+    applied."""
+    given = {k: v for k, v in (store or {}).items() if v is not None}
+    if layout is not None:
+        given["layout"] = layout
     if extractor is not None or config is not None:
         if extractor is not None and config is not None:
             raise ConfigError("pass either an extractor or a config, not both")
@@ -428,8 +465,13 @@ def _config_of(extractor: FeatureExtractor | None, config: ExtractConfig | None,
                               "pass either a config or extractor settings, not both")
         cfg = extractor.config if extractor is not None else config
         assert cfg is not None
-        return cfg if layout is None else dataclasses.replace(cfg, layout=check_layout(layout))
-    return ExtractConfig.from_settings(settings, **({"layout": layout} if layout is not None else {}))
+        if not given:
+            return cfg
+        cfg = dataclasses.replace(cfg, **given)
+        check_layout(cfg.layout)
+        check_sink_settings(cfg.sink, cfg.layout, cfg.shard_size, cfg.shard_mb)
+        return cfg
+    return ExtractConfig.from_settings(settings, **given)
 
 
 # --------------------------------------------------------------------------- devices=
@@ -461,7 +503,8 @@ def _extract_on_devices(devices: list[str], inputs: list, out: str | Path, cfg: 
     out = Path(out)
     RunContext.from_inputs(inputs, out, layout=cfg.layout, crops=cfg.crops,  # type: ignore[arg-type]
                     fingerprint=planned_fingerprint(cfg, resolve_device(devices[0]).type),
-                    root=root, overwrite=overwrite, verify=False)
+                    root=root, overwrite=overwrite, verify=False, sink=cfg.sink,
+                    shard_size=cfg.shard_size, shard_mb=cfg.shard_mb)
     ctx = mp.get_context("spawn")  # CUDA cannot be forked into children
     results = ctx.Queue()
     procs = [ctx.Process(target=_device_main, args=(results, i, d, inputs, out, cfg, kwargs),

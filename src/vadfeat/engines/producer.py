@@ -62,7 +62,7 @@ class Producer(Protocol):
         """Wait for the producer's threads and processes and free what it holds."""
 
 
-def claim_or_report(claim: Claim, vid: int, source: Path, events: queue.Queue,
+def claim_or_report(claim: Claim, vid: int, source: Path | str, events: queue.Queue,
                     stop: threading.Event) -> ClaimResult | None:
     """Claim ``vid`` for a producer: the result when it is claimed or
     :attr:`Outcome.DEFERRED` (put it back after the others); ``None`` when it is not

@@ -26,11 +26,12 @@ from typing import Any
 from vadfeat._defaults import DEFAULT_MAX_PIXELS
 from vadfeat.errors import VideoOpenError
 from vadfeat.io.orientation import UPRIGHT, Orientation, orientation
+from vadfeat.io.remote import is_url, open_input
 from vadfeat.io.resample import fraction
 from vadfeat.io.source import VideoInfo
 
 __all__ = ["FALLBACK_FPS", "ContainerStream", "StreamLayout", "check_pixels", "choose_stream",
-           "open_container", "open_stream"]
+           "open_av", "open_container", "open_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,9 @@ def open_container(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_P
         try:
             # PyAV's stub types open()'s stream_options as list[str]; it takes one dict per
             # stream, as its own Container.stream_options says (list[dict[str, str]]).
-            return av.open(str(path), mode="r", metadata_errors="replace",  # type: ignore[call-overload]
-                           stream_options=probe_options)
+            return open_av(path, metadata_errors="replace", stream_options=probe_options)
         except ValueError:  # PyAV: formats without a header (MPEG-PS, .vob) take no stream options
-            return av.open(str(path), mode="r", metadata_errors="replace")
+            return open_av(path, metadata_errors="replace")
     except av.error.PermissionError as exc:
         raise VideoOpenError(f"{path}: permission denied") from exc
     except av.error.FileNotFoundError as exc:
@@ -84,6 +84,53 @@ def open_container(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_P
         ) from exc
     except av.error.FFmpegError as exc:
         raise VideoOpenError(f"{path}: cannot open: {exc}") from exc
+
+
+class _StreamedContainer:
+    """A PyAV container reading an object named by URL from an open file object: the
+    container's own attributes, and :meth:`close` closes the file too (PyAV leaves a file
+    object it was given open)."""
+
+    def __init__(self, container: Any, fileobj: Any) -> None:
+        self._container = container
+        self._fileobj = fileobj
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._container, name)
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        finally:
+            self._fileobj.close()
+
+    def __enter__(self) -> _StreamedContainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_av(path: str | os.PathLike[str], **options: Any) -> Any:
+    """``av.open(path, mode="r", **options)``; a URL (:func:`vadfeat.io.remote.is_url`) is
+    opened with fsspec and decoded from the file object as it is read (nothing is
+    downloaded to disk first), and closing the container closes it.
+
+    Raises:
+        VideoOpenError: a URL whose object or bucket is missing, or unreadable (naming it).
+        av.error.FFmpegError, ValueError: as ``av.open``.
+    """
+    import av
+
+    if not is_url(path):
+        return av.open(str(path), mode="r", **options)
+    fileobj = open_input(str(path))
+    try:
+        container = av.open(fileobj, mode="r", **options)
+    except BaseException:
+        fileobj.close()
+        raise
+    return _StreamedContainer(container, fileobj)
 
 
 @dataclass(frozen=True)
@@ -153,7 +200,7 @@ def _describe(stream: Any) -> str:
     return f"{stream.index}: {name}{size}{length}{flags}"
 
 
-def choose_stream(container: Any, path: Path, wanted: int | None = None) -> Chosen:
+def choose_stream(container: Any, path: Path | str, wanted: int | None = None) -> Chosen:
     """The video stream a user means.
 
     ``wanted`` (``--stream``) names it: it must exist and be a video stream with a
@@ -241,7 +288,7 @@ def _duration(container: Any, stream: Any) -> float | None:
     return None
 
 
-def _limit_pixels(stream: Any, path: Path, max_pixels: int) -> None:
+def _limit_pixels(stream: Any, path: Path | str, max_pixels: int) -> None:
     """Refuse a stream whose header declares frames over ``max_pixels``, before decoding.
 
     FFmpeg's own ``max_pixels`` decoder option is set too, so a stream that declares
@@ -279,7 +326,7 @@ class ContainerStream:
     ``frame_step``).  ``time_base``: the stream's, as an exact fraction (``None`` if none).
     """
 
-    def __init__(self, path: Path, container: Any, chosen: Chosen) -> None:
+    def __init__(self, path: Path | str, container: Any, chosen: Chosen) -> None:
         self.path = path
         self.container = container
         self.stream = chosen.stream
@@ -342,7 +389,7 @@ class ContainerStream:
         self.container.close()
 
 
-def open_stream(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+def open_stream(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 stream: int | None = None) -> ContainerStream:
     """Open ``path`` with PyAV and choose its video stream (``stream``, or as said above).
 

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 from vadfeat._types import OnCorrupt
 from vadfeat.errors import DecodeError, VideoOpenError
-from vadfeat.io.container import open_container
+from vadfeat.io.container import open_av, open_container
 from vadfeat.io.source import VideoInfo
 
 __all__ = ["check_end", "clearly_short", "discarded_samples", "shown_samples"]
@@ -58,7 +58,7 @@ def shown_samples(path: str | os.PathLike[str], stream: int) -> int:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with open_av(path) as container:
             video = container.streams[stream]
             return sum(1 for packet in container.demux(video) if packet.size and not packet.is_discard)
     except (av.error.FFmpegError, IndexError) as exc:

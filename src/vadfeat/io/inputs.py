@@ -74,6 +74,24 @@ Names decide where outputs go, so they are made safe and unique:
   decoding), not after the model ran.
 
 The result is sorted by name (component-wise, case-sensitive).
+
+**URLs** (``s3://bucket/videos``, ``gs://...``; :mod:`vadfeat.io.remote`) are inputs too,
+on the command line, in a list, or as a list (``s3://bucket/splits/train.txt``):
+
+* a URL naming an object is one item named by its file name; a URL prefix is searched
+  like a folder (every object below it with a video extension, hidden components
+  skipped), each item named by its key below the prefix (``s3://b/videos`` holding
+  ``videos/Train/001.mp4`` -> ``Train/001.mp4``, as the folder ``videos`` would give);
+  the item's :attr:`VideoItem.source` is then the object's URL (a string), decoded
+  streaming from the store;
+* list entries may be URLs; relative entries of a list that is itself a URL (or of a
+  list whose ``root`` is a URL) are keys below that folder URL, named relative to it,
+  and looked up in one listing of it (extension-less names included);
+* ``file://`` URLs are the local paths they name, read exactly as those paths;
+* frame folders are read from local disk only: images below a prefix are passed over;
+* a missing object, prefix or bucket is a usage error naming the URL, as a missing path
+  is; naming, de-duplication (by URL) and collisions follow the rules above, the
+  bucket and the keys' folders giving the collision prefixes.
 """
 
 from __future__ import annotations
@@ -90,6 +108,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vadfeat.errors import ConfigError, VideoError
+from vadfeat.io.remote import (
+    RemoteObject,
+    is_url,
+    join_url,
+    list_objects,
+    local_path,
+    read_bytes,
+    url_parent,
+    url_relative,
+)
 from vadfeat.io.video import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -127,7 +155,8 @@ class VideoItem:
     """One video to process.
 
     ``source`` is the file or frame folder on disk, as an absolute path (it may not
-    be readable: the engine reports that).  ``name`` is the video's id in a run:
+    be readable: the engine reports that), or the URL (a ``str``) of an object in a
+    store (:mod:`vadfeat.io.remote`).  ``name`` is the video's id in a run:
     relative, normalised (no ``..``, no leading ``/``) and unique in a
     :func:`discover` result.  ``stem`` is what its outputs are named after
     (default: :func:`output_stem` of the name; for colliding items the name with its
@@ -136,7 +165,7 @@ class VideoItem:
     reason without opening it.
     """
 
-    source: Path
+    source: Path | str
     name: PurePosixPath
     stem: PurePosixPath | None = None
     error: str | None = None
@@ -154,9 +183,10 @@ class VideoItem:
 
 @dataclass(frozen=True)
 class PassedOver:
-    """A file or folder discovery saw and did not make an item, and why."""
+    """A file or folder (or an object, by URL) discovery saw and did not make an item,
+    and why."""
 
-    path: Path
+    path: Path | str
     reason: str
 
 
@@ -169,7 +199,7 @@ class Discovery:
 
     def describe_passed_over(self, limit: int = 10) -> list[str]:
         """Summary lines: per reason, the count and up to ``limit`` paths."""
-        groups: dict[str, list[Path]] = defaultdict(list)
+        groups: dict[str, list[Path | str]] = defaultdict(list)
         for p in self.passed_over:
             groups[p.reason].append(p.path)
         lines = []
@@ -212,8 +242,8 @@ def _normalise_name(raw: str, fallback: str) -> PurePosixPath:
 
 @dataclass
 class _Candidate:
-    source: Path
-    resolved: Path
+    source: Path | str  # a URL as a str
+    resolved: Path | str
     name: PurePosixPath  # name before collision handling
     base: Path  # folder the name is relative to; collision prefixes come from it
     error: str | None = None
@@ -372,7 +402,7 @@ def _from_folder(folder: Path, name_base: Path, prefix: PurePosixPath | None,
     return items
 
 
-def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Candidate]:
+def _from_list(list_file: Path, root: Path | str | None, walker: _Walker) -> list[_Candidate]:
     base = root if root is not None else list_file.parent
     try:
         # Lines end at "\r\n", "\r" (old Mac, some Windows tools) or "\n", and nowhere else:
@@ -380,6 +410,8 @@ def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Can
         lines = _LINE_END.split(list_file.read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read list file {list_file}: {exc}") from exc
+    if isinstance(base, str) or any(is_url(line.strip()) for line in lines):
+        return _list_lines(str(list_file), lines, base, walker)
     items: list[_Candidate] = []
     missing: list[str] = []
     entries = 0
@@ -412,6 +444,7 @@ def _from_list(list_file: Path, root: Path | None, walker: _Walker) -> list[_Can
             resolved = _resolve(path) if error is None else _absolute(path)
             items.append(_Candidate(path, resolved, name, name_base, error))
     if missing:
+        assert not isinstance(base, str) and not isinstance(root, str)
         _missing_entries(list_file, base, root, missing, entries)
     return items
 
@@ -479,10 +512,16 @@ def _list_entry_path(entry: str, base: Path,
     return path, "missing", None
 
 
-def _candidates(item: str | os.PathLike[str], root: Path | None,
+def _candidates(item: str | os.PathLike[str], root: Path | str | None,
                 walker: _Walker) -> list[_Candidate]:
     if isinstance(item, str) and not item.strip():
         raise ConfigError("an input is an empty string; give a video, a folder or a .txt list")
+    if is_url(item):
+        assert isinstance(item, str)
+        local = local_path(item)
+        if local is None:
+            return _from_url(item, root, walker)
+        item = local
     path = Path(item)
     kind, error = _kind(path)
     if path.suffix.lower() in _LIST_SUFFIXES and kind != "dir":
@@ -507,6 +546,162 @@ def _candidates(item: str | os.PathLike[str], root: Path | None,
     # A video file, a broken link, or a path that cannot be examined (fails alone).
     return [_Candidate(path, resolved, _normalise_name(absolute.name, "video"), absolute.parent,
                        error)]
+
+
+def _url_base(url: str) -> Path:
+    """The folder a URL's names are relative to, as a path whose parts give collision
+    prefixes: ``s3://bucket/videos`` -> ``/bucket/videos``."""
+    return Path("/" + url.split("://", 1)[1].strip("/"))
+
+
+def _url_objects(objects: list[RemoteObject], base: str, prefix: PurePosixPath | None,
+                 walker: _Walker) -> list[_Candidate]:
+    """Items of the objects below the prefix URL ``base`` (names relative to it, under
+    ``prefix`` if given); the others are passed over."""
+    items = []
+    for obj in objects:
+        rel = PurePosixPath(obj.relative)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        ext = rel.suffix.lower()
+        if ext in walker.extensions:
+            raw = obj.relative if prefix is None else f"{prefix.as_posix()}/{obj.relative}"
+            items.append(_Candidate(obj.url, obj.url, _normalise_name(raw, rel.name),
+                                    _url_base(base)))
+        elif ext in VIDEO_EXTENSIONS:
+            walker.passed.append(PassedOver(obj.url, "video extension not among the extensions "
+                                                     "asked for"))
+        elif ext in IMAGE_EXTENSIONS:
+            walker.passed.append(PassedOver(obj.url, "image below a URL: frame folders are read "
+                                                     "from local disk only"))
+        else:
+            walker.passed.append(PassedOver(obj.url, "neither a video nor an image file"))
+    if not items:
+        logger.warning("no videos found below %s", base)
+        walker.passed.append(PassedOver(base, "holds no videos"))
+    return items
+
+
+def _from_url(url: str, root: Path | str | None, walker: _Walker) -> list[_Candidate]:
+    """Items of an input URL: a list file, an object or a prefix."""
+    if PurePosixPath(url.split("://", 1)[1]).suffix.lower() in _LIST_SUFFIXES:
+        return _from_url_list(url, root, walker)
+    listed = list_objects(url)
+    assert listed is not None
+    is_object, objects = listed
+    if is_object:
+        return [_Candidate(url, url, _normalise_name(objects[0].relative, "video"),
+                           _url_base(url_parent(url)))]
+    return _url_objects(objects, url, None, walker)
+
+
+def _url_entry(url: str, base: str | None, listing: dict[str, RemoteObject] | None,
+               walker: _Walker) -> list[_Candidate] | None:
+    """Items of a list entry that is a URL, named relative to ``base`` when below it
+    (``listing``: every object below ``base``, by URL); ``None`` when nothing is there."""
+    rel = url_relative(url, base) if base is not None else None
+    if rel is None or listing is None or base is None:
+        listed = list_objects(url, missing_ok=True)
+        if listed is None:
+            return None
+        is_object, objects = listed
+        if rel is None:
+            if is_object:
+                return [_Candidate(url, url, _normalise_name(objects[0].relative, "video"),
+                                   _url_base(url_parent(url)))]
+            return _url_objects(objects, url, None, walker)
+        found = {o.url: o for o in objects} if not is_object else {url: objects[0]}
+    else:
+        found = listing
+    assert base is not None
+    name = _normalise_name(rel, rel)
+    candidates = [url] if PurePosixPath(rel).suffix.lower() in walker.extensions else \
+        [url] + [url + ext for ext in sorted(walker.extensions)]
+    for candidate in candidates:
+        if candidate in found:
+            cand_rel = url_relative(candidate, base) or rel
+            return [_Candidate(candidate, candidate, _normalise_name(cand_rel, rel),
+                               _url_base(base))]
+    below = url.rstrip("/") + "/"
+    inside = [RemoteObject(o.url, o.url[len(below):], o.info) for u, o in found.items()
+              if u.startswith(below)]
+    if inside:
+        return _url_objects(inside, url, name, walker)
+    return None
+
+
+def _from_url_list(list_url: str, root: Path | str | None,
+                   walker: _Walker) -> list[_Candidate]:
+    """Items of a list file named by URL; relative entries are below ``root`` (default:
+    the list's folder URL)."""
+    try:
+        data = read_bytes(list_url)
+    except OSError as exc:
+        raise ConfigError(f"cannot read list file {exc}") from exc
+    base = root if root is not None else url_parent(list_url)
+    return _list_lines(list_url, _LINE_END.split(data.decode("utf-8-sig", "replace")), base,
+                       walker)
+
+
+def _list_lines(list_name: str, lines: list[str], base: Path | str,
+                walker: _Walker) -> list[_Candidate]:
+    """Items of a list whose ``base`` (what relative entries are below) is a URL, or whose
+    entries include URLs; relative entries of a local ``base`` go to the local rules."""
+    items: list[_Candidate] = []
+    missing: list[str] = []
+    entries = 0
+    listing: dict[str, RemoteObject] | None = None
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        entries += 1
+        if is_url(entry) and local_path(entry) is None:
+            url = entry
+        elif isinstance(base, str):
+            url = join_url(base, entry.replace("\\", "/"))
+        else:
+            where = (list_name, number, entry)
+            found = _local_entry(Path(local_path(entry) or entry), base, walker, where)
+            if found is None:
+                missing.append(entry)
+            items.extend(found or [])
+            continue
+        if isinstance(base, str) and listing is None and url_relative(url, base) is not None:
+            listed = list_objects(base, missing_ok=True)
+            listing = {o.url: o for o in listed[1]} if listed is not None else {}
+        got = _url_entry(url, base if isinstance(base, str) else None, listing, walker)
+        if got is None:
+            missing.append(entry)
+        else:
+            items.extend(got)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:_SHOW_MISSING])
+        more = f" and {len(missing) - _SHOW_MISSING} more" if len(missing) > _SHOW_MISSING else ""
+        raise ConfigError(f"{list_name}: {len(missing)} of {entries} entries do not exist "
+                          f"({shown}{more}); relative entries were looked up below {base}, also "
+                          "trying the video extensions for names without one")
+    return items
+
+
+def _local_entry(path: Path, base: Path, walker: _Walker,
+                 where: tuple[str, int, str]) -> list[_Candidate] | None:
+    """Items of a local entry of a list that also holds URLs (the local list rules)."""
+    path, kind, error = _list_entry_path(str(path), base, walker.extensions)
+    if kind == "missing":
+        return None
+    if kind == "dir":
+        _refuse_wide_folder(Path(where[0]), where[1], where[2], path)
+    try:
+        raw = _absolute(path).relative_to(_absolute(base)).as_posix()
+        name_base = base
+    except ValueError:
+        raw, name_base = path.name, path.parent
+    name = _normalise_name(raw, path.name)
+    if kind == "dir" and not is_frame_folder(path):
+        return _from_folder(path, name_base, name, walker)
+    resolved = _resolve(path) if error is None else _absolute(path)
+    return [_Candidate(path, resolved, name, name_base, error)]
 
 
 def _collision_key(stem: PurePosixPath) -> str:
@@ -587,24 +782,30 @@ def scan(
 
     See the module docstring for naming, de-duplication, collision and length rules.
     ``root`` only affects list files: relative entries are resolved against it and
-    named relative to it.  ``extensions`` selects video files when searching folders
+    named relative to it; it may be a URL prefix (see the module docstring).
+    ``extensions`` selects video files when searching folders and URL prefixes
     (case-insensitive, with or without the dot).
 
     Raises:
         ConfigError: no inputs, an empty-string input, an input that does not exist,
             list entries that do not exist, a missing or unreadable list file, an
-            input folder that cannot be listed, or an empty ``extensions``.
+            input folder that cannot be listed, or an empty ``extensions``; a URL
+            input or entry with nothing at or below it, a missing bucket, missing
+            credentials, or the store's library not installed (naming the URL and
+            ``pip install 'vadfeat[cloud]'``).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
         raise ConfigError("no inputs given; pass video files, folders or .txt lists")
     exts = _normalise_extensions(extensions)
-    root_path = Path(root) if root is not None else None
+    root_path: Path | str | None = None
+    if root is not None:
+        root_path = Path(root) if not is_url(root) else (local_path(str(root)) or str(root))
     passed: list[PassedOver] = []
     walker = _Walker(exts, passed)
     cands: list[_Candidate] = []
-    seen: set[Path] = set()
+    seen: set[Path | str] = set()
     for item in inputs:
         for cand in _candidates(item, root_path, walker):
             if cand.resolved in seen:
@@ -617,7 +818,8 @@ def scan(
     items = []
     for c, (name, stem) in zip(cands, names, strict=True):
         error = c.error or _name_length_problem(stem)
-        items.append(VideoItem(source=_absolute(c.source), name=name, stem=stem, error=error))
+        source = c.source if isinstance(c.source, str) else _absolute(c.source)
+        items.append(VideoItem(source=source, name=name, stem=stem, error=error))
     items.sort(key=lambda it: (it.name.parts, str(it.source)))
     found = Discovery(items, passed)
     for line in found.describe_passed_over():

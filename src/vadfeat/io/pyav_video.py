@@ -36,7 +36,7 @@ from vadfeat.io.source import DecodedFrame
 __all__ = ["PyAVReader", "no_frames_error"]
 
 
-def no_frames_error(path: Path, corrupt_packets: int) -> VideoOpenError:
+def no_frames_error(path: Path | str, corrupt_packets: int) -> VideoOpenError:
     """The open error of a container none of whose frames decodes."""
     detail = f" ({corrupt_packets} corrupt packet(s) skipped)" if corrupt_packets else ""
     return VideoOpenError(f"{path}: no decodable video frames{detail}")
@@ -56,7 +56,7 @@ class PyAVReader(ContainerReader):
             while iterating, any corrupt packet or a truncated video).
     """
 
-    def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None,
+    def __init__(self, path: Path | str, *, on_corrupt: OnCorrupt, fps: float | None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, autorotate: bool = True,
                  stream: int | None = None) -> None:
         from av.video.reformatter import VideoReformatter

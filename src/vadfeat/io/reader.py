@@ -58,7 +58,7 @@ class VideoReader:
 
     info: VideoInfo
 
-    def __init__(self, path: Path, *, on_corrupt: OnCorrupt, fps: float | None) -> None:
+    def __init__(self, path: Path | str, *, on_corrupt: OnCorrupt, fps: float | None) -> None:
         self._label = str(path)
         self.policy = CorruptPolicy(path, on_corrupt)
         self._resample_fps = fps

@@ -57,6 +57,7 @@ from vadfeat.io.orientation import display_matrix, orientation
 from vadfeat.io.paths import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_path, not_regular
 from vadfeat.io.pyav_video import PyAVReader
 from vadfeat.io.reader import VideoReader
+from vadfeat.io.remote import is_url, local_path
 from vadfeat.io.resample import MAX_RESAMPLE_RATIO, MAX_TIMESTAMP_GAP_S, Resampler
 from vadfeat.io.source import VideoFrame, VideoInfo, VideoSource
 
@@ -129,7 +130,10 @@ def open_video(
     """Open a video container or a frame folder for streaming (a :class:`VideoSource`).
 
     Args:
-        path: a video file (any container FFmpeg opens) or a frame folder.
+        path: a video file (any container FFmpeg opens) or a frame folder; or the URL of
+            a video in an object store (``s3://bucket/x.mp4``, ``gs://...``: decoded by
+            PyAV from the object as it is read, never downloaded whole; ``file://`` is the
+            local path).
         on_corrupt: ``"fail"`` raises :class:`DecodeError` at the first corrupt packet
             or unreadable image; ``"skip"`` drops it, counts it and goes on.
         fps: resample to this many frames per second by timestamp (output time k/fps
@@ -186,7 +190,8 @@ def open_video(
             missing from the file or not a video stream.
         DecodeError: under ``"fail"``, the first frame is corrupt.
         ConfigError: a bad option value; torchcodec asked for and not loadable, or with
-            ``on_corrupt="skip"``.
+            ``on_corrupt="skip"``, or for a URL; a URL whose library (s3fs, gcsfs) is not
+            installed.
     """
     _check_literal("on_corrupt", on_corrupt, OnCorrupt)
     _check_literal("decoder", decoder, Decoder)
@@ -197,6 +202,14 @@ def open_video(
     assert native_folder_fps is not None
     limit = check_max_pixels(max_pixels)
     wanted = check_stream(stream)
+    if is_url(path):
+        assert isinstance(path, str)
+        local = local_path(path)
+        if local is None:
+            return _open_url(path, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
+                             autorotate=bool(autorotate), decoder=decoder, stream=wanted,
+                             jpeg_roundtrip=jpeg_roundtrip)
+        path = local
     p = Path(path)
     if check_path(p):
         if not is_frame_folder(p):
@@ -219,6 +232,21 @@ def open_video(
                                 device=device, stream=wanted)
     reader = PyAVReader(p, on_corrupt=on_corrupt, fps=out_fps, max_pixels=limit,
                         autorotate=bool(autorotate), stream=wanted)
+    if jpeg_roundtrip == "none":
+        return reader
+    return JpegRoundTripSource(reader, jpeg_roundtrip)
+
+
+def _open_url(url: str, *, on_corrupt: OnCorrupt, fps: float | None, max_pixels: int,
+              autorotate: bool, decoder: Decoder, stream: int | None,
+              jpeg_roundtrip: JpegRoundTrip) -> VideoSource:
+    """A container named by URL, decoded by PyAV while fsspec reads it (see
+    :func:`vadfeat.io.remote.open_input`).  Frame folders are read from local disk only."""
+    if decoder != "pyav":
+        raise ConfigError(f"{url}: videos named by URL are decoded with PyAV from the object "
+                          f"store as they are read; use decoder='pyav' (--decoder pyav)")
+    reader = PyAVReader(url, on_corrupt=on_corrupt, fps=fps, max_pixels=max_pixels,
+                        autorotate=autorotate, stream=stream)
     if jpeg_roundtrip == "none":
         return reader
     return JpegRoundTripSource(reader, jpeg_roundtrip)

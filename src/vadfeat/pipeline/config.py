@@ -26,8 +26,8 @@ from typing import Any, get_args
 
 import torch
 
-from vadfeat._defaults import DEFAULT_BATCH_SIZE
-from vadfeat._types import FramesColour, OnCorrupt, Preprocess
+from vadfeat._defaults import DEFAULT_BATCH_SIZE, DEFAULT_SHARD_MB, DEFAULT_SHARD_SIZE
+from vadfeat._types import FramesColour, OnCorrupt, Preprocess, SinkName
 from vadfeat.backbones._registry import canonical_model_name
 from vadfeat.backbones.loading import parse_dtype
 from vadfeat.errors import ConfigError
@@ -53,6 +53,7 @@ set_model_name_canonicaliser(canonical_model_name)
 _ON_CORRUPT = get_args(OnCorrupt)
 _FRAMES_COLOUR = get_args(FramesColour)
 _PREPROCESS = get_args(Preprocess)
+_SINKS = get_args(SinkName)
 
 
 #: Settings of :func:`vadfeat.extract` (and ``vadfeat extract``'s options) that change the
@@ -78,8 +79,10 @@ CONTENT_SETTINGS = frozenset({
 RUN_SETTINGS = frozenset({
     "inputs", "out", "device", "devices", "batch_size", "workers", "overwrite", "progress",
     "root", "extractor", "config", "run_token", "wait", "pipeline",
-    # A ready sink (library only): where the outputs go, as ``out``; not the numbers.
-    "sink",
+    # Where the outputs go and in what container, as ``out``: ``.npy`` files or shards
+    # (a sink's name, or a ready sink in the library), and when a shard is committed.  A
+    # folder's features are the same whichever sink holds them (its sidecars say which).
+    "sink", "shard_size", "shard_mb",
     # Decides only whether a video is refused; an accepted video's features do not depend on it.
     "max_pixels",
 })
@@ -164,6 +167,30 @@ def check_fit(preset: Preset, spec: Any, *, backbone: Any = None, model: str = "
         check_geometry(preset, tubelet=spec[0], patch=spec[1], model=model)
     else:
         check_model_geometry(preset, spec, backbone=backbone)
+
+
+def check_sink_settings(sink: Any, layout: str, shard_size: Any, shard_mb: Any) -> SinkName:
+    """``sink`` (a :data:`~vadfeat._types.SinkName`) when it fits ``layout`` and the shard
+    limits are valid; else :class:`ConfigError` saying which setting and why.
+
+    Only the ``.npy`` sink has layouts: a sharded sink packs every video into its shards,
+    so a ``layout`` other than ``flat`` is refused with it.  ``shard_size``: videos per
+    shard, a positive integer; ``shard_mb``: MiB of features per shard, a positive number
+    (checked whatever the sink, so a config file's typo is seen on the first run).
+    """
+    if sink not in _SINKS:
+        raise ConfigError(f"unknown sink {sink!r}; choose one of {', '.join(_SINKS)}")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ConfigError(f"shard_size (--shard-size) must be a positive number of videos, "
+                          f"got {shard_size!r}")
+    if (isinstance(shard_mb, bool) or not isinstance(shard_mb, (int, float))
+            or not math.isfinite(shard_mb) or shard_mb <= 0):
+        raise ConfigError(f"shard_mb (--shard-mb) must be a positive number of MiB, got {shard_mb!r}")
+    if sink != "npy" and layout != "flat":
+        raise ConfigError(f"--layout {layout} places .npy files; --sink {sink} writes shards, which "
+                          "have no layouts (each video is a member of a shard under its output "
+                          "name): leave --layout out (flat), or use --sink npy")
+    return sink
 
 
 def settings_fingerprint(*, preset: Preset, model: str, checkpoint_sha256: str | None,
@@ -295,7 +322,8 @@ class ExtractConfig:
     """Every setting of one extraction, validated; the preset with its overrides resolved.
 
     Build it with :meth:`from_settings` (the keyword arguments of
-    :class:`~vadfeat.FeatureExtractor` / :func:`vadfeat.extract`, plus ``layout``);
+    :class:`~vadfeat.FeatureExtractor` / :func:`vadfeat.extract`, plus ``layout`` and the
+    output's container: ``sink``, ``shard_size``, ``shard_mb``);
     the constructor itself does not validate.  ``preset`` is the resolved
     :class:`Preset`; ``overrides`` the preset fields given explicitly (recorded in
     sidecars).  ``device`` and ``dtype`` stay as asked (``auto``); they are resolved
@@ -329,6 +357,13 @@ class ExtractConfig:
     pca: str | None = None
     #: a vadfeat visual extraction whose rows an audio run follows (``--grid-from``)
     grid_from: str | None = None
+    #: what the run writes (``--sink``): ``npy`` files per video, or ``webdataset`` /
+    #: ``parquet`` shards; not in the fingerprint (the features are the same)
+    sink: str = "npy"
+    #: a shard is committed at this many videos (``--shard-size``) ...
+    shard_size: int = DEFAULT_SHARD_SIZE
+    #: ... or this many MiB of features (``--shard-mb``), whichever comes first
+    shard_mb: float = DEFAULT_SHARD_MB
 
     @classmethod
     def own_settings(cls) -> frozenset[str]:
@@ -405,6 +440,9 @@ class ExtractConfig:
         dtype = s.get("dtype", "auto")
         if dtype != "auto":
             parse_dtype(dtype)
+        layout = check_layout(s.get("layout", "flat"))
+        shard_size, shard_mb = s.get("shard_size", DEFAULT_SHARD_SIZE), s.get("shard_mb", DEFAULT_SHARD_MB)
+        sink = check_sink_settings(s.get("sink", "npy"), layout, shard_size, shard_mb)
         return cls(
             checkpoint=checkpoint, model=model, backbone=backbone, preset=preset,
             overrides=tuple(overrides.items()),
@@ -414,8 +452,9 @@ class ExtractConfig:
             fps=s.get("fps"), frames_colour=frames_colour, folder_fps=folder_fps,
             quantize=s.get("quantize"), preprocess=preprocess,
             max_pixels=check_max_pixels(s.get("max_pixels", DEFAULT_MAX_PIXELS)),
-            layout=check_layout(s.get("layout", "flat")), decoder=decoder,
+            layout=layout, decoder=decoder,
             stream=check_stream(s.get("stream")), pca=pca, grid_from=grid_from,
+            sink=sink, shard_size=shard_size, shard_mb=shard_mb,
         )
 
     # ------------------------------------------------------------------ derived values
@@ -505,5 +544,5 @@ class ExtractConfig:
 
 
 __all__ = ["CONTENT_SETTINGS", "DEFAULT_BATCH_SIZE", "RUN_SETTINGS", "ExtractConfig", "ModelIdentity",
-           "check_fit", "check_preprocess", "inputs_per_snippet", "resolve_device", "resolve_dtype",
-           "settings_fingerprint"]
+           "check_fit", "check_preprocess", "check_sink_settings", "inputs_per_snippet",
+           "resolve_device", "resolve_dtype", "settings_fingerprint"]

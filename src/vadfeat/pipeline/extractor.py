@@ -24,6 +24,7 @@ from vadfeat.backbones._registry import pick_backbone
 from vadfeat.backbones.loading import load_model, parse_dtype
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem
+from vadfeat.io.remote import is_url
 from vadfeat.io.video import DEFAULT_FOLDER_FPS, DEFAULT_MAX_PIXELS
 from vadfeat.pipeline.config import (
     ExtractConfig,
@@ -261,12 +262,12 @@ class FeatureExtractor:
             return SnippetBatcher(submit=DeviceFeed(self).submit, size=self.clips_per_batch, depth=1)
         return SnippetBatcher(lambda clips: self.run_model(clips), self.clips_per_batch)
 
-    def sidecar(self, *, video: str, source: Path, meta: dict[str, Any],
+    def sidecar(self, *, video: str, source: Path | str, meta: dict[str, Any],
                 ranges: list[tuple[int, int]], shape: tuple[int, ...], layout: str) -> dict[str, Any]:
         return {
             "vadfeat_version": __version__,
             "video": video,
-            "source": str(source.resolve()),
+            "source": source if is_url(source) else str(Path(source).resolve()),
             "preset": self.preset.name,
             "settings": self.preset.resolved().to_dict(),
             "overrides": dict(self.overrides),

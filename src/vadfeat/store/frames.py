@@ -41,6 +41,7 @@ from vadfeat._types import OnCorrupt
 from vadfeat._version import __version__
 from vadfeat.errors import ConfigError, VideoError
 from vadfeat.io.inputs import VideoItem, discover, output_stem
+from vadfeat.io.remote import is_url
 from vadfeat.io.video import open_video
 from vadfeat.store.atomic import clean_stale_temporaries, save_json, tmp_name
 from vadfeat.store.identity import same_source, source_identity
@@ -152,7 +153,7 @@ def is_frames_sidecar(record: Any) -> bool:
             and expected_files(record) is not None)
 
 
-def write_video_frames(source: Path, folder: Path, settings: FrameSettings,
+def write_video_frames(source: Path | str, folder: Path, settings: FrameSettings,
                        previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write one video's frames into ``folder`` (atomically, as a whole); return its record.
 
@@ -184,7 +185,8 @@ def write_video_frames(source: Path, folder: Path, settings: FrameSettings,
                     raise VideoError(f"{source}: OpenCV could not encode frame {count}")
                 buf.tofile(tmp / name)
                 count += 1
-            record = {"vadfeat_version": __version__, "source": str(source.resolve()),
+            where = source if is_url(source) else str(Path(source).resolve())
+            record = {"vadfeat_version": __version__, "source": where,
                       "num_frames": count, "fps": reader.info.fps,
                       "width": reader.info.width, "height": reader.info.height,
                       "settings": settings.to_dict(), "warnings": list(reader.warnings),

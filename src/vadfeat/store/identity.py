@@ -5,6 +5,16 @@ MiB and size, and a sha256 of every byte (a frame folder: also every frame's nam
 size and mtime).  :func:`same_source` compares a record with the source as it is now;
 the whole source is hashed again only when its size, ends or mtimes differ from the
 record, so a copied dataset (new mtimes, same bytes) still resumes.
+
+A source named by URL (``s3://bucket/x.mp4``, :mod:`vadfeat.io.remote`) is described by
+what the object store says of it and its ends: ``{"url", "size", "etag", "mtime",
+"sample_sha256"}`` (+ ``"version"`` in a versioned bucket), from one ``HEAD`` and two
+ranged reads of :data:`IDENTITY_BYTES`.  The ETag stands for the whole content (it
+changes whenever the object is written again with other bytes), so no full hash is
+made: decoding streams the object once.  An object whose size or ETag differs from the
+record is changed; without an ETag on either side, the size and ends decide, as for an
+old record.  A local file's record against the same bytes uploaded (or the reverse)
+compares size and ends, then the full hash when the record has one.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vadfeat.errors import ConfigError
+from vadfeat.io.remote import is_url, iter_chunks, local_path, object_info, read_bytes
 from vadfeat.store.atomic import sha256_file
 
 # Bytes hashed at each end of a source for its identity: cheap for multi-GB files
@@ -43,9 +55,15 @@ def content_sha256(path: str | os.PathLike[str], *, chunk: int = 1 << 22) -> str
     """The sha256 of every byte of a source (hex).
 
     A file: its bytes.  A frame folder: for each visible file in name order, its name,
-    size and bytes, so a renamed, added, removed or rewritten frame changes it.
-    Raises OSError.
+    size and bytes, so a renamed, added, removed or rewritten frame changes it.  A URL:
+    the object's bytes, streamed.  Raises OSError.
     """
+    if is_url(path):
+        assert isinstance(path, str)
+        h = hashlib.sha256()
+        for block in iter_chunks(path, chunk):
+            h.update(block)
+        return h.hexdigest()
     p = Path(path)
     if not p.is_dir():
         return sha256_file(p, chunk=chunk)
@@ -67,8 +85,22 @@ def source_identity(path: str | os.PathLike[str], *, content: bool = False) -> d
     image's ends).  ``stat_sha256`` (a folder) hashes every file's name, size and
     mtime.  ``sha256`` (:func:`content_sha256`) covers every byte: extraction records
     it, and :func:`same_source` recomputes it whenever the size, sample or modification
-    times differ from the record.  Raises OSError.
+    times differ from the record.
+
+    A URL: ``{"url", "size", "etag", "mtime", "sample_sha256"}`` (+ ``"version"``), see
+    the module docstring; ``content`` is ignored (the ETag stands for the content).
+
+    Raises:
+        OSError: the source cannot be read (FileNotFoundError: a missing file, object or
+            bucket, naming it).
+        ConfigError: a URL whose library (s3fs, gcsfs) is not installed.
     """
+    if is_url(path):
+        assert isinstance(path, str)
+        local = local_path(path)
+        if local is None:
+            return _url_identity(path)
+        path = local
     p = Path(path)
     st = p.stat()
     h = hashlib.sha256()
@@ -97,6 +129,20 @@ def source_identity(path: str | os.PathLike[str], *, content: bool = False) -> d
     return ident
 
 
+def _url_identity(url: str) -> dict[str, Any]:
+    info = object_info(url)
+    h = hashlib.sha256()
+    h.update(str(info.size).encode() + b"\n")
+    h.update(read_bytes(url, 0, min(info.size, IDENTITY_BYTES)) if info.size else b"")
+    if info.size > IDENTITY_BYTES:
+        h.update(read_bytes(url, max(IDENTITY_BYTES, info.size - IDENTITY_BYTES), info.size))
+    ident: dict[str, Any] = {"url": url, "size": info.size, "etag": info.etag,
+                             "mtime": info.mtime, "sample_sha256": h.hexdigest()}
+    if info.version is not None:
+        ident["version"] = info.version
+    return ident
+
+
 def _same_stat(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     if "stat_sha256" in current:  # a frame folder: every frame's name, size and mtime
         return recorded.get("stat_sha256") == current["stat_sha256"]
@@ -118,6 +164,20 @@ def same_source(recorded: Any, current: Mapping[str, Any], *,
         return "the recorded source identity is malformed"
     if recorded.get("size") != current["size"]:
         return f"source size {recorded.get('size')} -> {current['size']} bytes"
+    if "url" in current or "url" in recorded:
+        # An object named by URL on at least one side: its ETag stands for its content.
+        old_etag, new_etag = recorded.get("etag"), current.get("etag")
+        if old_etag and new_etag:
+            if old_etag != new_etag:
+                return (f"source object changed (ETag {old_etag} -> {new_etag}"
+                        f"{', modified ' + str(current['mtime']) if current.get('mtime') else ''})")
+            return None
+        if recorded.get("sample_sha256") != current.get("sample_sha256"):
+            return "source content changed (same size, different bytes)"
+        full = recorded.get("sha256")
+        if isinstance(full, str) and path is not None and content_sha256(path) != full:
+            return "source content changed (same size, different bytes: its sha256 differs)"
+        return None
     full = recorded.get("sha256")
     if isinstance(full, str) and path is not None:
         if _same_stat(recorded, current) and recorded.get("sample_sha256") == current["sample_sha256"]:
@@ -136,7 +196,7 @@ def source_changed(recorded: Any, path: str | os.PathLike[str]) -> str | None:
     (the outputs are all there is).  Never raises."""
     try:
         return same_source(recorded, source_identity(path), path=path)
-    except OSError:
+    except (OSError, ConfigError):
         return None
 
 

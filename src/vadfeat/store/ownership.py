@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vadfeat.errors import ConfigError
+from vadfeat.io.remote import is_url, local_path
 from vadfeat.store.atomic import atomic_path, clean_stale_temporaries, save_json
 from vadfeat.store.claims import LOCK_DIR
 
@@ -66,10 +67,19 @@ def refuse_overlap(out: PathLike, inputs: Iterable[PathLike | None], *, command:
     list file, checkpoint...); ``None`` entries are skipped.  The message names both
     paths.  Called before any work: nothing is written when it raises.
     """
-    o = _real(out)
+    out = _as_path(out)
+    o = _real(out) if not is_url(out) else None
     for given in inputs:
         if given is None:
             continue
+        given = _as_path(given)
+        if o is None or is_url(given):  # a URL on either side: compared as URLs
+            how_url = _url_overlap(os.fspath(out), os.fspath(given))
+            if how_url is None:
+                continue
+            raise ConfigError(f"the {what} {os.fspath(out)} {how_url} the input {os.fspath(given)}: "
+                              f"`vadfeat {command}` never writes over or among its inputs; "
+                              "choose an output outside every input")
         i = _real(given)
         if o == i or _same_file(out, given):
             how = "is"
@@ -82,6 +92,31 @@ def refuse_overlap(out: PathLike, inputs: Iterable[PathLike | None], *, command:
         raise ConfigError(f"the {what} {os.fspath(out)} {how} the input {os.fspath(given)}: "
                           f"`vadfeat {command}` never writes over or among its inputs; "
                           "choose an output outside every input")
+
+
+def _as_path(value: PathLike) -> PathLike:
+    """A ``file://`` URL as the local path it names; anything else as it is."""
+    if is_url(value):
+        local = local_path(str(value))
+        if local is not None:
+            return local
+    return value
+
+
+def _url_overlap(out: str, given: str) -> str | None:
+    """How the URL (or path) ``out`` overlaps ``given`` (``is``, ``lies inside``, ``holds``),
+    or None; a URL and a local path never overlap."""
+    if not (is_url(out) and is_url(given)):
+        return None
+    a = out.split("://", 1)[0].lower() + "://" + out.split("://", 1)[1].strip("/")
+    b = given.split("://", 1)[0].lower() + "://" + given.split("://", 1)[1].strip("/")
+    if a == b:
+        return "is"
+    if a.startswith(b + "/"):
+        return "lies inside"
+    if b.startswith(a + "/"):
+        return "holds"
+    return None
 
 
 def _check_name(out: Path, name: str) -> str:

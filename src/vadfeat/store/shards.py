@@ -51,10 +51,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from vadfeat._types import ShardSink
 from vadfeat.errors import ShardReadError
 from vadfeat.store.atomic import NPY_ERRORS, save_json, sha256_file
 from vadfeat.store.sidecar import (
@@ -67,7 +68,6 @@ from vadfeat.store.sidecar import (
 
 log = logging.getLogger(__name__)
 
-ShardSink = Literal["webdataset", "parquet"]
 
 #: The file suffix of each sharded sink's shards.
 SHARD_SUFFIXES: dict[str, str] = {"webdataset": ".tar", "parquet": ".parquet"}
@@ -657,9 +657,15 @@ def index_shard(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_index(out: str | os.PathLike[str], index: Mapping[str, Any]) -> Path:
-    """Write a shard's index atomically below ``out``; returns its path.  Raises OSError."""
+    """Write a shard's index atomically below ``out``, replacing an index of vadfeat's
+    (stale or edited) but never a file that is not one; returns its path.  Raises OSError
+    (FileExistsError for such a file)."""
     path = index_path(out, index["shard"])
     path.parent.mkdir(exist_ok=True)
+    if os.path.lexists(path):
+        old = None if path.is_symlink() or not path.is_file() else read_sidecar(path)
+        if not isinstance(old, dict) or old.get("format") != INDEX_FORMAT:
+            raise FileExistsError(f"{path} is not a vadfeat shard index; it is left alone")
     save_json(path, index)
     return path
 

@@ -2,23 +2,27 @@
 
 :func:`make_sink` builds a run's sink from its name: ``npy`` (:class:`NpySink`, one
 ``.npy`` + sidecar per video, in a layout), ``webdataset`` (:class:`WebDatasetSink`, tar
-shards) or ``parquet`` (:class:`ParquetSink`, Parquet shards).
+shards) or ``parquet`` (:class:`ParquetSink`, Parquet shards).  A sharded sink's ``out``
+may be a URL (``s3://bucket/features``: :mod:`vadfeat.store.sinks.url`); the ``npy``
+sink's may not (ConfigError).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from vadfeat._types import SinkName
 from vadfeat.errors import ConfigError
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 from vadfeat.store.sinks.npy import LAYOUTS, NpySink, check_layout
 from vadfeat.store.sinks.parquet import ParquetSink
 from vadfeat.store.sinks.sharded import SHARD_MB, SHARD_SIZE, ShardedSink, ShardTarget
+from vadfeat.store.sinks.url import is_url_output, url_sink_class
 from vadfeat.store.sinks.webdataset import WebDatasetSink
 
 #: The sinks a run can choose (``--sink``).
-SINKS: tuple[str, ...] = ("npy", "webdataset", "parquet")
+SINKS: tuple[str, ...] = get_args(SinkName)
 
 
 def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops: int = 1,
@@ -26,7 +30,9 @@ def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops
     """The sink ``sink`` writing below ``out``: ``npy`` in ``layout``; ``webdataset`` or
     ``parquet`` in shards of ``shard_size`` videos or ``shard_mb`` MiB.  Raises
     :class:`ConfigError` for an unknown sink or layout, a sharded sink with a layout other
-    than ``flat``, or a shard size below 1."""
+    than ``flat``, a shard size below 1, or the ``npy`` sink with a URL ``out`` (a sharded
+    sink's ``out`` may be one: its shards are uploaded whole, see
+    :mod:`vadfeat.store.sinks.url`)."""
     if sink == "npy":
         return NpySink(out, layout=layout, crops=crops)
     if sink not in SINKS:
@@ -35,7 +41,9 @@ def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops
     if layout != "flat":
         raise ConfigError(f"the {sink} sink stores videos in shards and has no layouts; layout "
                           f"{layout!r} is only for the npy sink (leave --layout at flat)")
-    cls = WebDatasetSink if sink == "webdataset" else ParquetSink
+    cls: type[ShardedSink] = WebDatasetSink if sink == "webdataset" else ParquetSink
+    if is_url_output(out):  # s3://, gs://: shards uploaded whole (vadfeat.store.sinks.url)
+        cls = url_sink_class(sink)
     return cls(out, shard_size=shard_size, shard_mb=shard_mb, crops=crops)
 
 

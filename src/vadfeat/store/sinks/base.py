@@ -127,7 +127,7 @@ class Sink(abc.ABC, Generic[TargetT]):
 
     @abc.abstractmethod
     def state(self, target: TargetT, fingerprint: Mapping[str, Any] | None, *,
-              source: Path | None = None, verify: bool = True) -> OutputState:
+              source: Path | str | None = None, verify: bool = True) -> OutputState:
         """What is at ``target`` for a run with ``fingerprint``; never raises on bad files.
 
         ``source``: the video, to compare with the source identity the output recorded;
@@ -160,6 +160,16 @@ class Sink(abc.ABC, Generic[TargetT]):
 
     def abort(self) -> None:
         """The run stops early: drop what is buffered and not yet written."""
+
+    def prepare_run(self) -> None:
+        """In the process that keeps the run's manifest, before the run looks at ``out``: a
+        sink whose outputs are not ``out`` itself (a URL; ``out`` is then its local staging
+        folder) brings the run files kept with its outputs there (the manifest).  The
+        default does nothing.  Raises OSError, ConfigError."""
+
+    def publish_run(self) -> None:
+        """After the run's manifest is closed: a sink writing to a URL uploads it there.  The
+        default does nothing.  Raises OSError."""
 
 
 __all__ = ["OutputState", "Sink", "VideoFeatures"]

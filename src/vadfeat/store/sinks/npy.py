@@ -41,6 +41,7 @@ from vadfeat.store.atomic import NPY_ERRORS, save_json, save_npy, sha256_file
 from vadfeat.store.fingerprint import same_fingerprint
 from vadfeat.store.identity import source_changed
 from vadfeat.store.ownership import owned_record_path, read_owned, write_owned
+from vadfeat.store.remote import refuse_url
 from vadfeat.store.sidecar import is_vadfeat_sidecar, read_sidecar, seal_sidecar, sidecar_edited
 from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 
@@ -129,7 +130,7 @@ def _shape_ok(shape: Any) -> TypeGuard[list[int]]:
 
 
 def inspect_outputs(paths: OutputPaths, fingerprint: Mapping[str, Any] | None, *,
-                    out: Path | None = None, source: Path | None = None,
+                    out: Path | None = None, source: Path | str | None = None,
                     verify: bool = True) -> OutputState:
     """Classify what is at ``paths`` for a run with ``fingerprint``; never raises on bad files.
 
@@ -239,6 +240,7 @@ class NpySink(Sink[OutputPaths]):
 
     def __init__(self, out: str | Path, *, layout: str = "flat", crops: int = 1,
                  records: bool = True) -> None:
+        refuse_url(out, "the npy sink (a .npy file and a sidecar per video, renamed into place)")
         super().__init__(out)
         self.layout: Layout = check_layout(layout)
         self.name = self.layout
@@ -280,7 +282,7 @@ class NpySink(Sink[OutputPaths]):
         return None
 
     def state(self, target: OutputPaths, fingerprint: Mapping[str, Any] | None, *,
-              source: Path | None = None, verify: bool = True) -> OutputState:
+              source: Path | str | None = None, verify: bool = True) -> OutputState:
         return inspect_outputs(target, fingerprint, out=self.out if self.records else None,
                                source=source, verify=verify)
 

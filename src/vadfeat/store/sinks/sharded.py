@@ -167,7 +167,7 @@ class ShardedSink(Sink[ShardTarget]):
         return self.catalog().get(target.stem) is not None
 
     def state(self, target: ShardTarget, fingerprint: Mapping[str, Any] | None, *,
-              source: Path | None = None, verify: bool = True) -> OutputState:
+              source: Path | str | None = None, verify: bool = True) -> OutputState:
         """The newest committed copy of the video against ``fingerprint``; ``absent`` when no
         committed shard holds it (a video in this sink's open shard is not done yet)."""
         cat = self.catalog()
