@@ -149,9 +149,11 @@ def test_a_slow_local_cluster_start_is_waited_for(monkeypatch: pytest.MonkeyPatc
         monkeypatch.delenv(name, raising=False)
     register = "RAY_worker_register_timeout_seconds"  # Ray's own spelling
     monkeypatch.setenv(register, "42")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     distributed.init_ray(SlowRay(), num_cpus=2)
-    assert calls == [{"num_cpus": 2}, {"shutdown": True}, {"num_cpus": 2}, {"shutdown": True},
-                     {"num_cpus": 2}]
+    # "local": a cluster another process left on this machine is never joined
+    own = {"address": "local", "num_cpus": 2}
+    assert calls == [own, {"shutdown": True}, own, {"shutdown": True}, own]
     assert os.environ[register] == "42"  # the user's, kept
     assert os.environ["RAY_NUM_REDIS_GET_RETRIES"] == "300"
 
@@ -163,6 +165,11 @@ def test_a_slow_local_cluster_start_is_waited_for(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(RuntimeError):
         distributed.init_ray(Broken())
     assert len(calls) == 1
+    # RAY_ADDRESS names the cluster: ray.init() reads it, no address is forced
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    calls.clear()
+    distributed.init_ray(SlowRay(), num_cpus=2)
+    assert calls[-1] == {"num_cpus": 2}
 
 
 # --------------------------------------------------------------------------- on a local cluster

@@ -179,10 +179,13 @@ class _ExtractActor:
         self.run = run
         self.buffering = buffering
         # The driver cannot check another host's temporaries: each worker cleans its host's.
-        try:
-            self.sink.open()
-        except OSError:  # an unwritable folder: the claims and each video's write say so
-            log.debug("cannot open the sink in %s", self.out, exc_info=True)
+        # A buffering sink is opened and written by the driver alone: a worker that opened it
+        # would only load its catalog (hundreds of MB at 100,000 videos) for nothing.
+        if not buffering:
+            try:
+                self.sink.open()
+            except OSError:  # an unwritable folder: the claims and each video's write say so
+                log.debug("cannot open the sink in %s", self.out, exc_info=True)
         self.layout = layout
         self.fingerprint = fingerprint
         self.overwrite = overwrite
@@ -425,7 +428,8 @@ START_TRIES = 3
 
 
 def init_ray(ray: Any, *, address: str | None = None, **kwargs: Any) -> None:
-    """``ray.init``, robust to a slow start: a local cluster (``address`` None) gets
+    """``ray.init``, robust to a slow start.  ``address`` None: the cluster ``RAY_ADDRESS``
+    names, else a new local one (never one another process left running), which gets
     :data:`SLOW_START_ENV`'s waits (where the environment sets none) and up to
     :data:`START_TRIES` starts when its node misses Ray's fixed start-up wait."""
     if address is not None:
@@ -433,9 +437,12 @@ def init_ray(ray: Any, *, address: str | None = None, **kwargs: Any) -> None:
         return
     for name, value in SLOW_START_ENV.items():
         os.environ.setdefault(name, value)
+    # Without an address, ray.init() joins a cluster that `ray start` (or another session)
+    # left running on this machine; a run asked to start its own must say "local".
+    where = {} if os.environ.get("RAY_ADDRESS") else {"address": "local"}
     for attempt in range(1, START_TRIES + 1):
         try:
-            ray.init(**kwargs)
+            ray.init(**where, **kwargs)
             return
         except Exception as exc:  # Ray raises a bare Exception for this
             if "timed out during startup" not in str(exc) or attempt == START_TRIES:
