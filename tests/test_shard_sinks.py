@@ -452,3 +452,13 @@ def test_extract_through_a_sharded_sink_stores_the_npy_sinks_bytes(tmp_path: Pat
         assert rec.sidecar["video"] == f"{stem}.mp4" and rec.sidecar["layout"] == "flat"
     again = extract([src], out, checkpoint=tiny_checkpoint, progress=False, sink=make_sink(out, sink=kind))
     assert again.ok == 0 and again.skipped == 2
+
+
+@pytest.mark.parametrize(("sink", "module"), [("webdataset", "webdataset"),
+                                              ("parquet", "pyarrow.parquet")])
+def test_a_missing_library_is_a_usage_error_naming_the_extra(tmp_path: Path, sink: str, module: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    with pytest.raises(ConfigError, match=r"vadfeat\[shards\]"):
+        make_sink(tmp_path / "out", sink=sink)
+    assert not (tmp_path / "out").exists()

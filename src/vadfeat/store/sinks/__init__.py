@@ -9,6 +9,7 @@ sink's may not (ConfigError).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, get_args
 
@@ -25,12 +26,27 @@ from vadfeat.store.sinks.webdataset import WebDatasetSink
 SINKS: tuple[str, ...] = get_args(SinkName)
 
 
+#: The library each sharded sink writes and reads through (the ``shards`` extra).
+_LIBRARIES = {"webdataset": "webdataset", "parquet": "pyarrow.parquet"}
+
+
+def _need_library(sink: str) -> None:
+    """:class:`ConfigError` naming the extra to install when ``sink``'s library is missing
+    (before any work, not as every video's failure)."""
+    try:
+        importlib.import_module(_LIBRARIES[sink])
+    except ImportError as exc:
+        raise ConfigError(f"--sink {sink} writes through {_LIBRARIES[sink].split('.')[0]}, which is "
+                          f"not installed: pip install 'vadfeat[shards]' ({exc})") from exc
+
+
 def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops: int = 1,
               shard_size: int = SHARD_SIZE, shard_mb: float = SHARD_MB) -> Sink[Any]:
     """The sink ``sink`` writing below ``out``: ``npy`` in ``layout``; ``webdataset`` or
     ``parquet`` in shards of ``shard_size`` videos or ``shard_mb`` MiB.  Raises
     :class:`ConfigError` for an unknown sink or layout, a sharded sink with a layout other
-    than ``flat``, a shard size below 1, or the ``npy`` sink with a URL ``out`` (a sharded
+    than ``flat``, a shard size below 1, a sharded sink whose library (webdataset,
+    pyarrow) is not installed, or the ``npy`` sink with a URL ``out`` (a sharded
     sink's ``out`` may be one: its shards are uploaded whole, see
     :mod:`vadfeat.store.sinks.url`)."""
     if sink == "npy":
@@ -41,6 +57,7 @@ def make_sink(out: str | Path, *, sink: str = "npy", layout: str = "flat", crops
     if layout != "flat":
         raise ConfigError(f"the {sink} sink stores videos in shards and has no layouts; layout "
                           f"{layout!r} is only for the npy sink (leave --layout at flat)")
+    _need_library(sink)
     cls: type[ShardedSink] = WebDatasetSink if sink == "webdataset" else ParquetSink
     if is_url_output(out):  # s3://, gs://: shards uploaded whole (vadfeat.store.sinks.url)
         cls = url_sink_class(sink)
