@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from vadfeat._defaults import DEFAULT_SHARD_MB, DEFAULT_SHARD_SIZE
 from vadfeat.errors import ConfigError, ShardReadError
 from vadfeat.store.atomic import clean_stale_temporaries, tmp_name
 from vadfeat.store.fingerprint import same_fingerprint
@@ -62,9 +63,9 @@ from vadfeat.store.sinks.base import OutputState, Sink, VideoFeatures
 
 log = logging.getLogger(__name__)
 
-#: Defaults of ``--shard-size`` (videos) and ``--shard-mb`` (MiB).
-SHARD_SIZE = 1000
-SHARD_MB = 1024
+#: Defaults of ``--shard-size`` (videos) and ``--shard-mb`` (MiB), the package's one value.
+SHARD_SIZE = DEFAULT_SHARD_SIZE
+SHARD_MB = DEFAULT_SHARD_MB
 
 
 @dataclass(frozen=True)
