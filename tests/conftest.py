@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,17 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["VADFEAT_CACHE_DIR"] = str(tmp_path_factory.mktemp("vadfeat-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_kept() -> Iterator[None]:
+    """No test leaves this process's torch thread count changed: a later test comparing an
+    in-process run with a subprocess's bytes would compare 1-thread with 2-thread sums
+    (float32 differs by ~1e-7; three tests failed so after an in-process Ray actor set 1)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,12 @@ cluster: the actor is called in this process, as Ray Data would call it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vadfeat.engines.ray import _ExtractActor, _ray_config, describe_attempt
 from vadfeat.store.attempts import Attempt, AttemptRecord, Attempts
@@ -58,12 +60,14 @@ def test_describe_attempt_says_what_ended_it() -> None:
 
 
 @pytest.fixture
-def actor(tmp_path: Path) -> _ExtractActor:
+def actor(tmp_path: Path) -> Iterator[_ExtractActor]:
     cfg = _ray_config({"random_weights": True, "model": "vit_tiny_patch16_224", "size": 32,
                        "short_side": 32}, None)
     out = tmp_path / "out"
-    return _ExtractActor(cfg, "flat", cfg.fingerprint(cfg.identify(), "cpu", "flat"), str(out),
-                         False, 1, NpySink(out), run="r2")
+    threads = torch.get_num_threads()  # the actor sets its process's torch threads (to 1)
+    yield _ExtractActor(cfg, "flat", cfg.fingerprint(cfg.identify(), "cpu", "flat"), str(out),
+                        False, 1, NpySink(out), run="r2")
+    torch.set_num_threads(threads)
 
 
 def _batch(src: Path) -> dict[str, np.ndarray]:

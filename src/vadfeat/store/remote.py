@@ -133,16 +133,9 @@ class RemoteCatalog(ShardCatalog):
         indexes = self.folder.read_indexes(list(todo))  # one concurrent batch
         for name, key in todo.items():
             self._loaded[name] = self._load_object(name, key, indexes[name], repair=repair)
-            self._verified.pop(name, None)
-            if self._loaded[name].hashed and self._loaded[name].index is not None:
-                self._verified[name] = None
+            self._loaded_again(name)
             changed = True
-        for name in [n for n in self._loaded if n not in listing]:
-            del self._loaded[name]
-            self._verified.pop(name, None)
-            changed = True
-        if changed or not self.videos:
-            self._rebuild()
+        changed = self._settle(listing, changed)
         if repair:
             self.folder.drop_orphan_indexes(set(self.folder.shard_objects()))
         return changed

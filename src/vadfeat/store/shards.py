@@ -827,16 +827,9 @@ class ShardCatalog:
             self._loaded[name] = self._load(path, st, repair=repair)
             if self.slim:  # now, so that only one whole index is in memory at a time
                 _slim(self._loaded[name])
-            self._verified.pop(name, None)
-            if self._loaded[name].hashed and self._loaded[name].index is not None:
-                self._verified[name] = None
+            self._loaded_again(name)
             changed = True
-        for name in [n for n in self._loaded if n not in seen]:
-            del self._loaded[name]
-            self._verified.pop(name, None)
-            changed = True
-        if changed or not self.videos:
-            self._rebuild()
+        changed = self._settle(seen, changed)
         if repair:
             _drop_orphan_indexes(self.out, seen)
         return changed
@@ -887,6 +880,24 @@ class ShardCatalog:
                 loaded.unsaved = False
                 log.info("rebuilt the index of %s", name)
         return loaded
+
+    def _loaded_again(self, name: str) -> None:
+        """Shard ``name``'s index was just (re)loaded: forget its verification, unless the
+        load itself hashed the shard."""
+        self._verified.pop(name, None)
+        if self._loaded[name].hashed and self._loaded[name].index is not None:
+            self._verified[name] = None
+
+    def _settle(self, present: set[str] | Mapping[str, Any], changed: bool) -> bool:
+        """After a refresh: drop the shards no longer ``present``, rebuild the video table when
+        anything changed; returns whether anything did."""
+        for name in [n for n in self._loaded if n not in present]:
+            del self._loaded[name]
+            self._verified.pop(name, None)
+            changed = True
+        if changed or not self.videos:
+            self._rebuild()
+        return changed
 
     def _rebuild(self) -> None:
         self.shards, self.videos, self.superseded = {}, {}, []

@@ -359,6 +359,11 @@ class ShardedSink(Sink[ShardTarget]):
         except BaseException:
             writer.abort()
             raise
+        return self._place_rewritten(writer, shard, path, len(drop))
+
+    def _place_rewritten(self, writer: ShardWriter, shard: str, where: object, dropped: int) -> bool:
+        """Commit a compacted copy of ``shard`` under its own name (:meth:`_place`); False
+        when nothing was kept in it (``writer`` aborted).  ``where``: the shard, for the log."""
         if writer.count == 0:
             writer.abort()
             return False
@@ -367,7 +372,7 @@ class ShardedSink(Sink[ShardTarget]):
         except BaseException:
             writer.abort()
             raise
-        log.info("%s: rewritten without %d video(s) that newer shards hold", path, len(drop))
+        log.info("%s: rewritten without %d video(s) that newer shards hold", where, dropped)
         return True
 
 

@@ -150,16 +150,7 @@ class _URLShards(ShardedSink):
                 local.unlink()
             with contextlib.suppress(OSError):
                 tmp_dir.rmdir()
-        if writer.count == 0:
-            writer.abort()
-            return False
-        try:
-            self._place(writer, shard)
-        except BaseException:
-            writer.abort()
-            raise
-        log.info("%s: rewritten without %d video(s) that newer shards hold", where, len(drop))
-        return True
+        return self._place_rewritten(writer, shard, where, len(drop))
 
     def prepare_run(self) -> None:
         """Check the bucket and bring the store's manifest into the staging folder (the run
