@@ -29,6 +29,11 @@ case "$cmd" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/mypy"  # [tool.mypy] in pyproject.toml: src/vadfeat
     "$VENV/bin/lint-imports"  # [tool.importlinter] in pyproject.toml: the package layers
+    # Without a -m of the caller's, the tests marked slow (the fault-corpus stress run, the
+    # Ray chaos kills, the longest end-to-end paths: `-m slow` runs them) and gpu stay out.
+    has_m=0
+    for a in "$@"; do [ "$a" = "-m" ] && has_m=1; done
+    if [ "$has_m" = 0 ]; then set -- -m "not slow and not gpu" "$@"; fi
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *) echo "usage: ./dev.sh demo [vadfeat demo args] | ./dev.sh test [pytest args] | ./dev.sh setup" >&2; exit 2 ;;
 esac

@@ -226,6 +226,7 @@ def test_cli_run_resume_crops_and_layouts(files: dict[str, Path], tmp_path: Path
     assert np.array_equal(np.load(again / "scene.npy"), full)  # same weights, same features
 
 
+@pytest.mark.slow  # ~15 s: every dataset tool on a CLIP extraction
 def test_dataset_tools_on_clip_features(tmp_path: Path) -> None:
     from vadfeat.demo import run_demo
 

@@ -105,6 +105,7 @@ def run(argv: list[str], expect: int = 0) -> None:
     assert code == expect, (argv, code)
 
 
+@pytest.mark.slow  # ~37 s: every command of the first hour, in turn
 def test_the_newcomers_path(newcomer: Path, capsys: pytest.CaptureFixture[str],
                             caplog: pytest.LogCaptureFixture) -> None:
     videos = newcomer / "my_videos"

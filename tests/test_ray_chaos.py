@@ -361,6 +361,7 @@ def test_three_nodes_split_the_videos(videos: Path, reference: Path, cluster: An
     assert len({a["Address"]["NodeID"] for a in actors}) == 3  # one on each node
 
 
+@pytest.mark.slow  # ~8 s on the three-node cluster
 def test_a_buffering_sink_is_written_by_the_driver_alone(
         videos: Path, reference: Path, cluster: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
