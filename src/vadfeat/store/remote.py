@@ -68,6 +68,7 @@ from vadfeat.store.shards import (
     index_shard,
     make_index,
     parse_shard_name,
+    take_rebuilt,
 )
 
 log = logging.getLogger(__name__)
@@ -146,20 +147,9 @@ class RemoteCatalog(ShardCatalog):
         if index is not None and index.get("size") == key[0]:
             loaded.index = index
             return loaded
-        try:
-            rebuilt = self.folder.index_from_contents(name)
-        except ShardReadError as exc:
-            if exc.foreign and index is None:
-                loaded.foreign = str(exc)
-            else:
-                loaded.damaged = str(exc)
-                if index is not None:  # vadfeat's (its sealed index says so) but damaged now
-                    loaded.problems = {stem: f"shard {name} is damaged ({exc})"
-                                       for stem in index["videos"]}
+        rebuilt = take_rebuilt(loaded, name, index, lambda: self.folder.index_from_contents(name))
+        if rebuilt is None:
             return loaded
-        loaded.hashed = True
-        loaded.problems = rebuilt.pop("damaged", {})
-        loaded.index = rebuilt
         if repair and not loaded.problems:
             with contextlib.suppress(OSError):
                 self.folder.upload_index(rebuilt)

@@ -47,7 +47,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -860,19 +860,9 @@ class ShardCatalog:
                         write_index(self.out, loaded.index)
                         loaded.unsaved = False
                 return loaded
-        try:
-            rebuilt = index_shard(path)
-        except ShardReadError as exc:
-            if exc.foreign and index is None:
-                loaded.foreign = str(exc)
-            else:
-                loaded.damaged = str(exc)
-                if index is not None:  # vadfeat's (its sealed index says so) but damaged now
-                    loaded.problems = {stem: f"shard {name} is damaged ({exc})" for stem in index["videos"]}
+        rebuilt = take_rebuilt(loaded, name, index, lambda: index_shard(path))
+        if rebuilt is None:
             return loaded
-        loaded.hashed = True
-        loaded.problems = rebuilt.pop("damaged", {})
-        loaded.index = rebuilt
         loaded.unsaved = True
         if repair and not loaded.problems:
             with contextlib.suppress(OSError):
@@ -990,6 +980,29 @@ def _video(shard: str, stem: str, entry: Mapping[str, Any], problem: str | None 
     side = entry.get("sidecar")
     return ShardVideo(shard, stem, str(entry.get("member", "")), tuple(entry.get("shape") or ()),
                       str(entry.get("features_sha256", "")), side if isinstance(side, dict) else {}, problem)
+
+
+def take_rebuilt(loaded: _Loaded, name: str, index: Mapping[str, Any] | None,
+                 rebuild: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """Fill ``loaded`` (shard ``name``) with ``rebuild()``, its index made from its contents,
+    and return that index; or, when that raises :class:`ShardReadError`, record why and
+    return None: foreign when no index of vadfeat's (``index``) names the shard, else damaged,
+    every video its old index lists with the reason.  Shared by the local and the URL
+    catalogs."""
+    try:
+        rebuilt = rebuild()
+    except ShardReadError as exc:
+        if exc.foreign and index is None:
+            loaded.foreign = str(exc)
+        else:
+            loaded.damaged = str(exc)
+            if index is not None:  # vadfeat's (its sealed index says so) but damaged now
+                loaded.problems = {stem: f"shard {name} is damaged ({exc})" for stem in index["videos"]}
+        return None
+    loaded.hashed = True
+    loaded.problems = rebuilt.pop("damaged", {})
+    loaded.index = rebuilt
+    return rebuilt
 
 
 def _drop_orphan_indexes(out: Path, shards: set[str]) -> None:
