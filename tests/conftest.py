@@ -44,6 +44,31 @@ def _torch_threads_kept() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test, as a CPU Ray actor (``cpus_per_actor=1``) and
+    vadfeat's worker processes run it, so in-process bytes equal theirs."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture
+def forwards(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of snippets of each forward pass of the model in this process."""
+    from vadfeat.pipeline.extractor import FeatureExtractor
+
+    seen: list[int] = []
+    real = FeatureExtractor.run_model
+
+    def counting(self: FeatureExtractor, clips: torch.Tensor) -> object:
+        seen.append(int(clips.shape[0]))
+        return real(self, clips)
+    monkeypatch.setattr(FeatureExtractor, "run_model", counting)
+    return seen
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A vit_tiny checkpoint laid out like the model zoo (state dict under 'module')."""

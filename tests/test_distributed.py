@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vadfeat import ConfigError, FeatureExtractor, extract
 from vadfeat.engines import ray as distributed
@@ -28,14 +27,6 @@ from vadfeat.testing import synth
 
 # Ray Data's own DataContext copies touch its deprecated fields.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # what each CPU actor uses (cpus_per_actor=1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

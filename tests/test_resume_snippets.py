@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,24 +50,8 @@ def videos(three: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-@pytest.fixture
-def forwards(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of snippets of each forward pass of the model in this process."""
-    seen: list[int] = []
-    real = FeatureExtractor.run_model
-
-    def counting(self: FeatureExtractor, clips: torch.Tensor) -> np.ndarray:
-        seen.append(int(clips.shape[0]))
-        return real(self, clips)
-    monkeypatch.setattr(FeatureExtractor, "run_model", counting)
-    return seen
+def _one_thread(one_thread: None) -> None:
+    """Every test here on one torch thread (conftest's ``one_thread``)."""
 
 
 def checkpoint_of(out: Path, video: str = "long.mp4") -> dict:

@@ -26,19 +26,17 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import vadfeat
 from stress.fault_corpus import locks_free, wait_until_stopped
 from vadfeat.cli import main
 from vadfeat.engines import partial
-from vadfeat.pipeline.extractor import FeatureExtractor
 from vadfeat.store.claims import LOCK_DIR
 from vadfeat.store.fingerprint import same_fingerprint
 from vadfeat.store.manifest import read_manifest
@@ -51,11 +49,8 @@ SNIPPETS = {"v0.mp4": 2, "v1.mp4": 3, "v2.mp4": 4, "v3.mp4": 2, "v4.mp4": 3}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+def _one_thread(one_thread: None) -> None:
+    """Every test here on one torch thread (conftest's ``one_thread``)."""
 
 
 @pytest.fixture
@@ -66,19 +61,6 @@ def five(tmp_path: Path) -> Path:
         synth.write_video(src / name, synth.scene_frames(16 * n, width=64, height=48, seed=k),
                           fps=25)
     return src
-
-
-@pytest.fixture
-def forwards(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Snippets of each forward pass of the model in this process."""
-    seen: list[int] = []
-    real = FeatureExtractor.run_model
-
-    def counting(self: FeatureExtractor, clips: torch.Tensor) -> np.ndarray:
-        seen.append(int(clips.shape[0]))
-        return real(self, clips)
-    monkeypatch.setattr(FeatureExtractor, "run_model", counting)
-    return seen
 
 
 def _lock_held(out: Path, key: str) -> bool:
