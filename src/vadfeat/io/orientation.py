@@ -54,7 +54,11 @@ UPRIGHT = Orientation()
 
 
 def display_matrix(frame: Any) -> np.ndarray | None:
-    for side in getattr(frame, "side_data", ()) or ():
+    sides = getattr(frame, "side_data", ()) or ()
+    for item in sides:
+        # PyAV up to 18.1.0 iterates over the side data themselves; 18.1.1 over their types
+        # (a mapping: type -> side data)
+        side = item if hasattr(item, "type") else sides[item]
         kind = getattr(getattr(side, "type", None), "name", "")
         if kind == "DISPLAYMATRIX":
             raw = bytes(side)
